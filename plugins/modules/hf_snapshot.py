@@ -1,0 +1,580 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, JustNews contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: hf_snapshot
+short_description: Pre-fetch a Hugging Face Hub repository snapshot into the local cache
+version_added: 0.1.0
+description:
+  - Downloads one revision of a Hugging Face Hub repository into a C(huggingface_hub) cache with
+    C(huggingface_hub.snapshot_download), so that applications later load it with C(HF_HUB_OFFLINE=1).
+  - Decides what to change before changing anything, from the cache and at most two metadata requests,
+    so C(changed), check mode and diff mode are exact. With a pinned commit and a complete cache it makes no
+    request at all.
+  - Records the commit under O(ref) (C(main) by default), where C(SentenceTransformer('name')) and
+    C(from_pretrained('name')) look it up offline, and moves the ref only after every file arrived and passed
+    the checksum checks.
+  - Retries rate limits (HTTP 429, honouring C(Retry-After) in seconds or as an HTTP date), server errors and
+    dropped connections with exponential backoff, and stops within O(timeout) even when the Hub never answers.
+  - A failed run leaves the cache as it was before the run, apart from complete blobs it may reuse next time.
+author:
+  - JustNews contributors
+requirements:
+  - huggingface_hub >= 2.4 on the managed host, for the Python interpreter that runs the module.
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Lists the files that would be downloaded in RV(downloaded_files) and writes nothing. When the revision
+        is a branch or tag that the cache does not hold yet, one metadata request resolves it.
+  diff_mode:
+    support: full
+    details:
+      - Shows the commit recorded under O(ref), the link target and the files of the snapshot, before and after.
+  idempotent:
+    support: full
+    details:
+      - A second run with the same arguments reports no change. With O(state=latest) the branch is resolved
+        on the Hub every run, and a moved branch is a change.
+  platform:
+    platforms: posix
+options:
+  repo_id:
+    description:
+      - Repository on the Hub, as C(owner/name), for example C(sentence-transformers/all-MiniLM-L6-v2).
+    type: str
+    required: true
+  repo_type:
+    description: Kind of repository.
+    type: str
+    choices: [model, dataset, space]
+    default: model
+  revision:
+    description:
+      - Branch, tag or full 40-character commit to fetch.
+      - Pin a commit for reproducible fleets; a pinned commit also needs no metadata request.
+    type: str
+    default: main
+  ref:
+    description:
+      - Name under C(refs/) in the cache where the fetched commit is recorded, which is what an application
+        asking for that revision resolves offline.
+      - Defaults to O(revision) for a branch or tag, and to C(main) for a commit, so that an application that
+        loads the default revision gets the pinned commit.
+    type: str
+  cache_dir:
+    description:
+      - The hub cache directory.
+      - Defaults to the directory C(huggingface_hub) itself uses on the host, C($HF_HUB_CACHE), else
+        C($HF_HOME/hub), else C(~/.cache/huggingface/hub). Note that a process with C(HF_HOME=/x) looks in
+        C(/x/hub), not in C(/x).
+    type: path
+  endpoint:
+    description:
+      - Base URL of the Hub or of a Hub-compatible mirror.
+      - Defaults to C($HF_ENDPOINT) on the host, else U(https://huggingface.co).
+    type: str
+  token:
+    description:
+      - Hugging Face access token, for gated or private repositories.
+      - Never logged and never placed on a command line.
+      - If not set, the environment variable E(HF_TOKEN) is used, then the token file of C(huggingface_hub).
+    type: str
+  allow_patterns:
+    description: Only files matching one of these glob patterns are fetched.
+    type: list
+    elements: str
+  ignore_patterns:
+    description: Files matching one of these glob patterns are not fetched.
+    type: list
+    elements: str
+  state:
+    description:
+      - V(present) makes sure the revision is complete in the cache. A branch or tag already recorded under
+        O(ref) with a complete snapshot is not looked up again.
+      - V(latest) resolves a branch or tag on the Hub on every run and fetches it when it moved.
+      - V(absent) removes the repository from the cache (every snapshot, blob and ref) and the O(link).
+    type: str
+    choices: [present, latest, absent]
+    default: present
+  offline:
+    description:
+      - Verify the cache without any network access. Fails, naming the missing files, when the revision is not
+        complete in the cache. With O(verify_checksums) every file is checked.
+    type: bool
+    default: false
+  verify_checksums:
+    description:
+      - Check each downloaded file against the Hub's metadata (SHA-256 for LFS files, the git blob id for the
+        others). A mismatch removes the bad file and fails. C(huggingface_hub) itself checks no content.
+    type: bool
+    default: true
+  retries:
+    description:
+      - How many times a failed network step is tried again (HTTP 408, 429, 5xx, dropped or reset connections).
+    type: int
+    default: 5
+  timeout:
+    description:
+      - Total time in seconds for the whole run, waits between retries included. The run is stopped at this
+        limit even when the Hub accepts the connection and never answers.
+    type: int
+    default: 1800
+  owner:
+    description: User that owns everything of this repository in the cache (blobs, snapshots, refs, trees, locks).
+    type: str
+  group:
+    description: Group of everything of this repository in the cache.
+    type: str
+  mode:
+    description:
+      - Permissions of the files of this repository in the cache, in octal, for example V('0640').
+      - Directories get an execute bit wherever the mode grants read, so the same users can enter them.
+      - C(huggingface_hub) writes tree listings as 0600 and lock files as 0664; this evens them out.
+    type: raw
+    default: '0644'
+  link:
+    description:
+      - Path of a symlink to the snapshot directory, for applications that load a model from a folder.
+      - Swapped atomically when the commit changes; an existing non-link at this path is an error.
+    type: path
+notes:
+  - Runs the network steps in a child process that is killed at O(timeout), because C(huggingface_hub) sets no
+    timeout on some requests.
+  - Leftover C(*.incomplete) files from interrupted downloads are removed at the start of a run that changes
+    something; C(huggingface_hub) does not resume them across runs.
+seealso:
+  - name: huggingface_hub cache layout
+    description: How the cache directory is organised.
+    link: https://huggingface.co/docs/huggingface_hub/guides/manage-cache
+"""
+
+EXAMPLES = r"""
+- name: Pre-fetch the Memory agent's model, pinned, owned by the agent user
+  justnews.huggingface.hf_snapshot:
+    repo_id: sentence-transformers/all-MiniLM-L6-v2
+    revision: c9745ed1d9f207416be6d2e6f8de32d1f16199bf
+    cache_dir: /var/cache/hf/hub
+    owner: justnews
+    group: justnews
+
+- name: Fetch only the safetensors weights and configs from a mirror, and expose a stable folder
+  justnews.huggingface.hf_snapshot:
+    repo_id: sentence-transformers/all-mpnet-base-v2
+    endpoint: https://hf-mirror.internal.example
+    allow_patterns: ["*.json", "*.safetensors", "*.txt", "1_Pooling/*"]
+    cache_dir: /var/cache/hf/hub
+    link: /opt/justnews/models/fact_checker/all-mpnet-base-v2
+
+- name: A gated model, with the token from the vault
+  justnews.huggingface.hf_snapshot:
+    repo_id: unitary/toxic-bert
+    token: "{{ vault_hf_token }}"
+    cache_dir: /var/cache/hf/hub
+
+- name: Check that the cache can serve the model offline, without touching the network
+  justnews.huggingface.hf_snapshot:
+    repo_id: sentence-transformers/all-MiniLM-L6-v2
+    cache_dir: /var/cache/hf/hub
+    offline: true
+
+- name: Drop a model from the cache
+  justnews.huggingface.hf_snapshot:
+    repo_id: roberta-base
+    cache_dir: /var/cache/hf/hub
+    state: absent
+"""
+
+RETURN = r"""
+commit:
+  description: Commit of the snapshot.
+  returned: when state is not absent
+  type: str
+  sample: c9745ed1d9f207416be6d2e6f8de32d1f16199bf
+ref:
+  description: Name under C(refs/) that records the commit.
+  returned: when state is not absent
+  type: str
+  sample: main
+snapshot_path:
+  description: Directory of the snapshot in the cache.
+  returned: when state is not absent
+  type: str
+  sample: /var/cache/hf/hub/models--sentence-transformers--all-MiniLM-L6-v2/snapshots/c9745ed1d9f207416be6d2e6f8de32d1f16199bf
+cache_dir:
+  description: Hub cache directory used.
+  returned: always
+  type: str
+  sample: /var/cache/hf/hub
+files:
+  description: Files of the snapshot, after O(allow_patterns) and O(ignore_patterns).
+  returned: when state is not absent
+  type: list
+  elements: str
+  sample: [config.json, model.safetensors, tokenizer.json]
+downloaded_files:
+  description: Files downloaded by this run; in check mode, the files that would be.
+  returned: when state is not absent
+  type: list
+  elements: str
+  sample: [model.safetensors]
+downloaded_bytes:
+  description: Bytes of the files in RV(downloaded_files).
+  returned: when state is not absent
+  type: int
+  sample: 90868376
+elapsed:
+  description: Seconds the run took.
+  returned: always
+  type: float
+  sample: 3.2
+retries_used:
+  description: Network steps that were tried again.
+  returned: always
+  type: int
+  sample: 0
+link:
+  description: The symlink to the snapshot, when O(link) is set.
+  returned: when O(link) is set
+  type: str
+  sample: /opt/justnews/models/memory/all-MiniLM-L6-v2
+"""
+
+import os
+import sys
+import time
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
+
+from ansible_collections.justnews.huggingface.plugins.module_utils import _cache
+from ansible_collections.justnews.huggingface.plugins.module_utils import _hub
+
+# huggingface_hub reads these at import time; a module run must reach the Hub and print nothing on stdout.
+os.environ["HF_HUB_OFFLINE"] = "0"
+os.environ.pop("TRANSFORMERS_OFFLINE", None)
+os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+
+HF_IMPORT_ERROR = None
+try:
+    from huggingface_hub.utils import filter_repo_objects
+except ImportError:
+    HF_IMPORT_ERROR = traceback.format_exc()
+
+DEFAULT_ENDPOINT = "https://huggingface.co"
+
+FIXES = {
+    _hub.NOT_FOUND: "repository %(repo)s was not found on %(endpoint)s: check repo_id and repo_type; a private"
+                    " repository also answers 'not found' when the token is missing or has no access",
+    _hub.REVISION_NOT_FOUND: "revision '%(revision)s' does not exist in %(repo)s: check 'revision'",
+    _hub.ENTRY_NOT_FOUND: "a file listed in %(repo)s could not be fetched from %(endpoint)s: the mirror may be"
+                          " incomplete",
+    _hub.GATED: "%(repo)s is gated: accept its terms on the Hub with your account and pass that account's token"
+                " in 'token' (or HF_TOKEN)",
+    _hub.UNAUTHORIZED: "the Hub refused access to %(repo)s: 'token' (or HF_TOKEN) is missing, invalid or lacks"
+                       " read access",
+    _hub.RATE_LIMITED: "rate-limited by %(endpoint)s (HTTP 429): retry later, pass a token (authenticated"
+                       " limits are higher), pin 'revision' to a commit, or raise 'retries'/'timeout'",
+    _hub.SERVER_ERROR: "%(endpoint)s kept failing with server errors: retry later or use another endpoint",
+    _hub.UNREACHABLE: "cannot connect to %(endpoint)s: check 'endpoint', DNS, firewall and proxy settings"
+                      " (HTTPS_PROXY/NO_PROXY) on the host",
+    _hub.TRANSIENT: "the connection to %(endpoint)s kept dropping: retry, or raise 'retries'",
+    _hub.TIMEOUT: "the fetch did not finish in time: raise 'timeout' or check that %(endpoint)s answers",
+    _hub.DISK_FULL: "no space left in %(cache_dir)s: free space or choose another 'cache_dir'",
+    _hub.NOT_WRITABLE: "%(cache_dir)s is not writable by the user running the module: use become, or fix"
+                       " its owner",
+    _hub.OTHER: "fetching %(repo)s failed",
+}
+
+
+class Snapshot:
+    def __init__(self, module):
+        self.module = module
+        p = module.params
+        self.p = p
+        self.started = time.monotonic()
+        self.result = {"changed": False, "retries_used": 0}
+        self.cache_dir = p["cache_dir"] or _cache.default_cache_dir(os.environ)
+        self.endpoint = (p["endpoint"] or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+        self.token = p["token"] or None
+        self.revision = p["revision"]
+        self.ref = p["ref"] or ("main" if _cache.is_commit(self.revision) else self.revision)
+        self.repo = _cache.RepoCache(self.cache_dir, p["repo_id"], p["repo_type"])
+        self.retrier = _hub.Retrier(p["retries"], p["timeout"])
+        self.mode = self._parse_mode(p["mode"])
+        try:
+            self.uid, self.gid = _cache.resolve_ids(p["owner"], p["group"])
+        except KeyError as exc:
+            self.fail("owner or group does not exist on the host: %s; create it first or fix 'owner'/'group'"
+                      % exc)
+        self.result["cache_dir"] = self.cache_dir
+
+    # --- helpers -----------------------------------------------------------
+    def _parse_mode(self, mode):
+        if mode is None or mode == "":
+            return None
+        try:
+            value = int(str(mode), 8) if isinstance(mode, str) else int(mode)
+        except ValueError:
+            self.fail("mode must be an octal string such as '0644', got %r" % (mode,))
+        if value & ~0o7777 or not value & 0o400:
+            self.fail("mode %r must be an octal permission that lets the owner read, such as '0644'" % (mode,))
+        return value
+
+    def fail(self, msg, **extra):
+        self.result.update(extra)
+        self.result["elapsed"] = round(time.monotonic() - self.started, 3)
+        if hasattr(self, "retrier"):
+            self.result["retries_used"] = self.retrier.retries_used
+        self.module.fail_json(msg=msg, **self.result)
+
+    def fail_hub(self, failure, step):
+        if not self.module.check_mode:
+            # A killed download leaves *.incomplete files that the library never resumes.
+            for path in self.repo.incomplete_blobs():
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
+        fix = FIXES.get(failure.kind, FIXES[_hub.OTHER]) % {
+            "repo": self.p["repo_id"], "endpoint": self.endpoint, "revision": self.revision,
+            "cache_dir": self.cache_dir}
+        detail = failure.message
+        if failure.attempts > 1:
+            detail += " (after %d attempts)" % failure.attempts
+        self.fail("%s while %s: %s. The existing cache was left as it was. [%s]" % (fix, step, detail, failure.kind),
+                  error_kind=failure.kind, status_code=failure.status)
+
+    def network(self, step, func, *args):
+        try:
+            return self.retrier.call(func, *args)
+        except _hub.HubFailure as failure:
+            self.fail_hub(failure, step)
+
+    def finish(self, **values):
+        self.result.update(values)
+        self.result["retries_used"] = self.retrier.retries_used
+        self.result["elapsed"] = round(time.monotonic() - self.started, 3)
+        self.module.exit_json(**self.result)
+
+    # --- state=absent ------------------------------------------------------
+    def absent(self):
+        link = self.p["link"]
+        exists = os.path.lexists(self.repo.root) or os.path.lexists(self.repo.locks)
+        link_ours = bool(link and os.path.islink(link))
+        before = {"present": exists, "link": _cache.link_target(link) if link else None}
+        self.result["diff"] = {"before": before, "after": {"present": False, "link": None}}
+        if not exists and not link_ours:
+            self.finish()
+        self.result["changed"] = True
+        if not self.module.check_mode:
+            self.repo.remove()
+            if link_ours:
+                os.unlink(link)
+        self.finish()
+
+    # --- state=present/latest ---------------------------------------------
+    def resolve(self):
+        """The commit to hold, without the network when the cache already answers."""
+        if _cache.is_commit(self.revision):
+            return self.revision
+        if self.p["offline"] or self.p["state"] == "present":
+            cached = self.repo.read_ref(self.revision)
+            if cached and (self.p["offline"] or self.complete_offline(cached)):
+                return cached
+            if self.p["offline"]:
+                self.fail("revision '%s' of %s is not in %s (no refs/%s) and offline=true: run once online, or"
+                          " pin 'revision' to a cached commit" % (self.revision, self.p["repo_id"],
+                                                                  self.cache_dir, self.revision))
+        return self.network("resolving revision '%s'" % self.revision, _hub.resolve_commit, self.endpoint,
+                            self.token, self.p["repo_id"], self.p["repo_type"], self.revision)
+
+    def complete_offline(self, commit):
+        tree = self.repo.read_tree(commit)
+        if tree is None:
+            return False
+        return not self.repo.missing_files(commit, self.select(tree))
+
+    def select(self, tree):
+        return sorted(filter_repo_objects(tree.keys(), allow_patterns=self.p["allow_patterns"],
+                                          ignore_patterns=self.p["ignore_patterns"]))
+
+    def listing(self, commit):
+        """(tree, fetched): the cached listing, or one fetched from the Hub (not yet written)."""
+        tree = self.repo.read_tree(commit)
+        if tree is not None:
+            return tree, False
+        if self.p["offline"]:
+            return None, False
+        return self.network("listing the files of %s" % commit, _hub.list_tree, self.endpoint, self.token,
+                            self.p["repo_id"], self.p["repo_type"], commit), True
+
+    def present(self):
+        p = self.p
+        check = self.module.check_mode
+        commit = self.resolve()
+        tree, tree_fetched = self.listing(commit)
+        if tree is None:
+            # Offline without the library's listing: the snapshot's own files are all there is to go by.
+            self.module.warn("no cached file listing for %s in %s: checking only the files present"
+                             % (commit, self.cache_dir))
+            wanted = sorted(filter_repo_objects(self.repo.present_files(commit),
+                                                allow_patterns=p["allow_patterns"],
+                                                ignore_patterns=p["ignore_patterns"]))
+            tree = {}
+        else:
+            wanted = self.select(tree)
+        if not wanted:
+            self.fail("no file of %s at %s matches allow_patterns/ignore_patterns: fix the patterns"
+                      % (p["repo_id"], commit))
+        absent = self.repo.missing_files(commit, wanted)
+        # Files whose content is already cached under another commit only need a link, not a download.
+        reusable = [f for f in absent if self.repo.has_blob(self.repo.blob_name(tree.get(f, {})))]
+        missing = [f for f in absent if f not in reusable]
+        if missing and p["offline"]:
+            self.fail("%d file(s) of %s at %s are missing from %s and offline=true: %s. Run without offline to"
+                      " fetch them" % (len(missing), p["repo_id"], commit, self.cache_dir, ", ".join(missing)),
+                      commit=commit, missing_files=missing)
+
+        old_ref = self.repo.read_ref(self.ref)
+        link = p["link"]
+        snapshot = self.repo.snapshot_path(commit)
+        old_link = _cache.link_target(link) if link else None
+        leftovers = self.repo.incomplete_blobs()
+        missing_bytes = sum(int(tree.get(f, {}).get("size") or 0) for f in missing)
+
+        self.result.update(commit=commit, ref=self.ref, snapshot_path=snapshot, files=wanted,
+                           downloaded_files=missing, downloaded_bytes=missing_bytes)
+        if link:
+            self.result["link"] = link
+        self.result["diff"] = {
+            "before": {"commit": old_ref, "link": old_link,
+                       "files": sorted(set(wanted) - set(absent)) if old_ref == commit else []},
+            "after": {"commit": commit, "link": snapshot if link else None, "files": wanted},
+        }
+        if not link:
+            self.result["diff"]["before"].pop("link")
+            self.result["diff"]["after"].pop("link")
+
+        will_change = bool(absent or old_ref != commit or (link and old_link != snapshot) or leftovers
+                           or tree_fetched)
+        if not will_change:
+            will_change = bool(_cache.plan_ownership(self.repo.owned_paths(), self.uid, self.gid, self.mode))
+        if not will_change:
+            if p["offline"] and p["verify_checksums"]:
+                self.check_content(commit, wanted, tree)
+            self.finish()
+        self.result["changed"] = True
+        if check:
+            self.finish()
+
+        try:
+            for path in leftovers:
+                os.unlink(path)
+            if tree_fetched:
+                self.repo.write_tree(commit, tree)
+            for path in reusable:
+                self.repo.link_existing_blob(commit, path, self.repo.blob_name(tree[path]))
+        except OSError as exc:
+            self.fail_os(exc)
+        if missing:
+            blobs_before = self.repo.blob_names()
+            self.network("downloading %d file(s) of %s at %s" % (len(missing), p["repo_id"], commit),
+                         _hub.download, self.endpoint, self.token, p["repo_id"], p["repo_type"], commit,
+                         self.cache_dir, p["allow_patterns"], p["ignore_patterns"])
+            still_missing = self.repo.missing_files(commit, wanted)
+            if still_missing:
+                self.fail("the download of %s ended without %s; the ref was not moved" % (
+                    p["repo_id"], ", ".join(still_missing)))
+            if p["verify_checksums"]:
+                self.check_content(commit, missing, tree)
+            new_blobs = self.repo.blob_names() - blobs_before
+            self.result["downloaded_bytes"] = sum(
+                os.path.getsize(os.path.join(self.repo.root, "blobs", b)) for b in new_blobs) or missing_bytes
+        elif p["offline"] and p["verify_checksums"]:
+            self.check_content(commit, wanted, tree)
+
+        try:
+            # Only now is the snapshot complete and checked: make it the one applications load.
+            if old_ref != commit:
+                self.repo.write_ref(self.ref, commit)
+            _cache.apply_ownership(_cache.plan_ownership(self.repo.owned_paths(), self.uid, self.gid, self.mode),
+                                   self.uid, self.gid, self.mode)
+            if link and old_link != snapshot:
+                _cache.swap_link(link, snapshot, self.uid, self.gid)
+        except OSError as exc:
+            self.fail_os(exc)
+        self.finish()
+
+    def check_content(self, commit, paths, tree):
+        bad = self.repo.verify(commit, paths, tree)
+        if not bad:
+            return
+        if not self.module.check_mode:
+            for path, _expected, _actual in bad:
+                self.repo.discard(commit, path)
+        self.fail("checksum mismatch for %s of %s at %s (expected %s, got %s): the corrupt file%s removed and"
+                  " the ref was not moved; run again to fetch %s anew, and check the endpoint or proxy if it"
+                  " repeats" % (", ".join(b[0] for b in bad), self.p["repo_id"], commit, bad[0][1], bad[0][2],
+                                " was not" if self.module.check_mode else " was",
+                                "it" if len(bad) == 1 else "them"),
+                  corrupt_files=[b[0] for b in bad])
+
+    def fail_os(self, exc):
+        if getattr(exc, "errno", None) == 28:
+            self.fail(FIXES[_hub.DISK_FULL] % {"cache_dir": self.cache_dir} + ": %s" % exc)
+        if isinstance(exc, PermissionError):
+            self.fail(FIXES[_hub.NOT_WRITABLE] % {"cache_dir": self.cache_dir} + ": %s" % exc)
+        self.fail("cannot update %s: %s" % (self.cache_dir, exc))
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            repo_id=dict(type="str", required=True),
+            repo_type=dict(type="str", default="model", choices=["model", "dataset", "space"]),
+            revision=dict(type="str", default="main"),
+            ref=dict(type="str"),
+            cache_dir=dict(type="path"),
+            endpoint=dict(type="str"),
+            token=dict(type="str", no_log=True, fallback=(env_fallback, ["HF_TOKEN"])),
+            allow_patterns=dict(type="list", elements="str"),
+            ignore_patterns=dict(type="list", elements="str"),
+            state=dict(type="str", default="present", choices=["present", "latest", "absent"]),
+            offline=dict(type="bool", default=False),
+            verify_checksums=dict(type="bool", default=True),
+            retries=dict(type="int", default=5),
+            timeout=dict(type="int", default=1800),
+            owner=dict(type="str"),
+            group=dict(type="str"),
+            mode=dict(type="raw", default="0644"),
+            link=dict(type="path"),
+        ),
+        supports_check_mode=True,
+    )
+    if HF_IMPORT_ERROR:
+        module.fail_json(msg=missing_required_lib("huggingface_hub", reason="to fetch Hub snapshots") +
+                         " Install it for %s, or point ansible_python_interpreter at a venv that has it."
+                         % sys.executable, exception=HF_IMPORT_ERROR)
+    p = module.params
+    if p["repo_id"].count("/") > 1 or not p["repo_id"].strip("/"):
+        module.fail_json(msg="repo_id must look like 'owner/name' (or 'name'), got %r" % p["repo_id"])
+    if p["retries"] < 0 or p["timeout"] <= 0:
+        module.fail_json(msg="retries must be >= 0 and timeout > 0 (seconds)")
+    if p["ref"] and _cache.is_commit(p["ref"]):
+        module.fail_json(msg="ref names a branch or tag under refs/, not a commit: got %r" % p["ref"])
+
+    snapshot = Snapshot(module)
+    if p["state"] == "absent":
+        snapshot.absent()
+    snapshot.present()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+"""Shared fixtures: a local Hub-compatible server (tests/hub/hubserver.py) for the real huggingface_hub client."""
+
+import os
+import secrets
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent / "hub"))
+
+from hubserver import HubServer  # noqa: E402
+
+# Set before any test imports huggingface_hub: several of its settings are read at import time.
+os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+for _name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE"):
+    os.environ.pop(_name, None)
+
+
+@pytest.fixture(scope="session")
+def hub(tmp_path_factory):
+    """One local Hub per session, with a random token for the gated repo (`hub.token`).
+
+    HF_ENDPOINT is exported for subprocesses; in-process calls should pass `endpoint=hub.url`, because
+    huggingface_hub reads HF_ENDPOINT when first imported.
+    """
+    token = "hf_test_" + secrets.token_hex(8)
+    server = HubServer(token=token).start()
+    server.token = token
+    saved = {k: os.environ.get(k) for k in ("HF_ENDPOINT", "HF_HOME")}
+    os.environ["HF_ENDPOINT"] = server.url
+    os.environ["HF_HOME"] = str(tmp_path_factory.mktemp("hf_home"))  # keeps any user token file out of play
+    yield server
+    server.stop()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(autouse=True)
+def _hub_clean(request):
+    """Each test that uses `hub` starts with no faults and zeroed statistics."""
+    if "hub" in request.fixturenames:
+        request.getfixturevalue("hub").reset()
+    yield

@@ -1,0 +1,75 @@
+"""Run the hf_snapshot module the way users do: ansible-playbook, against the collection as Ansible loads it."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def collections_path(tmp_path_factory):
+    """ansible_collections/justnews/huggingface pointing at this checkout, unless the caller installed one."""
+    given = os.environ.get("ANSIBLE_COLLECTIONS_PATH")
+    if given and (Path(given) / "ansible_collections/justnews/huggingface").exists():
+        return given
+    root = tmp_path_factory.mktemp("collections")
+    target = root / "ansible_collections" / "justnews"
+    target.mkdir(parents=True)
+    (target / "huggingface").symlink_to(REPO)
+    return str(root)
+
+
+class Runner:
+    def __init__(self, collections, workdir):
+        self.collections = collections
+        self.workdir = workdir
+        self.count = 0
+
+    def __call__(self, args, check=False, diff=False, verbosity=0, env=None, timeout=300):
+        """Run one hf_snapshot task on localhost; return (result, combined output)."""
+        self.count += 1
+        out = self.workdir / ("result-%d.json" % self.count)
+        play = [{
+            "hosts": "localhost",
+            "gather_facts": False,
+            "tasks": [
+                {"name": "hf_snapshot", "justnews.huggingface.hf_snapshot": args, "register": "r",
+                 "ignore_errors": True},
+                {"name": "save", "ansible.builtin.copy": {"content": "{{ r | to_json }}", "dest": str(out)},
+                 "check_mode": False, "diff": False},
+            ],
+        }]
+        book = self.workdir / ("play-%d.yml" % self.count)
+        book.write_text(json.dumps(play))
+        book.chmod(0o600)
+        cmd = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "-c", "local",
+               "-e", "ansible_python_interpreter=" + sys.executable, str(book)]
+        if check:
+            cmd.append("--check")
+        if diff:
+            cmd.append("--diff")
+        if verbosity:
+            cmd.append("-" + "v" * verbosity)
+        environ = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=self.collections, ANSIBLE_NOCOLOR="1",
+                       ANSIBLE_LOCALHOST_WARNING="0", ANSIBLE_INVENTORY_UNPARSED_WARNING="0")
+        environ.update(env or {})
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=environ, timeout=timeout, cwd=self.workdir)
+        output = proc.stdout + proc.stderr
+        assert out.exists(), output
+        return json.loads(out.read_text()), output
+
+
+@pytest.fixture
+def run(collections_path, tmp_path):
+    return Runner(collections_path, tmp_path)
+
+
+@pytest.fixture
+def cache(tmp_path):
+    path = tmp_path / "hub-cache"
+    return path

