@@ -227,8 +227,8 @@ def list_tree(endpoint, token, repo_id, repo_type, commit):
     """The repository listing at a commit, in the library's tree-cache format."""
     from huggingface_hub.hf_api import RepoFile
     files = {}
-    for item in _api(endpoint, token).list_repo_tree(repo_id=repo_id, repo_type=repo_type,
-                                                      revision=commit, recursive=True):
+    api = _api(endpoint, token)
+    for item in api.list_repo_tree(repo_id=repo_id, repo_type=repo_type, revision=commit, recursive=True):
         if not isinstance(item, RepoFile):
             continue
         entry = {"size": item.size, "blob_id": item.blob_id}

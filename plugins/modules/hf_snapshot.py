@@ -23,25 +23,30 @@ description:
     dropped connections with exponential backoff, and stops within O(timeout) even when the Hub never answers.
   - A failed run leaves the cache as it was before the run, apart from complete blobs it may reuse next time.
 author:
-  - JustNews contributors
+  - JustNews maintainers (@justnews)
 requirements:
   - huggingface_hub >= 2.4 on the managed host, for the Python interpreter that runs the module.
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details:
       - Lists the files that would be downloaded in RV(downloaded_files) and writes nothing. When the revision
         is a branch or tag that the cache does not hold yet, one metadata request resolves it.
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
     details:
       - Shows the commit recorded under O(ref), the link target and the files of the snapshot, before and after.
   idempotent:
+    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
     support: full
     details:
       - A second run with the same arguments reports no change. With O(state=latest) the branch is resolved
         on the Hub every run, and a moved branch is a change.
   platform:
+    description: Target OS/families that can be operated against.
+    support: N/A
     platforms: posix
 options:
   repo_id:
@@ -256,10 +261,8 @@ from ansible_collections.justnews.huggingface.plugins.module_utils import _cache
 from ansible_collections.justnews.huggingface.plugins.module_utils import _hub
 
 # huggingface_hub reads these at import time; a module run must reach the Hub and print nothing on stdout.
-os.environ["HF_HUB_OFFLINE"] = "0"
+os.environ.update(HF_HUB_OFFLINE="0", HF_HUB_DISABLE_PROGRESS_BARS="1", HF_HUB_DISABLE_TELEMETRY="1")
 os.environ.pop("TRANSFORMERS_OFFLINE", None)
-os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
-os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 
 HF_IMPORT_ERROR = None
 try:

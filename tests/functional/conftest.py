@@ -29,9 +29,10 @@ class Runner:
         self.collections = collections
         self.workdir = workdir
         self.count = 0
+        self.output = ""
 
     def __call__(self, args, check=False, diff=False, verbosity=0, env=None, timeout=300):
-        """Run one hf_snapshot task on localhost; return (result, combined output)."""
+        """Run one hf_snapshot task on localhost; return its result (the run's output is in .output)."""
         self.count += 1
         out = self.workdir / ("result-%d.json" % self.count)
         play = [{
@@ -58,10 +59,10 @@ class Runner:
         environ = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=self.collections, ANSIBLE_NOCOLOR="1",
                        ANSIBLE_LOCALHOST_WARNING="0", ANSIBLE_INVENTORY_UNPARSED_WARNING="0")
         environ.update(env or {})
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=environ, timeout=timeout, cwd=self.workdir)
-        output = proc.stdout + proc.stderr
-        assert out.exists(), output
-        return json.loads(out.read_text()), output
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=environ, timeout=timeout, cwd=self.workdir, check=False)
+        self.output = proc.stdout + proc.stderr
+        assert out.exists(), self.output
+        return json.loads(out.read_text())
 
 
 @pytest.fixture

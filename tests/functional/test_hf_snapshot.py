@@ -6,7 +6,6 @@ import stat
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -29,7 +28,8 @@ def offline_embedding(cache, model="all-MiniLM-L6-v2"):
             "print(len(m.encode('JustNews pre-fetched this model')))\n" % model)
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HUB_CACHE=str(cache), HF_ENDPOINT="http://127.0.0.1:9")
     env.pop("SENTENCE_TRANSFORMERS_HOME", None)
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300,
+                          check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return int(proc.stdout.strip().splitlines()[-1])
 
@@ -39,8 +39,8 @@ def requests(hub):
 
 
 def test_cold_fetch_then_agent_loads_offline(hub, cache, run):
-    result, out = run(args(hub, cache))
-    assert result["changed"] is True, out
+    result = run(args(hub, cache))
+    assert result["changed"] is True, run.output
     assert result["commit"] == COMMIT_B  # main
     assert result["ref"] == "main"
     assert LFS_FILE in result["downloaded_files"]
@@ -51,8 +51,8 @@ def test_cold_fetch_then_agent_loads_offline(hub, cache, run):
 
 
 def test_pinned_commit_is_what_main_loads_offline(hub, cache, run):
-    result, out = run(args(hub, cache, revision=COMMIT_A))
-    assert result["changed"] is True, out
+    result = run(args(hub, cache, revision=COMMIT_A))
+    assert result["changed"] is True, run.output
     assert result["commit"] == COMMIT_A
     assert hub.stats()["requests"].get("model_info", 0) == 0  # a pinned commit needs no resolution
     # The Hub's main is COMMIT_B, but the fleet pinned A: offline 'main' must load A.
@@ -63,8 +63,8 @@ def test_pinned_commit_is_what_main_loads_offline(hub, cache, run):
 def test_second_run_changes_nothing_and_pinned_makes_no_request(hub, cache, run):
     run(args(hub, cache, revision=COMMIT_A))
     hub.reset()
-    result, out = run(args(hub, cache, revision=COMMIT_A))
-    assert result["changed"] is False, out
+    result = run(args(hub, cache, revision=COMMIT_A))
+    assert result["changed"] is False, run.output
     assert result["downloaded_files"] == []
     assert requests(hub) == 0
 
@@ -72,7 +72,7 @@ def test_second_run_changes_nothing_and_pinned_makes_no_request(hub, cache, run)
 def test_second_run_with_branch_present_makes_no_request(hub, cache, run):
     run(args(hub, cache))
     hub.reset()
-    result, _ = run(args(hub, cache))
+    result = run(args(hub, cache))
     assert result["changed"] is False
     assert requests(hub) == 0
 
@@ -81,7 +81,7 @@ def test_latest_follows_the_branch(hub, cache, run):
     run(args(hub, cache, revision="v1", ref="main"))
     assert (cache / FOLDER / "refs" / "main").read_text() == COMMIT_A
     hub.reset()
-    result, _ = run(args(hub, cache, state="latest"))
+    result = run(args(hub, cache, state="latest"))
     assert result["changed"] is True
     assert result["commit"] == COMMIT_B
     assert result["downloaded_files"] == ["README.md"]  # only the file that differs between A and B
@@ -89,8 +89,8 @@ def test_latest_follows_the_branch(hub, cache, run):
 
 
 def test_check_mode_lists_files_and_writes_nothing(hub, cache, run):
-    result, out = run(args(hub, cache, revision=COMMIT_A), check=True, diff=True)
-    assert result["changed"] is True, out
+    result = run(args(hub, cache, revision=COMMIT_A), check=True, diff=True)
+    assert result["changed"] is True, run.output
     assert LFS_FILE in result["downloaded_files"]
     assert not cache.exists() or not any(cache.rglob("*"))
     assert result["diff"]["before"]["commit"] is None
@@ -100,16 +100,16 @@ def test_check_mode_lists_files_and_writes_nothing(hub, cache, run):
 
 def test_check_mode_on_complete_cache_reports_no_change(hub, cache, run):
     run(args(hub, cache, revision=COMMIT_A))
-    result, _ = run(args(hub, cache, revision=COMMIT_A), check=True)
+    result = run(args(hub, cache, revision=COMMIT_A), check=True)
     assert result["changed"] is False
 
 
 def test_diff_shows_commit_move(hub, cache, run):
     run(args(hub, cache, revision=COMMIT_A))
-    result, out = run(args(hub, cache, revision=COMMIT_B), diff=True)
+    result = run(args(hub, cache, revision=COMMIT_B), diff=True)
     assert result["diff"]["before"]["commit"] == COMMIT_A
     assert result["diff"]["after"]["commit"] == COMMIT_B
-    assert COMMIT_B in out
+    assert COMMIT_B in run.output
 
 
 def test_rate_limit_bursts_are_survived(hub, cache, run):
@@ -118,8 +118,8 @@ def test_rate_limit_bursts_are_survived(hub, cache, run):
         {"kind": "429", "count": 1, "endpoint": "tree", "retry_after": "date", "seconds": 1},
         {"kind": "503", "count": 3, "endpoint": "get"},
     ])
-    result, out = run(args(hub, cache))
-    assert result.get("failed") is not True, out
+    result = run(args(hub, cache))
+    assert result.get("failed") is not True, run.output
     assert result["commit"] == COMMIT_B
     assert result["retries_used"] >= 2
     assert offline_embedding(cache) == 384
@@ -130,8 +130,8 @@ def test_connection_reset_and_truncation_are_survived(hub, cache, run):
         {"kind": "reset", "count": 1, "endpoint": "get", "path": LFS_FILE},
         {"kind": "truncate", "count": 1, "endpoint": "get", "path": "tokenizer.json"},
     ])
-    result, out = run(args(hub, cache, revision=COMMIT_A))
-    assert result.get("failed") is not True, out
+    result = run(args(hub, cache, revision=COMMIT_A))
+    assert result.get("failed") is not True, run.output
     assert not list((cache / FOLDER / "blobs").glob("*.incomplete"))
 
 
@@ -140,7 +140,7 @@ def test_hung_hub_ends_within_timeout_and_keeps_cache(hub, cache, run):
     before = sorted(str(p) for p in (cache / FOLDER).rglob("*"))
     hub.set_faults([{"kind": "hang", "count": -1, "endpoint": "any"}])
     started = time.monotonic()
-    result, out = run(args(hub, cache, revision="main", state="latest", timeout=8))
+    result = run(args(hub, cache, revision="main", state="latest", timeout=8))
     took = time.monotonic() - started
     assert result["failed"] is True
     assert "timeout" in result["msg"]
@@ -152,7 +152,7 @@ def test_hung_hub_ends_within_timeout_and_keeps_cache(hub, cache, run):
 def test_permanent_server_errors_fail_clearly_and_keep_cache(hub, cache, run):
     run(args(hub, cache, revision=COMMIT_A))
     hub.set_faults([{"kind": "500", "count": -1, "endpoint": "any"}])
-    result, _ = run(args(hub, cache, revision=COMMIT_B, retries=2))
+    result = run(args(hub, cache, revision=COMMIT_B, retries=2))
     assert result["failed"] is True
     assert "server error" in result["msg"]
     assert result["error_kind"] == "server_error"
@@ -162,13 +162,13 @@ def test_permanent_server_errors_fail_clearly_and_keep_cache(hub, cache, run):
 
 def test_corrupt_download_is_caught_removed_and_ref_not_moved(hub, cache, run):
     hub.set_faults([{"kind": "corrupt", "count": -1, "endpoint": "get", "path": LFS_FILE}])
-    result, _ = run(args(hub, cache, revision=COMMIT_A))
+    result = run(args(hub, cache, revision=COMMIT_A))
     assert result["failed"] is True
     assert "checksum mismatch" in result["msg"] and LFS_FILE in result["msg"]
     assert not (cache / FOLDER / "refs" / "main").exists()
     assert not (cache / FOLDER / "snapshots" / COMMIT_A / LFS_FILE).exists()
     hub.set_faults([])
-    result, _ = run(args(hub, cache, revision=COMMIT_A))
+    result = run(args(hub, cache, revision=COMMIT_A))
     assert result["changed"] is True and result["downloaded_files"] == [LFS_FILE]
 
 
@@ -176,7 +176,7 @@ def test_leftover_incomplete_files_are_cleaned(hub, cache, run):
     run(args(hub, cache, revision=COMMIT_A))
     orphan = cache / FOLDER / "blobs" / "deadbeef.0123.incomplete"
     orphan.write_bytes(b"x" * 100)
-    result, _ = run(args(hub, cache, revision=COMMIT_A))
+    result = run(args(hub, cache, revision=COMMIT_A))
     assert result["changed"] is True
     assert not orphan.exists()
 
@@ -184,26 +184,26 @@ def test_leftover_incomplete_files_are_cleaned(hub, cache, run):
 def test_offline_verifies_without_network(hub, cache, run):
     run(args(hub, cache, revision=COMMIT_A))
     hub.reset()
-    result, _ = run(args(hub, cache, offline=True, revision="main"))
+    result = run(args(hub, cache, offline=True, revision="main"))
     assert result["changed"] is False and result["commit"] == COMMIT_A
     assert requests(hub) == 0
     # A file whose link is gone but whose blob is cached is repaired without the network...
     link = cache / FOLDER / "snapshots" / COMMIT_A / "tokenizer.json"
     blob = link.resolve()
     link.unlink()
-    result, _ = run(args(hub, cache, offline=True, revision=COMMIT_A))
+    result = run(args(hub, cache, offline=True, revision=COMMIT_A))
     assert result["changed"] is True and link.exists()
     # ...one whose content is gone is reported by name.
     link.unlink()
     blob.unlink()
-    result, _ = run(args(hub, cache, offline=True, revision=COMMIT_A))
+    result = run(args(hub, cache, offline=True, revision=COMMIT_A))
     assert result["failed"] is True and "tokenizer.json" in result["msg"]
     assert requests(hub) == 0
 
 
 def test_ownership_and_modes(hub, cache, run):
     nobody = "nobody"
-    result, _ = run(args(hub, cache, revision=COMMIT_A, owner=nobody, group="nogroup", mode="0640"))
+    result = run(args(hub, cache, revision=COMMIT_A, owner=nobody, group="nogroup", mode="0640"))
     assert result["changed"] is True
     import pwd
     uid = pwd.getpwnam(nobody).pw_uid
@@ -216,7 +216,7 @@ def test_ownership_and_modes(hub, cache, run):
             assert stat.S_IMODE(st.st_mode) == 0o750, path
     tree = cache / FOLDER / "trees" / (COMMIT_A + ".json")
     assert stat.S_IMODE(tree.stat().st_mode) == 0o640  # the library writes it 0600
-    again, _ = run(args(hub, cache, revision=COMMIT_A, owner=nobody, group="nogroup", mode="0640"))
+    again = run(args(hub, cache, revision=COMMIT_A, owner=nobody, group="nogroup", mode="0640"))
     assert again["changed"] is False
 
 
@@ -224,7 +224,7 @@ def test_link_is_swapped_when_commit_changes(hub, cache, run, tmp_path):
     link = tmp_path / "models" / "all-MiniLM-L6-v2"
     run(args(hub, cache, revision=COMMIT_A, link=str(link)))
     assert os.readlink(link).endswith(COMMIT_A)
-    result, _ = run(args(hub, cache, revision=COMMIT_B, link=str(link)))
+    result = run(args(hub, cache, revision=COMMIT_B, link=str(link)))
     assert result["changed"] is True and result["downloaded_files"] == ["README.md"]
     assert os.readlink(link).endswith(COMMIT_B)
     assert b"Revision B" in (link / "README.md").read_bytes()
@@ -232,22 +232,22 @@ def test_link_is_swapped_when_commit_changes(hub, cache, run, tmp_path):
 
 
 def test_gated_repo_needs_token_and_never_prints_it(hub, cache, run):
-    result, _ = run({"repo_id": GATED_REPO, "cache_dir": str(cache), "endpoint": hub.url, "retries": 0})
+    result = run({"repo_id": GATED_REPO, "cache_dir": str(cache), "endpoint": hub.url, "retries": 0})
     assert result["failed"] is True
     assert result["error_kind"] == "gated"
     assert "token" in result["msg"]
-    result, out = run({"repo_id": GATED_REPO, "cache_dir": str(cache), "endpoint": hub.url,
-                       "token": hub.token}, verbosity=4)
+    result = run({"repo_id": GATED_REPO, "cache_dir": str(cache), "endpoint": hub.url,
+                 "token": hub.token}, verbosity=4)
     assert result["changed"] is True and result["commit"] == GATED_COMMIT
-    assert hub.token not in out
+    assert hub.token not in run.output
     assert hub.token not in json.dumps(result)
 
 
 def test_token_from_environment(hub, cache, run):
-    result, out = run({"repo_id": GATED_REPO, "cache_dir": str(cache), "endpoint": hub.url},
-                      env={"HF_TOKEN": hub.token}, verbosity=3)
-    assert result["changed"] is True, out
-    assert hub.token not in out
+    result = run({"repo_id": GATED_REPO, "cache_dir": str(cache), "endpoint": hub.url},
+                 env={"HF_TOKEN": hub.token}, verbosity=3)
+    assert result["changed"] is True, run.output
+    assert hub.token not in run.output
 
 
 @pytest.mark.parametrize("extra, words", [
@@ -258,15 +258,15 @@ def test_token_from_environment(hub, cache, run):
     ({"owner": "no-such-user-xyz"}, ["owner or group does not exist"]),
 ])
 def test_bad_input_names_the_fix(hub, cache, run, extra, words):
-    result, _ = run(args(hub, cache, retries=0, **extra))
+    result = run(args(hub, cache, retries=0, **extra))
     assert result["failed"] is True
     for word in words:
         assert word in result["msg"]
 
 
 def test_unreachable_hub_names_the_endpoint(cache, run):
-    result, _ = run({"repo_id": MINILM_REPO, "cache_dir": str(cache), "endpoint": "http://127.0.0.1:9",
-                     "retries": 1, "timeout": 30})
+    result = run({"repo_id": MINILM_REPO, "cache_dir": str(cache), "endpoint": "http://127.0.0.1:9",
+                 "retries": 1, "timeout": 30})
     assert result["failed"] is True
     assert "cannot connect to http://127.0.0.1:9" in result["msg"]
 
@@ -274,18 +274,18 @@ def test_unreachable_hub_names_the_endpoint(cache, run):
 def test_state_absent_removes_repo_and_link(hub, cache, run, tmp_path):
     link = tmp_path / "m"
     run(args(hub, cache, revision=COMMIT_A, link=str(link)))
-    result, _ = run(args(hub, cache, state="absent", link=str(link)), check=True)
+    result = run(args(hub, cache, state="absent", link=str(link)), check=True)
     assert result["changed"] is True and (cache / FOLDER).exists()
-    result, _ = run(args(hub, cache, state="absent", link=str(link)))
+    result = run(args(hub, cache, state="absent", link=str(link)))
     assert result["changed"] is True
     assert not (cache / FOLDER).exists() and not os.path.lexists(link)
-    result, _ = run(args(hub, cache, state="absent", link=str(link)))
+    result = run(args(hub, cache, state="absent", link=str(link)))
     assert result["changed"] is False
 
 
 def test_default_cache_dir_follows_hf_home(hub, tmp_path, run):
     home = tmp_path / "hf-home"
-    result, _ = run({"repo_id": MINILM_REPO, "endpoint": hub.url, "revision": COMMIT_A},
-                    env={"HF_HOME": str(home), "HF_HUB_CACHE": ""})
+    result = run({"repo_id": MINILM_REPO, "endpoint": hub.url, "revision": COMMIT_A},
+                 env={"HF_HOME": str(home), "HF_HUB_CACHE": ""})
     assert result["cache_dir"] == str(home / "hub")
     assert (home / "hub" / FOLDER / "refs" / "main").read_text() == COMMIT_A

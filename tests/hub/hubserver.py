@@ -273,7 +273,7 @@ class Handler(BaseHTTPRequestHandler):
         })
 
     def _tree(self, repo_id, rev, subpath, query):
-        _, _, files = self._resolve(repo_id, rev)
+        _unused1, _unused2, files = self._resolve(repo_id, rev)
         recursive = query.get("recursive", "").lower() == "true"
         prefix = subpath.strip("/") + "/" if subpath.strip("/") else ""
         if prefix and not any(name.startswith(prefix) for name in files):
@@ -315,7 +315,7 @@ class Handler(BaseHTTPRequestHandler):
         })
 
     def _get(self, repo_id, rev, filename, query):
-        _, commit, files = self._resolve(repo_id, rev)
+        _unused1, commit, files = self._resolve(repo_id, rev)
         blob = files.get(filename)
         if blob is None:
             raise HubError(404, "EntryNotFound", f"{filename} does not exist on \"{rev}\"")
@@ -563,7 +563,7 @@ def main(argv=None):
                        tree_page_size=args.tree_page_size, verbose=args.verbose).start()
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: done.set())
+        signal.signal(sig, lambda *_args: done.set())
     if args.port_file:
         tmp = args.port_file + ".tmp"
         Path(tmp).write_text(f"{server.port}\n")

@@ -1,0 +1,103 @@
+#!/bin/bash
+# Run a small fleet of systemd-booted JustNews test hosts (podman, host networking).
+#
+#   fleet.sh up N [IMAGE]   start justnews-host-1..N (default IMAGE localhost/justnews-host:bookworm)
+#                           and wait until `systemctl is-system-running` says running/degraded
+#   fleet.sh down           remove the fleet's containers
+#   fleet.sh status         list them with their systemd state
+#
+# Env: JUSTNEWS_FLEET_PREFIX (default justnews-host), JUSTNEWS_IMAGE_CACHE (wheelhouses, mounted
+#      read-only at /opt/wheelhouse), JUSTNEWS_BOOT_TIMEOUT (default 120 s).
+# With host networking every container shares the machine's ports: nothing in the image listens.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$HERE/../.." && pwd)"
+export CONTAINERS_CONF="${CONTAINERS_CONF:-$REPO/containers.conf}"
+CACHE="${JUSTNEWS_IMAGE_CACHE:-/var/tmp/justnews-images}"
+PREFIX="${JUSTNEWS_FLEET_PREFIX:-justnews-host}"
+TIMEOUT="${JUSTNEWS_BOOT_TIMEOUT:-120}"
+LABEL="org.justnews.fleet=$PREFIX"
+
+die() { echo "fleet.sh: $*" >&2; exit 1; }
+command -v podman >/dev/null 2>&1 || die "podman is not installed (apt-get install podman runc uidmap)"
+command -v runc >/dev/null 2>&1 || die "runc is not installed (apt-get install runc)"
+[ -f "$CONTAINERS_CONF" ] || die "CONTAINERS_CONF=$CONTAINERS_CONF does not exist"
+
+members() { podman ps -a --filter "label=$LABEL" --format '{{.Names}}' | sort -V; }
+
+state() { # name -> systemd state (or "-")
+  podman exec "$1" systemctl is-system-running 2>/dev/null || true
+}
+
+wait_booted() { # name
+  local name="$1" s="" t=0
+  while [ "$t" -lt "$TIMEOUT" ]; do
+    s="$(state "$name")"
+    case "$s" in
+      running) return 0 ;;
+      degraded)
+        echo "fleet.sh: $name is degraded; failed units:" >&2
+        podman exec "$name" systemctl --failed --no-legend >&2 || true
+        return 0 ;;
+    esac
+    sleep 1; t=$((t + 1))
+  done
+  echo "fleet.sh: $name did not boot within ${TIMEOUT}s (state: ${s:-none})" >&2
+  podman logs --tail 30 "$name" >&2 || true
+  return 1
+}
+
+up() {
+  local n="${1:?usage: fleet.sh up N [IMAGE]}" image="${2:-localhost/justnews-host:bookworm}" wh i name
+  [[ "$n" =~ ^[1-9][0-9]*$ ]] || die "N must be a positive integer"
+  podman image exists "$image" || die "image $image not found: run tests/hosts/build-images.sh"
+  case "$image" in *trixie*) wh="$CACHE/wheelhouse-py313" ;; *) wh="$CACHE/wheelhouse-py311" ;; esac
+  local mount=()
+  if [ -d "$wh" ]; then mount=(-v "$wh:/opt/wheelhouse:ro"); else echo "fleet.sh: no $wh: not mounted" >&2; fi
+  # Belt and braces with the image's /etc/hosts: the real Hub resolves to loopback.
+  local h hub_hosts=()
+  for h in huggingface.co hf.co cdn-lfs.huggingface.co cdn-lfs.hf.co cas-bridge.xethub.hf.co; do
+    hub_hosts+=(--add-host "$h:127.0.0.1")
+  done
+  for i in $(seq 1 "$n"); do
+    name="$PREFIX-$i"
+    if podman container exists "$name"; then
+      podman start "$name" >/dev/null
+    else
+      podman run -d --name "$name" --hostname "$name" --label "$LABEL" "${hub_hosts[@]}" \
+        --systemd=always --network host "${mount[@]}" "$image" /sbin/init >/dev/null
+    fi
+  done
+  local rc=0
+  for i in $(seq 1 "$n"); do wait_booted "$PREFIX-$i" || rc=1; done
+  status
+  return $rc
+}
+
+down() {
+  local m
+  m="$(members)"
+  [ -z "$m" ] && { echo "fleet.sh: no containers"; return 0; }
+  # shellcheck disable=SC2086
+  podman rm -f -t 10 $m >/dev/null
+  echo "fleet.sh: removed $(echo $m)"
+}
+
+status() {
+  local name
+  printf '%-22s %-10s %-12s %s\n' NAME STATUS SYSTEMD IMAGE
+  for name in $(members); do
+    printf '%-22s %-10s %-12s %s\n' "$name" \
+      "$(podman inspect -f '{{.State.Status}}' "$name")" "$(state "$name" || true)" \
+      "$(podman inspect -f '{{.ImageName}}' "$name")"
+  done
+}
+
+cmd="${1:-}"; shift || true
+case "$cmd" in
+  up) up "$@" ;;
+  down) down ;;
+  status) status ;;
+  *) sed -n '2,11p' "$0"; exit 2 ;;
+esac

@@ -1,0 +1,94 @@
+#!/bin/bash
+# Smoke test of one justnews-host image: boot, Memory agent fails offline without a cache,
+# becomes ready once a Hub cache is populated from the local test Hub (tests/hub/hubserver.py).
+#
+# Usage: smoke-test.sh [SUITE]    (bookworm | trixie; default bookworm). Needs the image built.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$HERE/../.." && pwd)"
+export CONTAINERS_CONF="${CONTAINERS_CONF:-$REPO/containers.conf}"
+SUITE="${1:-bookworm}"
+IMAGE="${JUSTNEWS_IMAGE:-localhost/justnews-host}:$SUITE"
+export JUSTNEWS_FLEET_PREFIX="justnews-smoke-$SUITE"
+NAME="$JUSTNEWS_FLEET_PREFIX-1"
+PY="${HUB_PYTHON:-$REPO/.venv/bin/python}"
+[ -x "$PY" ] || PY=python3
+TMP="$(mktemp -d)"
+HUB_PID=""
+READY=/run/justnews/memory.ready
+HFHOME=/var/lib/justnews/hf
+DROPIN=/etc/systemd/system/justnews@memory.service.d/90-smoke.conf
+
+cleanup() {
+  [ -n "$HUB_PID" ] && kill "$HUB_PID" 2>/dev/null || true
+  "$HERE/fleet.sh" down >/dev/null 2>&1 || true
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; podman exec "$NAME" journalctl -u justnews@memory --no-pager -n 30 >&2 || true; exit 1; }
+ok() { echo "ok: $*"; }
+x() { podman exec "$NAME" "$@"; }
+
+agent_restart() { # env lines for the drop-in
+  printf '[Service]\n' > "$TMP/dropin"
+  for e in "$@"; do printf 'Environment=%s\n' "$e" >> "$TMP/dropin"; done
+  podman cp "$TMP/dropin" "$NAME:$DROPIN"
+  x systemctl daemon-reload
+  x systemctl reset-failed justnews@memory.service || true
+  x systemctl restart justnews@memory.service
+}
+
+wait_for() { # seconds cmd...
+  local n="$1"; shift
+  for _ in $(seq 1 "$n"); do "$@" && return 0; sleep 1; done
+  return 1
+}
+exited_1() { [ "$(x systemctl show -p ExecMainStatus --value justnews@memory.service)" = 1 ]; }
+is_ready() { x test -s "$READY"; }
+
+t0=$SECONDS
+"$HERE/fleet.sh" up 1 "$IMAGE" >/dev/null
+s="$(x systemctl is-system-running || true)"
+[ "$s" = running ] || [ "$s" = degraded ] || fail "system state $s"
+ok "$SUITE booted in $((SECONDS - t0)) s: $s"
+x systemctl stop justnews@memory.service
+[ "$(x getent hosts huggingface.co | awk 'NR==1{print $1}')" = 127.0.0.1 ] || fail "huggingface.co does not resolve to 127.0.0.1"
+ok "huggingface.co -> 127.0.0.1"
+
+# 1. offline and no cache: the agent exits non-zero
+agent_restart HF_HUB_OFFLINE=1 "HF_HOME=$HFHOME"
+wait_for 120 exited_1 || fail "agent did not fail offline without a cache"
+is_ready && fail "ready file present although the model is not cached"
+ok "offline without cache: agent exits 1 ($(x systemctl show -p ActiveState,SubState --value justnews@memory.service | tr '\n' ' '))"
+
+# 2. populate the cache from the local test Hub, then offline load
+x systemctl stop justnews@memory.service
+[ -f "$REPO/tests/hub/hubserver.py" ] || fail "tests/hub/hubserver.py missing"
+echo hf_smoke_test_token > "$TMP/token"
+"$PY" "$REPO/tests/hub/hubserver.py" --port 0 --port-file "$TMP/port" --token-file "$TMP/token" \
+  > "$TMP/hub.log" 2>&1 &
+HUB_PID=$!
+wait_for 30 test -s "$TMP/port" || fail "hub server did not start: $(cat "$TMP/hub.log")"
+PORT="$(cat "$TMP/port")"
+x runuser -u justnews -- env HF_HOME="$HFHOME" HF_ENDPOINT="http://127.0.0.1:$PORT" NO_PROXY=127.0.0.1,localhost \
+  HF_HUB_DISABLE_TELEMETRY=1 /opt/justnews/venv/bin/python -c \
+  'from huggingface_hub import snapshot_download; print(snapshot_download("sentence-transformers/all-MiniLM-L6-v2"))' \
+  || fail "snapshot_download from the test Hub failed"
+kill "$HUB_PID"; HUB_PID=""
+agent_restart HF_HUB_OFFLINE=1 "HF_HOME=$HFHOME" HF_HUB_TOKEN=hf_smoke_secret_token
+wait_for 180 is_ready || fail "agent not ready with a populated cache"
+x cat "$READY"
+x python3 -c '
+import json,sys; d=json.load(open(sys.argv[1]))
+assert d["dim"]==384 and d["source"]=="hub" and len(d["commit"] or "")==40 and d["offline"]=="1", d' "$READY" \
+  || fail "unexpected readiness file"
+x journalctl -u justnews@memory --no-pager | grep -q "login failed" || fail "no login warning logged"
+x journalctl -u justnews@memory --no-pager | grep -q hf_smoke_secret_token && fail "token printed in the journal"
+ok "offline with cache: ready (failed token login only warned, token not logged)"
+
+# 3. SIGTERM removes the readiness file
+x systemctl stop justnews@memory.service
+is_ready && fail "ready file left after stop"
+ok "stop removes the readiness file"
+echo "smoke-test $SUITE passed in $((SECONDS - t0)) s"
