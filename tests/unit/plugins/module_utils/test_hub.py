@@ -1,0 +1,142 @@
+"""Retry policy and error classification of the hf_snapshot module."""
+
+import email.utils
+import time
+
+import httpx2
+import pytest
+from huggingface_hub import errors
+
+from ansible_collections.justnews.huggingface.plugins.module_utils import _hub
+
+
+def test_retry_after_in_seconds_and_as_http_date():
+    assert _hub.parse_retry_after("7") == 7.0
+    now = time.time()
+    date = email.utils.formatdate(now + 30, usegmt=True)
+    assert 28 <= _hub.parse_retry_after(date, now=now) <= 31
+    assert _hub.parse_retry_after(email.utils.formatdate(now - 30, usegmt=True), now=now) == 0.0
+    assert _hub.parse_retry_after("soon") is None
+    assert _hub.parse_retry_after(None) is None
+
+
+def http_error(status, cls=errors.HfHubHTTPError, headers=None):
+    request = httpx2.Request("GET", "http://127.0.0.1/x")
+    response = httpx2.Response(status, request=request, headers=headers or {})
+    return cls("boom", response=response)
+
+
+@pytest.mark.parametrize("exc, kind", [
+    (http_error(429, headers={"Retry-After": "3"}), _hub.RATE_LIMITED),
+    (http_error(503), _hub.SERVER_ERROR),
+    (http_error(401, errors.GatedRepoError), _hub.GATED),
+    (http_error(404, errors.RevisionNotFoundError), _hub.REVISION_NOT_FOUND),
+    (http_error(401, errors.RepositoryNotFoundError), _hub.NOT_FOUND),
+    (http_error(403), _hub.UNAUTHORIZED),
+    (OSError(28, "No space left on device"), _hub.DISK_FULL),
+    (PermissionError(13, "Permission denied"), _hub.NOT_WRITABLE),
+    (httpx2.ConnectError("refused"), _hub.UNREACHABLE),
+    (httpx2.ReadError("reset"), _hub.TRANSIENT),
+])
+def test_classify(exc, kind):
+    assert _hub.classify(exc)[0] == kind
+
+
+def test_status_is_found_through_the_library_wrapping():
+    """The library wraps 429/5xx in LocalEntryNotFoundError; the status sits on the cause."""
+    cause = http_error(429, headers={"Retry-After": "2"})
+    try:
+        try:
+            raise cause
+        except errors.HfHubHTTPError as inner:
+            raise errors.LocalEntryNotFoundError("not cached") from inner
+    except errors.LocalEntryNotFoundError as wrapped:
+        kind, status, retry_after, _message = _hub.classify(wrapped)
+    assert (kind, status, retry_after) == (_hub.RATE_LIMITED, 429, "2")
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+        self.sleeps = []
+
+    def clock(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def failing(kind, times, retry_after=None):
+    state = {"left": times}
+
+    def step():
+        if state["left"]:
+            state["left"] -= 1
+            failure = _hub.HubFailure(kind, "synthetic %s" % kind)
+            failure.retry_after = retry_after
+            raise failure
+        return "done"
+    return step
+
+
+def retrier(clock, retries=5, timeout=100):
+    return _hub.Retrier(retries, timeout, backoff=1.0, sleep=clock.sleep, clock=clock.clock)
+
+
+def test_exponential_backoff_then_success(monkeypatch):
+    clock = FakeClock()
+    step = failing(_hub.SERVER_ERROR, 3)
+    monkeypatch.setattr(_hub, "run_with_deadline", lambda func, args, seconds: func(*args))
+    r = retrier(clock)
+    assert r.call(step) == "done"
+    assert clock.sleeps == [1.0, 2.0, 4.0]
+    assert r.retries_used == 3
+
+
+def test_retry_after_is_honoured(monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(_hub, "run_with_deadline", lambda func, args, seconds: func(*args))
+    r = retrier(clock)
+    assert r.call(failing(_hub.RATE_LIMITED, 1, retry_after="9")) == "done"
+    assert clock.sleeps == [9.0]
+
+
+def test_permanent_errors_are_not_retried(monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(_hub, "run_with_deadline", lambda func, args, seconds: func(*args))
+    with pytest.raises(_hub.HubFailure) as info:
+        retrier(clock).call(failing(_hub.GATED, 1))
+    assert info.value.kind == _hub.GATED and clock.sleeps == []
+
+
+def test_gives_up_when_retries_run_out(monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(_hub, "run_with_deadline", lambda func, args, seconds: func(*args))
+    with pytest.raises(_hub.HubFailure) as info:
+        retrier(clock, retries=2).call(failing(_hub.RATE_LIMITED, 10))
+    assert info.value.attempts == 3 and len(clock.sleeps) == 2
+
+
+def test_a_wait_beyond_the_timeout_fails_at_once(monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(_hub, "run_with_deadline", lambda func, args, seconds: func(*args))
+    with pytest.raises(_hub.HubFailure) as info:
+        retrier(clock, timeout=10).call(failing(_hub.RATE_LIMITED, 1, retry_after="3600"))
+    assert "beyond the 10s timeout" in info.value.message and clock.sleeps == []
+
+
+def test_a_step_that_never_answers_is_killed_at_the_deadline():
+    started = time.monotonic()
+    with pytest.raises(_hub.HubFailure) as info:
+        _hub.run_with_deadline(time.sleep, (60,), 1.0)
+    assert info.value.kind == _hub.TIMEOUT
+    assert time.monotonic() - started < 10
+
+
+def test_child_results_and_errors_come_back():
+    assert _hub.run_with_deadline(sum, ([1, 2, 3],), 30) == 6
+    with pytest.raises(_hub.HubFailure) as info:
+        _hub.run_with_deadline(open, ("/nonexistent/x",), 30)
+    assert "FileNotFoundError" in info.value.message
