@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # Build the systemd-booted JustNews test-host images (Debian 12 bookworm, Debian 13 trixie):
 #   localhost/justnews-host:bookworm   localhost/justnews-host:trixie
 # plus a content tag localhost/justnews-host:<suite>-<hash>. A build is skipped when the

@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # Run a small fleet of systemd-booted JustNews test hosts (podman, host networking).
 #
 #   fleet.sh up N [IMAGE]   start justnews-host-1..N (default IMAGE localhost/justnews-host:bookworm)

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """JustNews Memory agent stand-in for the justnews-host test images.
 
 Loads the sentence-embedding model the way the real Memory agent does, encodes one sentence,

