@@ -30,8 +30,9 @@ class Runner:
         self.workdir = workdir
         self.count = 0
         self.output = ""
+        self.wrapper_output = ""
 
-    def __call__(self, args, check=False, diff=False, verbosity=0, env=None, timeout=300):
+    def __call__(self, args, check=False, diff=False, verbosity=0, env=None, timeout=300, wrapper=None):
         """Run one hf_snapshot task on localhost; return its result (the run's output is in .output)."""
         self.count += 1
         out = self.workdir / ("result-%d.json" % self.count)
@@ -59,8 +60,9 @@ class Runner:
         environ = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=self.collections, ANSIBLE_NOCOLOR="1",
                        ANSIBLE_LOCALHOST_WARNING="0", ANSIBLE_INVENTORY_UNPARSED_WARNING="0")
         environ.update(env or {})
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=environ, timeout=timeout, cwd=self.workdir, check=False)
+        proc = subprocess.run((wrapper or []) + cmd, capture_output=True, text=True, env=environ, timeout=timeout, cwd=self.workdir, check=False)
         self.output = proc.stdout + proc.stderr
+        self.wrapper_output = proc.stdout
         assert out.exists(), self.output
         return json.loads(out.read_text())
 

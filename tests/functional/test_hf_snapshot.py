@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -289,3 +290,24 @@ def test_default_cache_dir_follows_hf_home(hub, tmp_path, run):
                  env={"HF_HOME": str(home), "HF_HUB_CACHE": ""})
     assert result["cache_dir"] == str(home / "hub")
     assert (home / "hub" / FOLDER / "refs" / "main").read_text() == COMMIT_A
+
+
+def test_large_file_streams_to_disk_with_bounded_memory(hub, cache, run, tmp_path):
+    """A 2 GiB+ LFS file: the module and its download process stay far below the file's size in memory."""
+    from hubserver import LARGE_COMMIT, LARGE_REPO  # pylint: disable=import-outside-toplevel
+    probe = tmp_path / "probe.py"
+    # ru_maxrss of RUSAGE_CHILDREN covers every waited-for descendant: ansible, the module, its download child.
+    probe.write_text(
+        "import resource, subprocess, sys\n"
+        "subprocess.run(sys.argv[1:], check=False, stdout=subprocess.DEVNULL)\n"
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n")
+    result = run({"repo_id": LARGE_REPO, "cache_dir": str(cache), "endpoint": hub.url, "timeout": 600},
+                 wrapper=[sys.executable, str(probe)])
+    assert result["changed"] is True, run.output
+    assert result["commit"] == LARGE_COMMIT
+    big = cache / "models--justnews-test--large" / "snapshots" / LARGE_COMMIT / "big.bin"
+    assert big.stat().st_size > 2 * 1024 ** 3
+    peak_kib = int(run.wrapper_output.strip().splitlines()[-1])
+    print("peak RSS while fetching %d bytes: %d MiB" % (big.stat().st_size, peak_kib // 1024))
+    assert peak_kib < 512 * 1024, "peak RSS %d MiB while fetching a 2 GiB file" % (peak_kib // 1024)
+    shutil.rmtree(cache)
