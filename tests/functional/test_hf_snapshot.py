@@ -311,3 +311,26 @@ def test_large_file_streams_to_disk_with_bounded_memory(hub, cache, run, tmp_pat
     print("peak RSS while fetching %d bytes: %d MiB" % (big.stat().st_size, peak_kib // 1024))
     assert peak_kib < 512 * 1024, "peak RSS %d MiB while fetching a 2 GiB file" % (peak_kib // 1024)
     shutil.rmtree(cache)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 20 MiB tmpfs: too small for the model's 90 MB weights."""
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=20m", "tmpfs", str(mount)], capture_output=True,
+                          text=True, check=False)
+    if proc.returncode:
+        pytest.skip("cannot mount a tmpfs here: %s" % proc.stderr.strip())
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_disk_full_names_the_cache_and_leaves_no_partial_files(hub, small_disk, run):
+    cache = small_disk / "hub"
+    result = run({"repo_id": MINILM_REPO, "cache_dir": str(cache), "endpoint": hub.url, "revision": COMMIT_A})
+    assert result["failed"] is True, run.output
+    assert "no space left in %s" % cache in result["msg"]
+    assert result["error_kind"] == "disk_full"
+    assert not (cache / FOLDER / "refs" / "main").exists()
+    assert not list((cache / FOLDER / "blobs").glob("*.incomplete"))
