@@ -28,7 +28,7 @@ def unit_props(host, *props, unit=UNIT):
     out = host.check_output("systemctl show %s -p %s", unit, ",".join(props))
     res = {}
     for line in out.splitlines():
-        k, _, v = line.partition("=")
+        k, _sep, v = line.partition("=")
         res.setdefault(k, v)
     return res
 
@@ -101,7 +101,8 @@ def assert_unit_env(host, token=None):
     assert "HF_HOME=%s" % HF_HOME in show and "HF_HUB_OFFLINE=1" in show
     assert "HF_TOKEN" not in show
     if token:
-        assert token not in show
+        leaked = token in show
+        assert not leaked, "the token appears in systemctl show -p Environment (value not shown)"
     assert host.service(UNIT).is_running
     env = proc_environ(host, main_pid(host))
     assert env.get("HF_HOME") == HF_HOME
@@ -109,7 +110,9 @@ def assert_unit_env(host, token=None):
     assert env.get("HF_HUB_OFFLINE") == "1"
     assert ("HF_TOKEN" in env) == bool(token)
     if token:
-        assert env["HF_TOKEN"] == token and env.get("HF_HUB_TOKEN") == token, "token differs (value not shown)"
+        # compare without letting pytest print the values
+        same = env["HF_TOKEN"] == token and env.get("HF_HUB_TOKEN") == token
+        assert same, "HF_TOKEN/HF_HUB_TOKEN of the agent differ from the token (values not shown)"
 
 
 def assert_ready(host, commit=None, link=None):

@@ -44,14 +44,9 @@ def test_classify(exc, kind):
 
 def test_status_is_found_through_the_library_wrapping():
     """The library wraps 429/5xx in LocalEntryNotFoundError; the status sits on the cause."""
-    cause = http_error(429, headers={"Retry-After": "2"})
-    try:
-        try:
-            raise cause
-        except errors.HfHubHTTPError as inner:
-            raise errors.LocalEntryNotFoundError("not cached") from inner
-    except errors.LocalEntryNotFoundError as wrapped:
-        kind, status, retry_after, _message = _hub.classify(wrapped)
+    wrapped = errors.LocalEntryNotFoundError("not cached")
+    wrapped.__cause__ = http_error(429, headers={"Retry-After": "2"})
+    kind, status, retry_after, _message = _hub.classify(wrapped)
     assert (kind, status, retry_after) == (_hub.RATE_LIMITED, 429, "2")
 
 
