@@ -124,8 +124,7 @@ def assert_ready(host, commit=None, link=None):
         # the agent loaded the folder MEMORY_MODEL_CACHE/<name>, i.e. the role's link
         assert r["source"] == link, r
         assert host.file(link).linked_to == repo_dir(REPO) + "/snapshots/" + commit
-    else:
-        assert r["commit"] == commit, r
+    assert r["commit"] == commit, r
     out = host.check_output("systemctl show %s -p ExecMainStartTimestamp --timestamp=unix", UNIT)
     started = int(out.strip().split("@", 1)[1])
     assert host.file(READY).mtime.timestamp() >= started

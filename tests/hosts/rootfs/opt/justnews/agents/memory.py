@@ -82,7 +82,8 @@ def load_st(name, local):
 
     if local:
         model = SentenceTransformer(local)
-        return model, local, None
+        # A saved-model folder may be a link into the hub cache: report the snapshot it resolves to.
+        return model, local, commit_from_path(os.path.realpath(local))
     model = SentenceTransformer(name)
     commit = None
     snapshot = None
@@ -187,7 +188,7 @@ def load_numpy(name, local):
     files = resolve_files(name, local)
     model = NumpyBert(files)
     if local:
-        return model, local, None
+        return model, local, commit_from_path(os.path.realpath(local))
     snap = os.path.dirname(files["config.json"])
     return model, snap, commit_from_path(files["config.json"])
 
