@@ -81,7 +81,11 @@ print("%-20s %-40s %-12s %-14s dim=%s offline=%s" % (host, ready.get("model", "-
       active, ready.get("dim", "-"), ready.get("offline", "-")))
 PY
 done
-grep -E "^(jn-demo|PLAY RECAP)" "$STATE/run2.log" | sed 's/^/second run: /'
-grep -h '"msg"' "$STATE/run1.log" | sed 's/^ */first run summary: /' || true
+echo
+echo "== First run: what each host fetched and restarted =="
+awk '/^ok: \[/ {host=$2} /"msg": ".*@.*commit/ {sub(/^ *"msg": "/, ""); sub(/"$/, ""); print host, $0}' "$STATE/run1.log"
+echo
+echo "== Second run: nothing changed, nothing restarted =="
+grep -E "^jn-demo" "$STATE/run2.log"
 echo
 echo "Tear down with: scripts/demo.sh down"
