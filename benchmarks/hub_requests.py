@@ -69,7 +69,10 @@ def measure(hub, label, action, runs):
         resolver = stats.get("head", 0) + stats.get("get", 0)
         rows.append((index, api, resolver, seconds, changed))
     cold, warm = rows[0], rows[1:]
-    avg = lambda i: sum(r[i] for r in warm) / len(warm)  # noqa: E731
+
+    def avg(column):
+        return sum(r[column] for r in warm) / len(warm)
+
     if all(r[4] is None for r in warm):
         changed = "n/a"  # a command: task cannot tell; it is always "changed" or always "ok"
     else:
