@@ -120,8 +120,6 @@ def classify(exc):
                                      "WriteError", "PoolTimeout", "TimeoutException", "ReadTimeoutError")
              for item in chain) or "Consistency check failed" in str(exc):
         kind = TRANSIENT
-    elif status is not None and status >= 400:
-        kind = OTHER
     else:
         kind = OTHER
     return kind, status, retry_after, message
