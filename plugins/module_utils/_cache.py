@@ -3,25 +3,50 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Read and shape the huggingface_hub cache layout without importing huggingface_hub.
 
+Everything here treats the cache's own files (refs, tree listings, snapshot links) and every name that came
+from the Hub as untrusted: a path is written, linked or removed only after it was checked to lie inside the
+repository's own folders, ``<cache>/<repo folder>`` and ``<cache>/.locks/<repo folder>``.
+
 Private to the justnews.huggingface collection: no compatibility promise.
 """
 
 from __future__ import annotations
 
 import errno
+import fcntl
 import grp
 import hashlib
 import json
 import os
+import posixpath
 import pwd
 import re
 import shutil
 import stat
 import tempfile
+import time
 
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
+BLOB_RE = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
+REPO_PART_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+# Characters git forbids in ref names, plus controls and space.
+REF_BAD_RE = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
 TREE_FORMAT_VERSION = 1
+LOCK_NAME = "hf_snapshot.lock"
+PENDING_NAME = "hf_snapshot.pending"
 _CHUNK = 4 * 1024 * 1024
+
+
+class UnsafeName(ValueError):
+    """A name from the Hub, the cache or an argument that would lead outside the repository's folder."""
+
+    def __init__(self, message, name=None):
+        super().__init__(message)
+        self.name = name
+
+
+class LockTimeout(Exception):
+    """Another run held the repository's lock for longer than this run may wait."""
 
 
 def default_cache_dir(environ):
@@ -41,6 +66,82 @@ def is_commit(revision):
     return bool(COMMIT_RE.match(revision or ""))
 
 
+# --- validation of untrusted names ---------------------------------------------------------------------
+
+def check_repo_id(repo_id):
+    """'owner/name' or 'name' as the Hub allows them; '--' and '..' would be ambiguous in the folder name."""
+    parts = repo_id.split("/") if isinstance(repo_id, str) else []
+    if not 1 <= len(parts) <= 2 or not all(REPO_PART_RE.match(p) for p in parts) or "--" in repo_id \
+            or ".." in repo_id:
+        raise UnsafeName("repo_id must look like 'owner/name' (letters, digits, '-', '_', '.'; no '--' or '..'),"
+                         " got %r" % (repo_id,), repo_id)
+    return repo_id
+
+
+def check_ref_name(name, what="ref"):
+    """Git's ref-name rules (git check-ref-format), which also keep a ref inside refs/."""
+    bad = (not isinstance(name, str) or not name or len(name) > 255 or REF_BAD_RE.search(name)
+           or ".." in name or "@{" in name or name == "@" or name.endswith((".", "/")) or name.startswith("/"))
+    if not bad:
+        for part in name.split("/"):
+            if not part or part.startswith(".") or part.endswith(".lock"):
+                bad = True
+    if bad:
+        raise UnsafeName("%s %r is not a valid branch or tag name (git ref-name rules: no '..', no leading '/'"
+                         " or '.', no empty component, no spaces or ~^:?*[\\)" % (what, name), name)
+    return name
+
+
+def check_commit(value, source):
+    if not is_commit(value):
+        raise UnsafeName("%s gave %r as a commit, which is not 40 hexadecimal characters" % (source, value), value)
+    return value
+
+
+def check_file_name(name, source):
+    """A repository file name: relative, normalised, no '..', no empty or '.' component."""
+    ok = (isinstance(name, str) and 0 < len(name) <= 4096 and "\x00" not in name and "\\" not in name
+          and not name.startswith("/") and posixpath.normpath(name) == name
+          and all(part not in ("", ".", "..") for part in name.split("/")))
+    if not ok:
+        raise UnsafeName("%s lists the file name %r, which is not a plain relative path inside the repository"
+                         % (source, name), name)
+    return name
+
+
+def check_tree(files, source):
+    """Validate a listing {path: {size, blob_id, lfs_sha256?}}; return it."""
+    if not isinstance(files, dict):
+        raise UnsafeName("%s is not a file listing" % source)
+    for name, entry in files.items():
+        check_file_name(name, source)
+        if not isinstance(entry, dict):
+            raise UnsafeName("%s has no metadata for %r" % (source, name), name)
+        blob = RepoCache.blob_name(entry)
+        if not (isinstance(blob, str) and BLOB_RE.match(blob)):
+            raise UnsafeName("%s gives %r the object id %r, which is not a SHA-1 or SHA-256 in hexadecimal"
+                             % (source, name, blob), name)
+        size = entry.get("size")
+        if size is not None and (not isinstance(size, int) or size < 0):
+            raise UnsafeName("%s gives %r the size %r" % (source, name, size), name)
+    return files
+
+
+def inside(path, top):
+    """True when the real path of `path` lies under the real path of `top`."""
+    real, base = os.path.realpath(path), os.path.realpath(top)
+    return real == base or real.startswith(base.rstrip(os.sep) + os.sep)
+
+
+def location_inside(path, top):
+    """True when the entry `path` itself (not what a symlink there points to) lies in or at `top`."""
+    real = os.path.join(os.path.realpath(os.path.dirname(path) or "."), os.path.basename(path))
+    base = os.path.realpath(top)
+    return real == base or real.startswith(base.rstrip(os.sep) + os.sep)
+
+
+# --- content checks ---------------------------------------------------------------------------------------
+
 def git_blob_sha1(path):
     size = os.path.getsize(path)
     digest = hashlib.sha1(b"blob %d\0" % size)
@@ -58,61 +159,131 @@ def _hash_file(path, digest):
     return digest.hexdigest()
 
 
+def blob_matches_name(path):
+    """A blob is named after its ETag: SHA-256 for LFS files, git blob id otherwise; check the content."""
+    name = os.path.basename(path)
+    actual = sha256_file(path) if len(name) == 64 else git_blob_sha1(path)
+    return actual == name, actual
+
+
 class RepoCache:
-    """One repository's folder in a hub cache: models--org--name/{blobs,refs,snapshots,trees}."""
+    """One repository's folders in a hub cache: models--org--name/{blobs,refs,snapshots,trees} and its locks."""
 
     def __init__(self, cache_dir, repo_id, repo_type="model"):
         self.cache_dir = cache_dir
         self.folder_name = repo_folder_name(repo_id, repo_type)
         self.root = os.path.join(cache_dir, self.folder_name)
         self.locks = os.path.join(cache_dir, ".locks", self.folder_name)
+        self.blobs = os.path.join(self.root, "blobs")
 
-    # --- reading -----------------------------------------------------------
+    # --- guarded paths -------------------------------------------------------
+    def _real_dir(self, path, top, create):
+        """Make sure every component of `path` below `top` is a real directory (never a symlink)."""
+        rel = os.path.relpath(path, top)
+        if rel.startswith(".."):
+            raise UnsafeName("%s is outside %s" % (path, top), path)
+        current = top
+        for part in [] if rel == "." else rel.split(os.sep):
+            current = os.path.join(current, part)
+            try:
+                st = os.lstat(current)
+            except FileNotFoundError:
+                if not create:
+                    return False
+                os.mkdir(current, 0o755)
+                continue
+            if not stat.S_ISDIR(st.st_mode):
+                raise UnsafeName("%s in the cache is a %s, not a directory; remove it (state=absent) and fetch"
+                                 " again" % (current, "symlink" if stat.S_ISLNK(st.st_mode) else "file"), current)
+        return True
+
+    def root_dir(self, create=True):
+        """The repository folder itself, which must be a real directory in cache_dir."""
+        if create:
+            os.makedirs(self.cache_dir, exist_ok=True)
+        return self._real_dir(self.root, self.cache_dir, create)
+
+    def dir_in_repo(self, rel, create=True):
+        self.root_dir(create)
+        path = os.path.join(self.root, rel)
+        return path if self._real_dir(path, self.root, create) else None
+
+    def locks_dir(self, create=True):
+        if create:
+            os.makedirs(os.path.join(self.cache_dir, ".locks"), exist_ok=True)
+        if not inside(os.path.join(self.cache_dir, ".locks"), self.cache_dir):
+            raise UnsafeName("%s/.locks leads outside the cache" % self.cache_dir, ".locks")
+        return self._real_dir(self.locks, os.path.join(self.cache_dir, ".locks"), create)
+
+    # --- reading -------------------------------------------------------------
     def snapshot_path(self, commit):
-        return os.path.join(self.root, "snapshots", commit)
+        return os.path.join(self.root, "snapshots", check_commit(commit, "the cache"))
 
     def read_ref(self, ref):
         try:
-            with open(os.path.join(self.root, "refs", ref)) as handle:
-                value = handle.read().strip()
-        except (FileNotFoundError, NotADirectoryError):
+            with open(os.path.join(self.root, "refs", check_ref_name(ref)), "rb") as handle:
+                value = handle.read(256).decode("ascii", "replace").strip()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             return None
         return value if is_commit(value) else None
 
     def tree_path(self, commit):
-        return os.path.join(self.root, "trees", commit + ".json")
+        return os.path.join(self.root, "trees", check_commit(commit, "the cache") + ".json")
 
     def read_tree(self, commit):
-        """The library's cached listing for a commit: {path: {size, blob_id, lfs_sha256?}} or None."""
+        """The cached listing for a commit: {path: {size, blob_id, lfs_sha256?}}, None, or UnsafeName."""
+        path = self.tree_path(commit)
         try:
-            with open(self.tree_path(commit), encoding="utf-8") as handle:
+            if not stat.S_ISREG(os.lstat(path).st_mode):
+                return None
+            with open(path, encoding="utf-8") as handle:
                 data = json.load(handle)
         except (OSError, ValueError):
             return None
         if not isinstance(data, dict) or data.get("format_version") != TREE_FORMAT_VERSION:
             return None
         files = data.get("files")
-        return files if isinstance(files, dict) else None
+        if not isinstance(files, dict):
+            return None
+        return check_tree(files, "the cached listing %s" % path)
 
-    def write_tree(self, commit, files):
-        """Store the listing in the library's own format, so snapshot_download skips its tree request."""
-        payload = {"format_version": TREE_FORMAT_VERSION, "files": files}
-        atomic_write(self.tree_path(commit), json.dumps(payload, indent=2, sort_keys=True))
+    def blob_path(self, name):
+        if not (isinstance(name, str) and BLOB_RE.match(name)):
+            raise UnsafeName("%r is not a blob name" % (name,), name)
+        return os.path.join(self.blobs, name)
+
+    def linked_blob(self, commit, path):
+        """The blob behind a snapshot entry, when it is a link to a regular file in this repo's blobs."""
+        entry = os.path.join(self.snapshot_path(commit), check_file_name(path, "the snapshot"))
+        try:
+            if not stat.S_ISLNK(os.lstat(entry).st_mode):
+                return None
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        real = os.path.realpath(entry)
+        if os.path.dirname(real) != os.path.realpath(self.blobs) or not BLOB_RE.match(os.path.basename(real)):
+            return None
+        try:
+            return real if stat.S_ISREG(os.lstat(real).st_mode) else None
+        except FileNotFoundError:
+            return None
 
     def present_files(self, commit):
-        """Files of a snapshot whose link resolves to an existing blob."""
+        """Files of a snapshot whose link resolves to a blob of this repository."""
         base = self.snapshot_path(commit)
         found = []
         for dirpath, _dirs, names in os.walk(base):
             for name in names:
-                full = os.path.join(dirpath, name)
-                if os.path.exists(full):
-                    found.append(os.path.relpath(full, base))
+                rel = os.path.relpath(os.path.join(dirpath, name), base)
+                try:
+                    if self.linked_blob(commit, rel):
+                        found.append(rel)
+                except UnsafeName:
+                    continue
         return sorted(found)
 
     def missing_files(self, commit, wanted):
-        base = self.snapshot_path(commit)
-        return [path for path in wanted if not os.path.exists(os.path.join(base, path))]
+        return [path for path in wanted if not self.linked_blob(commit, path)]
 
     @staticmethod
     def blob_name(entry):
@@ -120,45 +291,67 @@ class RepoCache:
         return entry.get("lfs_sha256") or entry.get("blob_id")
 
     def has_blob(self, name):
-        return bool(name) and os.path.isfile(os.path.join(self.root, "blobs", name))
-
-    def link_existing_blob(self, commit, path, name):
-        """Add a file to a snapshot from a blob already in the cache, with the library's relative link."""
-        link = os.path.join(self.snapshot_path(commit), path)
-        os.makedirs(os.path.dirname(link), exist_ok=True)
-        target = os.path.relpath(os.path.join(self.root, "blobs", name), os.path.dirname(link))
-        if os.path.lexists(link):
-            os.unlink(link)
-        os.symlink(target, link)
-
-    def incomplete_blobs(self):
-        blobs = os.path.join(self.root, "blobs")
         try:
-            names = os.listdir(blobs)
-        except FileNotFoundError:
-            return []
-        return sorted(os.path.join(blobs, n) for n in names if n.endswith(".incomplete"))
-
-    def blob_of(self, commit, path):
-        return os.path.realpath(os.path.join(self.snapshot_path(commit), path))
+            return stat.S_ISREG(os.lstat(self.blob_path(name)).st_mode)
+        except (OSError, UnsafeName):
+            return False
 
     def blob_names(self):
         try:
-            return set(os.listdir(os.path.join(self.root, "blobs")))
-        except FileNotFoundError:
+            return {n for n in os.listdir(self.blobs) if BLOB_RE.match(n)}
+        except (FileNotFoundError, NotADirectoryError):
             return set()
 
-    # --- checking ----------------------------------------------------------
+    def incomplete_blobs(self):
+        """Partial downloads in blobs/: '<etag>.incomplete' or '<etag>.<id>.incomplete'."""
+        try:
+            names = os.listdir(self.blobs)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        return sorted(n for n in names if n.endswith(".incomplete") and BLOB_RE.match(n.split(".")[0]))
+
+    def orphaned_incomplete(self):
+        """Partial downloads whose download lock nobody holds: left by a run that died."""
+        orphans = []
+        for name in self.incomplete_blobs():
+            lock = os.path.join(self.locks, name.split(".")[0] + ".lock")
+            try:
+                fd = os.open(lock, os.O_RDWR | os.O_NOFOLLOW)
+            except FileNotFoundError:
+                orphans.append(name)
+                continue
+            except OSError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                orphans.append(name)
+            except OSError:
+                pass  # a live download holds it
+            finally:
+                os.close(fd)
+        return orphans
+
+    def remove_incomplete(self, names):
+        for name in names:
+            try:
+                os.unlink(os.path.join(self.blobs, name))
+            except FileNotFoundError:
+                pass
+
+    # --- checking ------------------------------------------------------------
     def verify(self, commit, paths, tree):
         """Return [(path, expected, actual)] for files whose content does not match the listing."""
         bad = []
         for path in paths:
             entry = tree.get(path) or {}
-            blob = self.blob_of(commit, path)
+            blob = self.linked_blob(commit, path)
             if entry.get("lfs_sha256"):
-                expected, actual = entry["lfs_sha256"], sha256_file(blob)
+                expected = entry["lfs_sha256"]
+                actual = sha256_file(blob) if blob else "no blob"
             elif entry.get("blob_id"):
-                expected, actual = entry["blob_id"], git_blob_sha1(blob)
+                expected = entry["blob_id"]
+                actual = git_blob_sha1(blob) if blob else "no blob"
             else:
                 continue
             if expected != actual:
@@ -166,45 +359,203 @@ class RepoCache:
         return bad
 
     def discard(self, commit, path):
-        """Remove a file from a snapshot together with its blob."""
+        """Remove a file from a snapshot, and its blob when the link leads to one of this repository's."""
+        blob = self.linked_blob(commit, path)
         link = os.path.join(self.snapshot_path(commit), path)
-        blob = os.path.realpath(link)
+        if not self.dir_in_repo(os.path.dirname(os.path.relpath(link, self.root)), create=False):
+            return
         for victim in (blob, link):
             try:
-                os.unlink(victim)
+                if victim:
+                    os.unlink(victim)
             except FileNotFoundError:
                 pass
 
-    # --- writing -----------------------------------------------------------
+    def discard_blob(self, name):
+        try:
+            os.unlink(self.blob_path(name))
+        except FileNotFoundError:
+            pass
+
+    # --- writing -------------------------------------------------------------
     def write_ref(self, ref, commit):
-        atomic_write(os.path.join(self.root, "refs", ref), commit)
+        check_ref_name(ref)
+        path = os.path.join(self.root, "refs", ref)
+        self.dir_in_repo(os.path.dirname(os.path.relpath(path, self.root)))
+        atomic_write(path, check_commit(commit, "the run"))
+
+    def write_tree(self, commit, files):
+        """Store the listing in the library's own format, so snapshot_download skips its tree request."""
+        self.dir_in_repo("trees")
+        payload = {"format_version": TREE_FORMAT_VERSION, "files": files}
+        atomic_write(self.tree_path(commit), json.dumps(payload, indent=2, sort_keys=True))
+
+    def remove_tree(self, commit):
+        try:
+            os.unlink(self.tree_path(commit))
+        except FileNotFoundError:
+            pass
+
+    def link_existing_blob(self, commit, path, name):
+        """Add a file to a snapshot from a blob already in the cache, with the library's relative link."""
+        check_file_name(path, "the listing")
+        blob = self.blob_path(name)
+        link = os.path.join(self.snapshot_path(commit), path)
+        self.dir_in_repo(os.path.dirname(os.path.relpath(link, self.root)))
+        if os.path.lexists(link):
+            if os.path.isdir(link) and not os.path.islink(link):
+                raise UnsafeName("%s in the cache is a directory where the file %s belongs" % (link, path), path)
+            os.unlink(link)
+        os.symlink(os.path.relpath(blob, os.path.dirname(link)), link)
+
+    def remove_snapshot_entries(self, commit, keep):
+        """Undo a failed run: drop snapshot entries not in `keep`, and the snapshot folder if left empty."""
+        base = self.snapshot_path(commit)
+        if not self.dir_in_repo(os.path.relpath(base, self.root), create=False):
+            return
+        for dirpath, dirs, names in os.walk(base, topdown=False):
+            for name in names + [d for d in dirs if os.path.islink(os.path.join(dirpath, d))]:
+                full = os.path.join(dirpath, name)
+                if os.path.relpath(full, base) not in keep:
+                    os.unlink(full)
+            for name in dirs:
+                full = os.path.join(dirpath, name)
+                if not os.path.islink(full) and not os.listdir(full):
+                    os.rmdir(full)
+        if not os.listdir(base):
+            os.rmdir(base)
 
     def remove(self):
+        """Remove the repository's folders; a symlink in their place is removed, never followed."""
         existed = False
         for path in (self.root, self.locks):
-            if os.path.lexists(path):
+            if os.path.islink(path):
+                os.unlink(path)
+                existed = True
+            elif os.path.isdir(path):
                 shutil.rmtree(path)
                 existed = True
         return existed
 
     def owned_paths(self):
-        """Everything of this repository that the library creates, plus the shared cache entries."""
+        """Everything of this repository: its folder and its locks folder, never the shared cache entries."""
         for top in (self.root, self.locks):
-            if not os.path.isdir(top):
+            if not os.path.isdir(top) or os.path.islink(top):
                 continue
             yield top
             for dirpath, dirs, names in os.walk(top):
                 for name in dirs + names:
                     yield os.path.join(dirpath, name)
-        for shared in (self.cache_dir, os.path.join(self.cache_dir, ".locks"),
-                       os.path.join(self.cache_dir, "CACHEDIR.TAG")):
-            if os.path.lexists(shared):
-                yield shared
+
+    def links_to_snapshot(self, link):
+        """True when `link` is a symlink that leads into this repository's snapshots."""
+        if not os.path.islink(link):
+            return False
+        target = os.path.normpath(os.path.join(os.path.dirname(link), os.readlink(link)))
+        return target.startswith(os.path.normpath(os.path.join(self.root, "snapshots")) + os.sep)
+
+    # --- run bookkeeping -------------------------------------------------------
+    def pending_path(self):
+        return os.path.join(self.locks, PENDING_NAME)
+
+    def write_pending(self, names):
+        """Record blobs a download is about to create: a run that dies leaves them unverified."""
+        self.locks_dir()
+        atomic_write(self.pending_path(), json.dumps(sorted(names)))
+
+    def read_pending(self):
+        try:
+            if not stat.S_ISREG(os.lstat(self.pending_path()).st_mode):
+                return []
+            with open(self.pending_path(), encoding="utf-8") as handle:
+                names = json.load(handle)
+        except (OSError, ValueError):
+            return []
+        return [n for n in names if isinstance(n, str) and BLOB_RE.match(n)] if isinstance(names, list) else []
+
+    def clear_pending(self):
+        try:
+            os.unlink(self.pending_path())
+        except FileNotFoundError:
+            pass
+
+    def settle_pending(self, names):
+        """Check each listed blob against its own name; remove those that do not match. Returns the bad ones."""
+        bad = []
+        for name in names:
+            if not self.has_blob(name):
+                continue
+            ok, _actual = blob_matches_name(self.blob_path(name))
+            if not ok:
+                self.discard_blob(name)
+                bad.append(name)
+        return bad
+
+
+class RepoLock:
+    """An exclusive lock per repository folder, shared by every hf_snapshot run on this cache."""
+
+    def __init__(self, repo, timeout, clock=time.monotonic, sleep=time.sleep):
+        self.repo = repo
+        self.timeout = timeout
+        self.clock = clock
+        self.sleep = sleep
+        self.fd = None
+        self.waited = 0.0
+        self.path = os.path.join(repo.locks, LOCK_NAME)
+
+    def _holder(self):
+        try:
+            with open(self.path, encoding="ascii", errors="replace") as handle:
+                return handle.read(32).strip() or "unknown"
+        except OSError:
+            return "unknown"
+
+    def acquire(self):
+        self.repo.locks_dir()
+        started = self.clock()
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o664)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                os.close(fd)
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                if self.clock() - started >= self.timeout:
+                    self.waited = self.clock() - started
+                    raise LockTimeout("another hf_snapshot run (pid %s) held %s for the whole %ds timeout"
+                                      % (self._holder(), self.path, self.timeout))
+                self.sleep(0.2)
+                continue
+            # A run that removed the repository (state=absent) may have unlinked the file we locked.
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:
+                os.close(fd)
+                continue
+            os.ftruncate(fd, 0)
+            os.write(fd, str(os.getpid()).encode())
+            self.fd = fd
+            self.waited = self.clock() - started
+            return self
+
+    def release(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()
 
 
 def atomic_write(path, text):
     directory = os.path.dirname(path)
-    os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
     try:
         with os.fdopen(fd, "w") as handle:

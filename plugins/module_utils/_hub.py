@@ -12,11 +12,16 @@ Private to the justnews.huggingface collection: no compatibility promise.
 
 from __future__ import annotations
 
+import ctypes
 import email.utils
 import errno
+import inspect
 import multiprocessing
+import os
+import signal
 import time
 import traceback
+from urllib.parse import unquote, urlsplit
 
 # Outcome kinds. RETRYABLE ones are tried again while retries and time remain.
 RATE_LIMITED = "rate_limited"
@@ -31,6 +36,8 @@ GATED = "gated"
 UNAUTHORIZED = "unauthorized"
 DISK_FULL = "disk_full"
 NOT_WRITABLE = "not_writable"
+INTEGRITY = "integrity"
+UNSAFE_LISTING = "unsafe_listing"
 OTHER = "other"
 RETRYABLE = frozenset((RATE_LIMITED, SERVER_ERROR, UNREACHABLE, TRANSIENT))
 
@@ -46,6 +53,11 @@ class HubFailure(Exception):
         self.message = message
         self.status = status
         self.attempts = attempts
+        self.retry_after = None
+
+
+class UnsafeRemote(Exception):
+    """The Hub answered with a name or id that would lead outside the cache, or contradicts its listing."""
 
 
 def parse_retry_after(value, now=None):
@@ -94,7 +106,12 @@ def classify(exc):
     def has(cls):
         return any(isinstance(item, cls) for item in chain)
 
-    if has(hf_errors.GatedRepoError):
+    if has(UnsafeRemote):
+        kind = UNSAFE_LISTING
+        message = str(next(item for item in chain if isinstance(item, UnsafeRemote)))
+    elif "Consistency check failed" in str(exc):
+        kind = INTEGRITY
+    elif has(hf_errors.GatedRepoError):
         kind = GATED
     elif has(hf_errors.RevisionNotFoundError):
         kind = REVISION_NOT_FOUND
@@ -118,15 +135,41 @@ def classify(exc):
         kind = UNREACHABLE
     elif any(type(item).__name__ in ("ReadError", "RemoteProtocolError", "ReadTimeout", "ConnectTimeout",
                                      "WriteError", "PoolTimeout", "TimeoutException", "ReadTimeoutError")
-             for item in chain) or "Consistency check failed" in str(exc):
+             for item in chain):
         kind = TRANSIENT
     else:
         kind = OTHER
     return kind, status, retry_after, message
 
 
-def _child(conn, func, args):
+
+def _die_with_parent(parent_pid):
+    """Ask the kernel to kill this process when the module process goes away, however it goes."""
     try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent_pid:  # the parent died before the request took effect
+        os._exit(1)
+
+
+def _single_attempt_library():
+    """Make every request of huggingface_hub a single attempt: the module's Retrier is the only retry layer."""
+    from huggingface_hub import file_download
+    from huggingface_hub.utils import _http
+
+    for func, key in ((_http._http_backoff_base, "max_retries"), (_http.http_backoff, "max_retries"),
+                      (_http.http_stream_backoff, "max_retries"), (file_download.http_get, "_nb_retries")):
+        func = inspect.unwrap(func)
+        if func.__kwdefaults__ and key in func.__kwdefaults__:
+            func.__kwdefaults__[key] = 0
+
+
+def _child(conn, parent_pid, func, args):
+    _die_with_parent(parent_pid)
+    try:
+        _single_attempt_library()
         conn.send(("ok", func(*args)))
     except BaseException as exc:  # report everything; the parent decides
         try:
@@ -142,7 +185,7 @@ def run_with_deadline(func, args, seconds):
     """Run func(*args) in a forked child; kill it if it has not answered within `seconds`."""
     context = multiprocessing.get_context("fork")
     parent, child = context.Pipe(duplex=False)
-    process = context.Process(target=_child, args=(child, func, args), daemon=True)
+    process = context.Process(target=_child, args=(child, os.getpid(), func, args), daemon=True)
     process.start()
     child.close()
     try:
@@ -167,7 +210,7 @@ def run_with_deadline(func, args, seconds):
 
 
 class Retrier:
-    """Retry network steps with exponential backoff, honouring Retry-After, inside one total deadline."""
+    """The one retry layer: exponential backoff or the Hub's Retry-After, inside one total deadline."""
 
     def __init__(self, retries, timeout, backoff=1.0, sleep=time.sleep, clock=time.monotonic):
         self.retries = retries
@@ -177,6 +220,7 @@ class Retrier:
         self.sleep = sleep
         self.clock = clock
         self.retries_used = 0
+        self.waited_for_hub = None  # the last wait the Hub asked for, in seconds
 
     def remaining(self):
         return self.deadline - self.clock()
@@ -184,26 +228,28 @@ class Retrier:
     def call(self, func, *args):
         attempt = 0
         while True:
-            remaining = self.remaining()
-            if remaining <= 0:
-                raise HubFailure(TIMEOUT, "gave up after the %ds timeout" % self.timeout, attempts=attempt)
             try:
-                return run_with_deadline(func, args, remaining)
+                return run_with_deadline(func, args, self.remaining())
             except HubFailure as failure:
                 attempt += 1
                 failure.attempts = attempt
                 if failure.kind == TIMEOUT:
-                    failure.message = ("no answer from the Hub within the %ds timeout (after %d attempt(s))"
+                    failure.message = ("no answer from the Hub within the %ds timeout (attempt %d)"
                                        % (self.timeout, attempt))
                     raise
                 if failure.kind not in RETRYABLE or attempt > self.retries:
                     raise
-                wait = parse_retry_after(getattr(failure, "retry_after", None))
-                if wait is None:
-                    wait = min(MAX_BACKOFF, self.backoff * (2 ** (attempt - 1)))
+                asked = parse_retry_after(failure.retry_after)
+                if asked is not None:
+                    self.waited_for_hub = asked
+                wait = asked if asked is not None else min(MAX_BACKOFF, self.backoff * (2 ** (attempt - 1)))
                 if wait >= self.remaining():
-                    failure.message += (" (the Hub asked to wait %ds, beyond the %ds timeout)"
-                                        % (round(wait), self.timeout))
+                    if asked is not None:
+                        failure.message += (" (the Hub asked to wait %ds (Retry-After), longer than the %ds left of"
+                                            " the timeout)" % (round(asked), max(0, round(self.remaining()))))
+                    else:
+                        failure.message += (" (no time left for retry %d within the %ds timeout)"
+                                            % (attempt, self.timeout))
                     raise
                 self.retries_used += 1
                 self.sleep(wait)
@@ -211,34 +257,71 @@ class Retrier:
 
 # --- Steps run inside the child process (they import huggingface_hub there) ---------------------------
 
-def _api(endpoint, token):
-    from huggingface_hub import HfApi
-    return HfApi(endpoint=endpoint, token=token, library_name="justnews.huggingface")
+class Hub:
+    """One repository on one Hub or mirror: the network steps of a run, bound to their target once."""
 
+    def __init__(self, endpoint, token, repo_id, repo_type):
+        self.endpoint = endpoint
+        self.token = token
+        self.repo_id = repo_id
+        self.repo_type = repo_type
 
-def resolve_commit(endpoint, token, repo_id, repo_type, revision):
-    info = _api(endpoint, token).repo_info(repo_id=repo_id, repo_type=repo_type, revision=revision)
-    return info.sha
+    def _api(self):
+        from huggingface_hub import HfApi
+        return HfApi(endpoint=self.endpoint, token=self.token, library_name="justnews.huggingface")
 
+    def resolve_commit(self, revision):
+        return self._api().repo_info(repo_id=self.repo_id, repo_type=self.repo_type, revision=revision).sha
 
-def list_tree(endpoint, token, repo_id, repo_type, commit):
-    """The repository listing at a commit, in the library's tree-cache format."""
-    from huggingface_hub.hf_api import RepoFile
-    files = {}
-    api = _api(endpoint, token)
-    for item in api.list_repo_tree(repo_id=repo_id, repo_type=repo_type, revision=commit, recursive=True):
-        if not isinstance(item, RepoFile):
-            continue
-        entry = {"size": item.size, "blob_id": item.blob_id}
-        if item.lfs is not None:
-            entry["lfs_sha256"] = item.lfs.sha256
-            entry["lfs_size"] = item.lfs.size
-        files[item.path] = entry
-    return files
+    def list_tree(self, commit):
+        """The repository listing at a commit, in the library's tree-cache format."""
+        from huggingface_hub.hf_api import RepoFile
+        files = {}
+        for item in self._api().list_repo_tree(repo_id=self.repo_id, repo_type=self.repo_type, revision=commit,
+                                               recursive=True):
+            if not isinstance(item, RepoFile):
+                continue
+            entry = {"size": item.size, "blob_id": item.blob_id}
+            if item.lfs is not None:
+                entry["lfs_sha256"] = item.lfs.sha256
+                entry["lfs_size"] = item.lfs.size
+            files[item.path] = entry
+        return files
 
+    def download(self, commit, cache_dir, allow_patterns, ignore_patterns, expected):
+        """snapshot_download of a commit, each file's metadata checked against the listing before use.
 
-def download(endpoint, token, repo_id, repo_type, commit, cache_dir, allow_patterns, ignore_patterns):
-    from huggingface_hub import snapshot_download
-    return snapshot_download(repo_id=repo_id, repo_type=repo_type, revision=commit, cache_dir=cache_dir,
-                             endpoint=endpoint, token=token, allow_patterns=allow_patterns,
-                             ignore_patterns=ignore_patterns)
+        `expected` maps file names to the blob name the listing promises. The library names blobs and snapshot
+        folders after the ETag and X-Repo-Commit headers without checking them, so a header that is not the
+        listed id would put files anywhere: it is refused before the library acts on it.
+        """
+        from huggingface_hub import file_download, snapshot_download
+        from huggingface_hub.errors import RemoteEntryNotFoundError
+
+        real_metadata = file_download.get_hf_file_metadata
+        marker = "/resolve/%s/" % commit
+
+        def checked_metadata(url, *a, **kw):
+            try:
+                meta = real_metadata(url, *a, **kw)
+            except RemoteEntryNotFoundError as exc:
+                # The library makes a folder named after this header to remember the missing file.
+                got = exc.response.headers.get("X-Repo-Commit") if exc.response is not None else None
+                if got is not None and got != commit:
+                    raise UnsafeRemote("the Hub answered a missing file with commit %r, not the requested %s"
+                                       % (got, commit)) from exc
+                raise
+            path = urlsplit(url).path
+            name = unquote(path.split(marker, 1)[1]) if marker in path else None
+            if meta.commit_hash != commit:
+                raise UnsafeRemote("the Hub answered %s with commit %r, not the requested %s"
+                                   % (name or url, meta.commit_hash, commit))
+            if name not in expected or meta.etag != expected[name]:
+                raise UnsafeRemote("the Hub's ETag for %r is %r, not the object id %r of its listing"
+                                   % (name, meta.etag, expected.get(name)))
+            return meta
+
+        file_download.get_hf_file_metadata = checked_metadata
+        return snapshot_download(repo_id=self.repo_id, repo_type=self.repo_type, revision=commit,
+                                 cache_dir=cache_dir, endpoint=self.endpoint, token=self.token,
+                                 allow_patterns=allow_patterns, ignore_patterns=ignore_patterns)

@@ -271,6 +271,11 @@ except ImportError:
     HF_IMPORT_ERROR = traceback.format_exc()
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
+INVALID_ARGUMENT = "invalid_argument"
+CACHE_DIR_INVALID = "cache_dir_invalid"
+UNSAFE_CACHE = "unsafe_cache"
+LOCKED = "locked"
+INCOMPLETE = "incomplete"
 
 FIXES = {
     _hub.NOT_FOUND: "repository %(repo)s was not found on %(endpoint)s: check repo_id and repo_type; a private"
@@ -288,7 +293,11 @@ FIXES = {
     _hub.UNREACHABLE: "cannot connect to %(endpoint)s: check 'endpoint', DNS, firewall and proxy settings"
                       " (HTTPS_PROXY/NO_PROXY) on the host",
     _hub.TRANSIENT: "the connection to %(endpoint)s kept dropping: retry, or raise 'retries'",
-    _hub.TIMEOUT: "the fetch did not finish in time: raise 'timeout' or check that %(endpoint)s answers",
+    _hub.TIMEOUT: "%(endpoint)s did not answer in time: raise 'timeout' or check that the endpoint answers",
+    _hub.INTEGRITY: "%(endpoint)s sent a file whose size or content does not match its own listing: check the"
+                    " endpoint or proxy (a mirror may serve stale or damaged files), then run again",
+    _hub.UNSAFE_LISTING: "%(endpoint)s answered with a name that would lead outside the cache, or contradicts its"
+                         " own listing: nothing was written; do not use this endpoint until it is checked",
     _hub.DISK_FULL: "no space left in %(cache_dir)s: free space or choose another 'cache_dir'",
     _hub.NOT_WRITABLE: "%(cache_dir)s is not writable by the user running the module: use become, or fix"
                        " its owner",
@@ -296,93 +305,202 @@ FIXES = {
 }
 
 
+class Failure(Exception):
+    """Ends the run with a message that names the fix; `extra` goes into the result."""
+
+    def __init__(self, msg, kind, **extra):
+        super().__init__(msg)
+        self.msg = msg
+        self.extra = dict(extra, error_kind=kind)
+
+
+class Plan:
+    """What a present/latest run would change, decided from the cache and at most two metadata requests."""
+
+    def __init__(self, **values):
+        self.commit = values["commit"]
+        self.tree = values["tree"]
+        self.tree_fetched = values["tree_fetched"]
+        self.wanted = values["wanted"]
+        self.absent = values["absent"]
+        self.reusable = values["reusable"]
+        self.missing = values["missing"]
+        self.old_ref = values["old_ref"]
+        self.old_link = values["old_link"]
+        self.orphans = values["orphans"]
+        self.unverified = values["unverified"]
+        self.ownership = values["ownership"]
+        self.snapshot_existed = values["snapshot_existed"]
+
+    @property
+    def missing_bytes(self):
+        return sum(int(self.tree.get(f, {}).get("size") or 0) for f in self.missing)
+
+    def changes(self, snapshot, link):
+        return bool(self.absent or self.old_ref != self.commit or (link and self.old_link != snapshot)
+                    or self.orphans or self.unverified or self.tree_fetched or self.ownership)
+
+
 class Snapshot:
     def __init__(self, module):
         self.module = module
         p = module.params
         self.p = p
+        self.check = module.check_mode
         self.started = time.monotonic()
         self.result = {"changed": False, "retries_used": 0}
         self.cache_dir = p["cache_dir"] or _cache.default_cache_dir(os.environ)
+        self.result["cache_dir"] = self.cache_dir
         self.endpoint = (p["endpoint"] or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
-        self.token = p["token"] or None
         self.revision = p["revision"]
-        self.ref = p["ref"] or ("main" if _cache.is_commit(self.revision) else self.revision)
-        self.repo = _cache.RepoCache(self.cache_dir, p["repo_id"], p["repo_type"])
         self.retrier = _hub.Retrier(p["retries"], p["timeout"])
+        self.validate()
+        self.ref = p["ref"] or ("main" if _cache.is_commit(self.revision) else self.revision)
+        self.hub = _hub.Hub(self.endpoint, p["token"] or None, p["repo_id"], p["repo_type"])
+        self.repo = _cache.RepoCache(self.cache_dir, p["repo_id"], p["repo_type"])
         self.mode = self._parse_mode(p["mode"])
         try:
             self.uid, self.gid = _cache.resolve_ids(p["owner"], p["group"])
         except KeyError as exc:
-            self.fail("owner or group does not exist on the host: %s; create it first or fix 'owner'/'group'"
-                      % exc)
-        self.result["cache_dir"] = self.cache_dir
+            raise Failure("owner or group does not exist on the host: %s; create it first or fix 'owner'/'group'"
+                          % exc, INVALID_ARGUMENT)
+        self.lock = None
 
-    # --- helpers -----------------------------------------------------------
+    # --- input -------------------------------------------------------------
+    def validate(self):
+        p = self.p
+        try:
+            _cache.check_repo_id(p["repo_id"])
+            if not _cache.is_commit(self.revision):
+                _cache.check_ref_name(self.revision, "revision")
+            if p["ref"] is not None:
+                _cache.check_ref_name(p["ref"], "ref")
+        except _cache.UnsafeName as exc:
+            raise Failure("%s: fix the argument" % exc, INVALID_ARGUMENT)
+        if p["ref"] and _cache.is_commit(p["ref"]):
+            raise Failure("ref names a branch or tag under refs/, not a commit: got %r" % p["ref"], INVALID_ARGUMENT)
+        if p["retries"] < 0 or p["timeout"] <= 0:
+            raise Failure("retries must be >= 0 and timeout > 0 (seconds)", INVALID_ARGUMENT)
+        link = p["link"]
+        if link and _cache.location_inside(link, self.cache_dir):
+            raise Failure("link %s lies inside cache_dir %s, where it would replace the cache's own files: choose"
+                          " a path outside the cache, such as /opt/justnews/models/<name>" % (link, self.cache_dir),
+                          INVALID_ARGUMENT)
+
     def _parse_mode(self, mode):
         if mode is None or mode == "":
             return None
         try:
             value = int(str(mode), 8) if isinstance(mode, str) else int(mode)
         except ValueError:
-            self.fail("mode must be an octal string such as '0644', got %r" % (mode,))
-        if value & ~0o7777 or not value & 0o400:
-            self.fail("mode %r must be an octal permission that lets the owner read, such as '0644'" % (mode,))
+            raise Failure("mode must be an octal string such as '0644', got %r" % (mode,), INVALID_ARGUMENT)
+        if value & ~0o777 or not value & 0o400:
+            raise Failure("mode %r must be plain permissions that let the owner read, such as '0644' (no setuid,"
+                          " setgid or sticky bit)" % (mode,), INVALID_ARGUMENT)
         return value
 
-    def fail(self, msg, **extra):
-        self.result.update(extra)
-        self.result["elapsed"] = round(time.monotonic() - self.started, 3)
-        if hasattr(self, "retrier"):
-            self.result["retries_used"] = self.retrier.retries_used
-        self.module.fail_json(msg=msg, **self.result)
+    def check_cache_dir(self):
+        """Before any request: cache_dir must be a directory this run can write (reading is enough offline)."""
+        path = self.cache_dir
+        existing = path
+        while not os.path.lexists(existing):
+            existing = os.path.dirname(existing) or "/"
+        if not os.path.isdir(existing):
+            raise Failure("cache_dir %s is not a directory (%s is a file): point cache_dir at a directory, or move"
+                          " the file away" % (path, existing), CACHE_DIR_INVALID)
+        if os.statvfs(existing).f_flag & os.ST_RDONLY:
+            if self.p["offline"]:
+                return
+            raise Failure("cache_dir %s is on a read-only filesystem: remount it read-write, or choose another"
+                          " cache_dir" % path, _hub.NOT_WRITABLE)
+        if not os.access(existing, os.W_OK | os.X_OK) and not self.p["offline"]:
+            raise Failure("cache_dir %s is not writable by %s: use become, or fix the directory's owner"
+                          % (path, os.getuid()), _hub.NOT_WRITABLE)
 
-    def fail_hub(self, failure, step):
-        if not self.module.check_mode:
-            # A killed download leaves *.incomplete files that the library never resumes.
-            for path in self.repo.incomplete_blobs():
-                try:
-                    os.unlink(path)
-                except OSError:
-                    pass
+    # --- results -----------------------------------------------------------
+    def hub_failure(self, failure, step):
         fix = FIXES.get(failure.kind, FIXES[_hub.OTHER]) % {
             "repo": self.p["repo_id"], "endpoint": self.endpoint, "revision": self.revision,
             "cache_dir": self.cache_dir}
-        detail = failure.message
-        if failure.attempts > 1:
-            detail += " (after %d attempts)" % failure.attempts
-        self.fail("%s while %s: %s. The existing cache was left as it was. [%s]" % (fix, step, detail, failure.kind),
-                  error_kind=failure.kind, status_code=failure.status)
+        extra = {"status_code": failure.status}
+        if failure.kind == _hub.RATE_LIMITED and self.retrier.waited_for_hub is not None:
+            extra["retry_after"] = round(self.retrier.waited_for_hub)
+        return Failure("%s while %s: %s (%d attempt(s)). The existing cache was left as it was. [%s]"
+                       % (fix, step, failure.message, failure.attempts, failure.kind), failure.kind, **extra)
+
+    def os_failure(self, exc):
+        if getattr(exc, "errno", None) == 28:
+            return Failure(FIXES[_hub.DISK_FULL] % {"cache_dir": self.cache_dir} + ": %s" % exc, _hub.DISK_FULL)
+        if isinstance(exc, PermissionError):
+            return Failure(FIXES[_hub.NOT_WRITABLE] % {"cache_dir": self.cache_dir} + ": %s" % exc,
+                           _hub.NOT_WRITABLE)
+        return Failure("cannot update %s: %s" % (self.cache_dir, exc), _hub.OTHER)
 
     def network(self, step, func, *args):
         try:
             return self.retrier.call(func, *args)
         except _hub.HubFailure as failure:
-            self.fail_hub(failure, step)
+            raise self.hub_failure(failure, step)
 
-    def finish(self, **values):
-        self.result.update(values)
+    def finish(self):
         self.result["retries_used"] = self.retrier.retries_used
         self.result["elapsed"] = round(time.monotonic() - self.started, 3)
-        self.module.exit_json(**self.result)
+        return self.result
 
-    # --- state=absent ------------------------------------------------------
+    # --- the run -----------------------------------------------------------
+    def run(self):
+        """Returns the result; raises Failure. Every cache write happens under the repository's lock."""
+        self.check_cache_dir()
+        try:
+            if not self.check and not self.nothing_to_remove():
+                self.lock = _cache.RepoLock(self.repo, max(0.0, self.retrier.remaining()))
+                try:
+                    self.lock.acquire()
+                except _cache.LockTimeout as exc:
+                    raise Failure("%s: let it finish, or raise 'timeout'" % exc, LOCKED)
+                except OSError as exc:
+                    if exc.errno != 30 or not self.p["offline"]:  # EROFS: an offline check writes nothing
+                        raise
+                    self.lock = None
+                if self.lock is not None:
+                    self.result["lock_wait"] = round(self.lock.waited, 3)
+            if self.p["state"] == "absent":
+                self.absent()
+            else:
+                self.present()
+        except _cache.UnsafeName as exc:
+            raise Failure("%s. Nothing outside the repository's folder was touched and no ref moved; remove the"
+                          " repository from the cache (state=absent) if it persists" % exc, UNSAFE_CACHE,
+                          unsafe_name=exc.name)
+        except OSError as exc:
+            raise self.os_failure(exc)
+        finally:
+            if self.lock is not None:
+                self.lock.release()
+        return self.finish()
+
+    def nothing_to_remove(self):
+        link = self.p["link"]
+        return self.p["state"] == "absent" and not os.path.lexists(self.repo.root) \
+            and not os.path.lexists(self.repo.locks) and not (link and self.repo.links_to_snapshot(link))
+
     def absent(self):
         link = self.p["link"]
         exists = os.path.lexists(self.repo.root) or os.path.lexists(self.repo.locks)
-        link_ours = bool(link and os.path.islink(link))
-        before = {"present": exists, "link": _cache.link_target(link) if link else None}
-        self.result["diff"] = {"before": before, "after": {"present": False, "link": None}}
+        link_ours = bool(link) and self.repo.links_to_snapshot(link)
+        if link and os.path.lexists(link) and not link_ours:
+            self.module.warn("%s is not a link into %s: left in place" % (link, self.repo.root))
+        self.result["diff"] = {"before": {"present": exists, "link": _cache.link_target(link) if link_ours else None},
+                               "after": {"present": False, "link": None}}
         if not exists and not link_ours:
-            self.finish()
+            return
         self.result["changed"] = True
-        if not self.module.check_mode:
-            self.repo.remove()
+        if not self.check:
             if link_ours:
                 os.unlink(link)
-        self.finish()
+            self.repo.remove()
 
-    # --- state=present/latest ---------------------------------------------
+    # --- plan --------------------------------------------------------------
     def resolve(self):
         """The commit to hold, without the network when the cache already answers."""
         if _cache.is_commit(self.revision):
@@ -392,149 +510,168 @@ class Snapshot:
             if cached and (self.p["offline"] or self.complete_offline(cached)):
                 return cached
             if self.p["offline"]:
-                self.fail("revision '%s' of %s is not in %s (no refs/%s) and offline=true: run once online, or"
-                          " pin 'revision' to a cached commit" % (self.revision, self.p["repo_id"],
-                                                                  self.cache_dir, self.revision))
-        return self.network("resolving revision '%s'" % self.revision, _hub.resolve_commit, self.endpoint,
-                            self.token, self.p["repo_id"], self.p["repo_type"], self.revision)
+                raise Failure("revision '%s' of %s is not in %s (no refs/%s) and offline=true: run once online, or"
+                              " pin 'revision' to a cached commit" % (self.revision, self.p["repo_id"],
+                                                                      self.cache_dir, self.revision), INCOMPLETE)
+        commit = self.network("resolving revision '%s'" % self.revision, self.hub.resolve_commit, self.revision)
+        try:
+            return _cache.check_commit(commit, self.endpoint)
+        except _cache.UnsafeName as exc:
+            raise Failure("%s: %s" % (FIXES[_hub.UNSAFE_LISTING] % {"endpoint": self.endpoint}, exc),
+                          _hub.UNSAFE_LISTING, unsafe_name=commit)
 
     def complete_offline(self, commit):
         tree = self.repo.read_tree(commit)
-        if tree is None:
-            return False
-        return not self.repo.missing_files(commit, self.select(tree))
+        return tree is not None and not self.repo.missing_files(commit, self.select(tree))
 
-    def select(self, tree):
-        return sorted(filter_repo_objects(tree.keys(), allow_patterns=self.p["allow_patterns"],
+    def select(self, names):
+        return sorted(filter_repo_objects(list(names), allow_patterns=self.p["allow_patterns"],
                                           ignore_patterns=self.p["ignore_patterns"]))
 
     def listing(self, commit):
-        """(tree, fetched): the cached listing, or one fetched from the Hub (not yet written)."""
+        """(tree, fetched): the cached listing, or one fetched from the Hub and checked (not yet written)."""
         tree = self.repo.read_tree(commit)
-        if tree is not None:
+        if tree is not None or self.p["offline"]:
             return tree, False
-        if self.p["offline"]:
-            return None, False
-        return self.network("listing the files of %s" % commit, _hub.list_tree, self.endpoint, self.token,
-                            self.p["repo_id"], self.p["repo_type"], commit), True
+        tree = self.network("listing the files of %s" % commit, self.hub.list_tree, commit)
+        try:
+            return _cache.check_tree(tree, "%s's listing of %s" % (self.endpoint, commit)), True
+        except _cache.UnsafeName as exc:
+            raise Failure("%s: %s" % (FIXES[_hub.UNSAFE_LISTING] % {"endpoint": self.endpoint}, exc),
+                          _hub.UNSAFE_LISTING, unsafe_name=exc.name)
 
-    def present(self):
+    def plan(self):
         p = self.p
-        check = self.module.check_mode
+        unverified = self.repo.read_pending()
         commit = self.resolve()
         tree, tree_fetched = self.listing(commit)
         if tree is None:
-            # Offline without the library's listing: the snapshot's own files are all there is to go by.
+            # Offline without a listing: the snapshot's own files are all there is to go by.
             self.module.warn("no cached file listing for %s in %s: checking only the files present"
                              % (commit, self.cache_dir))
-            wanted = sorted(filter_repo_objects(self.repo.present_files(commit),
-                                                allow_patterns=p["allow_patterns"],
-                                                ignore_patterns=p["ignore_patterns"]))
-            tree = {}
+            tree, wanted = {}, self.select(self.repo.present_files(commit))
         else:
             wanted = self.select(tree)
         if not wanted:
-            self.fail("no file of %s at %s matches allow_patterns/ignore_patterns: fix the patterns"
-                      % (p["repo_id"], commit))
+            raise Failure("no file of %s at %s matches allow_patterns/ignore_patterns: fix the patterns"
+                          % (p["repo_id"], commit), INVALID_ARGUMENT)
         absent = self.repo.missing_files(commit, wanted)
         # Files whose content is already cached under another commit only need a link, not a download.
-        reusable = [f for f in absent if self.repo.has_blob(self.repo.blob_name(tree.get(f, {})))]
-        missing = [f for f in absent if f not in reusable]
-        if missing and p["offline"]:
-            self.fail("%d file(s) of %s at %s are missing from %s and offline=true: %s. Run without offline to"
-                      " fetch them" % (len(missing), p["repo_id"], commit, self.cache_dir, ", ".join(missing)),
-                      commit=commit, missing_files=missing)
-
-        old_ref = self.repo.read_ref(self.ref)
+        reusable = [f for f in absent if self.repo.has_blob(self.repo.blob_name(tree.get(f, {})))
+                    and self.repo.blob_name(tree[f]) not in unverified]
         link = p["link"]
-        snapshot = self.repo.snapshot_path(commit)
-        old_link = _cache.link_target(link) if link else None
-        leftovers = self.repo.incomplete_blobs()
-        missing_bytes = sum(int(tree.get(f, {}).get("size") or 0) for f in missing)
+        plan = Plan(commit=commit, tree=tree, tree_fetched=tree_fetched, wanted=wanted, absent=absent,
+                    reusable=reusable, missing=[f for f in absent if f not in reusable],
+                    old_ref=self.repo.read_ref(self.ref), old_link=_cache.link_target(link) if link else None,
+                    orphans=self.repo.orphaned_incomplete(), unverified=unverified, ownership=[],
+                    snapshot_existed=os.path.isdir(self.repo.snapshot_path(commit)))
+        if not plan.changes(self.repo.snapshot_path(commit), link):
+            plan.ownership = _cache.plan_ownership(self.repo.owned_paths(), self.uid, self.gid, self.mode)
+        return plan
 
-        self.result.update(commit=commit, ref=self.ref, snapshot_path=snapshot, files=wanted,
-                           downloaded_files=missing, downloaded_bytes=missing_bytes)
-        if link:
-            self.result["link"] = link
-        self.result["diff"] = {
-            "before": {"commit": old_ref, "link": old_link,
-                       "files": sorted(set(wanted) - set(absent)) if old_ref == commit else []},
-            "after": {"commit": commit, "link": snapshot if link else None, "files": wanted},
-        }
-        if not link:
-            self.result["diff"]["before"].pop("link")
-            self.result["diff"]["after"].pop("link")
+    def diff(self, plan):
+        snapshot = self.repo.snapshot_path(plan.commit)
+        before = {"commit": plan.old_ref,
+                  "files": sorted(set(plan.wanted) - set(plan.absent)) if plan.old_ref == plan.commit else []}
+        after = {"commit": plan.commit, "files": plan.wanted}
+        if self.p["link"]:
+            before["link"], after["link"] = plan.old_link, snapshot
+        return {"before": before, "after": after}
 
-        will_change = bool(absent or old_ref != commit or (link and old_link != snapshot) or leftovers
-                           or tree_fetched)
-        if not will_change:
-            will_change = bool(_cache.plan_ownership(self.repo.owned_paths(), self.uid, self.gid, self.mode))
-        if not will_change:
+    # --- present / latest --------------------------------------------------
+    def present(self):
+        p = self.p
+        if not self.check and self.repo.read_pending():
+            # A run that died mid-download left blobs nobody checked: check them before anything uses them.
+            self.repo.settle_pending(self.repo.read_pending())
+            self.repo.clear_pending()
+        plan = self.plan()
+        snapshot = self.repo.snapshot_path(plan.commit)
+        if plan.missing and p["offline"]:
+            raise Failure("%d file(s) of %s at %s are missing from %s and offline=true: %s. Run without offline to"
+                          " fetch them" % (len(plan.missing), p["repo_id"], plan.commit, self.cache_dir,
+                                           ", ".join(plan.missing)), INCOMPLETE, commit=plan.commit,
+                          missing_files=plan.missing)
+        self.result.update(commit=plan.commit, ref=self.ref, snapshot_path=snapshot, files=plan.wanted,
+                           downloaded_files=plan.missing, downloaded_bytes=plan.missing_bytes,
+                           diff=self.diff(plan))
+        if p["link"]:
+            self.result["link"] = p["link"]
+        if not plan.changes(snapshot, p["link"]):
             if p["offline"] and p["verify_checksums"]:
-                self.check_content(commit, wanted, tree)
-            self.finish()
-        self.result["changed"] = True
-        if check:
-            self.finish()
-
+                self.check_content(plan.commit, plan.wanted, plan.tree)
+            return
+        if self.check:
+            self.result["changed"] = True
+            return
         try:
-            for path in leftovers:
-                os.unlink(path)
-            if tree_fetched:
-                self.repo.write_tree(commit, tree)
-            for path in reusable:
-                self.repo.link_existing_blob(commit, path, self.repo.blob_name(tree[path]))
-        except OSError as exc:
-            self.fail_os(exc)
-        if missing:
+            self.apply(plan)
+        except BaseException:
+            self.roll_back(plan)
+            raise
+        self.result["changed"] = True
+
+    def apply(self, plan):
+        p = self.p
+        self.repo.remove_incomplete(plan.orphans)
+        if plan.tree_fetched:
+            self.repo.write_tree(plan.commit, plan.tree)
+        for path in plan.reusable:
+            self.repo.link_existing_blob(plan.commit, path, self.repo.blob_name(plan.tree[path]))
+        if plan.missing:
+            expected = {f: self.repo.blob_name(plan.tree[f]) for f in plan.missing}
             blobs_before = self.repo.blob_names()
-            self.network("downloading %d file(s) of %s at %s" % (len(missing), p["repo_id"], commit),
-                         _hub.download, self.endpoint, self.token, p["repo_id"], p["repo_type"], commit,
-                         self.cache_dir, p["allow_patterns"], p["ignore_patterns"])
-            still_missing = self.repo.missing_files(commit, wanted)
+            self.repo.write_pending(expected.values())
+            self.network("downloading %d file(s) of %s at %s" % (len(plan.missing), p["repo_id"], plan.commit),
+                         self.hub.download, plan.commit, self.cache_dir, p["allow_patterns"],
+                         p["ignore_patterns"], expected)
+            still_missing = self.repo.missing_files(plan.commit, plan.wanted)
             if still_missing:
-                self.fail("the download of %s ended without %s; the ref was not moved" % (
-                    p["repo_id"], ", ".join(still_missing)))
-            if p["verify_checksums"]:
-                self.check_content(commit, missing, tree)
+                raise Failure("the download of %s ended without %s; the ref was not moved"
+                              % (p["repo_id"], ", ".join(still_missing)), _hub.OTHER)
             new_blobs = self.repo.blob_names() - blobs_before
             self.result["downloaded_bytes"] = sum(
-                os.path.getsize(os.path.join(self.repo.root, "blobs", b)) for b in new_blobs) or missing_bytes
-        elif p["offline"] and p["verify_checksums"]:
-            self.check_content(commit, wanted, tree)
+                os.path.getsize(self.repo.blob_path(b)) for b in new_blobs) or plan.missing_bytes
+        if p["verify_checksums"]:
+            self.check_content(plan.commit, plan.wanted if p["offline"] else plan.absent, plan.tree)
+        self.repo.clear_pending()
+        # Only now is the snapshot complete and checked: make it the one applications load.
+        if plan.old_ref != plan.commit:
+            self.repo.write_ref(self.ref, plan.commit)
+        _cache.apply_ownership(_cache.plan_ownership(self.repo.owned_paths(), self.uid, self.gid, self.mode),
+                               self.uid, self.gid, self.mode)
+        snapshot = self.repo.snapshot_path(plan.commit)
+        if p["link"] and plan.old_link != snapshot:
+            _cache.swap_link(p["link"], snapshot, self.uid, self.gid)
 
+    def roll_back(self, plan):
+        """A failed run leaves no trace of the new commit: no listing, no partial snapshot, no unchecked blob."""
+        self.result["changed"] = False
+        self.result.pop("diff", None)
         try:
-            # Only now is the snapshot complete and checked: make it the one applications load.
-            if old_ref != commit:
-                self.repo.write_ref(self.ref, commit)
-            _cache.apply_ownership(_cache.plan_ownership(self.repo.owned_paths(), self.uid, self.gid, self.mode),
-                                   self.uid, self.gid, self.mode)
-            if link and old_link != snapshot:
-                _cache.swap_link(link, snapshot, self.uid, self.gid)
-        except OSError as exc:
-            self.fail_os(exc)
-        self.finish()
+            self.repo.settle_pending(self.repo.read_pending())
+            self.repo.clear_pending()
+            self.repo.remove_incomplete(self.repo.orphaned_incomplete())
+            if plan.old_ref != plan.commit:
+                keep = set(plan.wanted) - set(plan.absent) if plan.snapshot_existed else set()
+                self.repo.remove_snapshot_entries(plan.commit, keep)
+                if plan.tree_fetched:
+                    self.repo.remove_tree(plan.commit)
+        except (OSError, _cache.UnsafeName) as exc:
+            self.module.warn("could not undo every change of the failed run: %s" % exc)
 
     def check_content(self, commit, paths, tree):
         bad = self.repo.verify(commit, paths, tree)
         if not bad:
             return
-        if not self.module.check_mode:
+        if not self.check:
             for path, _expected, _actual in bad:
                 self.repo.discard(commit, path)
-        self.fail("checksum mismatch for %s of %s at %s (expected %s, got %s): the corrupt file%s removed and"
-                  " the ref was not moved; run again to fetch %s anew, and check the endpoint or proxy if it"
-                  " repeats" % (", ".join(b[0] for b in bad), self.p["repo_id"], commit, bad[0][1], bad[0][2],
-                                " was not" if self.module.check_mode else " was",
-                                "it" if len(bad) == 1 else "them"),
-                  corrupt_files=[b[0] for b in bad])
-
-    def fail_os(self, exc):
-        if getattr(exc, "errno", None) == 28:
-            self.fail(FIXES[_hub.DISK_FULL] % {"cache_dir": self.cache_dir} + ": %s" % exc)
-        if isinstance(exc, PermissionError):
-            self.fail(FIXES[_hub.NOT_WRITABLE] % {"cache_dir": self.cache_dir} + ": %s" % exc)
-        self.fail("cannot update %s: %s" % (self.cache_dir, exc))
+        raise Failure("checksum mismatch for %s of %s at %s (expected %s, got %s): the corrupt file%s removed and"
+                      " the ref was not moved; run again to fetch %s anew, and check the endpoint or proxy if it"
+                      " repeats" % (", ".join(b[0] for b in bad), self.p["repo_id"], commit, bad[0][1], bad[0][2],
+                                    " was not" if self.check else " was", "it" if len(bad) == 1 else "them"),
+                      _hub.INTEGRITY, corrupt_files=[b[0] for b in bad])
 
 
 def main():
@@ -565,18 +702,15 @@ def main():
         module.fail_json(msg=missing_required_lib("huggingface_hub", reason="to fetch Hub snapshots") +
                          " Install it for %s, or point ansible_python_interpreter at a venv that has it."
                          % sys.executable, exception=HF_IMPORT_ERROR)
-    p = module.params
-    if p["repo_id"].count("/") > 1 or not p["repo_id"].strip("/"):
-        module.fail_json(msg="repo_id must look like 'owner/name' (or 'name'), got %r" % p["repo_id"])
-    if p["retries"] < 0 or p["timeout"] <= 0:
-        module.fail_json(msg="retries must be >= 0 and timeout > 0 (seconds)")
-    if p["ref"] and _cache.is_commit(p["ref"]):
-        module.fail_json(msg="ref names a branch or tag under refs/, not a commit: got %r" % p["ref"])
-
-    snapshot = Snapshot(module)
-    if p["state"] == "absent":
-        snapshot.absent()
-    snapshot.present()
+    snapshot = None
+    try:
+        snapshot = Snapshot(module)
+        result = snapshot.run()
+    except Failure as failure:
+        result = snapshot.finish() if snapshot else {"changed": False}
+        result.update(failure.extra, changed=False)
+        module.fail_json(msg=failure.msg, **result)
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

@@ -175,7 +175,7 @@ def test_corrupt_download_is_caught_removed_and_ref_not_moved(hub, cache, run):
 
 def test_leftover_incomplete_files_are_cleaned(hub, cache, run):
     run(args(hub, cache, revision=COMMIT_A))
-    orphan = cache / FOLDER / "blobs" / "deadbeef.0123.incomplete"
+    orphan = cache / FOLDER / "blobs" / ("d" * 40 + ".0123abcd.incomplete")
     orphan.write_bytes(b"x" * 100)
     result = run(args(hub, cache, revision=COMMIT_A))
     assert result["changed"] is True

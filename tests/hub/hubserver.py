@@ -38,7 +38,9 @@ LFS_MIN_SIZE = 10 * 1024 * 1024
 CHUNK = 1024 * 1024
 FLIP = bytes(255 - i for i in range(256))
 FAULT_ENDPOINTS = ("model_info", "tree", "head", "get", "any")
-FAULT_KINDS = ("429", "500", "502", "503", "reset", "truncate", "corrupt", "hang")
+FAULT_KINDS = ("429", "500", "502", "503", "reset", "truncate", "corrupt", "hang",
+               # a hostile or broken mirror: what it says about the repository, not how it fails
+               "extra_entry", "sha", "etag", "commit_header", "size_lie", "throttle")
 # A 1 MiB pseudo-random block: incompressible, deterministic, cheap to repeat for the synthetic large file.
 LARGE_BLOCK = b"".join(hashlib.sha256(b"justnews-test large %d" % i).digest() for i in range(CHUNK // 32))
 
@@ -183,6 +185,7 @@ class Handler(BaseHTTPRequestHandler):
         route = self._route(raw)
         endpoint = route[0] if route else "other"
         fault = hub._next_fault(endpoint, unquote(self.path), self.command)
+        self.fault = fault  # per request: one handler serves every request of a keep-alive connection
         if fault and fault["kind"] == "hang":
             hub._record(endpoint, self.command, self.path, 0)
             fault["release"].wait()  # each request has its own thread, so only this client waits
@@ -200,6 +203,11 @@ class Handler(BaseHTTPRequestHandler):
         self._emit(endpoint, status, headers, length, chunks, fault["kind"] if fault else None)
 
     do_GET = do_HEAD = do_POST = _handle
+    fault = None
+
+    def _lie(self, kind):
+        """The value a hostile-mirror rule of this kind asks for, or None."""
+        return self.fault["value"] if self.fault and self.fault["kind"] == kind else None
 
     def _route(self, raw):
         """Map path segments to (endpoint, args...). Revisions arrive percent-encoded as one segment."""
@@ -265,7 +273,7 @@ class Handler(BaseHTTPRequestHandler):
         date = "2024-02-01T00:00:00.000Z" if commit == COMMIT_B else "2024-01-01T00:00:00.000Z"
         return self._json({
             "_id": hashlib.sha1(repo_id.encode()).hexdigest()[:24], "id": repo_id, "modelId": repo_id,
-            "author": repo_id.split("/")[0], "sha": commit, "lastModified": date, "createdAt": "2024-01-01T00:00:00.000Z",
+            "author": repo_id.split("/")[0], "sha": self._lie("sha") or commit, "lastModified": date, "createdAt": "2024-01-01T00:00:00.000Z",
             "private": False, "gated": "manual" if repo["gated"] else False, "disabled": False,
             "downloads": 0, "likes": 0, "library_name": "sentence-transformers",
             "tags": ["sentence-transformers", "safetensors", "bert", "feature-extraction"],
@@ -293,6 +301,8 @@ class Handler(BaseHTTPRequestHandler):
                 entries.append(entry)
         for d in sorted(dirs):
             entries.append({"type": "directory", "oid": hashlib.sha1(b"tree " + d.encode()).hexdigest(), "path": d})
+        if self._lie("extra_entry"):
+            entries.append(dict(self._lie("extra_entry")))
         entries.sort(key=lambda e: (e["type"] == "file", e["path"]))  # the Hub lists directories first
         page_size = self.server.hub.tree_page_size
         if not page_size:
@@ -318,9 +328,12 @@ class Handler(BaseHTTPRequestHandler):
         _unused1, commit, files = self._resolve(repo_id, rev)
         blob = files.get(filename)
         if blob is None:
-            raise HubError(404, "EntryNotFound", f"{filename} does not exist on \"{rev}\"")
-        headers = [("X-Repo-Commit", commit), ("ETag", f'"{blob.etag}"'), ("X-Linked-Etag", f'"{blob.etag}"'),
-                   ("X-Linked-Size", str(blob.size)), ("Accept-Ranges", "bytes"),
+            err = HubError(404, "EntryNotFound", f"{filename} does not exist on \"{rev}\"")
+            return self._error(err, [("X-Repo-Commit", self._lie("commit_header") or commit)])
+        etag = self._lie("etag") or blob.etag
+        size = blob.size + (1 if self._lie("size_lie") and self.command == "HEAD" else 0)
+        headers = [("X-Repo-Commit", self._lie("commit_header") or commit), ("ETag", f'"{etag}"'),
+                   ("X-Linked-Etag", f'"{etag}"'), ("X-Linked-Size", str(size)), ("Accept-Ranges", "bytes"),
                    ("Content-Type", "application/octet-stream")]
         start, end, status = 0, blob.size, 200
         rng = self.headers.get("Range")
@@ -391,7 +404,13 @@ class Handler(BaseHTTPRequestHandler):
                 piece = piece[:limit - sent]
                 if fault == "corrupt":
                     piece = piece.translate(FLIP)
-                self.wfile.write(piece)
+                if fault == "throttle":
+                    rate = float(self.fault["value"])
+                    for i in range(0, len(piece), 16384):
+                        self.wfile.write(piece[i:i + 16384])
+                        time.sleep(min(16384, len(piece) - i) / rate)
+                else:
+                    self.wfile.write(piece)
                 sent += len(piece)
                 hub._add_bytes(endpoint, len(piece))
                 if sent >= limit:
@@ -523,7 +542,7 @@ class HubServer:
         for f in faults:
             rule = {"kind": str(f["kind"]), "count": int(f.get("count", 1)), "endpoint": f.get("endpoint", "any"),
                     "path": f.get("path") or "", "retry_after": f.get("retry_after"),
-                    "seconds": f.get("seconds", 1)}
+                    "seconds": f.get("seconds", 1), "value": f.get("value")}
             if rule["kind"] not in FAULT_KINDS or rule["endpoint"] not in FAULT_ENDPOINTS:
                 raise ValueError(f"bad fault rule: {f}")
             rules.append(rule)

@@ -1,6 +1,7 @@
 """Retry policy and error classification of the hf_snapshot module."""
 
 import email.utils
+import inspect
 import time
 
 import httpx2
@@ -119,7 +120,41 @@ def test_a_wait_beyond_the_timeout_fails_at_once(monkeypatch):
     monkeypatch.setattr(_hub, "run_with_deadline", lambda func, args, seconds: func(*args))
     with pytest.raises(_hub.HubFailure) as info:
         retrier(clock, timeout=10).call(failing(_hub.RATE_LIMITED, 1, retry_after="3600"))
-    assert "beyond the 10s timeout" in info.value.message and clock.sleeps == []
+    assert info.value.kind == _hub.RATE_LIMITED and clock.sleeps == []
+    assert "the Hub asked to wait 3600s (Retry-After)" in info.value.message
+
+
+def test_a_short_deadline_keeps_the_real_cause_and_says_whose_wait_it_was(monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(_hub, "run_with_deadline", lambda func, args, seconds: func(*args))
+    r = retrier(clock, timeout=5)
+    with pytest.raises(_hub.HubFailure) as info:
+        r.call(failing(_hub.SERVER_ERROR, 100))
+    assert info.value.kind == _hub.SERVER_ERROR  # not "timeout": the Hub answered, with errors
+    assert "no time left for retry" in info.value.message and "asked" not in info.value.message
+    assert r.retries_used == len(clock.sleeps) == 2 and r.waited_for_hub is None
+
+
+def test_every_retry_is_counted(monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(_hub, "run_with_deadline", lambda func, args, seconds: func(*args))
+    r = retrier(clock)
+    assert r.call(failing(_hub.UNREACHABLE, 4)) == "done"
+    assert r.retries_used == 4
+
+
+def test_the_child_makes_single_attempts_and_dies_with_its_parent():
+    """The library's own retries would multiply the module's; its child must not outlive the module."""
+    def probe():
+        from huggingface_hub import file_download
+        from huggingface_hub.utils import _http
+        with open("/proc/self/status", encoding="ascii") as handle:
+            status = handle.read()
+        return (inspect.unwrap(_http.http_stream_backoff).__kwdefaults__["max_retries"],
+                inspect.unwrap(file_download.http_get).__kwdefaults__["_nb_retries"],
+                "PPid" in status)
+
+    assert _hub.run_with_deadline(probe, (), 60) == (0, 0, True)
 
 
 def test_a_step_that_never_answers_is_killed_at_the_deadline():
