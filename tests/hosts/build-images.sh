@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Build the systemd-booted JustNews test-host images (Debian 12 bookworm, Debian 13 trixie):
 #   localhost/justnews-host:bookworm   localhost/justnews-host:trixie
-# plus a content tag localhost/justnews-host:<suite>-<hash>. A build is skipped when the
-# content tag exists (hash of this script, rootfs/, the suite's pinned requirements).
+# and, from the trixie root, localhost/justnews-host:upstream (laid out like upstream JustNews:
+# user adra, no justnews user, rootfs-upstream/ on top), each with a content tag
+# localhost/justnews-host:<name>-<hash>. A build is skipped when the content tags exist (hash of
+# this script, rootfs/, rootfs-upstream/ for trixie, the suite's pinned requirements).
 #
 # Usage: build-images.sh [--force] [SUITE...]     (default suites: bookworm trixie)
 # Env:   JUSTNEWS_IMAGE_CACHE (default /var/tmp/justnews-images): debootstrap package cache,
@@ -55,14 +57,20 @@ exec 9>"$CACHE/build.lock"
 flock 9 || die "cannot lock $CACHE/build.lock"   # one build at a time
 
 suite_py() { case "$1" in bookworm) echo 311 ;; trixie) echo 313 ;; esac; }
+# The Memory agent's HTTP port (MEMORY_PORT in /etc/justnews/memory.env): one per image, because the
+# test containers share the machine's network. The upstream image keeps upstream's 8007.
+suite_port() { case "$1" in bookworm) echo 18007 ;; trixie) echo 18107 ;; esac; }
 
 content_hash() { # suite
   local py; py="$(suite_py "$1")"
   {
     echo "suite=$1 packages=$PACKAGES"
     sha256sum "$HERE/build-images.sh" "$HERE/agent-requirements-py$py.txt" | awk '{print $1}'
-    (cd "$HERE/rootfs" && find . \( -type f -o -type l \) -print0 | LC_ALL=C sort -z \
-       | xargs -0 stat -c '%n %a' && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum)
+    local dirs=(rootfs); [ "$1" != trixie ] || dirs+=(rootfs-upstream)
+    for d in "${dirs[@]}"; do
+      (cd "$HERE/$d" && find . \( -type f -o -type l \) -print0 | LC_ALL=C sort -z \
+         | xargs -0 stat -c "$d %n %a" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum)
+    done
   } | sha256sum | cut -c1-12
 }
 
@@ -106,6 +114,7 @@ build() { # suite hash
   # the host's files: /etc/justnews, the unit template and drop-in, the start script, the agent
   (cd "$HERE/rootfs" && tar --owner=0 --group=0 -cf - .) | tar -C "$root" --no-overwrite-dir -xf -
   chmod 0755 "$root/usr/local/bin/justnews-start-agent.sh"
+  printf 'MEMORY_PORT=%s\n' "$(suite_port "$suite")" >> "$root/etc/justnews/memory.env"
   mkdir -p "$root/etc/systemd/system/multi-user.target.wants" "$root/opt/justnews/models/memory"
   ln -sfn /etc/systemd/system/justnews@.service \
     "$root/etc/systemd/system/multi-user.target.wants/justnews@memory.service"
@@ -135,30 +144,59 @@ build() { # suite hash
   done
   rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* "$root"/root/.cache
 
-  log "importing $IMAGE:$suite-$hash"
-  tar -C "$root" -c . | podman import \
-    --change 'CMD ["/sbin/init"]' --change 'STOPSIGNAL SIGRTMIN+3' \
-    --change "LABEL org.justnews.host.suite=$suite" --change "LABEL org.justnews.host.hash=$hash" \
-    - "$IMAGE:$suite-$hash" >/dev/null 2>"$CACHE/import-$suite.log" \
-    || { cat "$CACHE/import-$suite.log" >&2; die "podman import failed"; }
+  import_root "$root" "$suite" "$suite" "$hash"
+  [ "$suite" != trixie ] || upstream "$root" "$hash"
   rm -rf "$root"
   log "built $IMAGE:$suite-$hash in $((SECONDS - t0)) s"
 }
 
+import_root() { # root suite name hash
+  log "importing $IMAGE:$3-$4"
+  tar -C "$1" -c . | podman import \
+    --change 'CMD ["/sbin/init"]' --change 'STOPSIGNAL SIGRTMIN+3' \
+    --change "LABEL org.justnews.host.suite=$2" --change "LABEL org.justnews.host.hash=$4" \
+    - "$IMAGE:$3-$4" >/dev/null 2>"$CACHE/import-$3.log" \
+    || { cat "$CACHE/import-$3.log" >&2; die "podman import failed"; }
+}
+
+upstream() { # trixie-root hash: the same host laid out like upstream JustNews
+  local root="$CACHE/root-upstream"
+  rm -rf "$root"
+  cp -a "$1" "$root"
+  # the deploy user runs the agents; there is no justnews user
+  in_root "$root" userdel justnews
+  rm -rf "$root/var/lib/justnews"
+  in_root "$root" useradd --user-group --create-home --shell /bin/bash adra
+  rm -f "$root/etc/justnews/"*.env
+  (cd "$HERE/rootfs-upstream" && tar --owner=0 --group=0 -cf - .) | tar -C "$root" --no-overwrite-dir -xf -
+  chmod 0755 "$root/usr/local/bin/justnews-start-agent.sh" "$root/usr/local/bin/wait_for_mcp.sh"
+  rm -rf "$root/opt/justnews/models"
+  mkdir -p "$root/opt/justnews/model_store"
+  in_root "$root" chown -R adra:adra /opt/justnews/model_store
+  import_root "$root" trixie upstream "$2"
+  rm -rf "$root"
+}
+
+images_of() { [ "$1" = trixie ] && echo "trixie upstream" || echo "$1"; }
+
 for suite in "${SUITES[@]}"; do
   hash="$(content_hash "$suite")"
-  if [ "$FORCE" = 0 ] && podman image exists "$IMAGE:$suite-$hash"; then
+  cached=1
+  for name in $(images_of "$suite"); do podman image exists "$IMAGE:$name-$hash" || cached=0; done
+  if [ "$FORCE" = 0 ] && [ "$cached" = 1 ]; then
     log "$IMAGE:$suite-$hash exists: cached"
     wheelhouse "$(suite_py "$suite")"   # fleet.sh mounts it; cheap when complete
   else
     build "$suite" "$hash"
   fi
-  podman tag "$IMAGE:$suite-$hash" "$IMAGE:$suite"
-  # drop stale content tags of this suite
-  for old in $(podman images --format '{{.Repository}}:{{.Tag}}' | grep -E "^$IMAGE:$suite-[0-9a-f]{12}\$" || true); do
-    [ "$old" = "$IMAGE:$suite-$hash" ] || podman rmi "$old" >/dev/null 2>&1 || true
+  for name in $(images_of "$suite"); do
+    podman tag "$IMAGE:$name-$hash" "$IMAGE:$name"
+    # drop stale content tags of this image
+    for old in $(podman images --format '{{.Repository}}:{{.Tag}}' | grep -E "^$IMAGE:$name-[0-9a-f]{12}\$" || true); do
+      [ "$old" = "$IMAGE:$name-$hash" ] || podman rmi "$old" >/dev/null 2>&1 || true
+    done
+    echo "$IMAGE:$name -> $IMAGE:$name-$hash"
   done
-  echo "$IMAGE:$suite -> $IMAGE:$suite-$hash"
 done
 exit 0
 }

@@ -2,8 +2,11 @@
 """JustNews Memory agent stand-in for the justnews-host test images.
 
 Loads the sentence-embedding model the way the real Memory agent does, encodes one sentence,
-writes a readiness file and stays alive until SIGTERM. It listens on no port (the test
-containers share the host's network).
+writes a readiness file and stays alive until SIGTERM. Like the real agent it serves HTTP on
+127.0.0.1 (MEMORY_PORT, default 8007): GET /health answers {"status": "ok", "agent": "memory"} as
+soon as the process runs, GET /ready answers {"ready": false} until the model is loaded and encoded,
+then {"ready": true, ...} with the same details as the readiness file. The test containers share
+the machine's network, so each test image sets its own MEMORY_PORT in /etc/justnews/memory.env.
 
 Environment (as on a real host):
   SENTENCE_TRANSFORMER_MODEL  model name (default all-MiniLM-L6-v2); a bare name means
@@ -11,12 +14,15 @@ Environment (as on a real host):
   MEMORY_MODEL_CACHE          a saved model folder <MEMORY_MODEL_CACHE>/<basename> is used first
   HF_HOME, HF_HUB_CACHE, HUGGINGFACE_HUB_CACHE, HF_HUB_OFFLINE, HF_ENDPOINT: read by huggingface_hub
   HF_HUB_TOKEN or HUGGINGFACE_HUB_TOKEN: passed to huggingface_hub.login() (failure tolerated)
-  MEMORY_READY_FILE           readiness file (default /run/justnews/memory.ready)
+  MEMORY_READY_FILE           readiness file (default /run/justnews/memory.ready; empty: none);
+                              a file that cannot be written (no RuntimeDirectory=) only warns
+  MEMORY_PORT                 HTTP port on 127.0.0.1 (default 8007, as upstream)
 
 Backend: sentence-transformers (with torch) when it imports (Debian 12 image); otherwise a
 torch-free loader (Debian 13 image): huggingface_hub resolution + safetensors + tokenizers and a
 numpy BERT forward pass with mean pooling and L2 normalisation.
 """
+import http.server
 import json
 import logging
 import math
@@ -24,6 +30,7 @@ import os
 import re
 import signal
 import sys
+import threading
 import time
 
 LOG = logging.getLogger("justnews.memory")
@@ -40,6 +47,8 @@ else:
     HUB_GUARD = False
 SENTENCE = "JustNews memory agent readiness check."
 READY_FILE = os.environ.get("MEMORY_READY_FILE", "/run/justnews/memory.ready")
+PORT = int(os.environ.get("MEMORY_PORT") or 8007)
+STATE = {"ready": False}
 MODEL_FILES = ("config.json", "tokenizer.json", "model.safetensors")
 
 
@@ -193,21 +202,60 @@ def load_numpy(name, local):
     return model, snap, commit_from_path(files["config.json"])
 
 
+# ---------------------------------------------------------------- HTTP (/health, /ready)
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 (http.server's naming)
+        if self.path == "/health":
+            body = {"status": "ok", "agent": "memory"}
+        elif self.path == "/ready":
+            body = dict(STATE)
+        else:
+            self.send_error(404)
+            return
+        data = (json.dumps(body, sort_keys=True) + "\n").encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format, *args):  # noqa: A002 (signature of http.server)
+        pass
+
+
+def serve_http():
+    """Bind 127.0.0.1:PORT (exits 1 when taken, like uvicorn) and answer in a daemon thread."""
+    try:
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", PORT), Handler)
+    except OSError as exc:
+        LOG.error("cannot listen on 127.0.0.1:%d: %s", PORT, exc)
+        sys.exit(1)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    LOG.info("listening on http://127.0.0.1:%d (/health, /ready)", PORT)
+
+
 # ---------------------------------------------------------------- main
 def write_ready(info):
-    d = os.path.dirname(READY_FILE)
-    os.makedirs(d, exist_ok=True)
-    tmp = READY_FILE + ".tmp"
-    with open(tmp, "w") as fh:
-        json.dump(info, fh, sort_keys=True)
-        fh.write("\n")
-    os.replace(tmp, READY_FILE)
+    if not READY_FILE:
+        return
+    try:
+        d = os.path.dirname(READY_FILE)
+        os.makedirs(d, exist_ok=True)
+        tmp = READY_FILE + ".tmp"
+        with open(tmp, "w") as fh:
+            json.dump(info, fh, sort_keys=True)
+            fh.write("\n")
+        os.replace(tmp, READY_FILE)
+    except OSError as exc:
+        LOG.warning("no readiness file %s (%s); GET /ready still answers", READY_FILE, exc)
 
 
 def remove_ready():
+    if not READY_FILE:
+        return
     try:
         os.unlink(READY_FILE)
-    except FileNotFoundError:
+    except OSError:
         pass
 
 
@@ -223,6 +271,7 @@ def main():
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
     remove_ready()
+    serve_http()
     name = os.environ.get("SENTENCE_TRANSFORMER_MODEL") or "all-MiniLM-L6-v2"
     LOG.info("model=%s HF_HOME=%s HF_HUB_CACHE=%s HUGGINGFACE_HUB_CACHE=%s HF_HUB_OFFLINE=%s",
              name, os.environ.get("HF_HOME"), os.environ.get("HF_HUB_CACHE"),
@@ -269,6 +318,7 @@ def main():
         "embedding_head": [round(v, 6) for v in vec[:4]],
     }
     write_ready(info)
+    STATE.update(info, ready=True)
     LOG.info("ready: %s", json.dumps(info, sort_keys=True))
     while True:
         time.sleep(3600)
