@@ -203,6 +203,14 @@ class RepoCache:
             os.makedirs(self.cache_dir, exist_ok=True)
         return self._real_dir(self.root, self.cache_dir, create)
 
+    def check_layout(self, commit=None, create=False):
+        """The repository's folders, where they exist, are real directories inside the cache, never symlinks."""
+        subdirs = ["blobs", "refs", "trees", "snapshots"] + ([os.path.join("snapshots", commit)] if commit else [])
+        if self.root_dir(create):
+            for rel in subdirs:
+                self.dir_in_repo(rel, create)
+        self.locks_dir(create)
+
     def dir_in_repo(self, rel, create=True):
         self.root_dir(create)
         path = os.path.join(self.root, rel)

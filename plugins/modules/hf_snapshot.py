@@ -19,9 +19,15 @@ description:
   - Records the commit under O(ref) (C(main) by default), where C(SentenceTransformer('name')) and
     C(from_pretrained('name')) look it up offline, and moves the ref only after every file arrived and passed
     the checksum checks.
-  - Retries rate limits (HTTP 429, honouring C(Retry-After) in seconds or as an HTTP date), server errors and
-    dropped connections with exponential backoff, and stops within O(timeout) even when the Hub never answers.
-  - A failed run leaves the cache as it was before the run, apart from complete blobs it may reuse next time.
+  - Retries rate limits (HTTP 429, honouring C(Retry-After) in seconds or as an HTTP date, file downloads
+    included), server errors and dropped connections with exponential backoff, and stops within O(timeout) even
+    when the Hub never answers. These are the only retries: those of C(huggingface_hub) itself are turned off.
+  - Trusts nothing it is handed. File names, commits and object ids from the Hub, the cache's own listings, refs
+    and links, and the arguments are checked before use; nothing outside the repository's folders in the cache
+    (C(<cache>/models--owner--name) and C(<cache>/.locks/models--owner--name)) is ever written, linked or
+    removed, apart from O(link).
+  - A failed run reports no change and leaves no trace of the new commit (no listing, no partial snapshot, no
+    unchecked file); complete files that passed their checksum stay in the cache for the next run.
 author:
   - JustNews maintainers (@justnews)
 requirements:
@@ -63,6 +69,7 @@ options:
     description:
       - Branch, tag or full 40-character commit to fetch.
       - Pin a commit for reproducible fleets; a pinned commit also needs no metadata request.
+      - A branch or tag must follow git's ref-name rules.
     type: str
     default: main
   ref:
@@ -71,6 +78,7 @@ options:
         asking for that revision resolves offline.
       - Defaults to O(revision) for a branch or tag, and to C(main) for a commit, so that an application that
         loads the default revision gets the pinned commit.
+      - Must follow git's ref-name rules (no C(..), no leading C(/) or C(.), no empty component).
     type: str
   cache_dir:
     description:
@@ -131,7 +139,10 @@ options:
     type: int
     default: 1800
   owner:
-    description: User that owns everything of this repository in the cache (blobs, snapshots, refs, trees, locks).
+    description:
+      - User that owns everything of this repository in the cache (blobs, snapshots, refs, trees, locks).
+      - The cache directory itself, its C(.locks) folder and C(CACHEDIR.TAG) are shared by every repository and
+        are left to whoever made them.
     type: str
   group:
     description: Group of everything of this repository in the cache.
@@ -139,6 +150,7 @@ options:
   mode:
     description:
       - Permissions of the files of this repository in the cache, in octal, for example V('0640').
+      - Plain permission bits only; setuid, setgid and sticky bits are refused.
       - Directories get an execute bit wherever the mode grants read, so the same users can enter them.
       - C(huggingface_hub) writes tree listings as 0600 and lock files as 0664; this evens them out.
     type: raw
@@ -147,12 +159,20 @@ options:
     description:
       - Path of a symlink to the snapshot directory, for applications that load a model from a folder.
       - Swapped atomically when the commit changes; an existing non-link at this path is an error.
+      - Must lie outside O(cache_dir). With O(state=absent) it is removed only when it leads into this
+        repository's snapshots.
     type: path
 notes:
   - Runs the network steps in a child process that is killed at O(timeout), because C(huggingface_hub) sets no
-    timeout on some requests.
-  - Leftover C(*.incomplete) files from interrupted downloads are removed at the start of a run that changes
-    something; C(huggingface_hub) does not resume them across runs.
+    timeout on some requests. The child dies with the module process, however that ends.
+  - Runs on one repository of one cache are serialised by a lock in C(<cache>/.locks/<repo folder>/): a second
+    run waits for the first, within its own O(timeout), and then finds the work done (RV(lock_wait)).
+  - Leftover C(*.incomplete) files from interrupted downloads are removed when no process holds their download
+    lock; C(huggingface_hub) does not resume them across runs. Files that a killed run completed are checked
+    against their checksum by the next run before anything uses them.
+  - "Keep the token off the controller's process list and out of verbose output: pass it as O(token) from a
+    vaulted variable (or in C(module_defaults)), not with C(-a token=...) on the command line nor as a task
+    C(environment) (printed at C(-vvvv))."
 seealso:
   - name: huggingface_hub cache layout
     description: How the cache directory is organised.
@@ -239,10 +259,31 @@ elapsed:
   type: float
   sample: 3.2
 retries_used:
-  description: Network steps that were tried again.
+  description: Network steps that were tried again; there are no other retries.
   returned: always
   type: int
   sample: 0
+lock_wait:
+  description: Seconds this run waited for another run on the same repository to finish.
+  returned: when the run changed or checked the cache
+  type: float
+  sample: 0.0
+error_kind:
+  description:
+    - On failure, the cause, for programs to branch on - V(invalid_argument), V(cache_dir_invalid),
+      V(not_writable), V(locked), V(unsafe_listing) (the Hub named a path outside the cache or contradicted its
+      listing), V(unsafe_cache) (the cache's own files do), V(integrity) (size or checksum mismatch),
+      V(incomplete) (offline and files missing), V(rate_limited), V(server_error), V(unreachable), V(transient),
+      V(timeout) (the Hub did not answer in time), V(gated), V(unauthorized), V(repo_not_found),
+      V(revision_not_found), V(entry_not_found), V(disk_full), V(other).
+  returned: on failure
+  type: str
+  sample: rate_limited
+retry_after:
+  description: With V(rate_limited), the last wait in seconds that the Hub asked for (C(Retry-After)).
+  returned: on failure, when the Hub asked for a wait
+  type: int
+  sample: 600
 link:
   description: The symlink to the snapshot, when O(link) is set.
   returned: when O(link) is set
@@ -542,6 +583,7 @@ class Snapshot:
 
     def plan(self):
         p = self.p
+        self.repo.check_layout()
         unverified = self.repo.read_pending()
         commit = self.resolve()
         tree, tree_fetched = self.listing(commit)
@@ -613,6 +655,7 @@ class Snapshot:
 
     def apply(self, plan):
         p = self.p
+        self.repo.check_layout(plan.commit, create=True)
         self.repo.remove_incomplete(plan.orphans)
         if plan.tree_fetched:
             self.repo.write_tree(plan.commit, plan.tree)

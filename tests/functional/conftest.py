@@ -32,8 +32,8 @@ class Runner:
         self.output = ""
         self.wrapper_output = ""
 
-    def __call__(self, args, check=False, diff=False, verbosity=0, env=None, timeout=300, wrapper=None):
-        """Run one hf_snapshot task on localhost; return its result (the run's output is in .output)."""
+    def _command(self, args, check=False, diff=False, verbosity=0, env=None):
+        """The ansible-playbook command, its environment and the file that will hold the task's result."""
         self.count += 1
         out = self.workdir / ("result-%d.json" % self.count)
         play = [{
@@ -60,11 +60,36 @@ class Runner:
         environ = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=self.collections, ANSIBLE_NOCOLOR="1",
                        ANSIBLE_LOCALHOST_WARNING="0", ANSIBLE_INVENTORY_UNPARSED_WARNING="0")
         environ.update(env or {})
-        proc = subprocess.run((wrapper or []) + cmd, capture_output=True, text=True, env=environ, timeout=timeout, cwd=self.workdir, check=False)
+        return cmd, environ, out
+
+    def __call__(self, args, check=False, diff=False, verbosity=0, env=None, timeout=300, wrapper=None):
+        """Run one hf_snapshot task on localhost; return its result (the run's output is in .output)."""
+        cmd, environ, out = self._command(args, check, diff, verbosity, env)
+        proc = subprocess.run((wrapper or []) + cmd, capture_output=True, text=True, env=environ, timeout=timeout,
+                              cwd=self.workdir, check=False)
         self.output = proc.stdout + proc.stderr
         self.wrapper_output = proc.stdout
         assert out.exists(), self.output
         return json.loads(out.read_text())
+
+    def start(self, args, env=None):
+        """Start one hf_snapshot task in the background; returns a Background to wait on."""
+        cmd, environ, out = self._command(args, env=env)
+        log = open(out.with_suffix(".log"), "w")  # pylint: disable=consider-using-with
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=environ, cwd=self.workdir)
+        return Background(proc, out, log)
+
+
+class Background:
+    def __init__(self, proc, out, log):
+        self.proc, self.out, self.log = proc, out, log
+
+    def result(self, timeout=300):
+        self.proc.wait(timeout)
+        self.log.close()
+        output = self.out.with_suffix(".log").read_text()
+        assert self.out.exists(), output
+        return json.loads(self.out.read_text())
 
 
 @pytest.fixture

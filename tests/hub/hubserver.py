@@ -331,7 +331,7 @@ class Handler(BaseHTTPRequestHandler):
             err = HubError(404, "EntryNotFound", f"{filename} does not exist on \"{rev}\"")
             return self._error(err, [("X-Repo-Commit", self._lie("commit_header") or commit)])
         etag = self._lie("etag") or blob.etag
-        size = blob.size + (1 if self._lie("size_lie") and self.command == "HEAD" else 0)
+        size = blob.size + (1 if self.fault and self.fault["kind"] == "size_lie" and self.command == "HEAD" else 0)
         headers = [("X-Repo-Commit", self._lie("commit_header") or commit), ("ETag", f'"{etag}"'),
                    ("X-Linked-Etag", f'"{etag}"'), ("X-Linked-Size", str(size)), ("Accept-Ranges", "bytes"),
                    ("Content-Type", "application/octet-stream")]
