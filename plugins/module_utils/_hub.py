@@ -142,7 +142,6 @@ def classify(exc):
     return kind, status, retry_after, message
 
 
-
 def _die_with_parent(parent_pid):
     """Ask the kernel to kill this process when the module process goes away, however it goes."""
     try:

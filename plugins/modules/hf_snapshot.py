@@ -21,7 +21,7 @@ description:
     the checksum checks.
   - Retries rate limits (HTTP 429, honouring C(Retry-After) in seconds or as an HTTP date, file downloads
     included), server errors and dropped connections with exponential backoff, and stops within O(timeout) even
-    when the Hub never answers. These are the only retries: those of C(huggingface_hub) itself are turned off.
+    when the Hub never answers. These are the only retries; those of C(huggingface_hub) itself are turned off.
   - Trusts nothing it is handed. File names, commits and object ids from the Hub, the cache's own listings, refs
     and links, and the arguments are checked before use; nothing outside the repository's folders in the cache
     (C(<cache>/models--owner--name) and C(<cache>/.locks/models--owner--name)) is ever written, linked or
@@ -165,7 +165,7 @@ options:
 notes:
   - Runs the network steps in a child process that is killed at O(timeout), because C(huggingface_hub) sets no
     timeout on some requests. The child dies with the module process, however that ends.
-  - Runs on one repository of one cache are serialised by a lock in C(<cache>/.locks/<repo folder>/): a second
+  - Runs on one repository of one cache are serialised by a lock in C(<cache>/.locks/<repo folder>/); a second
     run waits for the first, within its own O(timeout), and then finds the work done (RV(lock_wait)).
   - Leftover C(*.incomplete) files from interrupted downloads are removed when no process holds their download
     lock; C(huggingface_hub) does not resume them across runs. Files that a killed run completed are checked
