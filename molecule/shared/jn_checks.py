@@ -37,10 +37,10 @@ def main_pid(host, unit=UNIT):
     return int(unit_props(host, "MainPID", unit=unit)["MainPID"])
 
 
-def proc_environ(host, pid):
-    """The process environment as a dict (read as root). Callers must not print token values."""
+def proc_environ(host, pid, user="justnews"):
+    """The process environment as a dict. Callers must not print token values."""
     # as the unit's user: root in a container lacks CAP_SYS_PTRACE for another user's environ
-    raw = host.check_output("runuser -u justnews -- cat /proc/%s/environ | tr '\\0' '\\n'", str(pid))
+    raw = host.check_output("runuser -u %s -- cat /proc/%s/environ | tr '\\0' '\\n'", user, str(pid))
     env = {}
     for line in raw.splitlines():
         k, sep, v = line.partition("=")
@@ -49,33 +49,40 @@ def proc_environ(host, pid):
     return env
 
 
+def http_json(host, url):
+    """GET url from inside the host (the test images have no curl)."""
+    out = host.check_output("python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1]).read().decode())' %s", url)
+    return json.loads(out)
+
+
 def ready(host):
     return json.loads(host.file(READY).content_string)
 
 
-def assert_cache_dir(host):
+def assert_cache_dir(host, user="justnews"):
     for path in (HF_HOME, HUB_CACHE):
         d = host.file(path)
         assert d.is_directory, path
-        assert (d.user, d.group, d.mode) == ("justnews", "justnews", 0o750), (path, d.user, d.group, oct(d.mode))
+        assert (d.user, d.group, d.mode) == (user, user, 0o750), (path, d.user, d.group, oct(d.mode))
 
 
-def assert_snapshot(host, repo_id, commit, ref="main"):
+def assert_snapshot(host, repo_id, commit, ref="main", user="justnews"):
     base = repo_dir(repo_id)
     assert host.file(base + "/refs/" + ref).content_string.strip() == commit
     snap = host.file(base + "/snapshots/" + commit)
     assert snap.is_directory
     files = host.check_output("find %s -mindepth 1 -printf '%%P\\n'", snap.path).split()
     assert "config.json" in files and "README.md" in files, files
-    # every file of the snapshot resolves to a blob owned by justnews that the agent's user can read
-    bad = host.run("find -L %s -type f ! -user justnews", snap.path)
+    # every file of the snapshot resolves to a blob owned by the agent's user, who can read it
+    bad = host.run("find -L %s -type f ! -user %s", snap.path, user)
     assert bad.rc == 0 and bad.stdout.strip() == "", bad.stdout
-    r = host.run("runuser -u justnews -- cat %s/config.json", snap.path)
+    r = host.run("runuser -u %s -- cat %s/config.json", user, snap.path)
     assert r.rc == 0, r.stderr
-    assert host.file(base + "/blobs").user == "justnews"
+    assert host.file(base + "/blobs").user == user
 
 
-def assert_dropin(host, endpoint=None, token=False):
+def assert_dropin(host, endpoint=None, token=False,
+                  other_dropin="/etc/systemd/system/justnews@memory.service.d/20-restart-policy.conf"):
     f = host.file(DROPIN)
     assert f.is_file
     assert (f.user, f.group, f.mode) == ("root", "root", 0o644)
@@ -92,10 +99,10 @@ def assert_dropin(host, endpoint=None, token=False):
     assert ("EnvironmentFile=-" + TOKEN_FILE in lines) == token
     assert "HF_TOKEN" not in text and "HF_HUB_TOKEN" not in text
     # the operator's own drop-in is left alone
-    assert host.file("/etc/systemd/system/justnews@memory.service.d/20-restart-policy.conf").is_file
+    assert host.file(other_dropin).is_file
 
 
-def assert_unit_env(host, token=None):
+def assert_unit_env(host, token=None, user="justnews"):
     """systemd's view and the running process's view of the environment."""
     show = host.check_output("systemctl show %s -p Environment", UNIT)
     assert "HF_HOME=%s" % HF_HOME in show and "HF_HUB_OFFLINE=1" in show
@@ -104,7 +111,7 @@ def assert_unit_env(host, token=None):
         leaked = token in show
         assert not leaked, "the token appears in systemctl show -p Environment (value not shown)"
     assert host.service(UNIT).is_running
-    env = proc_environ(host, main_pid(host))
+    env = proc_environ(host, main_pid(host), user)
     assert env.get("HF_HOME") == HF_HOME
     assert env.get("HF_HUB_CACHE") == HUB_CACHE
     assert env.get("HF_HUB_OFFLINE") == "1"

@@ -1,0 +1,90 @@
+"""An upstream-layout JustNews host (user adra, MCP-bus gate, env files re-sourced, HTTP readiness)."""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "shared"))
+
+import jn_checks as c  # noqa: E402
+
+ROOTFS = Path(__file__).resolve().parents[3] / "tests" / "hosts" / "rootfs-upstream"
+HOST_FILES = ["etc/systemd/system/justnews@.service", "usr/local/bin/justnews-start-agent.sh",
+              "etc/justnews/global.env", "etc/justnews/memory.env",
+              "etc/systemd/system/justnews@memory.service.d/20-restart-policy.conf"]
+READY_URL = "http://127.0.0.1:8007/ready"
+
+
+def saved(host):
+    return json.loads(host.file("/var/tmp/molecule-upstream.json").content_string)
+
+
+def test_host_is_laid_out_like_upstream(host):
+    assert not host.user("justnews").exists
+    assert host.user("adra").exists
+    assert c.unit_props(host, "User")["User"] == "adra"
+
+
+def test_unit_start_script_and_env_files_untouched(host):
+    for rel in HOST_FILES:
+        assert host.file("/" + rel).content_string == (ROOTFS / rel).read_text(), rel
+
+
+def test_cache_owned_by_the_units_user(host):
+    c.assert_cache_dir(host, user="adra")
+    c.assert_snapshot(host, c.REPO, c.COMMIT_B, "main", user="adra")
+
+
+def test_dropin_and_process_environment(host):
+    c.assert_dropin(host, endpoint=c.HUB or None, token=False,
+                    other_dropin="/etc/systemd/system/justnews@memory.service.d/20-restart-policy.conf")
+    c.assert_unit_env(host, user="adra")
+
+
+def test_agent_ready_over_http(host):
+    r = c.http_json(host, READY_URL)
+    assert r["ready"] is True and r["commit"] == c.COMMIT_B and r["offline"] == "1", r
+    assert r["pid"] == c.main_pid(host)
+    assert c.http_json(host, "http://127.0.0.1:8007/health")["status"] == "ok"
+
+
+def test_readiness_timeout_names_unit_url_state_journal_and_dropin(host):
+    msg = saved(host)["ready_failure"]
+    assert "justnews@memory.service is not back and ready within 8 s" in msg, msg
+    assert "GET http://127.0.0.1:8007/no-such-path" in msg and "HTTP 404" in msg, msg
+    assert "ActiveState=active" in msg and "NRestarts=0" in msg, msg
+    assert "/etc/systemd/system/justnews@memory.service.d/60-hf-cache.conf" in msg, msg
+    # the agent's own journal lines are in the message
+    assert "journalctl -u justnews@memory.service" in msg and "justnews.memory INFO" in msg, msg
+
+
+def test_hf_home_in_global_env_fails_before_any_change(host):
+    data = saved(host)
+    msg = data["conflict_failure"]
+    assert msg.startswith("Nothing was changed"), msg
+    assert "/etc/justnews/global.env (HF_HOME)" in msg, msg
+    assert "model_cache_token" not in msg, msg            # HF_HOME is no token
+    assert data["after_conflict"] == data["before_conflict"]   # same MainPID, drop-in, cache
+
+
+def test_hf_home_in_global_env_with_warn_reports_the_effective_value(host):
+    result = saved(host)["warn_result"]
+    assert result["restarted"] == [c.UNIT] and result["ready"] == [c.UNIT]
+    assert [(e["key"], e["value"], e["source"]) for e in result["environment"]] == [
+        ("HF_HOME", "/srv/hf-elsewhere", "/etc/justnews/global.env")], result["environment"]
+
+
+def test_remove_removes_what_the_role_made_and_checks_the_agent(host):
+    data = saved(host)
+    removed = data["removed"]
+    assert "60-hf-cache.conf" not in removed and "20-restart-policy.conf" in removed
+    assert {"no-token-file", "no-venv", "no-venv-parent"} <= set(removed), removed
+    # without the cache settings the agent cannot load its model here: the remove run says so
+    msg = data["remove_failure"]
+    assert "not back: justnews@memory.service" in msg and "GET http://127.0.0.1:8007/ready" in msg, msg
+
+
+def test_remove_then_prefetch_returns_the_host_to_the_same_state(host):
+    data = saved(host)
+    assert data["prefetched"] == data["converged"]
