@@ -1,5 +1,6 @@
 """An upstream-layout JustNews host (user adra, MCP-bus gate, env files re-sourced, HTTP readiness)."""
 
+import hashlib
 import json
 import os
 import sys
@@ -28,7 +29,7 @@ def test_host_is_laid_out_like_upstream(host):
 
 def test_unit_start_script_and_env_files_untouched(host):
     for rel in HOST_FILES:
-        assert host.file("/" + rel).content_string == (ROOTFS / rel).read_text(), rel
+        assert host.file("/" + rel).sha256sum == hashlib.sha256((ROOTFS / rel).read_bytes()).hexdigest(), rel
 
 
 def test_cache_owned_by_the_units_user(host):
