@@ -45,12 +45,13 @@ JUSTNEWS_FLEET_PREFIX=jn-demo-bookworm tests/hosts/fleet.sh up 2 localhost/justn
 JUSTNEWS_FLEET_PREFIX=jn-demo-trixie tests/hosts/fleet.sh up 1 localhost/justnews-host:trixie
 
 # An inventory as a JustNews site would have it, plus what the embedded default needs: the podman
-# connection, the local Hub as endpoint, and the wheelhouse mounted in the containers for the module's venv.
+# connection, the local Hub as endpoint, the wheelhouse mounted in the containers for the module's venv,
+# and each test agent's port (fleet.sh gives every container of one image its own MEMORY_PORT).
 cat > "$STATE/inventory.ini" <<INI
 [justnews]
-jn-demo-bookworm-1
-jn-demo-bookworm-2
-jn-demo-trixie-1
+jn-demo-bookworm-1 model_cache_units="[{'name':'justnews@memory.service','ready_port':18007}]"
+jn-demo-bookworm-2 model_cache_units="[{'name':'justnews@memory.service','ready_port':18008}]"
+jn-demo-trixie-1 model_cache_units="[{'name':'justnews@memory.service','ready_port':18107}]"
 
 [justnews:vars]
 ansible_connection=containers.podman.podman

@@ -69,8 +69,16 @@ up() {
         --systemd=always --network host "${mount[@]}" "$image" /sbin/init >/dev/null
     fi
   done
-  local rc=0
+  local rc=0 port
   for i in $(seq 1 "$n"); do wait_booted "$PREFIX-$i" || rc=1; done
+  # One machine network: the Memory agent of host i listens on the image's MEMORY_PORT + i - 1.
+  for i in $(seq 2 "$n"); do
+    name="$PREFIX-$i"
+    port="$(podman exec "$name" sed -n 's/^MEMORY_PORT=//p' /etc/justnews/memory.env)"
+    [ -n "$port" ] || continue
+    podman exec "$name" sed -i "s/^MEMORY_PORT=.*/MEMORY_PORT=$((port + i - 1))/" /etc/justnews/memory.env
+    podman exec "$name" systemctl restart justnews@memory.service || true
+  done
   status
   return $rc
 }
