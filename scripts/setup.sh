@@ -24,13 +24,31 @@ if [[ ! -x .venv/bin/python || "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
   echo "$want" > "$stamp"
 fi
 
+# Every ansible-core release the collection claims (meta/runtime.yml) that runs on this Python gets a controller
+# venv of its own, kept outside the clone so that later runs on this machine reuse it.
+MATRIX_CORES=${JUSTNEWS_MATRIX_CORES-2.17.14 2.18.19}
+venvs=${JUSTNEWS_VENV_CACHE:-/var/tmp/justnews-venvs}
+mkdir -p "$venvs"
+for core in $MATRIX_CORES; do
+  dir="$venvs/core-$core-$(sha256sum requirements/matrix.txt | cut -c1-12)"
+  if [[ ! -x "$dir/bin/ansible-test" ]]; then
+    rm -rf "$venvs/core-$core-"*  # older requirements
+    python3 -m venv "$dir"
+    "$dir/bin/python" -m pip install -q --upgrade pip
+    "$dir/bin/python" -m pip install -q "ansible-core==$core" -r requirements/matrix.txt
+  fi
+done
+
 # ansible-test downloads a pip bootstrap script from a host that may be unreachable; use ensurepip instead.
-pip_version=$(.venv/bin/python - <<'PY'
+mkdir -p ~/.ansible/test/cache
+for python in .venv/bin/python "$venvs"/core-*/bin/python; do
+  [[ -x "$python" ]] || continue
+  pip_version=$("$python" - <<'PY'
 import re, ansible_test, pathlib
 text = (pathlib.Path(ansible_test.__file__).parent / "_internal/python_requirements.py").read_text()
 print(re.search(r"pip='([0-9.]+)'", text).group(1))
 PY
 )
-mkdir -p ~/.ansible/test/cache
-cp tests/sanity/get_pip.py ~/.ansible/test/cache/"get_pip_${pip_version//./_}.py"
-echo "setup: ready (.venv, podman $(podman --version | awk '{print $3}'))"
+  cp tests/sanity/get_pip.py ~/.ansible/test/cache/"get_pip_${pip_version//./_}.py"
+done
+echo "setup: ready (.venv, podman $(podman --version | awk '{print $3}'), ansible-core matrix: ${MATRIX_CORES:-none})"

@@ -2,14 +2,11 @@
 
 import os
 import secrets
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent / "hub"))
-
-from hubserver import HubServer  # noqa: E402
+from hubserver import HubServer
+from tools.harness import install_collection
 
 # Set before any test imports huggingface_hub: several of its settings are read at import time.
 os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
@@ -38,6 +35,12 @@ def hub(tmp_path_factory):
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def collections_path(tmp_path_factory):
+    """A collections path holding justnews.huggingface as users get it: the built artefact, installed."""
+    return str(install_collection(tmp_path_factory.mktemp("collections")))
 
 
 @pytest.fixture(autouse=True)

@@ -1,29 +1,22 @@
 """The collection as Galaxy would ship it: documentation renders, ansible-test sanity and ansible-lint pass."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
-REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory):
-    """The tracked files copied to <tmp>/ansible_collections/justnews/huggingface, outside this git tree."""
-    root = tmp_path_factory.mktemp("quality")
-    dest = root / "ansible_collections" / "justnews" / "huggingface"
-    dest.mkdir(parents=True)
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, check=True,
-                           capture_output=True).stdout.split(b"\0")
-    files = [f for f in files if f and (REPO / f.decode()).exists()]
-    subprocess.run(["tar", "-cf", "-", "--null", "-T", "-"], cwd=REPO, check=True, input=b"\0".join(files),
-                   stdout=open(root / "c.tar", "wb"))
-    subprocess.run(["tar", "-xf", str(root / "c.tar"), "-C", str(dest)], check=True)
-    return root, dest
+def installed(collections_path):
+    """The collection as Galaxy ships it: the built artefact, installed outside this git tree."""
+    root = Path(collections_path)
+    return root, root / "ansible_collections" / "justnews" / "huggingface"
 
 
 def run(cmd, cwd, **env):
@@ -62,3 +55,30 @@ def test_ansible_lint_production(installed):
     code, out = run([str(BIN / "ansible-lint"), "--profile", "production", "--offline", "roles", "playbooks"],
                     dest, ANSIBLE_COLLECTIONS_PATH=str(root))
     assert code == 0, out[-5000:]
+
+
+def test_changelog_is_generated_from_the_fragments(tmp_path):
+    """antsibull-changelog lints the fragments and renders the release of galaxy.yml's (semantic) version."""
+    repo = Path(__file__).resolve().parents[1]
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=repo, check=True,
+                           capture_output=True).stdout.split(b"\0")
+    subprocess.run(["tar", "-cf", str(tmp_path / "c.tar"), "--null", "-T", "-"], cwd=repo, check=True,
+                   input=b"\0".join(f for f in files if f and (repo / f.decode()).exists()))
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    subprocess.run(["tar", "-xf", str(tmp_path / "c.tar"), "-C", str(copy)], check=True)
+    version = yaml.safe_load((copy / "galaxy.yml").read_text())["version"]
+    assert re.fullmatch(r"\d+\.\d+\.\d+", version), version
+    fragments = {f.name: yaml.safe_load(f.read_text()) for f in (copy / "changelogs" / "fragments").glob("*.yml")}
+    env = {"PATH": "%s:%s" % (BIN, os.environ["PATH"])}
+    code, out = run([str(BIN / "antsibull-changelog"), "lint"], copy, **env)
+    assert code == 0 and not out.strip(), out
+    code, out = run([str(BIN / "antsibull-changelog"), "release", "--version", version], copy, **env)
+    assert code == 0, out
+    text = " ".join((copy / "CHANGELOG.rst").read_text().split())
+    assert "v%s" % version in text
+    for name, sections in fragments.items():
+        for entries in sections.values():
+            for entry in entries if isinstance(entries, list) else [entries]:
+                assert " ".join(entry.split())[:60] in text, (name, entry)
+    assert "justnews.huggingface.hf_snapshot" in text and "model_cache" in text

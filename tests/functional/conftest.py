@@ -1,27 +1,12 @@
-"""Run the hf_snapshot module the way users do: ansible-playbook, against the collection as Ansible loads it."""
+"""Run the hf_snapshot module the way users do: ansible-playbook, against the installed collection artefact."""
 
 import json
 import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="session")
-def collections_path(tmp_path_factory):
-    """ansible_collections/justnews/huggingface pointing at this checkout, unless the caller installed one."""
-    given = os.environ.get("ANSIBLE_COLLECTIONS_PATH")
-    if given and (Path(given) / "ansible_collections/justnews/huggingface").exists():
-        return given
-    root = tmp_path_factory.mktemp("collections")
-    target = root / "ansible_collections" / "justnews"
-    target.mkdir(parents=True)
-    (target / "huggingface").symlink_to(REPO)
-    return str(root)
+from tools.harness import controller_bin, target_python
 
 
 class Runner:
@@ -49,8 +34,8 @@ class Runner:
         book = self.workdir / ("play-%d.yml" % self.count)
         book.write_text(json.dumps(play))
         book.chmod(0o600)
-        cmd = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "-c", "local",
-               "-e", "ansible_python_interpreter=" + sys.executable, str(book)]
+        cmd = [controller_bin("ansible-playbook"), "-i", "localhost,", "-c", "local",
+               "-e", "ansible_python_interpreter=" + target_python(), str(book)]
         if check:
             cmd.append("--check")
         if diff:

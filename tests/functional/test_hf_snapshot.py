@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from tools.harness import target_python
 from hubserver import COMMIT_A, COMMIT_B, GATED_COMMIT, GATED_REPO, MINILM_REPO
 
 FOLDER = "models--sentence-transformers--all-MiniLM-L6-v2"
@@ -29,7 +30,7 @@ def offline_embedding(cache, model="all-MiniLM-L6-v2"):
             "print(len(m.encode('JustNews pre-fetched this model')))\n" % model)
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HUB_CACHE=str(cache), HF_ENDPOINT="http://127.0.0.1:9")
     env.pop("SENTENCE_TRANSFORMERS_HOME", None)
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300,
+    proc = subprocess.run([target_python(), "-c", code], capture_output=True, text=True, env=env, timeout=300,
                           check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return int(proc.stdout.strip().splitlines()[-1])

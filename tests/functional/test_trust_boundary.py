@@ -9,11 +9,11 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 
+from tools.harness import target_python
 from hubserver import COMMIT_A, COMMIT_B, MINILM_REPO
 from test_hf_snapshot import FOLDER, LFS_FILE, args, offline_embedding
 
@@ -371,7 +371,7 @@ def test_an_agent_downloading_at_the_same_moment_is_not_disturbed(hub, cache, ru
     code = ("import sys\nfrom huggingface_hub import snapshot_download\n"
             "print(snapshot_download(%r, revision=%r, cache_dir=%r, endpoint=%r))\n"
             % (MINILM_REPO, COMMIT_A, str(cache), hub.url))
-    agent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    agent = subprocess.Popen([target_python(), "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True)
     wait_for(lambda: list((cache / FOLDER / "blobs").glob("*.incomplete")) if (cache / FOLDER / "blobs").exists()
              else False, 120, "the agent's partial download")
