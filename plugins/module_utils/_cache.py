@@ -45,6 +45,10 @@ class UnsafeName(ValueError):
         self.name = name
 
 
+class BlobMismatch(ValueError):
+    """A file offered as a blob whose content does not hash to its name."""
+
+
 class LockTimeout(Exception):
     """Another run held the repository's lock for longer than this run may wait."""
 
@@ -378,6 +382,46 @@ class RepoCache:
                     os.unlink(victim)
             except FileNotFoundError:
                 pass
+
+    def import_blob(self, source, name):
+        """Copy a regular file into blobs/<name>, hashing it on the way; only a matching copy is moved in.
+
+        Holds the blob's download lock while copying, as huggingface_hub does, so the partial file is never
+        taken for an orphan. Returns the bytes copied.
+        """
+        target = self.blob_path(name)
+        self.locks_dir()
+        tmp = "%s.import%d.incomplete" % (target, os.getpid())
+        lock = os.open(os.path.join(self.locks, name + ".lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o664)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            src = os.open(source, os.O_RDONLY | os.O_NOFOLLOW)  # a symlink is refused (ELOOP)
+            try:
+                st = os.fstat(src)
+                if not stat.S_ISREG(st.st_mode):
+                    raise BlobMismatch("%s is not a regular file" % source)
+                digest = hashlib.sha256() if len(name) == 64 else hashlib.sha1(b"blob %d\0" % st.st_size)
+                copied = 0
+                with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644),
+                               "wb") as out:
+                    for chunk in iter(lambda: os.read(src, _CHUNK), b""):
+                        digest.update(chunk)
+                        out.write(chunk)
+                        copied += len(chunk)
+            finally:
+                os.close(src)
+            if digest.hexdigest() != name:
+                raise BlobMismatch("%s holds content with id %s, not %s" % (source, digest.hexdigest(), name))
+            os.replace(tmp, target)
+            return copied
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise BlobMismatch("%s is a symlink, not a file" % source)
+            raise
+        finally:
+            if os.path.lexists(tmp):
+                os.unlink(tmp)
+            os.close(lock)
 
     def discard_blob(self, name):
         try:

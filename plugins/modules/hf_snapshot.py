@@ -162,6 +162,20 @@ options:
       - Must lie outside O(cache_dir). With O(state=absent) it is removed only when it leads into this
         repository's snapshots.
     type: path
+  listing:
+    description:
+      - The file listing of O(revision), as RV(listing) of a run elsewhere returns it (for example on the
+        controller). With it the module sends no listing request; it is checked like a listing from the Hub.
+      - Needs O(revision) to be a 40-character commit.
+    type: dict
+  blobs_from:
+    description:
+      - A directory of files named by their object id (SHA-256 for LFS files, git blob id for the others), such
+        as the C(blobs) folder of another cache or the files of RV(missing_blobs) copied to the host.
+      - Files missing from the cache are taken from there instead of the Hub. Each is checked against its id
+        while it is copied in, before anything links it; a symlink, a missing file or a mismatch fails the run.
+      - With O(listing) and a pinned O(revision) the run makes no request at all.
+    type: path
 notes:
   - Runs the network steps in a child process that is killed at O(timeout), because C(huggingface_hub) sets no
     timeout on some requests. The child dies with the module process, however that ends.
@@ -243,7 +257,7 @@ files:
   elements: str
   sample: [config.json, model.safetensors, tokenizer.json]
 downloaded_files:
-  description: Files downloaded by this run; in check mode, the files that would be.
+  description: Files downloaded (or taken from O(blobs_from)) by this run; in check mode, the files that would be.
   returned: when state is not absent
   type: list
   elements: str
@@ -263,6 +277,17 @@ retries_used:
   returned: always
   type: int
   sample: 0
+listing:
+  description: The file listing of the commit, to hand to O(listing) on other hosts.
+  returned: when state is not absent
+  type: dict
+  sample: {"config.json": {"size": 612, "blob_id": "72b987fd805cfa2b58c4c8c952b274a11bfd5a00"}}
+missing_blobs:
+  description: Object ids (and sizes) of the files the cache lacks before this run, what O(blobs_from) must hold.
+  returned: when state is not absent
+  type: list
+  elements: dict
+  sample: [{"name": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db", "size": 90868376}]
 lock_wait:
   description: Seconds this run waited for another run on the same repository to finish.
   returned: when the run changed or checked the cache
@@ -374,6 +399,17 @@ class Plan:
         self.snapshot_existed = values["snapshot_existed"]
 
     @property
+    def missing_blobs(self):
+        """[{name, size, files}] for the blobs behind the missing files, each once."""
+        blobs = {}
+        for path in self.missing:
+            entry = self.tree.get(path, {})
+            name = _cache.RepoCache.blob_name(entry)
+            item = blobs.setdefault(name, {"name": name, "size": int(entry.get("size") or 0), "files": []})
+            item["files"].append(path)
+        return list(blobs.values())
+
+    @property
     def missing_bytes(self):
         return sum(int(self.tree.get(f, {}).get("size") or 0) for f in self.missing)
 
@@ -420,6 +456,12 @@ class Snapshot:
             raise Failure("%s: fix the argument" % exc, INVALID_ARGUMENT)
         if p["ref"] and _cache.is_commit(p["ref"]):
             raise Failure("ref names a branch or tag under refs/, not a commit: got %r" % p["ref"], INVALID_ARGUMENT)
+        if p["listing"] is not None and not _cache.is_commit(self.revision):
+            raise Failure("listing describes one commit: pin 'revision' to the 40-character commit it lists",
+                          INVALID_ARGUMENT)
+        if p["blobs_from"] and not os.path.isdir(p["blobs_from"]):
+            raise Failure("blobs_from %s is not a directory: copy the files of missing_blobs there first"
+                          % p["blobs_from"], INVALID_ARGUMENT)
         if p["retries"] < 0 or p["timeout"] <= 0:
             raise Failure("retries must be >= 0 and timeout > 0 (seconds)", INVALID_ARGUMENT)
         link = p["link"]
@@ -572,6 +614,17 @@ class Snapshot:
     def listing(self, commit):
         """(tree, fetched): the cached listing, or one fetched from the Hub and checked (not yet written)."""
         tree = self.repo.read_tree(commit)
+        given = self.p["listing"]
+        if given is not None:
+            try:
+                given = _cache.check_tree(given, "the listing argument")
+            except _cache.UnsafeName as exc:
+                raise Failure("%s: fix the listing" % exc, INVALID_ARGUMENT, unsafe_name=exc.name)
+            if tree is not None and tree != given:
+                raise Failure("the listing given for %s differs from the cache's own %s: one of them was altered;"
+                              " remove the repository from the cache (state=absent) or check where the listing"
+                              " came from" % (commit, self.repo.tree_path(commit)), _hub.INTEGRITY)
+            return given, tree is None
         if tree is not None or self.p["offline"]:
             return tree, False
         tree = self.network("listing the files of %s" % commit, self.hub.list_tree, commit)
@@ -636,7 +689,7 @@ class Snapshot:
                           missing_files=plan.missing)
         self.result.update(commit=plan.commit, ref=self.ref, snapshot_path=snapshot, files=plan.wanted,
                            downloaded_files=plan.missing, downloaded_bytes=plan.missing_bytes,
-                           diff=self.diff(plan))
+                           listing=plan.tree, missing_blobs=plan.missing_blobs, diff=self.diff(plan))
         if p["link"]:
             self.result["link"] = p["link"]
         if not plan.changes(snapshot, p["link"]):
@@ -661,7 +714,9 @@ class Snapshot:
             self.repo.write_tree(plan.commit, plan.tree)
         for path in plan.reusable:
             self.repo.link_existing_blob(plan.commit, path, self.repo.blob_name(plan.tree[path]))
-        if plan.missing:
+        if plan.missing and p["blobs_from"]:
+            self.result["downloaded_bytes"] = self.import_blobs(plan)
+        elif plan.missing:
             expected = {f: self.repo.blob_name(plan.tree[f]) for f in plan.missing}
             blobs_before = self.repo.blob_names()
             self.repo.write_pending(expected.values())
@@ -686,6 +741,22 @@ class Snapshot:
         snapshot = self.repo.snapshot_path(plan.commit)
         if p["link"] and plan.old_link != snapshot:
             _cache.swap_link(p["link"], snapshot, self.uid, self.gid)
+
+    def import_blobs(self, plan):
+        """Copy the missing files in from blobs_from, each checked against its id on the way; return bytes."""
+        copied = 0
+        for blob in plan.missing_blobs:
+            try:
+                copied += self.repo.import_blob(os.path.join(self.p["blobs_from"], blob["name"]), blob["name"])
+            except FileNotFoundError:
+                raise Failure("%s has no file %s (needed for %s): copy every file of missing_blobs there"
+                              % (self.p["blobs_from"], blob["name"], ", ".join(blob["files"])), INCOMPLETE)
+            except _cache.BlobMismatch as exc:
+                raise Failure("%s; nothing was linked and the ref was not moved: copy the file again from a"
+                              " verified cache" % exc, _hub.INTEGRITY, corrupt_files=blob["files"])
+        for path in plan.missing:
+            self.repo.link_existing_blob(plan.commit, path, self.repo.blob_name(plan.tree[path]))
+        return copied
 
     def roll_back(self, plan):
         """A failed run leaves no trace of the new commit: no listing, no partial snapshot, no unchecked blob."""
@@ -738,6 +809,8 @@ def main():
             group=dict(type="str"),
             mode=dict(type="raw", default="0644"),
             link=dict(type="path"),
+            listing=dict(type="dict"),
+            blobs_from=dict(type="path"),
         ),
         supports_check_mode=True,
     )

@@ -335,3 +335,20 @@ def test_disk_full_names_the_cache_and_leaves_no_partial_files(hub, small_disk, 
     assert result["error_kind"] == "disk_full"
     assert not (cache / FOLDER / "refs" / "main").exists()
     assert not list((cache / FOLDER / "blobs").glob("*.incomplete"))
+
+
+def test_a_second_cache_filled_from_the_first_sends_nothing_to_the_hub(hub, cache, run, tmp_path):
+    """One fetch from the Hub (as on a controller), then a host fed from its blobs with no Hub in reach."""
+    seed = run(args(hub, cache, revision=COMMIT_A))
+    hub.reset()
+    host_cache = tmp_path / "host-cache"
+    plan = run({"repo_id": MINILM_REPO, "cache_dir": str(host_cache), "revision": COMMIT_A,
+                "listing": seed["listing"], "endpoint": "http://127.0.0.1:9"}, check=True)
+    assert plan["changed"] is True
+    assert sum(b["size"] for b in plan["missing_blobs"]) == seed["downloaded_bytes"]
+    result = run({"repo_id": MINILM_REPO, "cache_dir": str(host_cache), "revision": COMMIT_A,
+                  "listing": seed["listing"], "blobs_from": str(cache / FOLDER / "blobs"),
+                  "endpoint": "http://127.0.0.1:9"})
+    assert result["changed"] is True and result["downloaded_bytes"] == seed["downloaded_bytes"], result.get("msg")
+    assert requests(hub) == 0
+    assert offline_embedding(host_cache) == 384

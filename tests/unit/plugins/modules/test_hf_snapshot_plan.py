@@ -47,7 +47,7 @@ class FakeModule:
         self.params = dict(repo_id=REPO_ID, repo_type="model", revision="main", ref=None, cache_dir=None,
                            endpoint="http://127.0.0.1:9", token=None, allow_patterns=None, ignore_patterns=None,
                            state="present", offline=False, verify_checksums=True, retries=0, timeout=30,
-                           owner=None, group=None, mode="0644", link=None)
+                           owner=None, group=None, mode="0644", link=None, listing=None, blobs_from=None)
         self.params.update(params)
         self.check_mode = check_mode
         self.warnings = []
@@ -161,3 +161,72 @@ def test_check_mode_plans_without_locking_or_writing(tmp_path):
     result = snap.run()
     assert result["changed"] is True and result["downloaded_files"] == ["README.md"]
     assert not (tmp_path / ".locks").exists() and not (tmp_path / FOLDER / "trees" / (COMMIT_B + ".json")).exists()
+
+
+def blobs_dir(tmp_path, files):
+    source = tmp_path / "incoming"
+    source.mkdir()
+    for data in files.values():
+        (source / oid(data)).write_bytes(data)
+    return source
+
+
+def test_a_listing_and_blobs_from_another_cache_need_no_hub(tmp_path):
+    cache = tmp_path / "cache"
+    hub = FakeHub(COMMIT_A, FILES_A)
+    snap = snapshot(cache, hub, revision=COMMIT_A, listing=listing(FILES_A),
+                    blobs_from=str(blobs_dir(tmp_path, FILES_A)))
+    result = snap.run()
+    assert result["changed"] is True and hub.calls == []
+    assert result["downloaded_bytes"] == sum(len(d) for d in FILES_A.values())
+    assert (cache / FOLDER / "refs" / "main").read_text() == COMMIT_A
+    for name, data in FILES_A.items():
+        assert (cache / FOLDER / "snapshots" / COMMIT_A / name).read_bytes() == data
+    again = snapshot(cache, hub, revision=COMMIT_A, listing=listing(FILES_A), blobs_from=str(tmp_path)).run()
+    assert again["changed"] is False and again["missing_blobs"] == []
+
+
+def test_missing_blobs_name_what_a_host_lacks(tmp_path):
+    lay_out(tmp_path / "cache", COMMIT_A, FILES_A)
+    snap = snapshot(tmp_path / "cache", revision=COMMIT_B, listing=listing(FILES_B))
+    assert snap.plan().missing_blobs == [{"name": oid(FILES_B["README.md"]), "size": len(FILES_B["README.md"]),
+                                          "files": ["README.md"]}]
+
+
+@pytest.mark.parametrize("damage", ["corrupt", "symlink", "missing"])
+def test_a_bad_blob_offered_changes_nothing(tmp_path, damage):
+    cache = tmp_path / "cache"
+    source = blobs_dir(tmp_path, FILES_A)
+    victim = source / oid(FILES_A["README.md"])
+    if damage == "corrupt":
+        victim.write_bytes(b"not the README")
+    elif damage == "symlink":
+        (tmp_path / "elsewhere").write_bytes(FILES_A["README.md"])
+        victim.unlink()
+        victim.symlink_to(tmp_path / "elsewhere")
+    else:
+        victim.unlink()
+    snap = snapshot(cache, revision=COMMIT_A, listing=listing(FILES_A), blobs_from=str(source))
+    with pytest.raises(hf_snapshot.Failure) as info:
+        snap.run()
+    kind = {"corrupt": _hub.INTEGRITY, "symlink": _hub.INTEGRITY, "missing": hf_snapshot.INCOMPLETE}[damage]
+    assert info.value.extra["error_kind"] == kind and oid(FILES_A["README.md"]) in info.value.msg
+    assert not (cache / FOLDER / "refs").exists() or not list((cache / FOLDER / "refs").iterdir())
+    assert not (cache / FOLDER / "snapshots" / COMMIT_A).exists()
+    assert not (cache / FOLDER / "trees" / (COMMIT_A + ".json")).exists()
+    assert not list((cache / FOLDER / "blobs").glob("*.incomplete"))
+    assert oid(FILES_A["README.md"]) not in os.listdir(cache / FOLDER / "blobs")
+
+
+def test_a_listing_that_contradicts_the_cache_is_refused(tmp_path):
+    lay_out(tmp_path, COMMIT_A, FILES_A)
+    altered = listing(dict(FILES_A, **{"README.md": b"other\n"}))
+    with pytest.raises(hf_snapshot.Failure) as info:
+        snapshot(tmp_path, revision=COMMIT_A, listing=altered).plan()
+    assert info.value.extra["error_kind"] == _hub.INTEGRITY
+
+
+def test_a_listing_needs_a_pinned_commit(tmp_path):
+    with pytest.raises(hf_snapshot.Failure) as info:
+        snapshot(tmp_path, listing=listing(FILES_A))
+    assert info.value.extra["error_kind"] == hf_snapshot.INVALID_ARGUMENT and "revision" in info.value.msg
