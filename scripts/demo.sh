@@ -5,6 +5,7 @@
 #   scripts/demo.sh          set up, run the playbook twice (the second run changes nothing), print a summary
 #   scripts/demo.sh down     tear the fleet and the test Hub down
 set -euo pipefail
+. "$(dirname "$0")/as-root.sh" "$@"
 cd "$(dirname "$0")/.."
 REPO=$PWD
 STATE=${JUSTNEWS_DEMO_DIR:-/var/tmp/justnews-demo}

@@ -7,6 +7,7 @@
 #   scripts/test.sh                 everything, as CI runs it
 #   scripts/test.sh PYTEST-ARGS...  one pytest run with these arguments (e.g. tests/functional -x)
 set -euo pipefail
+. "$(dirname "$0")/as-root.sh" "$@"
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 export CONTAINERS_CONF="$PWD/containers.conf"
