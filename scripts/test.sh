@@ -13,7 +13,7 @@ scripts/setup.sh
 export CONTAINERS_CONF="$PWD/containers.conf"
 export NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost
 if (($#)); then
-  tests/hosts/build-images.sh
+  tools/hosts/build-images.sh
   exec .venv/bin/python -m pytest "$@"
 fi
 
@@ -29,7 +29,7 @@ for core in ${JUSTNEWS_MATRIX_CORES-2.17.14 2.18.19}; do
     -m pytest tests/functional tests/test_quality.py::test_ansible_test_sanity -n 3 --durations=5
 done
 step "host images"
-tests/hosts/build-images.sh
+tools/hosts/build-images.sh
 step "Molecule scenarios"
 .venv/bin/python -m pytest tests -m molecule --durations=10
 step "done"

@@ -1,14 +1,10 @@
 """Operator-style checks shared by the Molecule scenarios' testinfra verifiers."""
 
-import hashlib
 import json
 import os
 
-REPO = "sentence-transformers/all-MiniLM-L6-v2"
-GATED_REPO = "justnews-test/gated-minilm"
-COMMIT_A = hashlib.sha1(b"justnews-test all-MiniLM-L6-v2 A").hexdigest()
-COMMIT_B = hashlib.sha1(b"justnews-test all-MiniLM-L6-v2 B").hexdigest()
-GATED_COMMIT = hashlib.sha1(b"justnews-test gated-minilm").hexdigest()
+# Re-exported for the verifiers: the test Hub defines the repositories and commits once.
+from tools.hub.hubserver import COMMIT_A, COMMIT_B, GATED_COMMIT, GATED_REPO, MINILM_REPO as REPO  # noqa: F401 pylint: disable=unused-import
 
 UNIT = "justnews@memory.service"
 HF_HOME = "/var/cache/hf"

@@ -1,4 +1,4 @@
-"""Every Molecule scenario, on systemd containers built from tests/hosts, against the test Hub, with the
+"""Every Molecule scenario, on systemd containers built from tools/hosts, against the test Hub, with the
 collection artefact installed."""
 
 import os

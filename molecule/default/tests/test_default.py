@@ -1,11 +1,6 @@
 """After prefetch on a fresh JustNews host: the Memory agent runs offline from the shared cache."""
 
-import os
-import sys
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "shared"))
-
-import jn_checks as c  # noqa: E402
+import jn_checks as c
 
 
 def test_cache_dir(host):

@@ -1,11 +1,8 @@
 """Gated repository fetched with the Hub token; the token lives only in the root-only env file."""
 
 import os
-import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "shared"))
-
-import jn_checks as c  # noqa: E402
+import jn_checks as c
 
 
 def token():

@@ -2,11 +2,8 @@
 
 import json
 import os
-import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "shared"))
-
-import jn_checks as c  # noqa: E402
+import jn_checks as c
 
 LINK = "/opt/justnews/models/memory/all-MiniLM-L6-v2"
 

@@ -2,15 +2,11 @@
 
 import hashlib
 import json
-import os
-import sys
 from pathlib import Path
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "shared"))
+import jn_checks as c
 
-import jn_checks as c  # noqa: E402
-
-ROOTFS = Path(__file__).resolve().parents[3] / "tests" / "hosts" / "rootfs-upstream"
+ROOTFS = Path(__file__).resolve().parents[3] / "tools" / "hosts" / "rootfs-upstream"
 HOST_FILES = ["etc/systemd/system/justnews@.service", "usr/local/bin/justnews-start-agent.sh",
               "etc/justnews/global.env", "etc/justnews/memory.env",
               "etc/systemd/system/justnews@memory.service.d/20-restart-policy.conf"]

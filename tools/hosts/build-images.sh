@@ -13,10 +13,7 @@
 set -euo pipefail
 { # read the whole script before running it (safe against edits while a build runs)
 
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-REPO="$(cd "$HERE/../.." && pwd)"
-export CONTAINERS_CONF="${CONTAINERS_CONF:-$REPO/containers.conf}"
-CACHE="${JUSTNEWS_IMAGE_CACHE:-/var/tmp/justnews-images}"
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 IMAGE="${JUSTNEWS_IMAGE:-localhost/justnews-host}"
 MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 PYTHON="${PYTHON:-python3}"

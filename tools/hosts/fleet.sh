@@ -11,10 +11,7 @@
 # With host networking every container shares the machine's ports: nothing in the image listens.
 set -euo pipefail
 
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-REPO="$(cd "$HERE/../.." && pwd)"
-export CONTAINERS_CONF="${CONTAINERS_CONF:-$REPO/containers.conf}"
-CACHE="${JUSTNEWS_IMAGE_CACHE:-/var/tmp/justnews-images}"
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 PREFIX="${JUSTNEWS_FLEET_PREFIX:-justnews-host}"
 TIMEOUT="${JUSTNEWS_BOOT_TIMEOUT:-120}"
 LABEL="org.justnews.fleet=$PREFIX"
@@ -51,7 +48,7 @@ wait_booted() { # name
 up() {
   local n="${1:?usage: fleet.sh up N [IMAGE]}" image="${2:-localhost/justnews-host:bookworm}" wh i name
   [[ "$n" =~ ^[1-9][0-9]*$ ]] || die "N must be a positive integer"
-  podman image exists "$image" || die "image $image not found: run tests/hosts/build-images.sh"
+  podman image exists "$image" || die "image $image not found: run tools/hosts/build-images.sh"
   case "$image" in *trixie*) wh="$CACHE/wheelhouse-py313" ;; *) wh="$CACHE/wheelhouse-py311" ;; esac
   local mount=()
   if [ -d "$wh" ]; then mount=(-v "$wh:/opt/wheelhouse:ro"); else echo "fleet.sh: no $wh: not mounted" >&2; fi

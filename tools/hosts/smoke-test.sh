@@ -5,9 +5,7 @@
 # Usage: smoke-test.sh [SUITE]    (bookworm | trixie; default bookworm). Needs the image built.
 set -euo pipefail
 
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-REPO="$(cd "$HERE/../.." && pwd)"
-export CONTAINERS_CONF="${CONTAINERS_CONF:-$REPO/containers.conf}"
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 SUITE="${1:-bookworm}"
 IMAGE="${JUSTNEWS_IMAGE:-localhost/justnews-host}:$SUITE"
 export JUSTNEWS_FLEET_PREFIX="justnews-smoke-$SUITE"

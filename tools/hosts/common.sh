@@ -1,0 +1,6 @@
+# Sourced by the test-host tools: where they are, podman's settings for this machine, the image cache.
+# shellcheck shell=bash
+HERE="$(cd "$(dirname "${BASH_SOURCE[1]}")" && pwd)"
+REPO="$(cd "$HERE/../.." && pwd)"
+export CONTAINERS_CONF="${CONTAINERS_CONF:-$REPO/containers.conf}"
+CACHE="${JUSTNEWS_IMAGE_CACHE:-/var/tmp/justnews-images}"
