@@ -18,18 +18,31 @@ if (($#)); then
 fi
 
 started=$SECONDS
+failed=()
 step() { printf '\n== %s (at %d s)\n' "$*" $((SECONDS - started)); }
+# Every step runs even when an earlier one failed, so that one run shows everything that is broken.
+check() { "$@" || failed+=("$current"); }
+
 # Module and host tests share no resources between tests: three workers on two cores hide the Hub's waits.
-step "ansible-core $(.venv/bin/python -c 'import ansible; print(ansible.__version__)'): unit, Hub, functional, quality"
-.venv/bin/python -m pytest tests -m "not molecule" -n 3 --durations=15
+current="ansible-core $(.venv/bin/python -c 'import ansible; print(ansible.__version__)'): unit, Hub, functional, quality"
+step "$current"
+check .venv/bin/python -m pytest tests -m "not molecule" -n 3 --durations=15
 venvs=${JUSTNEWS_VENV_CACHE:-/var/tmp/justnews-venvs}
 for core in ${JUSTNEWS_MATRIX_CORES-2.17.14 2.18.19}; do
-  step "ansible-core $core as the controller: functional tests and sanity"
-  JUSTNEWS_TARGET_PYTHON="$PWD/.venv/bin/python" "$venvs/core-$core-$(sha256sum requirements/matrix.txt | cut -c1-12)/bin/python" \
+  current="ansible-core $core as the controller: functional tests and sanity"
+  step "$current"
+  check env JUSTNEWS_TARGET_PYTHON="$PWD/.venv/bin/python" \
+    "$venvs/core-$core-$(sha256sum requirements/matrix.txt | cut -c1-12)/bin/python" \
     -m pytest tests/functional tests/test_quality.py::test_ansible_test_sanity -n 3 --durations=5
 done
-step "host images"
-tools/hosts/build-images.sh
-step "Molecule scenarios"
-.venv/bin/python -m pytest tests -m molecule --durations=10
+current="host images"
+step "$current"
+check tools/hosts/build-images.sh
+current="Molecule scenarios"
+step "$current"
+check .venv/bin/python -m pytest tests -m molecule --durations=10
 step "done"
+if ((${#failed[@]})); then
+  printf 'failed: %s\n' "${failed[@]}" >&2
+  exit 1
+fi

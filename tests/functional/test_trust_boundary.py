@@ -292,9 +292,9 @@ def test_a_permanent_server_error_with_a_short_timeout_is_a_server_error(hub, ca
 
 # --- killed and overlapping runs ---------------------------------------------------------------------------
 
-def module_processes():
-    """{pid: ppid} of the processes running the hf_snapshot module (the module and its download child)."""
-    found = {}
+def module_processes(root):
+    """{pid: ppid} of the processes under `root` that run the hf_snapshot module (the module, its download child)."""
+    table = {}
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             with open("/proc/%s/cmdline" % pid, "rb") as handle:
@@ -303,8 +303,15 @@ def module_processes():
                 ppid = int(handle.read().rsplit(")", 1)[1].split()[1])
         except OSError:
             continue
-        if b"AnsiballZ_hf_snapshot" in cmdline and b"python" in cmdline.split(b"\0")[0]:
-            found[int(pid)] = ppid
+        table[int(pid)] = (ppid, cmdline)
+    found, frontier = {}, {root}
+    while frontier:  # walk down from the ansible-playbook process: other tests run modules at the same time
+        children = {pid for pid, (ppid, _c) in table.items() if ppid in frontier}
+        for pid in children:
+            cmdline = table[pid][1]
+            if b"AnsiballZ_hf_snapshot" in cmdline and b"python" in cmdline.split(b"\0")[0]:
+                found[pid] = table[pid][0]
+        frontier = children
     return found
 
 
@@ -322,8 +329,8 @@ def downloading(hub, name):
 def test_killing_the_module_kills_its_download_and_the_next_run_completes(hub, cache, run):
     hub.set_faults([{"kind": "throttle", "count": -1, "endpoint": "get", "path": LFS_FILE, "value": 2_000_000}])
     job = run.start(args(hub, cache, revision=COMMIT_A))
-    wait_for(lambda: downloading(hub, LFS_FILE) and len(module_processes()) >= 2, 120, "the download")
-    procs = module_processes()
+    wait_for(lambda: downloading(hub, LFS_FILE) and len(module_processes(job.proc.pid)) >= 2, 120, "the download")
+    procs = module_processes(job.proc.pid)
     module = next(pid for pid, ppid in procs.items() if ppid not in procs)
     child = next(pid for pid, ppid in procs.items() if ppid == module)
     os.kill(module, signal.SIGKILL)
