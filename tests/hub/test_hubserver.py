@@ -235,3 +235,12 @@ def test_the_launcher_starts_and_stops_the_hub_as_a_process(tmp_path):
     while os.path.exists("/proc/%d" % pid) and open("/proc/%d/stat" % pid).read().split()[2] != "Z":
         assert time.monotonic() < deadline, "the Hub process did not stop"
         time.sleep(0.1)
+
+
+def test_whoami_accepts_only_the_hubs_token(hub):
+    """HfApi.whoami(), which the doctor uses to test a token without printing it."""
+    assert HfApi(endpoint=hub.url, token=hub.token).whoami()["name"] == "justnews-test"
+    with pytest.raises(HfHubHTTPError) as info:
+        HfApi(endpoint=hub.url, token="hf_wrong").whoami()
+    assert info.value.response.status_code == 401
+    assert http(hub.url + "/api/whoami-v2")[0] == 401

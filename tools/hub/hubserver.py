@@ -213,6 +213,8 @@ class Handler(BaseHTTPRequestHandler):
         """Map path segments to (endpoint, args...). Revisions arrive percent-encoded as one segment."""
         if self.command not in ("GET", "HEAD"):
             return None
+        if raw == ["api", "whoami-v2"]:
+            return ("whoami",)
         if raw[:2] == ["api", "models"] and len(raw) >= 4:
             repo, rest = unquote(raw[2]) + "/" + unquote(raw[3]), raw[4:]
             if not rest:
@@ -247,6 +249,13 @@ class Handler(BaseHTTPRequestHandler):
                 raise HubError(403, "GatedRepo", f"Access to model {repo_id} is restricted and you are not in "
                                                  "the authorized list.")
         return repo
+
+    def _whoami(self, query):
+        """What HfApi.whoami() asks: 401 without a token or with one the Hub does not know."""
+        token = self.server.hub.token
+        if not token or self.headers.get("Authorization", "") != "Bearer " + token:
+            raise HubError(401, None, "Invalid credentials in Authorization header")
+        return self._json({"type": "user", "name": "justnews-test", "auth": {"type": "access_token"}})
 
     def _resolve(self, repo_id, rev):
         repo = self._repo(repo_id)
