@@ -620,6 +620,40 @@ def atomic_write(path, text):
         raise
 
 
+SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
+
+
+def parse_size(value):
+    """Bytes from an int or a size such as '512M' or '1.5G' (K, M, G, T are powers of 1024); ValueError else."""
+    if isinstance(value, bool):
+        raise ValueError(value)
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(value)
+        return value
+    match = SIZE_RE.match(str(value))
+    if not match:
+        raise ValueError(value)
+    return int(float(match.group(1)) * 1024 ** " kmgt".index(match.group(2).lower() or " "))
+
+
+def nearest_existing(path):
+    """The path itself or its closest ancestor that exists: where a folder about to be created will live."""
+    while not os.path.lexists(path):
+        parent = os.path.dirname(path) or "/"
+        if parent == path:
+            break
+        path = parent
+    return path
+
+
+def free_space(path):
+    """(bytes free for unprivileged writers, device) of the filesystem that holds or will hold `path`."""
+    existing = nearest_existing(os.path.abspath(path))
+    st = os.statvfs(existing)
+    return st.f_bavail * st.f_frsize, os.stat(existing).st_dev
+
+
 def resolve_ids(owner, group):
     """Map owner/group names (or numbers) to ids; -1 keeps the current one."""
     uid = gid = -1

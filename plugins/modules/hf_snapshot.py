@@ -176,6 +176,25 @@ options:
         while it is copied in, before anything links it; a symlink, a missing file or a mismatch fails the run.
       - With O(listing) and a pinned O(revision) the run makes no request at all.
     type: path
+  free_space_margin:
+    description:
+      - Free space that must remain on the filesystem of O(cache_dir) after the files still missing arrived.
+        Before any file is downloaded or copied in (and in check mode too), the run fails with
+        RV(error_kind=no_space) when the free space (for unprivileged users, as C(df) shows it) is less than
+        the bytes still to download (RV(missing_blobs)) plus this margin. Nothing is checked when nothing is
+        missing.
+      - Bytes as an integer, or a size such as V(512M) or V(1G) (K, M, G and T are powers of 1024).
+      - V(0) turns the check off.
+    type: raw
+    default: 1G
+  staging_dir:
+    description:
+      - Where the files of RV(missing_blobs) will be copied on this host before a later run takes them in with
+        O(blobs_from). When it is (or will be) on the same filesystem as O(cache_dir), the disk-space check counts
+        the missing bytes twice, once for the staged copy and once for the cache, so a check-mode run with
+        O(listing) can refuse before anything is sent.
+      - Only used for that check; nothing is written there.
+    type: path
 notes:
   - Runs the network steps in a child process that is killed at O(timeout), because C(huggingface_hub) sets no
     timeout on some requests. The child dies with the module process, however that ends.
@@ -221,6 +240,12 @@ EXAMPLES = r"""
     repo_id: sentence-transformers/all-MiniLM-L6-v2
     cache_dir: /var/cache/hf/hub
     offline: true
+
+- name: Refuse to start a download that would leave less than 5 GiB free
+  justnews.huggingface.hf_snapshot:
+    repo_id: sentence-transformers/all-mpnet-base-v2
+    cache_dir: /var/cache/hf/hub
+    free_space_margin: 5G
 
 - name: Drop a model from the cache
   justnews.huggingface.hf_snapshot:
@@ -300,10 +325,23 @@ error_kind:
       listing), V(unsafe_cache) (the cache's own files do), V(integrity) (size or checksum mismatch),
       V(incomplete) (offline and files missing), V(rate_limited), V(server_error), V(unreachable), V(transient),
       V(timeout) (the Hub did not answer in time), V(gated), V(unauthorized), V(repo_not_found),
-      V(revision_not_found), V(entry_not_found), V(disk_full), V(other).
+      V(revision_not_found), V(entry_not_found), V(disk_full), V(no_space) (the disk-space check of
+      O(free_space_margin) refused before anything was downloaded), V(other).
   returned: on failure
   type: str
   sample: rate_limited
+needed_bytes:
+  description:
+    - Free space the run needs on the filesystem of O(cache_dir) - the bytes still to download or copy in, twice
+      when O(staging_dir) shares that filesystem, plus O(free_space_margin).
+  returned: when files are missing and O(free_space_margin) is not 0
+  type: int
+  sample: 1164610200
+free_bytes:
+  description: Free space on the filesystem of O(cache_dir) when the run checked it.
+  returned: when files are missing and O(free_space_margin) is not 0
+  type: int
+  sample: 52613349376
 retry_after:
   description: With V(rate_limited), the last wait in seconds that the Hub asked for (C(Retry-After)).
   returned: on failure, when the Hub asked for a wait
@@ -342,6 +380,7 @@ CACHE_DIR_INVALID = "cache_dir_invalid"
 UNSAFE_CACHE = "unsafe_cache"
 LOCKED = "locked"
 INCOMPLETE = "incomplete"
+NO_SPACE = "no_space"
 
 FIXES = {
     _hub.NOT_FOUND: "repository %(repo)s was not found on %(endpoint)s: check repo_id and repo_type; a private"
@@ -436,6 +475,11 @@ class Snapshot:
         self.hub = _hub.Hub(self.endpoint, p["token"] or None, p["repo_id"], p["repo_type"])
         self.repo = _cache.RepoCache(self.cache_dir, p["repo_id"], p["repo_type"])
         self.mode = self._parse_mode(p["mode"])
+        try:
+            self.margin = _cache.parse_size(p["free_space_margin"])
+        except ValueError:
+            raise Failure("free_space_margin must be bytes (an integer >= 0) or a size such as '512M' or '1G', got"
+                          " %r" % (p["free_space_margin"],), INVALID_ARGUMENT)
         try:
             self.uid, self.gid = _cache.resolve_ids(p["owner"], p["group"])
         except KeyError as exc:
@@ -687,6 +731,8 @@ class Snapshot:
                           " fetch them" % (len(plan.missing), p["repo_id"], plan.commit, self.cache_dir,
                                            ", ".join(plan.missing)), INCOMPLETE, commit=plan.commit,
                           missing_files=plan.missing)
+        if plan.missing:
+            self.check_space(plan)
         self.result.update(commit=plan.commit, ref=self.ref, snapshot_path=snapshot, files=plan.wanted,
                            downloaded_files=plan.missing, downloaded_bytes=plan.missing_bytes,
                            listing=plan.tree, missing_blobs=plan.missing_blobs, diff=self.diff(plan))
@@ -705,6 +751,27 @@ class Snapshot:
             self.roll_back(plan)
             raise
         self.result["changed"] = True
+
+    def check_space(self, plan):
+        """Before any download or copy: room for what is still missing plus the margin, or no_space."""
+        if not self.margin:
+            return
+        free, device = _cache.free_space(self.cache_dir)
+        incoming = sum(blob["size"] for blob in plan.missing_blobs)
+        staging = self.p["staging_dir"]
+        staged = incoming if staging and _cache.free_space(staging)[1] == device else 0
+        needed = incoming + staged + self.margin
+        self.result.update(needed_bytes=needed, free_bytes=free)
+        if needed <= free:
+            return
+        parts = "%d to download%s + %d margin" % (
+            incoming, " + %d for the staged copy in %s" % (staged, staging) if staged else "", self.margin)
+        raise Failure("not enough free space for %s at %s: needs %d bytes (%s; %s) but the filesystem of %s has"
+                      " %d bytes (%s) free; nothing was downloaded. Free space there (remove old revisions with"
+                      " justnews.huggingface.hf_prune), choose another cache_dir, or lower free_space_margin"
+                      " (0 turns the check off)"
+                      % (self.p["repo_id"], plan.commit, needed, parts, _human(needed), self.cache_dir, free,
+                         _human(free)), NO_SPACE, needed_bytes=needed, free_bytes=free)
 
     def apply(self, plan):
         p = self.p
@@ -788,6 +855,14 @@ class Snapshot:
                       _hub.INTEGRITY, corrupt_files=[b[0] for b in bad])
 
 
+def _human(size):
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return ("%d %s" if unit == "bytes" else "%.1f %s") % (size, unit)
+        size /= 1024.0
+    return None
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -811,6 +886,8 @@ def main():
             link=dict(type="path"),
             listing=dict(type="dict"),
             blobs_from=dict(type="path"),
+            free_space_margin=dict(type="raw", default="1G"),
+            staging_dir=dict(type="path"),
         ),
         supports_check_mode=True,
     )
