@@ -1,0 +1,265 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, JustNews contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: hf_doctor
+short_description: Diagnose a host's Hugging Face cache, its agents and their route to the Hub
+version_added: 0.1.0
+description:
+  - Answers "why does my agent still download, or hit 429?" on one host, changing nothing. Each check gives a
+    verdict (C(ok), C(warn), C(fail) or C(skip)), what it found and the fix.
+  - C(unit) - each unit is loaded and active, and answers its readiness URL.
+  - C(cache) - the cache exists, and each unit's user can read the configured snapshots and take the locks
+    (checked in a child process running with that user's ids).
+  - C(model) - each model is complete at its commit (the commit itself when O(models[].revision) is one, else
+    the commit its ref records), checked offline against the cache's own listing, checksums included.
+  - C(token) - the token file is present, root-only and read by every unit, and the Hub accepts the token
+    (C(/api/whoami-v2)); its value is never returned, logged or put on a command line.
+  - C(hub) - the Hub or mirror answers for each model's revision, when O(reach_hub) says the host should reach it.
+  - C(environment) - the settings a unit gets (its C(Environment=), then every C(EnvironmentFile=), which the
+    JustNews start script re-sources so that they win) and those of its running process (C(MainPID) and its
+    children) equal O(expected_env).
+  - C(journal) - the agent's journal since its last start (its C(InvocationID)): model downloads, rate limits
+    (429) and offline-mode errors, counted.
+  - Usually run through the C(doctor) entry point of the C(justnews.huggingface.model_cache) role, or the
+    C(justnews.huggingface.doctor) playbook, which fill every option from the role's variables.
+author:
+  - JustNews contributors
+options:
+  cache_dir:
+    description: The hub cache (C(HF_HUB_CACHE)) of the agents.
+    type: path
+    required: true
+  models:
+    description: The models the agents load.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      repo_id:
+        description: Repository as C(owner/name).
+        type: str
+        required: true
+      repo_type:
+        description: Repository type.
+        type: str
+        default: model
+        choices: [model, dataset, space]
+      revision:
+        description: Branch, tag or 40-hex commit.
+        type: str
+        default: main
+      allow_patterns:
+        description: Only files matching these patterns belong to the snapshot.
+        type: list
+        elements: str
+      ignore_patterns:
+        description: Files matching these patterns do not belong to the snapshot.
+        type: list
+        elements: str
+  units:
+    description: The systemd units of the agents that load the models.
+    type: list
+    elements: str
+    default: []
+  ready_urls:
+    description: Readiness URL per unit (C(GET) must answer 200, and C(ready) must not be false in a JSON body).
+    type: dict
+    default: {}
+  expected_env:
+    description:
+      - What the units and their processes must see. V(<set>) and V(<unset>) test presence only; the values of
+        token variables are never compared or shown.
+    type: dict
+    default: {}
+  managed_env:
+    description: Variables read from the units' EnvironmentFiles, because they decide where the agents look.
+    type: list
+    elements: str
+    default: [HF_HOME, HF_HUB_CACHE, HF_HUB_OFFLINE, HF_ENDPOINT, HF_TOKEN]
+  sourced_files:
+    description:
+      - Files that the units' start scripts source besides their EnvironmentFiles (C(%i) is the unit's instance).
+    type: list
+    elements: str
+    default: []
+  endpoint:
+    description: The Hub or mirror the host fetches from.
+    type: str
+    default: https://huggingface.co
+  reach_hub:
+    description:
+      - Whether the host is meant to reach O(endpoint). When false (models sent from the controller or a
+        bundle), the C(hub) check is skipped and the token is not tested against the Hub.
+    type: bool
+    default: true
+  token_file:
+    description: The root-only file that the drop-in reads with C(EnvironmentFile=).
+    type: path
+  token_expected:
+    description: Whether a token is configured for these units.
+    type: bool
+    default: false
+  verify_checksums:
+    description: Hash every file of the models against the listing (SHA-256 or git blob id).
+    type: bool
+    default: true
+  journal:
+    description: Count the downloads, rate limits and offline errors in each unit's journal since its last start.
+    type: bool
+    default: true
+  timeout:
+    description: Seconds to wait for each HTTP answer.
+    type: int
+    default: 10
+attributes:
+  check_mode:
+    support: full
+    description: The module never changes anything; check mode runs every check.
+  diff_mode:
+    support: none
+notes:
+  - Runs as root, to read the units' token file and switch to their users. It needs no C(huggingface_hub).
+seealso:
+  - module: justnews.huggingface.hf_snapshot
+"""
+
+EXAMPLES = r"""
+- name: Diagnose the Memory agent's model cache
+  justnews.huggingface.hf_doctor:
+    cache_dir: /var/cache/hf/hub
+    models:
+      - repo_id: sentence-transformers/all-MiniLM-L6-v2
+        revision: c9745ed1d9f207416be6d2e6f8de32d1f16199bf
+    units: [justnews@memory.service]
+    ready_urls:
+      justnews@memory.service: http://127.0.0.1:8007/ready
+    expected_env:
+      HF_HOME: /var/cache/hf
+      HF_HUB_CACHE: /var/cache/hf/hub
+      HF_HUB_OFFLINE: "1"
+      HF_TOKEN: <unset>
+  register: doctor
+
+- name: Show what is wrong
+  ansible.builtin.debug:
+    msg: "{{ doctor.findings | rejectattr('verdict', 'in', ['ok', 'skip']) | list }}"
+"""
+
+RETURN = r"""
+findings:
+  description: One entry per check and subject.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    check:
+      description: C(unit), C(cache), C(model), C(token), C(hub), C(environment) or C(journal).
+      type: str
+    subject:
+      description: The unit, model, file or endpoint checked.
+      type: str
+    verdict:
+      description: C(ok), C(warn), C(fail) or C(skip).
+      type: str
+    detail:
+      description: What the check found.
+      type: str
+    fix:
+      description: What to do about it (empty when nothing is to be done).
+      type: str
+  sample:
+    - {check: environment, subject: justnews@memory.service, verdict: fail,
+       detail: "HF_HUB_OFFLINE=0 set by /etc/justnews/memory.env, the role sets 1",
+       fix: "remove HF_HUB_OFFLINE from /etc/justnews/memory.env (the start script re-sources it after systemd)"}
+verdict:
+  description: The worst verdict of the findings.
+  returned: always
+  type: str
+  sample: fail
+counts:
+  description: Findings per verdict.
+  returned: always
+  type: dict
+  sample: {ok: 7, warn: 0, fail: 1, skip: 1}
+"""
+
+import os
+from urllib.error import HTTPError
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.urls import open_url
+
+from ansible_collections.justnews.huggingface.plugins.module_utils import _doctor
+
+
+def http_get(timeout):
+    def get(url, token):
+        headers = {"User-Agent": "justnews.huggingface hf_doctor"}
+        if token:
+            headers["Authorization"] = "Bearer " + token
+        try:
+            response = open_url(url, headers=headers, timeout=timeout, use_proxy=True, follow_redirects="safe",
+                                validate_certs=True)
+            return response.status, dict(response.headers), response.read(65536).decode("utf-8", "replace")
+        except HTTPError as exc:
+            return exc.code, dict(exc.headers or {}), ""
+        except Exception as exc:  # any failure to get an answer is the finding itself
+            return None, {}, "%s: %s" % (type(exc).__name__, exc)
+    return get
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            cache_dir=dict(type="path", required=True),
+            models=dict(type="list", elements="dict", default=[], options=dict(
+                repo_id=dict(type="str", required=True),
+                repo_type=dict(type="str", default="model", choices=["model", "dataset", "space"]),
+                revision=dict(type="str", default="main"),
+                allow_patterns=dict(type="list", elements="str"),
+                ignore_patterns=dict(type="list", elements="str"),
+            )),
+            units=dict(type="list", elements="str", default=[]),
+            ready_urls=dict(type="dict", default={}),
+            expected_env=dict(type="dict", default={}),
+            managed_env=dict(type="list", elements="str",
+                             default=["HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "HF_ENDPOINT", "HF_TOKEN"]),
+            sourced_files=dict(type="list", elements="str", default=[]),
+            endpoint=dict(type="str", default="https://huggingface.co"),
+            reach_hub=dict(type="bool", default=True),
+            token_file=dict(type="path"),
+            token_expected=dict(type="bool", default=False),
+            verify_checksums=dict(type="bool", default=True),
+            journal=dict(type="bool", default=True),
+            timeout=dict(type="int", default=10),
+        ),
+        supports_check_mode=True,
+    )
+    p = dict(module.params)
+    p["expected_env"] = {k: str(v) for k, v in p["expected_env"].items()}
+    p["managed_env"] = sorted(set(p["managed_env"]) | set(p["expected_env"]))
+    p["endpoint"] = p["endpoint"] or "https://huggingface.co"
+    for model in p["models"]:
+        try:
+            _doctor._cache.check_repo_id(model["repo_id"])
+            if not _doctor._cache.is_commit(model["revision"]):
+                _doctor._cache.check_ref_name(model["revision"], "revision")
+        except _doctor._cache.UnsafeName as exc:
+            module.fail_json(msg="models: %s; fix the entry" % exc)
+    if os.geteuid() != 0:
+        module.fail_json(msg="hf_doctor must run as root (become: true) to read the token file and switch to the"
+                             " units' users")
+    doctor = _doctor.Doctor(p, _doctor.run_command, _doctor.run_as, http_get(p["timeout"]))
+    findings = doctor.run()
+    counts = {v: sum(1 for f in findings if f["verdict"] == v) for v in _doctor.RANK}
+    module.exit_json(changed=False, findings=findings, verdict=_doctor.worst(findings), counts=counts)
+
+
+if __name__ == "__main__":
+    main()
