@@ -1,0 +1,318 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, JustNews contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: hf_prune
+short_description: Remove old revisions and abandoned partial downloads from a Hugging Face hub cache
+version_added: 0.2.0
+description:
+  - Prunes one repository of a C(huggingface_hub) cache (O(repo_id)), or every repository in O(cache_dir), so
+    that the cache stays bounded as models move to new commits.
+  - A revision (a folder C(snapshots/<commit>)) is kept when it is in O(pinned), when a name under C(refs/)
+    points to it, when one of O(links) leads into it, when a running process has one of its files open (found
+    in C(/proc/*/fd), C(/proc/*/maps) and C(/proc/*/cwd); entries that cannot be read are skipped), or when it
+    is among the O(keep) most recent revisions of its repository. Every other revision is removed - its snapshot
+    folder, its file listing under C(trees/), and the blobs that no remaining snapshot links to. Blobs shared
+    with a kept revision stay.
+  - A revision is more recent than another when its snapshot folder changed later (its modification time, set
+    when its last file was linked in).
+  - Also removes partial downloads (C(blobs/*.incomplete)) older than O(incomplete_age) whose download lock
+    (C(<cache>/.locks/<repo folder>/<blob>.lock)) no process holds.
+  - Nothing outside the repository folders (C(<cache>/models--owner--name)) is ever removed. A repository
+    whose folders (C(blobs), C(refs), C(snapshots), C(trees), a snapshot, or its C(.locks) folder) are
+    symlinks or files is refused before anything is removed.
+author:
+  - JustNews maintainers (@justnews)
+attributes:
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
+    support: full
+    details:
+      - Lists the revisions, blobs and partial downloads that would be removed and the bytes that would be
+        freed, and removes nothing.
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+    support: full
+    details:
+      - Shows the revisions and partial downloads of each repository before and after.
+  idempotent:
+    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
+    support: full
+  platform:
+    description: Target OS/families that can be operated against.
+    support: N/A
+    platforms: posix
+options:
+  cache_dir:
+    description:
+      - The hub cache directory.
+      - Defaults to the directory C(huggingface_hub) itself uses on the host, C($HF_HUB_CACHE), else
+        C($HF_HOME/hub), else C(~/.cache/huggingface/hub).
+    type: path
+  repo_id:
+    description:
+      - Repository to prune, as C(owner/name). Omit it to prune every repository in O(cache_dir).
+    type: str
+  repo_type:
+    description: Kind of repository, with O(repo_id).
+    type: str
+    choices: [model, dataset, space]
+    default: model
+  keep:
+    description:
+      - How many of the most recent revisions to keep per repository, whatever protects them or not.
+      - V(0) keeps only the protected revisions.
+    type: int
+    default: 1
+  pinned:
+    description:
+      - Revisions never to remove - 40-character commits, or branch or tag names looked up under C(refs/) of
+        each repository, for example the revisions the hosts are configured with.
+    type: list
+    elements: str
+    default: []
+  links:
+    description:
+      - Paths (usually the O(justnews.huggingface.hf_snapshot#module:link) of each model) whose target is
+        kept - a link that resolves into a snapshot, or to a file in it, protects that revision. Paths that
+        do not exist are ignored.
+    type: list
+    elements: path
+    default: []
+  incomplete_age:
+    description:
+      - Seconds since its last write after which a C(*.incomplete) file whose download lock is free counts as
+        abandoned and is removed.
+    type: int
+    default: 3600
+  timeout:
+    description:
+      - Seconds to wait for a running M(justnews.huggingface.hf_snapshot) on the same repository to finish
+        before removing anything from it.
+    type: int
+    default: 600
+notes:
+  - Runs on a repository are serialised with M(justnews.huggingface.hf_snapshot) by the same lock; the plan is
+    made again under the lock, and running processes are looked up again, before anything is removed.
+  - A name under C(refs/) protects its revision; pin commits in the model's C(revision) so that the ref moves
+    and the old revision can be pruned.
+  - Processes in other mount namespaces (containers) see other paths; their open files are not recognised.
+seealso:
+  - module: justnews.huggingface.hf_snapshot
+"""
+
+EXAMPLES = r"""
+- name: Keep the configured revisions and the one before, in every repository of the cache
+  justnews.huggingface.hf_prune:
+    cache_dir: /var/cache/hf/hub
+    keep: 2
+    pinned:
+      - c9745ed1d9f207416be6d2e6f8de32d1f16199bf
+    links:
+      - /opt/justnews/models/memory/all-MiniLM-L6-v2
+
+- name: Show what pruning one repository would free
+  justnews.huggingface.hf_prune:
+    cache_dir: /var/cache/hf/hub
+    repo_id: sentence-transformers/all-MiniLM-L6-v2
+    keep: 0
+  check_mode: true
+  register: prune
+
+- name: Report it
+  ansible.builtin.debug:
+    msg: "{{ prune.freed_bytes }} bytes would be freed"
+"""
+
+RETURN = r"""
+cache_dir:
+  description: Hub cache directory pruned.
+  returned: always
+  type: str
+  sample: /var/cache/hf/hub
+removed_revisions:
+  description: Revisions removed (in check mode, that would be).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"repo_id": "sentence-transformers/all-MiniLM-L6-v2", "repo_type": "model",
+            "commit": "c9745ed1d9f207416be6d2e6f8de32d1f16199bf"}]
+kept:
+  description: Revisions kept, each with the reasons (V(pinned), V(ref main), V(link /path),
+    V(open by a running process), V(recent)).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"repo_id": "sentence-transformers/all-MiniLM-L6-v2", "repo_type": "model",
+            "commit": "c9745ed1d9f207416be6d2e6f8de32d1f16199bf", "reasons": ["ref main", "recent"]}]
+removed_blobs:
+  description: Blobs removed because no remaining snapshot links to them.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"repo_id": "sentence-transformers/all-MiniLM-L6-v2", "name": "58d4a9a45664eb9e12de9549c548c09b6134c17f",
+            "size": 10659}]
+removed_incomplete:
+  description: Abandoned partial downloads removed.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"repo_id": "sentence-transformers/all-MiniLM-L6-v2", "file": "53aa5117.incomplete", "size": 4194304}]
+freed_bytes:
+  description: Bytes of the files removed (in check mode, that would be) - blobs, listings and partial downloads.
+  returned: always
+  type: int
+  sample: 90878931
+error_kind:
+  description: On failure, the cause - V(invalid_argument), V(cache_dir_invalid), V(unsafe_cache), V(locked),
+    V(other).
+  returned: on failure
+  type: str
+  sample: unsafe_cache
+"""
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.justnews.huggingface.plugins.module_utils import _cache
+from ansible_collections.justnews.huggingface.plugins.module_utils import _prune
+
+
+class Failure(Exception):
+    def __init__(self, msg, kind):
+        super().__init__(msg)
+        self.msg = msg
+        self.kind = kind
+
+
+class Prune:
+    def __init__(self, module):
+        self.module = module
+        self.p = module.params
+        self.cache_dir = self.p["cache_dir"] or _cache.default_cache_dir(os.environ)
+        self.result = {"changed": False, "cache_dir": self.cache_dir, "removed_revisions": [], "kept": [],
+                       "removed_blobs": [], "removed_incomplete": [], "freed_bytes": 0}
+        self.validate()
+        self.links = {link: _prune.link_targets(link) for link in self.p["links"]}
+
+    def validate(self):
+        p = self.p
+        if p["keep"] < 0 or p["incomplete_age"] < 0 or p["timeout"] < 0:
+            raise Failure("keep, incomplete_age and timeout must be >= 0", "invalid_argument")
+        try:
+            if p["repo_id"] is not None:
+                _cache.check_repo_id(p["repo_id"])
+            for rev in p["pinned"]:
+                if not _cache.is_commit(rev):
+                    _cache.check_ref_name(rev, "pinned revision")
+        except _cache.UnsafeName as exc:
+            raise Failure("%s: fix the argument" % exc, "invalid_argument")
+        if os.path.lexists(self.cache_dir) and not os.path.isdir(self.cache_dir):
+            raise Failure("cache_dir %s is not a directory: point cache_dir at the hub cache" % self.cache_dir,
+                          "cache_dir_invalid")
+
+    def repos(self):
+        if self.p["repo_id"] is not None:
+            return [(self.p["repo_id"], self.p["repo_type"])]
+        return _prune.repos_in(self.cache_dir)
+
+    def plan(self, repo_id, repo_type, busy):
+        try:
+            return _prune.plan_repo(self.cache_dir, repo_id, repo_type, self.p["keep"], self.p["pinned"],
+                                    self.links, busy, self.p["incomplete_age"])
+        except _cache.UnsafeName as exc:
+            raise Failure("%s. Refusing to prune %s; nothing %s removed from it. Inspect the cache, or remove the"
+                          " repository with justnews.huggingface.hf_snapshot state=absent"
+                          % (exc, repo_id, "would be" if self.module.check_mode else "was"), "unsafe_cache")
+
+    def run(self):
+        if not os.path.isdir(self.cache_dir):
+            return self.result
+        busy = _prune.open_paths()
+        # Every repository is checked before anything is removed from any of them.
+        plans = [self.plan(repo_id, repo_type, busy) for repo_id, repo_type in self.repos()]
+        done = []
+        for plan in plans:
+            if not self.module.check_mode and (plan.remove or plan.incomplete):
+                plan = self.apply(plan)
+            done.append(plan)
+        self.report(done)
+        return self.result
+
+    def apply(self, plan):
+        """Plan again under the repository's lock, with a fresh look at running processes, then remove."""
+        lock = _cache.RepoLock(plan.repo, self.p["timeout"])
+        try:
+            lock.acquire()
+        except _cache.LockTimeout as exc:
+            raise Failure("%s: let it finish, or raise 'timeout'" % exc, "locked")
+        try:
+            plan = self.plan(plan.repo_id, plan.repo_type, _prune.open_paths())
+            _prune.apply(plan)
+        finally:
+            lock.release()
+        if plan.remove or plan.incomplete:
+            self.result["changed"] = True
+        return plan
+
+    def report(self, plans):
+        r = self.result
+        for plan in plans:
+            who = {"repo_id": plan.repo_id, "repo_type": plan.repo_type}
+            r["removed_revisions"] += [dict(who, commit=rev.commit) for rev in plan.remove]
+            r["kept"] += [dict(who, commit=rev.commit, reasons=rev.reasons) for rev in plan.keep]
+            r["removed_blobs"] += [dict(who, name=name, size=size) for name, size in plan.blobs]
+            r["removed_incomplete"] += [dict(who, file=name, size=size) for name, size in plan.incomplete]
+            r["freed_bytes"] += plan.freed
+        if self.module.check_mode:
+            r["changed"] = bool(r["removed_revisions"] or r["removed_incomplete"])
+        r["diff"] = {"before": self.state(plans, removed=False), "after": self.state(plans, removed=True)}
+
+    @staticmethod
+    def state(plans, removed):
+        """{repo folder: {revisions, incomplete}} as planned, or as left after the removals."""
+        out = {}
+        for plan in plans:
+            gone = {rev.commit for rev in plan.remove} | {name for name, _size in plan.incomplete} if removed \
+                else set()
+            out[plan.repo.folder_name] = {
+                "revisions": sorted(rev.commit for rev in plan.revisions if rev.commit not in gone),
+                "incomplete": sorted(name for name in plan.partial if name not in gone)}
+        return out
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            cache_dir=dict(type="path"),
+            repo_id=dict(type="str"),
+            repo_type=dict(type="str", default="model", choices=["model", "dataset", "space"]),
+            keep=dict(type="int", default=1),
+            pinned=dict(type="list", elements="str", default=[]),
+            links=dict(type="list", elements="path", default=[]),
+            incomplete_age=dict(type="int", default=3600),
+            timeout=dict(type="int", default=600),
+        ),
+        supports_check_mode=True,
+    )
+    prune = None
+    try:
+        prune = Prune(module)
+        result = prune.run()
+    except Failure as failure:
+        result = dict(prune.result if prune else {}, changed=prune.result["changed"] if prune else False)
+        module.fail_json(msg=failure.msg, error_kind=failure.kind, **result)
+    except OSError as exc:
+        module.fail_json(msg="cannot prune %s: %s" % (module.params["cache_dir"] or "the hub cache", exc),
+                         error_kind="other", changed=bool(prune and prune.result["changed"]))
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

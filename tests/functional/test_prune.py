@@ -1,0 +1,233 @@
+"""hf_prune on real caches that hf_snapshot filled from the test Hub: what an operator finds on disk afterwards."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.functional.conftest import Runner
+from tools.harness import controller_bin, target_python
+from tools.hub.hubserver import COMMIT_A, COMMIT_B, MINILM_REPO
+
+FOLDER = "models--sentence-transformers--all-MiniLM-L6-v2"
+
+
+@pytest.fixture(scope="module")
+def template(hub, collections_path, tmp_path_factory):
+    """A cache with COMMIT_A (fetched as tag v1) and, later, COMMIT_B (main), as hf_snapshot leaves it."""
+    work = tmp_path_factory.mktemp("prune-template")
+    fetch = Runner(collections_path, work)
+    cache = work / "hub"
+    for revision in ("v1", "main"):
+        result = fetch({"repo_id": MINILM_REPO, "cache_dir": str(cache), "endpoint": hub.url, "timeout": 120,
+                        "revision": revision, "free_space_margin": 0})
+        assert result["changed"] is True, fetch.output
+        time.sleep(1.1)  # the two snapshots differ in age
+    return cache
+
+
+@pytest.fixture
+def cache(template, tmp_path):
+    path = tmp_path / "hub"
+    shutil.copytree(template, path, symlinks=True)
+    return path
+
+
+class Prune:
+    """Run hf_prune through ansible-playbook against the installed collection; returns the task's result."""
+
+    def __init__(self, collections, workdir):
+        self.collections, self.workdir, self.count, self.output = collections, workdir, 0, ""
+
+    def __call__(self, args, check=False, diff=False):
+        self.count += 1
+        out = self.workdir / ("prune-%d.json" % self.count)
+        play = [{"hosts": "localhost", "gather_facts": False, "tasks": [
+            {"name": "prune", "justnews.huggingface.hf_prune": args, "register": "r", "ignore_errors": True},
+            {"name": "save", "ansible.builtin.copy": {"content": "{{ r | to_json }}", "dest": str(out)},
+             "check_mode": False, "diff": False}]}]
+        book = self.workdir / ("prune-%d.yml" % self.count)
+        book.write_text(json.dumps(play))
+        cmd = [controller_bin("ansible-playbook"), "-i", "localhost,", "-c", "local",
+               "-e", "ansible_python_interpreter=" + target_python(), str(book)]
+        cmd += ["--check"] if check else []
+        cmd += ["--diff"] if diff else []
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=self.workdir, check=False,
+                              env=dict(os.environ, ANSIBLE_COLLECTIONS_PATH=self.collections, ANSIBLE_NOCOLOR="1",
+                                       ANSIBLE_LOCALHOST_WARNING="0", ANSIBLE_INVENTORY_UNPARSED_WARNING="0"))
+        self.output = proc.stdout + proc.stderr
+        assert out.exists(), self.output
+        return json.loads(out.read_text())
+
+
+@pytest.fixture
+def prune(collections_path, tmp_path):
+    return Prune(collections_path, tmp_path)
+
+
+def blobs_of(cache, commit):
+    snap = cache / FOLDER / "snapshots" / commit
+    return {os.path.basename(os.path.realpath(p)) for p in snap.rglob("*") if p.is_symlink()}
+
+
+def size(path):
+    return os.lstat(path).st_size if path.exists() else 0
+
+
+def expected_freed(cache, gone, stays):
+    """Bytes of the blobs only the removed revisions link to, plus their listings."""
+    only = set().union(*(blobs_of(cache, c) for c in gone)) - set().union(set(), *(blobs_of(cache, c) for c in stays))
+    blobs = cache / FOLDER / "blobs"
+    return sum(size(blobs / b) for b in only) + sum(size(cache / FOLDER / "trees" / (c + ".json")) for c in gone), only
+
+
+def snapshot_loads(cache, commit):
+    """Every file of the snapshot resolves to a blob that is there."""
+    snap = cache / FOLDER / "snapshots" / commit
+    files = [p for p in snap.rglob("*") if p.is_symlink()]
+    return bool(files) and all(p.resolve().is_file() for p in files)
+
+
+def kept(result, commit):
+    return next((k["reasons"] for k in result["kept"] if k["commit"] == commit), None)
+
+
+def test_an_unreferenced_old_revision_goes_and_frees_exactly_its_own_blobs(cache, prune):
+    (cache / FOLDER / "refs" / "v1").unlink()
+    freed, only_a = expected_freed(cache, [COMMIT_A], [COMMIT_B])
+    assert only_a and freed > 0  # README.md differs between A and B
+    args = {"cache_dir": str(cache), "keep": 1}
+
+    checked = prune(args, check=True, diff=True)
+    assert checked["changed"] is True, prune.output
+    assert [r["commit"] for r in checked["removed_revisions"]] == [COMMIT_A]
+    assert checked["freed_bytes"] == freed
+    assert (cache / FOLDER / "snapshots" / COMMIT_A).is_dir()  # check mode removed nothing
+    assert checked["diff"]["before"][FOLDER]["revisions"] == sorted([COMMIT_A, COMMIT_B])
+    assert checked["diff"]["after"][FOLDER]["revisions"] == [COMMIT_B]
+
+    result = prune(args)
+    assert result["changed"] is True, prune.output
+    assert result["freed_bytes"] == freed
+    assert {b["name"] for b in result["removed_blobs"]} == only_a
+    assert not (cache / FOLDER / "snapshots" / COMMIT_A).exists()
+    assert not (cache / FOLDER / "trees" / (COMMIT_A + ".json")).exists()
+    assert not any((cache / FOLDER / "blobs" / b).exists() for b in only_a)
+    assert snapshot_loads(cache, COMMIT_B)  # the shared blobs stayed
+    assert set(kept(result, COMMIT_B)) == {"ref main", "recent"}
+
+    again = prune(args)
+    assert again["changed"] is False and again["freed_bytes"] == 0 and again["removed_revisions"] == []
+
+
+@pytest.mark.parametrize("protection, reason", [
+    ("ref", "ref v1"), ("pinned", "pinned"), ("pinned_ref", "pinned"), ("link", "link"), ("keep", "recent")])
+def test_referenced_pinned_linked_and_recent_revisions_stay(cache, prune, tmp_path, protection, reason):
+    args = {"cache_dir": str(cache), "repo_id": MINILM_REPO, "keep": 0}
+    if protection != "ref" and protection != "pinned_ref":
+        (cache / FOLDER / "refs" / "v1").unlink()
+    if protection == "pinned":
+        args["pinned"] = [COMMIT_A]
+    if protection == "pinned_ref":
+        args["pinned"] = ["v1"]
+    if protection == "link":
+        link = tmp_path / "models" / "memory"
+        link.parent.mkdir()
+        link.symlink_to(cache / FOLDER / "snapshots" / COMMIT_A)
+        args["links"] = [str(link), str(tmp_path / "not-there")]
+    if protection == "keep":
+        os.utime(cache / FOLDER / "snapshots" / COMMIT_A)  # A is now the most recent
+        args["keep"] = 1
+    result = prune(args)
+    assert result.get("failed") is not True, result.get("msg")
+    assert any(r.startswith(reason) for r in kept(result, COMMIT_A)), result["kept"]
+    assert snapshot_loads(cache, COMMIT_A) and snapshot_loads(cache, COMMIT_B)
+    assert result["changed"] is False and result["freed_bytes"] == 0
+
+
+def test_a_revision_a_running_process_has_open_stays_until_it_closes(cache, prune):
+    (cache / FOLDER / "refs" / "v1").unlink()
+    readme = cache / FOLDER / "snapshots" / COMMIT_A / "README.md"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; f = open(sys.argv[1], 'rb');"
+                               " print('open', flush=True); time.sleep(120)", str(readme)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        result = prune({"cache_dir": str(cache), "keep": 0})
+        assert "open by a running process" in kept(result, COMMIT_A), result["kept"]
+        assert result["changed"] is False and readme.resolve().is_file()
+    finally:
+        holder.kill()
+        holder.wait()
+    result = prune({"cache_dir": str(cache), "keep": 0})
+    assert [r["commit"] for r in result["removed_revisions"]] == [COMMIT_A]
+    assert not readme.exists() and snapshot_loads(cache, COMMIT_B)
+
+
+def test_without_any_protection_everything_of_the_repository_goes_and_nothing_else(cache, prune):
+    shutil.rmtree(cache / FOLDER / "refs")
+    (cache / FOLDER / "refs").mkdir()
+    sentinel = cache / "keep-me.txt"
+    sentinel.write_text("not a repository")
+    total = sum(size(p) for p in (cache / FOLDER / "blobs").iterdir()) + \
+        sum(size(p) for p in (cache / FOLDER / "trees").iterdir())
+    result = prune({"cache_dir": str(cache), "keep": 0})
+    assert result["freed_bytes"] == total
+    assert list((cache / FOLDER / "snapshots").iterdir()) == []
+    assert list((cache / FOLDER / "blobs").iterdir()) == []
+    assert sentinel.read_text() == "not a repository"
+
+
+def test_abandoned_partial_downloads_go_unless_a_download_holds_their_lock_or_they_are_fresh(cache, prune):
+    blobs, locks = cache / FOLDER / "blobs", cache / ".locks" / FOLDER
+    old, held, fresh = ("%064x.incomplete" % n for n in (1, 2, 3))
+    for name in (old, held, fresh):
+        (blobs / name).write_bytes(b"x" * 1000)
+    for name in (old, held):
+        past = time.time() - 7200
+        os.utime(blobs / name, (past, past))
+    locks.mkdir(parents=True, exist_ok=True)
+    lock = os.open(locks / (held.split(".")[0] + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'r+');"
+                               " fcntl.flock(f, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(120)",
+                               str(locks / (held.split(".")[0] + ".lock"))], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        args = {"cache_dir": str(cache), "repo_id": MINILM_REPO}
+        checked = prune(args, check=True)
+        assert [i["file"] for i in checked["removed_incomplete"]] == [old] and checked["freed_bytes"] == 1000
+        assert (blobs / old).exists()
+        result = prune(args)
+        assert result["changed"] is True and result["freed_bytes"] == 1000
+        assert not (blobs / old).exists() and (blobs / held).exists() and (blobs / fresh).exists()
+        assert prune(args)["changed"] is False
+    finally:
+        holder.kill()
+        holder.wait()
+        os.close(lock)
+    # The download died: its lock is free, and its partial file goes.
+    result = prune({"cache_dir": str(cache), "repo_id": MINILM_REPO})
+    assert [i["file"] for i in result["removed_incomplete"]] == [held]
+
+
+@pytest.mark.parametrize("layout", ["snapshots", "blobs", "snapshot", "repo_folder"])
+def test_symlinked_cache_folders_are_refused_and_nothing_is_removed(cache, prune, tmp_path, layout):
+    (cache / FOLDER / "refs" / "v1").unlink()
+    outside = tmp_path / "outside"
+    if layout == "repo_folder":
+        shutil.move(str(cache / FOLDER), str(outside))
+        (cache / FOLDER).symlink_to(outside)
+    else:
+        rel = {"snapshots": "snapshots", "blobs": "blobs", "snapshot": "snapshots/" + COMMIT_A}[layout]
+        shutil.move(str(cache / FOLDER / rel), str(outside))
+        (cache / FOLDER / rel).symlink_to(outside)
+    before = sorted(str(p.relative_to(outside)) for p in outside.rglob("*"))
+    result = prune({"cache_dir": str(cache), "keep": 0})
+    assert result.get("failed") is True and result["error_kind"] == "unsafe_cache", result
+    assert result["changed"] is False
+    assert sorted(str(p.relative_to(outside)) for p in outside.rglob("*")) == before
+    assert (cache / FOLDER).is_symlink() or (cache / FOLDER / "snapshots").exists()
