@@ -9,7 +9,7 @@ DOCUMENTATION = r"""
 ---
 module: hf_prune
 short_description: Remove old revisions and abandoned partial downloads from a Hugging Face hub cache
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Prunes one repository of a C(huggingface_hub) cache (O(repo_id)), or every repository in O(cache_dir), so
     that the cache stays bounded as models move to new commits.

@@ -231,3 +231,37 @@ def test_symlinked_cache_folders_are_refused_and_nothing_is_removed(cache, prune
     assert result["changed"] is False
     assert sorted(str(p.relative_to(outside)) for p in outside.rglob("*")) == before
     assert (cache / FOLDER).is_symlink() or (cache / FOLDER / "snapshots").exists()
+
+
+def test_the_prune_playbook_keeps_the_configured_revisions_and_prints_what_it_freed(cache, collections_path,
+                                                                                   tmp_path):
+    (cache / FOLDER / "refs" / "v1").unlink()  # A: neither configured, referenced nor linked
+    home = tmp_path / "hf-home"
+    home.mkdir()
+    shutil.move(str(cache), str(home / "hub"))
+    cache = home / "hub"
+    freed, _only = expected_freed(cache, [COMMIT_A], [COMMIT_B])
+    extra = tmp_path / "vars.json"
+    extra.write_text(json.dumps({
+        "model_cache_hosts": "localhost", "model_cache_dir": str(home), "model_cache_prune_keep": 0,
+        "model_cache_models": [{"repo_id": MINILM_REPO, "revision": "main"}],
+        "ansible_python_interpreter": target_python()}))
+
+    def playbook(*flags):
+        proc = subprocess.run([controller_bin("ansible-playbook"), "-i", "localhost,", "-c", "local",
+                               "-e", "@" + str(extra), "justnews.huggingface.prune"] + list(flags),
+                              capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path,
+                              env=dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections_path, ANSIBLE_NOCOLOR="1",
+                                       ANSIBLE_LOCALHOST_WARNING="0"))
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        return proc.stdout
+
+    out = playbook("--check")
+    assert "would free %d bytes" % freed in out and "%s@%s" % (MINILM_REPO, COMMIT_A) in out
+    assert (cache / FOLDER / "snapshots" / COMMIT_A).is_dir()
+    out = playbook()
+    assert "freed %d bytes" % freed in out, out
+    assert not (cache / FOLDER / "snapshots" / COMMIT_A).exists() and snapshot_loads(cache, COMMIT_B)
+    assert "pinned, ref main" in out
+    out = playbook()
+    assert "freed 0 bytes" in out and "changed=0" in out
