@@ -1,0 +1,402 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, JustNews contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: hf_bundle
+short_description: Write, read and unpack bundles of Hugging Face snapshots for hosts without the Hub
+version_added: 0.2.0
+description:
+  - A bundle is one plain tar file (safetensors do not compress) holding a manifest and the blobs of one or more
+    snapshots of a C(huggingface_hub) cache. The manifest gives its format version and, per model, the
+    repository, revision, ref, commit, the file listing that M(justnews.huggingface.hf_snapshot) accepts in its
+    O(justnews.huggingface.hf_snapshot#module:listing) option, and per file its path, blob, size and SHA-256.
+  - O(operation=build) writes a bundle from snapshots already in a cache (fetch them with
+    M(justnews.huggingface.hf_snapshot) first). Each blob is checked against its object id while it is read.
+    The same models give the same bytes; a bundle that already holds them is left untouched. A new bundle is
+    written next to O(path) and renamed into place.
+  - O(operation=inspect) reads and checks the manifest and, with O(models), returns for each model the entry
+    that M(justnews.huggingface.hf_snapshot) needs (commit, ref, listing).
+  - O(operation=stage) copies blobs out of a bundle into a staging directory, for
+    M(justnews.huggingface.hf_snapshot) to take in with O(justnews.huggingface.hf_snapshot#module:blobs_from).
+    The archive is untrusted - every member must be a regular file named by the manifest (no link, device,
+    absolute or C(..) name), each needed member is counted and hashed (size, SHA-256 and object id) before it is
+    renamed into O(dest), and any mismatch removes what this run staged and fails naming the repository and
+    file. The archive is never extracted by name.
+  - O(operation=image_root) checks a directory being built into a container or VM image and returns the ids
+    that the image's own C(/etc/passwd) and C(/etc/group) give to O(owner) and O(group).
+author:
+  - JustNews maintainers (@justnews)
+attributes:
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
+    support: full
+    details:
+      - With O(operation=build), tells whether the bundle would be written; blobs not yet in the cache count as a
+        change unless the bundle already holds them.
+      - With O(operation=stage), reads and checks every needed member and writes nothing.
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+    support: full
+    details:
+      - With O(operation=build), shows the models (repository and commit) of the bundle, before and after.
+  idempotent:
+    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
+    support: full
+    details:
+      - A bundle that already holds the same models is not written again. O(operation=stage) reports a change
+        whenever it staged a blob.
+  platform:
+    description: Target OS/families that can be operated against.
+    support: N/A
+    platforms: posix
+options:
+  operation:
+    description:
+      - V(build) writes the bundle at O(path) from O(snapshots) in O(cache_dir).
+      - V(inspect) reads the manifest of O(path); with O(models) it matches each model to its entry.
+      - V(stage) copies the blobs in O(blobs) (all of the bundle when unset) out of O(path) into O(dest).
+      - V(image_root) checks O(image_root) and O(paths) and resolves O(owner) and O(group) in the image.
+    type: str
+    choices: [build, inspect, stage, image_root]
+    required: true
+  path:
+    description:
+      - The bundle file. Needed by every operation but V(image_root).
+    type: path
+  cache_dir:
+    description:
+      - With O(operation=build), the hub cache that holds the snapshots of O(snapshots).
+    type: path
+  snapshots:
+    description:
+      - With O(operation=build), the snapshots to put in the bundle, each a dict as a
+        M(justnews.huggingface.hf_snapshot) run returns it, with C(repo_id) and the revision asked for added - the
+        keys C(repo_id) (required), C(repo_type) (default C(model)), C(revision) (what deployments match against),
+        C(ref), C(commit) (required), C(listing) (required) and C(files) (the files to include, default all of
+        the listing) are read; other keys are ignored.
+      - The results registered by a loop of M(justnews.huggingface.hf_snapshot) over C(model_cache_models) can be
+        passed as they are; C(repo_id), C(repo_type) and C(revision) then come from each result's C(item).
+    type: list
+    elements: dict
+  models:
+    description:
+      - With O(operation=inspect), entries of C(model_cache_models) (C(repo_id), C(repo_type), C(revision),
+        C(ref)); each must be in the bundle, matched by repository and by revision or commit.
+    type: list
+    elements: dict
+  blobs:
+    description:
+      - With O(operation=stage), the blobs to copy out, as object ids or as the dicts of
+        RV(justnews.huggingface.hf_snapshot#module:missing_blobs) (their C(name) is used). Unset stages every
+        blob of the bundle.
+    type: list
+    elements: raw
+  dest:
+    description:
+      - With O(operation=stage), the staging directory, which must exist and should be readable only by root.
+        Blobs are written there under their object id, nothing else and nowhere else.
+    type: path
+  mode:
+    description: With O(operation=build), permissions of the bundle file, in octal.
+    type: raw
+    default: '0644'
+  image_root:
+    description:
+      - With O(operation=image_root), the directory built into the image. It must exist and must not be C(/).
+    type: path
+  image_paths:
+    description:
+      - With O(operation=image_root), absolute paths as the image sees them that will be written; each is
+        returned under O(image_root). No component may be C(..), and no existing component below O(image_root) may
+        be a symlink, which the controller would resolve against its own root.
+    type: list
+    elements: str
+    default: []
+  owner:
+    description: With O(operation=image_root), the service user, looked up in the image's C(/etc/passwd).
+    type: str
+  group:
+    description:
+      - With O(operation=image_root), the group, looked up in the image's C(/etc/group). Unset uses the user's
+        primary group there.
+    type: str
+notes:
+  - The bundle is a plain tar (PAX format) with fixed member metadata (owner 0, mode 0644, time 0), so it can be
+    checked with C(tar -tvf) and copied with any tool; its checksum changes only when the models do.
+  - Staging needs room for the needed blobs in O(dest); M(justnews.huggingface.hf_snapshot) then moves each into
+    the cache, checking it against its id once more.
+seealso:
+  - module: justnews.huggingface.hf_snapshot
+"""
+
+EXAMPLES = r"""
+- name: Fetch the model into a build cache
+  justnews.huggingface.hf_snapshot:
+    repo_id: sentence-transformers/all-MiniLM-L6-v2
+    revision: main
+    cache_dir: /srv/build-cache/hub
+  register: minilm
+
+- name: Write the bundle
+  justnews.huggingface.hf_bundle:
+    operation: build
+    path: /srv/bundles/models.tar
+    cache_dir: /srv/build-cache/hub
+    snapshots:
+      - "{{ minilm | combine({'repo_id': 'sentence-transformers/all-MiniLM-L6-v2', 'revision': 'main'}) }}"
+
+- name: What the bundle holds for one model
+  justnews.huggingface.hf_bundle:
+    operation: inspect
+    path: /srv/bundles/models.tar
+    models:
+      - repo_id: sentence-transformers/all-MiniLM-L6-v2
+        revision: main
+  register: bundle
+
+- name: Stage every blob of the bundle on the host, checked
+  justnews.huggingface.hf_bundle:
+    operation: stage
+    path: /var/cache/hf/.incoming/bundle.tar
+    dest: /var/cache/hf/.incoming
+
+- name: Move them into the cache
+  justnews.huggingface.hf_snapshot:
+    repo_id: sentence-transformers/all-MiniLM-L6-v2
+    revision: "{{ bundle.models[0].commit }}"
+    ref: "{{ bundle.models[0].ref }}"
+    listing: "{{ bundle.models[0].listing }}"
+    blobs_from: /var/cache/hf/.incoming
+    cache_dir: /var/cache/hf/hub
+"""
+
+RETURN = r"""
+path:
+  description: The bundle file.
+  returned: when O(path) is given
+  type: str
+  sample: /srv/bundles/models.tar
+format_version:
+  description: Format version of the bundle's manifest.
+  returned: when a manifest was read or written
+  type: int
+  sample: 1
+models:
+  description:
+    - With O(operation=inspect) and O(models), per model in that order - C(item) (the model as given), C(repo_id),
+      C(repo_type), C(revision), C(commit), C(ref), C(listing), C(files) and C(bytes); without O(models), the
+      manifest's entries. With O(operation=build), the repositories and commits written.
+  returned: with O(operation=inspect) and O(operation=build)
+  type: list
+  elements: dict
+  sample: [{"repo_id": "sentence-transformers/all-MiniLM-L6-v2", "commit": "c9745ed1d9f207416be6d2e6f8de32d1f16199bf",
+            "ref": "main"}]
+size:
+  description: Bytes of the bundle file (with O(operation=build) in check mode, of the file that would be written).
+  returned: with O(operation=build) and O(operation=inspect)
+  type: int
+  sample: 91017216
+staged:
+  description: Object ids of the blobs staged into O(dest) (in check mode, checked only).
+  returned: with O(operation=stage)
+  type: list
+  elements: str
+  sample: ["53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"]
+staged_bytes:
+  description: Bytes of the blobs in RV(staged).
+  returned: with O(operation=stage)
+  type: int
+  sample: 90868376
+uid:
+  description: With O(operation=image_root), the uid of O(owner) in the image.
+  returned: with O(operation=image_root)
+  type: int
+  sample: 1001
+gid:
+  description: With O(operation=image_root), the gid of O(group) (or of the owner's primary group) in the image.
+  returned: with O(operation=image_root)
+  type: int
+  sample: 1001
+image_root:
+  description: The real path of O(image_root).
+  returned: with O(operation=image_root)
+  type: str
+  sample: /srv/images/agent/rootfs
+image_paths:
+  description: Each of O(image_paths) under RV(image_root), in order.
+  returned: with O(operation=image_root)
+  type: list
+  elements: str
+  sample: [/srv/images/agent/rootfs/var/cache/hf/hub]
+bad_files:
+  description: On failure, the files (C(repo_id) and C(path)) whose member was missing, altered or corrupt.
+  returned: on failure, when the error concerns files
+  type: list
+  elements: dict
+  sample: [{"repo_id": "sentence-transformers/all-MiniLM-L6-v2", "path": "model.safetensors"}]
+error_kind:
+  description:
+    - On failure, the cause - V(invalid_argument), V(incomplete) (the build cache lacks a blob), V(not_in_bundle),
+      V(integrity) (a size, checksum or the manifest does not match), V(unsafe_bundle) (a link, special file or a
+      name the manifest does not give), V(unsafe_image_root), V(other).
+  returned: on failure
+  type: str
+  sample: integrity
+"""
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.justnews.huggingface.plugins.module_utils import _bundle
+from ansible_collections.justnews.huggingface.plugins.module_utils import _cache
+
+
+def build(module, p, result):
+    if not p["cache_dir"] or not p["snapshots"]:
+        raise _bundle.BundleError("operation=build needs cache_dir and snapshots", "invalid_argument")
+    try:
+        mode = int(p["mode"], 8) if isinstance(p["mode"], str) else int(p["mode"])
+    except ValueError:
+        raise _bundle.BundleError("mode must be octal, such as '0644', got %r" % (p["mode"],), "invalid_argument")
+    if mode & ~0o777:
+        raise _bundle.BundleError("mode must be plain permission bits, got %r" % (p["mode"],), "invalid_argument")
+    try:
+        models = [_bundle.model_entry(s) for s in p["snapshots"]]
+    except _cache.UnsafeName as exc:
+        raise _bundle.BundleError("%s: pass the results of justnews.huggingface.hf_snapshot" % exc, "invalid_argument")
+    table = _bundle.blob_table(models)
+    path = p["path"]
+    old = None
+    if os.path.lexists(path):
+        try:
+            old = _bundle.read_manifest(path)
+        except _bundle.BundleError as exc:
+            module.warn("%s will be replaced: %s" % (path, exc))
+    before = [m["repo_id"] + "@" + m["commit"] for m in (old or {}).get("models", [])]
+    after = [m["repo_id"] + "@" + m["commit"] for m in models]
+    result.update(models=[{"repo_id": m["repo_id"], "repo_type": m["repo_type"], "revision": m["revision"],
+                           "ref": m["ref"], "commit": m["commit"]} for m in models],
+                  format_version=_bundle.FORMAT_VERSION, diff={"before": {"models": before}, "after": {"models": after}})
+    want_members = [(_bundle.MANIFEST, None)] + [(_bundle.member_name(b), table[b]["size"]) for b in sorted(table)]
+    if old is not None and _bundle.identity(old) == _bundle.identity({"models": models}):
+        have = _bundle.members(path)
+        if have is not None and [(n, s if n != _bundle.MANIFEST else None) for n, s in have] == want_members:
+            result["size"] = os.path.getsize(path)
+            if (os.stat(path).st_mode & 0o777) != mode:
+                result["changed"] = True
+                if not module.check_mode:
+                    os.chmod(path, mode)
+            return
+    result["changed"] = True
+    repos = {m["repo_id"]: _cache.RepoCache(p["cache_dir"], m["repo_id"], m["repo_type"]) for m in models}
+    blob_paths = {}
+    for blob, info in sorted(table.items()):
+        repo_id = info["files"][0][0]
+        blob_paths[blob] = repos[repo_id].blob_path(blob)
+        if module.check_mode and not os.path.exists(blob_paths[blob]):
+            continue
+        info["sha256"], _size = _bundle.hash_blob(blob_paths[blob], blob, info["files"])
+    if module.check_mode:
+        return
+    for model in models:
+        for f in model["files"]:
+            f["sha256"] = table[f["blob"]]["sha256"]
+    manifest = {"format": _bundle.FORMAT, "format_version": _bundle.FORMAT_VERSION, "models": models}
+    _bundle.write_archive(path, manifest, blob_paths, mode)
+    result["size"] = os.path.getsize(path)
+
+
+def inspect(p, result):
+    manifest = _bundle.read_manifest(p["path"])
+    result.update(format_version=manifest["format_version"], size=os.path.getsize(p["path"]))
+    if p["models"] is not None:
+        result["models"] = _bundle.match_models(manifest, p["models"], p["path"])
+    else:
+        result["models"] = [{k: m[k] for k in ("repo_id", "repo_type", "revision", "ref", "commit", "listing")}
+                            for m in manifest["models"]]
+
+
+def stage(module, p, result):
+    if not p["dest"]:
+        raise _bundle.BundleError("operation=stage needs dest, the staging directory", "invalid_argument")
+    needed = None
+    if p["blobs"] is not None:
+        needed = []
+        for blob in p["blobs"]:
+            name = blob.get("name") if isinstance(blob, dict) else blob
+            if not (isinstance(name, str) and _cache.BLOB_RE.match(name)):
+                raise _bundle.BundleError("blobs must be object ids (or dicts with name), got %r" % (blob,),
+                                          "invalid_argument")
+            needed.append(name)
+    if needed is None:
+        needed = sorted(_bundle.blob_table(_bundle.read_manifest(p["path"])["models"]))
+    manifest, written = _bundle.stage(p["path"], None if module.check_mode else p["dest"], set(needed))
+    result.update(format_version=manifest["format_version"], staged=sorted(written),
+                  staged_bytes=sum(written.values()), changed=bool(written))
+
+
+def image_root(p, result):
+    root = _bundle.check_image_root(p["image_root"])
+    if not p["owner"]:
+        raise _bundle.BundleError("operation=image_root needs owner, the service user of the image (set"
+                                  " model_cache_owner)", "invalid_argument")
+    uid, gid = _bundle.image_ids(root, p["owner"], p["group"])
+    result.update(image_root=root, uid=uid, gid=gid,
+                  image_paths=[_bundle.path_in_root(root, path) for path in p["image_paths"]])
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            operation=dict(type="str", required=True, choices=["build", "inspect", "stage", "image_root"]),
+            path=dict(type="path"),
+            cache_dir=dict(type="path"),
+            snapshots=dict(type="list", elements="dict"),
+            models=dict(type="list", elements="dict"),
+            blobs=dict(type="list", elements="raw"),
+            dest=dict(type="path"),
+            mode=dict(type="raw", default="0644"),
+            image_root=dict(type="path"),
+            image_paths=dict(type="list", elements="str", default=[]),
+            owner=dict(type="str"),
+            group=dict(type="str"),
+        ),
+        required_if=[("operation", "build", ["path"]), ("operation", "inspect", ["path"]),
+                     ("operation", "stage", ["path"]), ("operation", "image_root", ["image_root"])],
+        supports_check_mode=True,
+    )
+    p = module.params
+    result = {"changed": False}
+    if p["path"]:
+        result["path"] = p["path"]
+    try:
+        if p["operation"] == "build":
+            build(module, p, result)
+        elif p["operation"] == "inspect":
+            inspect(p, result)
+        elif p["operation"] == "stage":
+            stage(module, p, result)
+        else:
+            image_root(p, result)
+    except _bundle.BundleError as exc:
+        result.update(changed=False, error_kind=exc.kind)
+        result.pop("diff", None)
+        if exc.files:
+            result["bad_files"] = [{"repo_id": r, "path": f} for r, f in exc.files]
+        module.fail_json(msg=str(exc), **result)
+    except _cache.UnsafeName as exc:
+        module.fail_json(msg="%s: fix the argument" % exc, error_kind="invalid_argument", **result)
+    except OSError as exc:
+        module.fail_json(msg="%s failed on %s: %s" % (p["operation"], exc.filename or p["path"], exc),
+                         error_kind="other", **dict(result, changed=False))
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
