@@ -209,7 +209,7 @@ class Doctor:
         try:
             if _cache.is_commit(model["revision"]):
                 return model["revision"]
-            return repo.read_ref(model["revision"])
+            return repo.read_ref(model.get("ref") or model["revision"])
         except _cache.UnsafeName:
             return None
 
@@ -224,7 +224,8 @@ class Doctor:
             repo.check_layout()
             commit = self.commit_of(model)
             if not commit:
-                self.add("model", subject, FAIL, "the cache has no refs/%s" % model["revision"], fix)
+                self.add("model", subject, FAIL, "the cache has no refs/%s" % (model.get("ref") or model["revision"]),
+                         fix)
                 return
             tree = repo.read_tree(commit)
             if tree is None:
@@ -312,8 +313,8 @@ class Doctor:
             url = "%s/api/%s/%s/revision/%s" % (endpoint, kind, model["repo_id"], model["revision"])
             status, headers, body = self.http_get(url, token)
             if status == 200:
-                self.add("hub", subject, OK, "reachable; the revision resolves%s" % (" with the token" if token
-                                                                                       else ""))
+                self.add("hub", subject, OK,
+                         "reachable; the revision resolves" + (" with the token" if token else ""))
             elif status is None:
                 self.add("hub", subject, FAIL, "unreachable from this host: %s" % mask(body)[:300],
                          "check the host's route, proxy (https_proxy/no_proxy) and DNS to %s, or use"
@@ -353,9 +354,9 @@ class Doctor:
             if not matches(want, got):
                 unit_problems.append((key, shown(key, got), source.get(key, "nowhere")))
         if unit_problems:
-            self.add("environment", name, FAIL, "; ".join("%s=%s set by %s, the role sets %s"
-                                                           % (k, v, s, shown(k, expected[k]))
-                                                           for k, v, s in unit_problems),
+            detail = "; ".join("%s=%s set by %s, the role sets %s" % (k, v, s, shown(k, expected[k]))
+                               for k, v, s in unit_problems)
+            self.add("environment", name, FAIL, detail,
                      "; ".join(("remove %s from %s (the start script re-sources it after systemd)" % (k, s))
                                if s != "nowhere" and s != "the unit or its drop-ins"
                                else "run justnews.huggingface.prefetch to rewrite the drop-in"
@@ -414,7 +415,7 @@ def instance(unit):
 
 
 def journal_counts(lines):
-    counts = dict.fromkeys(JOURNAL_PATTERNS, 0)
+    counts = {kind: 0 for kind in JOURNAL_PATTERNS}
     samples = []
     for line in lines:
         for kind, pattern in JOURNAL_PATTERNS.items():

@@ -24,12 +24,12 @@ description:
   - C(environment) - the settings a unit gets (its C(Environment=), then every C(EnvironmentFile=), which the
     JustNews start script re-sources so that they win) and those of its running process (C(MainPID) and its
     children) equal O(expected_env).
-  - C(journal) - the agent's journal since its last start (its C(InvocationID)): model downloads, rate limits
+  - C(journal) - the agent's journal since its last start (its C(InvocationID)) - model downloads, rate limits
     (429) and offline-mode errors, counted.
   - Usually run through the C(doctor) entry point of the C(justnews.huggingface.model_cache) role, or the
     C(justnews.huggingface.doctor) playbook, which fill every option from the role's variables.
 author:
-  - JustNews contributors
+  - JustNews maintainers (@justnews)
 options:
   cache_dir:
     description: The hub cache (C(HF_HUB_CACHE)) of the agents.
@@ -54,6 +54,9 @@ options:
         description: Branch, tag or 40-hex commit.
         type: str
         default: main
+      ref:
+        description: The name under C(refs/) that records a branch or tag, when it is not O(models[].revision).
+        type: str
       allow_patterns:
         description: Only files matching these patterns belong to the snapshot.
         type: list
@@ -122,6 +125,7 @@ attributes:
     support: full
     description: The module never changes anything; check mode runs every check.
   diff_mode:
+    description: The module changes nothing, so there is no diff.
     support: none
 notes:
   - Runs as root, to read the units' token file and switch to their users. It needs no C(huggingface_hub).
@@ -222,6 +226,7 @@ def main():
                 repo_id=dict(type="str", required=True),
                 repo_type=dict(type="str", default="model", choices=["model", "dataset", "space"]),
                 revision=dict(type="str", default="main"),
+                ref=dict(type="str"),
                 allow_patterns=dict(type="list", elements="str"),
                 ignore_patterns=dict(type="list", elements="str"),
             )),

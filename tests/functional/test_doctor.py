@@ -70,7 +70,7 @@ def test_healthy_cache_and_hub(hub, fetched, tmp_path, collections_path):
 def test_missing_file_is_named(hub, fetched, tmp_path, collections_path):
     snapshot = next((fetched / FOLDER / "snapshots").iterdir())
     (snapshot / "tokenizer.json").unlink()
-    results, _ = play(collections_path, tmp_path, [doctor(hub, fetched)])
+    results = play(collections_path, tmp_path, [doctor(hub, fetched)])[0]
     (model,) = verdicts(results["doctor"], "model")
     assert model[0] == "fail" and "1 of 13 files missing" in model[2] and "tokenizer.json" in model[2]
     assert "justnews.huggingface.prefetch" in model[3]
@@ -80,10 +80,10 @@ def test_corrupt_file_fails_its_checksum(hub, fetched, tmp_path, collections_pat
     snapshot = next((fetched / FOLDER / "snapshots").iterdir())
     with open(os.path.realpath(snapshot / "config.json"), "r+b") as handle:
         handle.write(b"X")
-    results, _ = play(collections_path, tmp_path, [doctor(hub, fetched)])
+    results = play(collections_path, tmp_path, [doctor(hub, fetched)])[0]
     (model,) = verdicts(results["doctor"], "model")
     assert model[0] == "fail" and "content does not match" in model[2] and "config.json" in model[2]
-    results, _ = play(collections_path, tmp_path, [doctor(hub, fetched, verify_checksums=False)])
+    results = play(collections_path, tmp_path, [doctor(hub, fetched, verify_checksums=False)])[0]
     assert verdicts(results["doctor"], "model")[0][0] == "ok"
 
 
@@ -109,26 +109,26 @@ def test_token_accepted_rejected_exposed_or_missing(hub, fetched, tmp_path, coll
 
 
 def test_gated_model_without_token_and_unreachable_hub(hub, fetched, tmp_path, collections_path):
-    results, _ = play(collections_path, tmp_path, [
-        doctor(hub, fetched, models=[{"repo_id": GATED_REPO}])])
+    results = play(collections_path, tmp_path, [
+        doctor(hub, fetched, models=[{"repo_id": GATED_REPO}])])[0]
     (hub_finding,) = verdicts(results["doctor"], "hub")
     assert hub_finding[0] == "fail" and "model_cache_token" in hub_finding[3]
     (model,) = verdicts(results["doctor"], "model")
     assert model[0] == "fail" and "not in the cache" in model[2]
 
-    results, _ = play(collections_path, tmp_path, [doctor(hub, fetched, endpoint="http://127.0.0.1:9")])
+    results = play(collections_path, tmp_path, [doctor(hub, fetched, endpoint="http://127.0.0.1:9")])[0]
     (hub_finding,) = verdicts(results["doctor"], "hub")
     assert hub_finding[0] == "fail" and "unreachable" in hub_finding[2]
     assert verdicts(results["doctor"], "model")[0][0] == "ok"  # the cache is checked offline
 
-    results, _ = play(collections_path, tmp_path, [
-        doctor(hub, fetched, endpoint="http://127.0.0.1:9", reach_hub=False)])
+    results = play(collections_path, tmp_path, [
+        doctor(hub, fetched, endpoint="http://127.0.0.1:9", reach_hub=False)])[0]
     assert verdicts(results["doctor"], "hub")[0][0] == "skip"
     assert results["doctor"]["verdict"] == "ok"
 
 
 def test_check_mode_gives_the_same_verdicts(hub, fetched, tmp_path, collections_path):
-    normal, _ = play(collections_path, tmp_path, [doctor(hub, fetched)])
-    checked, _ = play(collections_path, tmp_path, [doctor(hub, fetched)], check=True)
+    normal = play(collections_path, tmp_path, [doctor(hub, fetched)])[0]
+    checked = play(collections_path, tmp_path, [doctor(hub, fetched)], check=True)[0]
     assert checked["doctor"]["findings"] == normal["doctor"]["findings"]
     assert checked["doctor"]["changed"] is False

@@ -60,8 +60,8 @@ def test_read_env_file_reads_what_a_start_script_sources(tmp_path):
 
 def test_healthy_unit_and_process(tmp_path):
     os.makedirs(tmp_path / "hub")
-    findings = doctor(tmp_path, [], process_env={"HF_HOME": "/var/cache/hf", "HF_HUB_CACHE": "/var/cache/hf/hub",
-                                                  "HF_HUB_OFFLINE": "1"})
+    healthy = {"HF_HOME": "/var/cache/hf", "HF_HUB_CACHE": "/var/cache/hf/hub", "HF_HUB_OFFLINE": "1"}
+    findings = doctor(tmp_path, [], process_env=healthy)
     env = by_check(findings, "environment")
     assert [f["verdict"] for f in env] == ["ok"], env
     assert [f["verdict"] for f in by_check(findings, "journal")] == ["ok"]
