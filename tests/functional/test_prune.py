@@ -233,8 +233,8 @@ def test_symlinked_cache_folders_are_refused_and_nothing_is_removed(cache, prune
     assert (cache / FOLDER).is_symlink() or (cache / FOLDER / "snapshots").exists()
 
 
-def test_the_prune_playbook_keeps_the_configured_revisions_and_prints_what_it_freed(cache, collections_path,
-                                                                                   tmp_path):
+def test_the_prune_playbook_keeps_the_configured_revisions_and_prints_what_it_freed(
+        cache, collections_path, tmp_path):
     (cache / FOLDER / "refs" / "v1").unlink()  # A: neither configured, referenced nor linked
     home = tmp_path / "hf-home"
     home.mkdir()
