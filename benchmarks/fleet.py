@@ -1,0 +1,552 @@
+"""Fleet distribution, measured: `hf download` in a command: task against the role's hub and controller modes.
+
+Everything runs against the local test Hub (tools/hub/hub.sh) on a podman fleet of systemd test hosts
+(tools/hosts); every figure is measured in this run, none is typed in. Usage (after scripts/setup.sh and
+tools/hosts/build-images.sh), from the repository root:
+
+    .venv/bin/python -m benchmarks.fleet [--sizes 1,5,10] [--json benchmark-results/fleet.json]
+                                         [--skip-throughput] [--skip-agent] [--skip-hub-requests]
+
+Parts, all in the same run:
+  fleet       per N and mode, a cold run (empty host caches, empty controller cache) then a warm run (the same
+              pinned revision again): Hub requests and bytes (the test Hub's /_test/stats), bytes moved to the
+              hosts (the blobs that are new or replaced in each host's cache, summed), wall time of the play.
+              Modes: baseline (`hf download --revision <commit> --cache-dir ...` in an ansible.builtin.command
+              task on every host), and the playbook justnews.huggingface.prefetch with model_cache_source hub and
+              controller (model_cache_units: [], so it fetches and restarts nothing; model_cache_serial 100%,
+              the same one batch as the baseline's play).
+  throughput  the module against `hf download`, cold, on this machine, for LARGE_REPO's ~2 GiB file, in the order
+              module, hf, hf, module; the module's peak memory (sum of VmRSS over the process tree of the
+              AnsiballZ_hf_snapshot process, polled every 20 ms).
+  agent       time until the real Memory agent (tools/hosts/rootfs/.../memory.py, project venv, warm cache)
+              answers /ready while its Hub is unreachable (a 127.0.0.1 listener that never answers, or a closed
+              127.0.0.1 port), with and without HF_HUB_OFFLINE=1.
+  hub requests  benchmarks/hub_requests.py, its table printed verbatim.
+"""
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+from tools.harness import REPO, install_collection
+from tools.hub.hubserver import COMMIT_B, LARGE_REPO, MINILM_REPO
+
+BIN = Path(sys.executable).parent
+PREFIX = os.environ.get("JUSTNEWS_FLEET_PREFIX", "jn-bench")
+AGENT_PORT = 18301
+HOST_CACHE = "/var/cache/hf"
+HOST_VENV = "/opt/justnews-huggingface/venv"
+MODES = ("baseline", "hub", "controller")
+WARM_CLAIMS = ("hub", "controller")  # modes whose warm pinned run is meant to cost nothing
+THROUGHPUT_MIN = 0.95
+PEAK_MIB_MAX = 200
+MIB = 1024 ** 2
+os.environ.update(NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost", HF_HUB_DISABLE_TELEMETRY="1",
+                  CONTAINERS_CONF=os.environ.get("CONTAINERS_CONF", str(REPO / "containers.conf")))
+
+
+# --- pure logic (tests/unit/test_fleet_benchmark.py) ------------------------------------------------------------
+
+def ratio(value, base):
+    """value / base, None when there is no base to compare with."""
+    return None if not base else value / base
+
+
+def with_ratios(rows):
+    """Add ratio_* columns: each mode's figures against the baseline's for the same N and run."""
+    base = {(r["n"], r["run"]): r for r in rows if r["mode"] == "baseline"}
+    out = []
+    for row in rows:
+        ref = base.get((row["n"], row["run"]), {})
+        out.append(dict(row, **{"ratio_" + k: ratio(row[k], ref.get(k))
+                                for k in ("hub_requests", "hub_bytes", "moved_bytes", "seconds")}))
+    return out
+
+
+def evaluate_targets(rows, model_bytes, throughput=None, peak_rss=None):
+    """[(target, met, detail)] for the fleet rows, the throughput ratio and the module's peak RSS in bytes."""
+    targets = []
+    for row in sorted((r for r in rows if r["mode"] == "controller" and r["run"] == "cold"), key=lambda r: r["n"]):
+        copies = row["hub_file_bytes"] / model_bytes
+        targets.append(("controller: one Hub copy at N=%d" % row["n"], row["hub_file_bytes"] == model_bytes,
+                        "%.2f copies (%d file bytes, model %d)" % (copies, row["hub_file_bytes"], model_bytes)))
+    for row in sorted((r for r in rows if r["mode"] in WARM_CLAIMS and r["run"] == "warm"),
+                      key=lambda r: (MODES.index(r["mode"]), r["n"])):
+        targets.append(("%s: warm pinned run costs nothing at N=%d" % (row["mode"], row["n"]),
+                        row["hub_requests"] == 0 and row["moved_bytes"] == 0,
+                        "%d Hub requests, %d bytes moved" % (row["hub_requests"], row["moved_bytes"])))
+    if throughput is not None:
+        targets.append(("module throughput >= %.2fx hf download" % THROUGHPUT_MIN, throughput >= THROUGHPUT_MIN,
+                        "%.2fx" % throughput))
+    if peak_rss is not None:
+        targets.append(("module peak memory < %d MiB" % PEAK_MIB_MAX, 0 < peak_rss < PEAK_MIB_MAX * MIB,
+                        "%.0f MiB" % (peak_rss / MIB) if peak_rss else "not observed"))
+    return targets
+
+
+def human(n):
+    """Bytes as B/KiB/MiB/GiB with three significant digits."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return ("%d %s" % (n, unit)) if unit == "B" else ("%.3g %s" % (n, unit))
+        n /= 1024
+    return None
+
+
+def fmt_ratio(value):
+    return "-" if value is None else "%.2fx" % value
+
+
+def format_table(header, rows):
+    """Left-aligned first column, right-aligned others, widths from the content."""
+    cells = [list(map(str, header))] + [list(map(str, r)) for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+                     .rstrip() for r in cells)
+
+
+def fleet_table(rows):
+    header = ("mode", "N", "run", "Hub req", "Hub bytes", "moved to hosts", "wall s",
+              "x req", "x Hub bytes", "x moved", "x wall")
+    body = [(r["mode"], r["n"], r["run"], r["hub_requests"], human(r["hub_bytes"]), human(r["moved_bytes"]),
+             "%.1f" % r["seconds"], fmt_ratio(r["ratio_hub_requests"]), fmt_ratio(r["ratio_hub_bytes"]),
+             fmt_ratio(r["ratio_moved_bytes"]), fmt_ratio(r["ratio_seconds"]))
+            for r in sorted(rows, key=lambda r: (r["n"], MODES.index(r["mode"]), r["run"]))]
+    return format_table(header, body)
+
+
+def targets_text(targets):
+    return "\n".join("%-7s %s: %s" % ("met" if met else "MISSED", name, detail) for name, met, detail in targets)
+
+
+# --- the test Hub ----------------------------------------------------------------------------------------------
+
+class Hub:
+    """The test Hub as its own process (hub.sh), so that serving does not share this process's GIL."""
+
+    def __init__(self, work):
+        self.dir = work / "hub"
+        self.url = run([str(REPO / "tools/hub/hub.sh"), "start", str(self.dir)]).strip()
+
+    def stats(self):
+        with urllib.request.urlopen(self.url + "/_test/stats", timeout=30) as resp:
+            return json.load(resp)
+
+    def reset(self):
+        urllib.request.urlopen(urllib.request.Request(self.url + "/_test/reset", method="POST"), timeout=30).close()
+
+    def counters(self):
+        stats = self.stats()
+        return {"hub_requests": stats["total"], "hub_bytes": sum(stats["bytes"].values()),
+                "hub_file_bytes": stats["bytes"].get("get", 0), "hub_by_kind": stats["requests"]}
+
+    def model_bytes(self, repo, revision):
+        url = "%s/api/models/%s/tree/%s?recursive=true" % (self.url, repo, revision)
+        with urllib.request.urlopen(url, timeout=30) as resp:
+            return sum(e["size"] for e in json.load(resp) if e["type"] == "file")
+
+    def stop(self):
+        run([str(REPO / "tools/hub/hub.sh"), "stop", str(self.dir)])
+
+
+def run(argv, env=None, check=True):
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+    if check and proc.returncode:
+        raise SystemExit("%s failed (%d):\n%s%s" % (" ".join(argv[:4]), proc.returncode, proc.stdout[-3000:],
+                                                    proc.stderr[-3000:]))
+    return proc.stdout
+
+
+# --- the fleet -------------------------------------------------------------------------------------------------
+
+class Fleet:
+    """jn-bench-1..N started as tools/hosts/fleet.sh does, each with its own agent port; removed by fleet.sh down."""
+
+    def __init__(self, work, image):
+        self.work, self.image, self.names = work, image, []
+        cache = Path(os.environ.get("JUSTNEWS_IMAGE_CACHE", "/var/tmp/justnews-images"))
+        self.wheelhouse = cache / ("wheelhouse-py313" if "trixie" in image else "wheelhouse-py311")
+
+    def up(self, count):
+        self.down()
+        hub_hosts = [a for h in ("huggingface.co", "hf.co", "cdn-lfs.huggingface.co", "cdn-lfs.hf.co",
+                                 "cas-bridge.xethub.hf.co") for a in ("--add-host", h + ":127.0.0.1")]
+        for i in range(1, count + 1):
+            name = "%s-%d" % (PREFIX, i)
+            env = self.work / ("memory-%d.env" % i)
+            env.write_text("MEMORY_MODEL_CACHE=/opt/justnews/models/memory\nMEMORY_PORT=%d\n" % (AGENT_PORT + i - 1))
+            run(["podman", "run", "-d", "--name", name, "--hostname", name, "--label", "org.justnews.fleet=" + PREFIX]
+                + hub_hosts + ["--systemd=always", "--network", "host", "-v", "%s:/opt/wheelhouse:ro" % self.wheelhouse,
+                               "-v", "%s:/etc/justnews/memory.env:ro" % env, self.image, "/sbin/init"])
+            self.names.append(name)
+        for name in self.names:
+            deadline = time.monotonic() + 180
+            while run(["podman", "exec", name, "systemctl", "is-system-running"], check=False).strip() \
+                    not in ("running", "degraded"):
+                if time.monotonic() > deadline:
+                    raise SystemExit("%s did not boot within 180 s" % name)
+                time.sleep(1)
+
+    def down(self):
+        run([str(REPO / "tools/hosts/fleet.sh"), "down"], env=dict(os.environ, JUSTNEWS_FLEET_PREFIX=PREFIX))
+
+    def sh(self, name, script):
+        return run(["podman", "exec", name, "sh", "-c", script])
+
+    def blobs(self, name):
+        """{(path, inode, mtime): size} of every blob in the host's cache."""
+        out = self.sh(name, "find %s/hub -path '*/blobs/*' -type f -printf '%%p %%i %%T@ %%s\\n' 2>/dev/null || true"
+                      % HOST_CACHE)
+        return {tuple(line.split()[:3]): int(line.split()[3]) for line in out.splitlines() if line.strip()}
+
+    def inventory(self, count):
+        path = self.work / ("inventory-%d.ini" % count)
+        path.write_text("[bench]\n" + "".join("%s ansible_connection=containers.podman.podman\n" % n
+                                              for n in self.names[:count])
+                        + "[bench:vars]\nansible_python_interpreter=/usr/bin/python3\n")
+        return path
+
+
+# --- one play ---------------------------------------------------------------------------------------------------
+
+class Plays:
+    def __init__(self, work, hub, fleet, collections):
+        self.work, self.hub, self.fleet = work, hub, fleet
+        self.controller_cache = work / "controller-cache" / "hub"
+        self.env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(collections), ANSIBLE_FORKS="10",
+                        ANSIBLE_NOCOLOR="1", ANSIBLE_HOST_KEY_CHECKING="0", ANSIBLE_RETRY_FILES_ENABLED="0")
+        self.baseline = work / "baseline.yml"
+        self.baseline.write_text(
+            "- name: Download the model on every host, as people do today\n"
+            "  hosts: bench\n  gather_facts: false\n  tasks:\n"
+            "    - name: hf download\n      ansible.builtin.command:\n"
+            "        argv: [%s/bin/hf, download, %s, --revision, %s, --cache-dir, %s/hub]\n"
+            "      environment:\n        HF_ENDPOINT: %s\n        HF_HUB_DISABLE_TELEMETRY: '1'\n"
+            % (HOST_VENV, MINILM_REPO, COMMIT_B, HOST_CACHE, hub.url))
+
+    def role_vars(self, source, models):
+        path = self.work / ("vars-%s.json" % source)
+        path.write_text(json.dumps({
+            "model_cache_hosts": "bench", "model_cache_serial": "100%", "model_cache_source": source,
+            # No units, so no owner to read from them: the agents' user, as their units would give.
+            "model_cache_units": [], "model_cache_owner": "justnews", "model_cache_group": "justnews",
+            "model_cache_models": models, "model_cache_endpoint": self.hub.url,
+            "model_cache_controller_cache": str(self.controller_cache),
+            "model_cache_pip_extra_args": "--no-index --find-links /opt/wheelhouse"}))
+        return path
+
+    def playbook(self, mode, count, models=None):
+        """Run one play on the first `count` hosts; return its wall time in seconds."""
+        if mode == "baseline":
+            argv = [str(self.baseline)]
+        else:
+            models = [{"repo_id": MINILM_REPO, "revision": COMMIT_B}] if models is None else models
+            argv = ["justnews.huggingface.prefetch", "-e", "@%s" % self.role_vars(mode, models)]
+        log = self.work / "plays.log"
+        started = time.monotonic()
+        proc = subprocess.run([str(BIN / "ansible-playbook"), "-i", str(self.fleet.inventory(count))] + argv,
+                              env=self.env, capture_output=True, text=True, check=False)
+        took = time.monotonic() - started
+        with log.open("a") as out:
+            out.write("=== %s N=%d rc=%d %.1fs\n%s\n%s\n"
+                      % (mode, count, proc.returncode, took, proc.stdout, proc.stderr))
+        if proc.returncode:
+            raise SystemExit("the %s play on %d hosts failed, see %s:\n%s" % (mode, count, log, proc.stdout[-3000:]))
+        return took
+
+    def prepare(self, count):
+        """Unmeasured: build the role's venv (huggingface_hub and its `hf` CLI) on every host, fetch nothing."""
+        self.playbook("hub", count, models=[])
+
+    def cold(self, count):
+        for name in self.fleet.names[:count]:
+            self.fleet.sh(name, "rm -rf %s" % HOST_CACHE)
+        run(["rm", "-rf", str(self.controller_cache.parent)])
+
+    def measure(self, mode, count, label):
+        hosts = self.fleet.names[:count]
+        before = {h: self.fleet.blobs(h) for h in hosts}
+        self.hub.reset()
+        seconds = self.playbook(mode, count)
+        counters = self.hub.counters()
+        moved = 0
+        for host in hosts:
+            moved += sum(size for key, size in self.fleet.blobs(host).items() if key not in before[host])
+        return dict(counters, mode=mode, n=count, run=label, moved_bytes=moved, seconds=seconds)
+
+
+# --- throughput and memory on this machine ---------------------------------------------------------------------
+
+def descendants(parent, roots):
+    tree, grew = set(roots), True
+    while grew:
+        more = {pid for pid, ppid in parent.items() if ppid in tree} - tree
+        tree |= more
+        grew = bool(more)
+    return tree
+
+
+def process_tree_rss(root, marker=""):
+    """Sum of VmRSS (bytes) over the processes below `root` whose command line holds `marker`, and theirs.
+
+    Only `root`'s own tree is searched, so someone else's process on the same machine is never counted.
+    """
+    parent, cmd = {}, {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry, "rb") as f:
+                parent[int(entry)] = int(f.read().rsplit(b")", 1)[1].split()[1])
+            with open("/proc/%s/cmdline" % entry, "rb") as f:
+                cmd[int(entry)] = f.read()
+        except (OSError, IndexError, ValueError):
+            continue
+    mine = descendants(parent, {root})
+    tree = descendants(parent, {pid for pid in mine if marker.encode() in cmd.get(pid, b"")})
+    total = 0
+    for pid in tree:
+        try:
+            with open("/proc/%d/status" % pid) as f:
+                total += next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+        except (OSError, StopIteration):
+            continue
+    return total
+
+
+def timed(argv, env, marker=""):
+    """Run argv; return its wall time and the peak of process_tree_rss(its pid, marker), polled every 20 ms."""
+    started = time.monotonic()
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak, done = [0], threading.Event()
+
+    def poll():
+        while not done.wait(0.02):
+            peak[0] = max(peak[0], process_tree_rss(proc.pid, marker))
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    out, err = proc.communicate()
+    took = time.monotonic() - started
+    done.set()
+    poller.join()
+    if proc.returncode or '"failed": true' in out:
+        raise SystemExit("%s failed:\n%s%s" % (argv[0], out[-3000:], err[-3000:]))
+    return took, peak[0]
+
+
+def throughput(work, hub, collections):
+    size = hub.model_bytes(LARGE_REPO, "main")
+    env = dict(os.environ, HF_ENDPOINT=hub.url, HF_HOME=str(work / "tp-home"), ANSIBLE_COLLECTIONS_PATH=str(collections),
+               ANSIBLE_LOCALHOST_WARNING="0", ANSIBLE_INVENTORY_UNPARSED_WARNING="0", ANSIBLE_NOCOLOR="1",
+               ANSIBLE_PIPELINING="0")
+    cache = work / "tp-cache"
+
+    def module():
+        args = "repo_id=%s revision=main cache_dir=%s endpoint=%s" % (LARGE_REPO, cache, hub.url)
+        return timed([str(BIN / "ansible"), "localhost", "-c", "local", "-i", "localhost,", "-o",
+                      "-e", "ansible_python_interpreter=" + sys.executable,
+                      "-m", "justnews.huggingface.hf_snapshot", "-a", args], env, "AnsiballZ_hf_snapshot")
+
+    def hf():
+        return timed([str(BIN / "hf"), "download", LARGE_REPO, "--cache-dir", str(cache)], env)
+
+    runs = []
+    for label, func in (("module", module), ("hf download", hf), ("hf download", hf), ("module", module)):
+        run(["rm", "-rf", str(cache)])
+        seconds, peak = func()
+        runs.append({"tool": label, "seconds": seconds, "bytes_per_s": size / seconds, "peak_rss": peak})
+    run(["rm", "-rf", str(cache)])
+    speed = {t: statistics.mean(r["bytes_per_s"] for r in runs if r["tool"] == t) for t in ("module", "hf download")}
+    return {"file_bytes": size, "runs": runs, "ratio": speed["module"] / speed["hf download"],
+            "module_peak_rss": max(r["peak_rss"] for r in runs if r["tool"] == "module")}
+
+
+# --- agent start with the Hub unreachable ----------------------------------------------------------------------
+
+def silent_listener():
+    """A 127.0.0.1 port that accepts connections and never answers."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    held = []
+
+    def accept():
+        while True:
+            try:
+                held.append(sock.accept()[0])
+            except OSError:
+                return
+    threading.Thread(target=accept, daemon=True).start()
+    return sock, held
+
+
+def closed_port():
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    return port
+
+
+def agent_start(work, hub, collections, limit):
+    cache = work / "agent-cache"
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(collections), ANSIBLE_LOCALHOST_WARNING="0",
+               ANSIBLE_INVENTORY_UNPARSED_WARNING="0")
+    run([str(BIN / "ansible"), "localhost", "-c", "local", "-i", "localhost,", "-o",
+         "-e", "ansible_python_interpreter=" + sys.executable, "-m", "justnews.huggingface.hf_snapshot",
+         "-a", "repo_id=%s revision=main cache_dir=%s endpoint=%s" % (MINILM_REPO, cache, hub.url)], env=env)
+    agent = REPO / "tools/hosts/rootfs/opt/justnews/agents/memory.py"
+    listener, held = silent_listener()
+    hubs = {"silent listener": "http://127.0.0.1:%d" % listener.getsockname()[1],
+            "closed port": "http://127.0.0.1:%d" % closed_port()}
+    results = []
+    for where, url in hubs.items():
+        for offline in (True, False):
+            env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING", "TRANSFORMERS_"))}
+            env.update(HF_ENDPOINT=url, HF_HOME=str(work / "agent-home"), HF_HUB_CACHE=str(cache),
+                       MEMORY_PORT=str(AGENT_PORT), MEMORY_READY_FILE="", HF_HUB_DISABLE_TELEMETRY="1")
+            if offline:
+                env["HF_HUB_OFFLINE"] = "1"
+            started = time.monotonic()
+            proc = subprocess.Popen([sys.executable, str(agent)], env=env, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL)
+            seconds = None
+            try:
+                while time.monotonic() - started < limit and proc.poll() is None:
+                    try:
+                        with urllib.request.urlopen("http://127.0.0.1:%d/ready" % AGENT_PORT, timeout=2) as resp:
+                            if json.load(resp).get("ready") is True:
+                                seconds = time.monotonic() - started
+                                break
+                    except (OSError, ValueError):
+                        pass
+                    time.sleep(0.1)
+            finally:
+                proc.terminate()
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+            results.append({"hub": where, "offline": offline, "seconds": seconds,
+                            "exited": proc.returncode if seconds is None else None})
+    listener.close()
+    for conn in held:
+        conn.close()
+    return results
+
+
+# --- main --------------------------------------------------------------------------------------------------------
+
+def main():  # pylint: disable=too-many-locals,too-many-statements
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1,5,10", help="fleet sizes N (default 1,5,10)")
+    parser.add_argument("--image", default="localhost/justnews-host:trixie")
+    parser.add_argument("--json", default=str(REPO / "benchmark-results/fleet.json"), help="where to write the figures")
+    parser.add_argument("--skip-fleet", action="store_true")
+    parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--skip-agent", action="store_true")
+    parser.add_argument("--skip-hub-requests", action="store_true")
+    parser.add_argument("--agent-limit", type=float, default=300, help="seconds to wait for /ready (default 300)")
+    parser.add_argument("--keep", action="store_true", help="leave the containers running")
+    opts = parser.parse_args()
+    sizes = sorted({int(s) for s in opts.sizes.split(",") if s.strip()})
+    if any(n < 1 or n > 10 for n in sizes):
+        raise SystemExit("--sizes: each N must be 1..10 (agent ports %d-%d)" % (AGENT_PORT, AGENT_PORT + 9))
+
+    load_start = os.getloadavg()
+    print("fleet benchmark, %s; load average at start: %.2f %.2f %.2f (%d CPUs)"
+          % (time.strftime("%Y-%m-%d %H:%M:%S %Z"), *load_start, os.cpu_count()), flush=True)
+    work = Path(tempfile.mkdtemp(prefix="jnhf-fleet-"))
+    collections = install_collection(work / "collections")
+    hub = Hub(work)
+    result = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "sizes": sizes, "image": opts.image,
+              "load_start": load_start, "model": {"repo_id": MINILM_REPO, "revision": COMMIT_B}}
+    model_bytes = result["model"]["bytes"] = hub.model_bytes(MINILM_REPO, COMMIT_B)
+    rows, tput, agent = [], None, None
+    fleet = Fleet(work, opts.image)
+    try:
+        if not opts.skip_fleet:
+            print("starting %d hosts (%s) ..." % (max(sizes), opts.image), flush=True)
+            fleet.up(max(sizes))
+            plays = Plays(work, hub, fleet, collections)
+            plays.prepare(max(sizes))
+            for count in sizes:
+                for mode in MODES:
+                    plays.cold(count)
+                    for label in ("cold", "warm"):
+                        rows.append(plays.measure(mode, count, label))
+                        r = rows[-1]
+                        print("  N=%-2d %-10s %s: %d Hub requests, %s from the Hub, %s moved, %.1f s"
+                              % (count, mode, label, r["hub_requests"], human(r["hub_bytes"]),
+                                 human(r["moved_bytes"]), r["seconds"]), flush=True)
+        if not opts.skip_throughput:
+            print("throughput on %s ..." % LARGE_REPO, flush=True)
+            tput = throughput(work, hub, collections)
+        if not opts.skip_agent:
+            print("agent start with the Hub unreachable ...", flush=True)
+            agent = agent_start(work, hub, collections, opts.agent_limit)
+    finally:
+        hub.stop()
+        if not opts.keep:
+            fleet.down()
+
+    hub_requests = None
+    if not opts.skip_hub_requests:
+        hub_requests = run([sys.executable, "-m", "benchmarks.hub_requests"], env=dict(os.environ, PYTHONPATH=str(REPO)))
+
+    rows = with_ratios(rows)
+    print()
+    if rows:
+        print("Fleet: %s@%s (%s, %d files' bytes = one copy); %s; plays in one batch, forks 10."
+              % (MINILM_REPO, COMMIT_B[:12], human(model_bytes), model_bytes, opts.image))
+        print(fleet_table(rows))
+        print("(Hub req/bytes: the test Hub's counters for the play; moved to hosts: bytes of the blobs new or "
+              "replaced in the hosts' caches, summed; x: against the baseline for the same N and run.)")
+        print()
+    if tput:
+        print("Throughput, cold, on this machine, %s (%s), order module, hf, hf, module:"
+              % (LARGE_REPO, human(tput["file_bytes"])))
+        print(format_table(("tool", "seconds", "MiB/s", "peak RSS MiB"),
+                           [(r["tool"], "%.1f" % r["seconds"], "%.0f" % (r["bytes_per_s"] / MIB),
+                             "%.0f" % (r["peak_rss"] / MIB)) for r in tput["runs"]]))
+        print("(wall time of the whole command, interpreter and ansible start included; peak RSS: sum of VmRSS "
+              "over the process tree, polled every 20 ms)")
+        print()
+    if agent:
+        print("Memory agent start (project venv, warm cache) until /ready answers, Hub unreachable:")
+        print(format_table(("Hub", "HF_HUB_OFFLINE", "seconds to ready"),
+                           [(a["hub"], "1" if a["offline"] else "unset",
+                             "%.1f" % a["seconds"] if a["seconds"] is not None else
+                             ("exited (%s)" % a["exited"] if a["exited"] is not None
+                              else "not ready in %.0f s" % opts.agent_limit)) for a in agent]))
+        print()
+    if hub_requests:
+        print("benchmarks.hub_requests (per host, one machine):")
+        print(hub_requests.rstrip())
+        print()
+    targets = evaluate_targets(rows, model_bytes, tput and tput["ratio"], tput and tput["module_peak_rss"])
+    print("Targets:")
+    print(targets_text(targets))
+    load_end = os.getloadavg()
+    print("load average at end: %.2f %.2f %.2f" % load_end)
+    result.update(fleet=rows, throughput=tput, agent=agent, hub_requests=hub_requests, load_end=load_end,
+                  targets=[{"target": n, "met": m, "detail": d} for n, m, d in targets])
+    out = Path(opts.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print("written: %s" % out)
+    return 0 if all(m for _n, m, _d in targets) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
