@@ -29,9 +29,9 @@ SHOW_PROPS = "Id,LoadState,ActiveState,SubState,User,MainPID,InvocationID,Enviro
 # per HTTP error it retries, and tqdm progress bars name each downloaded file.
 JOURNAL_PATTERNS = {  # first match wins: a 429 on a /resolve/ URL is a rate limit, not a download
     "rate_limited": re.compile(r"\b429\b|Too Many Requests|rate.?limit", re.I),
-    "offline_errors": re.compile(r"OfflineModeIsEnabled|LocalEntryNotFoundError|outgoing traffic has been"
-                                 r" disabled|cannot find the requested files in the (local|disk) cache|couldn't"
-                                 r" connect to '?https?://"),
+    # not OfflineModeIsEnabled alone: agents log it for the login they attempt and tolerate offline
+    "offline_errors": re.compile(r"LocalEntryNotFoundError|outgoing traffic has been disabled|cannot find the"
+                                 r" requested files in the (local|disk) cache|couldn't connect to '?https?://"),
     "downloads": re.compile(r"Fetching \d+ files|Downloading|\|\s*[\d.]+[kMG]?B?/[\d.]+[kMG]?B?\s|/resolve/"),
 }
 _SECRET_RE = re.compile(r"hf_[A-Za-z0-9]{6,}")
@@ -447,11 +447,13 @@ def access_problems(cache, folders, commits):
     if not os.access(cache, os.R_OK | os.X_OK):
         return ["cannot enter %s" % cache]
     locks = os.path.join(cache, ".locks")
-    if os.path.isdir(locks) and not os.access(locks, os.W_OK | os.X_OK):
-        problems.append("cannot create locks in %s" % locks)
     for folder in folders:
         repo_locks = os.path.join(locks, folder)
-        if os.path.isdir(repo_locks):
+        if not os.path.isdir(repo_locks):
+            # huggingface_hub creates the repository's lock folder on its first download
+            if os.path.isdir(locks) and not os.access(locks, os.W_OK | os.X_OK):
+                problems.append("cannot create %s" % repo_locks)
+        else:
             if not os.access(repo_locks, os.W_OK | os.X_OK):
                 problems.append("cannot create locks in %s" % repo_locks)
             for name in sorted(os.listdir(repo_locks)):

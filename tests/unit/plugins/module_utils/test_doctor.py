@@ -102,6 +102,7 @@ def test_journal_counts_downloads_rate_limits_and_offline_errors(tmp_path):
         "HTTP Error 429 thrown while requesting HEAD http://127.0.0.1:1/x/resolve/main/config.json",
         "huggingface_hub.errors.LocalEntryNotFoundError: Cannot find an appropriate cached snapshot folder",
         "login with hf_abcdefgh12345 failed",
+        "justnews.memory WARNING Hugging Face Hub login failed (OfflineModeIsEnabled); continuing",
     ])
     journal_finding = by_check(doctor(tmp_path, [], journal=journal), "journal")[0]
     assert journal_finding["verdict"] == "fail"
