@@ -9,7 +9,7 @@ DOCUMENTATION = r"""
 ---
 module: hf_bundle
 short_description: Write, read and unpack bundles of Hugging Face snapshots for hosts without the Hub
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - A bundle is one plain tar file (safetensors do not compress) holding a manifest and the blobs of one or more
     snapshots of a C(huggingface_hub) cache. The manifest gives its format version and, per model, the
@@ -60,7 +60,7 @@ options:
       - V(build) writes the bundle at O(path) from O(snapshots) in O(cache_dir).
       - V(inspect) reads the manifest of O(path); with O(models) it matches each model to its entry.
       - V(stage) copies the blobs in O(blobs) (all of the bundle when unset) out of O(path) into O(dest).
-      - V(image_root) checks O(image_root) and O(paths) and resolves O(owner) and O(group) in the image.
+      - V(image_root) checks O(image_root) and O(image_paths) and resolves O(owner) and O(group) in the image.
     type: str
     choices: [build, inspect, stage, image_root]
     required: true
@@ -272,6 +272,8 @@ def build(module, p, result):
         raise _bundle.BundleError("%s: pass the results of justnews.huggingface.hf_snapshot" % exc, "invalid_argument")
     table = _bundle.blob_table(models)
     path = p["path"]
+    if not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+        raise _bundle.BundleError("the directory of %s does not exist: create it first" % path, "invalid_argument")
     old = None
     if os.path.lexists(path):
         try:
@@ -391,10 +393,11 @@ def main():
             result["bad_files"] = [{"repo_id": r, "path": f} for r, f in exc.files]
         module.fail_json(msg=str(exc), **result)
     except _cache.UnsafeName as exc:
-        module.fail_json(msg="%s: fix the argument" % exc, error_kind="invalid_argument", **result)
+        result.update(changed=False, error_kind="invalid_argument")
+        module.fail_json(msg="%s: fix the argument" % exc, **result)
     except OSError as exc:
-        module.fail_json(msg="%s failed on %s: %s" % (p["operation"], exc.filename or p["path"], exc),
-                         error_kind="other", **dict(result, changed=False))
+        result.update(changed=False, error_kind="other")
+        module.fail_json(msg="%s failed on %s: %s" % (p["operation"], exc.filename or p["path"], exc), **result)
     module.exit_json(**result)
 
 

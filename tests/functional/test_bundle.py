@@ -130,8 +130,8 @@ def deploy(play, bundle, staging, cache, check=False):
     """What the role does on a host: read the manifest, stage the missing blobs, import them."""
     staging.mkdir(mode=0o700, exist_ok=True)
     model = {"repo_id": MINILM_REPO, "revision": "main"}
-    inspected = play(("justnews.huggingface.hf_bundle", {"operation": "inspect", "path": str(bundle),
-                                                          "models": [model]}))[0]
+    inspect = {"operation": "inspect", "path": str(bundle), "models": [model]}
+    inspected = play(("justnews.huggingface.hf_bundle", inspect))[0]
     if inspected.get("failed"):
         return [inspected]
     entry = inspected["models"][0]
@@ -288,8 +288,8 @@ def test_damaged_bundle_changes_nothing_and_names_the_file(hub, play, built, tmp
 
 
 def test_bundle_without_the_model_is_refused_by_name(play, built):
-    result = play(("justnews.huggingface.hf_bundle", {"operation": "inspect", "path": str(built),
-                                                       "models": [{"repo_id": "acme/other", "revision": "main"}]}))[0]
+    inspect = {"operation": "inspect", "path": str(built), "models": [{"repo_id": "acme/other", "revision": "main"}]}
+    result = play(("justnews.huggingface.hf_bundle", inspect))[0]
     assert result["failed"] and result["error_kind"] == "not_in_bundle"
     assert "acme/other@main" in result["msg"] and MINILM_REPO in result["msg"]
 
