@@ -40,7 +40,7 @@ _CHUNK = 4 * 1024 * 1024
 class BundleError(Exception):
     """The bundle or an argument is wrong; the message names the file and the fix. `files`: [(repo, path)]."""
 
-    def __init__(self, message, kind="integrity", files=None):
+    def __init__(self, message, kind="corrupt_bundle", files=None):
         super().__init__(message)
         self.kind = kind
         self.files = files or []
@@ -103,7 +103,7 @@ def blob_table(models):
             item["files"].append((model["repo_id"], f["path"]))
             if item["size"] != f["size"] or (f.get("sha256") and item["sha256"] not in (None, f["sha256"])):
                 raise BundleError("the manifest gives blob %s two sizes or checksums (%s): rebuild the bundle"
-                                  % (f["blob"], describe(item["files"])), "integrity", item["files"])
+                                  % (f["blob"], describe(item["files"])), "corrupt_bundle", item["files"])
     return blobs
 
 
@@ -134,13 +134,13 @@ def check_manifest(data, source):
             where = [(checked["repo_id"], want["path"])]
             if given.get("blob") != want["blob"] or given.get("size") != want["size"]:
                 raise BundleError("the manifest of %s contradicts its own listing for %s (blob or size): the bundle"
-                                  " was altered; rebuild it" % (source, describe(where)), "integrity", where)
+                                  " was altered; rebuild it" % (source, describe(where)), "corrupt_bundle", where)
             if not (isinstance(given.get("sha256"), str) and SHA256_RE.match(given["sha256"])):
                 raise BundleError("the manifest of %s gives %s no valid SHA-256" % (source, describe(where)),
-                                  "integrity", where)
+                                  "corrupt_bundle", where)
             if len(want["blob"]) == 64 and given["sha256"] != want["blob"]:
                 raise BundleError("the manifest of %s gives %s a SHA-256 other than its object id: the bundle was"
-                                  " altered; rebuild it" % (source, describe(where)), "integrity", where)
+                                  " altered; rebuild it" % (source, describe(where)), "corrupt_bundle", where)
     blob_table(models)
     return data
 
@@ -288,14 +288,14 @@ def stage(path, dest, needed):
                     raise BundleError("%s: the member %s has %d bytes but the manifest says %d, for %s: the bundle"
                                       " was altered; rebuild it" % (path, member.name, member.size, info["size"],
                                                                     describe(info["files"])),
-                                      "integrity", info["files"])
+                                      "corrupt_bundle", info["files"])
                 if blob in needed:
                     written[blob] = _copy_checked(tar, member, dest, blob, info, path)
         missing = [b for b in needed if b not in written]
         if missing:
             files = [f for b in missing for f in table[b]["files"]]
             raise BundleError("%s lacks the member blobs/%s for %s: the archive is truncated or incomplete; copy it"
-                              " again or rebuild it" % (path, missing[0], describe(files)), "integrity", files)
+                              " again or rebuild it" % (path, missing[0], describe(files)), "corrupt_bundle", files)
     except BaseException:
         for blob in written if dest is not None else ():
             _unlink(os.path.join(dest, blob))
@@ -320,7 +320,7 @@ def _copy_checked(tar, member, dest, blob, info, source):
                     chunk = handle.read(_CHUNK)
                 except (tarfile.TarError, EOFError, OSError) as exc:
                     raise BundleError("%s is truncated in %s, for %s (%s): copy it again or rebuild it"
-                                      % (source, member.name, describe(info["files"]), exc), "integrity",
+                                      % (source, member.name, describe(info["files"]), exc), "corrupt_bundle",
                                       info["files"])
                 if not chunk:
                     break
@@ -332,13 +332,13 @@ def _copy_checked(tar, member, dest, blob, info, source):
         actual = sha256.hexdigest()
         if count != info["size"]:
             raise BundleError("%s is truncated in %s: %d of %d bytes, for %s: copy it again or rebuild it"
-                              % (source, member.name, count, info["size"], describe(info["files"])), "integrity",
+                              % (source, member.name, count, info["size"], describe(info["files"])), "corrupt_bundle",
                               info["files"])
         if actual != info["sha256"] or (git and git.hexdigest() != blob) or (not git and actual != blob):
             raise BundleError("%s: the content of %s does not match its checksum (SHA-256 %s, expected %s), for %s:"
                               " the bundle is corrupt; copy it again or rebuild it"
                               % (source, member.name, actual, info["sha256"], describe(info["files"])),
-                              "integrity", info["files"])
+                              "corrupt_bundle", info["files"])
         if target:
             os.replace(tmp, target)
     finally:

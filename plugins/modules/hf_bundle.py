@@ -241,9 +241,10 @@ bad_files:
   sample: [{"repo_id": "sentence-transformers/all-MiniLM-L6-v2", "path": "model.safetensors"}]
 error_kind:
   description:
-    - On failure, the cause - V(invalid_argument), V(incomplete) (the build cache lacks a blob), V(not_in_bundle),
-      V(integrity) (a size, checksum or the manifest does not match), V(unsafe_bundle) (a link, special file or a
-      name the manifest does not give), V(unsafe_image_root), V(other).
+    - On failure, the cause - V(invalid_argument), V(incomplete) (the build cache lacks a blob), V(integrity) (a
+      blob of the build cache does not match its id), V(not_in_bundle), V(corrupt_bundle) (the archive is
+      truncated, or a member's size or checksum or the manifest does not match), V(unsafe_bundle) (a link, special
+      file or a name the manifest does not give), V(unsafe_image_root), V(other).
   returned: on failure
   type: str
   sample: integrity

@@ -258,11 +258,12 @@ def hostile(kind):
     return make
 
 
-@pytest.mark.parametrize("damage", [corrupt_member, truncate, lying_sizes, hostile("dotdot"),
-                                    hostile("absolute"), hostile("symlink")],
+@pytest.mark.parametrize("damage, kind", [(corrupt_member, "corrupt_bundle"), (truncate, "corrupt_bundle"),
+                                          (lying_sizes, "corrupt_bundle"), (hostile("dotdot"), "unsafe_bundle"),
+                                          (hostile("absolute"), "unsafe_bundle"), (hostile("symlink"), "unsafe_bundle")],
                          ids=["corrupt-member", "truncated", "manifest-lies-about-size", "dotdot-name",
                               "absolute-name", "symlink-member"])
-def test_damaged_bundle_changes_nothing_and_names_the_file(hub, play, built, tmp_path, damage):
+def test_damaged_bundle_changes_nothing_and_names_the_file(hub, play, built, tmp_path, damage, kind):
     # a host at v1 (COMMIT_A) that needs most of main's files from the bundle
     cache = tmp_path / "host-cache"
     assert play(("justnews.huggingface.hf_snapshot", {"repo_id": MINILM_REPO, "revision": "v1",
@@ -276,6 +277,7 @@ def test_damaged_bundle_changes_nothing_and_names_the_file(hub, play, built, tmp
     failed = [r for r in results if r.get("failed")]
     assert failed, results
     msg = failed[0]["msg"]
+    assert failed[0]["error_kind"] == kind, failed[0]
     for name in named:
         assert name in msg, msg
     if failed[0].get("bad_files"):
