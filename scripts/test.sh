@@ -40,7 +40,7 @@ step "$current"
 check tools/hosts/build-images.sh
 current="Molecule scenarios"
 step "$current"
-check .venv/bin/python -m pytest tests -m molecule --durations=10
+check .venv/bin/python -m pytest tests -m molecule -n 2 --dist loadgroup --durations=10
 step "done"
 if ((${#failed[@]})); then
   printf 'failed: %s\n' "${failed[@]}" >&2

@@ -17,8 +17,14 @@ SCENARIOS = sorted(p.parent.name for p in (REPO / "molecule").glob("*/molecule.y
 pytestmark = pytest.mark.molecule
 
 
+# Scenarios whose agents listen on the images' own ports (18007, 18107) run one after the other on one xdist
+# worker; the others have ports of their own (or no network) and may run beside them (`-n 2 --dist loadgroup`).
+SHARED_PORTS = {"default", "gated", "upgrade"}
+
+
 @pytest.mark.skipif(shutil.which("podman") is None, reason="podman is not installed (scripts/setup.sh)")
-@pytest.mark.parametrize("scenario", SCENARIOS)
+@pytest.mark.parametrize("scenario", [
+    pytest.param(s, marks=pytest.mark.xdist_group("image-ports" if s in SHARED_PORTS else s)) for s in SCENARIOS])
 def test_molecule_scenario(scenario, hub_process, collections_path):
     url, token_file = hub_process
     env = dict(os.environ,

@@ -54,8 +54,8 @@ def test_healthy_host_passes_every_check():
 def test_env_file_override_and_its_journal_are_diagnosed():
     env = only("mc-daytwo-env", "environment")
     assert env["verdict"] == "fail"
-    assert "HF_HUB_OFFLINE=0 set by /etc/justnews/memory.env" in env["detail"]
-    assert "remove HF_HUB_OFFLINE from /etc/justnews/memory.env" in env["fix"]
+    assert "HF_HUB_OFFLINE=0 set by /etc/justnews/global.env" in env["detail"]
+    assert "remove HF_HUB_OFFLINE from /etc/justnews/global.env" in env["fix"]
     journal = only("mc-daytwo-env", "journal")
     assert journal["verdict"] == "fail"
     rate_limited = int(journal["detail"].split(" rate-limit line(s)")[0].rsplit(", ", 1)[1])
