@@ -38,8 +38,8 @@ def test_doctor_report_covers_every_host():
     report = record("doctor.json")
     assert sorted(report["hosts"]) == ["mc-daytwo-cache", "mc-daytwo-env", "mc-daytwo-ok"]
     for host_name in report["hosts"]:
-        assert {f["check"] for f in findings(host_name)} == {"unit", "cache", "model", "token", "hub",
-                                                              "environment", "journal"}, host_name
+        checks = {f["check"] for f in findings(host_name)}
+        assert checks == {"unit", "cache", "model", "token", "hub", "environment", "journal"}, host_name
     token = Path(os.environ["JUSTNEWS_TEST_HUB_TOKEN_FILE"]).read_text().strip()
     assert token not in (RECORD / "doctor.json").read_text()
 
@@ -99,7 +99,8 @@ def test_prune_keeps_the_configured_revision_and_frees_the_rest(host):
     check, run, again = result["check"], result["run"], result["again"]
     assert int(check["freed_bytes"]) == int(run["freed_bytes"]) > 0
     assert result["du_after_check"] == result["du_before"]  # check mode removed nothing
-    assert c.COMMIT_A in json.dumps(run["removed_revisions"]) and c.COMMIT_B not in json.dumps(run["removed_revisions"])
+    removed = json.dumps(run["removed_revisions"])
+    assert c.COMMIT_A in removed and c.COMMIT_B not in removed
     assert check["removed_revisions"] == run["removed_revisions"]  # check mode named what the run removed
     assert again["removed_revisions"] == [] and int(again["freed_bytes"]) == 0
 
