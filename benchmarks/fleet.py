@@ -196,6 +196,10 @@ class Fleet:
                 if time.monotonic() > deadline:
                     raise SystemExit("%s did not boot within 180 s" % name)
                 time.sleep(1)
+        # The distribution figures need no agent; a host's agent, which fails without a model, would restart in
+        # a loop, load the machine and hold its port.
+        for name in self.names:
+            run(["podman", "exec", name, "systemctl", "stop", "justnews@memory.service"], check=False)
 
     def down(self):
         run([str(REPO / "tools/hosts/fleet.sh"), "down"], env=dict(os.environ, JUSTNEWS_FLEET_PREFIX=PREFIX))
@@ -413,6 +417,9 @@ def closed_port():
 
 def start_agent(agent, env, limit):
     """Seconds until the agent's /ready says ready; None if it did not within `limit` or exited first."""
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", AGENT_PORT)) == 0:
+            raise SystemExit("port %d is in use: the agent could not listen on it" % AGENT_PORT)
     started = time.monotonic()
     proc = subprocess.Popen([sys.executable, str(agent)], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
@@ -425,6 +432,8 @@ def start_agent(agent, env, limit):
             except (OSError, ValueError):
                 pass
             time.sleep(0.1)
+        if proc.poll() is not None:
+            raise SystemExit("the agent exited (%d) before it was ready" % proc.returncode)
         return None
     finally:
         proc.terminate()
