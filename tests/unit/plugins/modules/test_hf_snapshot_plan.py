@@ -47,7 +47,8 @@ class FakeModule:
         self.params = dict(repo_id=REPO_ID, repo_type="model", revision="main", ref=None, cache_dir=None,
                            endpoint="http://127.0.0.1:9", token=None, allow_patterns=None, ignore_patterns=None,
                            state="present", offline=False, verify_checksums=True, retries=0, timeout=30,
-                           owner=None, group=None, mode="0644", link=None, listing=None, blobs_from=None)
+                           owner=None, group=None, mode="0644", link=None, listing=None, blobs_from=None,
+                           free_space_margin="1G", staging_dir=None)
         self.params.update(params)
         self.check_mode = check_mode
         self.warnings = []
