@@ -1,0 +1,378 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, JustNews contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The cache-wide shared blob store of huggingface_hub, read without trusting anything in it.
+
+After a Xet download huggingface_hub moves the file to ``<cache>/blobs/<2 hex>/<xet hash>`` and makes the
+repository's ``blobs/<etag>`` a relative symlink to it, ``../../blobs/<2 hex>/<xet hash>``;
+``<xet hash>.refs`` lists the repository blobs that link there and ``<cache>/blobs/.huggingface-shared-blobs``
+marks the store. The cache belongs to an unprivileged user, so any of these may be a symlink, a FIFO or a device
+by the time a root process looks.
+
+The rules kept here:
+
+- A repository blob that is a symlink counts only when its target, read with ``os.readlink`` and never followed,
+  is exactly ``../../blobs/<h[:2]>/<h>`` for a 64-hex ``h``.
+- A store entry is reached by opening ``blobs``, then the prefix folder, then the entry, each relative to the
+  previous directory's descriptor with ``O_NOFOLLOW`` (the entry also ``O_NONBLOCK``, so a FIFO cannot block);
+  it counts only when ``fstat`` says regular file. Nothing in the store is ever followed by path.
+- ``.refs`` manifests are hints, read the same way with a size cap; every line is validated.
+
+Private to the justnews.huggingface collection: no compatibility promise.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import stat
+
+STORE_DIR = "blobs"
+MARKER = ".huggingface-shared-blobs"
+MARKER_CONTENT = b"1\n"
+MANIFEST_SUFFIX = ".refs"
+LOCK_SUFFIX = ".lock"
+MANIFEST_MAX = 1024 * 1024
+HASH_RE = re.compile(r"^[0-9a-f]{64}$")
+PREFIX_RE = re.compile(r"^[0-9a-f]{2}$")
+# ../../blobs/<2 hex>/<64 hex>, nothing else: the form huggingface_hub writes from blobs/<etag>.
+TARGET_RE = re.compile(r"^\.\./\.\./blobs/([0-9a-f]{2})/([0-9a-f]{64})$")
+REPO_BLOB_RE = re.compile(r"^(?:models|datasets|spaces)--[A-Za-z0-9][A-Za-z0-9._-]*(?:--[A-Za-z0-9][A-Za-z0-9._-]*)?"
+                          r"/blobs/(?:[0-9a-f]{40}|[0-9a-f]{64})$")
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
+_CHUNK = 4 * 1024 * 1024
+
+FILE = "file"          # a regular file in the repository's blobs folder: the plain layout
+STORE = "store"        # a valid link to a regular store entry
+MISSING = "missing"    # nothing there
+REFUSED = "refused"    # anything else: never followed, never counted as present
+
+
+class StoreRefused(ValueError):
+    """A store link or entry that is not what huggingface_hub writes; `path` names it, `reason` says why."""
+
+    def __init__(self, message, path=None, reason=None):
+        super().__init__(message)
+        self.path = path
+        self.reason = reason
+
+
+class Blob:
+    """What one repository blob is: `kind` (FILE, STORE, MISSING, REFUSED), its store hash, size and why."""
+
+    def __init__(self, path, kind, xet_hash=None, size=None, reason=None):
+        self.path = path
+        self.kind = kind
+        self.xet_hash = xet_hash
+        self.size = size
+        self.reason = reason
+
+    @property
+    def present(self):
+        return self.kind in (FILE, STORE)
+
+    def __repr__(self):
+        return "Blob(%r, %s, %s)" % (self.path, self.kind, self.xet_hash or self.reason)
+
+
+# --- names -------------------------------------------------------------------------------------------------
+
+def store_dir(cache_dir):
+    return os.path.join(cache_dir, STORE_DIR)
+
+
+def check_hash(xet_hash):
+    if not (isinstance(xet_hash, str) and HASH_RE.match(xet_hash)):
+        raise StoreRefused("%r is not a 64-hex store hash" % (xet_hash,), reason="bad hash")
+    return xet_hash
+
+
+def entry_path(cache_dir, xet_hash):
+    """<cache>/blobs/<h[:2]>/<h>: where the entry is, as a name (never open it by this path)."""
+    return os.path.join(cache_dir, STORE_DIR, check_hash(xet_hash)[:2], xet_hash)
+
+
+def manifest_path(cache_dir, xet_hash):
+    return entry_path(cache_dir, xet_hash) + MANIFEST_SUFFIX
+
+
+def lock_path(cache_dir, xet_hash):
+    return entry_path(cache_dir, xet_hash) + LOCK_SUFFIX
+
+
+def link_target(xet_hash):
+    """The target huggingface_hub gives a repository's blobs/<etag> link to this entry."""
+    return "../../%s/%s/%s" % (STORE_DIR, check_hash(xet_hash)[:2], xet_hash)
+
+
+def parse_target(target):
+    """The store hash a link target names, when it has exactly the library's form; None otherwise."""
+    match = TARGET_RE.match(target) if isinstance(target, str) else None
+    if not match or match.group(2)[:2] != match.group(1):
+        return None
+    return match.group(2)
+
+
+def link_hash(blob_path):
+    """The store hash a repository blob links to (by its target alone, nothing followed), or None."""
+    try:
+        if not stat.S_ISLNK(os.lstat(blob_path).st_mode):
+            return None
+        return parse_target(os.readlink(blob_path))
+    except OSError:
+        return None
+
+
+# --- opening through the store -------------------------------------------------------------------------------
+
+def _open_dir(name, dir_fd, what):
+    try:
+        return os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise StoreRefused("%s is a symlink or not a directory" % what, what, "not a directory")
+        raise
+
+
+def open_entry(cache_dir, xet_hash):
+    """A read-only descriptor of the store entry, reached from cache_dir without following any link below it.
+
+    Raises FileNotFoundError when the entry (or its folders) is absent, StoreRefused when anything on the way
+    is a symlink or the entry is not a regular file (FIFO, device, directory).
+    """
+    check_hash(xet_hash)
+    where = entry_path(cache_dir, xet_hash)
+    top = os.open(cache_dir, os.O_RDONLY | os.O_DIRECTORY)  # cache_dir is the operator's, not the cache's
+    fds = [top]
+    try:
+        fds.append(_open_dir(STORE_DIR, top, store_dir(cache_dir)))
+        fds.append(_open_dir(xet_hash[:2], fds[-1], os.path.dirname(where)))
+        try:
+            fd = os.open(xet_hash, _FILE_FLAGS, dir_fd=fds[-1])
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise StoreRefused("store entry %s is a symlink" % where, where, "symlink")
+            raise
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            raise StoreRefused("store entry %s is not a regular file" % where, where, "not a regular file")
+        return fd
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def entry_size(cache_dir, xet_hash):
+    """Size of a valid store entry; FileNotFoundError or StoreRefused otherwise."""
+    fd = open_entry(cache_dir, xet_hash)
+    try:
+        return os.fstat(fd).st_size
+    finally:
+        os.close(fd)
+
+
+def inspect_blob(cache_dir, blob_path):
+    """Classify a repository blob path (`<cache>/<repo folder>/blobs/<name>`), following nothing."""
+    try:
+        st = os.lstat(blob_path)
+    except (FileNotFoundError, NotADirectoryError):
+        return Blob(blob_path, MISSING)
+    if stat.S_ISREG(st.st_mode):
+        return Blob(blob_path, FILE, size=st.st_size)
+    if not stat.S_ISLNK(st.st_mode):
+        return Blob(blob_path, REFUSED, reason="not a regular file or link")
+    try:
+        target = os.readlink(blob_path)
+    except OSError:
+        return Blob(blob_path, REFUSED, reason="unreadable link")
+    xet_hash = parse_target(target)
+    if xet_hash is None:
+        return Blob(blob_path, REFUSED, reason="link to %r, not ../../blobs/<2 hex>/<64 hex>" % target)
+    try:
+        size = entry_size(cache_dir, xet_hash)
+    except FileNotFoundError:
+        return Blob(blob_path, REFUSED, xet_hash, reason="dangling link to the store")
+    except StoreRefused as exc:
+        return Blob(blob_path, REFUSED, xet_hash, reason=str(exc))
+    return Blob(blob_path, STORE, xet_hash, size=size)
+
+
+def open_blob(cache_dir, blob_path):
+    """A read-only descriptor of a repository blob's content: the regular file itself or its store entry.
+
+    Raises FileNotFoundError when absent, StoreRefused for anything that is neither.
+    """
+    try:
+        fd = os.open(blob_path, _FILE_FLAGS)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        xet_hash = link_hash(blob_path)
+        if xet_hash is None:
+            raise StoreRefused("%s is a symlink that does not lead into the shared store as huggingface_hub"
+                               " links it" % blob_path, blob_path, "foreign link")
+        return open_entry(cache_dir, xet_hash)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise StoreRefused("%s is not a regular file" % blob_path, blob_path, "not a regular file")
+    return fd
+
+
+def read_chunks(fd, chunk=_CHUNK):
+    """Yield the content behind a descriptor from open_blob/open_entry, then close it."""
+    try:
+        os.set_blocking(fd, True)
+        while True:
+            data = os.read(fd, chunk)
+            if not data:
+                return
+            yield data
+    finally:
+        os.close(fd)
+
+
+# --- listing the store -------------------------------------------------------------------------------------
+
+def _lstat(path):
+    try:
+        return os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def is_store(cache_dir):
+    """True when <cache>/blobs is a real directory holding the library's marker as a regular file."""
+    st = _lstat(store_dir(cache_dir))
+    if st is None or not stat.S_ISDIR(st.st_mode):
+        return False
+    marker = os.path.join(store_dir(cache_dir), MARKER)
+    try:
+        fd = os.open(marker, _FILE_FLAGS)
+    except OSError:
+        return False
+    try:
+        return stat.S_ISREG(os.fstat(fd).st_mode) and os.read(fd, 16) == MARKER_CONTENT
+    finally:
+        os.close(fd)
+
+
+def entries(cache_dir):
+    """{xet hash: size} of every valid entry: a regular file named by its hash in its own prefix folder."""
+    found = {}
+    top = store_dir(cache_dir)
+    st = _lstat(top)
+    if st is None or not stat.S_ISDIR(st.st_mode):
+        return found
+    for prefix in sorted(os.listdir(top)):
+        folder = os.path.join(top, prefix)
+        st = _lstat(folder)
+        if not PREFIX_RE.match(prefix) or st is None or not stat.S_ISDIR(st.st_mode):
+            continue
+        for name in sorted(os.listdir(folder)):
+            if HASH_RE.match(name) and name.startswith(prefix):
+                st = _lstat(os.path.join(folder, name))
+                if st is not None and stat.S_ISREG(st.st_mode):
+                    found[name] = st.st_size
+    return found
+
+
+def read_manifest(cache_dir, xet_hash, limit=MANIFEST_MAX):
+    """The repository blobs a `.refs` manifest names, as paths relative to cache_dir; malformed lines dropped.
+
+    A manifest that is not a regular file, or larger than `limit`, reads as empty: it is a hint only.
+    """
+    path = manifest_path(cache_dir, xet_hash)
+    try:
+        fd = os.open(path, _FILE_FLAGS)
+    except OSError:
+        return []
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
+            return []
+        data = os.read(fd, limit + 1)[:limit]
+    finally:
+        os.close(fd)
+    lines = data.decode("utf-8", "replace").splitlines()
+    return sorted({line for line in lines if REPO_BLOB_RE.match(line)})
+
+
+def referrers(cache_dir, xet_hash):
+    """Repository blobs (absolute paths) that link to this entry now, as the manifest names them."""
+    out = []
+    for rel in read_manifest(cache_dir, xet_hash):
+        path = os.path.join(cache_dir, rel)
+        if link_hash(path) == xet_hash:
+            out.append(path)
+    return out
+
+
+def repo_links(cache_dir, repo_root):
+    """{blob name: xet hash} of the blobs of one repository folder that are links into the store."""
+    blobs = os.path.join(repo_root, "blobs")
+    st = _lstat(blobs)
+    if st is None or not stat.S_ISDIR(st.st_mode):
+        return {}
+    out = {}
+    for name in os.listdir(blobs):
+        xet_hash = link_hash(os.path.join(blobs, name))
+        if xet_hash is not None:
+            out[name] = xet_hash
+    return out
+
+
+def owned_paths(cache_dir, hashes):
+    """What the readers of these entries need to own or read: the store folder, the marker, and per entry its
+    prefix folder, the entry, its manifest and its lock file, where they are what they should be.
+
+    Symlinks, FIFOs and devices are left out: changing their owner or mode would reach outside the cache.
+    """
+    top = store_dir(cache_dir)
+    st = _lstat(top)
+    if st is None or not stat.S_ISDIR(st.st_mode):
+        return []
+    paths = [top]
+    marker = os.path.join(top, MARKER)
+    st = _lstat(marker)
+    if st is not None and stat.S_ISREG(st.st_mode):
+        paths.append(marker)
+    prefixes = set()
+    for xet_hash in sorted(set(hashes)):
+        folder = os.path.dirname(entry_path(cache_dir, xet_hash))
+        st = _lstat(folder)
+        if st is None or not stat.S_ISDIR(st.st_mode):
+            continue
+        if folder not in prefixes:
+            prefixes.add(folder)
+            paths.append(folder)
+        for path in (entry_path(cache_dir, xet_hash), manifest_path(cache_dir, xet_hash),
+                     lock_path(cache_dir, xet_hash)):
+            st = _lstat(path)
+            if st is not None and stat.S_ISREG(st.st_mode):
+                paths.append(path)
+    return paths
+
+
+def remove_entry(cache_dir, xet_hash):
+    """Unlink a store entry (a corrupt one) by name inside its real prefix folder; True when it was there.
+
+    The prefix folder is opened with O_NOFOLLOW, so a symlinked folder cannot lead the unlink elsewhere.
+    """
+    check_hash(xet_hash)
+    top = os.open(cache_dir, os.O_RDONLY | os.O_DIRECTORY)
+    fds = [top]
+    try:
+        fds.append(_open_dir(STORE_DIR, top, store_dir(cache_dir)))
+        fds.append(_open_dir(xet_hash[:2], fds[-1], os.path.dirname(entry_path(cache_dir, xet_hash))))
+        os.unlink(xet_hash, dir_fd=fds[-1])
+        return True
+    except FileNotFoundError:
+        return False
+    finally:
+        for fd in fds:
+            os.close(fd)
