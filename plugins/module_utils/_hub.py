@@ -18,6 +18,7 @@ import errno
 import inspect
 import multiprocessing
 import os
+import re
 import signal
 import time
 import traceback
@@ -53,7 +54,8 @@ class HubFailure(Exception):
         self.message = message
         self.status = status
         self.attempts = attempts
-        self.retry_after = None
+        self.retry_after = None  # the Retry-After header as sent
+        self.ratelimit = None  # (seconds until the window resets, remaining, policy) from the RateLimit headers
 
 
 class UnsafeRemote(Exception):
@@ -77,6 +79,52 @@ def parse_retry_after(value, now=None):
     return max(0.0, when.timestamp() - now)
 
 
+def parse_ratelimit(headers):
+    """(seconds until reset, requests remaining, policy text) from the Hub's RateLimit headers, else None.
+
+    The Hub sends `RateLimit: "api";r=0;t=55` and `RateLimit-Policy: "fixed window";"api";q=500;w=300`;
+    huggingface_hub's own parser reads them, so the module reads them exactly as the library does.
+    """
+    from huggingface_hub.utils import parse_ratelimit_headers
+
+    if not headers:
+        return None
+    info = parse_ratelimit_headers(headers)
+    if info is None:
+        return None
+    policy = '"%s" r=%d' % (info.resource_type, info.remaining)
+    if info.limit is not None and info.window_seconds is not None:
+        policy += ", %d requests per %ds" % (info.limit, info.window_seconds)
+    return info.reset_in_seconds, info.remaining, policy
+
+
+# hf_xet raises ConnectionError for network failures, 429 and 5xx alike, and tells them apart only by the
+# prefix of its message (xet_pkg XetError); its retries are off in the download child, so these reach the Retrier.
+_XET_KINDS = (("Rate limited:", RATE_LIMITED), ("Server error:", SERVER_ERROR), ("Network error:", UNREACHABLE),
+              ("Timeout:", TRANSIENT))
+_XET_STATUS_RE = re.compile(r"\((\d{3}) [A-Z]")
+_XET_RETRY_AFTER_RE = re.compile(r"retry-after[\"']?\s*[:=]\s*[\"']?(\d+)", re.I)
+
+
+def classify_xet(exc):
+    """(kind, status, retry_after) of an hf_xet error, or None when exc did not come from hf_xet."""
+    name = type(exc).__name__
+    text = str(exc).strip()
+    if name == "XetAuthenticationError":
+        kind = UNAUTHORIZED
+    elif name == "XetObjectNotFoundError":
+        kind = ENTRY_NOT_FOUND
+    elif isinstance(exc, (ConnectionError, TimeoutError)):
+        kind = next((k for prefix, k in _XET_KINDS if text.startswith(prefix)), None)
+        if kind is None:
+            return None
+    else:
+        return None
+    status = _XET_STATUS_RE.search(text)
+    retry_after = _XET_RETRY_AFTER_RE.search(text)
+    return kind, int(status.group(1)) if status else None, retry_after.group(1) if retry_after else None
+
+
 def _response_of(exc):
     """The HTTP response behind an exception, following the library's wrapping (__cause__/__context__)."""
     seen = set()
@@ -90,13 +138,17 @@ def _response_of(exc):
 
 
 def classify(exc):
-    """Map a huggingface_hub / httpx / OS exception to (kind, status, retry_after, message)."""
+    """Map a huggingface_hub / httpx / hf_xet / OS exception to (kind, status, retry_after, message, ratelimit).
+
+    retry_after is the Retry-After header as sent; ratelimit is parse_ratelimit() of the same response.
+    """
     from huggingface_hub import errors as hf_errors
 
     message = "%s: %s" % (type(exc).__name__, str(exc).strip().splitlines()[0] if str(exc).strip() else "")
     response = _response_of(exc)
     status = response.status_code if response is not None else None
     retry_after = response.headers.get("Retry-After") if response is not None else None
+    ratelimit = parse_ratelimit(response.headers) if response is not None else None
 
     chain, cursor = [], exc
     while cursor is not None and len(chain) < 10:
@@ -106,7 +158,12 @@ def classify(exc):
     def has(cls):
         return any(isinstance(item, cls) for item in chain)
 
-    if has(UnsafeRemote):
+    xet = next((found for found in map(classify_xet, chain) if found), None) if response is None else None
+    if xet is not None:
+        kind, status, retry_after = xet
+        message = next("%s: %s" % (type(item).__name__, str(item).strip().splitlines()[0])
+                       for item in chain if classify_xet(item))
+    elif has(UnsafeRemote):
         kind = UNSAFE_LISTING
         message = str(next(item for item in chain if isinstance(item, UnsafeRemote)))
     elif "Consistency check failed" in str(exc):
@@ -139,7 +196,7 @@ def classify(exc):
         kind = TRANSIENT
     else:
         kind = OTHER
-    return kind, status, retry_after, message
+    return kind, status, retry_after, message, ratelimit
 
 
 def _die_with_parent(parent_pid):
@@ -153,8 +210,13 @@ def _die_with_parent(parent_pid):
         os._exit(1)
 
 
+XET_SINGLE_ATTEMPT = {"HF_XET_CLIENT_RETRY_MAX_ATTEMPTS": "0"}  # the number of retries after the first try
+
+
 def _single_attempt_library():
-    """Make every request of huggingface_hub a single attempt: the module's Retrier is the only retry layer."""
+    """Make every request of huggingface_hub and hf_xet a single attempt: the module's Retrier is the only retry
+    layer. hf_xet reads its settings from the environment when its session starts, after this."""
+    os.environ.update(XET_SINGLE_ATTEMPT)
     from huggingface_hub import file_download
     from huggingface_hub.utils import _http
 
@@ -172,10 +234,10 @@ def _child(conn, parent_pid, func, args):
         conn.send(("ok", func(*args)))
     except BaseException as exc:  # report everything; the parent decides
         try:
-            kind, status, retry_after, message = classify(exc)
+            outcome = classify(exc)
         except Exception:
-            kind, status, retry_after, message = OTHER, None, None, traceback.format_exc(limit=1)
-        conn.send(("error", (kind, status, retry_after, message)))
+            outcome = OTHER, None, None, traceback.format_exc(limit=1), None
+        conn.send(("error", outcome))
     finally:
         conn.close()
 
@@ -202,14 +264,30 @@ def run_with_deadline(func, args, seconds):
     process.join(5)
     if status == "ok":
         return payload
-    kind, code, retry_after, message = payload
+    kind, code, retry_after, message, ratelimit = payload
     failure = HubFailure(kind, message, status=code)
     failure.retry_after = retry_after
+    failure.ratelimit = ratelimit
     raise failure
 
 
+def asked_wait(failure):
+    """(seconds, why) the Hub asked to wait before the next try, or (None, None).
+
+    Retry-After wins (either form); a 429 without it waits for the RateLimit window to reset (its t=).
+    """
+    asked = parse_retry_after(failure.retry_after)
+    if asked is not None:
+        return asked, "Retry-After"
+    if failure.kind == RATE_LIMITED and failure.ratelimit is not None:
+        reset, _remaining, policy = failure.ratelimit
+        return float(reset), "RateLimit %s, t=%d" % (policy, reset)
+    return None, None
+
+
 class Retrier:
-    """The one retry layer: exponential backoff or the Hub's Retry-After, inside one total deadline."""
+    """The one retry layer: exponential backoff or the Hub's Retry-After / RateLimit reset, inside one total
+    deadline."""
 
     def __init__(self, retries, timeout, backoff=1.0, sleep=time.sleep, clock=time.monotonic):
         self.retries = retries
@@ -238,14 +316,14 @@ class Retrier:
                     raise
                 if failure.kind not in RETRYABLE or attempt > self.retries:
                     raise
-                asked = parse_retry_after(failure.retry_after)
+                asked, why = asked_wait(failure)
                 if asked is not None:
                     self.waited_for_hub = asked
                 wait = asked if asked is not None else min(MAX_BACKOFF, self.backoff * (2 ** (attempt - 1)))
                 if wait >= self.remaining():
                     if asked is not None:
-                        failure.message += (" (the Hub asked to wait %ds (Retry-After), longer than the %ds left of"
-                                            " the timeout)" % (round(asked), max(0, round(self.remaining()))))
+                        failure.message += (" (the Hub asked to wait %ds (%s), longer than the %ds left of"
+                                            " the timeout)" % (round(asked), why, max(0, round(self.remaining()))))
                     else:
                         failure.message += (" (no time left for retry %d within the %ds timeout)"
                                             % (attempt, self.timeout))

@@ -2,6 +2,7 @@
 
 import email.utils
 import inspect
+import os
 import time
 
 import httpx2
@@ -47,8 +48,53 @@ def test_status_is_found_through_the_library_wrapping():
     """The library wraps 429/5xx in LocalEntryNotFoundError; the status sits on the cause."""
     wrapped = errors.LocalEntryNotFoundError("not cached")
     wrapped.__cause__ = http_error(429, headers={"Retry-After": "2"})
-    kind, status, retry_after, _message = _hub.classify(wrapped)
+    kind, status, retry_after, _message, _ratelimit = _hub.classify(wrapped)
     assert (kind, status, retry_after) == (_hub.RATE_LIMITED, 429, "2")
+
+
+HUB_LIMIT = {"RateLimit": '"api";r=0;t=55', "RateLimit-Policy": '"fixed window";"api";q=500;w=300'}
+
+
+def test_the_hub_ratelimit_headers_are_read_as_the_library_reads_them():
+    assert _hub.parse_ratelimit(HUB_LIMIT) == (55, 0, '"api" r=0, 500 requests per 300s')
+    assert _hub.parse_ratelimit({"ratelimit": '"resolvers";r=12;t=7'}) == (7, 12, '"resolvers" r=12')
+    assert _hub.parse_ratelimit({"RateLimit": "garbage"}) is None
+    assert _hub.parse_ratelimit({}) is None
+    kind, status, retry_after, _message, ratelimit = _hub.classify(http_error(429, headers=HUB_LIMIT))
+    assert (kind, status, retry_after, ratelimit[0]) == (_hub.RATE_LIMITED, 429, None, 55)
+
+
+class RuntimeXetError(ConnectionError):
+    """hf_xet raises builtin exceptions; its own classes only for authentication and missing objects."""
+
+
+XetAuthenticationError = type("XetAuthenticationError", (PermissionError,), {})
+XetObjectNotFoundError = type("XetObjectNotFoundError", (FileNotFoundError,), {})
+
+
+@pytest.mark.parametrize("exc, kind, status, retry_after", [
+    (ConnectionError("Rate limited: Request error: HTTP status client error (429 Too Many Requests) for url"
+                     " (http://cas/v1/reconstructions/ab), domain: cas"), _hub.RATE_LIMITED, 429, None),
+    (ConnectionError("Rate limited: 429 Too Many Requests; retry-after: 12"), _hub.RATE_LIMITED, None, "12"),
+    (ConnectionError("Server error: Request error: HTTP status server error (503 Service Unavailable) for url"
+                     " (http://cas/x), domain: cas"), _hub.SERVER_ERROR, 503, None),
+    (ConnectionError("Network error: Request middleware error: error sending request"), _hub.UNREACHABLE, None,
+     None),
+    (TimeoutError("Timeout: Request error: operation timed out"), _hub.TRANSIENT, None, None),
+    (XetAuthenticationError("Authentication error: Auth error: token expired"), _hub.UNAUTHORIZED, None, None),
+    (XetObjectNotFoundError("Not found: File not found for hash: ab"), _hub.ENTRY_NOT_FOUND, None, None),
+])
+def test_hf_xet_errors_are_classified_by_their_category(exc, kind, status, retry_after):
+    """hf_xet raises ConnectionError for 429, 5xx and network failures alike: the message prefix tells them apart,
+    and an authentication error (a PermissionError) is not taken for an unwritable cache."""
+    got_kind, got_status, got_retry_after, message, _ratelimit = _hub.classify(exc)
+    assert (got_kind, got_status, got_retry_after) == (kind, status, retry_after)
+    assert message.startswith(type(exc).__name__)
+
+
+def test_plain_os_errors_are_not_taken_for_hf_xet_errors():
+    assert _hub.classify(ConnectionRefusedError(111, "Connection refused"))[0] != _hub.RATE_LIMITED
+    assert _hub.classify(PermissionError(13, "Permission denied"))[0] == _hub.NOT_WRITABLE
 
 
 class FakeClock:
@@ -64,7 +110,7 @@ class FakeClock:
         self.now += seconds
 
 
-def failing(kind, times, retry_after=None):
+def failing(kind, times, retry_after=None, ratelimit=None):
     state = {"left": times}
 
     def step():
@@ -72,6 +118,7 @@ def failing(kind, times, retry_after=None):
             state["left"] -= 1
             failure = _hub.HubFailure(kind, "synthetic %s" % kind)
             failure.retry_after = retry_after
+            failure.ratelimit = ratelimit
             raise failure
         return "done"
     return step
@@ -97,6 +144,41 @@ def test_retry_after_is_honoured(monkeypatch):
     r = retrier(clock)
     assert r.call(failing(_hub.RATE_LIMITED, 1, retry_after="9")) == "done"
     assert clock.sleeps == [9.0]
+
+
+def test_a_429_without_retry_after_waits_for_the_ratelimit_window(monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(_hub, "run_with_deadline", lambda func, args, seconds: func(*args))
+    r = retrier(clock)
+    assert r.call(failing(_hub.RATE_LIMITED, 1, ratelimit=(55, 0, '"api" r=0'))) == "done"
+    assert clock.sleeps == [55.0] and r.waited_for_hub == 55.0 and r.retries_used == 1
+
+
+def test_retry_after_wins_over_the_ratelimit_reset(monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(_hub, "run_with_deadline", lambda func, args, seconds: func(*args))
+    assert retrier(clock).call(failing(_hub.RATE_LIMITED, 1, retry_after="4", ratelimit=(55, 0, "x"))) == "done"
+    assert clock.sleeps == [4.0]
+
+
+def test_a_server_error_with_ratelimit_headers_backs_off_as_usual(monkeypatch):
+    """The reset time says when the quota refills, which is no reason to wait after a 503."""
+    clock = FakeClock()
+    monkeypatch.setattr(_hub, "run_with_deadline", lambda func, args, seconds: func(*args))
+    assert retrier(clock).call(failing(_hub.SERVER_ERROR, 1, ratelimit=(55, 3, "x"))) == "done"
+    assert clock.sleeps == [1.0]
+
+
+def test_a_ratelimit_reset_beyond_the_deadline_fails_naming_both_numbers(monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(_hub, "run_with_deadline", lambda func, args, seconds: func(*args))
+    r = retrier(clock, timeout=30)
+    with pytest.raises(_hub.HubFailure) as info:
+        r.call(failing(_hub.RATE_LIMITED, 1, ratelimit=(280, 0, '"api" r=0, 500 requests per 300s')))
+    assert info.value.kind == _hub.RATE_LIMITED and clock.sleeps == []
+    assert "asked to wait 280s" in info.value.message and "30s left" in info.value.message
+    assert 'RateLimit "api" r=0, 500 requests per 300s, t=280' in info.value.message
+    assert r.waited_for_hub == 280.0
 
 
 def test_permanent_errors_are_not_retried(monkeypatch):
@@ -152,9 +234,18 @@ def test_the_child_makes_single_attempts_and_dies_with_its_parent():
             status = handle.read()
         return (inspect.unwrap(_http.http_stream_backoff).__kwdefaults__["max_retries"],
                 inspect.unwrap(file_download.http_get).__kwdefaults__["_nb_retries"],
+                os.environ.get("HF_XET_CLIENT_RETRY_MAX_ATTEMPTS"),
                 "PPid" in status)
 
-    assert _hub.run_with_deadline(probe, (), 60) == (0, 0, True)
+    assert _hub.run_with_deadline(probe, (), 60) == (0, 0, "0", True)
+
+
+def test_hf_xet_reads_the_single_attempt_setting():
+    """The setting's name as hf_xet 1.8 reads it (xet_runtime config group `client`, retry_max_attempts)."""
+    import hf_xet
+    with open(hf_xet.hf_xet.__file__, "rb") as handle:
+        assert b"HF_XET_CLIENT_RETRY_MAX_ATTEMPTS" in handle.read()
+    assert set(_hub.XET_SINGLE_ATTEMPT) == {"HF_XET_CLIENT_RETRY_MAX_ATTEMPTS"}
 
 
 def test_a_step_that_never_answers_is_killed_at_the_deadline():
