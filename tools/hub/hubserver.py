@@ -1,10 +1,16 @@
 """Hub-compatible HTTP test server for the unmodified huggingface_hub client.
 
 Serves a few fixed repositories on 127.0.0.1 with the endpoints used by snapshot_download, hf_hub_download,
-HfApi.model_info / list_repo_tree / list_repo_refs, and sentence-transformers; supports fault injection and
-request statistics through /_test/* control endpoints. Stdlib only, so it also runs outside the test venv.
+HfApi.model_info / list_repo_tree / list_repo_refs / get_paths_info, and sentence-transformers; supports fault
+injection and request statistics through /_test/* control endpoints.
 
-Run as a process:  python hubserver.py --port 0 --port-file FILE --token-file FILE [--large-size N]
+As on huggingface.co, LFS files are stored in Xet by default: listings carry `xetHash`, resolve answers carry
+`X-Xet-Hash` and a `xet-auth` link and redirect to a bridge that serves the bytes over plain HTTP, the Hub issues
+CAS tokens (`xet-read-token`), and a CAS on a port of its own answers reconstructions and ranged xorb reads
+(tools/hub/xetcas.py). `xet=False` serves LFS files from the resolver as before. Stdlib only, except that
+hf_xet must be importable the first time a file is put into the CAS store.
+
+Run as a process:  python hubserver.py --port 0 --port-file FILE --token-file FILE [--large-size N] [--no-xet]
 """
 
 import argparse
@@ -23,6 +29,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
+try:
+    from tools.hub import xetcas
+except ImportError:  # run as a script: this file's folder is on sys.path
+    import xetcas
+
 MINILM_REPO = "sentence-transformers/all-MiniLM-L6-v2"
 GATED_REPO = "justnews-test/gated-minilm"
 LARGE_REPO = "justnews-test/large"
@@ -37,12 +48,21 @@ LFS_SUFFIXES = (".safetensors", ".bin", ".onnx", ".h5", ".ot", ".msgpack", ".pt"
 LFS_MIN_SIZE = 10 * 1024 * 1024
 CHUNK = 1024 * 1024
 FLIP = bytes(255 - i for i in range(256))
-FAULT_ENDPOINTS = ("model_info", "tree", "head", "get", "any")
-FAULT_KINDS = ("429", "500", "502", "503", "reset", "truncate", "corrupt", "hang",
+FAULT_ENDPOINTS = ("model_info", "tree", "head", "get", "any",
+                   # Xet: the Hub's CAS token, the CAS's reconstruction answer, ranged xorb reads, the HTTP bridge
+                   "xet_token", "reconstruction", "xorb", "bridge", "paths_info")
+FAULT_KINDS = ("429", "500", "502", "503", "401", "reset", "truncate", "corrupt", "hang",
+               # Xet: a CAS token that expires `value` seconds after it is issued
+               "expire",
                # a hostile or broken mirror: what it says about the repository, not how it fails
                "extra_entry", "sha", "etag", "commit_header", "size_lie", "throttle")
 # A 1 MiB pseudo-random block: incompressible, deterministic, cheap to repeat for the synthetic large file.
 LARGE_BLOCK = b"".join(hashlib.sha256(b"justnews-test large %d" % i).digest() for i in range(CHUNK // 32))
+XET_TOKEN_LIFETIME = 3600
+DEFAULT_XET_STORE = os.environ.get("JUSTNEWS_XET_STORE", "/var/tmp/justnews-xet-store")
+# Published anonymous limits per 5-minute window; every answer carries them as the Hub's RateLimit headers do.
+RATE_POLICIES = {"api": 500, "resolvers": 3000}
+RATE_WINDOW = 300
 
 
 class Blob:
@@ -51,6 +71,7 @@ class Blob:
     def __init__(self, size, lfs, data=None, path=None):
         self.size, self.lfs, self.data, self.path = size, lfs, data, path
         self._sha256 = self._git_oid = None
+        self.xet_hash = None  # set when the Hub stores the file in Xet
         self._lock = threading.Lock()
 
     def chunks(self, start=0, end=None):
@@ -75,6 +96,11 @@ class Blob:
         finally:
             if f:
                 f.close()
+
+    @property
+    def store_key(self):
+        """What the CAS store knows this content by: the synthetic file by its size (hashing it takes seconds)."""
+        return "sha256-" + self.sha256 if self.path or self.data is not None else "synthetic-%d" % self.size
 
     @property
     def sha256(self):
@@ -184,6 +210,7 @@ class Handler(BaseHTTPRequestHandler):
             return self._control(raw[1:] if len(raw) > 1 else [""])
         route = self._route(raw)
         endpoint = route[0] if route else "other"
+        self._endpoint = endpoint
         fault = hub._next_fault(endpoint, unquote(self.path), self.command)
         self.fault = fault  # per request: one handler serves every request of a keep-alive connection
         if fault and fault["kind"] == "hang":
@@ -204,6 +231,7 @@ class Handler(BaseHTTPRequestHandler):
 
     do_GET = do_HEAD = do_POST = _handle
     fault = None
+    _endpoint = "other"
 
     def _lie(self, kind):
         """The value a hostile-mirror rule of this kind asks for, or None."""
@@ -211,6 +239,12 @@ class Handler(BaseHTTPRequestHandler):
 
     def _route(self, raw):
         """Map path segments to (endpoint, args...). Revisions arrive percent-encoded as one segment."""
+        if self.server.role == "cas":
+            return self._cas_route(raw)
+        if self.command == "POST":
+            if raw[:2] == ["api", "models"] and len(raw) >= 6 and raw[4] == "paths-info":
+                return ("paths_info", unquote(raw[2]) + "/" + unquote(raw[3]), unquote("/".join(raw[5:])))
+            return None
         if self.command not in ("GET", "HEAD"):
             return None
         if raw == ["api", "whoami-v2"]:
@@ -225,6 +259,8 @@ class Handler(BaseHTTPRequestHandler):
                 return ("tree", repo, unquote(rest[1]), unquote("/".join(rest[2:])))
             if rest == ["refs"]:
                 return ("refs", repo)
+            if rest[0] == "xet-read-token" and len(rest) >= 2:
+                return ("xet_token", repo, unquote("/".join(rest[1:])))
             return None
         if len(raw) >= 5 and raw[2] == "resolve":
             endpoint = "head" if self.command == "HEAD" else "get"
@@ -307,6 +343,8 @@ class Handler(BaseHTTPRequestHandler):
                 entry = {"type": "file", "oid": blob.git_oid, "size": blob.size, "path": name}
                 if blob.lfs:
                     entry["lfs"] = {"oid": blob.sha256, "size": blob.size, "pointerSize": len(blob.pointer())}
+                if blob.xet_hash:
+                    entry["xetHash"] = blob.xet_hash
                 entries.append(entry)
         for d in sorted(dirs):
             entries.append({"type": "directory", "oid": hashlib.sha1(b"tree " + d.encode()).hexdigest(), "path": d})
@@ -344,6 +382,14 @@ class Handler(BaseHTTPRequestHandler):
         headers = [("X-Repo-Commit", self._lie("commit_header") or commit), ("ETag", f'"{etag}"'),
                    ("X-Linked-Etag", f'"{etag}"'), ("X-Linked-Size", str(size)), ("Accept-Ranges", "bytes"),
                    ("Content-Type", "application/octet-stream")]
+        if blob.xet_hash:
+            # As huggingface.co answers for a file in Xet storage: the Xet hash, where to get a CAS token, and a
+            # redirect (HEAD too) to a bridge that serves the reconstructed bytes to clients without hf_xet.
+            hub = self.server.hub
+            token_url = f"{hub.url}/api/models/{quote(repo_id, safe='/')}/xet-read-token/{commit}"
+            headers += [("X-Xet-Hash", blob.xet_hash), ("Link", f'<{token_url}>; rel="xet-auth"'),
+                        ("Location", f"{hub.cas_url}/bridge/{blob.xet_hash}?{hub.sign(blob.xet_hash)}")]
+            return 302, headers, 0, []
         start, end, status = 0, blob.size, 200
         rng = self.headers.get("Range")
         if rng:
@@ -356,6 +402,156 @@ class Handler(BaseHTTPRequestHandler):
         return status, headers, end - start, blob.chunks(start, end)
 
     _head = _get
+
+    # --- Xet: the Hub's side -----------------------------------------------------------------------------------
+
+    def _xet_token(self, repo_id, rev, query):
+        """A read token for the CAS, in the JSON body and in the headers huggingface_hub reads."""
+        _repo, commit, _files = self._resolve(repo_id, rev)
+        hub = self.server.hub
+        lifetime = float(self._lie("expire")) if self._lie("expire") is not None else XET_TOKEN_LIFETIME
+        token, exp = hub.issue_xet_token("read", lifetime)
+        return self._json({"accessToken": token, "exp": exp, "casUrl": hub.cas_url},
+                          extra=[("X-Xet-Cas-Url", hub.cas_url), ("X-Xet-Access-Token", token),
+                                 ("X-Xet-Token-Expiration", str(exp))])
+
+    def _paths_info(self, repo_id, rev, query):
+        """POST /api/models/<repo>/paths-info/<rev>: the listing entries of the named paths (mirrors call it)."""
+        _repo, _commit, files = self._resolve(repo_id, rev)
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode("utf-8", "replace")
+        if "json" in self.headers.get("Content-Type", ""):
+            paths = json.loads(raw or "{}").get("paths", [])
+        else:
+            paths = parse_qs(raw).get("paths", [])
+        entries = []
+        for name in paths if isinstance(paths, list) else [paths]:
+            blob = files.get(name)
+            if blob is None:
+                continue
+            entry = {"type": "file", "oid": blob.git_oid, "size": blob.size, "path": name}
+            if blob.lfs:
+                entry["lfs"] = {"oid": blob.sha256, "size": blob.size, "pointerSize": len(blob.pointer())}
+            if blob.xet_hash:
+                entry["xetHash"] = blob.xet_hash
+            entries.append(entry)
+        return self._json(entries)
+
+    # --- Xet: the CAS ------------------------------------------------------------------------------------------
+
+    def _cas_route(self, raw):
+        if self.command == "POST":
+            if raw[:3] == ["v1", "xorbs", "default"] and len(raw) == 4:
+                return ("xorb_upload", raw[3])
+            if raw == ["v1", "shards"]:
+                return ("shard_upload",)
+            return None
+        if self.command not in ("GET", "HEAD"):
+            return None
+        if len(raw) == 3 and raw[0] in ("v1", "v2") and raw[1] == "reconstructions":
+            return ("reconstruction", raw[2], raw[0])
+        if raw[:3] == ["v1", "chunks", "default-merkledb"] and len(raw) == 4:
+            return ("dedup", raw[3])
+        if raw[:2] == ["xorb", "default"] and len(raw) == 3:
+            return ("xorb", raw[2])
+        if raw[:1] == ["bridge"] and len(raw) == 2:
+            return ("bridge", raw[1])
+        return None
+
+    def _cas_auth(self, scope):
+        token = self.headers.get("Authorization", "")[len("Bearer "):]
+        if not self.server.hub.xet_token_valid(token, scope):
+            raise HubError(401, None, "the CAS token is missing, unknown or expired")
+
+    def _signed(self, name, query):
+        expires = query.get("expires", "0")
+        if not expires.isdigit() or int(expires) < time.time() \
+                or self.server.hub.sign(name, expires) != f"expires={expires}&sig={query.get('sig')}":
+            raise HubError(403, None, "the signed URL is invalid or expired")
+
+    def _reconstruction(self, file_hash, version, query):
+        self._cas_auth("read")
+        hub = self.server.hub
+        record = hub.xet.file(file_hash)
+        if record is None:
+            raise HubError(404, None, "file %s is not in the CAS" % file_hash)
+        start, end = 0, record["size"]
+        if self.headers.get("Range"):
+            start, end = self._parse_range(self.headers["Range"], record["size"])
+            if start is None:
+                raise HubError(416, None, "range starts past the end of the file")
+        offset, terms, fetch = hub.xet.reconstruction(file_hash, start, end)
+        if self.fault and self.fault["kind"] == "corrupt" and len({tuple(t) for t in terms}) > 1:
+            terms = terms[1:] + terms[:1]  # same sizes, other bytes: what only a content check catches
+        fetch_json = {}
+        for xorb, ranges in fetch.items():
+            offsets = hub.xet.offsets(xorb)
+            entries = []
+            for first, last in ranges:
+                span = {"start": offsets[first], "end": offsets[last] - 1}
+                url = f"{hub.cas_url}/xorb/default/{xorb}?{hub.sign(xorb)}"
+                if version == "v2":
+                    entries.append({"url": url, "ranges": [{"chunks": {"start": first, "end": last}, "bytes": span}]})
+                else:
+                    entries.append({"range": {"start": first, "end": last}, "url": url, "url_range": span})
+            fetch_json[xorb] = entries
+        body = {"offset_into_first_range": offset,
+                "terms": [{"hash": x, "unpacked_length": u, "range": {"start": a, "end": b}} for x, a, b, u in terms],
+                ("xorbs" if version == "v2" else "fetch_info"): fetch_json}
+        return self._json(body)
+
+    def _dedup(self, chunk_hash, query):
+        self._cas_auth("read")
+        raise HubError(404, None, "no global deduplication in the test CAS")
+
+    def _xorb(self, xorb, query):
+        self._signed(xorb, query)
+        path = self.server.hub.xet.xorb_path(xorb)
+        if not xetcas.is_hash(xorb) or not path.exists():
+            raise HubError(404, None, "no such xorb")
+        if not self.headers.get("Range"):
+            raise HubError(403, None, "xorb reads must name a byte range")
+        size = path.stat().st_size
+        start, end = self._parse_range(self.headers["Range"], size)
+        if start is None:
+            raise HubError(416, None, "Requested range not satisfiable")
+        return 206, [("Content-Type", "application/octet-stream"),
+                     ("Content-Range", f"bytes {start}-{end - 1}/{size}")], end - start, \
+            Blob(size, False, path=str(path)).chunks(start, end)
+
+    def _bridge(self, xet_hash, query):
+        """The reconstructed bytes over plain HTTP, for clients without hf_xet (the Hub's cas-bridge host)."""
+        self._signed(xet_hash, query)
+        blob = self.server.hub.xet_blobs.get(xet_hash)
+        if blob is None:
+            raise HubError(404, None, "no such file")
+        headers, start, end, status = [("Content-Type", "application/octet-stream"), ("Accept-Ranges", "bytes"),
+                                       ("ETag", f'"{blob.sha256}"')], 0, blob.size, 200
+        if self.headers.get("Range"):
+            start, end = self._parse_range(self.headers["Range"], blob.size)
+            if start is None:
+                return self._error(HubError(416, None, "Requested range not satisfiable"),
+                                   [("Content-Range", f"bytes */{blob.size}")])
+            status = 206
+            headers.append(("Content-Range", f"bytes {start}-{end - 1}/{blob.size}"))
+        return status, headers, end - start, blob.chunks(start, end)
+
+    def _xorb_upload(self, xorb, query):
+        self._cas_auth("write")
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        try:
+            inserted = self.server.hub.xet.put_xorb(xorb, body)
+        except xetcas.CasError as e:
+            raise HubError(400, None, str(e)) from e
+        return self._json({"was_inserted": inserted})
+
+    def _shard_upload(self, query):
+        self._cas_auth("write")
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        try:
+            self.server.hub.xet.put_shard(body)
+        except xetcas.CasError as e:
+            raise HubError(400, None, str(e)) from e
+        return self._json({"result": 1})
 
     @staticmethod
     def _parse_range(value, size):
@@ -388,7 +584,17 @@ class Handler(BaseHTTPRequestHandler):
                 extra.append(("Retry-After", email.utils.formatdate(when, usegmt=True)))
             else:
                 extra.append(("Retry-After", str(fault["retry_after"])))
+        if status == 429 and fault.get("reset") is not None:
+            # The Hub's own word on when the window reopens, as the RateLimit headers of the IETF draft say it.
+            policy = self._policy()
+            extra += [("RateLimit", f'"{policy}";r=0;t={int(fault["reset"])}'),
+                      ("RateLimit-Policy", f'"fixed window";"{policy}";q={RATE_POLICIES.get(policy, 500)};'
+                                           f'w={RATE_WINDOW}')]
         return self._json({"error": f"injected {status}"}, status=status, extra=extra)
+
+    def _policy(self):
+        endpoint = self._endpoint
+        return "resolvers" if endpoint in ("head", "get") else "cas" if self.server.role == "cas" else "api"
 
     # --- sending -----------------------------------------------------------------------------------------------
 
@@ -405,6 +611,12 @@ class Handler(BaseHTTPRequestHandler):
             self.send_response(status)
             for key, value in headers:
                 self.send_header(key, value)
+            if not any(key == "RateLimit" for key, _value in headers):
+                policy = self._policy()
+                remaining, reset = hub.rate(policy)
+                self.send_header("RateLimit", f'"{policy}";r={remaining};t={reset}')
+                self.send_header("RateLimit-Policy", f'"fixed window";"{policy}";q={RATE_POLICIES.get(policy, 500)};'
+                                                     f'w={RATE_WINDOW}')
             self.send_header("Content-Length", str(length))
             self.end_headers()
             if self.command == "HEAD":
@@ -483,9 +695,16 @@ class HubServer:
     """In-process Hub. `start()` binds 127.0.0.1:port (0 = free port) and serves from a daemon thread."""
 
     def __init__(self, token=None, large_size=DEFAULT_LARGE_SIZE, port=0, model_dir=None, tree_page_size=None,
-                 verbose=False):
+                 verbose=False, xet=True, xet_store=DEFAULT_XET_STORE):
         self.token, self.port, self.verbose, self.tree_page_size = token, port, verbose, tree_page_size
         self.repos = build_repos(large_size, model_dir)
+        self.xet = xetcas.XetStore(xet_store) if xet else None
+        self.xet_blobs = {}  # Xet hash -> Blob, for the bridge
+        self.cas_port = 0
+        self._secret = os.urandom(16)
+        self._xet_tokens = {}  # token -> (expiry, scope)
+        self._started = time.time()
+        self._cas = None
         self._release = threading.Event()  # set by reset()/stop() to free "hang" requests
         self._lock = threading.Lock()
         self._conns = set()
@@ -496,16 +715,76 @@ class HubServer:
     def url(self):
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def cas_url(self):
+        return f"http://127.0.0.1:{self.cas_port}"
+
     def start(self):
-        self._httpd = _Server(("127.0.0.1", self.port), Handler)
-        self._httpd.hub = self
+        self._httpd = self._serve(self.port, "hub")
         self.port = self._httpd.server_address[1]
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="hubserver", daemon=True)
-        self._thread.start()
+        if self.xet is not None:
+            # The CAS on a port of its own: clients reach it by the URL in the token answer, not HF_ENDPOINT.
+            self._cas = self._serve(0, "cas")
+            self.cas_port = self._cas.server_address[1]
+            self._store_in_xet()
+        self.reset()
         return self
+
+    def _serve(self, port, role):
+        httpd = _Server(("127.0.0.1", port), Handler)
+        httpd.hub, httpd.role = self, role
+        threading.Thread(target=httpd.serve_forever, name="hubserver-" + role, daemon=True).start()
+        return httpd
+
+    def _store_in_xet(self):
+        """Every LFS file goes into the CAS (once per store directory) and is served as a Xet file."""
+        lfs = {}
+        for repo in self.repos.values():
+            for files in repo["commits"].values():
+                for blob in files.values():
+                    if blob.lfs:
+                        lfs.setdefault(blob.store_key, []).append(blob)
+        token, _exp = self.issue_xet_token("write", XET_TOKEN_LIFETIME)
+        self.xet.prepare([(key, blobs[0]) for key, blobs in lfs.items()], self.cas_url, token)
+        for key, blobs in lfs.items():
+            record = self.xet.lookup(key)
+            for blob in blobs:
+                blob.xet_hash = record["xet_hash"]
+                if blob._sha256 is None:
+                    blob._sha256 = record["sha256"]  # hf_xet hashed it while chunking: no second read
+                self.xet_blobs[blob.xet_hash] = blob
+
+    def issue_xet_token(self, scope, lifetime):
+        token = "xet_" + os.urandom(12).hex()
+        exp = int(time.time() + lifetime)
+        with self._lock:
+            self._xet_tokens[token] = (exp, scope)
+        return token, exp
+
+    def xet_token_valid(self, token, scope):
+        with self._lock:
+            exp, granted = self._xet_tokens.get(token, (0, None))
+        return exp > time.time() and (granted == scope or granted == "write")
+
+    def sign(self, name, expires=None):
+        """The query string of a presigned CAS URL for one xorb or bridged file, valid for an hour."""
+        expires = str(int(time.time()) + XET_TOKEN_LIFETIME) if expires is None else expires
+        sig = hashlib.sha256(self._secret + f"{name}:{expires}".encode()).hexdigest()[:32]
+        return f"expires={expires}&sig={sig}"
+
+    def rate(self, policy):
+        """(remaining, seconds to reset) of the current fixed window, counting requests since the last reset."""
+        with self._lock:
+            used = sum(self._requests.values())
+        reset = int(RATE_WINDOW - (time.time() - self._started) % RATE_WINDOW)
+        return max(0, RATE_POLICIES.get(policy, 500) - used), reset
 
     def stop(self):
         self._release.set()
+        if self._cas is not None:
+            self._cas.shutdown()
+            self._cas.server_close()
+            self._cas = None
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
@@ -550,7 +829,7 @@ class HubServer:
         rules = []
         for f in faults:
             rule = {"kind": str(f["kind"]), "count": int(f.get("count", 1)), "endpoint": f.get("endpoint", "any"),
-                    "path": f.get("path") or "", "retry_after": f.get("retry_after"),
+                    "path": f.get("path") or "", "retry_after": f.get("retry_after"), "reset": f.get("reset"),
                     "seconds": f.get("seconds", 1), "value": f.get("value")}
             if rule["kind"] not in FAULT_KINDS or rule["endpoint"] not in FAULT_ENDPOINTS:
                 raise ValueError(f"bad fault rule: {f}")
@@ -585,10 +864,13 @@ def main(argv=None):
     parser.add_argument("--large-size", type=int, default=DEFAULT_LARGE_SIZE)
     parser.add_argument("--tree-page-size", type=int, default=None)
     parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("--no-xet", dest="xet", action="store_false",
+                        help="serve LFS files from the resolver (plain LFS) instead of Xet storage")
+    parser.add_argument("--xet-store", default=DEFAULT_XET_STORE, help="where the CAS keeps xorbs (reused)")
     args = parser.parse_args(argv)
     token = Path(args.token_file).read_text().strip() if args.token_file else None
-    server = HubServer(token=token, large_size=args.large_size, port=args.port,
-                       tree_page_size=args.tree_page_size, verbose=args.verbose).start()
+    server = HubServer(token=token, large_size=args.large_size, port=args.port, tree_page_size=args.tree_page_size,
+                       verbose=args.verbose, xet=args.xet, xet_store=args.xet_store).start()
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_args: done.set())
