@@ -27,6 +27,7 @@ import tarfile
 import tempfile
 
 from ansible_collections.justnews.huggingface.plugins.module_utils import _cache
+from ansible_collections.justnews.huggingface.plugins.module_utils import _store
 
 FORMAT = "justnews.huggingface.bundle"
 FORMAT_VERSION = 1
@@ -356,13 +357,34 @@ def _unlink(path):
 
 # --- writing an archive ------------------------------------------------------------------------------------
 
-def hash_blob(path, blob, where):
-    """SHA-256 of a cached blob, checked against its object id; BundleError naming the files when it differs."""
+def open_cached_blob(cache_dir, path, where):
+    """A descriptor of a build-cache blob's content: the regular file, or the shared-store entry it links to
+    (validated by _store, never followed by path); BundleError naming the files otherwise."""
     try:
-        fd = _open_regular(path)
-    except BundleError:
+        fd = _store.open_blob(cache_dir, path)
+    except FileNotFoundError:
         raise BundleError("the build cache has no file %s for %s: fetch the model into it first (the bundle"
                           " playbook does)" % (path, describe(where)), "incomplete", where)
+    except (_store.StoreRefused, OSError) as exc:
+        raise BundleError("the build cache's %s for %s is refused (%s): remove the repository from the build"
+                          " cache (hf_snapshot state=absent) and fetch it again" % (path, describe(where), exc),
+                          "integrity", where)
+    os.set_blocking(fd, True)
+    return fd
+
+
+def hash_blob(path, blob, where, cache_dir=None):
+    """SHA-256 of a cached blob, checked against its object id; BundleError naming the files when it differs.
+
+    With `cache_dir`, a blob that links into the cache's shared store is read from its entry."""
+    if cache_dir is None:
+        try:
+            fd = _open_regular(path)
+        except BundleError:
+            raise BundleError("the build cache has no file %s for %s: fetch the model into it first (the bundle"
+                              " playbook does)" % (path, describe(where)), "incomplete", where)
+    else:
+        fd = open_cached_blob(cache_dir, path, where)
     sha256 = hashlib.sha256()
     size = os.fstat(fd).st_size
     git = hashlib.sha1(b"blob %d\0" % size) if len(blob) == 40 else None
@@ -386,8 +408,26 @@ def _tarinfo(name, size):
     return info
 
 
-def write_archive(path, manifest, blob_paths, mode):
-    """Write the archive to a temporary file next to `path` and rename it into place."""
+class _HashingReader:
+    """Hands a file's bytes to tarfile and hashes them on the way, so what is written is what was checked."""
+
+    def __init__(self, handle):
+        self.handle = handle
+        self.sha256 = hashlib.sha256()
+
+    def read(self, size=-1):
+        data = self.handle.read(size)
+        self.sha256.update(data)
+        return data
+
+
+def write_archive(path, manifest, blob_paths, mode, cache_dir=None):
+    """Write the archive to a temporary file next to `path` and rename it into place.
+
+    Each blob is hashed again while it is written and must match the manifest's SHA-256: the cache belongs to
+    another user, who could change a file between the check and the copy. With `cache_dir`, blobs that link
+    into the shared store are read from their entries."""
+    sums = {f["blob"]: f.get("sha256") for m in manifest.get("models", []) for f in m.get("files", [])}
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".%s." % os.path.basename(path), suffix=".tmp")
     try:
@@ -396,9 +436,14 @@ def write_archive(path, manifest, blob_paths, mode):
                 data = (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode("utf-8")
                 tar.addfile(_tarinfo(MANIFEST, len(data)), io.BytesIO(data))
                 for blob in sorted(blob_paths):
-                    src = _open_regular(blob_paths[blob])
+                    src = (_open_regular(blob_paths[blob]) if cache_dir is None
+                           else open_cached_blob(cache_dir, blob_paths[blob], [("build cache", blob)]))
                     with os.fdopen(src, "rb") as handle:
-                        tar.addfile(_tarinfo(member_name(blob), os.fstat(src).st_size), handle)
+                        reader = _HashingReader(handle)
+                        tar.addfile(_tarinfo(member_name(blob), os.fstat(src).st_size), reader)
+                    if sums.get(blob) and reader.sha256.hexdigest() != sums[blob]:
+                        raise BundleError("%s changed in the build cache while the bundle was written: fetch it"
+                                          " again and rebuild" % blob_paths[blob], "integrity")
             raw.flush()
             os.fsync(raw.fileno())
         os.chmod(tmp, mode)

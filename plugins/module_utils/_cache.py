@@ -26,6 +26,8 @@ import stat
 import tempfile
 import time
 
+from ansible_collections.justnews.huggingface.plugins.module_utils import _store
+
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 BLOB_RE = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
 REPO_PART_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
@@ -146,27 +148,41 @@ def location_inside(path, top):
 
 # --- content checks ---------------------------------------------------------------------------------------
 
-def git_blob_sha1(path):
-    size = os.path.getsize(path)
-    digest = hashlib.sha1(b"blob %d\0" % size)
-    return _hash_file(path, digest)
+def git_blob_sha1(path, cache_dir=None):
+    return blob_digest(path, git=True, cache_dir=cache_dir)
 
 
-def sha256_file(path):
-    return _hash_file(path, hashlib.sha256())
+def sha256_file(path, cache_dir=None):
+    return blob_digest(path, git=False, cache_dir=cache_dir)
 
 
-def _hash_file(path, digest):
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(_CHUNK), b""):
-            digest.update(chunk)
+def blob_digest(path, git, cache_dir=None):
+    """SHA-256 or git blob id of a blob's content, read through a descriptor that never follows a link.
+
+    With `cache_dir`, a blob that links into the shared store is read from its store entry (validated by
+    _store); any other link, FIFO or device raises _store.StoreRefused.
+    """
+    if cache_dir is None:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise _store.StoreRefused("%s is not a regular file" % path, path, "not a regular file")
+    else:
+        fd = _store.open_blob(cache_dir, path)
+    size = os.fstat(fd).st_size
+    digest = hashlib.sha1(b"blob %d\0" % size) if git else hashlib.sha256()
+    for chunk in _store.read_chunks(fd, _CHUNK):
+        digest.update(chunk)
     return digest.hexdigest()
 
 
-def blob_matches_name(path):
+def blob_matches_name(path, cache_dir=None):
     """A blob is named after its ETag: SHA-256 for LFS files, git blob id otherwise; check the content."""
     name = os.path.basename(path)
-    actual = sha256_file(path) if len(name) == 64 else git_blob_sha1(path)
+    try:
+        actual = blob_digest(path, len(name) != 64, cache_dir)
+    except (OSError, _store.StoreRefused) as exc:
+        return False, "unreadable (%s)" % exc
     return actual == name, actual
 
 
@@ -265,20 +281,30 @@ class RepoCache:
         return os.path.join(self.blobs, name)
 
     def linked_blob(self, commit, path):
-        """The blob behind a snapshot entry, when it is a link to a regular file in this repo's blobs."""
+        """The blob behind a snapshot entry, when it links to blobs/<name> of this repository and that blob is a
+        regular file or a valid link into the shared store (see _store); the path of blobs/<name>, or None.
+
+        The snapshot link's target is read, not followed, so a blob that is itself a link is judged by _store.
+        """
         entry = os.path.join(self.snapshot_path(commit), check_file_name(path, "the snapshot"))
         try:
             if not stat.S_ISLNK(os.lstat(entry).st_mode):
                 return None
+            target = os.readlink(entry)
         except (FileNotFoundError, NotADirectoryError):
             return None
-        real = os.path.realpath(entry)
-        if os.path.dirname(real) != os.path.realpath(self.blobs) or not BLOB_RE.match(os.path.basename(real)):
+        blob = os.path.normpath(os.path.join(os.path.realpath(os.path.dirname(entry)), target))
+        if os.path.dirname(blob) != os.path.realpath(self.blobs) or not BLOB_RE.match(os.path.basename(blob)):
             return None
-        try:
-            return real if stat.S_ISREG(os.lstat(real).st_mode) else None
-        except FileNotFoundError:
-            return None
+        return blob if _store.inspect_blob(self.cache_dir, blob).present else None
+
+    def inspect_blob(self, name):
+        """What blobs/<name> is: a regular file, a valid store link, missing, or refused (_store.Blob)."""
+        return _store.inspect_blob(self.cache_dir, self.blob_path(name))
+
+    def store_links(self):
+        """{blob name: store hash} of this repository's blobs that link into the shared store."""
+        return _store.repo_links(self.cache_dir, self.root)
 
     def present_files(self, commit):
         """Files of a snapshot whose link resolves to a blob of this repository."""
@@ -303,10 +329,15 @@ class RepoCache:
         return entry.get("lfs_sha256") or entry.get("blob_id")
 
     def has_blob(self, name):
+        """blobs/<name> is a regular file, or a link to a valid entry of the shared store."""
         try:
-            return stat.S_ISREG(os.lstat(self.blob_path(name)).st_mode)
+            return self.inspect_blob(name).present
         except (OSError, UnsafeName):
             return False
+
+    def blob_size(self, name):
+        blob = self.inspect_blob(name)
+        return blob.size if blob.present else 0
 
     def blob_names(self):
         try:
@@ -359,23 +390,32 @@ class RepoCache:
             entry = tree.get(path) or {}
             blob = self.linked_blob(commit, path)
             if entry.get("lfs_sha256"):
-                expected = entry["lfs_sha256"]
-                actual = sha256_file(blob) if blob else "no blob"
+                expected, git = entry["lfs_sha256"], False
             elif entry.get("blob_id"):
-                expected = entry["blob_id"]
-                actual = git_blob_sha1(blob) if blob else "no blob"
+                expected, git = entry["blob_id"], True
             else:
                 continue
+            try:
+                actual = blob_digest(blob, git, self.cache_dir) if blob else "no blob"
+            except (OSError, _store.StoreRefused) as exc:
+                actual = "unreadable (%s)" % exc
             if expected != actual:
                 bad.append((path, expected, actual))
         return bad
 
     def discard(self, commit, path):
-        """Remove a file from a snapshot, and its blob when the link leads to one of this repository's."""
+        """Remove a file from a snapshot, and its blob when the link leads to one of this repository's.
+
+        A blob that links into the shared store takes its store entry with it: the entry's content is what was
+        wrong, and huggingface_hub would link it again by size alone for the next download.
+        """
         blob = self.linked_blob(commit, path)
         link = os.path.join(self.snapshot_path(commit), path)
         if not self.dir_in_repo(os.path.dirname(os.path.relpath(link, self.root)), create=False):
             return
+        xet_hash = _store.link_hash(blob) if blob else None
+        if xet_hash:
+            _store.remove_entry(self.cache_dir, xet_hash)
         for victim in (blob, link):
             try:
                 if victim:
@@ -395,7 +435,7 @@ class RepoCache:
         lock = os.open(os.path.join(self.locks, name + ".lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o664)
         try:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            src = os.open(source, os.O_RDONLY | os.O_NOFOLLOW)  # a symlink is refused (ELOOP)
+            src = self._open_source(source)
             try:
                 st = os.fstat(src)
                 if not stat.S_ISREG(st.st_mode):
@@ -423,9 +463,48 @@ class RepoCache:
                 os.unlink(tmp)
             os.close(lock)
 
-    def discard_blob(self, name):
+    @staticmethod
+    def _open_source(source):
+        """A regular file, or a blob of another cache that links into that cache's shared store (its blobs
+        folder is <cache>/<repo folder>/blobs); any other symlink is refused (ELOOP)."""
         try:
-            os.unlink(self.blob_path(name))
+            return os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError as exc:
+            xet_hash = _store.link_hash(source) if exc.errno == errno.ELOOP else None
+            if xet_hash is None:
+                raise
+        other_cache = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(source))))
+        try:
+            fd = _store.open_entry(other_cache, xet_hash)
+        except _store.StoreRefused as exc:
+            raise BlobMismatch("%s links into the shared store of %s, which refuses it: %s"
+                               % (source, other_cache, exc))
+        os.set_blocking(fd, True)
+        return fd
+
+    def clear_refused(self, names):
+        """Unlink blobs/<name> entries that are neither a regular file nor a valid store link (a link elsewhere,
+        a dangling one, a FIFO): huggingface_hub would follow them and take them for the file. Returns them."""
+        cleared = []
+        for name in names:
+            blob = self.inspect_blob(name)
+            if blob.kind != _store.REFUSED:
+                continue
+            if stat.S_ISDIR(os.lstat(blob.path).st_mode):
+                raise UnsafeName("%s in the cache is a directory where a blob belongs (%s)" % (blob.path, blob.reason),
+                                 blob.path)
+            os.unlink(blob.path)
+            cleared.append(name)
+        return cleared
+
+    def discard_blob(self, name):
+        """Remove blobs/<name>; when it links into the shared store, the (unchecked or corrupt) entry too."""
+        path = self.blob_path(name)
+        xet_hash = _store.link_hash(path)
+        if xet_hash:
+            _store.remove_entry(self.cache_dir, xet_hash)
+        try:
+            os.unlink(path)
         except FileNotFoundError:
             pass
 
@@ -490,7 +569,9 @@ class RepoCache:
         return existed
 
     def owned_paths(self):
-        """Everything of this repository: its folder and its locks folder, never the shared cache entries."""
+        """Everything of this repository: its folder and its locks folder, and of the shared store what its
+        readers need (the store folder, the marker, and for each entry this repository links to its prefix
+        folder, the entry, its manifest and lock); never the cache root, .locks or CACHEDIR.TAG."""
         for top in (self.root, self.locks):
             if not os.path.isdir(top) or os.path.islink(top):
                 continue
@@ -498,6 +579,10 @@ class RepoCache:
             for dirpath, dirs, names in os.walk(top):
                 for name in dirs + names:
                     yield os.path.join(dirpath, name)
+        hashes = [h for name, h in self.store_links().items()
+                  if self.inspect_blob(name).kind == _store.STORE]
+        for path in _store.owned_paths(self.cache_dir, hashes):
+            yield path
 
     def links_to_snapshot(self, link):
         """True when `link` is a symlink that leads into this repository's snapshots."""
@@ -537,7 +622,7 @@ class RepoCache:
         for name in names:
             if not self.has_blob(name):
                 continue
-            ok, _actual = blob_matches_name(self.blob_path(name))
+            ok, _actual = blob_matches_name(self.blob_path(name), self.cache_dir)
             if not ok:
                 self.discard_blob(name)
                 bad.append(name)
@@ -674,6 +759,8 @@ def plan_ownership(paths, uid, gid, file_mode):
     pending = []
     for path in paths:
         st = os.lstat(path)
+        if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
+            continue  # FIFOs and devices are never handed out (apply_ownership skips them too)
         wrong_owner = (uid != -1 and st.st_uid != uid) or (gid != -1 and st.st_gid != gid)
         wrong_mode = False
         if file_mode is not None and not stat.S_ISLNK(st.st_mode):
@@ -685,12 +772,32 @@ def plan_ownership(paths, uid, gid, file_mode):
 
 
 def apply_ownership(paths, uid, gid, file_mode):
+    """Owner, group and mode through a descriptor opened without following the last component, so an entry
+    swapped for a symlink after it was planned is never chowned or chmodded through; links get lchown only."""
     for path in paths:
         st = os.lstat(path)
-        if uid != -1 or gid != -1:
-            os.lchown(path, uid, gid)
-        if file_mode is not None and not stat.S_ISLNK(st.st_mode):
-            os.chmod(path, dir_mode(file_mode) if stat.S_ISDIR(st.st_mode) else file_mode)
+        if stat.S_ISLNK(st.st_mode):
+            if uid != -1 or gid != -1:
+                os.lchown(path, uid, gid)
+            continue
+        if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
+            continue  # a FIFO or device in the cache is not ours to hand out
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOENT):
+                continue
+            raise
+        try:
+            now = os.fstat(fd)
+            if stat.S_IFMT(now.st_mode) != stat.S_IFMT(st.st_mode):
+                continue
+            if uid != -1 or gid != -1:
+                os.fchown(fd, uid, gid)
+            if file_mode is not None:
+                os.fchmod(fd, dir_mode(file_mode) if stat.S_ISDIR(now.st_mode) else file_mode)
+        finally:
+            os.close(fd)
 
 
 def link_target(link):

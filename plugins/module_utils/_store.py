@@ -24,9 +24,11 @@ Private to the justnews.huggingface collection: no compatibility promise.
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import re
 import stat
+import time
 
 STORE_DIR = "blobs"
 MARKER = ".huggingface-shared-blobs"
@@ -358,10 +360,34 @@ def owned_paths(cache_dir, hashes):
     return paths
 
 
-def remove_entry(cache_dir, xet_hash):
+def _lock_entry(prefix_fd, xet_hash, wait):
+    """huggingface_hub's own flock on <hash>.lock, taken for at most `wait` seconds: an owner of the cache who
+    holds it forever must not stall a root run. Returns the descriptor, or None when it was not taken."""
+    try:
+        fd = os.open(xet_hash + LOCK_SUFFIX, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o666,
+                     dir_fd=prefix_fd)
+    except OSError:
+        return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except OSError:
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                return None
+            time.sleep(0.1)
+
+
+def remove_entry(cache_dir, xet_hash, wait=10.0):
     """Unlink a store entry (a corrupt one) by name inside its real prefix folder; True when it was there.
 
-    The prefix folder is opened with O_NOFOLLOW, so a symlinked folder cannot lead the unlink elsewhere.
+    The prefix folder is opened with O_NOFOLLOW, so a symlinked folder cannot lead the unlink elsewhere; the
+    library's lock of the entry is held while it goes, so a download publishing it at that moment is not cut.
     """
     check_hash(xet_hash)
     top = os.open(cache_dir, os.O_RDONLY | os.O_DIRECTORY)
@@ -369,9 +395,12 @@ def remove_entry(cache_dir, xet_hash):
     try:
         fds.append(_open_dir(STORE_DIR, top, store_dir(cache_dir)))
         fds.append(_open_dir(xet_hash[:2], fds[-1], os.path.dirname(entry_path(cache_dir, xet_hash))))
-        os.unlink(xet_hash, dir_fd=fds[-1])
+        lock = _lock_entry(fds[-1], xet_hash, wait)
+        if lock is not None:
+            fds.append(lock)
+        os.unlink(xet_hash, dir_fd=fds[2])
         return True
-    except FileNotFoundError:
+    except (FileNotFoundError, StoreRefused):
         return False
     finally:
         for fd in fds:

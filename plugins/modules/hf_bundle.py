@@ -302,16 +302,16 @@ def build(module, p, result):
     for blob, info in sorted(table.items()):
         repo_id = info["files"][0][0]
         blob_paths[blob] = repos[repo_id].blob_path(blob)
-        if module.check_mode and not os.path.exists(blob_paths[blob]):
+        if module.check_mode and not repos[repo_id].has_blob(blob):
             continue
-        info["sha256"], _size = _bundle.hash_blob(blob_paths[blob], blob, info["files"])
+        info["sha256"], _size = _bundle.hash_blob(blob_paths[blob], blob, info["files"], p["cache_dir"])
     if module.check_mode:
         return
     for model in models:
         for f in model["files"]:
             f["sha256"] = table[f["blob"]]["sha256"]
     manifest = {"format": _bundle.FORMAT, "format_version": _bundle.FORMAT_VERSION, "models": models}
-    _bundle.write_archive(path, manifest, blob_paths, mode)
+    _bundle.write_archive(path, manifest, blob_paths, mode, p["cache_dir"])
     result["size"] = os.path.getsize(path)
 
 

@@ -195,6 +195,18 @@ options:
         O(listing) can refuse before anything is sent.
       - Only used for that check; nothing is written there.
     type: path
+  shared_blobs:
+    description:
+      - Whether the download may use the cache-wide shared blob store of C(huggingface_hub), where a file
+        fetched through Xet lives once in C(<cache>/blobs/<2 hex>/<xet hash>) and each repository's
+        C(blobs/<etag>) is a relative symlink to it.
+      - V(false) runs the download with E(HF_HUB_DISABLE_SHARED_BLOBS=1), so every blob is a regular file of its
+        repository; use it for caches on filesystems without symlinks. Blobs already in the store stay valid.
+      - Either way a blob that links into the store counts as present only when the link has exactly the
+        library's form (C(../../blobs/<2 hex>/<64 hex>)) and leads, without any other symlink on the way, to a
+        regular file inside O(cache_dir); its content is checked like any other file.
+    type: bool
+    default: true
 notes:
   - Runs the network steps in a child process that is killed at O(timeout), because C(huggingface_hub) sets no
     timeout on some requests. The child dies with the module process, however that ends.
@@ -203,6 +215,14 @@ notes:
   - Leftover C(*.incomplete) files from interrupted downloads are removed when no process holds their download
     lock; C(huggingface_hub) does not resume them across runs. Files that a killed run completed are checked
     against their checksum by the next run before anything uses them.
+  - With Xet downloads C(huggingface_hub) keeps file contents in a shared store (see O(shared_blobs)). The
+    module then also owns and sets the modes of what this repository's links lead to - C(<cache>/blobs), its
+    marker, and per used entry the prefix folder, the entry, its C(.refs) manifest and its lock - and nothing
+    else of the store. A store entry whose content fails its checksum is removed with the link, since the
+    library would link it again by size alone.
+  - Blobs taken in with O(blobs_from) become regular files of the repository (the plain layout, which
+    C(huggingface_hub) reads as well): the module cannot compute a Xet hash, so it never names a store entry.
+    A O(blobs_from) folder may be the C(blobs) folder of another cache whose blobs link into that cache's store.
   - "Keep the token off the controller's process list and out of verbose output: pass it as O(token) from a
     vaulted variable (or in C(module_defaults)), not with C(-a token=...) on the command line nor as a task
     C(environment) (printed at C(-vvvv))."
@@ -370,8 +390,10 @@ os.environ.pop("TRANSFORMERS_OFFLINE", None)
 
 HF_IMPORT_ERROR = None
 try:
+    from huggingface_hub import constants as hf_constants
     from huggingface_hub.utils import filter_repo_objects
 except ImportError:
+    hf_constants = None
     HF_IMPORT_ERROR = traceback.format_exc()
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -486,6 +508,11 @@ class Snapshot:
             raise Failure("owner or group does not exist on the host: %s; create it first or fix 'owner'/'group'"
                           % exc, INVALID_ARGUMENT)
         self.lock = None
+        if p.get("shared_blobs") is False:
+            # Read by the library at import (already done here) and at each download: set both before the fork.
+            os.environ["HF_HUB_DISABLE_SHARED_BLOBS"] = "1"
+            if hf_constants is not None:
+                hf_constants.HF_HUB_DISABLE_SHARED_BLOBS = True
 
     # --- input -------------------------------------------------------------
     def validate(self):
@@ -785,6 +812,8 @@ class Snapshot:
             self.result["downloaded_bytes"] = self.import_blobs(plan)
         elif plan.missing:
             expected = {f: self.repo.blob_name(plan.tree[f]) for f in plan.missing}
+            # A link the library would follow and take for the file (out of the store, dangling, a FIFO) goes first.
+            self.repo.clear_refused(expected.values())
             blobs_before = self.repo.blob_names()
             self.repo.write_pending(expected.values())
             self.network("downloading %d file(s) of %s at %s" % (len(plan.missing), p["repo_id"], plan.commit),
@@ -796,7 +825,7 @@ class Snapshot:
                               % (p["repo_id"], ", ".join(still_missing)), _hub.OTHER)
             new_blobs = self.repo.blob_names() - blobs_before
             self.result["downloaded_bytes"] = sum(
-                os.path.getsize(self.repo.blob_path(b)) for b in new_blobs) or plan.missing_bytes
+                self.repo.blob_size(b) for b in new_blobs) or plan.missing_bytes
         if p["verify_checksums"]:
             self.check_content(plan.commit, plan.wanted if p["offline"] else plan.absent, plan.tree)
         self.repo.clear_pending()
@@ -888,6 +917,7 @@ def main():
             blobs_from=dict(type="path"),
             free_space_margin=dict(type="raw", default="1G"),
             staging_dir=dict(type="path"),
+            shared_blobs=dict(type="bool", default=True),
         ),
         supports_check_mode=True,
     )

@@ -1,5 +1,6 @@
 """hf_snapshot against the local Hub: what an operator checks after a run."""
 
+import hashlib
 import json
 import os
 import shutil
@@ -10,6 +11,7 @@ import time
 
 import pytest
 
+from tools import shared_store
 from tools.harness import target_python
 from tools.hub.hubserver import COMMIT_A, COMMIT_B, GATED_COMMIT, GATED_REPO, MINILM_REPO
 
@@ -354,3 +356,123 @@ def test_a_second_cache_filled_from_the_first_sends_nothing_to_the_hub(hub, cach
     assert result["changed"] is True and result["downloaded_bytes"] == seed["downloaded_bytes"], result.get("msg")
     assert requests(hub) == 0
     assert offline_embedding(host_cache) == 384
+
+
+# --- the shared blob store of Xet downloads ---------------------------------------------------------------
+
+def store_cache(hub, cache, run, **extra):
+    """A cache as Xet downloads leave it: the LFS blob in <cache>/blobs/<2 hex>/<hash>, linked from the repo."""
+    result = run(args(hub, cache, revision=COMMIT_A, **extra))
+    assert result["changed"] is True, run.output
+    links = shared_store.publish(cache, FOLDER)
+    return result, links
+
+
+def library_snapshot(cache, revision):
+    """Where huggingface_hub itself, offline, finds the snapshot (it raises when anything is missing)."""
+    code = ("import huggingface_hub, sys\n"
+            "print(huggingface_hub.snapshot_download(%r, revision=%r, cache_dir=%r, local_files_only=True))\n"
+            % (MINILM_REPO, revision, str(cache)))
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_ENDPOINT="http://127.0.0.1:9")
+    proc = subprocess.run([target_python(), "-c", code], capture_output=True, text=True, env=env, timeout=120,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout.strip().splitlines()[-1]
+
+
+def test_a_warm_pinned_run_on_the_shared_store_changes_nothing_and_offline_holds(hub, cache, run):
+    seeded, links = store_cache(hub, cache, run)
+    etag, xet_hash = next(iter(links.items()))
+    entry = shared_store.entry(cache, xet_hash)
+    before = hashlib.sha256(open(entry, "rb").read()).hexdigest()
+    hub.reset()
+    result = run(args(hub, cache, revision=COMMIT_A))
+    assert result["changed"] is False and result["downloaded_files"] == [], result.get("msg")
+    assert requests(hub) == 0
+    offline = run(args(hub, cache, revision=COMMIT_A, offline=True))
+    assert offline["changed"] is False and not offline.get("failed"), offline.get("msg")
+    assert requests(hub) == 0
+    # the store is as the library left it: the link, the entry, its content
+    assert os.readlink(cache / FOLDER / "blobs" / etag) == "../../blobs/%s/%s" % (xet_hash[:2], xet_hash)
+    assert hashlib.sha256(open(entry, "rb").read()).hexdigest() == before == etag
+    assert library_snapshot(cache, COMMIT_A) == seeded["snapshot_path"]
+    assert offline_embedding(cache) == 384
+
+
+def test_a_corrupt_store_entry_is_an_integrity_failure_and_the_next_run_repairs_it(hub, cache, run):
+    _seeded, links = store_cache(hub, cache, run)
+    etag, xet_hash = next(iter(links.items()))
+    entry = shared_store.entry(cache, xet_hash)
+    size = os.path.getsize(entry)
+    os.chmod(entry, 0o644)
+    with open(entry, "r+b") as handle:  # same size, other bytes: the library's size check passes
+        handle.seek(size // 2)
+        handle.write(b"\0" * 64)
+    result = run(args(hub, cache, revision=COMMIT_A, offline=True))
+    assert result["failed"] is True and result["error_kind"] == "integrity", result
+    assert result["corrupt_files"] == [LFS_FILE]
+    # the bad entry and the links to it are gone, so no later download links it again by size
+    assert not os.path.lexists(entry)
+    assert not os.path.lexists(cache / FOLDER / "blobs" / etag)
+    assert not os.path.lexists(cache / FOLDER / "snapshots" / COMMIT_A / LFS_FILE)
+    assert (cache / FOLDER / "refs" / "main").read_text() == COMMIT_A
+    repaired = run(args(hub, cache, revision=COMMIT_A))
+    assert repaired["changed"] is True and repaired["downloaded_files"] == [LFS_FILE], repaired.get("msg")
+    data = (cache / FOLDER / "snapshots" / COMMIT_A / LFS_FILE).read_bytes()
+    assert hashlib.sha256(data).hexdigest() == etag
+    assert run(args(hub, cache, revision=COMMIT_A, offline=True))["changed"] is False
+
+
+def test_ownership_and_modes_reach_the_store_entries_the_repository_uses(hub, cache, run):
+    import pwd
+    _seeded, links = store_cache(hub, cache, run)
+    uid = pwd.getpwnam("nobody").pw_uid
+    root_before = cache.stat()
+    tag_before = (cache / "CACHEDIR.TAG").stat()
+    result = run(args(hub, cache, revision=COMMIT_A, owner="nobody", group="nogroup", mode="0640"))
+    assert result["changed"] is True, result.get("msg")
+    store = cache / "blobs"
+    paths = [store, store / ".huggingface-shared-blobs"]
+    for xet_hash in links.values():
+        entry = shared_store.entry(cache, xet_hash)
+        paths += [os.path.dirname(entry), entry, entry + ".refs", entry + ".lock"]
+    for path in paths:
+        st = os.lstat(path)
+        assert st.st_uid == uid, path
+        want = 0o750 if stat.S_ISDIR(st.st_mode) else 0o640
+        assert stat.S_IMODE(st.st_mode) == want, path
+    # the cache root and its tag are shared by every repository and stay as they were
+    assert (cache.stat().st_uid, cache.stat().st_mode) == (root_before.st_uid, root_before.st_mode)
+    assert (cache / "CACHEDIR.TAG").stat().st_uid == tag_before.st_uid
+    again = run(args(hub, cache, revision=COMMIT_A, owner="nobody", group="nogroup", mode="0640"))
+    assert again["changed"] is False, again.get("msg")
+
+
+def test_shared_blobs_false_fetches_into_regular_files(hub, cache, run):
+    result = run(args(hub, cache, revision=COMMIT_A, shared_blobs=False))
+    assert result["changed"] is True, result.get("msg")
+    blobs = cache / FOLDER / "blobs"
+    assert all(not os.path.islink(p) for p in blobs.iterdir())
+    assert not (cache / "blobs").exists()
+    assert library_snapshot(cache, COMMIT_A) == result["snapshot_path"]
+
+
+def test_a_host_fed_from_a_store_layout_cache_gets_regular_blobs_the_library_reads(hub, cache, run, tmp_path):
+    """The controller's cache holds Xet's layout; a host takes its blobs in (blobs_from) with no Hub in reach."""
+    seed, links = store_cache(hub, cache, run)
+    hub.reset()
+    host_cache = tmp_path / "host-cache"
+    base = {"repo_id": MINILM_REPO, "cache_dir": str(host_cache), "revision": COMMIT_A, "listing": seed["listing"],
+            "endpoint": "http://127.0.0.1:9"}
+    plan = run(base, check=True)
+    assert plan["changed"] is True
+    result = run(dict(base, blobs_from=str(cache / FOLDER / "blobs")))
+    assert result["changed"] is True and result["downloaded_bytes"] == seed["downloaded_bytes"], result.get("msg")
+    assert requests(hub) == 0
+    host_blobs = host_cache / FOLDER / "blobs"
+    for etag in links:
+        blob = host_blobs / etag
+        assert not blob.is_symlink() and hashlib.sha256(blob.read_bytes()).hexdigest() == etag
+    assert not (host_cache / "blobs").exists()
+    assert library_snapshot(host_cache, COMMIT_A) == result["snapshot_path"]
+    assert run(base)["changed"] is False
