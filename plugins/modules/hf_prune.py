@@ -23,9 +23,18 @@ description:
     when its last file was linked in).
   - Also removes partial downloads (C(blobs/*.incomplete)) older than O(incomplete_age) whose download lock
     (C(<cache>/.locks/<repo folder>/<blob>.lock)) no process holds.
-  - Nothing outside the repository folders (C(<cache>/models--owner--name)) is ever removed. A repository
-    whose folders (C(blobs), C(refs), C(snapshots), C(trees), a snapshot, or its C(.locks) folder) are
-    symlinks or files is refused before anything is removed.
+  - With C(huggingface_hub)'s shared blob store (files downloaded through Xet are kept once per cache in
+    C(<cache>/blobs/<2 hex>/<xet hash>), and a repository's C(blobs/<etag>) is a link to that entry), removing a
+    revision removes the repository's links; after every repository is pruned, the store entries that no link in
+    any repository folder leads to any more are freed, with their C(.refs) manifest. Which entries are still used
+    is decided from the links themselves (read, never followed), not from the C(.refs) manifests; each entry is
+    freed under the library's own entry lock, and kept when a running process has it open. With O(repo_id),
+    only the entries that this repository's removed links led to are freed.
+  - Nothing outside the repository folders (C(<cache>/models--owner--name)) and the shared store
+    (C(<cache>/blobs)) is ever removed. A repository whose folders (C(blobs), C(refs), C(snapshots), C(trees), a
+    snapshot, or its C(.locks) folder) are symlinks or files is refused before anything is removed. A blob that is
+    a link leading anywhere but into the store, a store entry or manifest that is not a regular file (a FIFO, a
+    device, a symlink) is never opened or followed; it is left in place and reported in RV(refused) with a fix.
 author:
   - JustNews maintainers (@justnews)
 attributes:
@@ -33,13 +42,14 @@ attributes:
     description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details:
-      - Lists the revisions, blobs and partial downloads that would be removed and the bytes that would be
-        freed, and removes nothing.
+      - Lists the revisions, blobs, shared store entries and partial downloads that would be removed and the
+        bytes that would be freed, and removes nothing.
   diff_mode:
     description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
     details:
-      - Shows the revisions and partial downloads of each repository before and after.
+      - Shows the revisions and partial downloads of each repository, and the shared store entries that are
+        freed, before and after.
   idempotent:
     description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
     support: full
@@ -163,8 +173,26 @@ removed_incomplete:
   type: list
   elements: dict
   sample: [{"repo_id": "sentence-transformers/all-MiniLM-L6-v2", "file": "53aa5117.incomplete", "size": 4194304}]
+removed_store_entries:
+  description: Entries of the shared blob store freed because no link leads to them any more (in check mode,
+    that would be), with their bytes.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"xet_hash": "53aa511730a1a9dbd2d3bd2ec36ec5a4b3a4e3ae7df93c3b0d5c7e4c2a0b9f11", "size": 90868376,
+            "path": "/var/cache/hf/hub/blobs/53/53aa511730a1a9dbd2d3bd2ec36ec5a4b3a4e3ae7df93c3b0d5c7e4c2a0b9f11"}]
+refused:
+  description: What the prune left alone because it is not what C(huggingface_hub) makes - a blob linking outside
+    the store, a store entry or manifest that is not a regular file, a manifest line naming something outside the
+    repositories' blobs - each with the reason and the fix. Also given as warnings.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"path": "/var/cache/hf/hub/blobs/ab/ab12...", "reason": "store entry is a FIFO, not a regular file;
+            never opened", "fix": "remove /var/cache/hf/hub/blobs/ab/ab12... by hand after finding out what made it"}]
 freed_bytes:
-  description: Bytes of the files removed (in check mode, that would be) - blobs, listings and partial downloads.
+  description: Bytes of the files removed (in check mode, that would be) - blobs, shared store entries, listings and
+    partial downloads.
   returned: always
   type: int
   sample: 90878931
@@ -182,6 +210,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.justnews.huggingface.plugins.module_utils import _cache
 from ansible_collections.justnews.huggingface.plugins.module_utils import _prune
+from ansible_collections.justnews.huggingface.plugins.module_utils import _store
 
 
 class Failure(Exception):
@@ -197,7 +226,8 @@ class Prune:
         self.p = module.params
         self.cache_dir = self.p["cache_dir"] or _cache.default_cache_dir(os.environ)
         self.result = {"changed": False, "cache_dir": self.cache_dir, "removed_revisions": [], "kept": [],
-                       "removed_blobs": [], "removed_incomplete": [], "freed_bytes": 0}
+                       "removed_blobs": [], "removed_incomplete": [], "removed_store_entries": [], "refused": [],
+                       "freed_bytes": 0}
         self.validate()
         self.links = {link: _prune.link_targets(link) for link in self.p["links"]}
 
@@ -237,12 +267,21 @@ class Prune:
         busy = _prune.open_paths()
         # Every repository is checked before anything is removed from any of them.
         plans = [self.plan(repo_id, repo_type, busy) for repo_id, repo_type in self.repos()]
+        whole = self.p["repo_id"] is None
+        store = _prune.plan_store(self.cache_dir, plans, busy, scope=None if whole else set())
         done = []
         for plan in plans:
             if not self.module.check_mode and (plan.remove or plan.incomplete):
                 plan = self.apply(plan)
             done.append(plan)
-        self.report(done)
+        freed = store.entries
+        if not self.module.check_mode:
+            # The store is planned again from the links left on disk once the revisions are gone.
+            busy = _prune.open_paths()
+            store = _prune.plan_store(self.cache_dir, [], busy, scope=None if whole else store.released)
+            freed = _prune.apply_store(store, busy, self.p["timeout"])
+            self.result["changed"] |= bool(freed)
+        self.report(done, store, freed)
         return self.result
 
     def apply(self, plan):
@@ -261,7 +300,7 @@ class Prune:
             self.result["changed"] = True
         return plan
 
-    def report(self, plans):
+    def report(self, plans, store, freed):
         r = self.result
         for plan in plans:
             who = {"repo_id": plan.repo_id, "repo_type": plan.repo_type}
@@ -269,10 +308,21 @@ class Prune:
             r["kept"] += [dict(who, commit=rev.commit, reasons=rev.reasons) for rev in plan.keep]
             r["removed_blobs"] += [dict(who, name=name, size=size) for name, size in plan.blobs]
             r["removed_incomplete"] += [dict(who, file=name, size=size) for name, size in plan.incomplete]
+            r["refused"] += [item.as_dict() for item in plan.refused]
             r["freed_bytes"] += plan.freed
+        r["removed_store_entries"] = [
+            {"xet_hash": h, "size": size, "path": _store.entry_path(self.cache_dir, h)} for h, size in freed]
+        r["freed_bytes"] += sum(size for _h, size in freed)
+        r["refused"] += [item.as_dict() for item in store.refused]
+        for item in r["refused"]:
+            self.module.warn("hf_prune left %s alone: %s. Fix: %s" % (item["path"], item["reason"], item["fix"]))
         if self.module.check_mode:
-            r["changed"] = bool(r["removed_revisions"] or r["removed_incomplete"])
+            r["changed"] = bool(r["removed_revisions"] or r["removed_incomplete"] or freed)
         r["diff"] = {"before": self.state(plans, removed=False), "after": self.state(plans, removed=True)}
+        if store.entries or freed:
+            r["diff"]["before"]["blobs"] = {"entries": sorted({h for h, _size in store.entries + list(freed)})}
+            r["diff"]["after"]["blobs"] = {"entries": sorted(
+                {h for h, _size in store.entries} - {h for h, _size in freed})}
 
     @staticmethod
     def state(plans, removed):
