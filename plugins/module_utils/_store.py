@@ -263,6 +263,29 @@ def is_store(cache_dir):
         os.close(fd)
 
 
+def unsound_paths(cache_dir):
+    """Paths that would lead huggingface_hub's own store code out of the cache: a `blobs` store folder, marker
+    or prefix folder that is a symlink (or a prefix that is not a directory). The library follows them for its
+    locks, manifests and entries, so a download must not use the store while any exists."""
+    top = store_dir(cache_dir)
+    st = _lstat(top)
+    if st is None:
+        return []
+    if not stat.S_ISDIR(st.st_mode):
+        return [top] if stat.S_ISLNK(st.st_mode) else []
+    bad = []
+    for name in sorted(os.listdir(top)):
+        path = os.path.join(top, name)
+        st = _lstat(path)
+        if st is None:
+            continue
+        if name == MARKER and not stat.S_ISREG(st.st_mode):
+            bad.append(path)
+        elif PREFIX_RE.match(name) and not stat.S_ISDIR(st.st_mode):
+            bad.append(path)
+    return bad
+
+
 def entries(cache_dir):
     """{xet hash: size} of every valid entry: a regular file named by its hash in its own prefix folder."""
     found = {}

@@ -383,6 +383,7 @@ from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_requ
 
 from ansible_collections.justnews.huggingface.plugins.module_utils import _cache
 from ansible_collections.justnews.huggingface.plugins.module_utils import _hub
+from ansible_collections.justnews.huggingface.plugins.module_utils import _store
 
 # huggingface_hub reads these at import time; a module run must reach the Hub and print nothing on stdout.
 os.environ.update(HF_HUB_OFFLINE="0", HF_HUB_DISABLE_PROGRESS_BARS="1", HF_HUB_DISABLE_TELEMETRY="1")
@@ -814,6 +815,7 @@ class Snapshot:
             expected = {f: self.repo.blob_name(plan.tree[f]) for f in plan.missing}
             # A link the library would follow and take for the file (out of the store, dangling, a FIFO) goes first.
             self.repo.clear_refused(expected.values())
+            self.guard_store()
             blobs_before = self.repo.blob_names()
             self.repo.write_pending(expected.values())
             self.network("downloading %d file(s) of %s at %s" % (len(plan.missing), p["repo_id"], plan.commit),
@@ -837,6 +839,19 @@ class Snapshot:
         snapshot = self.repo.snapshot_path(plan.commit)
         if p["link"] and plan.old_link != snapshot:
             _cache.swap_link(p["link"], snapshot, self.uid, self.gid)
+
+    def guard_store(self):
+        """Keep the download out of a shared store that leads elsewhere: the library would follow it."""
+        if hf_constants is None or hf_constants.HF_HUB_DISABLE_SHARED_BLOBS:
+            return
+        unsound = _store.unsound_paths(self.cache_dir)
+        if unsound:
+            self.module.warn("the shared blob store of %s is not sound (%s is a symlink or not what huggingface_hub"
+                             " makes): this download keeps its files in the repository's own blobs folder; remove"
+                             " %s so that downloads share files again" % (self.cache_dir, unsound[0],
+                                                                         ", ".join(unsound)))
+            os.environ["HF_HUB_DISABLE_SHARED_BLOBS"] = "1"
+            hf_constants.HF_HUB_DISABLE_SHARED_BLOBS = True
 
     def import_blobs(self, plan):
         """Copy the missing files in from blobs_from, each checked against its id on the way; return bytes."""

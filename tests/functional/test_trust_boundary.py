@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from tools import shared_store
 from tools.harness import target_python
 from tools.hub.hubserver import COMMIT_A, COMMIT_B, MINILM_REPO
 from test_hf_snapshot import FOLDER, LFS_FILE, args, offline_embedding
@@ -388,3 +389,75 @@ def test_an_agent_downloading_at_the_same_moment_is_not_disturbed(hub, cache, ru
     assert result.get("failed") is not True, result.get("msg")
     assert blobs_match_their_names(cache)
     assert offline_embedding(cache) == 384
+
+
+# --- the shared blob store of Xet downloads ---------------------------------------------------------------
+
+def _outside_stats(tmp_path, cache):
+    stats = {p: os.lstat(p) for p in outside_state(tmp_path, cache)}
+    return {p: (st.st_uid, st.st_mode, st.st_size, st.st_mtime_ns) for p, st in stats.items()}
+
+
+def _point_blob(blob, target):
+    blob.unlink()
+    os.symlink(target, blob)
+
+
+def _hostile_store(case, cache, blob, xet_hash, victim, elsewhere):
+    """Tamper with the store as its owner could; `victim` outside the cache holds the entry's very bytes."""
+    entry = shared_store.entry(cache, xet_hash)
+    prefix = os.path.dirname(entry)
+    if case == "absolute link":
+        _point_blob(blob, str(victim))
+    elif case == "link leading out":
+        _point_blob(blob, os.path.relpath(victim, blob.parent))
+    elif case == "link to a FIFO in the store":
+        os.unlink(entry)
+        os.mkfifo(entry)
+    elif case == "symlinked prefix folder":
+        os.rename(prefix, elsewhere / xet_hash[:2])
+        os.symlink(elsewhere / xet_hash[:2], prefix)
+    elif case == "symlinked store folder":
+        os.rename(cache / "blobs", elsewhere / "blobs")
+        os.symlink(elsewhere / "blobs", cache / "blobs")
+    elif case == "dangling link":
+        os.unlink(entry)
+    elif case == "wrong prefix":
+        wrong = cache / "blobs" / "00"
+        wrong.mkdir(exist_ok=True)
+        (wrong / xet_hash).write_bytes(victim.read_bytes())
+        _point_blob(blob, "../../blobs/00/" + xet_hash)
+
+
+@pytest.mark.parametrize("case", ["absolute link", "link leading out", "link to a FIFO in the store",
+                                  "symlinked prefix folder", "symlinked store folder", "dangling link",
+                                  "wrong prefix"])
+def test_a_hostile_store_link_is_never_followed_and_is_fetched_anew(hub, cache, run, tmp_path, case):
+    run(args(hub, cache, revision=COMMIT_A))
+    links = shared_store.publish(cache, FOLDER)
+    etag = next(name for name in links if (cache / FOLDER / "snapshots" / COMMIT_A / LFS_FILE).resolve().name
+                in (name, links[name]))
+    blob = cache / FOLDER / "blobs" / etag
+    victim = tmp_path / "victim.bin"
+    victim.write_bytes(open(shared_store.entry(cache, links[etag]), "rb").read())
+    victim.chmod(0o600)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    _hostile_store(case, cache, blob, links[etag], victim, elsewhere)
+    outside_before = _outside_stats(tmp_path, cache)
+
+    offline = run(args(hub, cache, revision=COMMIT_A, offline=True), timeout=120)
+    assert offline["failed"] is True and offline["error_kind"] == "incomplete", offline
+    assert LFS_FILE in offline["missing_files"]
+
+    result = run(args(hub, cache, revision=COMMIT_A, owner="nobody", mode="0600"), timeout=300)
+    assert result["changed"] is True and result["downloaded_files"] == [LFS_FILE], result.get("msg")
+    # nothing outside the cache was touched: not its owner, not its mode, not its bytes
+    assert _outside_stats(tmp_path, cache) == outside_before
+    assert hashlib.sha256(victim.read_bytes()).hexdigest() == etag
+    # the snapshot's file is the right content, reached inside the cache
+    served = cache / FOLDER / "snapshots" / COMMIT_A / LFS_FILE
+    assert os.path.realpath(served).startswith(os.path.realpath(cache) + os.sep)
+    assert not os.path.realpath(served).startswith(str(elsewhere))
+    assert hashlib.sha256(served.read_bytes()).hexdigest() == etag
+    assert run(args(hub, cache, revision=COMMIT_A, owner="nobody", mode="0600", offline=True))["changed"] is False
