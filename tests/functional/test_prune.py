@@ -3,31 +3,55 @@
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import time
 
+import hashlib
+
 import pytest
 
 from tests.functional.conftest import Runner
+from tools import shared_store
 from tools.harness import controller_bin, target_python
-from tools.hub.hubserver import COMMIT_A, COMMIT_B, MINILM_REPO
+from tools.hub.hubserver import COMMIT_A, COMMIT_B, GATED_COMMIT, GATED_REPO, MINILM_REPO
 
 FOLDER = "models--sentence-transformers--all-MiniLM-L6-v2"
+GATED_FOLDER = "models--justnews-test--gated-minilm"
+
+
+def fetch_into(hub, collections_path, work, cache, fetches):
+    """Fill a cache with hf_snapshot; its LFS files end in the shared store (Xet downloads put them there, and a
+    plain-LFS Hub's are moved there with the library's own publish_blob_to_shared_store)."""
+    fetch = Runner(collections_path, work)
+    for repo_id, revision, token in fetches:
+        args = {"repo_id": repo_id, "cache_dir": str(cache), "endpoint": hub.url, "timeout": 120,
+                "revision": revision, "free_space_margin": 0}
+        if token:
+            args["token"] = token
+        result = fetch(args)
+        assert result["changed"] is True, fetch.output
+        folder = "models--" + repo_id.replace("/", "--")
+        shared_store.publish(cache, folder)
+        time.sleep(1.1)  # the snapshots differ in age
+    return cache
 
 
 @pytest.fixture(scope="module")
 def template(hub, collections_path, tmp_path_factory):
     """A cache with COMMIT_A (fetched as tag v1) and, later, COMMIT_B (main), as hf_snapshot leaves it."""
     work = tmp_path_factory.mktemp("prune-template")
-    fetch = Runner(collections_path, work)
-    cache = work / "hub"
-    for revision in ("v1", "main"):
-        result = fetch({"repo_id": MINILM_REPO, "cache_dir": str(cache), "endpoint": hub.url, "timeout": 120,
-                        "revision": revision, "free_space_margin": 0})
-        assert result["changed"] is True, fetch.output
-        time.sleep(1.1)  # the two snapshots differ in age
-    return cache
+    return fetch_into(hub, collections_path, work, work / "hub",
+                      [(MINILM_REPO, "v1", None), (MINILM_REPO, "main", None)])
+
+
+@pytest.fixture(scope="module")
+def shared_template(hub, collections_path, tmp_path_factory):
+    """COMMIT_A of MiniLM (tag v1) and the gated repository, whose files are the same: one store entry each."""
+    work = tmp_path_factory.mktemp("prune-shared")
+    return fetch_into(hub, collections_path, work, work / "hub",
+                      [(MINILM_REPO, "v1", None), (GATED_REPO, "main", hub.token)])
 
 
 @pytest.fixture
@@ -69,20 +93,52 @@ def prune(collections_path, tmp_path):
     return Prune(collections_path, tmp_path)
 
 
-def blobs_of(cache, commit):
-    snap = cache / FOLDER / "snapshots" / commit
-    return {os.path.basename(os.path.realpath(p)) for p in snap.rglob("*") if p.is_symlink()}
+def blobs_of(cache, commit, folder=FOLDER):
+    """The repository blobs (etags) a snapshot's links name, read from the links."""
+    snap = cache / folder / "snapshots" / commit
+    return {os.path.basename(os.readlink(p)) for p in snap.rglob("*") if p.is_symlink()}
 
 
 def size(path):
-    return os.lstat(path).st_size if path.exists() else 0
+    """Bytes a path holds itself: a link into the store holds none (its entry is counted on its own)."""
+    return os.lstat(path).st_size if os.path.lexists(path) and not os.path.islink(path) else 0
+
+
+def store_users(cache):
+    """{xet hash: {etag links}} over every repository folder of the cache."""
+    users = {}
+    for folder in os.listdir(cache):
+        if folder.startswith("models--"):
+            for etag, xet_hash in shared_store.store_links(cache, folder).items():
+                users.setdefault(xet_hash, set()).add((folder, etag))
+    return users
 
 
 def expected_freed(cache, gone, stays):
-    """Bytes of the blobs only the removed revisions link to, plus their listings."""
+    """Bytes of the blobs only the removed revisions link to, their listings, and the store entries that no
+    remaining link leads to."""
     only = set().union(*(blobs_of(cache, c) for c in gone)) - set().union(set(), *(blobs_of(cache, c) for c in stays))
     blobs = cache / FOLDER / "blobs"
-    return sum(size(blobs / b) for b in only) + sum(size(cache / FOLDER / "trees" / (c + ".json")) for c in gone), only
+    freed = sum(size(blobs / b) for b in only) + sum(size(cache / FOLDER / "trees" / (c + ".json")) for c in gone)
+    entries = {h for h, users in store_users(cache).items() if users <= {(FOLDER, b) for b in only}}
+    return freed + sum(size(shared_store.entry(cache, h)) for h in entries), only
+
+
+def verifies_offline(cache, repo_id, commit):
+    """huggingface_hub finds the revision offline, and every file reads back with the listing's hash."""
+    from huggingface_hub import snapshot_download
+
+    path = snapshot_download(repo_id, revision=commit, cache_dir=str(cache), local_files_only=True)
+    folder = "models--" + repo_id.replace("/", "--")
+    assert path == str(cache / folder / "snapshots" / commit)
+    listing = json.loads((cache / folder / "trees" / (commit + ".json")).read_text())["files"]
+    for name, entry in listing.items():
+        data = (cache / folder / "snapshots" / commit / name).read_bytes()
+        if entry.get("lfs_sha256"):
+            assert hashlib.sha256(data).hexdigest() == entry["lfs_sha256"], name
+        else:
+            assert hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest() == entry["blob_id"], name
+    return True
 
 
 def snapshot_loads(cache, commit):
@@ -118,6 +174,7 @@ def test_an_unreferenced_old_revision_goes_and_frees_exactly_its_own_blobs(cache
     assert not (cache / FOLDER / "trees" / (COMMIT_A + ".json")).exists()
     assert not any((cache / FOLDER / "blobs" / b).exists() for b in only_a)
     assert snapshot_loads(cache, COMMIT_B)  # the shared blobs stayed
+    assert verifies_offline(cache, MINILM_REPO, COMMIT_B)
     assert set(kept(result, COMMIT_B)) == {"ref main", "recent"}
 
     again = prune(args)
@@ -175,11 +232,27 @@ def test_without_any_protection_everything_of_the_repository_goes_and_nothing_el
     sentinel.write_text("not a repository")
     total = sum(size(p) for p in (cache / FOLDER / "blobs").iterdir()) + \
         sum(size(p) for p in (cache / FOLDER / "trees").iterdir())
-    result = prune({"cache_dir": str(cache), "keep": 0})
+    entries = store_users(cache)
+    assert entries, "the cache has no shared store entries"
+    total += sum(size(shared_store.entry(cache, h)) for h in entries)
+    checked = prune({"cache_dir": str(cache), "keep": 0}, check=True, diff=True)
+    assert checked["freed_bytes"] == total
+    assert {e["xet_hash"] for e in checked["removed_store_entries"]} == set(entries)
+    assert checked["diff"]["before"]["blobs"]["entries"] == sorted(entries)
+    assert all(os.path.isfile(shared_store.entry(cache, h)) for h in entries)  # check mode freed nothing
+    result = prune({"cache_dir": str(cache), "keep": 0}, diff=True)
     assert result["freed_bytes"] == total
+    assert {(e["xet_hash"], e["size"]) for e in result["removed_store_entries"]} == {
+        (e["xet_hash"], e["size"]) for e in checked["removed_store_entries"]}
+    assert result["diff"]["after"]["blobs"]["entries"] == []
     assert list((cache / FOLDER / "snapshots").iterdir()) == []
     assert list((cache / FOLDER / "blobs").iterdir()) == []
+    for xet_hash in entries:
+        assert not os.path.lexists(shared_store.entry(cache, xet_hash))
+        assert not os.path.lexists(shared_store.entry(cache, xet_hash) + ".refs")
     assert sentinel.read_text() == "not a repository"
+    assert (cache / "blobs" / ".huggingface-shared-blobs").is_file()  # the store itself stays
+    assert prune({"cache_dir": str(cache), "keep": 0})["changed"] is False
 
 
 def test_abandoned_partial_downloads_go_unless_a_download_holds_their_lock_or_they_are_fresh(cache, prune):
@@ -265,3 +338,59 @@ def test_the_prune_playbook_keeps_the_configured_revisions_and_prints_what_it_fr
     assert "pinned, ref main" in out
     out = playbook()
     assert "freed 0 bytes" in out and "changed=0" in out
+
+
+def test_a_store_entry_another_repository_links_to_stays_and_still_verifies(shared_template, prune, tmp_path):
+    cache = tmp_path / "hub"
+    shutil.copytree(shared_template, cache, symlinks=True)
+    shutil.rmtree(cache / FOLDER / "refs")  # MiniLM: nothing protects COMMIT_A any more
+    (cache / FOLDER / "refs").mkdir()
+    shared = {h for h, users in store_users(cache).items() if {f for f, _e in users} == {FOLDER, GATED_FOLDER}}
+    assert shared, "the two repositories share no store entry"
+
+    result = prune({"cache_dir": str(cache), "repo_id": MINILM_REPO, "keep": 0})
+    assert result.get("failed") is not True, result.get("msg")
+    assert [r["commit"] for r in result["removed_revisions"]] == [COMMIT_A]
+    assert result["removed_store_entries"] == []  # every entry of COMMIT_A is also the gated repository's
+    assert not (cache / FOLDER / "snapshots" / COMMIT_A).exists()
+    assert all(os.path.isfile(shared_store.entry(cache, h)) for h in shared)
+    assert verifies_offline(cache, GATED_REPO, GATED_COMMIT)
+
+    # Once the gated repository goes too, nothing links to the entries: they are freed, with their bytes.
+    shutil.rmtree(cache / GATED_FOLDER / "refs")
+    (cache / GATED_FOLDER / "refs").mkdir()
+    sizes = {h: size(shared_store.entry(cache, h)) for h in shared}
+    result = prune({"cache_dir": str(cache), "keep": 0})
+    assert {e["xet_hash"]: e["size"] for e in result["removed_store_entries"]} == sizes
+    assert not any(os.path.lexists(shared_store.entry(cache, h)) for h in shared)
+
+
+def test_hostile_store_entries_and_links_are_reported_and_never_followed(cache, prune, tmp_path):
+    (cache / FOLDER / "refs" / "v1").unlink()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    secret = outside / "secret"
+    secret.write_text("root's file")
+    links = shared_store.store_links(cache, FOLDER)
+    only_a = blobs_of(cache, COMMIT_A) - blobs_of(cache, COMMIT_B)
+    # a blob of COMMIT_A that leaves the store, and a FIFO in place of an entry nothing else uses
+    foreign = cache / FOLDER / "blobs" / sorted(only_a)[0]
+    foreign.unlink()
+    foreign.symlink_to(secret)
+    fifo_hash = "ab" * 32
+    os.makedirs(cache / "blobs" / "ab", exist_ok=True)
+    os.mkfifo(shared_store.entry(cache, fifo_hash))
+    with open(shared_store.entry(cache, next(iter(links.values()))) + ".refs", "a") as handle:
+        handle.write("../../../outside/secret\n")
+
+    result = prune({"cache_dir": str(cache), "keep": 0})
+    assert result.get("failed") is not True, result.get("msg")
+    assert [r["commit"] for r in result["removed_revisions"]] == [COMMIT_A]
+    refused = {r["path"]: r for r in result["refused"]}
+    assert str(foreign) in refused and "rm" in refused[str(foreign)]["fix"]
+    assert "a FIFO" in refused[shared_store.entry(cache, fifo_hash)]["reason"]
+    assert any("outside/secret" in r["reason"] for r in result["refused"])
+    assert secret.read_text() == "root's file" and foreign.is_symlink()
+    assert stat.S_ISFIFO(os.lstat(shared_store.entry(cache, fifo_hash)).st_mode)
+    assert verifies_offline(cache, MINILM_REPO, COMMIT_B)
+    assert "left" in prune.output and "alone" in prune.output  # warned as well
