@@ -16,9 +16,11 @@ import os
 import pwd
 import re
 import shlex
+import stat
 import subprocess
 
 from ansible_collections.justnews.huggingface.plugins.module_utils import _cache
+from ansible_collections.justnews.huggingface.plugins.module_utils import _store
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
 RANK = {SKIP: 0, OK: 1, WARN: 2, FAIL: 3}
@@ -237,6 +239,8 @@ class Doctor:
             if missing:
                 self.add("model", subject, FAIL, "%d of %d files missing at %s: %s"
                          % (len(missing), len(wanted), commit, ", ".join(missing[:5])), fix)
+                for problem in blob_problems(repo, commit, missing):
+                    self.add(*problem)
                 return
             size = sum(int(tree[path].get("size") or 0) for path in wanted)
             if self.p["verify_checksums"]:
@@ -409,6 +413,71 @@ class Doctor:
             self.add("journal", name, OK, detail)
 
 
+def _kind(mode):
+    for test, name in ((stat.S_ISLNK, "a symlink"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _entry_kind(cache_dir, xet_hash):
+    try:
+        return _kind(os.lstat(_store.entry_path(cache_dir, xet_hash)).st_mode)
+    except OSError:
+        return "not there"
+
+
+def blob_problems(repo, commit, paths):
+    """Why each snapshot file is not readable through the cache: findings (check, subject, verdict, detail, fix)
+    for a dangling link, a link that leaves the repository's blobs or the shared store (a foreign link), and a
+    store entry that is not a regular file. Links are read, never followed; nothing is opened."""
+    found = []
+    refetch = "then run justnews.huggingface.prefetch for this host (it fetches the file again)"
+    for path in paths:
+        entry = os.path.join(repo.snapshot_path(commit), path)
+        try:
+            st = os.lstat(entry)
+        except OSError:
+            continue  # plainly missing: the model finding names it
+        if not stat.S_ISLNK(st.st_mode):
+            continue
+        target = os.readlink(entry)
+        named = os.path.normpath(os.path.join(os.path.dirname(entry), target))
+        if os.path.dirname(named) != os.path.normpath(repo.blobs) or not _cache.BLOB_RE.match(os.path.basename(named)):
+            found.append(("blob", entry, FAIL, "foreign link: the snapshot file %s links to %r, outside this"
+                          " repository's blobs folder" % (path, target),
+                          "rm %s (removes the link only; do not follow it), find out what made it, %s"
+                          % (entry, refetch)))
+            continue
+        blob = _store.inspect_blob(repo.cache_dir, named)
+        if blob.kind == _store.MISSING:
+            found.append(("blob", entry, FAIL, "dangling link: the snapshot file %s links to the blob %s, which is"
+                          " not there" % (path, named), "rm %s, %s" % (entry, refetch)))
+        elif blob.kind != _store.REFUSED:
+            continue
+        elif blob.xet_hash is None and os.path.islink(named):
+            found.append(("blob", named, FAIL, "foreign link: the blob of %s links to %r, not into the shared store"
+                          " (../../blobs/<2 hex>/<xet hash>)" % (path, os.readlink(named)),
+                          "rm %s (removes the link only; do not follow it), find out what made it, %s"
+                          % (named, refetch)))
+        elif blob.xet_hash is None:
+            found.append(("blob", named, FAIL, "the blob of %s is %s, not a regular file or a link into the shared"
+                          " store" % (path, _kind(os.lstat(named).st_mode)),
+                          "rm %s after finding out what made it, %s" % (named, refetch)))
+        elif _entry_kind(repo.cache_dir, blob.xet_hash) == "not there":
+            found.append(("blob", named, FAIL, "dangling link: the blob of %s links to the store entry %s, which is"
+                          " not there" % (path, _store.entry_path(repo.cache_dir, blob.xet_hash)),
+                          "rm %s, %s" % (named, refetch)))
+        else:
+            where = _store.entry_path(repo.cache_dir, blob.xet_hash)
+            found.append(("blob", where, FAIL, "the store entry of %s is %s, not a regular file (never opened)"
+                          % (path, _entry_kind(repo.cache_dir, blob.xet_hash)),
+                          "rm %s as root after finding out what made it (the cache's owner can write the store),"
+                          " %s" % (where, refetch)))
+    return found
+
+
 def instance(unit):
     match = re.match(r"^[^@]*@([^.]*)\.", unit)
     return match.group(1) if match else ""
@@ -469,10 +538,20 @@ def access_problems(cache, folders, commits):
             for name in names:
                 path = os.path.join(dirpath, name)
                 try:
-                    with open(path, "rb") as handle:
-                        handle.read(1)
+                    # O_NONBLOCK: a FIFO planted in the store must not hang the check
+                    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
                 except OSError as exc:
                     problems.append("cannot read %s (%s)" % (os.path.relpath(path, cache), exc.strerror))
+                    continue
+                try:
+                    if stat.S_ISREG(os.fstat(fd).st_mode):
+                        os.read(fd, 1)
+                    else:
+                        problems.append("%s is not a regular file" % os.path.relpath(path, cache))
+                except OSError as exc:
+                    problems.append("cannot read %s (%s)" % (os.path.relpath(path, cache), exc.strerror))
+                finally:
+                    os.close(fd)
     return problems
 
 

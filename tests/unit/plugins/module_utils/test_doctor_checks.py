@@ -119,3 +119,115 @@ def test_select_follows_allow_and_ignore_patterns():
 def test_worst_verdict():
     assert _doctor.worst([_doctor.finding("a", "b", "ok", ""), _doctor.finding("a", "b", "warn", "")]) == "warn"
     assert _doctor.worst([]) == "skip"
+
+
+# --- a model's files through the shared blob store ------------------------------------------------------------
+
+COMMIT = "c" * 40
+
+
+def store_cache(tmp_path, files):
+    """A cache as huggingface_hub leaves it after Xet downloads: every file's content a store entry, the
+    repository's blob a relative link to it, the listing and refs/main as hf_snapshot writes them."""
+    import hashlib
+    import json
+    from ansible_collections.justnews.huggingface.plugins.module_utils import _cache, _store
+    cache = tmp_path / "hub"
+    repo = _cache.RepoCache(str(cache), "org/name")
+    os.makedirs(os.path.join(str(cache), "blobs"))
+    (cache / "blobs" / _store.MARKER).write_text("1\n")
+    listing = {}
+    for path, data in files.items():
+        sha = hashlib.sha256(data).hexdigest()
+        xet_hash = hashlib.sha256(b"xet" + data).hexdigest()
+        entry = _store.entry_path(str(cache), xet_hash)
+        os.makedirs(os.path.dirname(entry), exist_ok=True)
+        with open(entry, "wb") as handle:
+            handle.write(data)
+        os.makedirs(repo.blobs, exist_ok=True)
+        os.symlink(_store.link_target(xet_hash), os.path.join(repo.blobs, sha))
+        link = os.path.join(repo.root, "snapshots", COMMIT, path)
+        os.makedirs(os.path.dirname(link), exist_ok=True)
+        os.symlink(os.path.relpath(os.path.join(repo.blobs, sha), os.path.dirname(link)), link)
+        listing[path] = {"size": len(data), "blob_id": hashlib.sha1(b"x").hexdigest(), "lfs_sha256": sha}
+    os.makedirs(os.path.join(repo.root, "refs"))
+    (cache / repo.folder_name / "refs" / "main").write_text(COMMIT)
+    os.makedirs(os.path.join(repo.root, "trees"))
+    (cache / repo.folder_name / "trees" / (COMMIT + ".json")).write_text(
+        json.dumps({"format_version": 1, "files": listing}))
+    return cache, repo
+
+
+def model_doctor(cache):
+    p = dict(cache_dir=str(cache), models=[{"repo_id": "org/name", "repo_type": "model", "revision": "main"}],
+             units=[], ready_urls={}, expected_env={}, managed_env=[], sourced_files=[], endpoint="http://127.0.0.1:9",
+             reach_hub=False, token_file=None, token_expected=False, verify_checksums=True, journal=False, timeout=1)
+    return _doctor.Doctor(p, None, lambda user, func, *args: [], None)
+
+
+def test_a_model_in_the_store_verifies_through_its_links(tmp_path):
+    cache, _repo = store_cache(tmp_path, {"model.safetensors": b"weights" * 100, "config.json": b"{}"})
+    doctor = model_doctor(cache)
+    doctor.check_model(doctor.p["models"][0])
+    (model,) = doctor.findings
+    assert model["verdict"] == "ok" and "2 files" in model["detail"] and "checksums verified" in model["detail"]
+
+
+def test_corrupt_store_content_fails_its_checksum(tmp_path):
+    from ansible_collections.justnews.huggingface.plugins.module_utils import _store
+    cache, repo = store_cache(tmp_path, {"model.safetensors": b"weights"})
+    xet_hash = _store.link_hash(os.path.join(repo.blobs, os.listdir(repo.blobs)[0]))
+    with open(_store.entry_path(str(cache), xet_hash), "r+b") as handle:
+        handle.write(b"W")
+    doctor = model_doctor(cache)
+    doctor.check_model(doctor.p["models"][0])
+    assert doctor.findings[0]["verdict"] == "fail" and "content does not match" in doctor.findings[0]["detail"]
+
+
+def test_dangling_foreign_and_fifo_are_each_named_with_a_fix(tmp_path):
+    from ansible_collections.justnews.huggingface.plugins.module_utils import _store
+    files = {"dangling.bin": b"gone", "foreign.bin": b"elsewhere", "fifo.bin": b"pipe", "outside.bin": b"snap",
+             "ok.json": b"{}"}
+    cache, repo = store_cache(tmp_path, files)
+    secret = tmp_path / "secret"
+    secret.write_text("root's")
+    snap = os.path.join(repo.root, "snapshots", COMMIT)
+
+    def blob_of(name):
+        return os.path.join(snap, os.readlink(os.path.join(snap, name)))
+
+    def entry_of(name):
+        return _store.entry_path(str(cache), _store.link_hash(os.path.normpath(blob_of(name))))
+
+    os.unlink(entry_of("dangling.bin"))
+    foreign = os.path.normpath(blob_of("foreign.bin"))
+    os.unlink(foreign)
+    os.symlink(str(secret), foreign)
+    fifo = entry_of("fifo.bin")
+    os.unlink(fifo)
+    os.mkfifo(fifo)  # reading it would hang the doctor
+    os.unlink(os.path.join(snap, "outside.bin"))
+    os.symlink(str(secret), os.path.join(snap, "outside.bin"))
+
+    doctor = model_doctor(cache)
+    doctor.check_model(doctor.p["models"][0])
+    model = [f for f in doctor.findings if f["check"] == "model"][0]
+    assert model["verdict"] == "fail" and "4 of 5 files missing" in model["detail"]
+    blobs = {f["subject"]: f for f in doctor.findings if f["check"] == "blob"}
+    dangling = os.path.normpath(blob_of("dangling.bin"))
+    assert set(blobs) == {dangling, foreign, fifo, os.path.join(snap, "outside.bin")}
+    assert "dangling link" in blobs[dangling]["detail"] and "rm %s" % dangling in blobs[dangling]["fix"]
+    assert "foreign link" in blobs[foreign]["detail"] and str(secret) in blobs[foreign]["detail"]
+    assert "foreign link" in blobs[os.path.join(snap, "outside.bin")]["detail"]
+    assert "a FIFO" in blobs[fifo]["detail"] and "rm %s" % fifo in blobs[fifo]["fix"]
+    assert all("justnews.huggingface.prefetch" in f["fix"] for f in blobs.values())
+    assert secret.read_text() == "root's"
+
+
+def test_the_access_check_does_not_hang_on_a_fifo(tmp_path):
+    cache = tmp_path / "hub"
+    snap = cache / "models--org--name" / "snapshots" / COMMIT
+    snap.mkdir(parents=True)
+    os.mkfifo(snap / "model.bin")
+    problems = _doctor.access_problems(str(cache), ["models--org--name"], {"models--org--name": COMMIT})
+    assert problems == ["models--org--name/snapshots/%s/model.bin is not a regular file" % COMMIT]
