@@ -394,8 +394,10 @@ def test_an_agent_downloading_at_the_same_moment_is_not_disturbed(hub, cache, ru
 # --- the shared blob store of Xet downloads ---------------------------------------------------------------
 
 def _outside_stats(tmp_path, cache):
-    stats = {p: os.lstat(p) for p in outside_state(tmp_path, cache)}
-    return {p: (st.st_uid, st.st_mode, st.st_size, st.st_mtime_ns) for p, st in stats.items()}
+    """Owner and mode of every path outside the cache; size and mtime of every file (an append shows)."""
+    stats = {p: os.lstat(p) for p in outside_state(tmp_path, cache) if p != str(cache)}
+    return {p: (st.st_uid, st.st_mode) + ((st.st_size, st.st_mtime_ns) if not os.path.isdir(p) else ())
+            for p, st in stats.items()}
 
 
 def _point_blob(blob, target):
