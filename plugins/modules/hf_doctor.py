@@ -17,7 +17,13 @@ description:
   - C(cache) - the cache exists, and each unit's user can read the configured snapshots and take the locks
     (checked in a child process running with that user's ids).
   - C(model) - each model is complete at its commit (the commit itself when O(models[].revision) is one, else
-    the commit its ref records), checked offline against the cache's own listing, checksums included.
+    the commit its ref records), checked offline against the cache's own listing, checksums included. Files
+    that C(huggingface_hub) keeps in its shared blob store (after Xet downloads, C(<cache>/blobs/<2 hex>/<xet
+    hash>), linked from the repository's C(blobs/<etag>)) are read and checked through the store.
+  - C(blob) - for each file of a model that cannot be read, why - a dangling link (to a blob or a store entry
+    that is not there), a foreign link (a snapshot file or blob linking outside the repository's blobs or the
+    shared store), or a store entry that is not a regular file (a FIFO, a device) - with the fix. Links are read,
+    never followed, and such entries are never opened.
   - C(token) - the token file is present, root-only and read by every unit, and the Hub accepts the token
     (C(/api/whoami-v2)); its value is never returned, logged or put on a command line.
   - C(hub) - the Hub or mirror answers for each model's revision, when O(reach_hub) says the host should reach it.
@@ -163,7 +169,7 @@ findings:
   elements: dict
   contains:
     check:
-      description: C(unit), C(cache), C(model), C(token), C(hub), C(environment) or C(journal).
+      description: C(unit), C(cache), C(model), C(blob), C(token), C(hub), C(environment) or C(journal).
       type: str
     subject:
       description: The unit, model, file or endpoint checked.

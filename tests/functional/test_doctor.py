@@ -6,6 +6,7 @@ import subprocess
 
 import pytest
 
+from tools import shared_store
 from tools.harness import controller_bin, target_python
 from tools.hub.hubserver import GATED_REPO, MINILM_REPO
 
@@ -51,6 +52,7 @@ def fetched(hub, tmp_path, collections_path):
     cache = tmp_path / "hub-cache"
     results, output = play(collections_path, tmp_path, [fetch(hub, cache)])
     assert results["fetch"]["changed"], output
+    shared_store.publish(cache, FOLDER)  # LFS files in the shared store, as Xet downloads leave them
     return cache
 
 
@@ -74,6 +76,39 @@ def test_missing_file_is_named(hub, fetched, tmp_path, collections_path):
     (model,) = verdicts(results["doctor"], "model")
     assert model[0] == "fail" and "1 of 13 files missing" in model[2] and "tokenizer.json" in model[2]
     assert "justnews.huggingface.prefetch" in model[3]
+
+
+def test_dangling_foreign_and_non_regular_store_entries_are_named_with_a_fix(hub, fetched, tmp_path,
+                                                                          collections_path):
+    from huggingface_hub.utils._shared_blobs import publish_blob_to_shared_store
+
+    blobs = fetched / FOLDER / "blobs"
+    plain = sorted(p.name for p in blobs.iterdir() if not p.is_symlink())
+    assert len(plain) >= 2, plain
+    fifo_etag, foreign = plain[:2]
+    # one more blob in the store, as the library publishes one, to put a FIFO in place of its entry
+    assert publish_blob_to_shared_store(blob_path=str(blobs / fifo_etag), xet_hash=shared_store.xet_hash_for(fifo_etag),
+                                        cache_dir=str(fetched), expected_size=os.path.getsize(blobs / fifo_etag))
+    links = shared_store.store_links(fetched, FOLDER)
+    fifo = links.pop(fifo_etag)
+    (dangling, gone), = links.items()
+    os.unlink(shared_store.entry(fetched, gone))
+    secret = tmp_path / "secret"
+    secret.write_text("root's")
+    (blobs / foreign).unlink()
+    (blobs / foreign).symlink_to(secret)
+    os.unlink(shared_store.entry(fetched, fifo))
+    os.mkfifo(shared_store.entry(fetched, fifo))
+    results, output = play(collections_path, tmp_path, [doctor(hub, fetched, reach_hub=False)])
+    result = results["doctor"]
+    (model,) = verdicts(result, "model")
+    assert model[0] == "fail" and "files missing" in model[2], output
+    named = {f[1]: f for f in verdicts(result, "blob")}
+    assert "dangling link" in named[str(blobs / dangling)][2]
+    assert "foreign link" in named[str(blobs / foreign)][2] and str(secret) in named[str(blobs / foreign)][2]
+    assert "a FIFO" in named[shared_store.entry(fetched, fifo)][2]
+    assert all("rm " in f[3] and "justnews.huggingface.prefetch" in f[3] for f in named.values())
+    assert secret.read_text() == "root's"
 
 
 def test_corrupt_file_fails_its_checksum(hub, fetched, tmp_path, collections_path):
