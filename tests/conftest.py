@@ -20,7 +20,8 @@ for _name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE"):
 
 @pytest.fixture(scope="session")
 def hub(tmp_path_factory):
-    """One local Hub per session, with a random token for the gated repo (`hub.token`).
+    """One local Hub per session, with a random token for the gated repo (`hub.token`). Its LFS files are in
+    Xet storage, as on huggingface.co: the real client downloads them from its CAS (`hub.cas_url`).
 
     HF_ENDPOINT is exported for subprocesses; in-process calls should pass `endpoint=hub.url`, because
     huggingface_hub reads HF_ENDPOINT when first imported.
@@ -38,6 +39,23 @@ def hub(tmp_path_factory):
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def hub_lfs():
+    """A second Hub that serves LFS files from its resolver (plain LFS, no Xet): mirrors that strip Xet, and
+    Hubs before the migration. Pass `endpoint=hub_lfs.url` explicitly."""
+    token = "hf_test_" + secrets.token_hex(8)
+    server = HubServer(token=token, xet=False).start()
+    server.token = token
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["xet", "lfs"])
+def any_hub(request):
+    """Each transport in turn: the test runs against the Xet Hub and against the plain-LFS Hub."""
+    return request.getfixturevalue("hub" if request.param == "xet" else "hub_lfs")
 
 
 @pytest.fixture(scope="session")
@@ -62,7 +80,8 @@ def collections_path(tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def _hub_clean(request):
-    """Each test that uses `hub` starts with no faults and zeroed statistics."""
-    if "hub" in request.fixturenames:
-        request.getfixturevalue("hub").reset()
+    """Each test that uses a Hub starts with no faults and zeroed statistics."""
+    for name in ("hub", "hub_lfs"):
+        if name in request.fixturenames:
+            request.getfixturevalue(name).reset()
     yield

@@ -1,5 +1,6 @@
 """The local Hub server against the real huggingface_hub client and sentence-transformers."""
 
+import hashlib
 import json
 import os
 import subprocess
@@ -55,7 +56,7 @@ def test_snapshot_main_then_offline_sentence_transformers(hub, tmp_path):
     assert (Path(path) / "README.md").read_bytes().endswith(README_B_SUFFIX)
     tree = json.loads((repo_dir / "trees" / f"{COMMIT_B}.json").read_text())
     assert tree["format_version"] == 1
-    assert set(tree["files"]["model.safetensors"]) == {"size", "blob_id", "lfs_sha256", "lfs_size"}
+    assert set(tree["files"]["model.safetensors"]) == {"size", "blob_id", "lfs_sha256", "lfs_size", "xet_hash"}
     assert "1_Pooling/config.json" in tree["files"]
 
     hub.reset()
@@ -212,7 +213,8 @@ def test_large_file_head_and_ranges(hub):
     assert status == 206 and headers["Content-Range"] == f"bytes {size - CHUNK}-{size - 1}/{size}"
     offset = (size - CHUNK) % CHUNK
     assert last == (LARGE_BLOCK * 2)[offset:offset + CHUNK]
-    assert hub.stats()["bytes"]["get"] == 2 * CHUNK
+    assert hub.stats()["bytes"]["bridge"] == 2 * CHUNK  # a Xet file: the resolver redirects to the bridge
+    assert "get" not in hub.stats()["bytes"]
 
 
 def test_the_launcher_starts_and_stops_the_hub_as_a_process(tmp_path):
@@ -244,3 +246,151 @@ def test_whoami_accepts_only_the_hubs_token(hub):
         HfApi(endpoint=hub.url, token="hf_wrong").whoami()
     assert info.value.response.status_code == 401
     assert http(hub.url + "/api/whoami-v2")[0] == 401
+
+
+# --- Xet storage, as huggingface.co serves LFS files -------------------------------------------------------------
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _xet_run(hub, tmp_path, code, env=None):
+    """Run client code in a fresh process (huggingface_hub reads its settings at import)."""
+    environ = dict(os.environ, HF_ENDPOINT=hub.url, HF_HUB_CACHE=str(tmp_path), HF_HUB_DISABLE_TELEMETRY="1",
+                   HF_XET_CACHE=str(tmp_path / "xet-client"), **(env or {}))
+    out = subprocess.run([sys.executable, "-c", code], env=environ, capture_output=True, text=True, timeout=300,
+                         check=False)
+    return out
+
+
+def test_hf_download_and_snapshot_download_take_the_xet_path(hub, tmp_path):
+    """The real client sees a Xet file: a CAS token, a reconstruction, ranged xorb reads; no resolver body."""
+    blob = hub.repos[MINILM_REPO]["commits"][COMMIT_B]["model.safetensors"]
+    hf = Path(sys.executable).with_name("hf")
+    out = subprocess.run([str(hf), "download", MINILM_REPO, "--cache-dir", str(tmp_path / "cli")],
+                         env=dict(os.environ, HF_ENDPOINT=hub.url, HF_HUB_DISABLE_TELEMETRY="1"),
+                         capture_output=True, text=True, timeout=300, check=False)
+    assert out.returncode == 0, out.stderr
+    stats = hub.stats()
+    assert stats["requests"]["xet_token"] >= 1 and stats["requests"]["reconstruction"] == 1
+    assert stats["requests"]["xorb"] >= 1 and stats["bytes"]["xorb"] > blob.size // 2
+    lfs_gets = [p for m, p, _s in stats["log"] if m == "GET" and p.endswith("/model.safetensors")]
+    assert lfs_gets == []  # the bytes came from the CAS, not the resolver
+    assert "bridge" not in stats["requests"]
+
+    hub.reset()
+    out = _xet_run(hub, tmp_path / "lib", "from huggingface_hub import snapshot_download as s; print(s(%r))"
+                   % MINILM_REPO)
+    assert out.returncode == 0, out.stderr
+    snapshot = Path(out.stdout.strip().splitlines()[-1])
+    assert hub.stats()["requests"]["reconstruction"] == 1 and "bridge" not in hub.stats()["requests"]
+    # the library's shared store: the repository's blob is a relative link to <cache>/blobs/<2 hex>/<xet hash>
+    repo_blob = tmp_path / "lib" / CACHE_NAME / "blobs" / blob.sha256
+    assert os.readlink(repo_blob) == "../../blobs/%s/%s" % (blob.xet_hash[:2], blob.xet_hash)
+    store = tmp_path / "lib" / "blobs" / blob.xet_hash[:2] / blob.xet_hash
+    assert store.is_file() and not store.is_symlink() and (tmp_path / "lib" / "blobs" / ".huggingface-shared-blobs").is_file()
+    assert _sha256(snapshot / "model.safetensors") == blob.sha256
+
+
+def test_clients_without_hf_xet_follow_the_redirect_to_the_bridge(hub, tmp_path):
+    blob = hub.repos[MINILM_REPO]["commits"][COMMIT_B]["model.safetensors"]
+    out = _xet_run(hub, tmp_path, "from huggingface_hub import hf_hub_download as d; print(d(%r, %r))"
+                   % (MINILM_REPO, "model.safetensors"), env={"HF_HUB_DISABLE_XET": "1"})
+    assert out.returncode == 0, out.stderr
+    assert _sha256(out.stdout.strip().splitlines()[-1]) == blob.sha256
+    stats = hub.stats()
+    assert stats["bytes"]["bridge"] == blob.size and "reconstruction" not in stats["requests"]
+    meta = get_hf_file_metadata(hf_hub_url(MINILM_REPO, "model.safetensors", endpoint=hub.url))
+    assert meta.xet_file_data.file_hash == blob.xet_hash and "/xet-read-token/" in meta.xet_file_data.refresh_route
+    assert meta.location.startswith(hub.cas_url + "/bridge/")
+
+
+def test_the_plain_lfs_hub_serves_bytes_from_the_resolver(hub_lfs, tmp_path):
+    entries = {e.path: e for e in HfApi(endpoint=hub_lfs.url).list_repo_tree(MINILM_REPO, recursive=True)}
+    assert entries["model.safetensors"].xet_hash is None
+    path = snapshot_download(MINILM_REPO, cache_dir=tmp_path, endpoint=hub_lfs.url)
+    assert not os.path.islink(tmp_path / CACHE_NAME / "blobs" / entries["model.safetensors"].lfs.sha256)
+    assert hub_lfs.stats()["bytes"]["get"] >= entries["model.safetensors"].size
+    assert Path(path, "model.safetensors").stat().st_size == entries["model.safetensors"].size
+
+
+def test_listing_paths_info_and_token_route(hub):
+    api = HfApi(endpoint=hub.url)
+    blob = hub.repos[MINILM_REPO]["commits"][COMMIT_A]["model.safetensors"]
+    entries = {e.path: e for e in api.list_repo_tree(MINILM_REPO, revision=COMMIT_A, recursive=True)}
+    assert entries["model.safetensors"].xet_hash == blob.xet_hash and entries["config.json"].xet_hash is None
+    info = api.get_paths_info(MINILM_REPO, ["model.safetensors", "config.json", "nope"], revision=COMMIT_A)
+    assert {i.path: i.xet_hash for i in info} == {"model.safetensors": blob.xet_hash, "config.json": None}
+    status, headers, body = http(f"{hub.url}/api/models/{MINILM_REPO}/xet-read-token/{COMMIT_A}")
+    answer = json.loads(body)
+    assert status == 200 and answer["casUrl"] == hub.cas_url == headers["X-Xet-Cas-Url"]
+    assert answer["exp"] > time.time() + 600 and headers["X-Xet-Access-Token"] == answer["accessToken"]
+    # the gated repository's CAS token needs the Hub token, as its files do
+    assert http(f"{hub.url}/api/models/{GATED_REPO}/xet-read-token/main")[0] == 401
+    # the CAS refuses a reconstruction without a valid token
+    assert http(f"{hub.cas_url}/v1/reconstructions/{blob.xet_hash}")[0] == 401
+    auth = {"Authorization": "Bearer " + answer["accessToken"]}
+    status, _headers, body = http(f"{hub.cas_url}/v1/reconstructions/{blob.xet_hash}", headers=auth)
+    plan = json.loads(body)
+    assert status == 200 and sum(t["unpacked_length"] for t in plan["terms"]) == blob.size
+    fetch = plan["fetch_info"][plan["terms"][0]["hash"]][0]
+    assert http(fetch["url"])[0] == 403  # xorb reads must name their range
+    span = "bytes=%d-%d" % (fetch["url_range"]["start"], fetch["url_range"]["end"])
+    status, _headers, body = http(fetch["url"], headers={"Range": span})
+    assert status == 206 and len(body) == fetch["url_range"]["end"] - fetch["url_range"]["start"] + 1
+
+
+def test_rate_limit_headers_as_the_hub_sends_them(hub):
+    from huggingface_hub.utils import parse_ratelimit_headers
+
+    _status, headers, _body = http(f"{hub.url}/api/models/{MINILM_REPO}")
+    info = parse_ratelimit_headers(headers)
+    assert info.resource_type == "api" and 0 < info.remaining <= 500 and 0 < info.reset_in_seconds <= 300
+    hub.set_faults([{"kind": "429", "endpoint": "reconstruction", "reset": 7},
+                    {"kind": "429", "endpoint": "head", "retry_after": 3, "reset": 9}])
+    blob = hub.repos[MINILM_REPO]["commits"][COMMIT_B]["model.safetensors"]
+    token = json.loads(http(f"{hub.url}/api/models/{MINILM_REPO}/xet-read-token/main")[2])["accessToken"]
+    status, headers, _body = http(f"{hub.cas_url}/v1/reconstructions/{blob.xet_hash}",
+                                  headers={"Authorization": "Bearer " + token})
+    assert status == 429 and "Retry-After" not in headers
+    assert parse_ratelimit_headers(headers).reset_in_seconds == 7 and parse_ratelimit_headers(headers).remaining == 0
+    status, headers, _body = http(hf_hub_url(MINILM_REPO, "config.json", endpoint=hub.url), "HEAD")
+    assert status == 429 and headers["Retry-After"] == "3" and parse_ratelimit_headers(headers).resource_type == "resolvers"
+
+
+def test_a_refused_cas_token_fails_the_librarys_download(hub, tmp_path):
+    """hf_xet renews its token by the expiry time it was given, not on a 401: a caller must retry the call."""
+    hub.set_faults([{"kind": "401", "endpoint": "reconstruction", "count": 1}])
+    code = "from huggingface_hub import hf_hub_download as d; print(d(%r, %r))" % (MINILM_REPO, "model.safetensors")
+    out = _xet_run(hub, tmp_path, code)
+    assert out.returncode != 0 and "401" in out.stderr
+    assert not list((tmp_path / CACHE_NAME / "snapshots").rglob("model.safetensors"))
+    out = _xet_run(hub, tmp_path, code)  # the next call gets through
+    assert out.returncode == 0, out.stderr
+    assert [s for _m, p, s in hub.stats()["log"] if "/reconstructions/" in p] == [401, 200]
+
+
+def test_the_client_gets_a_new_cas_token_when_one_expires_mid_download(hub, tmp_path):
+    blob = hub.repos[MINILM_REPO]["commits"][COMMIT_B]["model.safetensors"]
+    hub.set_faults([{"kind": "expire", "endpoint": "xet_token", "count": -1, "value": 1},
+                    {"kind": "throttle", "endpoint": "xorb", "count": -1, "value": 30_000_000}])
+    out = _xet_run(hub, tmp_path, "from huggingface_hub import hf_hub_download as d; print(d(%r, %r))"
+                   % (MINILM_REPO, "model.safetensors"))
+    assert out.returncode == 0, out.stderr
+    assert _sha256(out.stdout.strip().splitlines()[-1]) == blob.sha256
+    assert hub.stats()["requests"]["xet_token"] >= 2
+
+
+def test_a_cas_answer_with_other_bytes_passes_the_librarys_size_check(hub, tmp_path):
+    """What only a content check catches: the library keeps a file whose bytes differ from the listing."""
+    blob = hub.repos[MINILM_REPO]["commits"][COMMIT_B]["model.safetensors"]
+    hub.set_faults([{"kind": "corrupt", "endpoint": "reconstruction", "count": -1}])
+    out = _xet_run(hub, tmp_path, "from huggingface_hub import hf_hub_download as d; print(d(%r, %r))"
+                   % (MINILM_REPO, "model.safetensors"))
+    assert out.returncode == 0, out.stderr
+    path = out.stdout.strip().splitlines()[-1]
+    assert os.path.getsize(path) == blob.size and _sha256(path) != blob.sha256
