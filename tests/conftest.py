@@ -59,20 +59,6 @@ def any_hub(request):
 
 
 @pytest.fixture(scope="session")
-def hub_process(tmp_path_factory):
-    """The test Hub as its own process (tools/hub/hub.sh), as containers on the host network reach it.
-
-    Yields (url, token_file).
-    """
-    state = tmp_path_factory.mktemp("hub-process")
-    env = dict(os.environ, PYTHON=sys.executable)
-    url = subprocess.run([str(REPO / "tools" / "hub" / "hub.sh"), "start", str(state)], env=env, check=True,
-                         capture_output=True, text=True, timeout=300).stdout.strip()
-    yield url, state / "hub.token"
-    subprocess.run([str(REPO / "tools" / "hub" / "hub.sh"), "stop", str(state)], env=env, check=False, timeout=60)
-
-
-@pytest.fixture(scope="session")
 def collections_path(tmp_path_factory):
     """A collections path holding justnews.huggingface as users get it: the built artefact, installed."""
     return str(install_collection(tmp_path_factory.mktemp("collections")))

@@ -1,10 +1,12 @@
 """Every Molecule scenario, on systemd containers built from tools/hosts, against the test Hub, with the
 collection artefact installed."""
 
+import json
 import os
 import shutil
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -25,8 +27,34 @@ SHARED_PORTS = {"default", "gated", "upgrade"}
 @pytest.mark.skipif(shutil.which("podman") is None, reason="podman is not installed (scripts/setup.sh)")
 @pytest.mark.parametrize("scenario", [
     pytest.param(s, marks=pytest.mark.xdist_group("image-ports" if s in SHARED_PORTS else s)) for s in SCENARIOS])
-def test_molecule_scenario(scenario, hub_process, collections_path):
-    url, token_file = hub_process
+def test_molecule_scenario(scenario, tmp_path, collections_path):
+    # A Hub of its own per scenario: its counters then tell what this scenario's hosts asked for.
+    launcher = [str(REPO / "tools" / "hub" / "hub.sh")]
+    hub_env = dict(os.environ, PYTHON=sys.executable)
+    url = subprocess.run(launcher + ["start", str(tmp_path / "hub")], env=hub_env, check=True, capture_output=True,
+                         text=True, timeout=300).stdout.strip()
+    token_file = tmp_path / "hub" / "hub.token"
+    try:
+        output, returncode = _molecule(scenario, url, token_file, collections_path)
+        with urllib.request.urlopen(url + "/_test/stats", timeout=30) as answer:
+            lifetime = json.load(answer)["lifetime"]
+    finally:
+        subprocess.run(launcher + ["stop", str(tmp_path / "hub")], env=hub_env, check=False, timeout=60)
+    assert returncode == 0, output[-8000:]
+    token = token_file.read_text().strip()
+    assert token not in output, "the Hub token appeared in the Molecule output"
+    if scenario in FROM_THE_HUB:
+        # Xet storage end to end: the model's weights came from the CAS, never as plain HTTP through the bridge.
+        requests, sent = lifetime["requests"], lifetime["bytes"]
+        assert requests.get("xet_token", 0) >= 1 and requests.get("reconstruction", 0) >= 1, lifetime
+        assert sent.get("xorb", 0) > 0 and sent.get("bridge", 0) == 0, lifetime
+
+
+# Every scenario downloads from the Hub: the air-gapped host's bundle is made from it on the controller.
+FROM_THE_HUB = set(SCENARIOS)
+
+
+def _molecule(scenario, url, token_file, collections_path):
     env = dict(os.environ,
                PATH="%s:%s" % (BIN, os.environ["PATH"]),
                JUSTNEWS_TEST_HUB=url,
@@ -40,6 +68,4 @@ def test_molecule_scenario(scenario, hub_process, collections_path):
     output = proc.stdout + proc.stderr
     (REPO / "tests" / "output").mkdir(exist_ok=True)
     (REPO / "tests" / "output" / ("molecule-%s.log" % scenario)).write_text(output)
-    assert proc.returncode == 0, output[-8000:]
-    token = token_file.read_text().strip()
-    assert token not in output, "the Hub token appeared in the Molecule output"
+    return output, proc.returncode

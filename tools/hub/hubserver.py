@@ -707,6 +707,7 @@ class HubServer:
         self._xet_tokens = {}  # token -> (expiry, scope)
         self._started = time.time()
         self._cas = None
+        self._lifetime = {"requests": {}, "bytes": {}}  # since start, whatever reset() clears
         self._release = threading.Event()  # set by reset()/stop() to free "hang" requests
         self._lock = threading.Lock()
         self._conns = set()
@@ -821,7 +822,8 @@ class HubServer:
     def stats(self):
         with self._lock:
             return {"requests": dict(self._requests), "bytes": dict(self._bytes),
-                    "log": [list(e) for e in self._log], "total": sum(self._requests.values())}
+                    "log": [list(e) for e in self._log], "total": sum(self._requests.values()),
+                    "lifetime": {k: dict(v) for k, v in self._lifetime.items()}}
 
     def get_faults(self):
         with self._lock:
@@ -842,6 +844,7 @@ class HubServer:
     def _next_fault(self, endpoint, path, method):
         with self._lock:
             self._requests[endpoint] = self._requests.get(endpoint, 0) + 1
+            self._lifetime["requests"][endpoint] = self._lifetime["requests"].get(endpoint, 0) + 1
             for rule in self._faults:
                 if rule["count"] != 0 and rule["endpoint"] in ("any", endpoint) and rule["path"] in path:
                     if rule["count"] > 0:
@@ -856,6 +859,7 @@ class HubServer:
     def _add_bytes(self, endpoint, n):
         with self._lock:
             self._bytes[endpoint] = self._bytes.get(endpoint, 0) + n
+            self._lifetime["bytes"][endpoint] = self._lifetime["bytes"].get(endpoint, 0) + n
 
 
 def main(argv=None):

@@ -112,6 +112,7 @@ def test_disk_check_refuses_a_model_that_does_not_fit(host):
     assert "no_space" in result["error"] or "free" in result["error"], result["error"]
     assert "justnews-test/large" in result["error"]
     assert result["stats"]["requests"].get("get", 0) == 0  # nothing was downloaded
+    assert result["stats"]["requests"].get("reconstruction", 0) == 0 and "xorb" not in result["stats"]["requests"]
     assert result["pid_after"] == result["pid_before"]  # the agent was left alone
     assert not host.file(c.HUB_CACHE + "/" + LARGE + "/blobs").exists or host.check_output(
         "find %s -type f | wc -l", c.HUB_CACHE + "/" + LARGE + "/blobs") == "0"

@@ -25,15 +25,37 @@ def reference_host():
 
 
 def cache_tree(host):
-    """Every entry under HF_HOME: path, type, mode, owner, group, link target, size (files)."""
-    out = host.check_output("find %s -printf '%%P|%%y|%%m|%%u|%%g|%%l|%%s\\n'", c.HF_HOME)
+    """Every entry under HF_HOME as the agents read it: path, type, mode, owner, group, size and content hash of
+    files. Links are followed: a hub-mode host keeps Xet files in the library's shared store, a host fed by the
+    controller as files of the repository, and the library reads both the same."""
+    out = host.check_output("find -L %s -path '%s/blobs' -prune -o -path '*/blobs/*' -prune -o "
+                            "-printf '%%P|%%y|%%m|%%u|%%g|%%s\\n'", c.HF_HOME, c.HUB_CACHE)
+    sums = dict(reversed(line.split("  ", 1)) for line in host.check_output(
+        "cd %s && find -L . -path ./hub/blobs -prune -o -path '*/snapshots/*' -type f -print0 | xargs -0 sha256sum",
+        c.HF_HOME).splitlines())
     rows = set()
     for line in out.splitlines():
-        path, kind, mode, user, group, target, size = line.split("|")
+        path, kind, mode, user, group, size = line.split("|")
         if kind != "f" or path.endswith(".lock"):
             size = ""  # directory sizes and the lock files' pid vary
-        rows.add((path, kind, mode, user, group, target, size))
+        rows.add((path, kind, mode, user, group, size, sums.get("./" + path, "")))
     return rows
+
+
+def xet_files(host):
+    """Snapshot file name -> Xet hash, from the listing the library cached (trees/<commit>.json)."""
+    tree = json.loads(host.file(c.repo_dir(c.REPO) + "/trees/" + c.COMMIT_B + ".json").content_string)
+    return {name: entry["xet_hash"] for name, entry in tree["files"].items() if entry.get("xet_hash")}
+
+
+def reconstructions(stats):
+    """Xet hash -> number of reconstructions the CAS answered for it."""
+    counts = {}
+    for method, path, status in stats["log"]:
+        if method == "GET" and "/reconstructions/" in path and status == 200:
+            name = path.rsplit("/", 1)[1].split("?")[0]
+            counts[name] = counts.get(name, 0) + 1
+    return counts
 
 
 def file_gets(stats):
@@ -51,9 +73,12 @@ def model_files(host):
     return sorted(host.check_output("find %s -mindepth 1 ! -type d -printf '%%P\\n'", snap).split())
 
 
-def one_copy_bytes(host):
-    blobs = c.repo_dir(c.REPO) + "/blobs"
-    return sum(int(s) for s in host.check_output("find %s -type f -printf '%%s\\n'", blobs).split())
+def one_copy_bytes(host, names=None):
+    """Bytes of one copy of the model's files (all, or those named), whichever layout holds them."""
+    snap = c.repo_dir(c.REPO) + "/snapshots/" + c.COMMIT_B
+    out = host.check_output("find -L %s -type f -printf '%%P %%s\\n'", snap)
+    return sum(int(size) for name, size in (line.rsplit(" ", 1) for line in out.splitlines())
+               if names is None or name in names)
 
 
 # --- every host: the same result as the hub-mode host, the agent ready offline on its own port ---------------
@@ -97,8 +122,15 @@ def files():
 
 def test_first_rollout_fetched_each_file_once(files):
     stats = record("converge")["stats"]
-    assert file_gets(stats) == {name: 1 for name in files}, file_gets(stats)
-    assert stats["bytes"]["get"] == one_copy_bytes(reference_host())
+    xet = xet_files(reference_host())
+    assert xet, "the Hub serves the model's weights from Xet storage"
+    plain = [name for name in files if name not in xet]
+    assert file_gets(stats) == {name: 1 for name in plain}, file_gets(stats)
+    assert stats["bytes"]["get"] == one_copy_bytes(reference_host(), plain)
+    # each Xet file reconstructed once, its compressed xorb ranges read once, nothing through the HTTP bridge
+    assert reconstructions(stats) == {h: 1 for h in set(xet.values())}, reconstructions(stats)
+    assert 0 < stats["bytes"]["xorb"] <= one_copy_bytes(reference_host(), list(xet))
+    assert "bridge" not in stats["bytes"]
 
 
 def test_first_rollout_summary(files):
