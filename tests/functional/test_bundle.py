@@ -11,6 +11,7 @@ import tarfile
 
 import pytest
 
+from tools import shared_store
 from tools.harness import controller_bin, target_python
 from tools.hub.hubserver import COMMIT_A, COMMIT_B, MINILM_REPO
 
@@ -182,9 +183,10 @@ def test_rebuild_with_same_models_leaves_bundle_untouched(hub, play, built, tmp_
 
 
 def test_deploy_equals_direct_fetch_without_the_hub(hub, play, built, tmp_path):
+    # A deployed blob lands as a regular file of the repository: the layout of a fetch without the shared store.
     direct = tmp_path / "direct"
     fetched = play(("justnews.huggingface.hf_snapshot", {"repo_id": MINILM_REPO, "cache_dir": str(direct),
-                                                         "endpoint": hub.url}))[0]
+                                                         "endpoint": hub.url, "shared_blobs": False}))[0]
     assert fetched["changed"], play.output
     hub.reset()
     cache, staging = tmp_path / "deployed", tmp_path / "staging"
@@ -315,3 +317,64 @@ def test_image_root_ids_come_from_the_image(play, tmp_path):
     assert result["failed"] and "root directory" in result["msg"]
     result = play(("justnews.huggingface.hf_bundle", dict(args, image_root=str(tmp_path / "missing"))))[0]
     assert result["failed"] and "does not exist" in result["msg"]
+
+
+def library_snapshot(cache, revision):
+    """Where huggingface_hub itself, offline, finds the snapshot (it raises when anything is missing)."""
+    code = ("import huggingface_hub\n"
+            "print(huggingface_hub.snapshot_download(%r, revision=%r, cache_dir=%r, local_files_only=True))\n"
+            % (MINILM_REPO, revision, str(cache)))
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_ENDPOINT="http://127.0.0.1:9")
+    proc = subprocess.run([target_python(), "-c", code], capture_output=True, text=True, env=env, timeout=120,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout.strip().splitlines()[-1]
+
+
+def test_a_bundle_from_a_shared_store_cache_carries_the_content_and_deploys_as_the_library_reads(hub, play,
+                                                                                                  tmp_path):
+    build_cache = tmp_path / "build-cache"
+    fetched = play(("justnews.huggingface.hf_snapshot", {"repo_id": MINILM_REPO, "cache_dir": str(build_cache),
+                                                         "endpoint": hub.url}))[0]
+    assert fetched["changed"], play.output
+    links = shared_store.publish(build_cache, FOLDER)
+    bundle = tmp_path / "out" / "models.tar"
+    bundle.parent.mkdir()
+    play.bundle_playbook(hub, bundle, build_cache)
+    _first, manifest = manifest_of(bundle)
+    with tarfile.open(bundle) as tar:
+        assert all(m.isreg() for m in tar.getmembers())
+        for etag, xet_hash in links.items():
+            data = tar.extractfile("blobs/" + etag).read()
+            assert hashlib.sha256(data).hexdigest() == etag
+            assert data == open(shared_store.entry(build_cache, xet_hash), "rb").read()
+    assert {f["blob"] for f in manifest["models"][0]["files"]} >= set(links)
+    hub.reset()
+    cache, staging = tmp_path / "deployed", tmp_path / "staging"
+    stage, imported = deploy(play, bundle, staging, cache)
+    assert stage["changed"] and imported["changed"] and not imported.get("failed"), (stage, imported)
+    assert hub.stats()["total"] == 0
+    for etag in links:
+        blob = cache / FOLDER / "blobs" / etag
+        assert not blob.is_symlink() and hashlib.sha256(blob.read_bytes()).hexdigest() == etag
+    assert library_snapshot(cache, COMMIT_B) == imported["snapshot_path"]
+
+
+def test_a_store_entry_changed_in_the_build_cache_is_refused_by_build(hub, play, tmp_path):
+    build_cache = tmp_path / "build-cache"
+    play(("justnews.huggingface.hf_snapshot", {"repo_id": MINILM_REPO, "cache_dir": str(build_cache),
+                                               "endpoint": hub.url}))
+    links = shared_store.publish(build_cache, FOLDER)
+    entry = shared_store.entry(build_cache, next(iter(links.values())))
+    os.chmod(entry, 0o644)
+    with open(entry, "r+b") as handle:
+        handle.write(b"\0" * 16)
+    bundle = tmp_path / "models.tar"
+    model = {"repo_id": MINILM_REPO, "commit": COMMIT_B, "ref": "main", "revision": "main",
+             "listing": json.loads(json.dumps(play(("justnews.huggingface.hf_snapshot", {
+                 "repo_id": MINILM_REPO, "cache_dir": str(build_cache), "revision": COMMIT_B,
+                 "endpoint": "http://127.0.0.1:9"}))[0]["listing"]))}
+    result = play(("justnews.huggingface.hf_bundle", {"operation": "build", "path": str(bundle),
+                                                      "cache_dir": str(build_cache), "snapshots": [model]}))[0]
+    assert result["failed"] and result["error_kind"] == "integrity", result
+    assert not bundle.exists() and os.listdir(tmp_path / "build-cache")
