@@ -1,0 +1,194 @@
+"""The shared blob store read as untrusted: only the library's own link form, reached without following links."""
+
+import hashlib
+import os
+import stat
+
+import pytest
+
+from ansible_collections.justnews.huggingface.plugins.module_utils import _cache
+from ansible_collections.justnews.huggingface.plugins.module_utils import _store
+
+CONTENT = b"weights" * 1000
+ETAG = hashlib.sha256(CONTENT).hexdigest()
+XET = hashlib.sha256(ETAG.encode()).hexdigest()
+FOLDER = "models--org--name"
+
+
+@pytest.fixture
+def cache(tmp_path):
+    """A cache as huggingface_hub leaves it after a Xet download, written by the library's own code."""
+    from huggingface_hub.utils._shared_blobs import publish_blob_to_shared_store
+
+    root = tmp_path / "hub"
+    blobs = root / FOLDER / "blobs"
+    blobs.mkdir(parents=True)
+    (blobs / ETAG).write_bytes(CONTENT)
+    assert publish_blob_to_shared_store(blob_path=str(blobs / ETAG), xet_hash=XET, cache_dir=str(root),
+                                        expected_size=len(CONTENT))
+    return root
+
+
+def blob(cache):
+    return str(cache / FOLDER / "blobs" / ETAG)
+
+
+def relink(cache, target):
+    os.unlink(blob(cache))
+    os.symlink(target, blob(cache))
+
+
+def test_the_library_layout_is_a_present_store_blob(cache):
+    found = _store.inspect_blob(str(cache), blob(cache))
+    assert (found.kind, found.xet_hash, found.size) == (_store.STORE, XET, len(CONTENT))
+    assert b"".join(_store.read_chunks(_store.open_blob(str(cache), blob(cache)))) == CONTENT
+    assert _store.is_store(str(cache))
+    assert _store.entries(str(cache)) == {XET: len(CONTENT)}
+    assert _store.read_manifest(str(cache), XET) == [FOLDER + "/blobs/" + ETAG]
+    assert _store.referrers(str(cache), XET) == [blob(cache)]
+    assert _store.repo_links(str(cache), str(cache / FOLDER)) == {ETAG: XET}
+    assert _store.unsound_paths(str(cache)) == []
+
+
+def test_the_link_form_is_exact():
+    assert _store.parse_target("../../blobs/%s/%s" % (XET[:2], XET)) == XET
+    assert _store.link_target(XET) == "../../blobs/%s/%s" % (XET[:2], XET)
+    for target in ["/hub/blobs/%s/%s" % (XET[:2], XET), "../../blobs/00/" + XET, "../../blobs/%s/%s/" % (XET[:2], XET),
+                   "../../blobs/./%s/%s" % (XET[:2], XET), "../../../etc/passwd", "../../blobs/%s/%s" % (XET[:2], ETAG[:40]),
+                   "../../blobs/%s/%s" % (XET[:2].upper(), XET.upper()), "../../other/%s/%s" % (XET[:2], XET), None]:
+        assert _store.parse_target(target) is None, target
+
+
+@pytest.mark.parametrize("case", ["absolute link", "link to /etc/passwd", "link to ../../../etc/passwd",
+                                  "wrong prefix", "dangling", "fifo entry", "symlinked entry", "directory entry",
+                                  "symlinked prefix folder", "symlinked store folder"])
+def test_hostile_store_links_are_refused_and_never_followed(cache, tmp_path, case):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / XET).write_bytes(CONTENT)  # the right bytes, in the wrong place: still refused
+    entry = _store.entry_path(str(cache), XET)
+    prefix = os.path.dirname(entry)
+    if case == "absolute link":
+        relink(cache, entry)
+    elif case == "link to /etc/passwd":
+        relink(cache, "/etc/passwd")
+    elif case == "link to ../../../etc/passwd":
+        relink(cache, "../../../etc/passwd")
+    elif case == "wrong prefix":
+        (cache / "blobs" / "00").mkdir()
+        (cache / "blobs" / "00" / XET).write_bytes(CONTENT)
+        relink(cache, "../../blobs/00/" + XET)
+    elif case == "dangling":
+        os.unlink(entry)
+    elif case == "fifo entry":
+        os.unlink(entry)
+        os.mkfifo(entry)
+    elif case == "symlinked entry":
+        os.unlink(entry)
+        os.symlink(outside / XET, entry)
+    elif case == "directory entry":
+        os.unlink(entry)
+        os.mkdir(entry)
+    elif case == "symlinked prefix folder":
+        os.rename(prefix, outside / "p")
+        os.symlink(outside / "p", prefix)
+    elif case == "symlinked store folder":
+        os.rename(cache / "blobs", outside / "store")
+        os.symlink(outside / "store", cache / "blobs")
+    found = _store.inspect_blob(str(cache), blob(cache))
+    assert found.kind == _store.REFUSED and not found.present, found
+    with pytest.raises((_store.StoreRefused, FileNotFoundError)):
+        os.close(_store.open_blob(str(cache), blob(cache)))
+    # the repository does not count it, and hashing it never reads through it
+    repo = _cache.RepoCache(str(cache), "org/name")
+    assert not repo.has_blob(ETAG)
+    assert _cache.blob_matches_name(blob(cache), str(cache))[0] is False
+    link_only = case.startswith(("absolute", "link to", "wrong prefix"))
+    assert (XET in _store.entries(str(cache))) == link_only  # a tampered entry is not listed either
+    if case.startswith("symlinked") and case.endswith("folder"):
+        assert _store.unsound_paths(str(cache))
+        assert _store.owned_paths(str(cache), [XET]) == [] or case == "symlinked prefix folder"
+        assert not any(p.startswith(str(outside)) for p in _store.owned_paths(str(cache), [XET]))
+
+
+def test_a_refused_blob_is_cleared_and_a_directory_in_its_place_is_unsafe(cache):
+    repo = _cache.RepoCache(str(cache), "org/name")
+    relink(cache, "/etc/passwd")
+    assert repo.clear_refused([ETAG]) == [ETAG]
+    assert not os.path.lexists(blob(cache)) and os.path.exists("/etc/passwd")
+    os.mkdir(blob(cache))
+    with pytest.raises(_cache.UnsafeName):
+        repo.clear_refused([ETAG])
+
+
+def test_a_corrupt_store_entry_is_discarded_with_its_link(cache):
+    repo = _cache.RepoCache(str(cache), "org/name")
+    entry = _store.entry_path(str(cache), XET)
+    os.chmod(entry, 0o644)
+    with open(entry, "r+b") as handle:
+        handle.write(b"X")
+    assert _cache.blob_matches_name(blob(cache), str(cache))[0] is False
+    assert repo.settle_pending([ETAG]) == [ETAG]
+    assert not os.path.lexists(entry) and not os.path.lexists(blob(cache))
+
+
+def test_remove_entry_does_not_reach_through_a_symlinked_prefix(cache, tmp_path):
+    entry = _store.entry_path(str(cache), XET)
+    prefix = os.path.dirname(entry)
+    os.rename(prefix, tmp_path / "p")
+    os.symlink(tmp_path / "p", prefix)
+    assert _store.remove_entry(str(cache), XET) is False
+    assert (tmp_path / "p" / XET).exists()
+
+
+def test_manifests_are_hints_read_with_a_cap(cache):
+    manifest = _store.manifest_path(str(cache), XET)
+    with open(manifest, "a") as handle:
+        handle.write("/etc/passwd\n../../x/blobs/" + ETAG + "\nmodels--a--b/blobs/nothex\n")
+    assert _store.read_manifest(str(cache), XET) == [FOLDER + "/blobs/" + ETAG]
+    assert _store.read_manifest(str(cache), XET, limit=10) == []
+    os.unlink(manifest)
+    os.mkfifo(manifest)
+    assert _store.read_manifest(str(cache), XET) == []  # a FIFO neither blocks nor counts
+
+
+def test_ownership_covers_the_store_entries_the_repository_uses_only(cache):
+    other = hashlib.sha256(b"other").hexdigest()
+    (cache / "blobs" / other[:2]).mkdir(exist_ok=True)
+    (cache / "blobs" / other[:2] / other).write_bytes(b"other")
+    repo = _cache.RepoCache(str(cache), "org/name")
+    paths = set(repo.owned_paths())
+    entry = _store.entry_path(str(cache), XET)
+    assert {str(cache / "blobs"), str(cache / "blobs" / _store.MARKER), os.path.dirname(entry), entry,
+            entry + ".refs", entry + ".lock"} <= paths
+    assert str(cache / "blobs" / other[:2] / other) not in paths
+    assert str(cache) not in paths
+    pending = _cache.plan_ownership(sorted(paths), -1, -1, 0o640)
+    _cache.apply_ownership(pending, -1, -1, 0o640)
+    assert stat.S_IMODE(os.stat(entry).st_mode) == 0o640
+    assert stat.S_IMODE(os.stat(os.path.dirname(entry)).st_mode) == 0o750
+    assert _cache.plan_ownership(sorted(paths), -1, -1, 0o640) == []
+
+
+def test_apply_ownership_never_chmods_through_a_swapped_symlink(tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_text("x")
+    victim.chmod(0o600)
+    path = tmp_path / "entry"
+    path.write_text("y")
+    pending = _cache.plan_ownership([str(path)], -1, -1, 0o644)
+    path.unlink()
+    path.symlink_to(victim)  # swapped between plan and apply
+    _cache.apply_ownership(pending, -1, -1, 0o644)
+    assert stat.S_IMODE(victim.stat().st_mode) == 0o600
+
+
+def test_a_blobs_from_folder_of_another_store_cache_is_read_through_its_store(cache, tmp_path):
+    host = _cache.RepoCache(str(tmp_path / "host"), "org/name")
+    host.check_layout(create=True)
+    assert host.import_blob(blob(cache), ETAG) == len(CONTENT)
+    copied = os.path.join(host.blobs, ETAG)
+    assert not os.path.islink(copied) and open(copied, "rb").read() == CONTENT
+    relink(cache, "/etc/passwd")
+    with pytest.raises((OSError, _cache.BlobMismatch)):
+        host.import_blob(blob(cache), hashlib.sha256(b"x").hexdigest())
