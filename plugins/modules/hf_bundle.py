@@ -16,7 +16,12 @@ description:
     repository, revision, ref, commit, the file listing that M(justnews.huggingface.hf_snapshot) accepts in its
     O(justnews.huggingface.hf_snapshot#module:listing) option, and per file its path, blob, size and SHA-256.
   - O(operation=build) writes a bundle from snapshots already in a cache (fetch them with
-    M(justnews.huggingface.hf_snapshot) first). Each blob is checked against its object id while it is read.
+    M(justnews.huggingface.hf_snapshot) first). Each blob is checked against its object id while it is read,
+    and hashed again while it is written.
+  - A blob that Xet downloads left as a link into the cache-wide shared store (C(<cache>/blobs/<2 hex>/<xet
+    hash>)) is read from its store entry, only when the link has exactly the library's form and nothing on the
+    way is a symlink, and bundled as its content; staged and taken in, it becomes a regular file of the
+    repository.
     The same models give the same bytes; a bundle that already holds them is left untouched. A new bundle is
     written next to O(path) and renamed into place.
   - O(operation=inspect) reads and checks the manifest and, with O(models), returns for each model the entry
