@@ -73,8 +73,9 @@ def with_ratios(rows):
     return out
 
 
-def evaluate_targets(rows, model_bytes, throughput=None, peak_rss=None):
-    """[(target, met, detail)] for the fleet rows, the throughput ratio and the module's peak RSS in bytes."""
+def evaluate_targets(rows, model_bytes, transports=()):
+    """[(target, met, detail)] for the fleet rows and, per transport (name, ratio, module peak RSS in bytes), the
+    throughput ratio against hf download and the module's peak memory."""
     targets = []
     for row in sorted((r for r in rows if r["mode"] == "controller" and r["run"] == "cold"), key=lambda r: r["n"]):
         copies = row["hub_file_bytes"] / model_bytes
@@ -85,11 +86,11 @@ def evaluate_targets(rows, model_bytes, throughput=None, peak_rss=None):
         targets.append(("%s: warm pinned run costs nothing at N=%d" % (row["mode"], row["n"]),
                         row["hub_requests"] == 0 and row["moved_bytes"] == 0,
                         "%d Hub requests, %d bytes moved" % (row["hub_requests"], row["moved_bytes"])))
-    if throughput is not None:
-        targets.append(("module throughput >= %.2fx hf download" % THROUGHPUT_MIN, throughput >= THROUGHPUT_MIN,
-                        "%.2fx" % throughput))
-    if peak_rss is not None:
-        targets.append(("module peak memory < %d MiB" % PEAK_MIB_MAX, 0 < peak_rss < PEAK_MIB_MAX * MIB,
+    for name, speed, peak_rss in transports:
+        targets.append(("module throughput >= %.2fx hf download on %s" % (THROUGHPUT_MIN, name),
+                        speed is not None and speed >= THROUGHPUT_MIN, fmt_ratio(speed)))
+        targets.append(("module peak memory < %d MiB on %s" % (PEAK_MIB_MAX, name),
+                        0 < peak_rss < PEAK_MIB_MAX * MIB,
                         "%.0f MiB" % (peak_rss / MIB) if peak_rss else "not observed"))
     return targets
 
@@ -132,11 +133,13 @@ def targets_text(targets):
 # --- the test Hub ----------------------------------------------------------------------------------------------
 
 class Hub:
-    """The test Hub as its own process (hub.sh), so that serving does not share this process's GIL."""
+    """The test Hub as its own process (hub.sh), so that serving does not share this process's GIL; Xet storage
+    as huggingface.co serves it, or plain LFS from the resolver (xet=False)."""
 
-    def __init__(self, work):
-        self.dir = work / "hub"
-        self.url = run([str(REPO / "tools/hub/hub.sh"), "start", str(self.dir)]).strip()
+    def __init__(self, work, xet=True):
+        self.dir = work / ("hub" if xet else "hub-http")
+        self.url = run([str(REPO / "tools/hub/hub.sh"), "start", str(self.dir)],
+                       env=dict(os.environ, JUSTNEWS_HUB_XET="1" if xet else "0")).strip()
 
     def stats(self):
         with urllib.request.urlopen(self.url + "/_test/stats", timeout=30) as resp:
@@ -291,6 +294,113 @@ class Plays:
 
 # --- throughput and memory on this machine ---------------------------------------------------------------------
 
+# Each step is run once per transport. The four target rows alternate module and hf download (ABBA) so a drift of
+# the machine's load hits both tools alike; the rest explain a difference: the module's fixed cost on a warm cache,
+# the module without its checksum pass, that pass alone over the downloaded file, and the library call the module
+# makes (snapshot_download) in a bare interpreter, without Ansible or the module's checks.
+THROUGHPUT_PLAN = (
+    ("module", "module", True),
+    ("hf download", "hf", True),
+    ("hf download", "hf", True),
+    ("module", "module", True),
+    ("module, warm cache (no download)", "module", False),
+    ("module, verify_checksums=false", "module_plain", True),
+    ("sha256 of the file (checksum pass alone)", "sha256", False),
+    ("snapshot_download alone", "snapshot_download", True),
+)
+TARGET_TOOLS = ("module", "hf download")
+TRANSPORTS = (("xet", "Xet"), ("http", "plain HTTP"))
+SHA256_CODE = ("import hashlib, os, sys\n"
+               "digest, fd = hashlib.sha256(), os.open(sys.argv[1], os.O_RDONLY)\n"
+               "for chunk in iter(lambda: os.read(fd, 4 << 20), b''):\n"
+               "    digest.update(chunk)\n"
+               "print(digest.hexdigest())\n")
+SNAPSHOT_CODE = ("import sys\nfrom huggingface_hub import snapshot_download\n"
+                 "snapshot_download(sys.argv[1], cache_dir=sys.argv[2])\n")
+
+
+def interleave(steps, transports):
+    """[(step, transport)]: every step on every transport, one after the other, the transport that goes first
+    alternating from step to step, so neither is always the one that follows the other's page cache and load."""
+    order = []
+    for index in range(steps):
+        ahead = transports if index % 2 == 0 else tuple(reversed(transports))
+        order.extend((index, transport) for transport in ahead)
+    return order
+
+
+def served_by(requests, bytes_by_kind, file_bytes):
+    """How the Hub served a run, from its counters: the CAS (Xet), the HTTP bridge, the resolver, or nothing."""
+    if requests.get("xorb"):
+        return "xet"
+    if requests.get("bridge"):
+        return "bridge"
+    if bytes_by_kind.get("get", 0) >= file_bytes:
+        return "resolver"
+    return "cache" if not bytes_by_kind.get("get") else "partial"
+
+
+def mean_of(runs, tool, key="seconds"):
+    values = [r[key] for r in runs if r["tool"] == tool and r.get(key) is not None]
+    return statistics.mean(values) if values else None
+
+
+def summarise(runs):
+    """Ratio of the target rows (mean MiB/s of the module over that of hf download), the module's peak RSS, and
+    where the module's extra time goes, each from the runs of one transport."""
+    speed = {t: mean_of(runs, t, "bytes_per_s") for t in TARGET_TOOLS}
+    module_s, hf_s = mean_of(runs, "module"), mean_of(runs, "hf download")
+    plain_s = mean_of(runs, "module, verify_checksums=false")
+    return {
+        "ratio": ratio(speed["module"], speed["hf download"]),
+        "module_peak_rss": max((r["peak_rss"] for r in runs if r["tool"].startswith("module")), default=0),
+        "module_s": module_s, "hf_s": hf_s,
+        "gap_s": module_s - hf_s if module_s is not None and hf_s is not None else None,
+        "module_own_s": mean_of(runs, "module", "module_elapsed"),
+        "warm_s": mean_of(runs, "module, warm cache (no download)"),
+        "checksum_s": mean_of(runs, "sha256 of the file (checksum pass alone)"),
+        "snapshot_download_s": mean_of(runs, "snapshot_download alone"),
+        "no_checksum_ratio": ratio(hf_s, plain_s) if plain_s else None,
+        "snapshot_download_ratio": ratio(hf_s, mean_of(runs, "snapshot_download alone")),
+    }
+
+
+def breakdown_text(name, summary):
+    """One transport's gap between the module and hf download, in the measured parts that explain it."""
+    s = summary
+
+    def sec(value):
+        return "-" if value is None else "%.1f s" % value
+    return ("%s: module %s (its own elapsed %s; the rest is ansible's start), hf download %s, gap %s; "
+            "checksum pass alone %s, module on a warm cache %s; module without its checksum pass %s hf download, "
+            "snapshot_download alone %s" % (name, sec(s["module_s"]), sec(s["module_own_s"]), sec(s["hf_s"]),
+                                            "-" if s["gap_s"] is None else "%+.1f s" % s["gap_s"],
+                                            sec(s["checksum_s"]), sec(s["warm_s"]), fmt_ratio(s["no_checksum_ratio"]),
+                                            fmt_ratio(s["snapshot_download_ratio"])))
+
+
+def throughput_table(result):
+    """The plan's rows, one line per step, each transport's figures side by side."""
+    names = [name for key, name in TRANSPORTS if key in result["transports"]]
+    header = ["tool"]
+    for name in names:
+        header += [name + " s", "MiB/s", "RSS MiB", "via"]
+    body = []
+    for index, (label, _kind, _cold) in enumerate(THROUGHPUT_PLAN):
+        line = [label]
+        for key, _name in TRANSPORTS:
+            if key not in result["transports"]:
+                continue
+            r = next((r for r in result["transports"][key]["runs"] if r["step"] == index), None)
+            if r is None:
+                line += ["-"] * 4
+                continue
+            line += ["%.1f" % r["seconds"], "%.0f" % (r["bytes_per_s"] / MIB) if r["bytes_per_s"] else "-",
+                     "%.0f" % (r["peak_rss"] / MIB) if r["peak_rss"] else "-", r["via"]]
+        body.append(line)
+    return format_table(header, body)
+
+
 def descendants(parent, roots):
     tree, grew = set(roots), True
     while grew:
@@ -329,7 +439,8 @@ def process_tree_rss(root, marker=""):
 
 
 def timed(argv, env, marker=""):
-    """Run argv; return its wall time and the peak of process_tree_rss(its pid, marker), polled every 20 ms."""
+    """Run argv; return its wall time, the peak of process_tree_rss(its pid, marker), polled every 20 ms, and its
+    output."""
     started = time.monotonic()
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peak, done = [0], threading.Event()
@@ -345,47 +456,62 @@ def timed(argv, env, marker=""):
     poller.join()
     if proc.returncode or '"failed": true' in out:
         raise SystemExit("%s failed:\n%s%s" % (argv[0], out[-3000:], err[-3000:]))
-    return took, peak[0]
+    return took, peak[0], out
 
 
-def throughput(work, hub, collections):
-    size = hub.model_bytes(LARGE_REPO, "main")
-    env = dict(os.environ, HF_ENDPOINT=hub.url, HF_HOME=str(work / "tp-home"), ANSIBLE_COLLECTIONS_PATH=str(collections),
-               ANSIBLE_LOCALHOST_WARNING="0", ANSIBLE_INVENTORY_UNPARSED_WARNING="0", ANSIBLE_NOCOLOR="1",
-               ANSIBLE_PIPELINING="0")
-    cache = work / "tp-cache"
+def big_file(cache, size):
+    """The downloaded file itself (in the shared store or the repository's blobs), found by its size."""
+    for root, _dirs, files in os.walk(cache):
+        for name in files:
+            path = os.path.join(root, name)
+            if not os.path.islink(path) and os.path.getsize(path) == size:
+                return path
+    raise SystemExit("no file of %d bytes under %s after the download" % (size, cache))
 
-    def module():
-        args = "repo_id=%s revision=main cache_dir=%s endpoint=%s" % (LARGE_REPO, cache, hub.url)
-        return timed([str(BIN / "ansible"), "localhost", "-c", "local", "-i", "localhost,", "-o",
-                      "-e", "ansible_python_interpreter=" + sys.executable,
-                      "-m", "justnews.huggingface.hf_snapshot", "-a", args], env, "AnsiballZ_hf_snapshot")
 
-    def hf():
-        return timed([str(BIN / "hf"), "download", LARGE_REPO, "--cache-dir", str(cache)], env)
+def throughput(work, hubs, collections):
+    """Run THROUGHPUT_PLAN on each transport's Hub ({key: Hub}), interleaved; figures per transport."""
+    size = hubs["xet"].model_bytes(LARGE_REPO, "main")
+    base = dict(os.environ, HF_HOME=str(work / "tp-home"), ANSIBLE_COLLECTIONS_PATH=str(collections),
+                ANSIBLE_LOCALHOST_WARNING="0", ANSIBLE_INVENTORY_UNPARSED_WARNING="0", ANSIBLE_NOCOLOR="1",
+                ANSIBLE_PIPELINING="0", ANSIBLE_DEPRECATION_WARNINGS="0")
 
-    def module_plain():
-        args = ("repo_id=%s revision=main cache_dir=%s endpoint=%s verify_checksums=false"
-                % (LARGE_REPO, cache, hub.url))
-        return timed([str(BIN / "ansible"), "localhost", "-c", "local", "-i", "localhost,", "-o",
-                      "-e", "ansible_python_interpreter=" + sys.executable,
-                      "-m", "justnews.huggingface.hf_snapshot", "-a", args], env, "AnsiballZ_hf_snapshot")
+    def command(kind, hub, cache):
+        if kind in ("module", "module_plain"):
+            args = "repo_id=%s revision=main cache_dir=%s endpoint=%s" % (LARGE_REPO, cache, hub.url)
+            if kind == "module_plain":
+                args += " verify_checksums=false"
+            return ([str(BIN / "ansible"), "localhost", "-c", "local", "-i", "localhost,", "-o",
+                     "-e", "ansible_python_interpreter=" + sys.executable,
+                     "-m", "justnews.huggingface.hf_snapshot", "-a", args], "AnsiballZ_hf_snapshot")
+        if kind == "hf":
+            return [str(BIN / "hf"), "download", LARGE_REPO, "--cache-dir", str(cache)], ""
+        if kind == "snapshot_download":
+            return [sys.executable, "-c", SNAPSHOT_CODE, LARGE_REPO, str(cache)], ""
+        return [sys.executable, "-c", SHA256_CODE, big_file(cache, size)], ""
 
-    # The target compares the first four (module with its defaults against hf download, alternating); the last
-    # two only explain the difference: the module without its checksum pass, and its fixed cost on a warm cache.
-    plan = (("module", module, True), ("hf download", hf, True), ("hf download", hf, True), ("module", module, True),
-            ("module, verify_checksums=false", module_plain, True), ("module, warm cache (no download)", module, False))
-    runs = []
-    for label, func, cold in plan:
+    result = {"file_bytes": size, "transports": {key: {"runs": []} for key in hubs}}
+    for index, key in interleave(len(THROUGHPUT_PLAN), tuple(hubs)):
+        label, kind, cold = THROUGHPUT_PLAN[index]
+        hub, cache = hubs[key], work / ("tp-cache-" + key)
         if cold:
             run(["rm", "-rf", str(cache)])
-        seconds, peak = func()
-        runs.append({"tool": label, "seconds": seconds, "bytes_per_s": size / seconds if cold else None,
-                     "peak_rss": peak})
-    run(["rm", "-rf", str(cache)])
-    speed = {t: statistics.mean(r["bytes_per_s"] for r in runs if r["tool"] == t) for t in ("module", "hf download")}
-    return {"file_bytes": size, "runs": runs, "ratio": speed["module"] / speed["hf download"],
-            "module_peak_rss": max(r["peak_rss"] for r in runs if r["tool"].startswith("module"))}
+        argv, marker = command(kind, hub, cache)
+        hub.reset()
+        seconds, peak, out = timed(argv, dict(base, HF_ENDPOINT=hub.url), marker)
+        stats = hub.stats()
+        own = None
+        if marker:  # the module's own account of its run, without ansible's start
+            own = json.loads(out.strip().splitlines()[-1].split("=> ", 1)[1]).get("elapsed")
+        result["transports"][key]["runs"].append({
+            "step": index, "tool": label, "seconds": seconds, "bytes_per_s": size / seconds if cold else None,
+            "peak_rss": peak, "module_elapsed": own, "hub_requests": stats["requests"], "hub_bytes": stats["bytes"],
+            "via": "-" if kind == "sha256" else served_by(stats["requests"], stats["bytes"], size)})
+        print("  %-10s %-42s %6.1f s" % (dict(TRANSPORTS)[key], label, seconds), flush=True)
+    for key in hubs:
+        run(["rm", "-rf", str(work / ("tp-cache-" + key))])
+        result["transports"][key].update(summarise(result["transports"][key]["runs"]))
+    return result
 
 
 # --- agent start with the Hub unreachable ----------------------------------------------------------------------
@@ -484,9 +610,14 @@ def main():  # pylint: disable=too-many-locals,too-many-statements
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-agent", action="store_true")
     parser.add_argument("--skip-hub-requests", action="store_true")
+    parser.add_argument("--only-throughput", action="store_true",
+                        help="run the throughput part alone (a few minutes; no podman needed)")
     parser.add_argument("--agent-limit", type=float, default=300, help="seconds to wait for /ready (default 300)")
     parser.add_argument("--keep", action="store_true", help="leave the containers running")
     opts = parser.parse_args()
+    if opts.only_throughput:
+        opts.skip_fleet = opts.skip_agent = opts.skip_hub_requests = True
+        opts.skip_throughput = False
     sizes = sorted({int(s) for s in opts.sizes.split(",") if s.strip()})
     if any(n < 1 or n > 10 for n in sizes):
         raise SystemExit("--sizes: each N must be 1..10 (agent ports %d-%d)" % (AGENT_PORT, AGENT_PORT + 9))
@@ -500,11 +631,12 @@ def main():  # pylint: disable=too-many-locals,too-many-statements
     result = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "sizes": sizes, "image": opts.image,
               "load_start": load_start, "model": {"repo_id": MINILM_REPO, "revision": COMMIT_B}}
     model_bytes = result["model"]["bytes"] = hub.model_bytes(MINILM_REPO, COMMIT_B)
-    rows, tput, agent = [], None, None
+    rows, tput, agent, hub_http, fleet_used = [], None, None, None, False
     fleet = Fleet(work, opts.image)
     try:
         if not opts.skip_fleet:
             print("starting %d hosts (%s) ..." % (max(sizes), opts.image), flush=True)
+            fleet_used = True
             fleet.up(max(sizes))
             plays = Plays(work, hub, fleet, collections)
             plays.prepare(max(sizes))
@@ -518,19 +650,25 @@ def main():  # pylint: disable=too-many-locals,too-many-statements
                               % (count, mode, label, r["hub_requests"], human(r["hub_bytes"]),
                                  human(r["moved_bytes"]), r["seconds"]), flush=True)
         if not opts.skip_throughput:
-            print("throughput on %s ..." % LARGE_REPO, flush=True)
-            tput = throughput(work, hub, collections)
+            # A second Hub serves the same repositories as plain LFS, so both transports run side by side.
+            hub_http = Hub(work, xet=False)
+            print("throughput on %s, Xet (%s) and plain HTTP (%s) ..." % (LARGE_REPO, hub.url, hub_http.url),
+                  flush=True)
+            tput = throughput(work, {"xet": hub, "http": hub_http}, collections)
         if not opts.skip_agent:
             print("agent start with the Hub unreachable ...", flush=True)
             agent = agent_start(work, hub, collections, opts.agent_limit)
     finally:
         hub.stop()
-        if not opts.keep:
+        if hub_http is not None:
+            hub_http.stop()
+        if fleet_used and not opts.keep:
             fleet.down()
 
     hub_requests = None
     if not opts.skip_hub_requests:
-        hub_requests = run([sys.executable, "-m", "benchmarks.hub_requests"], env=dict(os.environ, PYTHONPATH=str(REPO)))
+        hub_requests = run([sys.executable, "-m", "benchmarks.hub_requests"],
+                           env=dict(os.environ, PYTHONPATH=str(REPO)))
 
     rows = with_ratios(rows)
     print()
@@ -542,15 +680,18 @@ def main():  # pylint: disable=too-many-locals,too-many-statements
               "replaced in the hosts' caches, summed; x: against the baseline for the same N and run.)")
         print()
     if tput:
-        print("Throughput, cold, on this machine, %s (%s), order module, hf, hf, module:"
+        print("Throughput on this machine, %s (%s), each step on Xet and on plain HTTP in turn:"
               % (LARGE_REPO, human(tput["file_bytes"])))
-        print(format_table(("tool", "seconds", "MiB/s", "peak RSS MiB"),
-                           [(r["tool"], "%.1f" % r["seconds"],
-                             "%.0f" % (r["bytes_per_s"] / MIB) if r["bytes_per_s"] else "-",
-                             "%.0f" % (r["peak_rss"] / MIB)) for r in tput["runs"]]))
-        print("(wall time of the whole command, interpreter and ansible start included; peak RSS: sum of VmRSS "
-              "over the process tree, polled every 20 ms; for the module the tree of its AnsiballZ process; "
-              "ratio of the mean MiB/s of the first four rows: %.2fx)" % tput["ratio"])
+        print(throughput_table(tput))
+        print("(s: wall time of the whole command, interpreter and ansible start included; MiB/s: file size / s, "
+              "cold runs only; RSS: peak of the sum of VmRSS over the process tree, polled every 20 ms, for the "
+              "module the tree of its AnsiballZ process; via: what the test Hub's counters show served the run.)")
+        for key, name in TRANSPORTS:
+            summary = tput["transports"][key]
+            print("ratio on %s, mean MiB/s of the module's two cold rows over hf download's: %s; module peak %.0f MiB"
+                  % (name, fmt_ratio(summary["ratio"]), summary["module_peak_rss"] / MIB))
+        for key, name in TRANSPORTS:
+            print(breakdown_text(name, tput["transports"][key]))
         print()
     if agent:
         print("Memory agent start (project venv, warm cache) until /ready answers, Hub unreachable:")
@@ -564,7 +705,9 @@ def main():  # pylint: disable=too-many-locals,too-many-statements
         print("benchmarks.hub_requests (per host, one machine):")
         print(hub_requests.rstrip())
         print()
-    targets = evaluate_targets(rows, model_bytes, tput and tput["ratio"], tput and tput["module_peak_rss"])
+    targets = evaluate_targets(rows, model_bytes, [
+        (name, tput["transports"][key]["ratio"], tput["transports"][key]["module_peak_rss"])
+        for key, name in TRANSPORTS] if tput else ())
     print("Targets:")
     print(targets_text(targets))
     load_end = os.getloadavg()
