@@ -78,8 +78,8 @@ def test_missing_file_is_named(hub, fetched, tmp_path, collections_path):
     assert "justnews.huggingface.prefetch" in model[3]
 
 
-def test_dangling_foreign_and_non_regular_store_entries_are_named_with_a_fix(hub, fetched, tmp_path,
-                                                                          collections_path):
+def test_dangling_foreign_and_non_regular_store_entries_are_named_with_a_fix(
+        hub, fetched, tmp_path, collections_path):
     from huggingface_hub.utils._shared_blobs import publish_blob_to_shared_store
 
     blobs = fetched / FOLDER / "blobs"
@@ -87,11 +87,13 @@ def test_dangling_foreign_and_non_regular_store_entries_are_named_with_a_fix(hub
     assert len(plain) >= 2, plain
     fifo_etag, foreign = plain[:2]
     # one more blob in the store, as the library publishes one, to put a FIFO in place of its entry
-    assert publish_blob_to_shared_store(blob_path=str(blobs / fifo_etag), xet_hash=shared_store.xet_hash_for(fifo_etag),
-                                        cache_dir=str(fetched), expected_size=os.path.getsize(blobs / fifo_etag))
+    assert publish_blob_to_shared_store(
+        blob_path=str(blobs / fifo_etag), xet_hash=shared_store.xet_hash_for(fifo_etag), cache_dir=str(fetched),
+        expected_size=os.path.getsize(blobs / fifo_etag))
     links = shared_store.store_links(fetched, FOLDER)
     fifo = links.pop(fifo_etag)
-    (dangling, gone), = links.items()
+    assert len(links) == 1, links
+    dangling, gone = next(iter(links.items()))
     os.unlink(shared_store.entry(fetched, gone))
     secret = tmp_path / "secret"
     secret.write_text("root's")
