@@ -581,8 +581,7 @@ class RepoCache:
                     yield os.path.join(dirpath, name)
         hashes = [h for name, h in self.store_links().items()
                   if self.inspect_blob(name).kind == _store.STORE]
-        for path in _store.owned_paths(self.cache_dir, hashes):
-            yield path
+        yield from _store.owned_paths(self.cache_dir, hashes)
 
     def links_to_snapshot(self, link):
         """True when `link` is a symlink that leads into this repository's snapshots."""

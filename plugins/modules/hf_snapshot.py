@@ -221,7 +221,8 @@ notes:
     else of the store. A store entry whose content fails its checksum is removed with the link, since the
     library would link it again by size alone.
   - Blobs taken in with O(blobs_from) become regular files of the repository (the plain layout, which
-    C(huggingface_hub) reads as well): the module cannot compute a Xet hash, so it never names a store entry.
+    C(huggingface_hub) reads as well), because the module cannot compute a Xet hash and so never names a store
+    entry.
     A O(blobs_from) folder may be the C(blobs) folder of another cache whose blobs link into that cache's store.
   - "Keep the token off the controller's process list and out of verbose output: pass it as O(token) from a
     vaulted variable (or in C(module_defaults)), not with C(-a token=...) on the command line nor as a task
@@ -848,8 +849,8 @@ class Snapshot:
         if unsound:
             self.module.warn("the shared blob store of %s is not sound (%s is a symlink or not what huggingface_hub"
                              " makes): this download keeps its files in the repository's own blobs folder; remove"
-                             " %s so that downloads share files again" % (self.cache_dir, unsound[0],
-                                                                         ", ".join(unsound)))
+                             " %s so that downloads share files again"
+                             % (self.cache_dir, unsound[0], ", ".join(unsound)))
             os.environ["HF_HUB_DISABLE_SHARED_BLOBS"] = "1"
             hf_constants.HF_HUB_DISABLE_SHARED_BLOBS = True
 

@@ -331,8 +331,7 @@ def library_snapshot(cache, revision):
     return proc.stdout.strip().splitlines()[-1]
 
 
-def test_a_bundle_from_a_shared_store_cache_carries_the_content_and_deploys_as_the_library_reads(hub, play,
-                                                                                                  tmp_path):
+def test_a_bundle_from_a_shared_store_cache_deploys_as_the_library_reads(hub, play, tmp_path):
     build_cache = tmp_path / "build-cache"
     fetched = play(("justnews.huggingface.hf_snapshot", {"repo_id": MINILM_REPO, "cache_dir": str(build_cache),
                                                          "endpoint": hub.url}))[0]

@@ -53,9 +53,10 @@ def test_the_library_layout_is_a_present_store_blob(cache):
 def test_the_link_form_is_exact():
     assert _store.parse_target("../../blobs/%s/%s" % (XET[:2], XET)) == XET
     assert _store.link_target(XET) == "../../blobs/%s/%s" % (XET[:2], XET)
-    for target in ["/hub/blobs/%s/%s" % (XET[:2], XET), "../../blobs/00/" + XET, "../../blobs/%s/%s/" % (XET[:2], XET),
-                   "../../blobs/./%s/%s" % (XET[:2], XET), "../../../etc/passwd", "../../blobs/%s/%s" % (XET[:2], ETAG[:40]),
-                   "../../blobs/%s/%s" % (XET[:2].upper(), XET.upper()), "../../other/%s/%s" % (XET[:2], XET), None]:
+    pre = XET[:2]
+    for target in ["/hub/blobs/%s/%s" % (pre, XET), "../../blobs/00/" + XET, "../../blobs/%s/%s/" % (pre, XET),
+                   "../../blobs/./%s/%s" % (pre, XET), "../../../etc/passwd", "../../blobs/%s/%s" % (pre, ETAG[:40]),
+                   "../../blobs/%s/%s" % (pre.upper(), XET.upper()), "../../other/%s/%s" % (pre, XET), None]:
         assert _store.parse_target(target) is None, target
 
 
