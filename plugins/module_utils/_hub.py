@@ -98,31 +98,49 @@ def parse_ratelimit(headers):
     return info.reset_in_seconds, info.remaining, policy
 
 
-# hf_xet raises ConnectionError for network failures, 429 and 5xx alike, and tells them apart only by the
-# prefix of its message (xet_pkg XetError); its retries are off in the download child, so these reach the Retrier.
+# hf_xet's errors carry no response object, only text (xet_pkg XetError): ConnectionError for network failures,
+# 429 and 5xx alike, told apart by the message's prefix; a failure inside a download task comes as RuntimeError
+# ("Task error: ... CAS Client Error: Request error: HTTP status client error (429 Too Many Requests) ...").
+# Its retries are off in the download child, so these reach the Retrier.
 _XET_KINDS = (("Rate limited:", RATE_LIMITED), ("Server error:", SERVER_ERROR), ("Network error:", UNREACHABLE),
-              ("Timeout:", TRANSIENT))
-_XET_STATUS_RE = re.compile(r"\((\d{3}) [A-Z]")
+              ("Timeout:", TRANSIENT), ("Authentication error:", UNAUTHORIZED))
+_XET_STATUS_RE = re.compile(r"HTTP status (?:client|server) error \((\d{3})[ )]|\((\d{3}) [A-Z][a-z]")
 _XET_RETRY_AFTER_RE = re.compile(r"retry-after[\"']?\s*[:=]\s*[\"']?(\d+)", re.I)
+
+
+def _xet_status_kind(status):
+    if status == 429:
+        return RATE_LIMITED
+    if status >= 500:
+        return SERVER_ERROR
+    if status in (401, 403):
+        return UNAUTHORIZED
+    if status == 408:
+        return TRANSIENT
+    return None
 
 
 def classify_xet(exc):
     """(kind, status, retry_after) of an hf_xet error, or None when exc did not come from hf_xet."""
     name = type(exc).__name__
     text = str(exc).strip()
+    match = _XET_STATUS_RE.search(text)
+    status = int(match.group(1) or match.group(2)) if match else None
     if name == "XetAuthenticationError":
         kind = UNAUTHORIZED
     elif name == "XetObjectNotFoundError":
         kind = ENTRY_NOT_FOUND
-    elif isinstance(exc, (ConnectionError, TimeoutError)):
+    elif isinstance(exc, (ConnectionError, TimeoutError, RuntimeError)):
         kind = next((k for prefix, k in _XET_KINDS if text.startswith(prefix)), None)
-        if kind is None:
+        if status is not None and (kind is None or isinstance(exc, RuntimeError)):
+            kind = _xet_status_kind(status) or kind
+        if kind is None or (isinstance(exc, RuntimeError) and status is None and not text.startswith(
+                tuple(prefix for prefix, _k in _XET_KINDS))):
             return None
     else:
         return None
-    status = _XET_STATUS_RE.search(text)
     retry_after = _XET_RETRY_AFTER_RE.search(text)
-    return kind, int(status.group(1)) if status else None, retry_after.group(1) if retry_after else None
+    return kind, status, retry_after.group(1) if retry_after else None
 
 
 def _response_of(exc):

@@ -83,6 +83,13 @@ XetObjectNotFoundError = type("XetObjectNotFoundError", (FileNotFoundError,), {}
     (TimeoutError("Timeout: Request error: operation timed out"), _hub.TRANSIENT, None, None),
     (XetAuthenticationError("Authentication error: Auth error: token expired"), _hub.UNAUTHORIZED, None, None),
     (XetObjectNotFoundError("Not found: File not found for hash: ab"), _hub.ENTRY_NOT_FOUND, None, None),
+    # what hf_xet 1.8 raises when the CAS answers 429 or 503 inside a download task (measured)
+    (RuntimeError("Task error: File reconstruction error: CAS Client Error: Request error: HTTP status client"
+                  " error (429 Too Many Requests), domain: http://127.0.0.1:1/v2/reconstructions/ab"),
+     _hub.RATE_LIMITED, 429, None),
+    (RuntimeError("Task error: File reconstruction error: CAS Client Error: Request error: HTTP status server"
+                  " error (503 Service Unavailable), domain: http://127.0.0.1:1/v1/xorbs/default/ab"),
+     _hub.SERVER_ERROR, 503, None),
 ])
 def test_hf_xet_errors_are_classified_by_their_category(exc, kind, status, retry_after):
     """hf_xet raises ConnectionError for 429, 5xx and network failures alike: the message prefix tells them apart,
@@ -94,6 +101,7 @@ def test_hf_xet_errors_are_classified_by_their_category(exc, kind, status, retry
 
 def test_plain_os_errors_are_not_taken_for_hf_xet_errors():
     assert _hub.classify(ConnectionRefusedError(111, "Connection refused"))[0] != _hub.RATE_LIMITED
+    assert _hub.classify(RuntimeError("something else (500 things)"))[0] == _hub.OTHER
     assert _hub.classify(PermissionError(13, "Permission denied"))[0] == _hub.NOT_WRITABLE
 
 
@@ -261,3 +269,49 @@ def test_child_results_and_errors_come_back():
     with pytest.raises(_hub.HubFailure) as info:
         _hub.run_with_deadline(open, ("/nonexistent/x",), 30)
     assert "FileNotFoundError" in info.value.message
+
+
+# --- against the test Hub: the real library and hf_xet, the module's clock -----------------------------------
+
+def hub_retrier(clock, timeout=600):
+    return _hub.Retrier(3, timeout, backoff=1.0, sleep=clock.sleep, clock=clock.clock)
+
+
+def test_an_api_429_waits_for_the_hubs_ratelimit_reset(hub):
+    from tools.hub.hubserver import COMMIT_B, MINILM_REPO
+    hub.set_faults([{"kind": "429", "count": 1, "endpoint": "model_info", "reset": 42}])
+    clock = FakeClock()
+    r = hub_retrier(clock)
+    assert r.call(_hub.Hub(hub.url, None, MINILM_REPO, "model").resolve_commit, "main") == COMMIT_B
+    assert clock.sleeps == [42.0] and r.retries_used == 1
+    assert hub.stats()["requests"]["model_info"] == 2  # the library tried once each time
+
+
+def test_a_ratelimit_reset_beyond_the_timeout_fails_at_once_naming_both(hub):
+    from tools.hub.hubserver import MINILM_REPO
+    hub.set_faults([{"kind": "429", "count": -1, "endpoint": "tree", "reset": 280}])
+    clock = FakeClock()
+    with pytest.raises(_hub.HubFailure) as info:
+        hub_retrier(clock, timeout=60).call(_hub.Hub(hub.url, None, MINILM_REPO, "model").list_tree, "main")
+    assert info.value.kind == _hub.RATE_LIMITED and clock.sleeps == []
+    assert "asked to wait 280s (RateLimit" in info.value.message and "60s left" in info.value.message
+    assert hub.stats()["requests"]["tree"] == 1
+
+
+@pytest.mark.parametrize("endpoint, wait", [("reconstruction", 1.0), ("xorb", 1.0), ("xet_token", 7.0)])
+def test_a_429_on_the_xet_path_is_one_attempt_and_the_retrier_waits(hub, tmp_path, endpoint, wait):
+    """hf_xet's own retries are off: the CAS's 429 (or the Hub's for the Xet token) comes back to the Retrier,
+    which classifies it and tries again - after the Hub's Retry-After when the library saw the response, after
+    its own backoff when only hf_xet's message came back (it carries no headers)."""
+    from tools.hub.hubserver import COMMIT_B, MINILM_REPO
+    step = _hub.Hub(hub.url, None, MINILM_REPO, "model")
+    listing = step.list_tree(COMMIT_B)
+    expected = {path: entry.get("lfs_sha256") or entry["blob_id"] for path, entry in listing.items()}
+    lfs = sorted(path for path, entry in listing.items() if entry.get("lfs_sha256"))
+    hub.reset()
+    hub.set_faults([{"kind": "429", "count": 1, "endpoint": endpoint, "retry_after": 7}])
+    clock = FakeClock()
+    r = hub_retrier(clock)
+    path = r.call(step.download, COMMIT_B, str(tmp_path / "cache"), lfs, None, expected)
+    assert os.path.isfile(os.path.join(path, lfs[0]))
+    assert clock.sleeps == [wait] and r.retries_used == 1
