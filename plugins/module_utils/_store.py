@@ -18,6 +18,12 @@ The rules kept here:
   it counts only when ``fstat`` says regular file. Nothing in the store is ever followed by path.
 - ``.refs`` manifests are hints, read the same way with a size cap; every line is validated.
 
+What the collection uses: ``inspect_blob`` (FILE, STORE, MISSING or REFUSED for a repository blob),
+``open_blob`` / ``open_entry`` + ``read_chunks`` (content without following links), ``link_hash`` /
+``parse_target`` (the hash a link names), ``entries`` and ``all_links`` (the store and what links to it now),
+``read_manifest`` / ``referrers`` (the manifest's view), ``owned_paths`` (what ownership may reach),
+``unsound_paths`` (what would lead the library out of the cache) and ``remove_entry``.
+
 Private to the justnews.huggingface collection: no compatibility promise.
 """
 
@@ -42,6 +48,7 @@ PREFIX_RE = re.compile(r"^[0-9a-f]{2}$")
 TARGET_RE = re.compile(r"^\.\./\.\./blobs/([0-9a-f]{2})/([0-9a-f]{64})$")
 REPO_BLOB_RE = re.compile(r"^(?:models|datasets|spaces)--[A-Za-z0-9][A-Za-z0-9._-]*(?:--[A-Za-z0-9][A-Za-z0-9._-]*)?"
                           r"/blobs/(?:[0-9a-f]{40}|[0-9a-f]{64})$")
+REPO_FOLDER_RE = re.compile(r"^(?:models|datasets|spaces)--[A-Za-z0-9][A-Za-z0-9._-]*$")
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
 _CHUNK = 4 * 1024 * 1024
@@ -349,6 +356,26 @@ def repo_links(cache_dir, repo_root):
         if xet_hash is not None:
             out[name] = xet_hash
     return out
+
+
+def all_links(cache_dir):
+    """{xet hash: [repository blob paths]} over every repository folder of the cache, found by listing them (the
+    manifests are hints; this is what links now). Links are judged by their target only, nothing followed."""
+    out = {}
+    try:
+        names = sorted(os.listdir(cache_dir))
+    except (FileNotFoundError, NotADirectoryError):
+        return out
+    for name in names:
+        if not REPO_FOLDER_RE.match(name):
+            continue
+        root = os.path.join(cache_dir, name)
+        st = _lstat(root)
+        if st is None or not stat.S_ISDIR(st.st_mode):
+            continue
+        for blob, xet_hash in repo_links(cache_dir, root).items():
+            out.setdefault(xet_hash, []).append(os.path.join(root, "blobs", blob))
+    return {h: sorted(paths) for h, paths in out.items()}
 
 
 def owned_paths(cache_dir, hashes):

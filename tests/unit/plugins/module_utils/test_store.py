@@ -47,6 +47,7 @@ def test_the_library_layout_is_a_present_store_blob(cache):
     assert _store.read_manifest(str(cache), XET) == [FOLDER + "/blobs/" + ETAG]
     assert _store.referrers(str(cache), XET) == [blob(cache)]
     assert _store.repo_links(str(cache), str(cache / FOLDER)) == {ETAG: XET}
+    assert _store.all_links(str(cache)) == {XET: [blob(cache)]}
     assert _store.unsound_paths(str(cache)) == []
 
 
