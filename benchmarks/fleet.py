@@ -459,14 +459,13 @@ def timed(argv, env, marker=""):
     return took, peak[0], out
 
 
-def big_file(cache, size):
-    """The downloaded file itself (in the shared store or the repository's blobs), found by its size."""
-    for root, _dirs, files in os.walk(cache):
-        for name in files:
-            path = os.path.join(root, name)
-            if not os.path.islink(path) and os.path.getsize(path) == size:
-                return path
-    raise SystemExit("no file of %d bytes under %s after the download" % (size, cache))
+def big_file(cache):
+    """The downloaded large file itself, in the shared store or the repository's blobs: the largest regular file."""
+    found = [os.path.join(root, name) for root, _dirs, files in os.walk(cache) for name in files]
+    found = [path for path in found if not os.path.islink(path)]
+    if not found:
+        raise SystemExit("no file under %s after the download" % cache)
+    return max(found, key=os.path.getsize)
 
 
 def throughput(work, hubs, collections):
@@ -488,7 +487,7 @@ def throughput(work, hubs, collections):
             return [str(BIN / "hf"), "download", LARGE_REPO, "--cache-dir", str(cache)], ""
         if kind == "snapshot_download":
             return [sys.executable, "-c", SNAPSHOT_CODE, LARGE_REPO, str(cache)], ""
-        return [sys.executable, "-c", SHA256_CODE, big_file(cache, size)], ""
+        return [sys.executable, "-c", SHA256_CODE, big_file(cache)], ""
 
     result = {"file_bytes": size, "transports": {key: {"runs": []} for key in hubs}}
     for index, key in interleave(len(THROUGHPUT_PLAN), tuple(hubs)):
