@@ -6,6 +6,7 @@ tools/hosts/build-images.sh), from the repository root:
 
     .venv/bin/python -m benchmarks.fleet [--sizes 1,5,10] [--json benchmark-results/fleet.json]
                                          [--skip-throughput] [--skip-agent] [--skip-hub-requests]
+    .venv/bin/python -m benchmarks.fleet --only-throughput      (the throughput part alone, a few minutes)
 
 Parts, all in the same run:
   fleet       per N and mode, a cold run (empty host caches, empty controller cache) then a warm run (the same
@@ -15,10 +16,13 @@ Parts, all in the same run:
               task on every host), and the playbook justnews.huggingface.prefetch with model_cache_source hub and
               controller (model_cache_units: [], so it fetches and restarts nothing; model_cache_serial 100%,
               the same one batch as the baseline's play).
-  throughput  the module against `hf download`, cold, on this machine, for LARGE_REPO's ~2 GiB file, in the order
-              module, hf, hf, module (then, to explain a difference, the module without its checksum pass and
-              on a warm cache); the module's peak memory (sum of VmRSS over the process tree of its
-              AnsiballZ_hf_snapshot process, polled every 20 ms).
+  throughput  the module against `hf download`, cold, on this machine, for LARGE_REPO's ~2 GiB file, on two
+              Hubs at once: Xet storage (as huggingface.co serves it) and plain LFS from the resolver (hub.sh with
+              JUSTNEWS_HUB_XET=0). Each step of THROUGHPUT_PLAN runs on both, the first transport alternating:
+              module, hf, hf, module (the target rows), then, to explain a difference, the module on a warm
+              cache, without its checksum pass, that checksum pass alone, and snapshot_download alone; the
+              module's peak memory (sum of VmRSS over the process tree of its AnsiballZ_hf_snapshot process,
+              polled every 20 ms) and the Hub's counters per run (which show the transport that served it).
   agent       time until the real Memory agent (tools/hosts/rootfs/.../memory.py, project venv, warm cache)
               answers /ready while its Hub is unreachable (a 127.0.0.1 listener that never answers, or a closed
               127.0.0.1 port), with and without HF_HUB_OFFLINE=1 (offline: median of three starts).
@@ -362,6 +366,9 @@ def summarise(runs):
         "snapshot_download_s": mean_of(runs, "snapshot_download alone"),
         "no_checksum_ratio": ratio(hf_s, plain_s) if plain_s else None,
         "snapshot_download_ratio": ratio(hf_s, mean_of(runs, "snapshot_download alone")),
+        # What the Hub sent for one cold download: on Xet only the xorb ranges the file's chunks need
+        "hub_bytes_per_download": max((sum(r.get("hub_bytes", {}).values()) for r in runs if r["bytes_per_s"]),
+                                      default=None),
     }
 
 
@@ -371,12 +378,13 @@ def breakdown_text(name, summary):
 
     def sec(value):
         return "-" if value is None else "%.1f s" % value
-    return ("%s: module %s (its own elapsed %s; the rest is ansible's start), hf download %s, gap %s; "
-            "checksum pass alone %s, module on a warm cache %s; module without its checksum pass %s hf download, "
-            "snapshot_download alone %s" % (name, sec(s["module_s"]), sec(s["module_own_s"]), sec(s["hf_s"]),
-                                            "-" if s["gap_s"] is None else "%+.1f s" % s["gap_s"],
-                                            sec(s["checksum_s"]), sec(s["warm_s"]), fmt_ratio(s["no_checksum_ratio"]),
-                                            fmt_ratio(s["snapshot_download_ratio"])))
+    sent = s.get("hub_bytes_per_download")
+    return ("%s: the Hub sent %s per cold download; module %s (its own elapsed %s; the rest is ansible's start), "
+            "hf download %s, gap %s; checksum pass alone %s, module on a warm cache %s; module without its "
+            "checksum pass %s hf download, snapshot_download alone %s"
+            % (name, "-" if sent is None else human(sent), sec(s["module_s"]), sec(s["module_own_s"]),
+               sec(s["hf_s"]), "-" if s["gap_s"] is None else "%+.1f s" % s["gap_s"], sec(s["checksum_s"]),
+               sec(s["warm_s"]), fmt_ratio(s["no_checksum_ratio"]), fmt_ratio(s["snapshot_download_ratio"])))
 
 
 def throughput_table(result):
@@ -497,6 +505,7 @@ def throughput(work, hubs, collections):
             run(["rm", "-rf", str(cache)])
         argv, marker = command(kind, hub, cache)
         hub.reset()
+        load = os.getloadavg()[0]
         seconds, peak, out = timed(argv, dict(base, HF_ENDPOINT=hub.url), marker)
         stats = hub.stats()
         own = None
@@ -505,8 +514,10 @@ def throughput(work, hubs, collections):
         result["transports"][key]["runs"].append({
             "step": index, "tool": label, "seconds": seconds, "bytes_per_s": size / seconds if cold else None,
             "peak_rss": peak, "module_elapsed": own, "hub_requests": stats["requests"], "hub_bytes": stats["bytes"],
+            "load": load,
             "via": "-" if kind == "sha256" else served_by(stats["requests"], stats["bytes"], size)})
-        print("  %-10s %-42s %6.1f s" % (dict(TRANSPORTS)[key], label, seconds), flush=True)
+        print("  %-10s %-42s %6.1f s  (load average %.2f at its start)" % (dict(TRANSPORTS)[key], label, seconds, load),
+              flush=True)
     for key in hubs:
         run(["rm", "-rf", str(work / ("tp-cache-" + key))])
         result["transports"][key].update(summarise(result["transports"][key]["runs"]))

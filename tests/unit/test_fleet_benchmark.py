@@ -93,7 +93,8 @@ def test_served_by_reads_the_hub_counters():
 def tp_run(step, seconds, cold=True, rss=100 * MIB, own=None, via="xet", size=1000 * MIB):
     label = THROUGHPUT_PLAN[step][0]
     return {"step": step, "tool": label, "seconds": seconds, "bytes_per_s": size / seconds if cold else None,
-            "peak_rss": rss, "module_elapsed": own, "via": via}
+            "peak_rss": rss, "module_elapsed": own, "via": via,
+            "hub_bytes": {"tree": 400, "xorb": 4 * MIB - 400} if cold else {}}
 
 
 def transport_runs(module_s=(10.0, 10.0), hf_s=(8.0, 8.0)):
@@ -113,8 +114,9 @@ def test_summary_ratio_is_of_the_mean_speeds_and_the_gap_is_explained_by_measure
     assert summary["checksum_s"] == 1.5 and summary["warm_s"] == 1.0
     assert summary["no_checksum_ratio"] == 8.0 / 9.0
     assert summary["snapshot_download_ratio"] == 1.0
+    assert summary["hub_bytes_per_download"] == 4 * MIB
     text = breakdown_text("Xet", summary)
-    assert text.startswith("Xet: module 15.0 s (its own elapsed 13.0 s")
+    assert text.startswith("Xet: the Hub sent 4 MiB per cold download; module 15.0 s (its own elapsed 13.0 s")
     assert "gap +7.0 s" in text and "checksum pass alone 1.5 s" in text and "0.89x hf download" in text
 
 
