@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from tools.hub.hubserver import COMMIT_A, COMMIT_B, GATED_COMMIT, GATED_REPO, MI
 
 FOLDER = "models--sentence-transformers--all-MiniLM-L6-v2"
 GATED_FOLDER = "models--justnews-test--gated-minilm"
-HF = str(Path(sys.executable).with_name("hf"))
+HF = str(Path(target_python()).with_name("hf"))  # the library's CLI, beside the interpreter that runs it
 SNAPSHOT = "justnews.huggingface.hf_snapshot"
 BUNDLE = "justnews.huggingface.hf_bundle"
 XET_MODES = ["hub", "controller", "bundle", "prune"]
@@ -184,7 +183,7 @@ def filled(hub, hub_lfs, collections_path, tmp_path_factory):
             maker, server = makers[mode]
             try:
                 made[mode] = maker(Play(collections_path, work), server, work)
-            except AssertionError as exc:  # a mode that cannot be made fails each of its tests, once made
+            except AssertionError as exc:  # made once: each test of a mode that cannot be made fails with it
                 made[mode] = exc
         if isinstance(made[mode], AssertionError):
             raise made[mode]
@@ -237,24 +236,26 @@ def test_the_library_offline_finds_the_modules_snapshot(filled, mode):
         assert library(code, env) == got.result["snapshot_path"]
 
 
+# A plain-LFS download carries no Xet hash, so the library keeps its blobs out of the store: nothing to reuse.
 @pytest.mark.parametrize("mode", XET_MODES)
-def test_a_later_download_of_another_repository_with_the_same_files_reuses_the_store_entry(filled, hub, mode,
-                                                                                            tmp_path):
+def test_a_later_download_of_another_repository_with_the_same_files_reuses_the_store_entry(
+        filled, hub, mode, tmp_path):
     got = filled(mode)
     cache = tmp_path / "hub"
     shutil.copytree(got.cache, cache, symlinks=True)
     hub.reset()
-    code = ("import huggingface_hub\nprint(huggingface_hub.snapshot_download(%r, cache_dir=%r, token=%r))"
-            % (GATED_REPO, str(cache), hub.token))
-    path = Path(library(code, {"HF_ENDPOINT": hub.url, "HF_XET_CACHE": str(tmp_path / "xet")}))
+    code = ("import huggingface_hub\nprint(huggingface_hub.snapshot_download(%r, cache_dir=%r))"
+            % (GATED_REPO, str(cache)))
+    path = Path(library(code, {"HF_ENDPOINT": hub.url, "HF_TOKEN": hub.token, "HF_XET_CACHE": str(tmp_path / "xet")}))
     assert path == cache / GATED_FOLDER / "snapshots" / GATED_COMMIT
     stats = hub.stats()
     shared = xet_files(hub, GATED_REPO, GATED_COMMIT)
     fetched = [p for _m, p, _s in stats["log"] if "/reconstructions/" in p]
-    assert not [p for p in fetched for b in shared.values() if b.xet_hash in p], fetched
+    # None: the module left the content as a regular file of the repository, out of the library's sight
+    held = {name: store_link(got.cache, FOLDER, blob) for name, blob in shared.items()}
+    assert not [p for p in fetched for b in shared.values() if b.xet_hash in p], (fetched, held)
     assert stats["bytes"].get("xorb", 0) == 0 and stats["bytes"].get("bridge", 0) == 0, stats["bytes"]
     for name, blob in shared.items():
         # one copy on disk: the new repository's blob and the module's snapshot lead to the same store entry
         assert store_link(cache, GATED_FOLDER, blob) == expected_link(blob), name
-        assert os.path.samefile(path / name, Path(got.result["snapshot_path"].replace(str(got.cache), str(cache)))
-                                / name), name
+        assert os.path.samefile(path / name, cache / FOLDER / "snapshots" / got.commit / name), name
