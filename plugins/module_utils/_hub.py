@@ -113,9 +113,9 @@ def _xet_status_kind(status):
         return RATE_LIMITED
     if status >= 500:
         return SERVER_ERROR
-    if status in (401, 403):
-        return UNAUTHORIZED
-    if status == 408:
+    if status in (401, 403, 408):
+        # The CAS refused its short-lived token or a presigned URL, not the Hub token: hf_xet renews a token by
+        # its expiry time only, and the next attempt's process asks the Hub for a fresh one.
         return TRANSIENT
     return None
 
