@@ -99,6 +99,17 @@ def evaluate_targets(rows, model_bytes, transports=()):
     return targets
 
 
+def delivered_file_bytes(stats, xet_sizes):
+    """File bytes the Hub delivered, whatever the transport: the resolver's and the HTTP bridge's bodies, and for a
+    Xet file its size once per reconstruction the CAS answered (its xorbs travel compressed and deduplicated, so
+    their bytes are not the file's). hf_xet asks one reconstruction per file of the model's sizes."""
+    total = stats["bytes"].get("get", 0) + stats["bytes"].get("bridge", 0)
+    for method, path, status in stats.get("log", []):
+        if method == "GET" and "/reconstructions/" in path and status == 200:
+            total += xet_sizes.get(path.split("?")[0].rsplit("/", 1)[1], 0)
+    return total
+
+
 def human(n):
     """Bytes as B/KiB/MiB/GiB with three significant digits."""
     for unit in ("B", "KiB", "MiB", "GiB"):
@@ -152,10 +163,16 @@ class Hub:
     def reset(self):
         urllib.request.urlopen(urllib.request.Request(self.url + "/_test/reset", method="POST"), timeout=30).close()
 
-    def counters(self):
+    def counters(self, xet_sizes):
         stats = self.stats()
         return {"hub_requests": stats["total"], "hub_bytes": sum(stats["bytes"].values()),
-                "hub_file_bytes": stats["bytes"].get("get", 0), "hub_by_kind": stats["requests"]}
+                "hub_file_bytes": delivered_file_bytes(stats, xet_sizes), "hub_by_kind": stats["requests"]}
+
+    def xet_sizes(self, repo, revision):
+        """Xet hash -> file size from the listing; empty when the Hub serves plain LFS."""
+        url = "%s/api/models/%s/tree/%s?recursive=true" % (self.url, repo, revision)
+        with urllib.request.urlopen(url, timeout=30) as resp:
+            return {e["xetHash"]: e["size"] for e in json.load(resp) if e.get("xetHash")}
 
     def model_bytes(self, repo, revision):
         url = "%s/api/models/%s/tree/%s?recursive=true" % (self.url, repo, revision)
@@ -234,6 +251,7 @@ class Plays:
     def __init__(self, work, hub, fleet, collections):
         self.work, self.hub, self.fleet = work, hub, fleet
         self.controller_cache = work / "controller-cache" / "hub"
+        self.xet_sizes = hub.xet_sizes(MINILM_REPO, COMMIT_B)
         self.env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(collections), ANSIBLE_FORKS="10",
                         ANSIBLE_NOCOLOR="1", ANSIBLE_HOST_KEY_CHECKING="0", ANSIBLE_RETRY_FILES_ENABLED="0")
         self.baseline = work / "baseline.yml"
@@ -289,7 +307,7 @@ class Plays:
         before = {h: self.fleet.blobs(h) for h in hosts}
         self.hub.reset()
         seconds = self.playbook(mode, count)
-        counters = self.hub.counters()
+        counters = self.hub.counters(self.xet_sizes)
         moved = 0
         for host in hosts:
             moved += sum(size for key, size in self.fleet.blobs(host).items() if key not in before[host])

@@ -1,7 +1,8 @@
 """The fleet benchmark's own logic: ratios against the baseline, the targets it reports, its tables."""
 
-from benchmarks.fleet import (MIB, THROUGHPUT_PLAN, breakdown_text, evaluate_targets, format_table, human,
-                              interleave, ratio, served_by, summarise, throughput_table, with_ratios)
+from benchmarks.fleet import (MIB, THROUGHPUT_PLAN, breakdown_text, delivered_file_bytes, evaluate_targets,
+                              format_table, human, interleave, ratio, served_by, summarise, throughput_table,
+                              with_ratios)
 
 MODEL = 1000
 
@@ -140,3 +141,18 @@ def test_throughput_table_puts_the_transports_side_by_side():
     assert lines[5].split()[-8:] == ["1.0", "-", "30", "cache", "1.0", "-", "30", "resolver"]
     # a transport that did not run is left out, not shown empty
     assert "plain HTTP" not in throughput_table({"transports": {"xet": {"runs": transport_runs()}}})
+
+
+def test_file_bytes_delivered_count_a_xet_file_by_its_size_per_reconstruction():
+    weights, onnx = "a" * 64, "b" * 64
+    sizes = {weights: 90000, onnx: 80000}
+    stats = {"bytes": {"get": 700, "xorb": 61000, "reconstruction": 900},
+             "log": [["HEAD", "/org/m/resolve/c/model.safetensors", 302],
+                     ["GET", "/v2/reconstructions/" + weights, 200],
+                     ["GET", "/v1/reconstructions/%s?x=1" % onnx, 200],
+                     ["GET", "/v2/reconstructions/" + onnx, 429],  # refused: nothing delivered
+                     ["GET", "/xorb/default/" + "c" * 64 + "?expires=1&sig=2", 206]]}
+    # the resolver's bodies plus one file size per answered reconstruction; xorb bytes are compressed, not counted
+    assert delivered_file_bytes(stats, sizes) == 700 + 90000 + 80000
+    # a plain LFS Hub: the resolver's and the bridge's bodies alone
+    assert delivered_file_bytes({"bytes": {"get": 5000, "bridge": 3000}, "log": []}, {}) == 8000
