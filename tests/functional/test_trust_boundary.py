@@ -327,7 +327,8 @@ def downloading(hub, name):
     return any(m == "GET" and p.endswith("/" + name) for m, p, _s in hub.stats()["log"])
 
 
-def test_killing_the_module_kills_its_download_and_the_next_run_completes(hub, cache, run):
+def test_killing_the_module_kills_its_download_and_the_next_run_completes(hub_lfs, cache, run):
+    hub = hub_lfs  # throttled and failed on the resolver's GET: the plain-HTTP transport
     hub.set_faults([{"kind": "throttle", "count": -1, "endpoint": "get", "path": LFS_FILE, "value": 2_000_000}])
     job = run.start(args(hub, cache, revision=COMMIT_A))
     wait_for(lambda: downloading(hub, LFS_FILE) and len(module_processes(job.proc.pid)) >= 2, 120, "the download")
@@ -350,7 +351,8 @@ def test_killing_the_module_kills_its_download_and_the_next_run_completes(hub, c
     assert offline_embedding(cache) == 384
 
 
-def test_a_second_run_waits_for_the_first_and_finds_the_work_done(hub, cache, run):
+def test_a_second_run_waits_for_the_first_and_finds_the_work_done(hub_lfs, cache, run):
+    hub = hub_lfs  # throttled and failed on the resolver's GET: the plain-HTTP transport
     hub.set_faults([{"kind": "throttle", "count": -1, "endpoint": "get", "path": LFS_FILE, "value": 8_000_000}])
     first = run.start(args(hub, cache, revision=COMMIT_A))
     wait_for(lambda: downloading(hub, LFS_FILE), 120, "the first download")
@@ -364,7 +366,8 @@ def test_a_second_run_waits_for_the_first_and_finds_the_work_done(hub, cache, ru
     assert blobs_match_their_names(cache)
 
 
-def test_a_run_waiting_on_the_lock_stops_at_its_timeout(hub, cache, run):
+def test_a_run_waiting_on_the_lock_stops_at_its_timeout(hub_lfs, cache, run):
+    hub = hub_lfs  # throttled and failed on the resolver's GET: the plain-HTTP transport
     hub.set_faults([{"kind": "throttle", "count": -1, "endpoint": "get", "path": LFS_FILE, "value": 4_000_000}])
     first = run.start(args(hub, cache, revision=COMMIT_A))
     wait_for(lambda: downloading(hub, LFS_FILE), 120, "the first download")
