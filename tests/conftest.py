@@ -3,12 +3,10 @@ as users install it."""
 
 import os
 import secrets
-import subprocess
-import sys
 
 import pytest
 
-from tools.harness import REPO, install_collection
+from tools.harness import install_collection
 from tools.hub.hubserver import HubServer
 
 # Set before any test imports huggingface_hub: several of its settings are read at import time.

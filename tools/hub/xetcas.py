@@ -59,7 +59,7 @@ def parse_shard(data):
         flags, count = struct.unpack_from("<II", data, pos + 32)
         pos += ENTRY
         terms = []
-        for _ in range(count):
+        for _index in range(count):
             xorb = hash_hex(data[pos:pos + 32])
             _flags, unpacked, start, end = struct.unpack_from("<IIII", data, pos + 32)
             if end <= start:
@@ -89,7 +89,7 @@ def chunk_offsets(path, count):
     """Byte offsets of the first `count` chunks of a serialized xorb, plus the end of the last one."""
     offsets = [0]
     with open(path, "rb") as f:
-        for _ in range(count):
+        for _index in range(count):
             header = f.read(CHUNK_HEADER)
             if len(header) != CHUNK_HEADER or header[0] != 0:
                 raise CasError("xorb %s: bad chunk header at byte %d" % (path.name, offsets[-1]))
