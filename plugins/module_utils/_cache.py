@@ -130,6 +130,10 @@ def check_tree(files, source):
         size = entry.get("size")
         if size is not None and (not isinstance(size, int) or size < 0):
             raise UnsafeName("%s gives %r the size %r" % (source, name, size), name)
+        xet_hash = entry.get("xet_hash")
+        if xet_hash is not None and not (isinstance(xet_hash, str) and re.match(r"^[0-9a-f]{64}$", xet_hash)):
+            raise UnsafeName("%s gives %r the Xet hash %r, which is not 64 hexadecimal digits"
+                             % (source, name, xet_hash), name)
     return files
 
 

@@ -380,6 +380,8 @@ class Hub:
             if item.lfs is not None:
                 entry["lfs_sha256"] = item.lfs.sha256
                 entry["lfs_size"] = item.lfs.size
+            if getattr(item, "xet_hash", None):
+                entry["xet_hash"] = item.xet_hash  # as the library's own tree cache keeps it
             files[item.path] = entry
         return files
 

@@ -22,7 +22,8 @@ What the collection uses: ``inspect_blob`` (FILE, STORE, MISSING or REFUSED for 
 ``open_blob`` / ``open_entry`` + ``read_chunks`` (content without following links), ``link_hash`` /
 ``parse_target`` (the hash a link names), ``entries`` and ``all_links`` (the store and what links to it now),
 ``read_manifest`` / ``referrers`` (the manifest's view), ``owned_paths`` (what ownership may reach),
-``unsound_paths`` (what would lead the library out of the cache) and ``remove_entry``.
+``unsound_paths`` (what would lead the library out of the cache), ``remove_entry`` and ``publish`` (a blob the
+module brought in and checked, into the store under the Xet hash the module computed itself).
 
 Private to the justnews.huggingface collection: no compatibility promise.
 """
@@ -455,3 +456,36 @@ def remove_entry(cache_dir, xet_hash, wait=10.0):
     finally:
         for fd in fds:
             os.close(fd)
+
+
+def xet_hash_of(path):
+    """The Xet hash of a file, computed here by hf_xet's own chunking and hashing; None without hf_xet."""
+    try:
+        import hf_xet  # pylint: disable=import-outside-toplevel
+    except ImportError:
+        return None
+    return hf_xet.hash_files([path])[0].hash
+
+
+def publish(cache_dir, blob_path, listed_hash, size):
+    """Move a checked repository blob into the shared store, as huggingface_hub does after a Xet download.
+
+    The entry is named after the Xet hash computed from the blob itself, and only when it equals the listing's:
+    an entry named on trust would let the library link another repository's file to this content by size.
+    Any entry already there is replaced by this checked copy. Returns None when published, else the reason.
+    """
+    if not (isinstance(listed_hash, str) and HASH_RE.match(listed_hash)):
+        return "the listing gives no Xet hash"
+    if unsound_paths(cache_dir):
+        return "the shared store is not sound"
+    computed = xet_hash_of(blob_path)
+    if computed is None:
+        return "hf_xet is not installed"
+    if computed != listed_hash:
+        return "its Xet hash is %s, not the listing's %s" % (computed, listed_hash)
+    from huggingface_hub.utils._shared_blobs import publish_blob_to_shared_store  # pylint: disable=import-outside-toplevel
+
+    if not publish_blob_to_shared_store(blob_path=blob_path, xet_hash=computed, cache_dir=cache_dir,
+                                        expected_size=size, replace_existing=True):
+        return "huggingface_hub could not publish it"
+    return None

@@ -20,8 +20,8 @@ description:
     and hashed again while it is written.
   - A blob that Xet downloads left as a link into the cache-wide shared store (C(<cache>/blobs/<2 hex>/<xet
     hash>)) is read from its store entry, only when the link has exactly the library's form and nothing on the
-    way is a symlink, and bundled as its content; staged and taken in, it becomes a regular file of the
-    repository.
+    way is a symlink, and bundled as its content; staged and taken in by M(justnews.huggingface.hf_snapshot), it
+    joins the host's shared store again under the Xet hash computed from it.
     The same models give the same bytes; a bundle that already holds them is left untouched. A new bundle is
     written next to O(path) and renamed into place.
   - O(operation=inspect) reads and checks the manifest and, with O(models), returns for each model the entry

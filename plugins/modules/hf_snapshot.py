@@ -220,9 +220,10 @@ notes:
     marker, and per used entry the prefix folder, the entry, its C(.refs) manifest and its lock - and nothing
     else of the store. A store entry whose content fails its checksum is removed with the link, since the
     library would link it again by size alone.
-  - Blobs taken in with O(blobs_from) become regular files of the repository (the plain layout, which
-    C(huggingface_hub) reads as well), because the module cannot compute a Xet hash and so never names a store
-    entry.
+  - Blobs taken in with O(blobs_from) are checked against their ids; one that the listing gives a Xet hash then
+    joins the shared store (as a download leaves it) when the Xet hash the module computes from it with hf_xet
+    equals the listing's; otherwise it stays a regular file of the repository, which C(huggingface_hub) reads
+    as well.
     A O(blobs_from) folder may be the C(blobs) folder of another cache whose blobs link into that cache's store.
   - "Keep the token off the controller's process list and out of verbose output: pass it as O(token) from a
     vaulted variable (or in C(module_defaults)), not with C(-a token=...) on the command line nor as a task
@@ -868,7 +869,22 @@ class Snapshot:
                               " verified cache" % exc, _hub.INTEGRITY, corrupt_files=blob["files"])
         for path in plan.missing:
             self.repo.link_existing_blob(plan.commit, path, self.repo.blob_name(plan.tree[path]))
+        if hf_constants is not None and not hf_constants.HF_HUB_DISABLE_SHARED_BLOBS:
+            self.share_imported(plan)
         return copied
+
+    def share_imported(self, plan):
+        """Blobs that are Xet files on the Hub join the shared store, as a download would leave them, so that a
+        later download of the same content by any repository on the host reuses them."""
+        for blob in plan.missing_blobs:
+            entry = plan.tree[blob["files"][0]]
+            if not entry.get("xet_hash"):
+                continue
+            why = _store.publish(self.cache_dir, self.repo.blob_path(blob["name"]), entry["xet_hash"],
+                                 entry.get("size"))
+            if why is not None:
+                self.module.warn("%s stays a file of the repository, outside the shared blob store: %s"
+                                 % (", ".join(blob["files"]), why))
 
     def roll_back(self, plan):
         """A failed run leaves no trace of the new commit: no listing, no partial snapshot, no unchecked blob."""

@@ -183,10 +183,11 @@ def test_rebuild_with_same_models_leaves_bundle_untouched(hub, play, built, tmp_
 
 
 def test_deploy_equals_direct_fetch_without_the_hub(hub, play, built, tmp_path):
-    # A deployed blob lands as a regular file of the repository: the layout of a fetch without the shared store.
+    # A deployed blob that is a Xet file on the Hub joins the shared store under the Xet hash computed from it:
+    # the layout a fetch from the Hub leaves.
     direct = tmp_path / "direct"
     fetched = play(("justnews.huggingface.hf_snapshot", {"repo_id": MINILM_REPO, "cache_dir": str(direct),
-                                                         "endpoint": hub.url, "shared_blobs": False}))[0]
+                                                         "endpoint": hub.url}))[0]
     assert fetched["changed"], play.output
     hub.reset()
     cache, staging = tmp_path / "deployed", tmp_path / "staging"
@@ -355,7 +356,9 @@ def test_a_bundle_from_a_shared_store_cache_deploys_as_the_library_reads(hub, pl
     assert hub.stats()["total"] == 0
     for etag in links:
         blob = cache / FOLDER / "blobs" / etag
-        assert not blob.is_symlink() and hashlib.sha256(blob.read_bytes()).hexdigest() == etag
+        xet_hash = hub.repos[MINILM_REPO]["commits"][COMMIT_B][LFS_FILE].xet_hash
+        assert os.readlink(blob) == "../../blobs/%s/%s" % (xet_hash[:2], xet_hash)
+        assert hashlib.sha256(blob.read_bytes()).hexdigest() == etag
     assert library_snapshot(cache, COMMIT_B) == imported["snapshot_path"]
 
 
