@@ -104,6 +104,7 @@ def parse_ratelimit(headers):
 # Its retries are off in the download child, so these reach the Retrier.
 _XET_KINDS = (("Rate limited:", RATE_LIMITED), ("Server error:", SERVER_ERROR), ("Network error:", UNREACHABLE),
               ("Timeout:", TRANSIENT), ("Authentication error:", UNAUTHORIZED))
+_XET_OS_ERROR_RE = re.compile(r"\(os error (\d+)\)")
 _XET_STATUS_RE = re.compile(r"HTTP status (?:client|server) error \((\d{3})[ )]|\((\d{3}) [A-Z][a-z]")
 _XET_RETRY_AFTER_RE = re.compile(r"retry-after[\"']?\s*[:=]\s*[\"']?(\d+)", re.I)
 
@@ -126,6 +127,10 @@ def classify_xet(exc):
     text = str(exc).strip()
     match = _XET_STATUS_RE.search(text)
     status = int(match.group(1) or match.group(2)) if match else None
+    os_error = _XET_OS_ERROR_RE.search(text)
+    if os_error and int(os_error.group(1)) in (errno.ENOSPC, errno.EACCES, errno.EROFS):
+        # hf_xet writes the file itself and reports the OS error in its text ("IO Error: ... (os error 28)").
+        return (DISK_FULL if int(os_error.group(1)) == errno.ENOSPC else NOT_WRITABLE), None, None
     if name == "XetAuthenticationError":
         kind = UNAUTHORIZED
     elif name == "XetObjectNotFoundError":

@@ -90,6 +90,13 @@ XetObjectNotFoundError = type("XetObjectNotFoundError", (FileNotFoundError,), {}
     (RuntimeError("Task error: File reconstruction error: CAS Client Error: Request error: HTTP status server"
                   " error (503 Service Unavailable), domain: http://127.0.0.1:1/v1/xorbs/default/ab"),
      _hub.SERVER_ERROR, 503, None),
+    # a refused CAS token: the next attempt's process gets a fresh one from the Hub (measured)
+    (RuntimeError("Task error: File reconstruction error: CAS Client Error: Request error: HTTP status client"
+                  " error (401 Unauthorized), domain: http://127.0.0.1:1/v2/reconstructions/ab"),
+     _hub.TRANSIENT, 401, None),
+    # hf_xet writes the file itself: a full disk is only its text (measured on a full tmpfs)
+    (RuntimeError("Task error: File reconstruction error: IO Error: No space left on device (os error 28)"),
+     _hub.DISK_FULL, None, None),
 ])
 def test_hf_xet_errors_are_classified_by_their_category(exc, kind, status, retry_after):
     """hf_xet raises ConnectionError for 429, 5xx and network failures alike: the message prefix tells them apart,
