@@ -413,17 +413,9 @@ class Doctor:
             self.add("journal", name, OK, detail)
 
 
-def _kind(mode):
-    for test, name in ((stat.S_ISLNK, "a symlink"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory")):
-        if test(mode):
-            return name
-    return "not a regular file"
-
-
 def _entry_kind(cache_dir, xet_hash):
     try:
-        return _kind(os.lstat(_store.entry_path(cache_dir, xet_hash)).st_mode)
+        return _store.describe(os.lstat(_store.entry_path(cache_dir, xet_hash)).st_mode)
     except OSError:
         return "not there"
 
@@ -463,7 +455,7 @@ def blob_problems(repo, commit, paths):
                           % (named, refetch)))
         elif blob.xet_hash is None:
             found.append(("blob", named, FAIL, "the blob of %s is %s, not a regular file or a link into the shared"
-                          " store" % (path, _kind(os.lstat(named).st_mode)),
+                          " store" % (path, _store.describe(os.lstat(named).st_mode)),
                           "rm %s after finding out what made it, %s" % (named, refetch)))
         elif _entry_kind(repo.cache_dir, blob.xet_hash) == "not there":
             found.append(("blob", named, FAIL, "dangling link: the blob of %s links to the store entry %s, which is"

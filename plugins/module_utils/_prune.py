@@ -403,14 +403,6 @@ def _raw_manifest(cache_dir, xet_hash):
     return [line for line in data.decode("utf-8", "replace").splitlines() if line]
 
 
-def _kind(mode):
-    for test, name in ((stat.S_ISLNK, "a symlink"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory")):
-        if test(mode):
-            return name
-    return "not a regular file"
-
-
 def store_anomalies(cache_dir, hashes=None):
     """Refused store entries (anything but a regular file under an entry's name) and manifest lines that name
     something other than a repository blob, for every entry or those in `hashes`. Nothing is opened but the
@@ -419,7 +411,7 @@ def store_anomalies(cache_dir, hashes=None):
     found = []
     try:
         if not stat.S_ISDIR(os.lstat(top).st_mode):
-            return [Refused(top, "the shared store is %s, not a directory" % _kind(os.lstat(top).st_mode),
+            return [Refused(top, "the shared store is %s, not a directory" % _store.describe(os.lstat(top).st_mode),
                             "remove %s (it is not huggingface_hub's store); downloads make it again" % top)]
         prefixes = sorted(os.listdir(top))
     except OSError:
@@ -433,7 +425,7 @@ def store_anomalies(cache_dir, hashes=None):
         if not _store.PREFIX_RE.match(prefix):
             continue
         if not stat.S_ISDIR(st.st_mode):
-            found.append(Refused(folder, "store folder is %s" % _kind(st.st_mode),
+            found.append(Refused(folder, "store folder is %s" % _store.describe(st.st_mode),
                                  "remove %s by hand (rm removes the link itself); downloads make it again" % folder))
             continue
         for name in sorted(os.listdir(folder)):
@@ -449,7 +441,7 @@ def store_anomalies(cache_dir, hashes=None):
                 continue
             if not stat.S_ISREG(st.st_mode):
                 what = "store entry" if name == xet_hash else "manifest"
-                found.append(Refused(path, "%s is %s, not a regular file; never opened" % (what, _kind(st.st_mode)),
+                found.append(Refused(path, "%s is %s, not a regular file; never opened" % (what, _store.describe(st.st_mode)),
                                      "remove %s by hand after finding out what made it (rm removes it without"
                                      " following it); a download of the file makes the entry again" % path))
             elif name != xet_hash:

@@ -271,6 +271,15 @@ def is_store(cache_dir):
         os.close(fd)
 
 
+def describe(mode):
+    """What a file of this mode is, for messages that say why it was refused."""
+    for test, name in ((stat.S_ISLNK, "a symlink"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
 def unsound_paths(cache_dir):
     """Paths that would lead huggingface_hub's own store code out of the cache: a `blobs` store folder, marker
     or prefix folder that is a symlink (or a prefix that is not a directory). The library follows them for its

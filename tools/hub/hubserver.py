@@ -131,6 +131,15 @@ class Blob:
                 self._git_oid = h.hexdigest()
         return self._git_oid
 
+    def listing_entry(self, name):
+        """The file as the Hub lists it (tree and paths-info)."""
+        entry = {"type": "file", "oid": self.git_oid, "size": self.size, "path": name}
+        if self.lfs:
+            entry["lfs"] = {"oid": self.sha256, "size": self.size, "pointerSize": len(self.pointer())}
+        if self.xet_hash:
+            entry["xetHash"] = self.xet_hash
+        return entry
+
     @property
     def etag(self):
         # What huggingface_hub names the cached blob after: sha256 for LFS, git blob sha1 otherwise.
@@ -341,13 +350,7 @@ class Handler(BaseHTTPRequestHandler):
             for i in range(1, len(parts) if recursive else min(2, len(parts))):
                 dirs.add(prefix + "/".join(parts[:i]))
             if len(parts) == 1 or recursive:
-                blob = files[name]
-                entry = {"type": "file", "oid": blob.git_oid, "size": blob.size, "path": name}
-                if blob.lfs:
-                    entry["lfs"] = {"oid": blob.sha256, "size": blob.size, "pointerSize": len(blob.pointer())}
-                if blob.xet_hash:
-                    entry["xetHash"] = blob.xet_hash
-                entries.append(entry)
+                entries.append(files[name].listing_entry(name))
         for d in sorted(dirs):
             entries.append({"type": "directory", "oid": hashlib.sha1(b"tree " + d.encode()).hexdigest(), "path": d})
         if self._lie("extra_entry"):
@@ -430,12 +433,7 @@ class Handler(BaseHTTPRequestHandler):
             blob = files.get(name)
             if blob is None:
                 continue
-            entry = {"type": "file", "oid": blob.git_oid, "size": blob.size, "path": name}
-            if blob.lfs:
-                entry["lfs"] = {"oid": blob.sha256, "size": blob.size, "pointerSize": len(blob.pointer())}
-            if blob.xet_hash:
-                entry["xetHash"] = blob.xet_hash
-            entries.append(entry)
+            entries.append(blob.listing_entry(name))
         return self._json(entries)
 
     # --- Xet: the CAS ------------------------------------------------------------------------------------------
