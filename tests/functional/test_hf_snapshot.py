@@ -463,8 +463,9 @@ def test_shared_blobs_false_fetches_into_regular_files(hub, cache, run):
     assert library_snapshot(cache, COMMIT_A) == result["snapshot_path"]
 
 
-def test_a_host_fed_from_a_store_layout_cache_gets_regular_blobs_the_library_reads(hub, cache, run, tmp_path):
-    """The controller's cache holds Xet's layout; a host takes its blobs in (blobs_from) with no Hub in reach."""
+def test_a_host_fed_from_a_store_layout_cache_gets_the_store_layout_the_library_reads(hub, cache, run, tmp_path):
+    """The controller's cache holds Xet's layout; a host takes its blobs in (blobs_from) with no Hub in reach and
+    ends with the same layout: each Xet file in the host's store under the Xet hash computed from it."""
     seed, links = store_cache(hub, cache, run)
     hub.reset()
     host_cache = tmp_path / "host-cache"
@@ -476,9 +477,10 @@ def test_a_host_fed_from_a_store_layout_cache_gets_regular_blobs_the_library_rea
     assert result["changed"] is True and result["downloaded_bytes"] == seed["downloaded_bytes"], result.get("msg")
     assert requests(hub) == 0
     host_blobs = host_cache / FOLDER / "blobs"
-    for etag in links:
+    for etag, xet_hash in links.items():
         blob = host_blobs / etag
-        assert not blob.is_symlink() and hashlib.sha256(blob.read_bytes()).hexdigest() == etag
-    assert not (host_cache / "blobs").exists()
+        assert os.readlink(blob) == "../../blobs/%s/%s" % (xet_hash[:2], xet_hash)
+        assert hashlib.sha256(blob.read_bytes()).hexdigest() == etag
+        assert (host_cache / "blobs" / xet_hash[:2] / xet_hash).is_file()
     assert library_snapshot(host_cache, COMMIT_A) == result["snapshot_path"]
     assert run(base)["changed"] is False
