@@ -251,7 +251,7 @@ def test_a_later_download_of_another_repository_with_the_same_files_reuses_the_s
     stats = hub.stats()
     shared = xet_files(hub, GATED_REPO, GATED_COMMIT)
     fetched = [p for _m, p, _s in stats["log"] if "/reconstructions/" in p]
-    # None: the module left the content as a regular file of the repository, out of the library's sight
+    # how the module left each blob, shown when the library had to download again
     held = {name: store_link(got.cache, FOLDER, blob) for name, blob in shared.items()}
     assert not [p for p in fetched for b in shared.values() if b.xet_hash in p], (fetched, held)
     assert stats["bytes"].get("xorb", 0) == 0 and stats["bytes"].get("bridge", 0) == 0, stats["bytes"]
