@@ -41,3 +41,15 @@ def install_collection(root):
                     "-p", str(root), str(artefact)], check=True, capture_output=True, text=True,
                    env=dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(root)))
     return root
+
+
+def library_snapshot(cache, revision, repo_id="sentence-transformers/all-MiniLM-L6-v2"):
+    """Where huggingface_hub itself, offline, finds a snapshot in `cache` (it raises when anything is missing)."""
+    code = ("import huggingface_hub\n"
+            "print(huggingface_hub.snapshot_download(%r, revision=%r, cache_dir=%r, local_files_only=True))\n"
+            % (repo_id, revision, str(cache)))
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_ENDPOINT="http://127.0.0.1:9")
+    proc = subprocess.run([target_python(), "-c", code], capture_output=True, text=True, env=env, timeout=120,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout.strip().splitlines()[-1]

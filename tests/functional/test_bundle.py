@@ -12,7 +12,7 @@ import tarfile
 import pytest
 
 from tools import shared_store
-from tools.harness import controller_bin, target_python
+from tools.harness import controller_bin, library_snapshot, target_python
 from tools.hub.hubserver import COMMIT_A, COMMIT_B, MINILM_REPO
 
 FOLDER = "models--sentence-transformers--all-MiniLM-L6-v2"
@@ -318,18 +318,6 @@ def test_image_root_ids_come_from_the_image(play, tmp_path):
     assert result["failed"] and "root directory" in result["msg"]
     result = play(("justnews.huggingface.hf_bundle", dict(args, image_root=str(tmp_path / "missing"))))[0]
     assert result["failed"] and "does not exist" in result["msg"]
-
-
-def library_snapshot(cache, revision):
-    """Where huggingface_hub itself, offline, finds the snapshot (it raises when anything is missing)."""
-    code = ("import huggingface_hub\n"
-            "print(huggingface_hub.snapshot_download(%r, revision=%r, cache_dir=%r, local_files_only=True))\n"
-            % (MINILM_REPO, revision, str(cache)))
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_ENDPOINT="http://127.0.0.1:9")
-    proc = subprocess.run([target_python(), "-c", code], capture_output=True, text=True, env=env, timeout=120,
-                          check=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc.stdout.strip().splitlines()[-1]
 
 
 def test_a_bundle_from_a_shared_store_cache_deploys_as_the_library_reads(hub, play, tmp_path):

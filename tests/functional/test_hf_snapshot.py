@@ -12,7 +12,7 @@ import time
 import pytest
 
 from tools import shared_store
-from tools.harness import target_python
+from tools.harness import library_snapshot, target_python
 from tools.hub.hubserver import COMMIT_A, COMMIT_B, GATED_COMMIT, GATED_REPO, MINILM_REPO
 
 FOLDER = "models--sentence-transformers--all-MiniLM-L6-v2"
@@ -372,18 +372,6 @@ def store_cache(hub, cache, run, **extra):
     assert result["changed"] is True, run.output
     links = shared_store.publish(cache, FOLDER)
     return result, links
-
-
-def library_snapshot(cache, revision):
-    """Where huggingface_hub itself, offline, finds the snapshot (it raises when anything is missing)."""
-    code = ("import huggingface_hub, sys\n"
-            "print(huggingface_hub.snapshot_download(%r, revision=%r, cache_dir=%r, local_files_only=True))\n"
-            % (MINILM_REPO, revision, str(cache)))
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_ENDPOINT="http://127.0.0.1:9")
-    proc = subprocess.run([target_python(), "-c", code], capture_output=True, text=True, env=env, timeout=120,
-                          check=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc.stdout.strip().splitlines()[-1]
 
 
 def test_a_warm_pinned_run_on_the_shared_store_changes_nothing_and_offline_holds(hub, cache, run):
