@@ -26,6 +26,7 @@ import stat
 import tempfile
 import time
 
+from ansible_collections.justnews.huggingface.plugins.module_utils import _fs
 from ansible_collections.justnews.huggingface.plugins.module_utils import _store
 
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
@@ -34,6 +35,7 @@ REPO_PART_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 # Characters git forbids in ref names, plus controls and space.
 REF_BAD_RE = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
 TREE_FORMAT_VERSION = 1
+TREE_MAX = 64 * 1024 * 1024  # a listing of a few hundred thousand files; a bigger one is not the module's
 LOCK_NAME = "hf_snapshot.lock"
 PENDING_NAME = "hf_snapshot.pending"
 _CHUNK = 4 * 1024 * 1024
@@ -252,11 +254,12 @@ class RepoCache:
         return os.path.join(self.root, "snapshots", check_commit(commit, "the cache"))
 
     def read_ref(self, ref):
+        """The commit a ref names, or None: a ref that is a symlink or not a regular file is never read."""
         try:
-            with open(os.path.join(self.root, "refs", check_ref_name(ref)), "rb") as handle:
-                value = handle.read(256).decode("ascii", "replace").strip()
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            data = _fs.read_file(self.cache_dir, posixpath.join(self.folder_name, "refs", check_ref_name(ref)), 256)
+        except (_fs.Refused, IsADirectoryError, NotADirectoryError):
             return None
+        value = (data or b"").decode("ascii", "replace").strip()
         return value if is_commit(value) else None
 
     def tree_path(self, commit):
@@ -266,10 +269,10 @@ class RepoCache:
         """The cached listing for a commit: {path: {size, blob_id, lfs_sha256?}}, None, or UnsafeName."""
         path = self.tree_path(commit)
         try:
-            if not stat.S_ISREG(os.lstat(path).st_mode):
+            raw = _fs.read_file(self.cache_dir, os.path.relpath(path, self.cache_dir), TREE_MAX)
+            if raw is None:
                 return None
-            with open(path, encoding="utf-8") as handle:
-                data = json.load(handle)
+            data = json.loads(raw.decode("utf-8"))
         except (OSError, ValueError):
             return None
         if not isinstance(data, dict) or data.get("format_version") != TREE_FORMAT_VERSION:
@@ -605,10 +608,8 @@ class RepoCache:
 
     def read_pending(self):
         try:
-            if not stat.S_ISREG(os.lstat(self.pending_path()).st_mode):
-                return []
-            with open(self.pending_path(), encoding="utf-8") as handle:
-                names = json.load(handle)
+            raw = _fs.read_file(self.cache_dir, os.path.relpath(self.pending_path(), self.cache_dir), TREE_MAX)
+            names = json.loads(raw.decode("utf-8")) if raw is not None else []
         except (OSError, ValueError):
             return []
         return [n for n in names if isinstance(n, str) and BLOB_RE.match(n)] if isinstance(names, list) else []
@@ -646,10 +647,10 @@ class RepoLock:
 
     def _holder(self):
         try:
-            with open(self.path, encoding="ascii", errors="replace") as handle:
-                return handle.read(32).strip() or "unknown"
+            data = _fs.read_file(self.repo.cache_dir, os.path.relpath(self.path, self.repo.cache_dir), 4096)
         except OSError:
             return "unknown"
+        return (data or b"")[:32].decode("ascii", "replace").strip() or "unknown"
 
     def acquire(self):
         self.repo.locks_dir()

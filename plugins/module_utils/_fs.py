@@ -1,0 +1,237 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, JustNews contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Opening, reading and removing paths below a folder the run owns, without following links it did not make.
+
+The modules run as root on trees another party writes (the cache belongs to the agents' user, a bundle and an
+image root come from a pipeline). Every helper here starts from a descriptor of the operator's folder and walks
+each component with ``O_NOFOLLOW`` relative to the previous directory's descriptor, so a component swapped for a
+symlink fails with ``Refused`` instead of leading outside. Files are opened with ``O_NONBLOCK`` and judged by
+``fstat`` before a byte is read: a FIFO or a device is never read, so no read waits on a file the run did not
+create. Reads are capped.
+
+Private to the justnews.huggingface collection: no compatibility promise.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import stat
+import time
+
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0)
+
+
+class Refused(OSError):
+    """A path that is not what the caller expects (a symlink, a FIFO, a device, too large); `path` names it."""
+
+    def __init__(self, path, reason):
+        super().__init__(errno.EPERM, "%s %s" % (path, reason), path)
+        self.path = path
+        self.reason = reason
+
+    def __str__(self):
+        return "%s %s" % (self.path, self.reason)
+
+
+def describe(mode):
+    """What a file of this mode is, for messages that say why it was refused."""
+    for test, name in ((stat.S_ISLNK, "a symlink"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory"),
+                       (stat.S_ISREG, "a regular file")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _parts(rel):
+    parts = [p for p in rel.split("/") if p not in ("", ".")]
+    if ".." in parts or rel.startswith("/"):
+        raise Refused(rel, "leads outside its folder")
+    return parts
+
+
+def open_dir(top, rel="", create=False, mode=0o755):
+    """A descriptor of the directory `rel` below `top`, each component a real directory (never followed).
+
+    `top` itself is the operator's and is followed. Raises FileNotFoundError when a component is missing (with
+    `create`, it is made), Refused when one is a symlink or not a directory.
+    """
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    where = top
+    try:
+        for part in _parts(rel):
+            where = os.path.join(where, part)
+            try:
+                nxt = os.open(part, DIR_FLAGS, dir_fd=fd)
+            except FileNotFoundError:
+                if not create:
+                    raise
+                try:
+                    os.mkdir(part, mode, dir_fd=fd)
+                except FileExistsError:
+                    pass
+                nxt = os.open(part, DIR_FLAGS, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise Refused(where, "is %s, not a directory" % _kind_at(fd, part))
+                raise
+            os.close(fd)
+            fd = nxt
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _kind_at(dir_fd, name):
+    try:
+        return describe(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+    except OSError:
+        return "not there"
+
+
+def open_file(top, rel, limit=None):
+    """A blocking read descriptor of the regular file `rel` below `top`; nothing on the way is followed.
+
+    FileNotFoundError when it (or a folder on the way) is missing; Refused when anything is a symlink, the file
+    is not a regular file (FIFO, device, socket, directory) or it is larger than `limit` bytes.
+    """
+    parent, name = os.path.split(rel)
+    if not name or name in (".", ".."):
+        raise Refused(os.path.join(top, rel), "is not a file name")
+    dir_fd = open_dir(top, parent)
+    try:
+        try:
+            fd = os.open(name, FILE_FLAGS, dir_fd=dir_fd)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise Refused(os.path.join(top, rel), "is a symlink; never followed")
+            raise
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or (limit is not None and st.st_size > limit):
+            os.close(fd)
+            raise Refused(os.path.join(top, rel), "is %s" % describe(st.st_mode) if not stat.S_ISREG(st.st_mode)
+                          else "is %d bytes, more than the %d it may have" % (st.st_size, limit))
+        os.set_blocking(fd, True)
+        return fd
+    finally:
+        os.close(dir_fd)
+
+
+def read_file(top, rel, limit):
+    """The bytes of the regular file `rel` below `top` (at most `limit`), None when it does not exist.
+
+    Refused for a symlink, a special file or a file over `limit`."""
+    try:
+        fd = open_file(top, rel, limit)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    try:
+        chunks, left = [], limit + 1
+        while left > 0:
+            data = os.read(fd, min(left, 1 << 20))
+            if not data:
+                break
+            chunks.append(data)
+            left -= len(data)
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    if len(data) > limit:
+        raise Refused(os.path.join(top, rel), "grew past %d bytes while it was read" % limit)
+    return data
+
+
+def lstat_at(top, rel):
+    """lstat of `rel` below `top`, reached through real directories only; None when it is not there."""
+    parent, name = os.path.split(rel)
+    try:
+        dir_fd = open_dir(top, parent)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    try:
+        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    finally:
+        os.close(dir_fd)
+
+
+def walk(top, rel=""):
+    """(relative path, lstat) of everything below `rel` (folders first), never descending through a link.
+
+    Built on os.fwalk, which opens each folder from its parent's descriptor: a folder swapped for a symlink while
+    the walk runs is not entered."""
+    try:
+        base = open_dir(top, rel)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    try:
+        for dirpath, dirs, files, dir_fd in os.fwalk(".", dir_fd=base, follow_symlinks=False):
+            for name in dirs + files:
+                try:
+                    st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+                except OSError:
+                    continue
+                yield os.path.normpath(os.path.join(rel, dirpath, name)), st
+    finally:
+        os.close(base)
+
+
+def readlink_at(top, rel):
+    """The text of the symlink `rel` below `top` (never followed), None when it is not a symlink."""
+    parent, name = os.path.split(rel)
+    try:
+        dir_fd = open_dir(top, parent)
+    except (FileNotFoundError, NotADirectoryError, Refused):
+        return None
+    try:
+        return os.readlink(name, dir_fd=dir_fd)
+    except OSError:
+        return None
+    finally:
+        os.close(dir_fd)
+
+
+def unlink_at(top, rel):
+    """Remove the entry `rel` below `top` (a file, link or special file: the link itself, never its target).
+    True when it was there; Refused when a folder on the way is a symlink."""
+    parent, name = os.path.split(rel)
+    try:
+        dir_fd = open_dir(top, parent)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+        return True
+    except FileNotFoundError:
+        return False
+    finally:
+        os.close(dir_fd)
+
+
+def free_bytes(fd_or_path):
+    """Bytes an unprivileged writer may still use on the filesystem of a descriptor or path."""
+    st = os.fstatvfs(fd_or_path) if isinstance(fd_or_path, int) else os.statvfs(fd_or_path)
+    return st.f_bavail * st.f_frsize
+
+
+def wait_child(pid, deadline, poll=0.05):
+    """Wait for a child until `deadline` (time.monotonic); past it the child is killed. Returns its status, or
+    None when it was killed for running too long."""
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        if time.monotonic() >= deadline:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            os.waitpid(pid, 0)
+            return None
+        time.sleep(poll)
