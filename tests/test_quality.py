@@ -82,3 +82,30 @@ def test_changelog_is_generated_from_the_fragments(tmp_path):
             for entry in entries if isinstance(entries, list) else [entries]:
                 assert " ".join(entry.split())[:60] in text, (name, entry)
     assert "justnews.huggingface.hf_snapshot" in text and "model_cache" in text
+
+
+def test_every_trust_boundary_row_names_a_test_that_exists():
+    """docs/trust-boundary.md promises a test per hostile input: each row's last column names test functions
+    (`file::function`, under tests/functional unless the path says otherwise) that must exist."""
+    repo = Path(__file__).resolve().parents[1]
+    rows, header = [], None
+    for line in (repo / "docs" / "trust-boundary.md").read_text().splitlines():
+        if not line.startswith("|"):
+            header = None
+            continue
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if header is None:
+            header = cells
+        elif not set(cells) <= {"---"} and header[-1] == "Test":
+            rows.append((cells[0], cells[-1]))
+    assert len(rows) >= 30, rows
+    missing = []
+    for what, cell in rows:
+        names = re.findall(r"`([\w/.]+\.py)::(\w+)`", cell)
+        if not names:
+            missing.append((what, "no test named"))
+        for path, func in names:
+            source = repo / "tests" / (path if "/" in path else "functional/" + path)
+            if not source.exists() or not re.search(r"^\s*def %s\(" % func, source.read_text(), re.M):
+                missing.append((what, "%s::%s" % (path, func)))
+    assert not missing, missing
