@@ -382,12 +382,19 @@ class RepoCache:
                 os.close(fd)
         return orphans
 
+    def _unlink(self, path):
+        """Unlink a path of this repository through descriptors of its real folders (the link, never its target).
+        `path` may be spelled from cache_dir or from its real path (linked_blob resolves the cache's own path)."""
+        top = self.cache_dir
+        rel = os.path.relpath(path, top)
+        if rel.startswith(".."):
+            top = os.path.realpath(self.cache_dir)
+            rel = os.path.relpath(path, top)
+        return _fs.unlink_at(top, rel)
+
     def remove_incomplete(self, names):
         for name in names:
-            try:
-                os.unlink(os.path.join(self.blobs, name))
-            except FileNotFoundError:
-                pass
+            self._unlink(os.path.join(self.blobs, name))
 
     # --- checking ------------------------------------------------------------
     def verify(self, commit, paths, tree):
@@ -424,11 +431,8 @@ class RepoCache:
         if xet_hash:
             _store.remove_entry(self.cache_dir, xet_hash)
         for victim in (blob, link):
-            try:
-                if victim:
-                    os.unlink(victim)
-            except FileNotFoundError:
-                pass
+            if victim:
+                self._unlink(victim)
 
     def import_blob(self, source, name):
         """Copy a regular file into blobs/<name>, hashing it on the way; only a matching copy is moved in.
@@ -500,7 +504,7 @@ class RepoCache:
             if stat.S_ISDIR(os.lstat(blob.path).st_mode):
                 raise UnsafeName("%s in the cache is a directory where a blob belongs (%s)" % (blob.path, blob.reason),
                                  blob.path)
-            os.unlink(blob.path)
+            self._unlink(blob.path)
             cleared.append(name)
         return cleared
 
@@ -510,10 +514,7 @@ class RepoCache:
         xet_hash = _store.link_hash(path)
         if xet_hash:
             _store.remove_entry(self.cache_dir, xet_hash)
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
+        self._unlink(path)
 
     # --- writing -------------------------------------------------------------
     def write_ref(self, ref, commit):
@@ -529,10 +530,7 @@ class RepoCache:
         atomic_write(self.tree_path(commit), json.dumps(payload, indent=2, sort_keys=True))
 
     def remove_tree(self, commit):
-        try:
-            os.unlink(self.tree_path(commit))
-        except FileNotFoundError:
-            pass
+        self._unlink(self.tree_path(commit))
 
     def link_existing_blob(self, commit, path, name):
         """Add a file to a snapshot from a blob already in the cache, with the library's relative link."""
@@ -547,21 +545,41 @@ class RepoCache:
         os.symlink(os.path.relpath(blob, os.path.dirname(link)), link)
 
     def remove_snapshot_entries(self, commit, keep):
-        """Undo a failed run: drop snapshot entries not in `keep`, and the snapshot folder if left empty."""
-        base = self.snapshot_path(commit)
-        if not self.dir_in_repo(os.path.relpath(base, self.root), create=False):
+        """Undo a failed run: drop snapshot entries not in `keep`, and the snapshot folder if left empty.
+
+        Walked and unlinked through descriptors of real folders: a folder swapped for a symlink while this
+        runs is neither entered nor emptied."""
+        rel = os.path.relpath(self.snapshot_path(commit), self.cache_dir)
+        try:
+            base = _fs.open_dir(self.cache_dir, rel)
+        except (FileNotFoundError, NotADirectoryError):
             return
-        for dirpath, dirs, names in os.walk(base, topdown=False):
-            for name in names + [d for d in dirs if os.path.islink(os.path.join(dirpath, d))]:
-                full = os.path.join(dirpath, name)
-                if os.path.relpath(full, base) not in keep:
-                    os.unlink(full)
-            for name in dirs:
-                full = os.path.join(dirpath, name)
-                if not os.path.islink(full) and not os.listdir(full):
-                    os.rmdir(full)
-        if not os.listdir(base):
-            os.rmdir(base)
+        try:
+            for dirpath, dirs, names, dir_fd in os.fwalk(".", dir_fd=base, topdown=False, follow_symlinks=False):
+                for name in names + dirs:
+                    try:
+                        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue
+                    if stat.S_ISDIR(st.st_mode):
+                        sub = os.open(name, _fs.DIR_FLAGS, dir_fd=dir_fd)
+                        try:
+                            emptied = not os.listdir(sub)
+                        finally:
+                            os.close(sub)
+                        if emptied:
+                            os.rmdir(name, dir_fd=dir_fd)
+                    elif os.path.normpath(os.path.join(dirpath, name)) not in keep:
+                        os.unlink(name, dir_fd=dir_fd)
+            empty = not os.listdir(base)
+        finally:
+            os.close(base)
+        if empty:
+            parent = _fs.open_dir(self.cache_dir, os.path.dirname(rel))
+            try:
+                os.rmdir(os.path.basename(rel), dir_fd=parent)
+            finally:
+                os.close(parent)
 
     def remove(self):
         """Remove the repository's folders; a symlink in their place is removed, never followed."""
