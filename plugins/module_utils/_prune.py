@@ -25,6 +25,7 @@ import stat
 import time
 
 from ansible_collections.justnews.huggingface.plugins.module_utils import _cache
+from ansible_collections.justnews.huggingface.plugins.module_utils import _fs
 from ansible_collections.justnews.huggingface.plugins.module_utils import _store
 
 FOLDER_RE = re.compile(r"^(model|dataset|space)s--(.+)$")
@@ -88,12 +89,97 @@ def _under(path, top):
     return path == top or path.startswith(top.rstrip(os.sep) + os.sep)
 
 
+# --- reading the cache without following what its owner planted -------------------------------------------------
+
+def _entries_at(fd, rel):
+    """(path relative to the cache, lstat, link text or None) of everything below the directory `fd` (named
+    `rel`), folders before their content; closes `fd`. Sub-folders are opened with O_NOFOLLOW from their
+    parent's descriptor: one swapped for a symlink while the walk runs raises _fs.Refused."""
+    try:
+        with os.scandir(fd) as listing:
+            names = sorted(entry.name for entry in listing)
+        for name in names:
+            path = rel + "/" + name
+            try:
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            target = None
+            if stat.S_ISLNK(st.st_mode):
+                try:
+                    target = os.readlink(name, dir_fd=fd)
+                except OSError:
+                    continue
+            yield path, st, target
+            if stat.S_ISDIR(st.st_mode):
+                try:
+                    sub = os.open(name, _fs.DIR_FLAGS, dir_fd=fd)
+                except FileNotFoundError:
+                    continue
+                except OSError as exc:
+                    if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                        raise _fs.Refused(path, "changed into %s while it was read" % _fs.describe(
+                            _lstat_mode(fd, name)))
+                    raise
+                yield from _entries_at(sub, path)
+    finally:
+        os.close(fd)
+
+
+def _lstat_mode(dir_fd, name):
+    try:
+        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode
+    except OSError:
+        return 0
+
+
+def walk(cache_dir, rel):
+    """Everything below the folder `rel` of the cache, as _entries_at gives it; nothing when the folder is not
+    there, _fs.Refused when it (or a folder on the way) is not a real directory."""
+    try:
+        fd = _fs.open_dir(cache_dir, rel)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    yield from _entries_at(fd, rel)
+
+
+def _listdir(cache_dir, rel):
+    """Names in the folder `rel` of the cache, opened through real directories only; [] when it is missing."""
+    try:
+        fd = _fs.open_dir(cache_dir, rel)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    try:
+        return sorted(os.listdir(fd))
+    finally:
+        os.close(fd)
+
+
+def _lstat(cache_dir, rel):
+    """lstat of `rel`, reached through real directories only; None when it is missing or not reachable."""
+    try:
+        return _fs.lstat_at(cache_dir, rel)
+    except _fs.Refused:
+        return None
+
+
+def _readlink(cache_dir, rel):
+    return _fs.readlink_at(cache_dir, rel)
+
+
+def _unsafe(exc):
+    """UnsafeName for a folder of the repository that is not a real directory (the module's unsafe_cache)."""
+    return _cache.UnsafeName("%s in the cache is %s; remove it (state=absent) and fetch again"
+                             % (exc.path, exc.reason), exc.path)
+
+
 class Revision:
-    def __init__(self, commit, path, mtime, blobs):
+    def __init__(self, commit, path, mtime, blobs, size=0):
         self.commit = commit
         self.path = path
         self.mtime = mtime
         self.blobs = blobs
+        self.size = size         # bytes of the regular files in the snapshot folder itself
         self.reasons = []
 
 
@@ -112,6 +198,9 @@ class Refused:
         return "Refused(%r, %r)" % (self.path, self.reason)
 
 
+UNSAFE_REFS = "refs not safely readable"
+
+
 class RepoPlan:
     """What pruning one repository removes, decided from the cache and the given protections."""
 
@@ -125,7 +214,8 @@ class RepoPlan:
         self.blobs = []          # [(name, bytes)]: blobs of removed revisions no remaining snapshot links to
         self.partial = []        # every *.incomplete, orphaned or not
         self.incomplete = []     # [(name, bytes)]
-        self.refused = []        # [Refused]: blobs of removed revisions that are neither files nor store links
+        self.refused = []        # [Refused]: what the prune leaves alone (planted links, special files)
+        self.trash = False       # a trash folder left by a run that stopped part-way is there
         self.freed = 0
 
     def removed_links(self):
@@ -134,34 +224,33 @@ class RepoPlan:
         return {os.path.join(self.repo.blobs, name) for name, _size in self.blobs}, [r.path for r in self.remove]
 
 
-def _named_by(link):
-    """Where a symlink points, worked out from its text alone: nothing is followed, not even the link."""
-    try:
-        target = os.readlink(link)
-    except OSError:
-        return None
-    return os.path.normpath(os.path.join(os.path.dirname(link), target))
+def _blob_named(cache_dir, folder, rel, target):
+    """The name of this repository's blob that a link (at `rel`, relative to the cache, with text `target`)
+    names, worked out from the text alone; None when it names anything else."""
+    if os.path.isabs(target):
+        named = os.path.normpath(target)
+        bases = {os.path.join(top, folder, "blobs") for top in (os.path.abspath(cache_dir),
+                                                                  os.path.realpath(cache_dir))}
+        ok = os.path.dirname(named) in bases
+    else:
+        named = os.path.normpath(os.path.join(os.path.dirname(rel), target))
+        ok = os.path.dirname(named) == folder + "/blobs"
+    name = os.path.basename(named)
+    return name if ok and _cache.BLOB_RE.match(name) else None
 
 
-def _snapshot_blobs(repo, path):
-    """Names of this repository's blobs that the links under a snapshot folder name.
-
-    Read from the link text, so a blob that is itself a link (into the shared store, or anywhere) is never
-    followed; os.walk does not descend into linked folders.
-    """
-    blobs_real = os.path.realpath(repo.blobs)
-    names = set()
-    for dirpath, _dirs, files in os.walk(path):
-        for name in files + _dirs:
-            entry = os.path.join(dirpath, name)
-            if not os.path.islink(entry):
-                continue
-            named = _named_by(entry)
-            if named is None or not _cache.BLOB_RE.match(os.path.basename(named)):
-                continue
-            if os.path.realpath(os.path.dirname(named)) == blobs_real:
-                names.add(os.path.basename(named))
-    return names
+def _snapshot_blobs(cache_dir, folder, rel):
+    """(names of this repository's blobs that the links under a snapshot folder name, bytes of the regular files
+    in it). Links are read, never followed, and the walk never enters a linked folder."""
+    names, size = set(), 0
+    for path, st, target in walk(cache_dir, rel):
+        if target is not None:
+            name = _blob_named(cache_dir, folder, path, target)
+            if name:
+                names.add(name)
+        elif stat.S_ISREG(st.st_mode):
+            size += st.st_size
+    return names, size
 
 
 def _store_entry_real(cache_dir, xet_hash):
@@ -169,20 +258,106 @@ def _store_entry_real(cache_dir, xet_hash):
     return os.path.join(os.path.realpath(cache_dir), _store.STORE_DIR, xet_hash[:2], xet_hash)
 
 
-def _size(path):
+def _blob_hash(cache_dir, folder, name):
+    """The store hash that blobs/<name> links to, by its text alone; None for anything else."""
+    target = _readlink(cache_dir, "%s/blobs/%s" % (folder, name))
+    return _store.parse_target(target) if target is not None else None
+
+
+def _file_size(cache_dir, rel):
+    st = _lstat(cache_dir, rel)
+    return st.st_size if st is not None and stat.S_ISREG(st.st_mode) else 0
+
+
+def _refs(cache_dir, repo):
+    """({ref name: commit} for every file under refs/ (branches, tags, refs/pr/N), [Refused]).
+
+    Each ref is read through real folders with O_NOFOLLOW and O_NONBLOCK; a ref that is a symlink, a FIFO, a
+    device or too large, and a folder under refs/ that is a symlink, is never followed or read but returned as
+    refused: the caller then keeps every revision, since any of them may be the one it would name.
+    """
+    top = repo.folder_name + "/refs"
+    found, refused = {}, []
+    fix = ("remove %s by hand (rm removes the link itself, never its target); hf_snapshot writes the ref again on"
+           " its next run. Until then every revision of the repository is kept")
     try:
-        st = os.lstat(path)
+        for path, st, _target in walk(cache_dir, top):
+            where = os.path.join(cache_dir, path)
+            if stat.S_ISDIR(st.st_mode):
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                refused.append(Refused(where, "ref is %s, not a regular file; never followed or read"
+                                       % _fs.describe(st.st_mode), fix % where))
+                continue
+            ref = os.path.relpath(path, top)
+            if not _valid_ref(ref):
+                continue
+            try:
+                data = _fs.read_file(cache_dir, path, 256)
+            except _fs.Refused as exc:
+                refused.append(Refused(where, "ref %s; never read" % exc.reason, fix % where))
+                continue
+            value = (data or b"").decode("ascii", "replace").strip()
+            if _cache.is_commit(value):
+                found[ref] = value
+    except _fs.Refused as exc:
+        where = os.path.join(cache_dir, exc.path) if not os.path.isabs(exc.path) else exc.path
+        refused.append(Refused(where, "%s; never followed" % exc.reason, fix % where))
+    return found, refused
+
+
+def _incomplete(cache_dir, repo):
+    """(every partial download in blobs/, those whose download lock nobody holds: [(name, lstat)]).
+
+    The lock file is opened read-only, without following a link or blocking, from a descriptor of the
+    repository's real locks folder, and taken only for a moment to see whether a download holds it.
+    """
+    folder = repo.folder_name
+    try:
+        blobs = _fs.open_dir(cache_dir, folder + "/blobs")
+    except (FileNotFoundError, NotADirectoryError):
+        return [], []
+    try:
+        partial = sorted(n for n in os.listdir(blobs)
+                         if n.endswith(".incomplete") and _cache.BLOB_RE.match(n.split(".")[0]))
+        try:
+            locks = _fs.open_dir(cache_dir, ".locks/" + folder)
+        except (FileNotFoundError, NotADirectoryError):
+            locks = None
+        orphans = []
+        try:
+            for name in partial:
+                try:
+                    st = os.stat(name, dir_fd=blobs, follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                if locks is None or _lock_free(locks, name.split(".")[0] + ".lock"):
+                    orphans.append((name, st))
+        finally:
+            if locks is not None:
+                os.close(locks)
+        return partial, orphans
+    finally:
+        os.close(blobs)
+
+
+def _lock_free(locks_fd, name):
+    try:
+        fd = os.open(name, _fs.FILE_FLAGS, dir_fd=locks_fd)
+    except FileNotFoundError:
+        return True
     except OSError:
-        return 0
-    return st.st_size if stat.S_ISREG(st.st_mode) else 0
-
-
-def _file_bytes(top):
-    """Bytes of the regular files under a folder (snapshot entries that are files, not links)."""
-    total = 0
-    for dirpath, _dirs, files in os.walk(top):
-        total += sum(_size(os.path.join(dirpath, f)) for f in files)
-    return total
+        return False  # a link or something unreadable: not judged free
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return False
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return True
+    except OSError:
+        return False  # a live download holds it
+    finally:
+        os.close(fd)
 
 
 def plan_repo(cache_dir, repo_id, repo_type, keep, pinned, links, busy, incomplete_age, now=None):
@@ -194,28 +369,50 @@ def plan_repo(cache_dir, repo_id, repo_type, keep, pinned, links, busy, incomple
     repo = _cache.RepoCache(cache_dir, repo_id, repo_type)
     plan = RepoPlan(repo, repo_id, repo_type)
     repo.check_layout(create=False)  # a symlink in place of one of the repository's folders is refused
-    snapshots = os.path.join(repo.root, "snapshots")
-    others = set()  # blobs linked from snapshot entries that are not commits: left alone, and so are theirs
+    folder = repo.folder_name
     try:
-        names = sorted(os.listdir(snapshots))
-    except (FileNotFoundError, NotADirectoryError):
-        names = []
-    for name in names:
-        path = os.path.join(snapshots, name)
-        if not _cache.is_commit(name):
-            if os.path.isdir(path) and not os.path.islink(path):
-                others |= _snapshot_blobs(repo, path)
-            continue
-        repo.dir_in_repo(os.path.join("snapshots", name), create=False)  # refuses a symlink or a file
-        plan.revisions.append(Revision(name, path, os.lstat(path).st_mtime, _snapshot_blobs(repo, path)))
+        return _plan_repo(plan, cache_dir, folder, keep, pinned, links, busy, incomplete_age, now)
+    except _fs.Refused as exc:  # a folder swapped for a symlink since check_layout
+        raise _unsafe(exc)
 
-    refs = _refs(repo)
+
+def _plan_repo(plan, cache_dir, folder, keep, pinned, links, busy, incomplete_age, now):
+    repo = plan.repo
+    plan.trash = _lstat(cache_dir, "%s/%s" % (folder, TRASH)) is not None
+    others = set()  # blobs linked from snapshot entries that are not commits: left alone, and so are theirs
+    snapshots = folder + "/snapshots"
+    for name in _listdir(cache_dir, snapshots):
+        rel = "%s/%s" % (snapshots, name)
+        st = _lstat(cache_dir, rel)
+        if st is None:
+            continue
+        if not _cache.is_commit(name):
+            if stat.S_ISDIR(st.st_mode):
+                others |= _snapshot_blobs(cache_dir, folder, rel)[0]
+            elif stat.S_ISLNK(st.st_mode):
+                where = os.path.join(cache_dir, rel)
+                plan.refused.append(Refused(where, "is a symlink among the snapshots, not a revision; never followed",
+                                            "remove %s by hand (rm removes the link itself); huggingface_hub"
+                                            " never makes it" % where))
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            raise _cache.UnsafeName("%s in the cache is %s, not a directory; remove it (state=absent) and fetch"
+                                    " again" % (os.path.join(cache_dir, rel), _fs.describe(st.st_mode)),
+                                    os.path.join(cache_dir, rel))
+        blobs, size = _snapshot_blobs(cache_dir, folder, rel)
+        plan.revisions.append(Revision(name, os.path.join(repo.root, "snapshots", name), st.st_mtime, blobs, size))
+
+    refs, unsafe_refs = _refs(cache_dir, repo)
+    plan.refused += unsafe_refs
     pinned_commits = {p for p in pinned if _cache.is_commit(p)}
     pinned_commits |= {repo.read_ref(p) for p in pinned if not _cache.is_commit(p) and _valid_ref(p)} - {None}
-    blobs_real = os.path.realpath(repo.blobs)
+    real_root = os.path.join(os.path.realpath(cache_dir), folder)
+    blobs_real = os.path.join(real_root, "blobs")
     by_age = sorted(plan.revisions, key=lambda r: (r.mtime, r.commit), reverse=True)
     for rank, rev in enumerate(by_age):
-        real = os.path.realpath(rev.path)
+        real = os.path.join(real_root, "snapshots", rev.commit)
+        if unsafe_refs:
+            rev.reasons.append(UNSAFE_REFS)
         if rev.commit in pinned_commits:
             rev.reasons.append("pinned")
         rev.reasons.extend("ref %s" % ref for ref, commit in sorted(refs.items()) if commit == rev.commit)
@@ -223,7 +420,7 @@ def plan_repo(cache_dir, repo_id, repo_type, keep, pinned, links, busy, incomple
                            if any(_under(t, real) for t in targets))
         blob_paths = {os.path.join(blobs_real, b) for b in rev.blobs}
         for name in rev.blobs:  # a process reading a store-linked file has the store entry open
-            xet_hash = _store.link_hash(os.path.join(repo.blobs, name))
+            xet_hash = _blob_hash(cache_dir, folder, name)
             if xet_hash:
                 blob_paths.add(_store_entry_real(cache_dir, xet_hash))
         if any(_under(p, real) or p in blob_paths for p in busy):
@@ -241,27 +438,31 @@ def plan_repo(cache_dir, repo_id, repo_type, keep, pinned, links, busy, incomple
         for rev in plan.remove:
             gone |= rev.blobs
         for name in sorted(gone - kept_blobs - busy_blobs):
-            blob = _store.inspect_blob(cache_dir, repo.blob_path(name))
-            if blob.kind == _store.FILE:
-                plan.blobs.append((name, blob.size))
-            elif blob.kind == _store.STORE or _store.link_hash(blob.path):
+            rel = "%s/blobs/%s" % (folder, name)
+            st = _lstat(cache_dir, rel)
+            if st is None:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                plan.blobs.append((name, st.st_size))
+                continue
+            target = _readlink(cache_dir, rel) if stat.S_ISLNK(st.st_mode) else None
+            if target is not None and _store.parse_target(target):
                 # the link alone goes (its bytes belong to the store entry, freed once nothing links to it)
                 plan.blobs.append((name, 0))
-            elif blob.kind == _store.REFUSED:
-                plan.refused.append(Refused(blob.path, blob.reason, "not removed and not followed: find out what"
-                                            " made it, remove it by hand (rm removes the link itself, never its"
-                                            " target) and fetch the model again"))
+                continue
+            reason = ("link to %r, not ../../blobs/<2 hex>/<64 hex>" % target if target is not None
+                      else "%s, not a regular file or a link" % _fs.describe(st.st_mode))
+            plan.refused.append(Refused(os.path.join(cache_dir, rel), reason,
+                                        "not removed and not followed: find out what made it, remove it by hand"
+                                        " (rm removes the link itself, never its target) and fetch the model"
+                                        " again"))
         plan.freed += sum(size for _name, size in plan.blobs)
-        plan.freed += sum(_file_bytes(rev.path) + _size(repo.tree_path(rev.commit)) for rev in plan.remove)
+        plan.freed += sum(rev.size + _file_size(cache_dir, "%s/trees/%s.json" % (folder, rev.commit))
+                          for rev in plan.remove)
 
     now = time.time() if now is None else now
-    plan.partial = repo.incomplete_blobs()
-    for name in repo.orphaned_incomplete():
-        path = os.path.join(repo.blobs, name)
-        try:
-            st = os.lstat(path)
-        except OSError:
-            continue
+    plan.partial, orphans = _incomplete(cache_dir, repo)
+    for name, st in orphans:
         if stat.S_ISREG(st.st_mode) and now - st.st_mtime >= incomplete_age:
             plan.incomplete.append((name, st.st_size))
             plan.freed += st.st_size
@@ -269,8 +470,9 @@ def plan_repo(cache_dir, repo_id, repo_type, keep, pinned, links, busy, incomple
 
 
 def link_targets(link):
-    """Where a link leads: its real path, and for a symlink the entry it names (a link to a file in a snapshot
-    resolves to a blob, but names the snapshot)."""
+    """Where an operator's link leads: its real path, and for a symlink the entry it names (a link to a file in a
+    snapshot resolves to a blob, but names the snapshot). Worked out with lstat and readlink only (what
+    os.path.realpath does): nothing is opened or read."""
     if not os.path.lexists(link):
         return set()
     targets = {os.path.realpath(link)}
@@ -288,36 +490,310 @@ def _valid_ref(name):
         return False
 
 
-def _refs(repo):
-    """{ref name: commit} for every file under refs/ (branches, tags, refs/pr/N)."""
-    top = os.path.join(repo.root, "refs")
-    found = {}
-    for dirpath, _dirs, files in os.walk(top):
-        for name in files:
-            ref = os.path.relpath(os.path.join(dirpath, name), top)
-            if _valid_ref(ref):
-                commit = repo.read_ref(ref)
-                if commit:
-                    found[ref] = commit
-    return found
+# --- removing: moved into a trash folder first, so that a failure can be undone ---------------------------------
+
+TRASH = ".hf_prune.trash"
+COMMITTED = "committed"
+PROBE = ".hf_prune.probe"
+PARTS = ("snapshots", "trees", "blobs")
+
+
+class ApplyError(Exception):
+    """Removing a plan failed; `kind` is the module's error_kind, `path` what could not be removed."""
+
+    def __init__(self, kind, msg, path=None):
+        super().__init__(msg)
+        self.kind = kind
+        self.msg = msg
+        self.path = path
+
+
+def error_kind(exc):
+    """The error_kind for an OSError whose cause is known; 'other' when it is not."""
+    if isinstance(exc, _fs.Refused) or getattr(exc, "errno", None) in (errno.ELOOP, errno.ENOTDIR):
+        return "unsafe_cache"
+    if getattr(exc, "errno", None) in (errno.EACCES, errno.EPERM, errno.EROFS, errno.EBUSY, errno.EXDEV,
+                                       errno.ETXTBSY):
+        return "not_writable"
+    if getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
+        return "disk_full"
+    return "other"
+
+
+def _where(dir_path, exc):
+    """The path an OSError raised with a dir_fd names: its file name below the folder it was reached from."""
+    name = getattr(exc, "path", None) or getattr(exc, "filename", None)
+    if isinstance(name, str):
+        return name if os.path.isabs(name) else os.path.join(dir_path, name)
+    return dir_path
+
+
+def _open_sub(parent_fd, name, create=False):
+    try:
+        return os.open(name, _fs.DIR_FLAGS, dir_fd=parent_fd)
+    except FileNotFoundError:
+        if not create:
+            raise
+        os.mkdir(name, 0o755, dir_fd=parent_fd)
+        return os.open(name, _fs.DIR_FLAGS, dir_fd=parent_fd)
+
+
+def _clear(dir_fd, path):
+    """Remove everything in the directory `dir_fd` (named `path`): names are unlinked, folders entered with
+    O_NOFOLLOW; nothing is followed. An OSError names the entry in its `filename`."""
+    for name in os.listdir(dir_fd):
+        where = os.path.join(path, name)
+        try:
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                sub = os.open(name, _fs.DIR_FLAGS, dir_fd=dir_fd)
+                try:
+                    _clear(sub, where)
+                finally:
+                    os.close(sub)
+                os.rmdir(name, dir_fd=dir_fd)
+            else:
+                os.unlink(name, dir_fd=dir_fd)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            if getattr(exc, "filename", None) and os.path.isabs(str(exc.filename)):
+                raise
+            raise type(exc)(exc.errno, exc.strerror, where)
+
+
+def _probe(dir_fd, path):
+    """Check that every entry below the folder `dir_fd` can be removed, by renaming each in place and back: a
+    file or folder that is immutable, append-only, on a read-only mount or a mount point fails here, before
+    anything is deleted."""
+    for name in os.listdir(dir_fd):
+        where = os.path.join(path, name)
+        try:
+            os.rename(name, PROBE, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        except OSError as exc:
+            raise type(exc)(exc.errno, exc.strerror, where)
+        os.rename(PROBE, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        if stat.S_ISDIR(st.st_mode):
+            sub = os.open(name, _fs.DIR_FLAGS, dir_fd=dir_fd)
+            try:
+                _probe(sub, where)
+            finally:
+                os.close(sub)
+
+
+def _restorable(part, name, st):
+    if part == "snapshots":
+        return _cache.is_commit(name) and stat.S_ISDIR(st.st_mode)
+    if part == "trees":
+        return name.endswith(".json") and _cache.is_commit(name[:-5]) and stat.S_ISREG(st.st_mode)
+    return bool(_cache.BLOB_RE.match(name)) and (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode))
+
+
+def _put_back(root_fd, trash_fd):
+    """Move every entry of the trash back where it was, unless the repository has that name again; return
+    what was put back, as (part, name)."""
+    back = []
+    for part in PARTS:
+        try:
+            src = os.open(part, _fs.DIR_FLAGS, dir_fd=trash_fd)
+        except FileNotFoundError:
+            continue
+        try:
+            names = os.listdir(src)
+            if not names:
+                continue
+            dst = _open_sub(root_fd, part, create=True)
+            try:
+                for name in names:
+                    st = os.stat(name, dir_fd=src, follow_symlinks=False)
+                    if not _restorable(part, name, st):
+                        continue
+                    try:
+                        os.stat(name, dir_fd=dst, follow_symlinks=False)
+                        continue  # made again since: the trashed copy goes
+                    except FileNotFoundError:
+                        pass
+                    os.rename(name, name, src_dir_fd=src, dst_dir_fd=dst)
+                    back.append((part, name))
+            finally:
+                os.close(dst)
+        finally:
+            os.close(src)
+    return back
+
+
+def recover(repo):
+    """Settle a trash folder that a run which stopped part-way left in the repository: before the point of no
+    return (no `committed` mark) everything in it is put back, after it the removal is finished.
+
+    Returns None when there was none, else (what was done, the trash's path, [Refused]).
+    """
+    cache_dir, folder = repo.cache_dir, repo.folder_name
+    path = os.path.join(repo.root, TRASH)
+    try:
+        root_fd = _fs.open_dir(cache_dir, folder)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    try:
+        try:
+            st = os.stat(TRASH, dir_fd=root_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+        if not stat.S_ISDIR(st.st_mode):
+            os.unlink(TRASH, dir_fd=root_fd)
+            return ("removed", path, [Refused(path, "was %s, not the prune's own folder; the entry itself was removed,"
+                                              " nothing it leads to" % _fs.describe(st.st_mode),
+                                              "none needed; find out what made it")])
+        trash_fd = os.open(TRASH, _fs.DIR_FLAGS, dir_fd=root_fd)
+        try:
+            try:
+                mark = os.stat(COMMITTED, dir_fd=trash_fd, follow_symlinks=False)
+                committed = stat.S_ISREG(mark.st_mode) and mark.st_uid == os.fstat(trash_fd).st_uid
+            except FileNotFoundError:
+                committed = False
+            done = "finished" if committed else "restored"
+            if not committed:
+                _put_back(root_fd, trash_fd)
+            _clear(trash_fd, path)
+        finally:
+            os.close(trash_fd)
+        os.rmdir(TRASH, dir_fd=root_fd)
+        return (done, path, [])
+    finally:
+        os.close(root_fd)
 
 
 def apply(plan):
-    """Remove what the plan names; every path goes through RepoCache's validated names and folder checks."""
+    """Remove what the plan names, so that a failure leaves each revision entirely there or entirely gone.
+
+    1. Move each removed revision's snapshot folder, its listing and the blobs that go into a fresh trash folder
+       in the repository folder (`.hf_prune.trash`, same filesystem: each rename is atomic), from descriptors of
+       real folders only.
+    2. Check that everything in the trash can be removed (_probe).
+    3. On any failure so far, put everything back and raise ApplyError with the cause's kind; only when that
+       fails too, `partial_failure` naming the trash, which the next run settles (recover).
+    4. Mark the trash `committed` - the point of no return - and delete it; a failure now is
+       `partial_failure`: the revisions are gone from snapshots/, the next run finishes the trash.
+
+    Partial downloads go last, one by one, each only while its download lock is still free.
+    """
     repo = plan.repo
-    for rev in plan.remove:
-        repo.remove_snapshot_entries(rev.commit, keep=set())
-        repo.remove_tree(rev.commit)
-    for name, _size in plan.blobs:
-        # The blob alone (a file, or a link into the store, unlinked without following it): a store entry
-        # goes only through apply_store, once no repository links to it.
+    cache_dir, folder = repo.cache_dir, repo.folder_name
+    trash = os.path.join(repo.root, TRASH)
+    moves = [("snapshots", rev.commit) for rev in plan.remove] + \
+        [("trees", rev.commit + ".json") for rev in plan.remove] + [("blobs", name) for name, _size in plan.blobs]
+    if moves:
         try:
-            os.unlink(repo.blob_path(name))
-        except FileNotFoundError:
-            pass
-    # A download that started since the plan holds its lock again: its partial file stays.
-    still = set(repo.orphaned_incomplete())
-    repo.remove_incomplete([name for name, _size in plan.incomplete if name in still])
+            root_fd = _fs.open_dir(cache_dir, folder)
+        except _fs.Refused as exc:
+            raise ApplyError("unsafe_cache", "%s; nothing was removed" % exc, exc.path)
+        try:
+            _move_out(root_fd, repo.root, trash, moves)
+        finally:
+            os.close(root_fd)
+    _remove_incomplete(plan)
+
+
+def _move_out(root_fd, root, trash, moves):
+    try:
+        os.mkdir(TRASH, 0o700, dir_fd=root_fd)
+    except FileExistsError:
+        raise ApplyError("unsafe_cache", "%s appeared while the run held the repository's lock; nothing was"
+                         " removed. Find out what made it; the next run settles it" % trash, trash)
+    except OSError as exc:
+        raise ApplyError(error_kind(exc), "cannot make %s: %s; nothing was removed" % (trash, exc.strerror), trash)
+    trash_fd = os.open(TRASH, _fs.DIR_FLAGS, dir_fd=root_fd)
+    fds = {}
+    try:
+        try:
+            for part in PARTS:
+                os.mkdir(part, 0o700, dir_fd=trash_fd)
+                fds[part] = [os.open(part, _fs.DIR_FLAGS, dir_fd=trash_fd)]
+                try:
+                    fds[part].append(_open_sub(root_fd, part))
+                except FileNotFoundError:
+                    pass  # no such folder (a cache without listings): nothing of it to move
+                except OSError as exc:
+                    raise type(exc)(exc.errno, exc.strerror, os.path.join(root, part))
+            for part, name in moves:
+                if len(fds[part]) < 2:
+                    continue
+                dst, src = fds[part]
+                try:
+                    os.rename(name, name, src_dir_fd=src, dst_dir_fd=dst)
+                except FileNotFoundError:
+                    continue  # a listing that was never written, a blob already gone
+                except OSError as exc:
+                    raise type(exc)(exc.errno, exc.strerror, os.path.join(root, part, name))
+            _probe(fds["snapshots"][0], os.path.join(trash, "snapshots"))
+        except OSError as exc:
+            cause, where = exc, _where(root, exc)
+            try:
+                _put_back(root_fd, trash_fd)
+                _clear(trash_fd, trash)
+                os.rmdir(TRASH, dir_fd=root_fd)
+            except OSError as again:
+                raise ApplyError("partial_failure", "%s cannot be removed (%s), and putting back what was moved to %s"
+                                 " failed too (%s: %s). The revisions are whole in %s; the next run puts them back."
+                                 " Fix: make %s removable (chattr -i, a writable mount), then run again"
+                                 % (where, cause.strerror, trash, _where(trash, again), again.strerror, trash, where),
+                                 where)
+            kind = error_kind(cause)
+            raise ApplyError(kind, "%s cannot be removed (%s); nothing was removed, everything was put back. Fix: %s"
+                             % (where, cause.strerror,
+                                "remove the link or special file by hand (rm removes the entry itself)"
+                                if kind == "unsafe_cache" else
+                                "make %s removable (chattr -i, a writable mount, the folder's permissions), then run"
+                                " again" % where), where)
+        fd = os.open(COMMITTED, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=trash_fd)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.fsync(trash_fd)
+        # the point of no return: from here the next run finishes, never puts back
+        try:
+            _clear(trash_fd, trash)
+            os.rmdir(TRASH, dir_fd=root_fd)
+        except OSError as exc:
+            where = _where(trash, exc)
+            raise ApplyError("partial_failure", "the revisions are gone from snapshots/, but %s cannot be deleted"
+                             " (%s); the next run finishes %s. Fix: make %s removable, then run again"
+                             % (where, exc.strerror, trash, where), where)
+    finally:
+        for pair in fds.values():
+            for fd in pair:
+                os.close(fd)
+        os.close(trash_fd)
+
+
+def _remove_incomplete(plan):
+    """Unlink the planned partial downloads from a descriptor of the real blobs folder, each only while its
+    download lock is still free (a download that started since the plan holds it again)."""
+    if not plan.incomplete:
+        return
+    repo = plan.repo
+    _partial, orphans = _incomplete(repo.cache_dir, repo)
+    still = {name for name, _st in orphans}
+    try:
+        blobs = _fs.open_dir(repo.cache_dir, repo.folder_name + "/blobs")
+    except FileNotFoundError:
+        return
+    try:
+        for name, _size in plan.incomplete:
+            if name not in still:
+                continue
+            try:
+                os.unlink(name, dir_fd=blobs)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                path = os.path.join(repo.blobs, name)
+                raise ApplyError(error_kind(exc), "cannot remove the partial download %s (%s). Fix: make it"
+                                 " removable, then run again" % (path, exc.strerror), path)
+    finally:
+        os.close(blobs)
 
 
 # --- the shared blob store -----------------------------------------------------------------------------------
@@ -355,7 +831,7 @@ def _link_folders(cache_dir):
 
 def store_links(cache_dir):
     """{xet hash: {paths of the links that name it}}, from every symlink in every repository folder's blobs
-    and snapshots, read with readlink (never followed).
+    and snapshots, read with readlink (never followed), walking real folders only.
 
     Any link whose text leads to <cache>/blobs/<2 hex>/<hash>, relative or absolute, counts: an entry that
     something might still read through a link in the cache is kept, whoever made the link.
@@ -364,22 +840,21 @@ def store_links(cache_dir):
              for top in (os.path.abspath(cache_dir), os.path.realpath(cache_dir))}
     users = {}
     for folder in _link_folders(cache_dir):
+        name = os.path.basename(folder)
         for sub in ("blobs", "snapshots"):
-            top = os.path.join(folder, sub)
             try:
-                if not stat.S_ISDIR(os.lstat(top).st_mode):
-                    continue
-            except OSError:
-                continue
-            for dirpath, dirs, files in os.walk(top):
-                for name in files + dirs:
-                    path = os.path.join(dirpath, name)
-                    named = _named_by(os.path.abspath(path)) if os.path.islink(path) else None
-                    if named is None or os.path.dirname(os.path.dirname(named)) not in bases:
+                for rel, _st, target in walk(cache_dir, name + "/" + sub):
+                    if target is None:
+                        continue
+                    path = os.path.join(cache_dir, rel)
+                    named = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(path)), target))
+                    if os.path.dirname(os.path.dirname(named)) not in bases:
                         continue
                     prefix, xet_hash = named.split(os.sep)[-2:]
                     if _store.HASH_RE.match(xet_hash) and xet_hash[:2] == prefix:
                         users.setdefault(xet_hash, set()).add(path)
+            except _fs.Refused:
+                continue  # not a real folder (the repository's own plan refuses it): nothing read through it
     return users
 
 
@@ -388,19 +863,48 @@ def _still_used(path, removed_blobs, removed_snapshots):
 
 
 def _raw_manifest(cache_dir, xet_hash):
-    """The lines of a `.refs` manifest, read without following or blocking; [] when it is not a regular file."""
+    """The lines of a `.refs` manifest, read through real folders without following or blocking; [] when it is
+    not a regular file (or is larger than the library writes)."""
     try:
-        fd = os.open(_store.manifest_path(cache_dir, xet_hash), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        data = _fs.read_file(cache_dir, "%s/%s/%s%s" % (_store.STORE_DIR, xet_hash[:2], xet_hash,
+                                                        _store.MANIFEST_SUFFIX), _store.MANIFEST_MAX)
     except OSError:
         return []
+    return [line for line in (data or b"").decode("utf-8", "replace").splitlines() if line]
+
+
+def _referrers(cache_dir, xet_hash):
+    """Repository blobs (paths) that link to this entry now, as its manifest names them; each link read by
+    readlink through real folders."""
+    out = []
+    for line in _raw_manifest(cache_dir, xet_hash):
+        if _store.REPO_BLOB_RE.match(line):
+            target = _readlink(cache_dir, line)
+            if target is not None and _store.parse_target(target) == xet_hash:
+                out.append(os.path.join(cache_dir, line))
+    return out
+
+
+def _store_entries(cache_dir):
+    """{xet hash: size} of every regular file named by its hash in its own prefix folder, listed through
+    descriptors of real folders."""
+    found = {}
+    for prefix in _safe_listdir(cache_dir, _store.STORE_DIR):
+        if not _store.PREFIX_RE.match(prefix):
+            continue
+        for name in _safe_listdir(cache_dir, _store.STORE_DIR + "/" + prefix):
+            if _store.HASH_RE.match(name) and name.startswith(prefix):
+                st = _lstat(cache_dir, "%s/%s/%s" % (_store.STORE_DIR, prefix, name))
+                if st is not None and stat.S_ISREG(st.st_mode):
+                    found[name] = st.st_size
+    return found
+
+
+def _safe_listdir(cache_dir, rel):
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            return []
-        data = os.read(fd, _store.MANIFEST_MAX + 1)[:_store.MANIFEST_MAX]
-    finally:
-        os.close(fd)
-    return [line for line in data.decode("utf-8", "replace").splitlines() if line]
+        return _listdir(cache_dir, rel)
+    except _fs.Refused:
+        return []
 
 
 def store_anomalies(cache_dir, hashes=None):
@@ -428,7 +932,7 @@ def store_anomalies(cache_dir, hashes=None):
             found.append(Refused(folder, "store folder is %s" % _store.describe(st.st_mode),
                                  "remove %s by hand (rm removes the link itself); downloads make it again" % folder))
             continue
-        for name in sorted(os.listdir(folder)):
+        for name in _safe_listdir(cache_dir, "%s/%s" % (_store.STORE_DIR, prefix)):
             xet_hash = name[:-len(_store.MANIFEST_SUFFIX)] if name.endswith(_store.MANIFEST_SUFFIX) else name
             if not (_store.HASH_RE.match(xet_hash) and xet_hash.startswith(prefix)):
                 continue
@@ -471,7 +975,7 @@ def plan_store(cache_dir, plans, busy, scope=None):
     users = store_links(cache_dir)
     remaining = {h for h, paths in users.items()
                  if any(_still_used(p, removed_blobs, removed_snapshots) for p in paths)}
-    candidates = _store.entries(cache_dir)
+    candidates = _store_entries(cache_dir)
     store.released = {h for h, paths in users.items()
                       if any(not _still_used(p, removed_blobs, removed_snapshots) for p in paths)}
     if scope is not None:
@@ -495,8 +999,7 @@ class EntryLock:
         self.fd = None
 
     def acquire(self):
-        folder = os.open(os.path.dirname(_store.entry_path(self.cache_dir, self.xet_hash)),
-                         os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        folder = _fs.open_dir(self.cache_dir, "%s/%s" % (_store.STORE_DIR, self.xet_hash[:2]))
         name = self.xet_hash + _store.LOCK_SUFFIX
         try:
             try:
@@ -568,7 +1071,7 @@ def apply_store(store, busy, timeout=60):
         except (OSError, _cache.UnsafeName):
             continue  # a download holds it, or the lock is not a file: the entry stays for a later run
         try:
-            if _store.referrers(store.cache_dir, xet_hash):
+            if _referrers(store.cache_dir, xet_hash):
                 continue
             try:
                 size = _store.entry_size(store.cache_dir, xet_hash)

@@ -227,7 +227,7 @@ class Prune:
         self.cache_dir = self.p["cache_dir"] or _cache.default_cache_dir(os.environ)
         self.result = {"changed": False, "cache_dir": self.cache_dir, "removed_revisions": [], "kept": [],
                        "removed_blobs": [], "removed_incomplete": [], "removed_store_entries": [], "refused": [],
-                       "freed_bytes": 0}
+                       "recovered": [], "freed_bytes": 0}
         self.validate()
         self.links = {link: _prune.link_targets(link) for link in self.p["links"]}
 
@@ -257,9 +257,11 @@ class Prune:
             return _prune.plan_repo(self.cache_dir, repo_id, repo_type, self.p["keep"], self.p["pinned"],
                                     self.links, busy, self.p["incomplete_age"])
         except _cache.UnsafeName as exc:
-            raise Failure("%s. Refusing to prune %s; nothing %s removed from it. Inspect the cache, or remove the"
-                          " repository with justnews.huggingface.hf_snapshot state=absent"
-                          % (exc, repo_id, "would be" if self.module.check_mode else "was"), "unsafe_cache")
+            fix = ("inspect the cache, or remove the repository with justnews.huggingface.hf_snapshot state=absent"
+                   " (which removes a link itself, never its target)")
+            self.result["refused"].append({"path": exc.name or repo_id, "reason": str(exc), "fix": fix})
+            raise Failure("%s. Refusing to prune %s; nothing %s removed from it. Fix: %s"
+                          % (exc, repo_id, "would be" if self.module.check_mode else "was", fix), "unsafe_cache")
 
     def run(self):
         if not os.path.isdir(self.cache_dir):
@@ -271,7 +273,11 @@ class Prune:
         store = _prune.plan_store(self.cache_dir, plans, busy, scope=None if whole else set())
         done = []
         for plan in plans:
-            if not self.module.check_mode and (plan.remove or plan.incomplete):
+            if plan.trash and self.module.check_mode:
+                self.module.warn("%s/%s was left by a prune that stopped part-way; the next run settles it (puts"
+                                 " it back, or finishes it once it was past the point of no return)"
+                                 % (plan.repo.root, _prune.TRASH))
+            if not self.module.check_mode and (plan.remove or plan.incomplete or plan.trash):
                 plan = self.apply(plan)
             done.append(plan)
         freed = store.entries
@@ -292,8 +298,24 @@ class Prune:
         except _cache.LockTimeout as exc:
             raise Failure("%s: let it finish, or raise 'timeout'" % exc, "locked")
         try:
+            try:
+                settled = _prune.recover(plan.repo)
+            except OSError as exc:
+                where = getattr(exc, "filename", None) or os.path.join(plan.repo.root, _prune.TRASH)
+                raise Failure("cannot settle %s, left by a prune that stopped part-way: %s. Fix: make %s removable,"
+                              " then run again" % (os.path.join(plan.repo.root, _prune.TRASH), exc, where),
+                              _prune.error_kind(exc) if _prune.error_kind(exc) != "other" else "partial_failure")
+            if settled:
+                action, path, refused = settled
+                self.result["recovered"].append({"repo_id": plan.repo_id, "repo_type": plan.repo_type,
+                                                 "path": path, "action": action})
+                self.result["refused"] += [item.as_dict() for item in refused]
+                self.result["changed"] = True
             plan = self.plan(plan.repo_id, plan.repo_type, _prune.open_paths())
-            _prune.apply(plan)
+            try:
+                _prune.apply(plan)
+            except _prune.ApplyError as exc:
+                raise Failure(exc.msg, exc.kind)
         finally:
             lock.release()
         if plan.remove or plan.incomplete:
@@ -359,8 +381,14 @@ def main():
         result = dict(prune.result if prune else {}, changed=prune.result["changed"] if prune else False)
         module.fail_json(msg=failure.msg, error_kind=failure.kind, **result)
     except OSError as exc:
-        module.fail_json(msg="cannot prune %s: %s" % (module.params["cache_dir"] or "the hub cache", exc),
-                         error_kind="other", changed=bool(prune and prune.result["changed"]))
+        kind = _prune.error_kind(exc)
+        fix = {"unsafe_cache": "remove the link or special file by hand (rm removes the entry itself, never its"
+                               " target), then run again",
+               "not_writable": "make it writable for root (chattr -i, a writable mount), then run again",
+               "disk_full": "free space on the cache's filesystem, then run again"}.get(kind, "see the error")
+        result = dict(prune.result if prune else {}, changed=bool(prune and prune.result["changed"]))
+        module.fail_json(msg="cannot prune %s: %s. Fix: %s" % (module.params["cache_dir"] or "the hub cache", exc,
+                                                                fix), error_kind=kind, **result)
     module.exit_json(**result)
 
 
