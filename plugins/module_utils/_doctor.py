@@ -11,15 +11,21 @@ Private to the justnews.huggingface collection: no compatibility promise.
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import json
 import os
+import posixpath
 import pwd
 import re
+import select as _select
 import shlex
+import signal
 import stat
 import subprocess
+import time
 
 from ansible_collections.justnews.huggingface.plugins.module_utils import _cache
+from ansible_collections.justnews.huggingface.plugins.module_utils import _fs
 from ansible_collections.justnews.huggingface.plugins.module_utils import _store
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
@@ -36,7 +42,16 @@ JOURNAL_PATTERNS = {  # first match wins: a 429 on a /resolve/ URL is a rate lim
                                  r" requested files in the (local|disk) cache|couldn't connect to '?https?://"),
     "downloads": re.compile(r"Fetching \d+ files|Downloading|\|\s*[\d.]+[kMG]?B?/[\d.]+[kMG]?B?\s|/resolve/"),
 }
-_SECRET_RE = re.compile(r"hf_[A-Za-z0-9]{6,}")
+# A Hub token: hf_ and a random run of letters and digits (at least one of each, so that names such as
+# hf_snapshot or a folder called hf_models stay readable).
+_SECRET_RE = re.compile(r"(?<![A-Za-z0-9])hf_(?=[A-Za-z]*[0-9])(?=[0-9]*[A-Za-z])[A-Za-z0-9]{8,}")
+SECRET_MIN = 4  # shorter values are not masked: they would blank out ordinary words of the report
+ENV_FILE_MAX = 1024 * 1024  # an environment file or the token file; a larger one is not configuration
+PROC_MAX = 1024 * 1024  # /proc/<pid>/environ is at most the kernel's ARG_MAX; stat is one line
+CHILD_OUTPUT_MAX = 16 * 1024 * 1024
+DEFAULT_CHECK_TIMEOUT = 30
+_CHUNK = 4 * 1024 * 1024
+REFETCH = "then run justnews.huggingface.prefetch for this host (it fetches the file again)"
 
 
 def finding(check, subject, verdict, detail, fix=""):
@@ -47,8 +62,44 @@ def worst(findings):
     return max((f["verdict"] for f in findings), key=RANK.get, default=SKIP)
 
 
-def mask(text):
+def mask(text, secrets=()):
+    """`text` without any of the known secret values (longest first) nor anything shaped like a Hub token."""
+    for value in sorted(secrets, key=len, reverse=True):
+        text = text.replace(value, "***")
     return _SECRET_RE.sub("hf_***", text)
+
+
+class Secrets:
+    """The token values this run has seen (given to the module, in the token file, in a unit's settings or in
+    a process's environment): every text the report carries is masked with them, whatever their shape."""
+
+    def __init__(self):
+        self.values = set()
+
+    def add(self, value):
+        if isinstance(value, str) and len(value.strip()) >= SECRET_MIN:
+            self.values.add(value.strip())
+            if value != value.strip():
+                self.values.add(value)
+
+    def add_tokens(self, env):
+        for key in TOKEN_KEYS:
+            self.add((env or {}).get(key))
+
+    def mask(self, text):
+        return mask(text, self.values) if isinstance(text, str) else text
+
+
+class ChildTimeout:
+    """A check run in a child that did not finish in time; `reading` is what it was reading, when known."""
+
+    def __init__(self, seconds, reading=None):
+        self.seconds = seconds
+        self.reading = reading
+
+    def describe(self):
+        return "did not finish within %s s%s; it was killed" % (
+            self.seconds, " (it was reading %s)" % self.reading if self.reading else "")
 
 
 # --- systemd ---------------------------------------------------------------------------------------------------
@@ -76,13 +127,79 @@ def parse_show(text):
     return props
 
 
-def read_env_file(path):
-    """KEY=VALUE lines of an EnvironmentFile (or a file a start script sources): {key: value}, None if absent."""
+def _controlled(st):
+    """True for a folder whose entries someone other than root may replace."""
+    return st.st_uid != 0 or bool(st.st_mode & 0o022)
+
+
+def _inside(path, top):
+    return bool(top) and (path + "/").startswith(os.path.normpath(top).rstrip("/") + "/")
+
+
+def split_trusted(path, cache_dir=None):
+    """(top, rel) for reading `path`: `top` is the deepest folder on the way that only root can change, or
+    the cache folder itself; `rel` (possibly one name) is below it and is reached without following links.
+
+    A link in a root-only folder was made by root and is followed; below a folder another user can write (the
+    cache, a world-writable folder, one owned by another user) nothing is followed."""
+    path = os.path.normpath(os.path.abspath(path))
+    if cache_dir and _inside(path, cache_dir):
+        top = os.path.normpath(os.path.abspath(cache_dir))
+        return top, os.path.relpath(path, top)
+    parts = [p for p in path.split("/") if p]
+    top = "/"
+    for index, part in enumerate(parts[:-1]):
+        here = os.path.join(top, part)
+        try:
+            st = os.lstat(here)
+        except OSError:
+            return top, "/".join(parts[index:])
+        if stat.S_ISLNK(st.st_mode):
+            here = os.path.realpath(here)  # root's link (its folder is root's): followed
+            try:
+                st = os.lstat(here)
+            except OSError:
+                return top, "/".join(parts[index:])
+            if _controlled(st):
+                return here, "/".join(parts[index + 1:])
+        elif _controlled(st):
+            return top, "/".join(parts[index:])
+        top = here
+    return top, parts[-1] if parts else ""
+
+
+def _open_config(path, cache_dir=None, limit=ENV_FILE_MAX):
+    """A descriptor of a configuration file: never a FIFO, device or oversized file, and no link followed
+    below a folder another user controls. FileNotFoundError when absent; _fs.Refused when refused."""
+    top, rel = split_trusted(path, cache_dir)
+    if "/" in rel or _controlled(os.stat(top)) or (cache_dir and _inside(path, cache_dir)):
+        return _fs.open_file(top, rel, limit)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))  # root's folder: root's link
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
+        os.close(fd)
+        raise _fs.Refused(path, "is %s" % _fs.describe(st.st_mode) if not stat.S_ISREG(st.st_mode)
+                          else "is %d bytes, more than the %d it may have" % (st.st_size, limit))
+    os.set_blocking(fd, True)
+    return fd
+
+
+def read_env_file(path, cache_dir=None):
+    """KEY=VALUE lines of an EnvironmentFile (or a file a start script sources): {key: value}, None if absent.
+
+    _fs.Refused for a FIFO, a device, a file over ENV_FILE_MAX, or a link below a folder another user controls
+    (the cache among them): it is never read."""
     try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            lines = handle.read().splitlines()
+        fd = _open_config(path, cache_dir)
     except (FileNotFoundError, NotADirectoryError):
         return None
+    try:
+        raw = os.read(fd, ENV_FILE_MAX + 1)
+    finally:
+        os.close(fd)
+    if len(raw) > ENV_FILE_MAX:
+        raise _fs.Refused(path, "grew past %d bytes while it was read" % ENV_FILE_MAX)
+    lines = raw.decode("utf-8", "replace").splitlines()
     values = {}
     for line in lines:
         line = line.strip()
@@ -119,18 +236,25 @@ def matches(expected, actual):
 class Doctor:
     def __init__(self, params, run_command, as_user, http_get):
         self.p = params
-        self.run_command = run_command  # argv -> (rc, out, err)
-        self.as_user = as_user  # (user, func, *args) -> func's JSON-able result, run with the user's ids
+        self.run_command = run_command  # argv -> (rc, out, err); rc None when it did not finish in time
+        self.as_user = as_user  # (user, func, *args) -> func's JSON-able result, None or a ChildTimeout
         self.http_get = http_get  # (url, token) -> (status or None, headers, body or error text)
         self.findings = []
         self.units = {}
+        self.secrets = Secrets()
+        self.secrets.add(params.get("token"))
+        self._env_files = {}
 
     def add(self, *args, **kwargs):
         self.findings.append(finding(*args, **kwargs))
 
+    def mask(self, text):
+        return self.secrets.mask(text)
+
     def run(self):
         for name in self.p["units"]:
             self.units[name] = self.unit(name)
+        self.collect_secrets()
         self.check_cache()
         for model in self.p["models"]:
             self.check_model(model)
@@ -138,18 +262,57 @@ class Doctor:
         self.check_hub()
         for name, props in self.units.items():
             self.check_environment(name, props)
-            if self.p["journal"]:
+        if self.p["journal"]:
+            for name, props in self.units.items():
                 self.check_journal(name, props)
+        for item in self.findings:  # whatever a check quoted (a journal line, a Hub's answer), no token in it
+            for key in ("subject", "detail", "fix"):
+                item[key] = self.mask(item[key])
         return self.findings
+
+    def collect_secrets(self):
+        """Every token value the units can see, read before any check quotes a line that may hold one."""
+        if self.p["token_file"]:
+            self.secrets.add_tokens(self.env_file(self.p["token_file"], "token", self.p["token_file"]))
+        for name, props in self.units.items():
+            if not props:
+                continue
+            self.secrets.add_tokens(props["Environment"])
+            for path in self.env_paths(name, props):
+                self.secrets.add_tokens(self.env_file(path, "environment", name))
+
+    def env_paths(self, name, props):
+        return [path.replace("%i", instance(name)) for path in props["EnvironmentFiles"] + self.p["sourced_files"]]
+
+    def env_file(self, path, check, subject):
+        """read_env_file, once per path; a file that may not be read is a finding (once), then None."""
+        if path not in self._env_files:
+            try:
+                self._env_files[path] = read_env_file(path, self.p["cache_dir"])
+            except _fs.Refused as exc:
+                self._env_files[path] = None
+                self.add(check, path, FAIL, "%s; it was not read (subject: %s)" % (exc, subject),
+                         "replace %s with a regular file only root can write (rm it as root first; do not"
+                         " follow a link or read a FIFO there)" % path)
+            except OSError as exc:
+                self._env_files[path] = None
+                self.add(check, path, FAIL, "cannot read %s: %s" % (path, exc.strerror or exc),
+                         "check the file's path and permissions")
+        return self._env_files[path]
 
     # units -------------------------------------------------------------------------------------------------
     def unit(self, name):
         rc, out, err = self.run_command(["systemctl", "show", "--property=" + SHOW_PROPS, "--", name])
+        if rc is None:
+            self.add("unit", name, FAIL, "systemctl show %s" % err,
+                     "check systemd on the host (systemctl status), then run the doctor again")
+            return None
         if rc != 0:
-            self.add("unit", name, FAIL, "systemctl show failed: %s" % (err.strip() or rc),
+            self.add("unit", name, FAIL, "systemctl show failed: %s" % (err.strip()[:300] or rc),
                      "run the doctor on a host booted with systemd")
             return None
         props = parse_show(out)
+        self.secrets.add_tokens(props["Environment"])
         if props.get("LoadState") != "loaded":
             self.add("unit", name, FAIL, "the unit is %s" % props.get("LoadState", "unknown"),
                      "install the unit, or remove it from model_cache_units")
@@ -168,7 +331,8 @@ class Doctor:
             if status == 200 and not (isinstance(answer, dict) and answer.get("ready", True) is not True):
                 self.add("unit", name, OK, "%s, GET %s answers 200" % (state, url))
             else:
-                self.add("unit", name, FAIL, "%s but GET %s answers %s" % (state, url, status or body[:200]),
+                self.add("unit", name, FAIL, "%s but GET %s answers %s"
+                         % (state, url, status or self.mask(body)[:200]),
                          "journalctl -u %s -n 50: the agent did not finish loading its model" % name)
         else:
             self.add("unit", name, OK, state)
@@ -190,44 +354,110 @@ class Doctor:
         folders = [_cache.repo_folder_name(m["repo_id"], m["repo_type"]) for m in self.p["models"]]
         commits = {}
         for model in self.p["models"]:
-            commit = self.commit_of(model)
+            commit = self.commit_of(model, report=False)
             if commit:
-                commits[_cache.repo_folder_name(model["repo_id"], model["repo_type"])] = commit
+                commits.setdefault(_cache.repo_folder_name(model["repo_id"], model["repo_type"]), []).append(commit)
         for user in self.users():
-            problems = self.as_user(user, access_problems, cache, folders, commits)
-            if problems is None:
-                self.add("cache", "%s as %s" % (cache, user), WARN, "could not switch to user %s" % user,
+            problems = self.as_user(user, access_problems, cache, sorted(set(folders)),
+                                    {k: sorted(set(v)) for k, v in commits.items()})
+            subject = "%s as %s" % (cache, user)
+            if isinstance(problems, ChildTimeout):
+                self.add("cache", subject, FAIL, "reading the cache as %s %s" % (user, problems.describe()),
+                         "find what blocks a read there (a FIFO, a device, a hung mount): ls -la it as root, rm"
+                         " what the cache's owner planted, then run justnews.huggingface.prefetch")
+            elif problems is None:
+                self.add("cache", subject, WARN, "could not switch to user %s" % user,
                          "check that the user exists on the host")
             elif problems:
-                self.add("cache", "%s as %s" % (cache, user), FAIL, "; ".join(problems[:5]),
+                self.add("cache", subject, FAIL, "; ".join(problems[:5]),
                          "run justnews.huggingface.prefetch again (it sets the owner and modes), or"
-                         " chown -R %s %s" % (user, cache))
+                         " chown -R %s %s; rm (as root, without following it) any link, FIFO or device named"
+                         " here" % (user, cache))
             else:
-                self.add("cache", "%s as %s" % (cache, user), OK,
-                         "%s can read the snapshots and take the locks" % user)
+                self.add("cache", subject, OK, "%s can read the snapshots and take the locks" % user)
 
-    def commit_of(self, model):
-        repo = _cache.RepoCache(self.p["cache_dir"], model["repo_id"], model["repo_type"])
+    def planted(self, rel, want):
+        """A fail finding when the cache entry `rel` (or a folder on its way) is not what huggingface_hub
+        makes there: a link, or not a `want` ("dir" or "file"). Read with lstat/readlink only. True if so."""
+        cache = self.p["cache_dir"]
         try:
-            if _cache.is_commit(model["revision"]):
-                return model["revision"]
-            return repo.read_ref(model.get("ref") or model["revision"])
+            st = _fs.lstat_at(cache, rel)
+        except _fs.Refused as exc:
+            self.add_planted(exc.path, "%s %s" % (exc.path, exc.reason))
+            return True
+        except OSError as exc:
+            self.add_planted(os.path.join(cache, rel), "%s cannot be inspected (%s)"
+                             % (os.path.join(cache, rel), exc.strerror or exc))
+            return True
+        if st is None:
+            return False
+        path = os.path.join(cache, rel)
+        if stat.S_ISLNK(st.st_mode):
+            self.add_planted(path, "planted link: %s is a symlink to %r, where huggingface_hub keeps a %s;"
+                             " never followed" % (path, _fs.readlink_at(cache, rel),
+                                                  "folder" if want == "dir" else "file"))
+            return True
+        if (want == "dir" and not stat.S_ISDIR(st.st_mode)) or (want == "file" and not stat.S_ISREG(st.st_mode)):
+            self.add_planted(path, "%s is %s, not a %s; never opened" % (
+                path, _fs.describe(st.st_mode), "folder" if want == "dir" else "regular file"))
+            return True
+        return False
+
+    def add_planted(self, path, detail):
+        if not any(f["check"] == "cache" and f["subject"] == path for f in self.findings):
+            self.add("cache", path, FAIL, detail,
+                     "rm %s as root (removes the entry only; do not follow it), find out what made it, %s"
+                     % (path, REFETCH))
+
+    def commit_of(self, model, report=True):
+        """The commit a model's revision names: the revision itself, or what its ref records (read without
+        following a link); None when there is none (with `report`, a planted ref is a finding)."""
+        if _cache.is_commit(model["revision"]):
+            return model["revision"]
+        folder = _cache.repo_folder_name(model["repo_id"], model["repo_type"])
+        try:
+            rel = posixpath.join(folder, "refs", _cache.check_ref_name(model.get("ref") or model["revision"]))
         except _cache.UnsafeName:
             return None
+        if report and self.planted(rel, "file"):
+            return None
+        try:
+            data = _fs.read_file(self.p["cache_dir"], rel, 256)
+        except (OSError, ValueError):
+            return None
+        value = (data or b"").decode("ascii", "replace").strip()
+        return value if _cache.is_commit(value) else None
 
     def check_model(self, model):
         subject = "%s@%s" % (model["repo_id"], model["revision"])
         fix = "run justnews.huggingface.prefetch for this host (it fetches what is missing)"
         repo = _cache.RepoCache(self.p["cache_dir"], model["repo_id"], model["repo_type"])
+        folder = repo.folder_name
+        unsafe = "inspect %s; remove the repository (state absent) and fetch it again" % repo.root
         try:
+            if any(self.planted(rel, "dir") for rel in (
+                    folder, ".locks", posixpath.join(".locks", folder),
+                    *(posixpath.join(folder, sub) for sub in ("blobs", "refs", "trees", "snapshots")))):
+                self.add("model", subject, FAIL, "the cache cannot be read safely: see the cache finding(s)", unsafe)
+                return
             if not repo.root_dir(create=False):
                 self.add("model", subject, FAIL, "not in the cache (%s)" % repo.root, fix)
                 return
             repo.check_layout()
+            ref = model.get("ref") or model["revision"]
             commit = self.commit_of(model)
             if not commit:
-                self.add("model", subject, FAIL, "the cache has no refs/%s" % (model.get("ref") or model["revision"]),
-                         fix)
+                if any(f["check"] == "cache" and f["subject"].startswith(os.path.join(repo.root, "refs"))
+                       for f in self.findings):
+                    self.add("model", subject, FAIL, "refs/%s cannot be read safely: see the cache finding" % ref,
+                             unsafe)
+                else:
+                    self.add("model", subject, FAIL, "the cache has no refs/%s" % ref, fix)
+                return
+            if self.planted(posixpath.join(folder, "snapshots", commit), "dir") or \
+                    self.planted(posixpath.join(folder, "trees", commit + ".json"), "file"):
+                self.add("model", subject, FAIL, "the cache cannot be read safely at %s: see the cache finding"
+                         % commit, unsafe)
                 return
             tree = repo.read_tree(commit)
             if tree is None:
@@ -235,42 +465,49 @@ class Doctor:
                          " checked offline" % (commit, repo.tree_path(commit)), fix)
                 return
             wanted = select(tree, model.get("allow_patterns"), model.get("ignore_patterns"))
-            missing = repo.missing_files(commit, wanted)
+            states = {path: snapshot_file(self.p["cache_dir"], folder, commit, path) for path in wanted}
+            missing = [path for path in wanted if states[path].kind is None]
             if missing:
                 self.add("model", subject, FAIL, "%d of %d files missing at %s: %s"
                          % (len(missing), len(wanted), commit, ", ".join(missing[:5])), fix)
-                for problem in blob_problems(repo, commit, missing):
-                    self.add(*problem)
+                seen = set()
+                for path in missing:
+                    problem = states[path].problem
+                    if problem and problem[1] not in seen:
+                        seen.add(problem[1])
+                        self.add(*problem)
                 return
             size = sum(int(tree[path].get("size") or 0) for path in wanted)
             if self.p["verify_checksums"]:
-                bad = repo.verify(commit, wanted, tree)
+                bad = [path for path in wanted if not content_matches(self.p["cache_dir"], states[path], tree[path])]
                 if bad:
                     self.add("model", subject, FAIL, "content does not match the listing at %s: %s"
-                             % (commit, ", ".join(b[0] for b in bad[:5])),
+                             % (commit, ", ".join(bad[:5])),
                              "run justnews.huggingface.prefetch: the module replaces files that fail their check")
                     return
             self.add("model", subject, OK, "complete at %s: %d files, %d bytes%s"
                      % (commit, len(wanted), size, ", checksums verified" if self.p["verify_checksums"] else ""))
         except (_cache.UnsafeName, OSError) as exc:
-            self.add("model", subject, FAIL, "the cache cannot be read safely: %s" % exc,
-                     "inspect %s; remove the repository (state absent) and fetch it again" % repo.root)
+            self.add("model", subject, FAIL, "the cache cannot be read safely: %s" % exc, unsafe)
 
     # token and Hub -----------------------------------------------------------------------------------------
     def token(self):
-        values = read_env_file(self.p["token_file"]) if self.p["token_file"] else None
+        values = self.env_file(self.p["token_file"], "token", self.p["token_file"]) if self.p["token_file"] else None
         return (values or {}).get("HF_TOKEN") or (values or {}).get("HF_HUB_TOKEN")
 
     def check_token(self):
         path = self.p["token_file"]
+        exists = bool(path) and os.path.lexists(path)
         if not self.p["token_expected"]:
-            self.add("token", path or "-", OK if not (path and os.path.exists(path)) else WARN,
-                     "no token configured" + (" but %s exists" % path if path and os.path.exists(path) else ""),
-                     "" if not (path and os.path.exists(path)) else
+            self.add("token", path or "-", OK if not exists else WARN,
+                     "no token configured" + (" but %s exists" % path if exists else ""),
+                     "" if not exists else
                      "remove it with the role (model_cache_token empty), or set model_cache_token")
             return
         try:
-            st = os.stat(path)
+            st = os.lstat(path)
+            if stat.S_ISLNK(st.st_mode):
+                st = os.stat(path)
         except OSError:
             self.add("token", path, FAIL, "the token file is missing",
                      "run justnews.huggingface.prefetch with model_cache_token set (from Ansible Vault)")
@@ -281,8 +518,10 @@ class Doctor:
                      "chmod 0600 and chown root:root %s, then rotate the token" % path)
             return
         if not self.token():
-            self.add("token", path, FAIL, "the token file holds no HF_TOKEN",
-                     "run justnews.huggingface.prefetch with model_cache_token set")
+            if not any(f["check"] == "token" and f["subject"] == path and f["verdict"] == FAIL
+                       for f in self.findings):
+                self.add("token", path, FAIL, "the token file holds no HF_TOKEN",
+                         "run justnews.huggingface.prefetch with model_cache_token set")
             return
         for name, props in self.units.items():
             if props and path not in props["EnvironmentFiles"]:
@@ -301,7 +540,7 @@ class Doctor:
                      "replace model_cache_token with a valid token and run justnews.huggingface.prefetch")
         else:
             self.add("token", path, WARN, "present and root-only; %s did not say whether it is valid (%s)"
-                     % (self.p["endpoint"], status or mask(body)[:200]),
+                     % (self.p["endpoint"], status or self.mask(body)[:200]),
                      "a mirror may not answer /api/whoami-v2: the model checks below still test access")
 
     def check_hub(self):
@@ -320,12 +559,12 @@ class Doctor:
                 self.add("hub", subject, OK,
                          "reachable; the revision resolves" + (" with the token" if token else ""))
             elif status is None:
-                self.add("hub", subject, FAIL, "unreachable from this host: %s" % mask(body)[:300],
+                self.add("hub", subject, FAIL, "unreachable from this host: %s" % self.mask(body)[:300],
                          "check the host's route, proxy (https_proxy/no_proxy) and DNS to %s, or use"
                          " model_cache_source: controller" % endpoint)
             elif status == 429:
                 self.add("hub", subject, WARN, "rate-limited now (429, Retry-After %s)"
-                         % headers.get("Retry-After", "-"),
+                         % self.mask(str(headers.get("Retry-After", "-")))[:100],
                          "wait, set model_cache_token, or use model_cache_source: controller")
             elif status in (401, 403):
                 self.add("hub", subject, FAIL, "%s refuses access (%d)" % (endpoint, status),
@@ -345,11 +584,11 @@ class Doctor:
         expected = self.p["expected_env"]
         effective = dict(props["Environment"])
         source = {k: "the unit or its drop-ins" for k in effective}
-        for path in props["EnvironmentFiles"] + self.p["sourced_files"]:
-            values = read_env_file(path.replace("%i", instance(name)))
+        for path in self.env_paths(name, props):
+            values = self.env_file(path, "environment", name)
             for key, value in (values or {}).items():
                 if key in self.p["managed_env"]:
-                    effective[key], source[key] = value, path.replace("%i", instance(name))
+                    effective[key], source[key] = value, path
         if self.p["token_expected"] and self.token() and self.p["token_file"] in props["EnvironmentFiles"]:
             effective.setdefault("HF_TOKEN", "<from %s>" % self.p["token_file"])
         unit_problems = []
@@ -368,23 +607,31 @@ class Doctor:
         pid = int(props.get("MainPID") or 0)
         if pid <= 0:
             return
-        environ = self.as_user(props["user"], process_environment, pid, sorted(expected))
+        subject = "%s (pid %d)" % (name, pid)
+        environ = self.as_user(props["user"], process_environment, pid, sorted(set(expected) | set(TOKEN_KEYS)))
+        if isinstance(environ, ChildTimeout):
+            self.add("environment", subject, FAIL, "reading the process environment as %s %s"
+                     % (props["user"], environ.describe()),
+                     "check the process (cat /proc/%d/status) and the host's load, then run the doctor again" % pid)
+            return
         if not environ:
-            self.add("environment", "%s (pid %d)" % (name, pid), WARN,
+            self.add("environment", subject, WARN,
                      "the process environment could not be read as %s" % props["user"], "")
             return
+        for _pid, env in environ:
+            self.secrets.add_tokens(env)
         stale = ["%s=%s" % (k, shown(k, v)) for p, env in environ for k, v in sorted(env.items())
-                 if not matches(expected[k], v)]
+                 if k in expected and not matches(expected[k], v)]
         if stale and not unit_problems:
-            self.add("environment", "%s (pid %d)" % (name, pid), FAIL,
+            self.add("environment", subject, FAIL,
                      "the running process has %s, unlike the unit's settings" % ", ".join(sorted(set(stale))),
                      "systemctl restart %s (it runs with settings from before the last change)" % name)
         elif stale:
-            self.add("environment", "%s (pid %d)" % (name, pid), FAIL,
+            self.add("environment", subject, FAIL,
                      "the running process has %s" % ", ".join(sorted(set(stale))),
                      "fix the unit's environment above, then systemctl restart %s" % name)
         else:
-            self.add("environment", "%s (pid %d)" % (name, pid), OK,
+            self.add("environment", subject, OK,
                      "the unit and its running process use %s as the role sets them"
                      % ", ".join(sorted(expected)))
 
@@ -395,13 +642,18 @@ class Doctor:
         argv = ["journalctl", "--no-pager", "-q", "-o", "cat"]
         argv += ["_SYSTEMD_INVOCATION_ID=" + invocation] if invocation else ["-b", "-u", name]
         rc, out, err = self.run_command(argv)
+        if rc is None:
+            self.add("journal", name, FAIL, "journalctl %s" % err,
+                     "check systemd-journald on the host (systemctl status systemd-journald; a journal that"
+                     " large may need journalctl --vacuum-size), then run the doctor again")
+            return
         if rc != 0:
-            self.add("journal", name, WARN, "journalctl failed: %s" % err.strip()[:200], "")
+            self.add("journal", name, WARN, "journalctl failed: %s" % self.mask(err.strip())[:200], "")
             return
         counts, samples = journal_counts(out.splitlines())
         detail = "since the last start: %d download line(s), %d rate-limit line(s), %d offline error(s)" % (
             counts["downloads"], counts["rate_limited"], counts["offline_errors"])
-        first = [mask(line)[:160] for line in samples]
+        first = [self.mask(line)[:160] for line in samples]
         if counts["rate_limited"] or counts["offline_errors"]:
             self.add("journal", name, FAIL, detail + "; first: " + " | ".join(first),
                      "the agent goes to the Hub: fix the environment findings (HF_HUB_OFFLINE=1, HF_HUB_CACHE),"
@@ -413,61 +665,111 @@ class Doctor:
             self.add("journal", name, OK, detail)
 
 
-def _entry_kind(cache_dir, xet_hash):
+# --- a snapshot's files, read below the cache without following anything --------------------------------------
+
+class SnapshotFile:
+    """What a snapshot file leads to: `kind` FILE (blobs/<name> is a regular file), STORE (it links to a
+    regular store entry) or None (not usable; `problem` is the finding that says why, when there is one)."""
+
+    def __init__(self, kind=None, blob=None, xet_hash=None, problem=None):
+        self.kind, self.blob, self.xet_hash, self.problem = kind, blob, xet_hash, problem
+
+
+def _refused(exc):
+    return SnapshotFile(problem=("cache", exc.path, FAIL, "%s %s; never followed" % (exc.path, exc.reason),
+                                 "rm %s as root (removes the entry only; do not follow it), find out what made it,"
+                                 " %s" % (exc.path, REFETCH)))
+
+
+def snapshot_file(cache, folder, commit, path):
+    """Classify `<folder>/snapshots/<commit>/<path>` with lstat and readlink from descriptors of the cache's
+    folders: a snapshot link must name `../../blobs/<id>` of this repository, and that blob must be a regular
+    file or a link of the library's form to a regular store entry. Nothing is followed or opened."""
+    entry_rel = posixpath.join(folder, "snapshots", commit, path)
+    entry = os.path.join(cache, entry_rel)
     try:
-        return _store.describe(os.lstat(_store.entry_path(cache_dir, xet_hash)).st_mode)
-    except OSError:
-        return "not there"
+        st = _fs.lstat_at(cache, entry_rel)
+        if st is None or not stat.S_ISLNK(st.st_mode):
+            return SnapshotFile()  # plainly missing (or not a link): the model finding names it
+        target = _fs.readlink_at(cache, entry_rel) or ""
+        named = posixpath.normpath(posixpath.join(posixpath.dirname(entry_rel), target))
+        if target.startswith("/") or posixpath.dirname(named) != posixpath.join(folder, "blobs") \
+                or not _cache.BLOB_RE.match(posixpath.basename(named)):
+            return SnapshotFile(problem=(
+                "blob", entry, FAIL, "foreign link: the snapshot file %s links to %r, outside this repository's"
+                " blobs folder" % (path, target),
+                "rm %s (removes the link only; do not follow it), find out what made it, %s" % (entry, REFETCH)))
+        blob = os.path.join(cache, named)
+        bst = _fs.lstat_at(cache, named)
+        if bst is None:
+            return SnapshotFile(problem=(
+                "blob", entry, FAIL, "dangling link: the snapshot file %s links to the blob %s, which is not there"
+                % (path, blob), "rm %s, %s" % (entry, REFETCH)))
+        if stat.S_ISREG(bst.st_mode):
+            return SnapshotFile(_store.FILE, named)
+        if not stat.S_ISLNK(bst.st_mode):
+            return SnapshotFile(problem=(
+                "blob", blob, FAIL, "the blob of %s is %s, not a regular file or a link into the shared store"
+                " (never opened)" % (path, _fs.describe(bst.st_mode)),
+                "rm %s after finding out what made it, %s" % (blob, REFETCH)))
+        btarget = _fs.readlink_at(cache, named) or ""
+        xet_hash = _store.parse_target(btarget)
+        if xet_hash is None:
+            return SnapshotFile(problem=(
+                "blob", blob, FAIL, "foreign link: the blob of %s links to %r, not into the shared store"
+                " (../../blobs/<2 hex>/<xet hash>)" % (path, btarget),
+                "rm %s (removes the link only; do not follow it), find out what made it, %s" % (blob, REFETCH)))
+        entry_rel = posixpath.join(_store.STORE_DIR, xet_hash[:2], xet_hash)
+        where = os.path.join(cache, entry_rel)
+        est = _fs.lstat_at(cache, entry_rel)
+        if est is None:
+            return SnapshotFile(problem=(
+                "blob", blob, FAIL, "dangling link: the blob of %s links to the store entry %s, which is not there"
+                % (path, where), "rm %s, %s" % (blob, REFETCH)))
+        if not stat.S_ISREG(est.st_mode):
+            return SnapshotFile(problem=(
+                "blob", where, FAIL, "the store entry of %s is %s, not a regular file (never opened)"
+                % (path, _fs.describe(est.st_mode)),
+                "rm %s as root after finding out what made it (the cache's owner can write the store), %s"
+                % (where, REFETCH)))
+        return SnapshotFile(_store.STORE, named, xet_hash)
+    except _fs.Refused as exc:
+        return _refused(exc)
 
 
-def blob_problems(repo, commit, paths):
-    """Why each snapshot file is not readable through the cache: findings (check, subject, verdict, detail, fix)
-    for a dangling link, a link that leaves the repository's blobs or the shared store (a foreign link), and a
-    store entry that is not a regular file. Links are read, never followed; nothing is opened."""
-    found = []
-    refetch = "then run justnews.huggingface.prefetch for this host (it fetches the file again)"
-    for path in paths:
-        entry = os.path.join(repo.snapshot_path(commit), path)
-        try:
-            st = os.lstat(entry)
-        except OSError:
-            continue  # plainly missing: the model finding names it
-        if not stat.S_ISLNK(st.st_mode):
-            continue
-        target = os.readlink(entry)
-        named = os.path.normpath(os.path.join(os.path.dirname(entry), target))
-        if os.path.dirname(named) != os.path.normpath(repo.blobs) or not _cache.BLOB_RE.match(os.path.basename(named)):
-            found.append(("blob", entry, FAIL, "foreign link: the snapshot file %s links to %r, outside this"
-                          " repository's blobs folder" % (path, target),
-                          "rm %s (removes the link only; do not follow it), find out what made it, %s"
-                          % (entry, refetch)))
-            continue
-        blob = _store.inspect_blob(repo.cache_dir, named)
-        if blob.kind == _store.MISSING:
-            found.append(("blob", entry, FAIL, "dangling link: the snapshot file %s links to the blob %s, which is"
-                          " not there" % (path, named), "rm %s, %s" % (entry, refetch)))
-        elif blob.kind != _store.REFUSED:
-            continue
-        elif blob.xet_hash is None and os.path.islink(named):
-            found.append(("blob", named, FAIL, "foreign link: the blob of %s links to %r, not into the shared store"
-                          " (../../blobs/<2 hex>/<xet hash>)" % (path, os.readlink(named)),
-                          "rm %s (removes the link only; do not follow it), find out what made it, %s"
-                          % (named, refetch)))
-        elif blob.xet_hash is None:
-            found.append(("blob", named, FAIL, "the blob of %s is %s, not a regular file or a link into the shared"
-                          " store" % (path, _store.describe(os.lstat(named).st_mode)),
-                          "rm %s after finding out what made it, %s" % (named, refetch)))
-        elif _entry_kind(repo.cache_dir, blob.xet_hash) == "not there":
-            found.append(("blob", named, FAIL, "dangling link: the blob of %s links to the store entry %s, which is"
-                          " not there" % (path, _store.entry_path(repo.cache_dir, blob.xet_hash)),
-                          "rm %s, %s" % (named, refetch)))
-        else:
-            where = _store.entry_path(repo.cache_dir, blob.xet_hash)
-            found.append(("blob", where, FAIL, "the store entry of %s is %s, not a regular file (never opened)"
-                          % (path, _entry_kind(repo.cache_dir, blob.xet_hash)),
-                          "rm %s as root after finding out what made it (the cache's owner can write the store),"
-                          " %s" % (where, refetch)))
-    return found
+def open_content(cache, state):
+    """A blocking descriptor of a present file's content (its blob or store entry), opened without following
+    a link and only if it is a regular file."""
+    if state.kind == _store.STORE:
+        fd = _store.open_entry(cache, state.xet_hash)
+        os.set_blocking(fd, True)
+        return fd
+    return _fs.open_file(cache, state.blob)
+
+
+def content_matches(cache, state, entry):
+    """The file's SHA-256 (LFS) or git blob id equals the listing's; False when it cannot be read safely."""
+    if entry.get("lfs_sha256"):
+        expected, digest, git = entry["lfs_sha256"], hashlib.sha256(), False
+    elif entry.get("blob_id"):
+        expected, git = entry["blob_id"], True
+    else:
+        return True
+    try:
+        fd = open_content(cache, state)
+    except (OSError, _store.StoreRefused):
+        return False
+    try:
+        if git:
+            digest = hashlib.sha1(b"blob %d\0" % os.fstat(fd).st_size)
+        while True:
+            data = os.read(fd, _CHUNK)
+            if not data:
+                break
+            digest.update(data)
+    finally:
+        os.close(fd)
+    return digest.hexdigest() == expected
 
 
 def instance(unit):
@@ -503,68 +805,171 @@ def select(tree, allow, ignore):
 
 # --- run with a unit's user ids (in a child process) -----------------------------------------------------------
 
-def access_problems(cache, folders, commits):
+_PROGRESS = [None]  # in a run_as child: the pipe that tells the parent what the child is reading
+
+
+def note(what):
+    """Tell the parent (when in a run_as child) what is about to be read, so that a timeout can name it."""
+    if _PROGRESS[0] is not None:
+        _send(_PROGRESS[0], {"reading": what})
+
+
+def _send(fd, message):
+    data = json.dumps(message).encode() + b"\n"
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def _problem(exc, cache):
+    if isinstance(exc, _fs.Refused):
+        return "%s %s; never followed" % (os.path.relpath(exc.path, cache), exc.reason)
+    return "cannot read %s (%s)" % (os.path.relpath(exc.filename, cache) if exc.filename else "?",
+                                    exc.strerror or exc)
+
+
+def _lock_problems(cache, folder):
+    """Whether this user can create and take the repository's locks; lock files are judged by lstat only."""
     problems = []
-    if not os.access(cache, os.R_OK | os.X_OK):
-        return ["cannot enter %s" % cache]
-    locks = os.path.join(cache, ".locks")
-    for folder in folders:
-        repo_locks = os.path.join(locks, folder)
-        if not os.path.isdir(repo_locks):
-            # huggingface_hub creates the repository's lock folder on its first download
-            if os.path.isdir(locks) and not os.access(locks, os.W_OK | os.X_OK):
-                problems.append("cannot create %s" % repo_locks)
-        else:
-            if not os.access(repo_locks, os.W_OK | os.X_OK):
-                problems.append("cannot create locks in %s" % repo_locks)
-            for name in sorted(os.listdir(repo_locks)):
-                path = os.path.join(repo_locks, name)
-                if name.endswith(".lock") and os.path.isfile(path) and not os.access(path, os.W_OK):
-                    problems.append("cannot take the lock %s" % path)
-                    break
-        commit = commits.get(folder)
-        if not commit:
-            continue
-        snapshot = os.path.join(cache, folder, "snapshots", commit)
-        for dirpath, _dirs, names in os.walk(snapshot):
-            for name in names:
-                path = os.path.join(dirpath, name)
-                try:
-                    # O_NONBLOCK: a FIFO planted in the store must not hang the check
-                    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-                except OSError as exc:
-                    problems.append("cannot read %s (%s)" % (os.path.relpath(path, cache), exc.strerror))
-                    continue
-                try:
-                    if stat.S_ISREG(os.fstat(fd).st_mode):
-                        os.read(fd, 1)
-                    else:
-                        problems.append("%s is not a regular file" % os.path.relpath(path, cache))
-                except OSError as exc:
-                    problems.append("cannot read %s (%s)" % (os.path.relpath(path, cache), exc.strerror))
-                finally:
-                    os.close(fd)
+    locks_rel = posixpath.join(".locks", folder)
+    where = os.path.join(cache, locks_rel)
+    try:
+        fd = _fs.open_dir(cache, locks_rel)
+    except FileNotFoundError:
+        # huggingface_hub creates the repository's lock folder on its first download
+        try:
+            os.close(_fs.open_dir(cache, ".locks"))
+        except FileNotFoundError:
+            return problems
+        except _fs.Refused as exc:
+            return ["%s %s; never followed" % (os.path.relpath(exc.path, cache), exc.reason)]
+        if not os.access(os.path.join(cache, ".locks"), os.W_OK | os.X_OK):
+            problems.append("cannot create %s" % where)
+        return problems
+    except _fs.Refused as exc:
+        return ["%s %s; never followed" % (os.path.relpath(exc.path, cache), exc.reason)]
+    except OSError as exc:
+        return ["cannot enter %s (%s)" % (where, exc.strerror)]
+    try:
+        if not os.access(where, os.W_OK | os.X_OK):
+            problems.append("cannot create locks in %s" % where)
+        for name in sorted(os.listdir(fd)):
+            if not name.endswith(".lock"):
+                continue
+            try:
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            except OSError:
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                problems.append("the lock %s is %s, not a regular file; never opened"
+                                % (os.path.join(where, name), _fs.describe(st.st_mode)))
+            elif not os.access(name, os.W_OK, dir_fd=fd):
+                problems.append("cannot take the lock %s" % os.path.join(where, name))
+    finally:
+        os.close(fd)
     return problems
 
 
+def _read_one(cache, rel, state=None):
+    """Read a byte of a regular file (or of a present snapshot file's content) below the cache, opened with
+    O_NOFOLLOW and O_NONBLOCK and checked with fstat first; the problem, or None."""
+    note(os.path.join(cache, rel))
+    try:
+        fd = open_content(cache, state) if state else _fs.open_file(cache, rel)
+    except _fs.Refused as exc:
+        return _problem(exc, cache)
+    except _store.StoreRefused as exc:
+        return "%s: %s" % (rel, exc)
+    except OSError as exc:
+        return "cannot read %s (%s)" % (rel, exc.strerror)
+    try:
+        os.read(fd, 1)
+    except OSError as exc:
+        return "cannot read %s (%s)" % (rel, exc.strerror)
+    finally:
+        os.close(fd)
+    return None
+
+
+def _snapshot_problems(cache, folder, commit):
+    problems = []
+    base = posixpath.join(folder, "snapshots", commit)
+    try:
+        for rel, st in _fs.walk(cache, base):
+            if stat.S_ISDIR(st.st_mode):
+                continue
+            if stat.S_ISREG(st.st_mode):
+                problem = _read_one(cache, rel)
+            elif stat.S_ISLNK(st.st_mode):
+                state = snapshot_file(cache, folder, commit, posixpath.relpath(rel, base))
+                if state.kind is None:
+                    problem = state.problem[3] if state.problem else "%s is not usable" % rel
+                else:
+                    problem = _read_one(cache, rel, state)
+            else:
+                problem = "%s is not a regular file" % rel
+            if problem:
+                problems.append(problem)
+    except _fs.Refused as exc:
+        problems.append(_problem(exc, cache))
+    except OSError as exc:
+        problems.append("cannot read %s (%s)" % (base, exc.strerror))
+    return problems
+
+
+def access_problems(cache, folders, commits):
+    """What keeps this user (the child runs with a unit's ids) from reading the snapshots and taking the
+    locks. Everything below the cache is reached from its descriptor without following a link the library
+    would not make; a FIFO, device or socket is never read."""
+    problems = []
+    if not os.access(cache, os.R_OK | os.X_OK):
+        return ["cannot enter %s" % cache]
+    for folder in folders:
+        problems += _lock_problems(cache, folder)
+        wanted = commits.get(folder) or []
+        for commit in [wanted] if isinstance(wanted, str) else wanted:
+            if _cache.is_commit(commit):
+                problems += _snapshot_problems(cache, folder, commit)
+    return problems
+
+
+def _read_proc(path, limit=PROC_MAX):
+    note(path)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise _fs.Refused(path, "is not a regular file")
+        chunks, left = [], limit
+        while left > 0:
+            data = os.read(fd, min(left, 65536))
+            if not data:
+                break
+            chunks.append(data)
+            left -= len(data)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def process_environment(pid, keys):
-    """[(pid, {key: value or None})] for the process and its descendants."""
+    """[(pid, {key: value or None})] for the process and its descendants (reads of /proc capped)."""
     children = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                with open("/proc/%s/stat" % entry) as handle:
-                    ppid = int(handle.read().rsplit(")", 1)[1].split()[1])
+                ppid = int(_read_proc("/proc/%s/stat" % entry, 4096).decode("ascii", "replace")
+                           .rsplit(")", 1)[1].split()[1])
             except (OSError, ValueError, IndexError):
                 continue
             children.setdefault(ppid, []).append(int(entry))
-    found, todo = [], [pid]
-    while todo:
+    found, todo, seen = [], [pid], set()
+    while todo and len(found) < 1000:
         current = todo.pop()
+        if current in seen:
+            continue
+        seen.add(current)
         todo.extend(children.get(current, []))
         try:
-            with open("/proc/%d/environ" % current, "rb") as handle:
-                raw = handle.read().split(b"\0")
+            raw = _read_proc("/proc/%d/environ" % current).split(b"\0")
         except OSError:
             continue
         env = dict(item.decode("utf-8", "replace").split("=", 1) for item in raw if b"=" in item)
@@ -572,35 +977,91 @@ def process_environment(pid, keys):
     return found
 
 
-def run_as(user, func, *args):
-    """Run func(*args) in a child with the user's uid, gid and groups; return its JSON result (None: failed)."""
+def collect_child(pid, read_fd, timeout, clock=time.monotonic):
+    """Read a run_as child's messages until it closes its pipe or `timeout` seconds pass, then reap it (killing
+    it past the deadline). The child's result; None when it failed; ChildTimeout when it ran too long."""
+    deadline = clock() + timeout
+    buf, reading, result, done, timed_out, size = b"", None, None, False, False, 0
+    try:
+        while True:
+            left = deadline - clock()
+            if left <= 0:
+                timed_out = True
+                break
+            ready, _w, _x = _select.select([read_fd], [], [], left)
+            if not ready:
+                timed_out = True
+                break
+            data = os.read(read_fd, 65536)
+            if not data:
+                break
+            size += len(data)
+            if size > CHILD_OUTPUT_MAX:
+                _fs.wait_child(pid, 0)
+                return None
+            buf += data
+            *lines, buf = buf.split(b"\n")
+            for line in lines:
+                try:
+                    message = json.loads(line.decode())
+                except ValueError:
+                    continue
+                if "reading" in message:
+                    reading = message["reading"]
+                elif "result" in message:
+                    result, done = message["result"], True
+    finally:
+        os.close(read_fd)
+    status = _fs.wait_child(pid, 0 if timed_out else max(deadline, time.monotonic() + 1))
+    if timed_out or status is None:
+        return ChildTimeout(timeout, reading)
+    return result if status == 0 and done else None
+
+
+def run_as(user, func, *args, timeout=DEFAULT_CHECK_TIMEOUT):
+    """Run func(*args) in a child with the user's uid, gid and groups; return its JSON result (None: failed),
+    or a ChildTimeout when it did not finish within `timeout` seconds (the child is then killed)."""
     try:
         entry = pwd.getpwnam(user)
     except KeyError:
         return None
     read_fd, write_fd = os.pipe()
     pid = os.fork()
-    if pid == 0:
+    if pid == 0:  # pragma: no cover - the child
         try:
             os.close(read_fd)
-            os.initgroups(user, entry.pw_gid)
-            os.setgid(entry.pw_gid)
-            os.setuid(entry.pw_uid)
-            data = json.dumps(func(*args)).encode()
-            with os.fdopen(write_fd, "wb") as out:
-                out.write(data)
+            if (os.geteuid(), os.getegid()) != (entry.pw_uid, entry.pw_gid) or os.geteuid() == 0:
+                os.initgroups(user, entry.pw_gid)
+                os.setgid(entry.pw_gid)
+                os.setuid(entry.pw_uid)
+            _PROGRESS[0] = write_fd
+            _send(write_fd, {"result": func(*args)})
             os._exit(0)
         except BaseException:
             os._exit(1)
     os.close(write_fd)
-    with os.fdopen(read_fd, "rb") as handle:
-        data = handle.read()
-    _pid, status = os.waitpid(pid, 0)
-    if status != 0:
-        return None
-    return json.loads(data.decode())
+    return collect_child(pid, read_fd, timeout)
 
 
-def run_command(argv):
-    proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
-    return proc.returncode, proc.stdout.decode("utf-8", "replace"), proc.stderr.decode("utf-8", "replace")
+def run_command(argv, timeout=DEFAULT_CHECK_TIMEOUT):
+    """(rc, stdout, stderr); rc None when the command did not finish within `timeout` seconds (its process
+    group is then killed), 127 when it cannot be started."""
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                start_new_session=True)
+    except OSError as exc:
+        return 127, "", "%s: %s" % (argv[0], exc.strerror or exc)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.communicate(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        return None, "", "did not finish within %s s; it was killed" % timeout
+    return proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")

@@ -15,7 +15,12 @@ description:
     verdict (C(ok), C(warn), C(fail) or C(skip)), what it found and the fix.
   - C(unit) - each unit is loaded and active, and answers its readiness URL.
   - C(cache) - the cache exists, and each unit's user can read the configured snapshots and take the locks
-    (checked in a child process running with that user's ids).
+    (checked in a child process running with that user's ids, killed after O(check_timeout) seconds). The cache
+    belongs to the agents' user, so nothing in it is trusted - every path below O(cache_dir) is reached from a
+    descriptor of its folder with C(O_NOFOLLOW), files are opened with C(O_NONBLOCK) and judged by C(fstat)
+    before a byte is read, and a FIFO, a device or a link the library would not make (under C(refs/),
+    C(trees/), C(.locks/), a snapshot folder, a blob) is never followed or read but named in a C(cache) or
+    C(blob) finding with its fix.
   - C(model) - each model is complete at its commit (the commit itself when O(models[].revision) is one, else
     the commit its ref records), checked offline against the cache's own listing, checksums included. Files
     that C(huggingface_hub) keeps in its shared blob store (after Xet downloads, C(<cache>/blobs/<2 hex>/<xet
@@ -25,13 +30,21 @@ description:
     shared store), or a store entry that is not a regular file (a FIFO, a device) - with the fix. Links are read,
     never followed, and such entries are never opened.
   - C(token) - the token file is present, root-only and read by every unit, and the Hub accepts the token
-    (C(/api/whoami-v2)); its value is never returned, logged or put on a command line.
+    (C(/api/whoami-v2)); its value is never returned, logged or put on a command line. Every token value the
+    module knows - O(token), the token file's, and C(HF_TOKEN), C(HF_HUB_TOKEN), C(HUGGINGFACE_HUB_TOKEN) or
+    C(HUGGING_FACE_HUB_TOKEN) in a unit's C(Environment=), its environment files or its process - is masked,
+    whatever its shape, wherever the results quote a text (journal lines, a Hub's error), besides anything that
+    looks like a Hub token (C(hf_...)).
   - C(hub) - the Hub or mirror answers for each model's revision, when O(reach_hub) says the host should reach it.
   - C(environment) - the settings a unit gets (its C(Environment=), then every C(EnvironmentFile=), which the
     JustNews start script re-sources so that they win) and those of its running process (C(MainPID) and its
     children) equal O(expected_env).
   - C(journal) - the agent's journal since its last start (its C(InvocationID)) - model downloads, rate limits
-    (429) and offline-mode errors, counted.
+    (429) and offline-mode errors, counted. C(systemctl) and C(journalctl) are killed after O(check_timeout)
+    seconds.
+  - Environment files and the token file are read only when they are regular files of at most 1 MiB, opened with
+    C(O_NONBLOCK), and without following a link below a folder another user can write (the cache among them);
+    anything else is a C(fail) finding naming the file.
   - Usually run through the C(doctor) entry point of the C(justnews.huggingface.model_cache) role, or the
     C(justnews.huggingface.doctor) playbook, which fill every option from the role's variables.
 author:
@@ -126,6 +139,18 @@ options:
     description: Seconds to wait for each HTTP answer.
     type: int
     default: 10
+  check_timeout:
+    description:
+      - Seconds each check that reads the cache or a process as a unit's user (in a child process), and each
+        C(systemctl) or C(journalctl) run, may take. Past it the child or command is killed and a C(fail)
+        finding says what it was reading.
+    type: int
+    default: 30
+  token:
+    description:
+      - The token the units are given (the role's C(model_cache_token)). It is only used to mask its value in
+        the results; the doctor tests the token in O(token_file).
+    type: str
 attributes:
   check_mode:
     support: full
@@ -197,6 +222,19 @@ counts:
   returned: always
   type: dict
   sample: {ok: 7, warn: 0, fail: 1, skip: 1}
+error_kind:
+  description:
+    - On failure of the module itself (not a C(fail) finding), the cause - V(invalid_argument) (an option is
+      out of range or names an unsafe repository or revision), V(not_root) (the module must run as root) or
+      V(internal) (an unexpected error; the message names it).
+  returned: on failure
+  type: str
+  sample: invalid_argument
+fix:
+  description: On failure of the module itself, what to do about it.
+  returned: on failure
+  type: str
+  sample: "run the task with become: true"
 """
 
 import os
@@ -249,10 +287,24 @@ def main():
             verify_checksums=dict(type="bool", default=True),
             journal=dict(type="bool", default=True),
             timeout=dict(type="int", default=10),
+            check_timeout=dict(type="int", default=_doctor.DEFAULT_CHECK_TIMEOUT),
+            token=dict(type="str", no_log=True),
         ),
         supports_check_mode=True,
     )
     p = dict(module.params)
+    secrets = _doctor.Secrets()
+    secrets.add(p["token"])
+
+    def fail(msg, kind, fix):
+        module.no_log_values.update(secrets.values)
+        module.fail_json(msg=secrets.mask(msg), error_kind=kind, fix=secrets.mask(fix))
+
+    for option in ("timeout", "check_timeout"):
+        if p[option] <= 0:
+            fail("%s must be a positive number of seconds, got %d" % (option, p[option]), "invalid_argument",
+                 "set %s to the seconds to wait (default %d)"
+                 % (option, 10 if option == "timeout" else _doctor.DEFAULT_CHECK_TIMEOUT))
     p["expected_env"] = {k: str(v) for k, v in p["expected_env"].items()}
     p["managed_env"] = sorted(set(p["managed_env"]) | set(p["expected_env"]))
     p["endpoint"] = p["endpoint"] or "https://huggingface.co"
@@ -261,13 +313,26 @@ def main():
             _doctor._cache.check_repo_id(model["repo_id"])
             if not _doctor._cache.is_commit(model["revision"]):
                 _doctor._cache.check_ref_name(model["revision"], "revision")
+            if model.get("ref"):
+                _doctor._cache.check_ref_name(model["ref"], "ref")
         except _doctor._cache.UnsafeName as exc:
-            module.fail_json(msg="models: %s; fix the entry" % exc)
+            fail("models: %s" % exc, "invalid_argument",
+                 "fix the entry in models (model_cache_models): repo_id as owner/name, revision a branch, tag or"
+                 " 40-hex commit")
     if os.geteuid() != 0:
-        module.fail_json(msg="hf_doctor must run as root (become: true) to read the token file and switch to the"
-                             " units' users")
-    doctor = _doctor.Doctor(p, _doctor.run_command, _doctor.run_as, http_get(p["timeout"]))
-    findings = doctor.run()
+        fail("hf_doctor must run as root to read the token file and switch to the units' users", "not_root",
+             "run the task with become: true")
+    limit = p["check_timeout"]
+    doctor = _doctor.Doctor(p, lambda argv: _doctor.run_command(argv, timeout=limit),
+                            lambda user, func, *args: _doctor.run_as(user, func, *args, timeout=limit),
+                            http_get(p["timeout"]))
+    doctor.secrets = secrets
+    try:
+        findings = doctor.run()
+    except Exception as exc:  # a check that breaks is reported, never a traceback that may quote a file
+        fail("hf_doctor stopped: %s: %s" % (type(exc).__name__, exc), "internal",
+             "run the doctor again with -vvv and report the message; the findings so far were not returned")
+    module.no_log_values.update(secrets.values)
     counts = {v: sum(1 for f in findings if f["verdict"] == v) for v in _doctor.RANK}
     module.exit_json(changed=False, findings=findings, verdict=_doctor.worst(findings), counts=counts)
 
