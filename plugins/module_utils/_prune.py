@@ -566,20 +566,25 @@ def _probe(dir_fd, path):
     """Check that every entry below the folder `dir_fd` can be removed, by renaming each in place and back: a
     file or folder that is immutable, append-only, on a read-only mount or a mount point fails here, before
     anything is deleted."""
-    for name in os.listdir(dir_fd):
-        where = os.path.join(path, name)
-        try:
-            os.rename(name, PROBE, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-        except OSError as exc:
-            raise type(exc)(exc.errno, exc.strerror, where)
-        os.rename(PROBE, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-        if stat.S_ISDIR(st.st_mode):
-            sub = os.open(name, _fs.DIR_FLAGS, dir_fd=dir_fd)
+    times = os.fstat(dir_fd)
+    try:
+        for name in os.listdir(dir_fd):
+            where = os.path.join(path, name)
             try:
-                _probe(sub, where)
-            finally:
-                os.close(sub)
+                os.rename(name, PROBE, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            except OSError as exc:
+                raise type(exc)(exc.errno, exc.strerror, where)
+            os.rename(PROBE, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                sub = os.open(name, _fs.DIR_FLAGS, dir_fd=dir_fd)
+                try:
+                    _probe(sub, where)
+                finally:
+                    os.close(sub)
+    finally:
+        # a folder put back keeps its modification time, which decides which revisions are recent
+        os.utime(dir_fd, ns=(times.st_atime_ns, times.st_mtime_ns))
 
 
 def _restorable(part, name, st):
@@ -729,6 +734,8 @@ def _move_out(root_fd, root, trash, moves):
             _probe(fds["snapshots"][0], os.path.join(trash, "snapshots"))
         except OSError as exc:
             cause, where = exc, _where(root, exc)
+            if _under(where, trash) and where != trash:  # name it where it was: the trash mirrors the folder
+                where = os.path.join(root, os.path.relpath(where, trash))
             try:
                 _put_back(root_fd, trash_fd)
                 _clear(trash_fd, trash)
