@@ -35,6 +35,23 @@ description:
     snapshot, or its C(.locks) folder) are symlinks or files is refused before anything is removed. A blob that is
     a link leading anywhere but into the store, a store entry or manifest that is not a regular file (a FIFO, a
     device, a symlink) is never opened or followed; it is left in place and reported in RV(refused) with a fix.
+  - The cache belongs to the agents' user, who can plant links and special files in it at any moment. The module
+    reaches every path below O(cache_dir) from a descriptor of a real folder, opening each component with
+    C(O_NOFOLLOW); files are opened with C(O_NONBLOCK) and read only when C(fstat) says regular file. A ref that is
+    a symlink, a FIFO, a device or larger than a ref can be, and a folder under C(refs/) that is a symlink, is never
+    followed or read; it is reported in RV(refused), and every revision of that repository is kept (with the reason
+    V(refs not safely readable)), since the prune cannot tell which one the ref names. A revision folder that is a
+    symlink fails the run with V(unsafe_cache) before anything is removed; any other link among the snapshots is
+    reported and left alone. Links inside a removed revision (and a listing that is a link) are removed as links,
+    never their targets.
+  - Removal is planned, then applied so that it can be undone - each removed revision's snapshot folder, its
+    listing and the blobs that go are first renamed into C(<repo folder>/.hf_prune.trash) (the same filesystem, so
+    each rename is atomic), then every entry in it is checked to be removable (renamed in place and back); on
+    any failure so far everything is put back and the run fails with the cause's RV(error_kind) (V(not_writable)
+    for an immutable file, a read-only mount or a permission, V(unsafe_cache) for a planted link), naming the path.
+    Only then is the trash marked as committed and deleted. A trash left by a run that was killed is settled by
+    the next run, under the repository's lock, before it plans - put back when it was not committed, deleted when
+    it was - and reported in RV(recovered).
 author:
   - JustNews maintainers (@justnews)
 attributes:
@@ -154,7 +171,8 @@ removed_revisions:
             "commit": "c9745ed1d9f207416be6d2e6f8de32d1f16199bf"}]
 kept:
   description: Revisions kept, each with the reasons (V(pinned), V(ref main), V(link /path),
-    V(open by a running process), V(recent)).
+    V(open by a running process), V(recent), V(refs not safely readable) - a ref of the repository is a link or a
+    special file, see RV(refused)).
   returned: always
   type: list
   elements: dict
@@ -182,9 +200,11 @@ removed_store_entries:
   sample: [{"xet_hash": "53aa511730a1a9dbd2d3bd2ec36ec5a4b3a4e3ae7df93c3b0d5c7e4c2a0b9f11", "size": 90868376,
             "path": "/var/cache/hf/hub/blobs/53/53aa511730a1a9dbd2d3bd2ec36ec5a4b3a4e3ae7df93c3b0d5c7e4c2a0b9f11"}]
 refused:
-  description: What the prune left alone because it is not what C(huggingface_hub) makes - a blob linking outside
-    the store, a store entry or manifest that is not a regular file, a manifest line naming something outside the
-    repositories' blobs - each with the reason and the fix. Also given as warnings.
+  description: What the prune left alone because it is not what C(huggingface_hub) makes - a ref or a folder under
+    C(refs/) that is a link or a special file, a link among the snapshots, a revision folder that is a link (the run
+    then fails), a blob linking outside the store, a store entry or manifest that is not a regular file, a manifest
+    line naming something outside the repositories' blobs, a trash that was a link - each with the reason and the
+    fix. Also given as warnings.
   returned: always
   type: list
   elements: dict
@@ -196,12 +216,33 @@ freed_bytes:
   returned: always
   type: int
   sample: 90878931
+recovered:
+  description: Trash folders that a run which stopped part-way left, settled before this run planned -
+    V(restored) (put back; it had not reached the point of no return), V(finished) (deleted; it had), or
+    V(removed) (it was not a folder but a link or a file, removed itself and never followed).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"repo_id": "sentence-transformers/all-MiniLM-L6-v2", "repo_type": "model", "action": "restored",
+            "path": "/var/cache/hf/hub/models--sentence-transformers--all-MiniLM-L6-v2/.hf_prune.trash"}]
 error_kind:
-  description: On failure, the cause - V(invalid_argument), V(cache_dir_invalid), V(unsafe_cache), V(locked),
-    V(other).
+  description:
+    - On failure, the cause, with the path and the fix in RV(msg).
+    - V(invalid_argument) - an option is wrong.
+    - V(cache_dir_invalid) - O(cache_dir) is not a directory.
+    - V(unsafe_cache) - a folder of a repository (C(blobs), C(refs), C(snapshots), C(trees), a revision, its
+      C(.locks) folder or lock file) is a symlink or not a directory; nothing was removed from it. Also named in
+      RV(refused).
+    - V(locked) - a M(justnews.huggingface.hf_snapshot) run held the repository for the whole O(timeout).
+    - V(not_writable) - a file or folder of a revision cannot be removed (immutable, append-only, on a read-only
+      mount, a mount point, permissions); everything moved was put back, the revision is whole.
+    - V(disk_full) - the filesystem had no room for the trash's bookkeeping; everything was put back.
+    - V(partial_failure) - a removal failed and the trash could not be put back, or it failed past the point of no
+      return; the message names the path and C(<repo folder>/.hf_prune.trash), which the next run settles.
+    - V(other) - an error whose cause is not known.
   returned: on failure
   type: str
-  sample: unsafe_cache
+  sample: not_writable
 """
 
 import os
@@ -209,8 +250,13 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.justnews.huggingface.plugins.module_utils import _cache
+from ansible_collections.justnews.huggingface.plugins.module_utils import _fs
 from ansible_collections.justnews.huggingface.plugins.module_utils import _prune
 from ansible_collections.justnews.huggingface.plugins.module_utils import _store
+
+
+UNSAFE_FIX = ("inspect the cache, or remove the repository with justnews.huggingface.hf_snapshot state=absent"
+              " (which removes a link itself, never its target)")
 
 
 class Failure(Exception):
@@ -257,11 +303,10 @@ class Prune:
             return _prune.plan_repo(self.cache_dir, repo_id, repo_type, self.p["keep"], self.p["pinned"],
                                     self.links, busy, self.p["incomplete_age"])
         except _cache.UnsafeName as exc:
-            fix = ("inspect the cache, or remove the repository with justnews.huggingface.hf_snapshot state=absent"
-                   " (which removes a link itself, never its target)")
-            self.result["refused"].append({"path": exc.name or repo_id, "reason": str(exc), "fix": fix})
+            self.result["refused"].append({"path": exc.name or repo_id, "reason": str(exc), "fix": UNSAFE_FIX})
             raise Failure("%s. Refusing to prune %s; nothing %s removed from it. Fix: %s"
-                          % (exc, repo_id, "would be" if self.module.check_mode else "was", fix), "unsafe_cache")
+                          % (exc, repo_id, "would be" if self.module.check_mode else "was", UNSAFE_FIX),
+                          "unsafe_cache")
 
     def run(self):
         if not os.path.isdir(self.cache_dir):
@@ -292,11 +337,15 @@ class Prune:
 
     def apply(self, plan):
         """Plan again under the repository's lock, with a fresh look at running processes, then remove."""
-        lock = _cache.RepoLock(plan.repo, self.p["timeout"])
+        lock = _prune.RepoLock(plan.repo, self.p["timeout"])
         try:
             lock.acquire()
         except _cache.LockTimeout as exc:
             raise Failure("%s: let it finish, or raise 'timeout'" % exc, "locked")
+        except _fs.Refused as exc:
+            self.result["refused"].append({"path": exc.path, "reason": exc.reason, "fix": UNSAFE_FIX})
+            raise Failure("%s. Refusing to prune %s; nothing was removed from it. Fix: %s"
+                          % (exc, plan.repo_id, UNSAFE_FIX), "unsafe_cache")
         try:
             try:
                 settled = _prune.recover(plan.repo)
