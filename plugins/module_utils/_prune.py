@@ -167,10 +167,11 @@ def _readlink(cache_dir, rel):
     return _fs.readlink_at(cache_dir, rel)
 
 
-def _unsafe(exc):
+def _unsafe(exc, cache_dir):
     """UnsafeName for a folder of the repository that is not a real directory (the module's unsafe_cache)."""
-    return _cache.UnsafeName("%s in the cache is %s; remove it (state=absent) and fetch again"
-                             % (exc.path, exc.reason), exc.path)
+    path = exc.path if os.path.isabs(exc.path) else os.path.join(cache_dir, exc.path)
+    return _cache.UnsafeName("%s in the cache %s; remove it (state=absent) and fetch again"
+                             % (path, exc.reason), path)
 
 
 class Revision:
@@ -373,7 +374,7 @@ def plan_repo(cache_dir, repo_id, repo_type, keep, pinned, links, busy, incomple
     try:
         return _plan_repo(plan, cache_dir, folder, keep, pinned, links, busy, incomplete_age, now)
     except _fs.Refused as exc:  # a folder swapped for a symlink since check_layout
-        raise _unsafe(exc)
+        raise _unsafe(exc, cache_dir)
 
 
 def _plan_repo(plan, cache_dir, folder, keep, pinned, links, busy, incomplete_age, now):
@@ -383,7 +384,7 @@ def _plan_repo(plan, cache_dir, folder, keep, pinned, links, busy, incomplete_ag
     snapshots = folder + "/snapshots"
     for name in _listdir(cache_dir, snapshots):
         rel = "%s/%s" % (snapshots, name)
-        st = _lstat(cache_dir, rel)
+        st = _fs.lstat_at(cache_dir, rel)  # snapshots/ swapped for a link since it was listed: refused
         if st is None:
             continue
         if not _cache.is_commit(name):

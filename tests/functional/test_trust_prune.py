@@ -285,3 +285,18 @@ def test_a_trash_planted_as_a_link_is_removed_as_a_link_and_never_followed(cache
     assert "a symlink" in refused_paths(result)[str(trash)]["reason"]
     assert not os.path.lexists(trash) and untouched(outside) == before
     assert revision_state(cache, COMMIT_B) == b_before
+
+
+def test_a_locks_folder_that_is_a_link_fails_unsafe_and_nothing_is_made_or_removed_through_it(cache, prune, outside):
+    (cache / FOLDER / "refs" / "v1").unlink()
+    locks = cache / ".locks" / FOLDER
+    if locks.exists():
+        shutil.rmtree(locks)
+    locks.parent.mkdir(exist_ok=True)
+    locks.symlink_to(outside)
+    before, a_before = untouched(outside), revision_state(cache, COMMIT_A)
+    result = prune({"cache_dir": str(cache), "keep": 0})
+    assert result.get("failed") is True and result["error_kind"] == "unsafe_cache", result
+    assert str(locks) in refused_paths(result) and str(locks) in result["msg"]
+    assert untouched(outside) == before  # no lock file made there
+    assert revision_state(cache, COMMIT_A) == a_before
