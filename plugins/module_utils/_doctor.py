@@ -369,8 +369,8 @@ class Doctor:
                 self.add("cache", subject, WARN, "could not switch to user %s" % user,
                          "check that the user exists on the host")
             elif problems:
-                self.add("cache", subject, FAIL, "; ".join(problems[:10]) + (
-                    "; and %d more" % (len(problems) - 10) if len(problems) > 10 else ""),
+                more = "; and %d more" % (len(problems) - 10) if len(problems) > 10 else ""
+                self.add("cache", subject, FAIL, "; ".join(problems[:10]) + more,
                          "run justnews.huggingface.prefetch again (it sets the owner and modes), or"
                          " chown -R %s %s; rm (as root, without following it) any link, FIFO or device named"
                          " here" % (user, cache))

@@ -194,7 +194,10 @@ findings:
   elements: dict
   contains:
     check:
-      description: C(unit), C(cache), C(model), C(blob), C(token), C(hub), C(environment) or C(journal).
+      description:
+        - C(unit), C(cache), C(model), C(blob), C(token), C(hub), C(environment) or C(journal).
+        - A C(cache) finding whose subject is a path below O(cache_dir) names an entry the doctor refused - a
+          link the library would not make there, a FIFO, a device - and how to remove it.
       type: str
     subject:
       description: The unit, model, file or endpoint checked.

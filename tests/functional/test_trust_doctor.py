@@ -363,8 +363,8 @@ def test_a_hung_journalctl_is_killed_at_check_timeout(hub, empty_cache, tmp_path
 def test_every_failure_has_an_error_kind_and_a_fix(hub, empty_cache, workdir, collections_path):
     tasks = [dict(doctor(hub, empty_cache, models=[{"repo_id": "../etc"}]), register="bad_model", name="bad model"),
              dict(doctor(hub, empty_cache, check_timeout=0), register="bad_timeout", name="bad timeout"),
-             dict(doctor(hub, empty_cache, models=[{"repo_id": MINILM_REPO, "revision": "main",
-                                              "ref": "../../../etc/passwd"}]), register="bad_ref", name="bad ref")]
+             dict(doctor(hub, empty_cache, models=[{"repo_id": MINILM_REPO, "ref": "../../../etc/passwd"}]),
+                  register="bad_ref", name="bad ref")]
     before = state(empty_cache)
     results, output = play(collections_path, workdir, tasks)
     for name in ("bad_model", "bad_timeout", "bad_ref"):
