@@ -230,8 +230,8 @@ def _blob_named(cache_dir, folder, rel, target):
     names, worked out from the text alone; None when it names anything else."""
     if os.path.isabs(target):
         named = os.path.normpath(target)
-        bases = {os.path.join(top, folder, "blobs") for top in (os.path.abspath(cache_dir),
-                                                                  os.path.realpath(cache_dir))}
+        tops = (os.path.abspath(cache_dir), os.path.realpath(cache_dir))
+        bases = {os.path.join(top, folder, "blobs") for top in tops}
         ok = os.path.dirname(named) in bases
     else:
         named = os.path.normpath(os.path.join(os.path.dirname(rel), target))

@@ -227,7 +227,7 @@ recovered:
             "path": "/var/cache/hf/hub/models--sentence-transformers--all-MiniLM-L6-v2/.hf_prune.trash"}]
 error_kind:
   description:
-    - On failure, the cause, with the path and the fix in RV(msg).
+    - On failure, the cause; the message names the path and the fix.
     - V(invalid_argument) - an option is wrong.
     - V(cache_dir_invalid) - O(cache_dir) is not a directory.
     - V(unsafe_cache) - a folder of a repository (C(blobs), C(refs), C(snapshots), C(trees), a revision, its
@@ -436,8 +436,8 @@ def main():
                "not_writable": "make it writable for root (chattr -i, a writable mount), then run again",
                "disk_full": "free space on the cache's filesystem, then run again"}.get(kind, "see the error")
         result = dict(prune.result if prune else {}, changed=bool(prune and prune.result["changed"]))
-        module.fail_json(msg="cannot prune %s: %s. Fix: %s" % (module.params["cache_dir"] or "the hub cache", exc,
-                                                                fix), error_kind=kind, **result)
+        where = module.params["cache_dir"] or "the hub cache"
+        module.fail_json(msg="cannot prune %s: %s. Fix: %s" % (where, exc, fix), error_kind=kind, **result)
     module.exit_json(**result)
 
 
