@@ -7,9 +7,16 @@ Layout: the member ``manifest.json`` first, then one member ``blobs/<object id>`
 manifest names, per model, the repository, revision, ref, commit, the listing that hf_snapshot accepts, and per
 file its path, blob, size and SHA-256.
 
-Everything read from an archive is untrusted: names are checked against the manifest, only regular members are
-read, and each member's bytes are counted and hashed on their way to the staging directory; nothing is ever
-extracted by name, linked or written outside that directory.
+Everything read from an archive is untrusted: names are checked against the manifest, only plain regular
+members are read (no link, device, sparse member or ``GNU.sparse`` header, whose bytes on disk could be far more
+than the bytes stored), sizes are checked against the archive's own size and the staging folder's free space
+before a byte is written, and each member's bytes are counted and hashed on their way to the staging folder;
+nothing is ever extracted by name, linked or written outside that folder, and a failed run removes only what it
+created there.
+
+Image roots are written through a descriptor of the root: every component is opened with ``O_NOFOLLOW`` at the
+moment of the write, so a component swapped for a symlink after the check is refused and nothing is written
+outside the root.
 
 Private to the justnews.huggingface collection: no compatibility promise.
 """
@@ -22,11 +29,13 @@ import io
 import json
 import os
 import re
+import secrets
 import stat
 import tarfile
 import tempfile
 
 from ansible_collections.justnews.huggingface.plugins.module_utils import _cache
+from ansible_collections.justnews.huggingface.plugins.module_utils import _fs
 from ansible_collections.justnews.huggingface.plugins.module_utils import _store
 
 FORMAT = "justnews.huggingface.bundle"
@@ -36,6 +45,11 @@ MANIFEST_MAX = 64 * 1024 * 1024
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 REPO_TYPES = ("model", "dataset", "space")
 _CHUNK = 4 * 1024 * 1024
+# The only member types a bundle has: a plain regular file whose stored data is its content, byte for byte.
+PLAIN_TYPES = (tarfile.REGTYPE, tarfile.AREGTYPE)
+DEFAULT_MARGIN = 64 * 1024 * 1024
+STAGE_PREFIX = ".hf-bundle-stage-"
+ETC_MAX = 4 * 1024 * 1024
 
 
 class BundleError(Exception):
@@ -170,32 +184,63 @@ def match_models(manifest, wanted, source):
 
 # --- reading an archive ------------------------------------------------------------------------------------
 
+def open_regular(path):
+    """A blocking read descriptor of the regular file `path` (see _open_regular)."""
+    return _open_regular(path)
+
+
 def _open_regular(path):
-    """A file descriptor of `path`, which must be a regular file and not a symlink."""
+    """A blocking read descriptor of `path`, which must be a regular file and not a symlink.
+
+    Opened with O_NONBLOCK and judged by fstat before a byte is read: a FIFO, a device such as /dev/zero or
+    /dev/tty, a socket or a directory is refused at once (invalid_argument, naming the path), never waited on."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        fd = os.open(path, _fs.FILE_FLAGS)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise BundleError("%s is a symlink; give the path of the bundle itself" % path, "invalid_argument")
-        if exc.errno == errno.ENOENT:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
             raise BundleError("%s does not exist: build it with the playbook justnews.huggingface.bundle" % path,
                               "invalid_argument")
+        if exc.errno in (errno.ENXIO, errno.ENODEV, errno.EISDIR, errno.EWOULDBLOCK):
+            raise BundleError("%s is not a regular file (%s): give the path of the bundle file itself"
+                              % (path, os.strerror(exc.errno)), "invalid_argument")
         raise
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
         os.close(fd)
-        raise BundleError("%s is not a regular file" % path, "invalid_argument")
+        raise BundleError("%s is %s, not a regular file: give the path of the bundle file itself"
+                          % (path, _fs.describe(st.st_mode)), "invalid_argument")
+    os.set_blocking(fd, True)
     return fd
 
 
 def _read_member(tar, member, limit, source):
-    handle = tar.extractfile(member)
     if member.size > limit:
         raise BundleError("%s: the member %s is %d bytes, more than a manifest can be" % (source, member.name,
                                                                                           member.size))
+    handle = tar.extractfile(member)
     data = handle.read(limit + 1)
     if len(data) != member.size:
         raise BundleError("%s is truncated or damaged in %s" % (source, member.name))
     return data
+
+
+def plain_member(member):
+    """None when `member` is a plain regular member whose stored data is its content; else why it is not.
+
+    tarfile counts GNU sparse members (type S, or a regular type with GNU.sparse.* PAX headers) as regular
+    files, but reading one yields its holes as zeros: a few KiB in the archive would become any number of
+    bytes on disk. Continuous-file members (type 7) are refused as well: no bundle has them."""
+    if member.issym() or member.islnk():
+        return "a link"
+    if member.type not in PLAIN_TYPES and member.type != tarfile.GNUTYPE_SPARSE:
+        return "a special file (tar type %r)" % member.type.decode("latin-1")
+    sparse_keys = sorted(k for k in (member.pax_headers or {}) if k.startswith("GNU.sparse"))
+    if member.type == tarfile.GNUTYPE_SPARSE or getattr(member, "sparse", None) is not None or sparse_keys:
+        return "a sparse member%s, whose size on disk is not the size it stores" % (
+            " (PAX header %s)" % sparse_keys[0] if sparse_keys else "")
+    return None
 
 
 def _check_member(member, source):
@@ -204,15 +249,22 @@ def _check_member(member, source):
     if name != MANIFEST and not (name.startswith("blobs/") and _cache.BLOB_RE.match(name[6:])):
         raise BundleError("%s holds the member %r, which no bundle has (only %s and blobs/<object id>): refused,"
                           " nothing was staged; rebuild the bundle" % (source, name, MANIFEST), "unsafe_bundle")
-    if not member.isreg():
-        raise BundleError("%s holds %s as a %s, not a regular file: refused, nothing was staged; rebuild the bundle"
-                          % (source, name, "link" if member.issym() or member.islnk() else "special file"),
-                          "unsafe_bundle")
+    why = plain_member(member)
+    if why:
+        raise BundleError("%s holds %s as %s, not a plain regular file: refused, nothing was staged; rebuild the"
+                          " bundle" % (source, name, why), "unsafe_bundle")
 
 
 def read_manifest(path):
     """The checked manifest of the archive at `path` (its first member), or BundleError."""
+    manifest, _size = _read_manifest(path)
+    return manifest
+
+
+def _read_manifest(path):
+    """(checked manifest, bytes of the archive file)."""
     fd = _open_regular(path)
+    size = os.fstat(fd).st_size
     with os.fdopen(fd, "rb") as raw:
         try:
             with tarfile.open(fileobj=raw, mode="r|") as tar:
@@ -230,37 +282,154 @@ def read_manifest(path):
         manifest = json.loads(data.decode("utf-8"))
     except ValueError as exc:
         raise BundleError("the manifest of %s is not JSON (%s)" % (path, exc))
-    return check_manifest(manifest, path)
+    return check_manifest(manifest, path), size
 
 
 def members(path):
-    """[(name, size)] of the archive's members, from their headers only; None when it is not a tar."""
+    """[(name, size)] of the archive's members, from their headers only; None when it is not a plain tar file."""
     try:
-        with tarfile.open(path, mode="r:") as tar:
-            return [(m.name, m.size) for m in tar.getmembers()]
-    except (OSError, tarfile.TarError, EOFError):
+        fd = _open_regular(path)
+    except (BundleError, OSError):
         return None
+    with os.fdopen(fd, "rb") as raw:
+        try:
+            with tarfile.open(fileobj=raw, mode="r:") as tar:
+                found = tar.getmembers()
+        except (OSError, tarfile.TarError, EOFError):
+            return None
+    return [(m.name, m.size) for m in found]
 
 
-def stage(path, dest, needed):
-    """Copy the blobs named in `needed` out of the archive into `dest`, each counted and hashed on the way.
-    With `dest` None (check mode) everything is read and checked the same way and nothing is written.
+def check_sizes(table, needed, archive_size, source):
+    """Before a byte is written: a manifest may not declare more blob bytes than its archive holds.
 
-    Reads the archive once, front to back. Every member is checked, needed or not; a needed blob is first
-    written to a temporary name and renamed only when its size, SHA-256 and object id all match. On any error
-    everything this call put into `dest` is removed. Returns (manifest, {blob: bytes}).
+    A plain tar stores every member's content once, so the blobs of a real bundle add up to less than the file.
+    Returns the bytes of the needed blobs."""
+    declared = sum(item["size"] for item in table.values())
+    want = sum(table[b]["size"] for b in needed)
+    if declared > archive_size:
+        files = [f for b in sorted(needed or table) for f in table[b]["files"]]
+        raise BundleError("%s is %d bytes but its manifest declares %d bytes of blobs (%d of them for %s): the"
+                          " archive is truncated or altered; nothing was staged; copy it again or rebuild it"
+                          % (source, archive_size, declared, want, describe(files)), "corrupt_bundle", files)
+    return want
+
+
+def check_space(free, want, margin, dest):
+    """no_space, before a byte is written, when `want` bytes plus `margin` do not fit in `free`."""
+    if want + margin > free:
+        raise BundleError("not enough free space in %s: staging needs %d bytes (%d of blobs + %d margin) but its"
+                          " filesystem has %d bytes free; nothing was staged. Free space there, stage elsewhere, or"
+                          " lower free_space_margin" % (dest, want + margin, want, margin, free), "no_space")
+
+
+def _open_dest(dest):
+    """A descriptor of the staging folder, which must be a directory itself (a symlink is refused)."""
+    try:
+        return os.open(dest, _fs.DIR_FLAGS)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise BundleError("staging directory %s is not a directory (a symlink is refused)" % dest,
+                              "invalid_argument")
+        if exc.errno == errno.ENOENT:
+            raise BundleError("staging directory %s does not exist: create it first" % dest, "invalid_argument")
+        raise
+
+
+def make_staging(parent):
+    """A new folder of this run (mode 0700) in `parent`, made from a descriptor of `parent`: (path, fd)."""
+    try:
+        parent_fd = os.open(parent, _fs.DIR_FLAGS)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.ENOENT):
+            raise BundleError("staging_parent %s is not a directory (a symlink is refused): create it first"
+                              % parent, "invalid_argument")
+        raise
+    try:
+        for _attempt in range(100):
+            name = STAGE_PREFIX + secrets.token_hex(6)
+            try:
+                os.mkdir(name, 0o700, dir_fd=parent_fd)
+            except FileExistsError:
+                continue
+            fd = os.open(name, _fs.DIR_FLAGS, dir_fd=parent_fd)
+            return os.path.join(parent, name), fd
+        raise BundleError("could not make a staging folder in %s" % parent, "other")
+    finally:
+        os.close(parent_fd)
+
+
+def remove_staging(dest):
+    """Remove a folder that stage() made in a staging_parent, and the files in it; False when it was not there.
+
+    Each entry is removed through a descriptor of the folder, never followed; a folder inside it is refused."""
+    parent, name = os.path.split(os.path.normpath(dest))
+    if not name.startswith(STAGE_PREFIX):
+        raise BundleError("%s is not a staging folder made by operation=stage (its name starts with %s): remove it"
+                          " yourself" % (dest, STAGE_PREFIX), "invalid_argument")
+    try:
+        parent_fd = os.open(parent or ".", _fs.DIR_FLAGS)
+    except FileNotFoundError:
+        return False
+    try:
+        try:
+            fd = os.open(name, _fs.DIR_FLAGS, dir_fd=parent_fd)
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise BundleError("%s is %s, not a staging folder: nothing was removed"
+                                  % (dest, _fs.describe(os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+                                                        .st_mode)), "unsafe_bundle")
+            raise
+        try:
+            for entry in os.listdir(fd):
+                if stat.S_ISDIR(os.stat(entry, dir_fd=fd, follow_symlinks=False).st_mode):
+                    raise BundleError("%s holds the folder %s, which no staging run makes: nothing more was"
+                                      " removed" % (dest, entry), "unsafe_bundle")
+                os.unlink(entry, dir_fd=fd)
+            left = os.listdir(fd)
+        finally:
+            os.close(fd)
+        if not left:
+            os.rmdir(name, dir_fd=parent_fd)
+        return True
+    finally:
+        os.close(parent_fd)
+
+
+def stage(path, dest, needed, write=True, margin=DEFAULT_MARGIN, dest_fd=None):
+    """Copy the blobs named in `needed` out of the archive into the folder `dest`, each counted and hashed on the
+    way. With `write` false (check mode) everything is read and checked the same way and nothing is written.
+
+    Before a byte is written: every blob the manifest declares must fit in the archive, and the needed ones plus
+    `margin` in the free space of `dest` (no_space). Reads the archive once, front to back. Every member is
+    checked, needed or not; a needed blob is first written to a new temporary name and renamed only when its
+    size, SHA-256 and object id all match. On any error only what this call created in `dest` is removed: a file
+    that was there before the run is never removed. Returns (manifest, {blob: bytes}).
     """
-    manifest = read_manifest(path)
+    manifest, archive_size = _read_manifest(path)
     table = blob_table(manifest["models"])
     for name in needed:
         if name not in table:
             raise BundleError("the bundle %s has no blob %s, which the host needs: build the bundle with the same"
                               " revision, allow_patterns and ignore_patterns as model_cache_models"
                               % (path, name), "not_in_bundle")
-    if dest is not None and not stat.S_ISDIR(os.lstat(dest).st_mode):
-        raise BundleError("staging directory %s is not a directory (a symlink is refused)" % dest,
-                          "invalid_argument")
+    want = check_sizes(table, needed, archive_size, path)
+    own_fd = dest_fd is None and dest is not None
+    fd_dest = _open_dest(dest) if own_fd else dest_fd
+    try:
+        if fd_dest is not None and needed:
+            check_space(_fs.free_bytes(fd_dest), want, margin, dest)
+        return manifest, _stage_members(path, archive_size, table, needed, fd_dest if write else None)
+    finally:
+        if own_fd:
+            os.close(fd_dest)
+
+
+def _stage_members(path, archive_size, table, needed, dest_fd):
     written = {}
+    created = []
     seen = set()
     try:
         fd = _open_regular(path)
@@ -290,35 +459,49 @@ def stage(path, dest, needed):
                                       " was altered; rebuild it" % (path, member.name, member.size, info["size"],
                                                                     describe(info["files"])),
                                       "corrupt_bundle", info["files"])
+                if member.offset_data + member.size > archive_size:
+                    raise BundleError("%s is truncated in %s: the member needs %d bytes past the end of the file,"
+                                      " for %s: copy it again or rebuild it"
+                                      % (path, member.name, member.offset_data + member.size - archive_size,
+                                         describe(info["files"])), "corrupt_bundle", info["files"])
                 if blob in needed:
-                    written[blob] = _copy_checked(tar, member, dest, blob, info, path)
+                    written[blob] = _copy_checked(tar, member, dest_fd, blob, info, path, created)
         missing = [b for b in needed if b not in written]
         if missing:
             files = [f for b in missing for f in table[b]["files"]]
             raise BundleError("%s lacks the member blobs/%s for %s: the archive is truncated or incomplete; copy it"
                               " again or rebuild it" % (path, missing[0], describe(files)), "corrupt_bundle", files)
     except BaseException:
-        for blob in written if dest is not None else ():
-            _unlink(os.path.join(dest, blob))
+        for name in created:
+            _unlink_at(dest_fd, name)
         raise
-    return manifest, written
+    return written
 
 
-def _copy_checked(tar, member, dest, blob, info, source):
-    target = os.path.join(dest, blob) if dest is not None else None
-    tmp = os.path.join(dest, ".%s.part" % blob) if dest is not None else os.devnull
-    if target:
-        _unlink(tmp)
+def _copy_checked(tar, member, dest_fd, blob, info, source, created):
+    """Copy one member to `blob` in the folder `dest_fd` (None: read and check only). Names this call makes are
+    appended to `created` before they exist, so that a failure removes them and nothing else."""
+    tmp = None
     sha256 = hashlib.sha256()
     git = hashlib.sha1(b"blob %d\0" % info["size"]) if len(blob) == 40 else None
     count = 0
     try:
+        if dest_fd is not None:
+            out_fd = None
+            while out_fd is None:
+                tmp = ".%s.%s.part" % (blob, secrets.token_hex(4))
+                try:
+                    out_fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600,
+                                     dir_fd=dest_fd)
+                except FileExistsError:
+                    continue
+        else:
+            out_fd = os.open(os.devnull, os.O_WRONLY)
         handle = tar.extractfile(member)
-        flags = os.O_WRONLY | (os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW if target else 0)
-        with os.fdopen(os.open(tmp, flags, 0o600), "wb") as out:
+        with os.fdopen(out_fd, "wb") as out:
             while True:
                 try:
-                    chunk = handle.read(_CHUNK)
+                    chunk = handle.read(min(_CHUNK, info["size"] - count + 1))
                 except (tarfile.TarError, EOFError, OSError) as exc:
                     raise BundleError("%s is truncated in %s, for %s (%s): copy it again or rebuild it"
                                       % (source, member.name, describe(info["files"]), exc), "corrupt_bundle",
@@ -326,10 +509,21 @@ def _copy_checked(tar, member, dest, blob, info, source):
                 if not chunk:
                     break
                 count += len(chunk)
+                if count > info["size"]:
+                    raise BundleError("%s: the member %s yields more than its %d bytes, for %s: refused; rebuild"
+                                      " the bundle" % (source, member.name, info["size"], describe(info["files"])),
+                                      "unsafe_bundle", info["files"])
                 sha256.update(chunk)
                 if git:
                     git.update(chunk)
-                out.write(chunk)
+                try:
+                    out.write(chunk)
+                except OSError as exc:
+                    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                        raise BundleError("the filesystem of the staging folder is full (%s) while %s was"
+                                          " staged; nothing was staged: free space there" % (exc, member.name),
+                                          "disk_full", info["files"])
+                    raise
         actual = sha256.hexdigest()
         if count != info["size"]:
             raise BundleError("%s is truncated in %s: %d of %d bytes, for %s: copy it again or rebuild it"
@@ -340,12 +534,31 @@ def _copy_checked(tar, member, dest, blob, info, source):
                               " the bundle is corrupt; copy it again or rebuild it"
                               % (source, member.name, actual, info["sha256"], describe(info["files"])),
                               "corrupt_bundle", info["files"])
-        if target:
-            os.replace(tmp, target)
+        if dest_fd is not None:
+            existed = _lexists_at(dest_fd, blob)
+            if not existed:
+                created.append(blob)
+            os.replace(tmp, blob, src_dir_fd=dest_fd, dst_dir_fd=dest_fd)
+            tmp = None
     finally:
-        if target:
-            _unlink(tmp)
+        if tmp is not None:
+            _unlink_at(dest_fd, tmp)
     return count
+
+
+def _lexists_at(dir_fd, name):
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        return True
+    except FileNotFoundError:
+        return False
+
+
+def _unlink_at(dir_fd, name):
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass
 
 
 def _unlink(path):
@@ -469,14 +682,20 @@ def check_image_root(root):
     return real
 
 
-def path_in_root(root, path):
-    """`path` (absolute, as the image sees it) under `root`, refusing '..' and any existing symlink on the way,
-    whose target the controller would resolve against its own root."""
+def image_parts(path):
+    """The components of `path`, absolute as the image sees it; '..' and NUL refused."""
     if not isinstance(path, str) or not path.startswith("/") or "\x00" in path:
         raise BundleError("%r must be an absolute path as the image sees it" % (path,), "invalid_argument")
     parts = [p for p in path.split("/") if p not in ("", ".")]
     if ".." in parts:
         raise BundleError("%s must not contain '..'" % path, "invalid_argument")
+    return parts
+
+
+def path_in_root(root, path):
+    """`path` (absolute, as the image sees it) under `root`, refusing '..' and any existing symlink on the way,
+    whose target the controller would resolve against its own root."""
+    parts = image_parts(path)
     current = root
     for part in parts:
         current = os.path.join(current, part)
@@ -491,27 +710,288 @@ def path_in_root(root, path):
     return os.path.join(root, *parts) if parts else root
 
 
-def image_ids(root, owner, group):
-    """(uid, gid) of `owner`/`group` as the image's own /etc/passwd and /etc/group give them."""
-    def table(name):
-        path = path_in_root(root, "/etc/" + name)
-        try:
-            fd = _open_regular(path)
-        except BundleError:
-            raise BundleError("%s is missing or not a regular file: the image root needs its /etc/%s to give the"
-                              " service user's ids" % (path, name), "invalid_argument")
-        with os.fdopen(fd, "r", encoding="utf-8", errors="replace") as handle:
-            return [line.rstrip("\n").split(":") for line in handle if line.count(":") >= 3]
+def parse_id_table(data, want_fields):
+    """Rows of an /etc/passwd or /etc/group text: {name: (line number, fields)}; the first row of a name wins,
+    as the C library reads it. Comments, blank lines and NIS lines (+/-) are skipped."""
+    rows = {}
+    for number, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
+        if not line.strip() or line.startswith(("#", "+", "-")):
+            continue
+        fields = line.split(":")
+        if len(fields) < want_fields:
+            continue
+        rows.setdefault(fields[0], (number, fields))
+    return rows
 
-    users = {f[0]: f for f in table("passwd") if len(f) >= 4}
+
+def parse_id(value, where, number, what):
+    """An id of /etc/passwd or /etc/group: decimal digits only, else invalid_argument naming the file and line."""
+    if not re.match(r"^[0-9]{1,10}$", value or "") or int(value) > 0xFFFFFFFE:
+        raise BundleError("%s line %d gives %s the id %r, which is not a number: fix that line of the image's"
+                          " file" % (where, number, what, value), "invalid_argument")
+    return int(value)
+
+
+def _read_etc(root, name):
+    """The image's /etc/<name>, read from a descriptor of the root: no symlink on the way, a regular file, capped."""
+    where = os.path.join(root, "etc", name)
+    try:
+        data = _fs.read_file(root, "etc/" + name, ETC_MAX)
+    except _fs.Refused as exc:
+        raise BundleError("%s is refused (%s): the image root needs its /etc/%s as a regular file, with no"
+                          " symlink on the way" % (where, exc, name), "unsafe_image_root")
+    if data is None:
+        raise BundleError("%s is missing or not a regular file: the image root needs its /etc/%s to give the"
+                          " service user's ids" % (where, name), "invalid_argument")
+    return data, where
+
+
+def image_ids(root, owner, group, allow_root=False):
+    """(uid, gid) of `owner`/`group` as the image's own /etc/passwd and /etc/group give them.
+
+    An id of 0 (root, or the root group) is refused with unsafe_image_root unless `allow_root`: the cache and
+    every link would belong to root in the image, and a passwd line that makes the service user root is
+    more likely an altered image than a choice."""
+    data, where = _read_etc(root, "passwd")
+    users = parse_id_table(data, 4)
     if owner not in users:
-        raise BundleError("user %s is not in %s/etc/passwd: create it in the image first, or fix model_cache_owner"
-                          % (owner, root), "invalid_argument")
-    uid, gid = int(users[owner][2]), int(users[owner][3])
+        raise BundleError("user %s is not in %s: create it in the image first, or fix model_cache_owner"
+                          % (owner, where), "invalid_argument")
+    number, fields = users[owner]
+    uid = parse_id(fields[2], where, number, "user %s" % owner)
+    gid = parse_id(fields[3], where, number, "the primary group of %s" % owner)
+    gid_from = "%s line %d (the primary group of %s)" % (where, number, owner)
     if group:
-        groups = {f[0]: f for f in table("group")}
+        data, gwhere = _read_etc(root, "group")
+        groups = parse_id_table(data, 3)
         if group not in groups:
-            raise BundleError("group %s is not in %s/etc/group: create it in the image first, or fix"
-                              " model_cache_group" % (group, root), "invalid_argument")
-        gid = int(groups[group][2])
+            raise BundleError("group %s is not in %s: create it in the image first, or fix model_cache_group"
+                              % (group, gwhere), "invalid_argument")
+        gnumber, gfields = groups[group]
+        gid = parse_id(gfields[2], gwhere, gnumber, "group %s" % group)
+        gid_from = "%s line %d" % (gwhere, gnumber)
+    if not allow_root:
+        if uid == 0:
+            raise BundleError("%s line %d gives the service user %s uid 0 (root): refused, nothing was written; give"
+                              " the image an unprivileged user, or set allow_root (model_cache_bake_allow_root)"
+                              " if the cache must belong to root" % (where, number, owner), "unsafe_image_root")
+        if gid == 0:
+            raise BundleError("%s gives the service user %s gid 0 (the root group): refused, nothing was written;"
+                              " give the image an unprivileged group, or set allow_root"
+                              " (model_cache_bake_allow_root) if the cache must belong to it" % (gid_from, owner),
+                              "unsafe_image_root")
     return uid, gid
+
+
+def parse_mode(value, what):
+    """Permission bits from an octal string or an int; setuid, setgid and sticky bits refused."""
+    try:
+        mode = int(value, 8) if isinstance(value, str) else int(value)
+    except (TypeError, ValueError):
+        raise BundleError("%s must be octal, such as '0644', got %r" % (what, value), "invalid_argument")
+    if mode & ~0o777 or mode < 0:
+        raise BundleError("%s must be plain permission bits, got %r" % (what, value), "invalid_argument")
+    return mode
+
+
+class ImageWriter:
+    """Writes into an image root through a descriptor of it: each component of each path is opened with
+    O_NOFOLLOW from its parent's descriptor at the moment of the write. A component that is a symlink (swapped in
+    after the check, or there from the start) or not a directory fails with unsafe_image_root, naming it; nothing
+    is written through it. Folders that are missing on the way are made root's, mode 0755. With `check`, nothing
+    is written and `changed` tells what would be."""
+
+    def __init__(self, root, uid, gid, check=False):
+        self.root, self.uid, self.gid, self.check = root, uid, gid, check
+        self.changed = []
+        self.made = False
+
+    def _refuse(self, dir_fd, rel, name):
+        where = os.path.join(self.root, rel)
+        try:
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except OSError:
+            st = None
+        if st is not None and stat.S_ISLNK(st.st_mode):
+            target = os.readlink(name, dir_fd=dir_fd)
+            raise BundleError("%s in the image root is a symlink (to %s): refused, nothing was written through it;"
+                              " make it a directory in the image, or choose another path" % (where, target),
+                              "unsafe_image_root")
+        raise BundleError("%s in the image root is %s, not a directory: refused, nothing was written through it"
+                          % (where, _fs.describe(st.st_mode) if st else "not there"), "unsafe_image_root")
+
+    def open_dir(self, parts):
+        """A descriptor of the folder `parts` below the root, made (root's, 0755) where missing; None in check
+        mode when it does not exist yet."""
+        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+        rel = ""
+        self.made = False
+        try:
+            for part in parts:
+                rel = os.path.join(rel, part)
+                try:
+                    nxt = os.open(part, _fs.DIR_FLAGS, dir_fd=fd)
+                    self.made = False
+                except FileNotFoundError:
+                    self.made = True
+                    self._did("/" + rel)
+                    if self.check:
+                        os.close(fd)
+                        return None
+                    os.mkdir(part, 0o700, dir_fd=fd)
+                    nxt = os.open(part, _fs.DIR_FLAGS, dir_fd=fd)
+                    os.fchown(nxt, 0, 0)
+                    os.fchmod(nxt, 0o755)
+                except OSError as exc:
+                    if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                        self._refuse(fd, rel, part)
+                    raise
+                os.close(fd)
+                fd = nxt
+            return fd
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def ids(self, owner):
+        if owner in (None, "root"):
+            return 0, 0
+        if owner == "service":
+            return self.uid, self.gid
+        raise BundleError("owner of an image entry must be root or service, got %r" % (owner,), "invalid_argument")
+
+    def directory(self, path, owner=None, mode=None):
+        """The folder `path` (as the image sees it); owner and mode set when given, else a new one is root's
+        0755 and an existing one is left as the image has it."""
+        parts = image_parts(path)
+        want_mode = parse_mode(mode, "mode of %s" % path) if mode is not None else None
+        fd = self.open_dir(parts)
+        if fd is None:
+            return
+        existed = not self.made
+        try:
+            st = os.fstat(fd)
+            uid, gid = self.ids(owner)
+            if (owner is not None or not existed) and (st.st_uid, st.st_gid) != (uid, gid):
+                self._did(path)
+                if not self.check:
+                    os.fchown(fd, uid, gid)
+            mode_now = stat.S_IMODE(os.fstat(fd).st_mode)
+            if want_mode is not None and mode_now != want_mode:
+                self._did(path)
+                if not self.check:
+                    os.fchmod(fd, want_mode)
+        finally:
+            os.close(fd)
+
+    def _did(self, path):
+        if path not in self.changed:
+            self.changed.append(path)
+
+    def _parent(self, path):
+        parts = image_parts(path)
+        if not parts:
+            raise BundleError("%s is the image root itself, not a file in it" % path, "invalid_argument")
+        return self.open_dir(parts[:-1]), parts[-1]
+
+    def file(self, path, content, mode="0644", force=True):
+        """A file of root's with `content`: written to a new name in its folder and renamed into place, so a
+        symlink at `path` is replaced, never written through. With `force` false an existing entry is kept."""
+        want_mode = parse_mode(mode, "mode of %s" % path)
+        data = content.encode("utf-8") if isinstance(content, str) else bytes(content)
+        dir_fd, name = self._parent(path)
+        if dir_fd is None:
+            return
+        try:
+            st = self._lstat(dir_fd, name)
+            if st is not None and stat.S_ISDIR(st.st_mode):
+                raise BundleError("%s in the image root is a directory, not a file: refused"
+                                  % os.path.join(self.root, path.lstrip("/")), "unsafe_image_root")
+            if st is not None and (not force or self._same_file(dir_fd, name, st, data, want_mode)):
+                return
+            self._did(path)
+            if self.check:
+                return
+            tmp = self._new_name(dir_fd, name, lambda tmp: os.open(
+                tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=dir_fd))
+            try:
+                with os.fdopen(tmp[1], "wb") as out:
+                    out.write(data)
+                    out.flush()
+                    os.fchown(out.fileno(), 0, 0)
+                    os.fchmod(out.fileno(), want_mode)
+                    os.fsync(out.fileno())
+                os.replace(tmp[0], name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            except BaseException:
+                _unlink_at(dir_fd, tmp[0])
+                raise
+        finally:
+            os.close(dir_fd)
+
+    def link(self, path, src):
+        """A symlink at `path` to `src` (a path as the image sees it, never followed here), owned by the service
+        user; an existing link or file there is replaced, a directory refused."""
+        image_parts(src)
+        dir_fd, name = self._parent(path)
+        if dir_fd is None:
+            return
+        try:
+            st = self._lstat(dir_fd, name)
+            if st is not None and stat.S_ISDIR(st.st_mode):
+                raise BundleError("%s in the image root is a directory, not a link: refused; remove it or choose"
+                                  " another link" % os.path.join(self.root, path.lstrip("/")), "unsafe_image_root")
+            if st is not None and stat.S_ISLNK(st.st_mode) and os.readlink(name, dir_fd=dir_fd) == src:
+                if (st.st_uid, st.st_gid) != (self.uid, self.gid):
+                    self._did(path)
+                    if not self.check:
+                        os.chown(name, self.uid, self.gid, dir_fd=dir_fd, follow_symlinks=False)
+                return
+            self._did(path)
+            if self.check:
+                return
+
+            def make(tmp):
+                os.symlink(src, tmp, dir_fd=dir_fd)
+                return None
+            tmp = self._new_name(dir_fd, name, make)
+            try:
+                os.chown(tmp[0], self.uid, self.gid, dir_fd=dir_fd, follow_symlinks=False)
+                os.replace(tmp[0], name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            except BaseException:
+                _unlink_at(dir_fd, tmp[0])
+                raise
+        finally:
+            os.close(dir_fd)
+
+    @staticmethod
+    def _lstat(dir_fd, name):
+        try:
+            return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+
+    @staticmethod
+    def _new_name(dir_fd, name, make):
+        while True:
+            tmp = ".%s.%s.tmp" % (name, secrets.token_hex(4))
+            try:
+                return tmp, make(tmp)
+            except FileExistsError:
+                continue
+
+    @staticmethod
+    def _same_file(dir_fd, name, st, data, mode):
+        if not stat.S_ISREG(st.st_mode) or st.st_size != len(data) or (st.st_uid, st.st_gid) != (0, 0) \
+                or stat.S_IMODE(st.st_mode) != mode:
+            return False
+        try:
+            fd = os.open(name, _fs.FILE_FLAGS, dir_fd=dir_fd)
+        except OSError:
+            return False
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return False
+            os.set_blocking(fd, True)
+            return os.read(fd, len(data) + 1) == data
+        finally:
+            os.close(fd)

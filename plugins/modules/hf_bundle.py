@@ -28,12 +28,22 @@ description:
     that M(justnews.huggingface.hf_snapshot) needs (commit, ref, listing).
   - O(operation=stage) copies blobs out of a bundle into a staging directory, for
     M(justnews.huggingface.hf_snapshot) to take in with O(justnews.huggingface.hf_snapshot#module:blobs_from).
-    The archive is untrusted - every member must be a regular file named by the manifest (no link, device,
-    absolute or C(..) name), each needed member is counted and hashed (size, SHA-256 and object id) before it is
-    renamed into O(dest), and any mismatch removes what this run staged and fails naming the repository and
-    file. The archive is never extracted by name.
+    The archive is untrusted - every member must be a plain regular file named by the manifest (no link, device,
+    sparse member or C(GNU.sparse) header, absolute or C(..) name), and before a byte is written the blobs the
+    manifest declares must fit in the archive file itself and the needed ones, plus O(free_space_margin), in the
+    free space of the staging folder. Each needed member is counted and hashed (size, SHA-256 and object id)
+    before it is renamed into the staging folder, and any mismatch removes what this run created there (never a
+    file that was there before) and fails naming the repository and file. The archive is never extracted by name.
+  - O(path) is opened without following a symlink and without blocking, and must be a regular file - a FIFO, a
+    device, a directory or a symlink fails at once with RV(error_kind=invalid_argument).
+  - O(operation=unstage) removes a staging folder that O(operation=stage) made in O(staging_parent).
   - O(operation=image_root) checks a directory being built into a container or VM image and returns the ids
-    that the image's own C(/etc/passwd) and C(/etc/group) give to O(owner) and O(group).
+    that the image's own C(/etc/passwd) and C(/etc/group) give to O(owner) and O(group) (read without following
+    a symlink, regular files of at most 4 MiB). A service user or group with id 0 is refused unless
+    O(allow_root). It then creates O(image_dirs), writes O(image_files) and makes O(image_links), each through a
+    descriptor of the image root with every component opened without following symlinks at the moment of the
+    write - a component that is a symlink fails with RV(error_kind=unsafe_image_root) and nothing is written
+    outside the root.
 author:
   - JustNews maintainers (@justnews)
 attributes:
@@ -43,7 +53,8 @@ attributes:
     details:
       - With O(operation=build), tells whether the bundle would be written; blobs not yet in the cache count as a
         change unless the bundle already holds them.
-      - With O(operation=stage), reads and checks every needed member and writes nothing.
+      - With O(operation=stage), reads and checks every needed member and the free space, and writes nothing.
+      - With O(operation=image_root), tells what would be created or changed in the image and writes nothing.
   diff_mode:
     description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
@@ -54,7 +65,7 @@ attributes:
     support: full
     details:
       - A bundle that already holds the same models is not written again. O(operation=stage) reports a change
-        whenever it staged a blob.
+        whenever it staged a blob. O(operation=image_root) writes only what differs.
   platform:
     description: Target OS/families that can be operated against.
     support: N/A
@@ -64,14 +75,17 @@ options:
     description:
       - V(build) writes the bundle at O(path) from O(snapshots) in O(cache_dir).
       - V(inspect) reads the manifest of O(path); with O(models) it matches each model to its entry.
-      - V(stage) copies the blobs in O(blobs) (all of the bundle when unset) out of O(path) into O(dest).
-      - V(image_root) checks O(image_root) and O(image_paths) and resolves O(owner) and O(group) in the image.
+      - V(stage) copies the blobs in O(blobs) (all of the bundle when unset) out of O(path) into O(dest), or into
+        a new folder in O(staging_parent).
+      - V(unstage) removes the folder O(dest) that V(stage) made in O(staging_parent), with the files in it.
+      - V(image_root) checks O(image_root) and O(image_paths), resolves O(owner) and O(group) in the image, and
+        writes O(image_dirs), O(image_files) and O(image_links) into it.
     type: str
-    choices: [build, inspect, stage, image_root]
+    choices: [build, inspect, stage, unstage, image_root]
     required: true
   path:
     description:
-      - The bundle file. Needed by every operation but V(image_root).
+      - The bundle file. Needed by V(build), V(inspect) and V(stage).
     type: path
   cache_dir:
     description:
@@ -103,9 +117,27 @@ options:
     elements: raw
   dest:
     description:
-      - With O(operation=stage), the staging directory, which must exist and should be readable only by root.
-        Blobs are written there under their object id, nothing else and nowhere else.
+      - With O(operation=stage), the staging directory, which must exist (not as a symlink) and should be
+        readable only by root. Blobs are written there under their object id, nothing else and nowhere else. A
+        file already there is never removed; one with a needed blob's name is replaced by the checked copy.
+      - With O(operation=unstage), the folder to remove, RV(dest) of the O(operation=stage) run that made it.
     type: path
+  staging_parent:
+    description:
+      - With O(operation=stage), instead of O(dest) - a folder in which the run makes a new staging folder of its
+        own (mode 0700, returned in RV(dest)), on the filesystem where the blobs go next so that the free-space
+        check counts the right disk. A failed run removes it; remove it with O(operation=unstage) once the blobs
+        are taken in.
+    type: path
+  free_space_margin:
+    description:
+      - With O(operation=stage), free space that must remain in the staging folder's filesystem after the needed
+        blobs (their sizes as the manifest declares them). Checked before a byte is written; the run fails with
+        RV(error_kind=no_space) otherwise.
+      - Bytes as an integer, or a size such as V(512M) or V(1G) (K, M, G and T are powers of 1024). V(0) leaves
+        only the blobs' own size to check.
+    type: raw
+    default: 64M
   mode:
     description: With O(operation=build), permissions of the bundle file, in octal.
     type: raw
@@ -130,10 +162,79 @@ options:
       - With O(operation=image_root), the group, looked up in the image's C(/etc/group). Unset uses the user's
         primary group there.
     type: str
+  allow_root:
+    description:
+      - With O(operation=image_root), accept an O(owner) whose uid in the image is 0, or a group (O(group) or the
+        user's primary group) whose gid is 0. Without it such an image fails with
+        RV(error_kind=unsafe_image_root) before anything is written - the cache would belong to root in the
+        image, which is more likely an altered C(/etc/passwd) than a choice.
+    type: bool
+    default: false
+  image_dirs:
+    description:
+      - With O(operation=image_root), folders (paths as the image sees them) to create in the image. Missing
+        folders on the way are made root's, mode 0755.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      path:
+        description: The folder, as the image sees it.
+        type: str
+        required: true
+      owner:
+        description:
+          - V(service) (the ids of O(owner) and O(group) in the image) or V(root). Unset, a new folder is root's
+            and an existing one keeps its owner.
+        type: str
+        choices: [root, service]
+      mode:
+        description: Permissions in octal; unset, a new folder gets 0755 and an existing one keeps its mode.
+        type: raw
+  image_files:
+    description:
+      - With O(operation=image_root), files of root's to write into the image. Each is written to a new name in
+        its folder and renamed into place, so a symlink at the path is replaced, never written through.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      path:
+        description: The file, as the image sees it.
+        type: str
+        required: true
+      content:
+        description: Its content.
+        type: str
+        required: true
+      mode:
+        description: Permissions in octal.
+        type: raw
+        default: '0644'
+      force:
+        description: Replace an existing entry whose content or mode differs; V(false) keeps any existing entry.
+        type: bool
+        default: true
+  image_links:
+    description:
+      - With O(operation=image_root), symlinks to make in the image, owned by the service user; an existing link
+        or file at the path is replaced, a directory is refused.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      path:
+        description: The link, as the image sees it.
+        type: str
+        required: true
+      src:
+        description: Its target, as the image sees it (absolute; never followed here).
+        type: str
+        required: true
 notes:
   - The bundle is a plain tar (PAX format) with fixed member metadata (owner 0, mode 0644, time 0), so it can be
     checked with C(tar -tvf) and copied with any tool; its checksum changes only when the models do.
-  - Staging needs room for the needed blobs in O(dest); M(justnews.huggingface.hf_snapshot) then moves each into
+  - Staging needs room for the needed blobs in O(dest); M(justnews.huggingface.hf_snapshot) then copies each into
     the cache, checking it against its id once more.
 seealso:
   - module: justnews.huggingface.hf_snapshot
@@ -217,6 +318,17 @@ staged_bytes:
   returned: with O(operation=stage)
   type: int
   sample: 90868376
+dest:
+  description: The staging folder that the run made in O(staging_parent).
+  returned: with O(operation=stage) and O(staging_parent), when the folder was made
+  type: str
+  sample: /srv/images/agent/rootfs/var/cache/hf/.hf-bundle-stage-0f3a9c2b4d1e
+written:
+  description: With O(operation=image_root), the paths (as the image sees them) created or changed in the image.
+  returned: with O(operation=image_root)
+  type: list
+  elements: str
+  sample: [/var/cache/hf, /var/cache/hf/hub/CACHEDIR.TAG]
 uid:
   description: With O(operation=image_root), the uid of O(owner) in the image.
   returned: with O(operation=image_root)
@@ -246,21 +358,29 @@ bad_files:
   sample: [{"repo_id": "sentence-transformers/all-MiniLM-L6-v2", "path": "model.safetensors"}]
 error_kind:
   description:
-    - On failure, the cause - V(invalid_argument), V(incomplete) (the build cache lacks a blob), V(integrity) (a
-      blob of the build cache does not match its id), V(not_in_bundle), V(corrupt_bundle) (the archive is
-      truncated, or a member's size or checksum or the manifest does not match), V(unsafe_bundle) (a link, special
-      file or a name the manifest does not give), V(unsafe_image_root), V(other).
+    - On failure, the cause - V(invalid_argument) (also O(path) that is not a regular file, and an id in the
+      image's C(/etc/passwd) or C(/etc/group) that is not a number), V(incomplete) (the build cache lacks a blob),
+      V(integrity) (a blob of the build cache does not match its id), V(not_in_bundle), V(corrupt_bundle) (the
+      archive is truncated, declares more blob bytes than it holds, or a member's size or checksum or the
+      manifest does not match), V(unsafe_bundle) (a link, special file, sparse member or a name the manifest does
+      not give), V(no_space) (the needed blobs plus O(free_space_margin) do not fit in the staging folder; checked
+      before anything is written), V(disk_full) (the staging folder's filesystem filled up while staging),
+      V(unsafe_image_root) (a symlink or non-directory on the way to a path in the image, a C(/etc/passwd) or
+      C(/etc/group) that is a symlink or special file, or a service user or group with id 0 without
+      O(allow_root)), V(other).
   returned: on failure
   type: str
   sample: integrity
 """
 
 import os
+import stat
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.justnews.huggingface.plugins.module_utils import _bundle
 from ansible_collections.justnews.huggingface.plugins.module_utils import _cache
+from ansible_collections.justnews.huggingface.plugins.module_utils import _fs
 
 
 def build(module, p, result):
@@ -281,6 +401,10 @@ def build(module, p, result):
     if not os.path.isdir(os.path.dirname(os.path.abspath(path))):
         raise _bundle.BundleError("the directory of %s does not exist: create it first" % path, "invalid_argument")
     old = None
+    if os.path.lexists(path) and not stat.S_ISREG(os.lstat(path).st_mode):
+        raise _bundle.BundleError("%s is %s, not a regular file: give the path of the bundle file itself (it is"
+                                  " replaced only when it is a bundle)" % (path, _fs.describe(os.lstat(path).st_mode)),
+                                  "invalid_argument")
     if os.path.lexists(path):
         try:
             old = _bundle.read_manifest(path)
@@ -295,11 +419,16 @@ def build(module, p, result):
     if old is not None and _bundle.identity(old) == _bundle.identity({"models": models}):
         have = _bundle.members(path)
         if have is not None and [(n, s if n != _bundle.MANIFEST else None) for n, s in have] == want_members:
-            result["size"] = os.path.getsize(path)
-            if (os.stat(path).st_mode & 0o777) != mode:
-                result["changed"] = True
-                if not module.check_mode:
-                    os.chmod(path, mode)
+            fd = _bundle.open_regular(path)
+            try:
+                st = os.fstat(fd)
+                result["size"] = st.st_size
+                if (st.st_mode & 0o777) != mode:
+                    result["changed"] = True
+                    if not module.check_mode:
+                        os.fchmod(fd, mode)
+            finally:
+                os.close(fd)
             return
     result["changed"] = True
     repos = {m["repo_id"]: _cache.RepoCache(p["cache_dir"], m["repo_id"], m["repo_type"]) for m in models}
@@ -331,8 +460,14 @@ def inspect(p, result):
 
 
 def stage(module, p, result):
-    if not p["dest"]:
-        raise _bundle.BundleError("operation=stage needs dest, the staging directory", "invalid_argument")
+    if bool(p["dest"]) == bool(p["staging_parent"]):
+        raise _bundle.BundleError("operation=stage needs dest (the staging directory) or staging_parent (where a new"
+                                  " staging folder is made), one of them", "invalid_argument")
+    try:
+        margin = _cache.parse_size(p["free_space_margin"])
+    except ValueError:
+        raise _bundle.BundleError("free_space_margin must be bytes (an integer >= 0) or a size such as '512M' or"
+                                  " '1G', got %r" % (p["free_space_margin"],), "invalid_argument")
     needed = None
     if p["blobs"] is not None:
         needed = []
@@ -344,25 +479,61 @@ def stage(module, p, result):
             needed.append(name)
     if needed is None:
         needed = sorted(_bundle.blob_table(_bundle.read_manifest(p["path"])["models"]))
-    manifest, written = _bundle.stage(p["path"], None if module.check_mode else p["dest"], set(needed))
+    dest, dest_fd = p["dest"], None
+    if p["staging_parent"]:
+        if module.check_mode:
+            dest = p["staging_parent"]
+        else:
+            # a folder of this run: removed whole when staging fails, by operation=unstage once taken in
+            dest, dest_fd = _bundle.make_staging(p["staging_parent"])
+            result["dest"] = dest
+    try:
+        manifest, written = _bundle.stage(p["path"], dest, set(needed), write=not module.check_mode, margin=margin,
+                                          dest_fd=dest_fd)
+    except BaseException:
+        if dest_fd is not None:
+            os.close(dest_fd)
+            dest_fd = None
+            _bundle.remove_staging(dest)
+            result.pop("dest", None)
+        raise
+    finally:
+        if dest_fd is not None:
+            os.close(dest_fd)
     result.update(format_version=manifest["format_version"], staged=sorted(written),
-                  staged_bytes=sum(written.values()), changed=bool(written))
+                  staged_bytes=sum(written.values()), changed=bool(written) or "dest" in result)
 
 
-def image_root(p, result):
+def unstage(module, p, result):
+    if module.check_mode:
+        result["changed"] = os.path.lexists(p["dest"])
+    else:
+        result["changed"] = _bundle.remove_staging(p["dest"])
+
+
+def image_root(module, p, result):
     root = _bundle.check_image_root(p["image_root"])
     if not p["owner"]:
         raise _bundle.BundleError("operation=image_root needs owner, the service user of the image (set"
                                   " model_cache_owner)", "invalid_argument")
-    uid, gid = _bundle.image_ids(root, p["owner"], p["group"])
+    uid, gid = _bundle.image_ids(root, p["owner"], p["group"], p["allow_root"])
     result.update(image_root=root, uid=uid, gid=gid,
                   image_paths=[_bundle.path_in_root(root, path) for path in p["image_paths"]])
+    writer = _bundle.ImageWriter(root, uid, gid, check=module.check_mode)
+    for entry in p["image_dirs"]:
+        writer.directory(entry["path"], entry.get("owner"), entry.get("mode"))
+    for entry in p["image_files"]:
+        writer.file(entry["path"], entry["content"], entry.get("mode") or "0644", entry.get("force", True))
+    for entry in p["image_links"]:
+        writer.link(entry["path"], entry["src"])
+    result.update(changed=bool(writer.changed), written=writer.changed)
 
 
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            operation=dict(type="str", required=True, choices=["build", "inspect", "stage", "image_root"]),
+            operation=dict(type="str", required=True, choices=["build", "inspect", "stage", "unstage",
+                                                                           "image_root"]),
             path=dict(type="path"),
             cache_dir=dict(type="path"),
             snapshots=dict(type="list", elements="dict"),
@@ -372,11 +543,27 @@ def main():
             mode=dict(type="raw", default="0644"),
             image_root=dict(type="path"),
             image_paths=dict(type="list", elements="str", default=[]),
+            image_dirs=dict(type="list", elements="dict", default=[], options=dict(
+                path=dict(type="str", required=True),
+                owner=dict(type="str", choices=["root", "service"]),
+                mode=dict(type="raw"))),
+            image_files=dict(type="list", elements="dict", default=[], options=dict(
+                path=dict(type="str", required=True),
+                content=dict(type="str", required=True),
+                mode=dict(type="raw", default="0644"),
+                force=dict(type="bool", default=True))),
+            image_links=dict(type="list", elements="dict", default=[], options=dict(
+                path=dict(type="str", required=True),
+                src=dict(type="str", required=True))),
             owner=dict(type="str"),
             group=dict(type="str"),
+            allow_root=dict(type="bool", default=False),
+            staging_parent=dict(type="path"),
+            free_space_margin=dict(type="raw", default="64M"),
         ),
         required_if=[("operation", "build", ["path"]), ("operation", "inspect", ["path"]),
-                     ("operation", "stage", ["path"]), ("operation", "image_root", ["image_root"])],
+                     ("operation", "stage", ["path"]), ("operation", "image_root", ["image_root"]),
+                     ("operation", "unstage", ["dest"])],
         supports_check_mode=True,
     )
     p = module.params
@@ -390,8 +577,10 @@ def main():
             inspect(p, result)
         elif p["operation"] == "stage":
             stage(module, p, result)
+        elif p["operation"] == "unstage":
+            unstage(module, p, result)
         else:
-            image_root(p, result)
+            image_root(module, p, result)
     except _bundle.BundleError as exc:
         result.update(changed=False, error_kind=exc.kind)
         result.pop("diff", None)

@@ -1,0 +1,374 @@
+"""hf_bundle and the bake entry point against hostile input, through ansible-playbook and the installed collection:
+size bombs, bundle paths that are not files, an image whose service user is root, a failed stage next to an
+earlier one, the bake's staging folder and image roots with a symlink on the way. Each test checks the result and
+the disk afterwards.
+
+The bundles are written in-process (small files, no Hub needed), the hostile ones with tarfile."""
+
+import hashlib
+import io
+import json
+import os
+import stat
+import subprocess
+import tarfile
+
+import pytest
+
+from tools.harness import controller_bin, target_python
+
+REPO = "acme/tiny"
+COMMIT = "1" * 40
+CONFIG = b'{"hidden_size": 8}\n'
+WEIGHTS = bytes(range(256)) * 64
+PASSWD = "root:x:0:0:root:/root:/bin/sh\njustnews:x:4321:4322::/opt/justnews:/usr/sbin/nologin\n"
+GROUP = "root:x:0:\njustnews:x:4322:\n"
+
+
+def git_id(data):
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def sha(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+CONFIG_BLOB, WEIGHTS_BLOB = git_id(CONFIG), sha(WEIGHTS)
+
+
+def listing(weights_size=len(WEIGHTS)):
+    return {"config.json": {"size": len(CONFIG), "blob_id": CONFIG_BLOB},
+            "model.safetensors": {"size": weights_size, "blob_id": git_id(WEIGHTS), "lfs_sha256": WEIGHTS_BLOB}}
+
+
+def manifest(weights_size=len(WEIGHTS)):
+    files = [{"path": "config.json", "blob": CONFIG_BLOB, "size": len(CONFIG), "sha256": sha(CONFIG)},
+             {"path": "model.safetensors", "blob": WEIGHTS_BLOB, "size": weights_size, "sha256": WEIGHTS_BLOB}]
+    return {"format": "justnews.huggingface.bundle", "format_version": 1,
+            "models": [{"repo_id": REPO, "repo_type": "model", "revision": "main", "ref": "main", "commit": COMMIT,
+                        "listing": listing(weights_size), "files": files}]}
+
+
+def member(name, data):
+    info = tarfile.TarInfo(name)
+    info.size, info.mode = len(data), 0o644
+    return info, data
+
+
+def write_tar(path, entries, raw_tail=b""):
+    """A tar of (TarInfo, bytes) entries; `raw_tail`: header blocks written as they are, before the end marker."""
+    with open(path, "wb") as out:
+        with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            for info, data in entries:
+                tar.addfile(info, io.BytesIO(data) if data is not None else None)
+            if raw_tail:
+                tar.fileobj.write(raw_tail)
+                tar.offset += len(raw_tail)
+    return path
+
+
+def manifest_member(data=None):
+    return member("manifest.json", json.dumps(data or manifest()).encode())
+
+
+def good_bundle(path):
+    """A sound bundle of acme/tiny, laid out as hf_bundle writes one: the manifest, then the blobs by name."""
+    return write_tar(path, [manifest_member()] + sorted([member("blobs/" + CONFIG_BLOB, CONFIG),
+                                                        member("blobs/" + WEIGHTS_BLOB, WEIGHTS)],
+                                                       key=lambda entry: entry[0].name))
+
+
+def pax_sparse(name, stored, realsize):
+    """A GNU sparse 1.0 member as GNU tar writes it: the map block, then the stored bytes; PAX headers give the
+    name and the real size. tarfile reads it as a regular file of `realsize` bytes, the holes as zeros."""
+    body = (b"1\n0\n%d\n" % len(stored)).ljust(512, b"\0") + stored
+    info = tarfile.TarInfo("GNUSparseFile.0/blob")
+    info.size = len(body)
+    info.pax_headers = {"GNU.sparse.major": "1", "GNU.sparse.minor": "0", "GNU.sparse.name": name,
+                        "GNU.sparse.realsize": str(realsize)}
+    return info, body
+
+
+def old_gnu_sparse(name, stored, realsize):
+    """An old GNU sparse member (type S), the map and the real size in its header, as raw blocks."""
+    info = tarfile.TarInfo(name)
+    info.type, info.size = tarfile.GNUTYPE_SPARSE, len(stored)
+    buf = bytearray(info.tobuf(tarfile.GNU_FORMAT))
+    buf[386:398] = tarfile.itn(0, 12, tarfile.GNU_FORMAT)
+    buf[398:410] = tarfile.itn(len(stored), 12, tarfile.GNU_FORMAT)
+    buf[483:495] = tarfile.itn(realsize, 12, tarfile.GNU_FORMAT)
+    buf[148:156] = b"%06o\0 " % tarfile.calc_chksums(bytes(buf[:148]) + b" " * 8 + bytes(buf[156:]))[0]
+    return bytes(buf) + stored.ljust((len(stored) + 511) // 512 * 512, b"\0")
+
+
+class Tasks:
+    """Independent tasks in one ansible-playbook run (fast); each registered result is returned."""
+
+    def __init__(self, collections, workdir):
+        self.collections, self.workdir, self.count, self.output = collections, workdir, 0, ""
+
+    def env(self, extra=None):
+        return dict(os.environ, ANSIBLE_COLLECTIONS_PATH=self.collections, ANSIBLE_NOCOLOR="1",
+                    ANSIBLE_LOCALHOST_WARNING="0", ANSIBLE_INVENTORY_UNPARSED_WARNING="0", **(extra or {}))
+
+    def __call__(self, *tasks, check=False, timeout=120):
+        self.count += 1
+        out = self.workdir / ("results-%d.json" % self.count)
+        steps = [{"name": "step %d" % i, "justnews.huggingface.hf_bundle": args, "register": "r%d" % i,
+                  "ignore_errors": True} for i, args in enumerate(tasks)]
+        steps.append({"name": "save", "ansible.builtin.copy": {
+            "content": "{{ [%s] | to_json }}" % ", ".join("r%d" % i for i in range(len(tasks))),
+            "dest": str(out)}, "check_mode": False})
+        book = self.workdir / ("play-%d.yml" % self.count)
+        book.write_text(json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": steps}]))
+        cmd = [controller_bin("ansible-playbook"), "-i", "localhost,", "-c", "local",
+               "-e", "ansible_python_interpreter=" + target_python(), str(book)] + (["--check"] if check else [])
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=self.env(), cwd=self.workdir,
+                              timeout=timeout, check=False)
+        self.output = proc.stdout + proc.stderr
+        assert out.exists(), self.output
+        return json.loads(out.read_text())
+
+    def bake(self, extra, timeout=300, env=None):
+        """ansible-playbook justnews.huggingface.bake; (return code, output)."""
+        extra = dict({"ansible_python_interpreter": target_python(), "model_cache_controller_python": target_python(),
+                      "model_cache_owner": "justnews"}, **extra)
+        proc = subprocess.run([controller_bin("ansible-playbook"), "justnews.huggingface.bake", "-e",
+                               json.dumps(extra)], capture_output=True, text=True, env=self.env(env),
+                              cwd=self.workdir, timeout=timeout, check=False)
+        self.output = proc.stdout + proc.stderr
+        return proc.returncode, self.output
+
+
+@pytest.fixture
+def tasks(collections_path, tmp_path):
+    return Tasks(collections_path, tmp_path)
+
+
+def listing_of(folder):
+    """name -> (kind, sha256 or link target) of everything below `folder`, never following links."""
+    found = {}
+    for dirpath, dirs, names in os.walk(folder):
+        for name in dirs + names:
+            full = os.path.join(dirpath, name)
+            st = os.lstat(full)
+            rel = os.path.relpath(full, folder)
+            if stat.S_ISLNK(st.st_mode):
+                found[rel] = ("link", os.readlink(full))
+            elif stat.S_ISREG(st.st_mode):
+                with open(full, "rb") as handle:
+                    found[rel] = ("file", sha(handle.read()))
+            else:
+                found[rel] = (stat.S_IFMT(st.st_mode),)
+    return found
+
+
+def staging_with_earlier_file(tmp_path, name):
+    """A staging folder holding a file that an earlier run left, which must survive."""
+    staging = tmp_path / name
+    staging.mkdir(mode=0o700)
+    (staging / "earlier-note").write_bytes(b"keep me")
+    return staging
+
+
+def stage(bundle, staging, **extra):
+    return dict({"operation": "stage", "path": str(bundle), "dest": str(staging)}, **extra)
+
+
+# --- hf_bundle ---------------------------------------------------------------------------------------------
+
+def test_size_bombs_are_refused_before_a_byte_is_written(tasks, tmp_path):
+    blob = "blobs/" + WEIGHTS_BLOB
+    config = member("blobs/" + CONFIG_BLOB, CONFIG)
+    huge = 300 * 1024 * 1024
+    bundles = {
+        # a few KiB that would expand to 300 MiB of zeros; the manifest agrees with the member
+        "pax-sparse-huge": write_tar(tmp_path / "b1.tar", [manifest_member(manifest(huge)), config,
+                                                          pax_sparse(blob, b"\1" * 16, huge)]),
+        # a sparse member small enough to fit the archive: refused for what it is
+        # (the zero blocks after the member make the file as large as a real bundle: only the member is wrong)
+        "pax-sparse": write_tar(tmp_path / "b2.tar", [manifest_member(), config,
+                                                     pax_sparse(blob, WEIGHTS[:512], len(WEIGHTS))],
+                                raw_tail=b"\0" * len(WEIGHTS)),
+        "gnu-sparse": write_tar(tmp_path / "b3.tar", [manifest_member(), config],
+                                raw_tail=old_gnu_sparse(blob, WEIGHTS[:512], len(WEIGHTS)) + b"\0" * len(WEIGHTS)),
+        # a manifest and listing that agree on a 1 TiB blob the archive cannot hold
+        "declared-huge": write_tar(tmp_path / "b4.tar", [manifest_member(manifest(1 << 40)), config,
+                                                        member(blob, WEIGHTS)]),
+    }
+    good = good_bundle(tmp_path / "good.tar")
+    stagings = {name: staging_with_earlier_file(tmp_path, "staging-" + name) for name in list(bundles) + ["space"]}
+    results = tasks(*[stage(path, stagings[name]) for name, path in bundles.items()],
+                    stage(good, stagings["space"], free_space_margin="1000T"))
+    expect = {"pax-sparse-huge": ("corrupt_bundle", "declares"), "pax-sparse": ("unsafe_bundle", "GNU.sparse"),
+              "gnu-sparse": ("unsafe_bundle", "sparse"), "declared-huge": ("corrupt_bundle", "declares"),
+              "space": ("no_space", "free")}
+    for (name, (kind, words)), result in zip(expect.items(), results):
+        assert result.get("failed") and result["error_kind"] == kind, (name, result)
+        assert words in result["msg"], (name, result["msg"])
+        where = str(bundles.get(name, stagings["space"]))
+        assert where in result["msg"], (name, result["msg"])
+        # nothing staged, no partial file, the earlier file intact
+        assert sorted(os.listdir(stagings[name])) == ["earlier-note"], name
+        assert (stagings[name] / "earlier-note").read_bytes() == b"keep me"
+    assert "model.safetensors" in results[0]["msg"]
+
+
+def test_a_bundle_path_that_is_not_a_file_is_refused_at_once(tasks, tmp_path):
+    fifo = tmp_path / "fifo.tar"
+    os.mkfifo(fifo)
+    folder = tmp_path / "folder.tar"
+    folder.mkdir()
+    link = tmp_path / "link.tar"
+    link.symlink_to(good_bundle(tmp_path / "real.tar"))
+    staging = staging_with_earlier_file(tmp_path, "staging")
+    paths = [str(fifo), "/dev/zero", "/dev/tty", str(folder), str(link)]
+    build = {"operation": "build", "cache_dir": str(tmp_path / "cache"),
+             "snapshots": [{"repo_id": REPO, "commit": COMMIT, "listing": listing()}]}
+    args = ([stage(p, staging) for p in paths] + [{"operation": "inspect", "path": p} for p in paths]
+            + [dict(build, path=p) for p in paths])
+    # a module waiting on the FIFO or a device would run into the timeout
+    results = tasks(*args, timeout=120)
+    for path, result in zip(paths * 3, results):
+        assert result.get("failed") and result["error_kind"] == "invalid_argument", (path, result)
+        assert path in result["msg"], result["msg"]
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and folder.is_dir() and os.path.islink(link)
+    assert stat.S_ISCHR(os.stat("/dev/zero").st_mode)
+    assert sorted(os.listdir(staging)) == ["earlier-note"]
+    assert sorted(os.listdir(folder)) == []
+
+
+def image(tmp_path, passwd=PASSWD, group=GROUP):
+    root = tmp_path / "rootfs"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc" / "passwd").write_text(passwd)
+    (root / "etc" / "group").write_text(group)
+    return root
+
+
+def test_an_image_whose_service_user_is_root_is_refused(tasks, tmp_path):
+    root = image(tmp_path, PASSWD + "evil:x:0:4322::/:/bin/sh\nbadid:x:12x:4322::/:/bin/sh\n",
+                 GROUP + "wheel:x:0:\n")
+    base = {"operation": "image_root", "image_root": str(root),
+            "image_dirs": [{"path": "/var/cache/hf", "owner": "service", "mode": "0750"}]}
+    results = tasks(dict(base, owner="evil"), dict(base, owner="justnews", group="wheel"),
+                    dict(base, owner="badid"), dict(base, owner="root"), check=False)
+    uid0, gid0, badid, root_user = results
+    for result in (uid0, gid0, root_user):
+        assert result.get("failed") and result["error_kind"] == "unsafe_image_root", result
+        assert "allow_root" in result["msg"]
+    assert str(root / "etc" / "passwd") + " line 3" in uid0["msg"] and "uid 0" in uid0["msg"]
+    assert str(root / "etc" / "group") + " line 3" in gid0["msg"] and "gid 0" in gid0["msg"]
+    assert badid.get("failed") and badid["error_kind"] == "invalid_argument", badid
+    assert str(root / "etc" / "passwd") + " line 4" in badid["msg"] and "12x" in badid["msg"]
+    assert sorted(os.listdir(root)) == ["etc"]  # nothing written
+    # said explicitly, root is accepted
+    allowed = tasks(dict(base, owner="evil", allow_root=True))[0]
+    assert not allowed.get("failed") and allowed["uid"] == 0, allowed
+    assert (root / "var" / "cache" / "hf").stat().st_uid == 0
+
+
+def test_passwd_behind_a_symlink_or_fifo_is_refused(tasks, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "passwd").write_text(PASSWD)
+    root = image(tmp_path)
+    (root / "etc" / "passwd").unlink()
+    (root / "etc" / "passwd").symlink_to(outside / "passwd")
+    other = tmp_path / "other"
+    (other / "etc").mkdir(parents=True)
+    os.mkfifo(other / "etc" / "passwd")
+    base = {"operation": "image_root", "owner": "justnews", "image_dirs": [{"path": "/var/cache/hf"}]}
+    link, fifo = tasks(dict(base, image_root=str(root)), dict(base, image_root=str(other)), timeout=90)
+    assert link.get("failed") and link["error_kind"] == "unsafe_image_root" and "symlink" in link["msg"], link
+    assert str(root / "etc" / "passwd") in link["msg"]
+    assert fifo.get("failed") and fifo["error_kind"] == "unsafe_image_root" and "FIFO" in fifo["msg"], fifo
+    assert not (root / "var").exists() and not (other / "var").exists()
+    assert (outside / "passwd").read_text() == PASSWD
+
+
+def test_a_failed_stage_keeps_what_an_earlier_stage_left(tasks, tmp_path):
+    good = good_bundle(tmp_path / "good.tar")
+    # the same blobs, the weights altered: config.json is staged first, then the weights fail their checksum
+    bad = write_tar(tmp_path / "bad.tar", [manifest_member(), member("blobs/" + CONFIG_BLOB, CONFIG),
+                                           member("blobs/" + WEIGHTS_BLOB, b"\xff" + WEIGHTS[1:])])
+    staging = staging_with_earlier_file(tmp_path, "staging")
+    stray = staging / (".%s.part" % WEIGHTS_BLOB)
+    stray.write_bytes(b"left by a crash")
+    first = tasks(stage(good, staging, blobs=[CONFIG_BLOB]))[0]
+    assert first["changed"] and first["staged"] == [CONFIG_BLOB], first
+    before = listing_of(staging)
+    second = tasks(stage(bad, staging, blobs=[CONFIG_BLOB, WEIGHTS_BLOB]))[0]
+    assert second.get("failed") and second["error_kind"] == "corrupt_bundle", second
+    assert "model.safetensors" in second["msg"] and str(bad) in second["msg"]
+    assert listing_of(staging) == before  # the earlier blob with its bytes, the stray file, the note
+    assert (staging / CONFIG_BLOB).read_bytes() == CONFIG
+    # a run that creates a blob and then fails removes that blob only
+    fresh = staging_with_earlier_file(tmp_path, "fresh")
+    third = tasks(stage(bad, fresh, blobs=[CONFIG_BLOB, WEIGHTS_BLOB]))[0]
+    assert third.get("failed") and sorted(os.listdir(fresh)) == ["earlier-note"], third
+
+
+def test_writes_into_an_image_root_refuse_a_symlinked_component(tasks, tmp_path):
+    root = image(tmp_path)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (root / "etc" / "systemd").symlink_to(outside)
+    (root / "opt").symlink_to(outside)
+    (root / "var").symlink_to(outside)
+    base = {"operation": "image_root", "image_root": str(root), "owner": "justnews"}
+    results = tasks(dict(base, image_files=[{"path": "/etc/systemd/system/a.service.d/60.conf", "content": "x"}]),
+                    dict(base, image_links=[{"path": "/opt/models/tiny", "src": "/var/cache/hf/hub/x"}]),
+                    dict(base, image_dirs=[{"path": "/var/cache/hf", "owner": "service", "mode": "0750"}]))
+    for result, component in zip(results, ("etc/systemd", "opt", "var")):
+        assert result.get("failed") and result["error_kind"] == "unsafe_image_root", result
+        assert str(root / component) in result["msg"] and "symlink" in result["msg"]
+    assert os.listdir(outside) == []
+
+
+# --- bake ----------------------------------------------------------------------------------------------------
+
+def bake_vars(root, bundle, **extra):
+    return dict({"model_cache_image_root": str(root), "model_cache_source": "bundle",
+                 "model_cache_bundle": str(bundle),
+                 "model_cache_models": [{"repo_id": REPO, "revision": "main", "link": "/opt/models/tiny"}]}, **extra)
+
+
+def test_bake_stages_in_its_own_folder_and_removes_it(tasks, tmp_path):
+    bundle = good_bundle(tmp_path / "good.tar")
+    root = image(tmp_path)
+    tmpdir = tmp_path / "tmpdir"
+    tmpdir.mkdir()
+    rc, output = tasks.bake(bake_vars(root, bundle), env={"TMPDIR": str(tmpdir)})
+    assert rc == 0, output
+    home = root / "var" / "cache" / "hf"
+    repo = home / "hub" / "models--acme--tiny"
+    assert (repo / "refs" / "main").read_text() == COMMIT
+    assert (repo / "snapshots" / COMMIT / "model.safetensors").read_bytes() == WEIGHTS
+    assert sorted(os.listdir(home)) == ["hub"]  # the staging folder is gone
+    assert not [n for n in os.listdir(tmpdir) if n.startswith("justnews-bake")]
+    assert os.readlink(root / "opt" / "models" / "tiny") == "/var/cache/hf/hub/models--acme--tiny/snapshots/" + COMMIT
+    assert (root / "opt" / "models" / "tiny").lstat().st_uid == 4321
+    assert (home / "hub" / "CACHEDIR.TAG").stat().st_uid == 0
+    dropin = root / "etc" / "systemd" / "system" / "justnews@memory.service.d" / "60-hf-cache.conf"
+    assert "HF_HUB_OFFLINE=1" in dropin.read_text() and dropin.stat().st_uid == 0
+    assert (home.stat().st_uid, home.stat().st_gid, oct(home.stat().st_mode & 0o777)) == (4321, 4322, "0o750")
+
+
+def test_bake_refuses_an_image_whose_service_user_is_root_or_with_a_symlink(tasks, tmp_path):
+    bundle = good_bundle(tmp_path / "good.tar")
+    root = image(tmp_path, PASSWD.replace("4321", "0"))
+    rc, output = tasks.bake(bake_vars(root, bundle))
+    assert rc != 0 and "unsafe_image_root" in output and "uid 0" in output, output
+    assert sorted(os.listdir(root)) == ["etc"]
+    # a component of the image that leads outside
+    other = tmp_path / "other"
+    (other / "etc").mkdir(parents=True)
+    (other / "etc" / "passwd").write_text(PASSWD)
+    (other / "etc" / "group").write_text(GROUP)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (other / "var").symlink_to(outside)
+    rc, output = tasks.bake(bake_vars(other, bundle))
+    assert rc != 0 and "unsafe_image_root" in output and str(other / "var") in output, output
+    assert os.listdir(outside) == [] and sorted(os.listdir(other)) == ["etc", "var"]
