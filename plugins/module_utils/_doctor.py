@@ -983,13 +983,15 @@ def collect_child(pid, read_fd, timeout, clock=time.monotonic):
     it past the deadline). The child's result; None when it failed; ChildTimeout when it ran too long."""
     deadline = clock() + timeout
     buf, reading, result, done, timed_out, size = b"", None, None, False, False, 0
+    poller = _select.poll()  # not select(): it cannot wait on a descriptor numbered 1024 or more
+    poller.register(read_fd, _select.POLLIN | _select.POLLHUP | _select.POLLERR)
     try:
         while True:
             left = deadline - clock()
             if left <= 0:
                 timed_out = True
                 break
-            ready, _w, _x = _select.select([read_fd], [], [], left)
+            ready = poller.poll(max(1, int(left * 1000)))
             if not ready:
                 timed_out = True
                 break
