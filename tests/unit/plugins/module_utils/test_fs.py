@@ -20,7 +20,7 @@ def tree(tmp_path):
 
 
 def test_reads_a_regular_file_below(tree):
-    top, _ = tree
+    top, _outside = tree
     assert _fs.read_file(str(top), "a/b/f", 100) == b"hello"
     assert _fs.read_file(str(top), "a/b/none", 100) is None
 
@@ -46,7 +46,7 @@ def test_a_symlink_on_the_way_is_refused(tree, where):
 
 
 def test_a_fifo_is_refused_at_once(tree):
-    top, _ = tree
+    top, _outside = tree
     os.mkfifo(top / "a" / "fifo")
     started = time.monotonic()
     with pytest.raises(_fs.Refused) as info:
@@ -56,14 +56,14 @@ def test_a_fifo_is_refused_at_once(tree):
 
 
 def test_a_file_over_the_limit_is_refused(tree):
-    top, _ = tree
+    top, _outside = tree
     with pytest.raises(_fs.Refused) as info:
         _fs.read_file(str(top), "a/b/f", 3)
     assert "more than the 3" in str(info.value)
 
 
 def test_dot_dot_is_refused(tree):
-    top, _ = tree
+    top, _outside = tree
     with pytest.raises(_fs.Refused):
         _fs.read_file(str(top), "a/../../outside/secret", 100)
 
