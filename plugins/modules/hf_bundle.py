@@ -532,8 +532,8 @@ def image_root(module, p, result):
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            operation=dict(type="str", required=True, choices=["build", "inspect", "stage", "unstage",
-                                                                           "image_root"]),
+            operation=dict(type="str", required=True,
+                           choices=["build", "inspect", "stage", "unstage", "image_root"]),
             path=dict(type="path"),
             cache_dir=dict(type="path"),
             snapshots=dict(type="list", elements="dict"),

@@ -73,9 +73,8 @@ def manifest_member(data=None):
 
 def good_bundle(path):
     """A sound bundle of acme/tiny, laid out as hf_bundle writes one: the manifest, then the blobs by name."""
-    return write_tar(path, [manifest_member()] + sorted([member("blobs/" + CONFIG_BLOB, CONFIG),
-                                                        member("blobs/" + WEIGHTS_BLOB, WEIGHTS)],
-                                                       key=lambda entry: entry[0].name))
+    blobs = [member("blobs/" + CONFIG_BLOB, CONFIG), member("blobs/" + WEIGHTS_BLOB, WEIGHTS)]
+    return write_tar(path, [manifest_member()] + sorted(blobs, key=lambda entry: entry[0].name))
 
 
 def pax_sparse(name, stored, realsize):
@@ -183,18 +182,18 @@ def test_size_bombs_are_refused_before_a_byte_is_written(tasks, tmp_path):
     huge = 300 * 1024 * 1024
     bundles = {
         # a few KiB that would expand to 300 MiB of zeros; the manifest agrees with the member
-        "pax-sparse-huge": write_tar(tmp_path / "b1.tar", [manifest_member(manifest(huge)), config,
-                                                          pax_sparse(blob, b"\1" * 16, huge)]),
+        "pax-sparse-huge": write_tar(tmp_path / "b1.tar",
+                                     [manifest_member(manifest(huge)), config, pax_sparse(blob, b"\1" * 16, huge)]),
         # a sparse member small enough to fit the archive: refused for what it is
         # (the zero blocks after the member make the file as large as a real bundle: only the member is wrong)
-        "pax-sparse": write_tar(tmp_path / "b2.tar", [manifest_member(), config,
-                                                     pax_sparse(blob, WEIGHTS[:512], len(WEIGHTS))],
+        "pax-sparse": write_tar(tmp_path / "b2.tar",
+                                [manifest_member(), config, pax_sparse(blob, WEIGHTS[:512], len(WEIGHTS))],
                                 raw_tail=b"\0" * len(WEIGHTS)),
         "gnu-sparse": write_tar(tmp_path / "b3.tar", [manifest_member(), config],
                                 raw_tail=old_gnu_sparse(blob, WEIGHTS[:512], len(WEIGHTS)) + b"\0" * len(WEIGHTS)),
         # a manifest and listing that agree on a 1 TiB blob the archive cannot hold
-        "declared-huge": write_tar(tmp_path / "b4.tar", [manifest_member(manifest(1 << 40)), config,
-                                                        member(blob, WEIGHTS)]),
+        "declared-huge": write_tar(tmp_path / "b4.tar",
+                                   [manifest_member(manifest(1 << 40)), config, member(blob, WEIGHTS)]),
     }
     good = good_bundle(tmp_path / "good.tar")
     stagings = {name: staging_with_earlier_file(tmp_path, "staging-" + name) for name in list(bundles) + ["space"]}

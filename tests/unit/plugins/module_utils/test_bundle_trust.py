@@ -12,9 +12,12 @@ from ansible_collections.justnews.huggingface.plugins.module_utils import _bundl
 BLOB = "a" * 64
 
 
-def members_of(data):
+def only_member(data):
+    """The one member of a tar and its sparse map."""
     with tarfile.open(fileobj=io.BytesIO(data), mode="r|") as tar:
-        return [(m, m.sparse) for m in tar]
+        found = [(m, m.sparse) for m in tar]
+    assert len(found) == 1
+    return found[0]
 
 
 def tar_bytes(*entries, fmt=tarfile.PAX_FORMAT):
@@ -57,12 +60,12 @@ def regular(name, data=b"x"):
 
 
 def test_a_plain_regular_member_passes():
-    (member, _), = members_of(tar_bytes(regular("blobs/" + BLOB)))
+    member = only_member(tar_bytes(regular("blobs/" + BLOB)))[0]
     assert _bundle.plain_member(member) is None
 
 
 def test_a_pax_sparse_member_is_refused_although_tarfile_calls_it_regular():
-    (member, sparse), = members_of(tar_bytes(pax_sparse("blobs/" + BLOB, b"y" * 10, 300 * 1024 * 1024)))
+    member, sparse = only_member(tar_bytes(pax_sparse("blobs/" + BLOB, b"y" * 10, 300 * 1024 * 1024)))
     assert member.isreg() and sparse and member.size == 300 * 1024 * 1024  # what the fix is about
     assert "sparse" in _bundle.plain_member(member)
     with pytest.raises(_bundle.BundleError) as info:
@@ -72,7 +75,7 @@ def test_a_pax_sparse_member_is_refused_although_tarfile_calls_it_regular():
 
 def test_an_old_gnu_sparse_member_is_refused():
     data = old_gnu_sparse("blobs/" + BLOB, b"z" * 10, 1 << 30) + b"\0" * 1024
-    (member, _), = members_of(data)
+    member = only_member(data)[0]
     assert member.size == 1 << 30
     assert "sparse" in _bundle.plain_member(member)
 
@@ -84,7 +87,7 @@ def test_links_special_and_continuous_members_are_refused(kind):
     info.type = kind
     if kind in (tarfile.SYMTYPE, tarfile.LNKTYPE):
         info.linkname = "/etc/shadow"
-    (member, _), = members_of(tar_bytes((info, None)))
+    member = only_member(tar_bytes((info, None)))[0]
     assert _bundle.plain_member(member)
 
 
