@@ -652,7 +652,11 @@ class RepoCache:
 
 
 class RepoLock:
-    """An exclusive lock per repository folder, shared by every hf_snapshot run on this cache."""
+    """An exclusive lock per repository folder, shared by every hf_snapshot and hf_prune run on this cache.
+
+    The lock file is opened from a descriptor of the real folder <cache>/.locks/<repo folder>: a locks folder
+    swapped for a symlink fails with _fs.Refused instead of leading the file's creation out of the cache, and a
+    lock file that is a FIFO or a device is refused before it is written to."""
 
     def __init__(self, repo, timeout, clock=time.monotonic, sleep=time.sleep):
         self.repo = repo
@@ -671,35 +675,50 @@ class RepoLock:
         return (data or b"")[:32].decode("ascii", "replace").strip() or "unknown"
 
     def acquire(self):
-        self.repo.locks_dir()
-        started = self.clock()
-        while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o664)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as exc:
-                os.close(fd)
-                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+        os.makedirs(self.repo.cache_dir, exist_ok=True)  # the operator's folder: made as a first run needs it
+        folder = _fs.open_dir(self.repo.cache_dir, ".locks/" + self.repo.folder_name, create=True)
+        try:
+            started = self.clock()
+            while True:
+                try:
+                    fd = os.open(LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o664,
+                                 dir_fd=folder)
+                except OSError as exc:
+                    if exc.errno == errno.ELOOP:
+                        raise _fs.Refused(self.path, "is a symlink; never followed")
                     raise
-                if self.clock() - started >= self.timeout:
-                    self.waited = self.clock() - started
-                    raise LockTimeout("another hf_snapshot run (pid %s) held %s for the whole %ds timeout"
-                                      % (self._holder(), self.path, self.timeout))
-                self.sleep(0.2)
-                continue
-            # A run that removed the repository (state=absent) may have unlinked the file we locked.
-            try:
-                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
-            except FileNotFoundError:
-                same = False
-            if not same:
-                os.close(fd)
-                continue
-            os.ftruncate(fd, 0)
-            os.write(fd, str(os.getpid()).encode())
-            self.fd = fd
-            self.waited = self.clock() - started
-            return self
+                st = os.fstat(fd)
+                if not stat.S_ISREG(st.st_mode):
+                    os.close(fd)
+                    raise _fs.Refused(self.path, "is %s, not a lock file" % _fs.describe(st.st_mode))
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError as exc:
+                    os.close(fd)
+                    if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                        raise
+                    if self.clock() - started >= self.timeout:
+                        self.waited = self.clock() - started
+                        raise LockTimeout("another hf_snapshot run (pid %s) held %s for the whole %ds timeout"
+                                          % (self._holder(), self.path, self.timeout))
+                    self.sleep(0.2)
+                    continue
+                # A run that removed the repository (state=absent) may have unlinked the file we locked.
+                try:
+                    same = os.stat(LOCK_NAME, dir_fd=folder, follow_symlinks=False).st_ino == st.st_ino
+                except FileNotFoundError:
+                    same = False
+                if not same:
+                    os.close(fd)
+                    continue
+                os.set_blocking(fd, True)
+                os.ftruncate(fd, 0)
+                os.write(fd, str(os.getpid()).encode())
+                self.fd = fd
+                self.waited = self.clock() - started
+                return self
+        finally:
+            os.close(folder)
 
     def release(self):
         if self.fd is not None:

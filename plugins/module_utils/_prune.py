@@ -491,57 +491,8 @@ def _valid_ref(name):
         return False
 
 
-class RepoLock(_cache.RepoLock):
-    """hf_snapshot's lock of a repository (the same file, the same flock), taken from a descriptor of the real
-    folder <cache>/.locks/<repo folder>: a locks folder swapped for a symlink fails with _fs.Refused instead of
-    leading the lock file's creation out of the cache, and a lock file that is a FIFO or a device is refused
-    before it is written to."""
-
-    def acquire(self):
-        rel = ".locks/" + self.repo.folder_name
-        folder = _fs.open_dir(self.repo.cache_dir, rel, create=True)
-        try:
-            started = self.clock()
-            while True:
-                try:
-                    fd = os.open(_cache.LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o664,
-                                 dir_fd=folder)
-                except OSError as exc:
-                    if exc.errno == errno.ELOOP:
-                        raise _fs.Refused(self.path, "is a symlink; never followed")
-                    raise
-                st = os.fstat(fd)
-                if not stat.S_ISREG(st.st_mode):
-                    os.close(fd)
-                    raise _fs.Refused(self.path, "is %s, not a lock file" % _fs.describe(st.st_mode))
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except OSError as exc:
-                    os.close(fd)
-                    if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                        raise
-                    if self.clock() - started >= self.timeout:
-                        self.waited = self.clock() - started
-                        raise _cache.LockTimeout("another hf_snapshot run (pid %s) held %s for the whole %ds timeout"
-                                                 % (self._holder(), self.path, self.timeout))
-                    self.sleep(0.2)
-                    continue
-                # A run that removed the repository (state=absent) may have unlinked the file we locked.
-                try:
-                    same = os.stat(_cache.LOCK_NAME, dir_fd=folder, follow_symlinks=False).st_ino == st.st_ino
-                except FileNotFoundError:
-                    same = False
-                if not same:
-                    os.close(fd)
-                    continue
-                os.set_blocking(fd, True)
-                os.ftruncate(fd, 0)
-                os.write(fd, str(os.getpid()).encode())
-                self.fd = fd
-                self.waited = self.clock() - started
-                return self
-        finally:
-            os.close(folder)
+# hf_snapshot's lock of a repository: the same file and flock, taken from a descriptor of the real folder.
+RepoLock = _cache.RepoLock
 
 
 # --- removing: moved into a trash folder first, so that a failure can be undone ---------------------------------

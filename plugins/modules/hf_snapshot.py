@@ -384,6 +384,7 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
 
 from ansible_collections.justnews.huggingface.plugins.module_utils import _cache
+from ansible_collections.justnews.huggingface.plugins.module_utils import _fs
 from ansible_collections.justnews.huggingface.plugins.module_utils import _hub
 from ansible_collections.justnews.huggingface.plugins.module_utils import _store
 
@@ -615,6 +616,9 @@ class Snapshot:
                     self.lock.acquire()
                 except _cache.LockTimeout as exc:
                     raise Failure("%s: let it finish, or raise 'timeout'" % exc, LOCKED)
+                except _fs.Refused as exc:
+                    raise Failure("%s: remove it as root (rm removes the link itself) and run again" % exc,
+                                  UNSAFE_CACHE)
                 except OSError as exc:
                     if exc.errno != 30 or not self.p["offline"]:  # EROFS: an offline check writes nothing
                         raise
