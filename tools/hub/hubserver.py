@@ -39,6 +39,9 @@ GATED_REPO = "justnews-test/gated-minilm"
 LARGE_REPO = "justnews-test/large"
 COMMIT_A = hashlib.sha1(b"justnews-test all-MiniLM-L6-v2 A").hexdigest()
 COMMIT_B = hashlib.sha1(b"justnews-test all-MiniLM-L6-v2 B").hexdigest()
+# A later commit whose config.json no loader accepts: an agent given it fails on load (rollback tests).
+COMMIT_BROKEN = hashlib.sha1(b"justnews-test all-MiniLM-L6-v2 broken").hexdigest()
+BROKEN_CONFIG = b'{"model_type": "justnews-broken-test"}\n'
 GATED_COMMIT = hashlib.sha1(b"justnews-test gated-minilm").hexdigest()
 LARGE_COMMIT = hashlib.sha1(b"justnews-test large").hexdigest()
 README_B_SUFFIX = b"\nRevision B of the test repository.\n"
@@ -173,10 +176,12 @@ def build_repos(large_size, model_dir=None):
     files_b = dict(files_a)
     readme = Path(files_a["README.md"].path).read_bytes() + README_B_SUFFIX
     files_b["README.md"] = Blob(len(readme), False, data=readme)
+    files_broken = dict(files_b, **{"config.json": Blob(len(BROKEN_CONFIG), False, data=BROKEN_CONFIG)})
     large_cfg = b'{"model_type": "justnews-large-test"}\n'
     return {
         MINILM_REPO: {"gated": False, "refs": {"main": COMMIT_B}, "tags": {"v1": COMMIT_A},
-                      "commits": {COMMIT_A: files_a, COMMIT_B: files_b}},
+                      "commits": {COMMIT_A: files_a, COMMIT_B: files_b,
+                                                                      COMMIT_BROKEN: files_broken}},
         GATED_REPO: {"gated": True, "refs": {"main": GATED_COMMIT}, "tags": {},
                      "commits": {GATED_COMMIT: files_a}},
         LARGE_REPO: {"gated": False, "refs": {"main": LARGE_COMMIT}, "tags": {},

@@ -54,6 +54,8 @@ def test_readiness_timeout_names_unit_url_state_journal_and_dropin(host):
     assert "/etc/systemd/system/justnews@memory.service.d/60-hf-cache.conf" in msg, msg
     # the agent's own journal lines are in the message
     assert "journalctl -u justnews@memory.service" in msg and "justnews.memory INFO" in msg, msg
+    # model_cache_rollback: false leaves the host on the run's state and says so
+    assert "Not rolled back (model_cache_rollback is false)" in msg, msg
 
 
 def test_hf_home_in_global_env_fails_before_any_change(host):
