@@ -37,6 +37,8 @@ import re
 import stat
 import time
 
+from ansible_collections.justnews.huggingface.plugins.module_utils import _fs
+
 STORE_DIR = "blobs"
 MARKER = ".huggingface-shared-blobs"
 MARKER_CONTENT = b"1\n"
@@ -186,19 +188,33 @@ def entry_size(cache_dir, xet_hash):
         os.close(fd)
 
 
+def _below(cache_dir, path):
+    """(top, rel): `path` as a path below cache_dir, or below its real path (some callers resolve the cache's own
+    path); rel starts with '..' when it is below neither, which _fs refuses."""
+    rel = os.path.relpath(path, cache_dir)
+    if rel.startswith(".."):
+        real = os.path.realpath(cache_dir)
+        if not os.path.relpath(path, real).startswith(".."):
+            return real, os.path.relpath(path, real)
+    return cache_dir, rel
+
+
 def inspect_blob(cache_dir, blob_path):
-    """Classify a repository blob path (`<cache>/<repo folder>/blobs/<name>`), following nothing."""
+    """Classify a repository blob path (`<cache>/<repo folder>/blobs/<name>`), following nothing: the folders on
+    the way are reached from a descriptor of cache_dir, each with O_NOFOLLOW."""
+    top, rel = _below(cache_dir, blob_path)
     try:
-        st = os.lstat(blob_path)
-    except (FileNotFoundError, NotADirectoryError):
+        st = _fs.lstat_at(top, rel)
+    except _fs.Refused as exc:
+        return Blob(blob_path, REFUSED, reason=str(exc))
+    if st is None:
         return Blob(blob_path, MISSING)
     if stat.S_ISREG(st.st_mode):
         return Blob(blob_path, FILE, size=st.st_size)
     if not stat.S_ISLNK(st.st_mode):
         return Blob(blob_path, REFUSED, reason="not a regular file or link")
-    try:
-        target = os.readlink(blob_path)
-    except OSError:
+    target = _fs.readlink_at(top, rel)
+    if target is None:
         return Blob(blob_path, REFUSED, reason="unreadable link")
     xet_hash = parse_target(target)
     if xet_hash is None:
@@ -213,20 +229,30 @@ def inspect_blob(cache_dir, blob_path):
 
 
 def open_blob(cache_dir, blob_path):
-    """A read-only descriptor of a repository blob's content: the regular file itself or its store entry.
+    """A read-only descriptor of a repository blob's content: the regular file itself or its store entry, the
+    folders on the way reached from a descriptor of cache_dir without following links.
 
     Raises FileNotFoundError when absent, StoreRefused for anything that is neither.
     """
+    top, rel = _below(cache_dir, blob_path)
+    parent, name = os.path.split(rel)
     try:
-        fd = os.open(blob_path, _FILE_FLAGS)
+        dir_fd = _fs.open_dir(top, parent)
+    except _fs.Refused as exc:
+        raise StoreRefused(str(exc), blob_path, "folder on the way is not a real directory")
+    try:
+        fd = os.open(name, _FILE_FLAGS, dir_fd=dir_fd)
     except OSError as exc:
         if exc.errno != errno.ELOOP:
             raise
-        xet_hash = link_hash(blob_path)
+        target = _fs.readlink_at(top, rel)
+        xet_hash = parse_target(target) if target is not None else None
         if xet_hash is None:
             raise StoreRefused("%s is a symlink that does not lead into the shared store as huggingface_hub"
                                " links it" % blob_path, blob_path, "foreign link")
         return open_entry(cache_dir, xet_hash)
+    finally:
+        os.close(dir_fd)
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         raise StoreRefused("%s is not a regular file" % blob_path, blob_path, "not a regular file")
