@@ -21,9 +21,7 @@ import os
 import posixpath
 import pwd
 import re
-import shutil
 import stat
-import tempfile
 import time
 
 from ansible_collections.justnews.huggingface.plugins.module_utils import _fs
@@ -204,23 +202,23 @@ class RepoCache:
 
     # --- guarded paths -------------------------------------------------------
     def _real_dir(self, path, top, create):
-        """Make sure every component of `path` below `top` is a real directory (never a symlink)."""
+        """Make sure every component of `path` below `top` is a real directory (never a symlink): walked from a
+        descriptor of cache_dir, each folder opened (or made) with O_NOFOLLOW relative to its parent."""
         rel = os.path.relpath(path, top)
         if rel.startswith(".."):
             raise UnsafeName("%s is outside %s" % (path, top), path)
-        current = top
-        for part in [] if rel == "." else rel.split(os.sep):
-            current = os.path.join(current, part)
-            try:
-                st = os.lstat(current)
-            except FileNotFoundError:
-                if not create:
-                    return False
-                os.mkdir(current, 0o755)
-                continue
-            if not stat.S_ISDIR(st.st_mode):
-                raise UnsafeName("%s in the cache is a %s, not a directory; remove it (state=absent) and fetch"
-                                 " again" % (current, "symlink" if stat.S_ISLNK(st.st_mode) else "file"), current)
+        from_cache = os.path.relpath(path, self.cache_dir)
+        if from_cache.startswith(".."):
+            raise UnsafeName("%s is outside %s" % (path, self.cache_dir), path)
+        try:
+            os.close(_fs.open_dir(self.cache_dir, from_cache, create=create))
+        except (FileNotFoundError, NotADirectoryError):
+            if create:
+                raise
+            return False
+        except _fs.Refused as exc:
+            raise UnsafeName("%s in the cache %s; remove it (state=absent) and fetch again"
+                             % (exc.path, exc.reason), exc.path)
         return True
 
     def root_dir(self, create=True):
@@ -434,27 +432,51 @@ class RepoCache:
             if victim:
                 self._unlink(victim)
 
-    def import_blob(self, source, name):
+    def import_blob(self, source, name, lock_timeout=300):
         """Copy a regular file into blobs/<name>, hashing it on the way; only a matching copy is moved in.
 
         Holds the blob's download lock while copying, as huggingface_hub does, so the partial file is never
-        taken for an orphan. Returns the bytes copied.
+        taken for an orphan; the lock is waited for at most `lock_timeout` seconds (its holder may be the cache's
+        owner). The partial file is made and renamed inside the real blobs folder, reached without following
+        links. Returns the bytes copied.
         """
-        target = self.blob_path(name)
+        self.blob_path(name)
         self.locks_dir()
-        tmp = "%s.import%d.incomplete" % (target, os.getpid())
-        lock = os.open(os.path.join(self.locks, name + ".lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o664)
+        self.dir_in_repo("blobs")
+        locks = _fs.open_dir(self.cache_dir, os.path.relpath(self.locks, self.cache_dir))
         try:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+            lock = os.open(name + ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o664,
+                           dir_fd=locks)
+        finally:
+            os.close(locks)
+        blobs = None
+        tmp = "%s.import%d.incomplete" % (name, os.getpid())
+        try:
+            if not stat.S_ISREG(os.fstat(lock).st_mode):
+                raise UnsafeName("%s in the cache is not a lock file" % os.path.join(self.locks, name + ".lock"))
+            deadline = time.monotonic() + lock_timeout
+            while True:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except OSError as exc:
+                    if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                        raise
+                    if time.monotonic() >= deadline:
+                        raise LockTimeout("another process held the lock of blob %s for the whole %ds"
+                                          % (name, lock_timeout))
+                    time.sleep(0.2)
+            blobs = _fs.open_dir(self.cache_dir, os.path.relpath(self.blobs, self.cache_dir))
             src = self._open_source(source)
             try:
                 st = os.fstat(src)
                 if not stat.S_ISREG(st.st_mode):
                     raise BlobMismatch("%s is not a regular file" % source)
+                os.set_blocking(src, True)
                 digest = hashlib.sha256() if len(name) == 64 else hashlib.sha1(b"blob %d\0" % st.st_size)
                 copied = 0
-                with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644),
-                               "wb") as out:
+                with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644,
+                                       dir_fd=blobs), "wb") as out:
                     for chunk in iter(lambda: os.read(src, _CHUNK), b""):
                         digest.update(chunk)
                         out.write(chunk)
@@ -463,15 +485,19 @@ class RepoCache:
                 os.close(src)
             if digest.hexdigest() != name:
                 raise BlobMismatch("%s holds content with id %s, not %s" % (source, digest.hexdigest(), name))
-            os.replace(tmp, target)
+            os.replace(tmp, name, src_dir_fd=blobs, dst_dir_fd=blobs)
             return copied
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 raise BlobMismatch("%s is a symlink, not a file" % source)
             raise
         finally:
-            if os.path.lexists(tmp):
-                os.unlink(tmp)
+            if blobs is not None:
+                try:
+                    os.unlink(tmp, dir_fd=blobs)
+                except FileNotFoundError:
+                    pass
+                os.close(blobs)
             os.close(lock)
 
     @staticmethod
@@ -521,13 +547,15 @@ class RepoCache:
         check_ref_name(ref)
         path = os.path.join(self.root, "refs", ref)
         self.dir_in_repo(os.path.dirname(os.path.relpath(path, self.root)))
-        atomic_write(path, check_commit(commit, "the run"))
+        _fs.write_file_at(self.cache_dir, os.path.relpath(path, self.cache_dir),
+                          check_commit(commit, "the run").encode("ascii"))
 
     def write_tree(self, commit, files):
         """Store the listing in the library's own format, so snapshot_download skips its tree request."""
         self.dir_in_repo("trees")
         payload = {"format_version": TREE_FORMAT_VERSION, "files": files}
-        atomic_write(self.tree_path(commit), json.dumps(payload, indent=2, sort_keys=True))
+        _fs.write_file_at(self.cache_dir, os.path.relpath(self.tree_path(commit), self.cache_dir),
+                          json.dumps(payload, indent=2, sort_keys=True).encode("utf-8"))
 
     def remove_tree(self, commit):
         self._unlink(self.tree_path(commit))
@@ -538,11 +566,20 @@ class RepoCache:
         blob = self.blob_path(name)
         link = os.path.join(self.snapshot_path(commit), path)
         self.dir_in_repo(os.path.dirname(os.path.relpath(link, self.root)))
-        if os.path.lexists(link):
-            if os.path.isdir(link) and not os.path.islink(link):
-                raise UnsafeName("%s in the cache is a directory where the file %s belongs" % (link, path), path)
-            os.unlink(link)
-        os.symlink(os.path.relpath(blob, os.path.dirname(link)), link)
+        folder = _fs.open_dir(self.cache_dir, os.path.relpath(os.path.dirname(link), self.cache_dir))
+        name_in = os.path.basename(link)
+        try:
+            try:
+                st = os.stat(name_in, dir_fd=folder, follow_symlinks=False)
+            except FileNotFoundError:
+                st = None
+            if st is not None:
+                if stat.S_ISDIR(st.st_mode):
+                    raise UnsafeName("%s in the cache is a directory where the file %s belongs" % (link, path), path)
+                os.unlink(name_in, dir_fd=folder)
+            os.symlink(os.path.relpath(blob, os.path.dirname(link)), name_in, dir_fd=folder)
+        finally:
+            os.close(folder)
 
     def remove_snapshot_entries(self, commit, keep):
         """Undo a failed run: drop snapshot entries not in `keep`, and the snapshot folder if left empty.
@@ -582,15 +619,13 @@ class RepoCache:
                 os.close(parent)
 
     def remove(self):
-        """Remove the repository's folders; a symlink in their place is removed, never followed."""
-        existed = False
-        for path in (self.root, self.locks):
-            if os.path.islink(path):
-                os.unlink(path)
-                existed = True
-            elif os.path.isdir(path):
-                shutil.rmtree(path)
-                existed = True
+        """Remove the repository's folders through descriptors; a symlink in their place (or in place of .locks)
+        is removed, never followed."""
+        existed = _fs.rmtree_at(self.cache_dir, self.folder_name)
+        try:
+            existed |= _fs.rmtree_at(self.cache_dir, os.path.join(".locks", self.folder_name))
+        except _fs.Refused:
+            pass  # .locks itself is a symlink: nothing of this repository is reached through it
         return existed
 
     def owned_paths(self):
@@ -622,7 +657,8 @@ class RepoCache:
     def write_pending(self, names):
         """Record blobs a download is about to create: a run that dies leaves them unverified."""
         self.locks_dir()
-        atomic_write(self.pending_path(), json.dumps(sorted(names)))
+        _fs.write_file_at(self.cache_dir, os.path.relpath(self.pending_path(), self.cache_dir),
+                          json.dumps(sorted(names)).encode("utf-8"))
 
     def read_pending(self):
         try:
@@ -633,10 +669,7 @@ class RepoCache:
         return [n for n in names if isinstance(n, str) and BLOB_RE.match(n)] if isinstance(names, list) else []
 
     def clear_pending(self):
-        try:
-            os.unlink(self.pending_path())
-        except FileNotFoundError:
-            pass
+        self._unlink(self.pending_path())
 
     def settle_pending(self, names):
         """Check each listed blob against its own name; remove those that do not match. Returns the bad ones."""
@@ -732,20 +765,6 @@ class RepoLock:
         self.release()
 
 
-def atomic_write(path, text):
-    directory = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
 
 
@@ -812,33 +831,50 @@ def plan_ownership(paths, uid, gid, file_mode):
     return pending
 
 
-def apply_ownership(paths, uid, gid, file_mode):
-    """Owner, group and mode through a descriptor opened without following the last component, so an entry
-    swapped for a symlink after it was planned is never chowned or chmodded through; links get lchown only."""
+def apply_ownership(paths, uid, gid, file_mode, top):
+    """Owner, group and mode of paths below `top` (the cache), each reached from a descriptor of `top` through
+    real folders and opened without following the last component: an entry or a folder on the way swapped for a
+    symlink after it was planned is never chowned or chmodded through; links get an lchown only."""
     for path in paths:
-        st = os.lstat(path)
-        if stat.S_ISLNK(st.st_mode):
-            if uid != -1 or gid != -1:
-                os.lchown(path, uid, gid)
+        base, rel = _store.below(top, path)
+        parent, name = os.path.split(rel)
+        try:
+            dir_fd = _fs.open_dir(base, parent)
+        except (_fs.Refused, FileNotFoundError, NotADirectoryError):
             continue
-        if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
-            continue  # a FIFO or device in the cache is not ours to hand out
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-        except OSError as exc:
-            if exc.errno in (errno.ELOOP, errno.ENOENT):
-                continue
-            raise
-        try:
-            now = os.fstat(fd)
-            if stat.S_IFMT(now.st_mode) != stat.S_IFMT(st.st_mode):
-                continue
-            if uid != -1 or gid != -1:
-                os.fchown(fd, uid, gid)
-            if file_mode is not None:
-                os.fchmod(fd, dir_mode(file_mode) if stat.S_ISDIR(now.st_mode) else file_mode)
+            _own_one(dir_fd, name, uid, gid, file_mode)
         finally:
-            os.close(fd)
+            os.close(dir_fd)
+
+
+def _own_one(dir_fd, name, uid, gid, file_mode):
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(st.st_mode):
+        if uid != -1 or gid != -1:
+            os.chown(name, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
+        return
+    if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
+        return  # a FIFO or device in the cache is not ours to hand out
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOENT):
+            return
+        raise
+    try:
+        now = os.fstat(fd)
+        if stat.S_IFMT(now.st_mode) != stat.S_IFMT(st.st_mode):
+            return
+        if uid != -1 or gid != -1:
+            os.fchown(fd, uid, gid)
+        if file_mode is not None:
+            os.fchmod(fd, dir_mode(file_mode) if stat.S_ISDIR(now.st_mode) else file_mode)
+    finally:
+        os.close(fd)
 
 
 def link_target(link):

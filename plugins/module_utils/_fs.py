@@ -235,3 +235,66 @@ def wait_child(pid, deadline, poll=0.05):
             os.waitpid(pid, 0)
             return None
         time.sleep(poll)
+
+
+def rmtree_at(top, rel):
+    """Remove the entry `rel` below `top` and, when it is a real directory, everything in it, through
+    descriptors: a folder swapped for a symlink while this runs is unlinked as a link, never entered. A symlink
+    at `rel` itself is removed as a link. True when something was there."""
+    parent, name = os.path.split(rel)
+    try:
+        dir_fd = open_dir(top, parent)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    try:
+        try:
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        if not stat.S_ISDIR(st.st_mode):
+            os.unlink(name, dir_fd=dir_fd)
+            return True
+        sub = os.open(name, DIR_FLAGS, dir_fd=dir_fd)
+        try:
+            for _path, dirs, files, fd in os.fwalk(".", dir_fd=sub, topdown=False, follow_symlinks=False):
+                for entry in files + dirs:
+                    try:
+                        is_dir = stat.S_ISDIR(os.stat(entry, dir_fd=fd, follow_symlinks=False).st_mode)
+                        if is_dir:
+                            os.rmdir(entry, dir_fd=fd)
+                        else:
+                            os.unlink(entry, dir_fd=fd)
+                    except FileNotFoundError:
+                        continue
+        finally:
+            os.close(sub)
+        os.rmdir(name, dir_fd=dir_fd)
+        return True
+    finally:
+        os.close(dir_fd)
+
+
+def write_file_at(top, rel, data, mode=0o644):
+    """Write `data` to `rel` below `top` atomically: a temporary file made with O_EXCL in the real folder (reached
+    without following links), its mode set through its descriptor, renamed over `rel` within that folder."""
+    parent, name = os.path.split(rel)
+    dir_fd = open_dir(top, parent)
+    tmp = ".tmp-%s-%s" % (name, os.urandom(6).hex())
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=dir_fd)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
+        os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except BaseException:
+        try:
+            os.unlink(tmp, dir_fd=dir_fd)
+        except FileNotFoundError:
+            pass
+        raise
+    finally:
+        os.close(dir_fd)

@@ -188,7 +188,7 @@ def entry_size(cache_dir, xet_hash):
         os.close(fd)
 
 
-def _below(cache_dir, path):
+def below(cache_dir, path):
     """(top, rel): `path` as a path below cache_dir, or below its real path (some callers resolve the cache's own
     path); rel starts with '..' when it is below neither, which _fs refuses."""
     rel = os.path.relpath(path, cache_dir)
@@ -202,7 +202,7 @@ def _below(cache_dir, path):
 def inspect_blob(cache_dir, blob_path):
     """Classify a repository blob path (`<cache>/<repo folder>/blobs/<name>`), following nothing: the folders on
     the way are reached from a descriptor of cache_dir, each with O_NOFOLLOW."""
-    top, rel = _below(cache_dir, blob_path)
+    top, rel = below(cache_dir, blob_path)
     try:
         st = _fs.lstat_at(top, rel)
     except _fs.Refused as exc:
@@ -234,7 +234,7 @@ def open_blob(cache_dir, blob_path):
 
     Raises FileNotFoundError when absent, StoreRefused for anything that is neither.
     """
-    top, rel = _below(cache_dir, blob_path)
+    top, rel = below(cache_dir, blob_path)
     parent, name = os.path.split(rel)
     try:
         dir_fd = _fs.open_dir(top, parent)
@@ -502,25 +502,38 @@ def xet_hash_of(path):
     return hf_xet.hash_files([path])[0].hash
 
 
-def publish(cache_dir, blob_path, listed_hash, size):
+def publish(cache_dir, blob_path, listed_hash, size, source=None, deadline=120):
     """Move a checked repository blob into the shared store, as huggingface_hub does after a Xet download.
 
-    The entry is named after the Xet hash computed from the blob itself, and only when it equals the listing's:
-    an entry named on trust would let the library link another repository's file to this content by size.
-    Any entry already there is replaced by this checked copy. Returns None when published, else the reason.
+    The entry is named after the Xet hash computed from the content itself (from `source`, the root-only copy the
+    blob was imported from, when given: the cache's own path is the owner's to swap), and only when it equals the
+    listing's: an entry named on trust would let the library link another repository's file to this content by
+    size. Any entry already there is replaced by this checked copy. The library waits on the entry's lock without
+    a limit, and the cache's owner can hold it: its publishing runs in a child killed after `deadline` seconds.
+    Returns None when published, else the reason.
     """
     if not (isinstance(listed_hash, str) and HASH_RE.match(listed_hash)):
         return "the listing gives no Xet hash"
     if unsound_paths(cache_dir):
         return "the shared store is not sound"
-    computed = xet_hash_of(blob_path)
+    computed = xet_hash_of(source or blob_path)
     if computed is None:
         return "hf_xet is not installed"
     if computed != listed_hash:
         return "its Xet hash is %s, not the listing's %s" % (computed, listed_hash)
-    from huggingface_hub.utils._shared_blobs import publish_blob_to_shared_store  # pylint: disable=import-outside-toplevel
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 2
+        try:
+            from huggingface_hub.utils._shared_blobs import publish_blob_to_shared_store  # pylint: disable=import-outside-toplevel
 
-    if not publish_blob_to_shared_store(blob_path=blob_path, xet_hash=computed, cache_dir=cache_dir,
-                                        expected_size=size, replace_existing=True):
+            code = 0 if publish_blob_to_shared_store(blob_path=blob_path, xet_hash=computed, cache_dir=cache_dir,
+                                                     expected_size=size, replace_existing=True) else 1
+        finally:
+            os._exit(code)  # pylint: disable=protected-access
+    status = _fs.wait_child(pid, time.monotonic() + deadline)
+    if status is None:
+        return "the store entry's lock was held for more than %d s" % deadline
+    if status != 0:
         return "huggingface_hub could not publish it"
     return None

@@ -841,7 +841,7 @@ class Snapshot:
         if plan.old_ref != plan.commit:
             self.repo.write_ref(self.ref, plan.commit)
         _cache.apply_ownership(_cache.plan_ownership(self.repo.owned_paths(), self.uid, self.gid, self.mode),
-                               self.uid, self.gid, self.mode)
+                               self.uid, self.gid, self.mode, self.cache_dir)
         snapshot = self.repo.snapshot_path(plan.commit)
         if p["link"] and plan.old_link != snapshot:
             _cache.swap_link(p["link"], snapshot, self.uid, self.gid)
@@ -885,7 +885,7 @@ class Snapshot:
             if not entry.get("xet_hash"):
                 continue
             why = _store.publish(self.cache_dir, self.repo.blob_path(blob["name"]), entry["xet_hash"],
-                                 entry.get("size"))
+                                 entry.get("size"), source=os.path.join(self.p["blobs_from"], blob["name"]))
             if why is not None:
                 self.module.warn("%s stays a file of the repository, outside the shared blob store: %s"
                                  % (", ".join(blob["files"]), why))

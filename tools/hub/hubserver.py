@@ -180,8 +180,7 @@ def build_repos(large_size, model_dir=None):
     large_cfg = b'{"model_type": "justnews-large-test"}\n'
     return {
         MINILM_REPO: {"gated": False, "refs": {"main": COMMIT_B}, "tags": {"v1": COMMIT_A},
-                      "commits": {COMMIT_A: files_a, COMMIT_B: files_b,
-                                                                      COMMIT_BROKEN: files_broken}},
+                      "commits": {COMMIT_A: files_a, COMMIT_B: files_b, COMMIT_BROKEN: files_broken}},
         GATED_REPO: {"gated": True, "refs": {"main": GATED_COMMIT}, "tags": {},
                      "commits": {GATED_COMMIT: files_a}},
         LARGE_REPO: {"gated": False, "refs": {"main": LARGE_COMMIT}, "tags": {},

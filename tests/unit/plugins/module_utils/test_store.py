@@ -166,7 +166,7 @@ def test_ownership_covers_the_store_entries_the_repository_uses_only(cache):
     assert str(cache / "blobs" / other[:2] / other) not in paths
     assert str(cache) not in paths
     pending = _cache.plan_ownership(sorted(paths), -1, -1, 0o640)
-    _cache.apply_ownership(pending, -1, -1, 0o640)
+    _cache.apply_ownership(pending, -1, -1, 0o640, str(cache))
     assert stat.S_IMODE(os.stat(entry).st_mode) == 0o640
     assert stat.S_IMODE(os.stat(os.path.dirname(entry)).st_mode) == 0o750
     assert _cache.plan_ownership(sorted(paths), -1, -1, 0o640) == []
@@ -181,8 +181,27 @@ def test_apply_ownership_never_chmods_through_a_swapped_symlink(tmp_path):
     pending = _cache.plan_ownership([str(path)], -1, -1, 0o644)
     path.unlink()
     path.symlink_to(victim)  # swapped between plan and apply
-    _cache.apply_ownership(pending, -1, -1, 0o644)
+    _cache.apply_ownership(pending, -1, -1, 0o644, str(tmp_path))
     assert stat.S_IMODE(victim.stat().st_mode) == 0o600
+
+
+def test_apply_ownership_never_reaches_through_a_folder_swapped_after_the_plan(tmp_path):
+    cache = tmp_path / "cache"
+    (cache / "refs" / "x").mkdir(parents=True)
+    planted = cache / "refs" / "x" / "shadow"
+    planted.write_text("y")
+    planted.chmod(0o600)
+    outside = tmp_path / "etc"
+    outside.mkdir()
+    (outside / "shadow").write_text("secret")
+    (outside / "shadow").chmod(0o600)
+    pending = _cache.plan_ownership([str(planted)], -1, -1, 0o644)
+    assert pending == [str(planted)]
+    planted.unlink()
+    (cache / "refs" / "x").rmdir()
+    (cache / "refs" / "x").symlink_to(outside)  # the folder on the way, swapped between plan and apply
+    _cache.apply_ownership(pending, -1, -1, 0o644, str(cache))
+    assert stat.S_IMODE((outside / "shadow").stat().st_mode) == 0o600
 
 
 def test_a_blobs_from_folder_of_another_store_cache_is_read_through_its_store(cache, tmp_path):
@@ -194,3 +213,34 @@ def test_a_blobs_from_folder_of_another_store_cache_is_read_through_its_store(ca
     relink(cache, "/etc/passwd")
     with pytest.raises((OSError, _cache.BlobMismatch)):
         host.import_blob(blob(cache), hashlib.sha256(b"x").hexdigest())
+
+
+def test_publishing_gives_up_on_an_entry_lock_the_owner_holds(tmp_path):
+    """The library waits on the entry's lock without a limit; the module's publishing stops at its deadline."""
+    import fcntl  # pylint: disable=import-outside-toplevel
+    import time  # pylint: disable=import-outside-toplevel
+
+    hf_xet = pytest.importorskip("hf_xet")
+    cache = tmp_path / "cache"
+    blobs = cache / "models--org--name" / "blobs"
+    blobs.mkdir(parents=True)
+    content = b"weights " * 1000
+    name = hashlib.sha256(content).hexdigest()
+    (blobs / name).write_bytes(content)
+    source = tmp_path / name
+    source.write_bytes(content)
+    xet_hash = hf_xet.hash_files([str(source)])[0].hash
+    prefix = cache / "blobs" / xet_hash[:2]
+    prefix.mkdir(parents=True)
+    (cache / "blobs" / _store.MARKER).write_bytes(_store.MARKER_CONTENT)
+    holder = os.open(str(prefix / (xet_hash + ".lock")), os.O_RDWR | os.O_CREAT, 0o666)
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    try:
+        started = time.monotonic()
+        why = _store.publish(str(cache), str(blobs / name), xet_hash, len(content), source=str(source), deadline=2)
+        assert why and "lock was held" in why, why
+        assert time.monotonic() - started < 15
+    finally:
+        os.close(holder)
+    assert _store.publish(str(cache), str(blobs / name), xet_hash, len(content), source=str(source)) is None
+    assert _store.link_hash(str(blobs / name)) == xet_hash
