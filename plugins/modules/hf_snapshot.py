@@ -871,6 +871,9 @@ class Snapshot:
             except _cache.BlobMismatch as exc:
                 raise Failure("%s; nothing was linked and the ref was not moved: copy the file again from a"
                               " verified cache" % exc, _hub.INTEGRITY, corrupt_files=blob["files"])
+            except _cache.LockTimeout as exc:
+                raise Failure("%s (the cache's owner may hold it): nothing was linked and the ref was not moved;"
+                              " run again when it is released" % exc, LOCKED)
         for path in plan.missing:
             self.repo.link_existing_blob(plan.commit, path, self.repo.blob_name(plan.tree[path]))
         if hf_constants is not None and not hf_constants.HF_HUB_DISABLE_SHARED_BLOBS:
