@@ -216,10 +216,17 @@ class Fleet:
         return {host: host_state(host) for host in HOSTS}
 
     def drop_snapshot(self, commit):
-        """Make `commit` new to every host again (its files stay in the cache as blobs): the next rollout of it
-        asks the Hub for its listing instead of finding it complete."""
+        """Make `commit` new to every host again (its files stay in the cache as blobs): without its snapshot and
+        the cache's own listing of it, the next rollout of it asks the Hub."""
         for host in HOSTS:
-            sh(host, "rm -rf %s/snapshots/%s" % (REPO_DIR, commit))
+            assert host_state(host)["commit"] != commit, "%s runs %s: its snapshot stays" % (host, commit)
+            sh(host, "rm -rf %s/snapshots/%s %s/trees/%s.json" % (REPO_DIR, commit, REPO_DIR, commit))
+
+    def other_commit(self):
+        """Of COMMIT_A and COMMIT_B, the one the fleet does not run: the next rollout's target."""
+        running = {s["commit"] for s in self.states().values()}
+        assert len(running) == 1 and running <= {COMMIT_A, COMMIT_B}, running
+        return COMMIT_A if running == {COMMIT_B} else COMMIT_B
 
     def reference(self, commit, host):
         self.references[commit] = manifest(host, commit)
@@ -272,6 +279,11 @@ def fleet(tmp_path_factory, collections_path):
         assert returncode == 0, output[-6000:]
         wait_ready()
         fleet.reference(COMMIT_A, PREFIX + "-1")
+        # Then COMMIT_B, the same way: the reference for COMMIT_B, and what the first test starts from.
+        returncode, output = fleet.prefetch(COMMIT_B, model_cache_serial=3)
+        assert returncode == 0, output[-6000:]
+        wait_ready()
+        fleet.reference(COMMIT_B, PREFIX + "-1")
         hub.reset()
         yield fleet
     finally:
@@ -280,11 +292,6 @@ def fleet(tmp_path_factory, collections_path):
 
 
 def test_broken_model_rolls_back_first_host(fleet, rows):
-    # Every host on COMMIT_B first (a clean rollout: the reference for COMMIT_B).
-    returncode, output = fleet.prefetch(COMMIT_B, model_cache_serial=3)
-    assert returncode == 0, output[-6000:]
-    wait_ready()
-    fleet.reference(COMMIT_B, PREFIX + "-1")
     before = fleet.states()
     assert {s["commit"] for s in before.values()} == {COMMIT_B}, before
 
@@ -313,3 +320,119 @@ def test_broken_model_rolls_back_first_host(fleet, rows):
     assert rerun == 0, rerun_output[-6000:]
     assert (files, size) == (0, 0)
 
+
+def test_hub_500_between_batches(fleet, rows):
+    # The commit the fleet does not run, made new to it again, so that its rollout asks the Hub.
+    target = fleet.other_commit()
+    fleet.drop_snapshot(target)
+    before = fleet.states()
+    banners = []
+
+    def on_line(line):
+        # Each batch of a serial play starts with the play's banner: from the second one on, the Hub fails.
+        if line.startswith("PLAY [Pre-fetch"):
+            banners.append(line)
+            if len(banners) == 2:
+                fleet.hub.faults({"kind": "500", "count": -1, "endpoint": "any"})
+
+    poller = ReadyPoller()
+    poller.start()
+    returncode, output = fleet.prefetch(target, on_line=on_line, model_cache_serial=1, model_cache_retries=1,
+                                        model_cache_timeout=60)
+    downtime = poller.downtime()
+    served_500 = sum(1 for entry in fleet.hub.stats()["log"] if entry[2] == 500)
+    fleet.hub.reset()
+    after = fleet.states()
+
+    first, second, third = HOSTS
+    assert len(banners) >= 2, output[-6000:]
+    assert returncode != 0, output[-6000:]
+    assert served_500 > 0
+    assert after[first]["commit"] == target and after[first]["ready"] is True, after[first]
+    # The host whose fetch failed and the host never reached are left as they were.
+    for host in (second, third):
+        assert after[host] == before[host], (host, before[host], after[host])
+
+    rerun, rerun_output = fleet.prefetch(target, model_cache_serial=1)
+    final = fleet.states()
+    files, size = fleet.lost(target)
+    rows.append({"fault": "Hub answers 500 to everything from the second batch on, serial 1",
+                 "hosts_affected": [second], "reported_as": failure_text(output),
+                 "recovered_by_rerun": rerun == 0 and all(s["commit"] == target for s in final.values()),
+                 "data_lost_files": files, "data_lost_bytes": size, "downtime_s": downtime,
+                 "hub_500_answers": served_500})
+    assert rerun == 0, rerun_output[-6000:]
+    assert all(s["commit"] == target and s["ready"] for s in final.values()), final
+    assert (files, size) == (0, 0)
+
+
+def test_429_storm_with_hub_concurrency_1(fleet, rows):
+    target = fleet.other_commit()
+    fleet.drop_snapshot(target)
+    # A storm: the next 12 requests, whatever they ask for, are answered 429 with Retry-After: 1.
+    fleet.hub.faults({"kind": "429", "count": 12, "endpoint": "any", "retry_after": 1})
+    poller = ReadyPoller()
+    poller.start()
+    returncode, output = fleet.prefetch(target, model_cache_serial=3, model_cache_hub_concurrency=1)
+    downtime = poller.downtime()
+    retries = sum(1 for entry in fleet.hub.stats()["log"] if entry[2] == 429)
+    fleet.hub.reset()
+    final = fleet.states()
+    files, size = fleet.lost(target)
+    rows.append({"fault": "429 storm (12 answers, Retry-After 1) across the fleet, hub_concurrency 1, serial 3",
+                 "hosts_affected": list(HOSTS), "reported_as": failure_text(output) or "ok",
+                 "recovered_by_rerun": None, "data_lost_files": files, "data_lost_bytes": size,
+                 "downtime_s": downtime, "retries": retries})
+    assert returncode == 0, output[-6000:]
+    assert retries == 12
+    assert all(s["commit"] == target and s["ready"] for s in final.values()), final
+    assert (files, size) == (0, 0)
+
+
+def test_host_stopped_mid_play(fleet, rows):
+    target = fleet.other_commit()
+    fleet.drop_snapshot(target)
+    victim = PREFIX + "-2"
+    before = fleet.states()
+    stopped = threading.Event()
+
+    def stop_on_first_request():
+        # The hosts fetch one at a time (hub_concurrency 1): the victim is stopped as soon as the Hub sees the
+        # rollout's first request, while the fleet's fetches are under way.
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline and not stopped.is_set():
+            if fleet.hub.stats()["total"] > 0:
+                podman("stop", "-t", "5", victim, check=False)
+                stopped.set()
+                return
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=stop_on_first_request, daemon=True)
+    watcher.start()
+    poller = ReadyPoller()
+    poller.start()
+    returncode, output = fleet.prefetch(target, model_cache_serial=3, model_cache_hub_concurrency=1)
+    stopped.set()
+    watcher.join()
+    podman("start", victim)
+    wait_booted(victim)
+    wait_ready()
+    downtime = poller.downtime()
+    after = fleet.states()
+    others = [h for h in HOSTS if h != victim]
+
+    rerun, rerun_output = fleet.prefetch(target, model_cache_serial=3)
+    final = fleet.states()
+    files, size = fleet.lost(target)
+    rows.append({"fault": "host stopped (podman stop) at the Hub's first request, serial 3, hub_concurrency 1",
+                 "hosts_affected": [victim], "reported_as": failure_text(output),
+                 "recovered_by_rerun": rerun == 0 and all(s["commit"] == target for s in final.values()),
+                 "data_lost_files": files, "data_lost_bytes": size, "downtime_s": downtime,
+                 "others_completed": all(after[h]["commit"] == target for h in others)})
+    assert returncode != 0, output[-6000:]
+    assert victim in failure_text(output), output[-6000:]
+    for host in others:
+        assert after[host]["commit"] == target and after[host]["ready"], (host, before[host], after[host])
+    assert rerun == 0, rerun_output[-6000:]
+    assert all(s["commit"] == target and s["ready"] for s in final.values()), final
+    assert (files, size) == (0, 0)
