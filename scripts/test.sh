@@ -26,7 +26,7 @@ check() { "$@" || failed+=("$current"); }
 # Module and host tests share no resources between tests: three workers on two cores hide the Hub's waits.
 current="ansible-core $(.venv/bin/python -c 'import ansible; print(ansible.__version__)'): unit, Hub, functional, quality"
 step "$current"
-check .venv/bin/python -m pytest tests -m "not molecule" -n 3 --durations=15
+check .venv/bin/python -m pytest tests -m "not molecule and not fleet" -n 3 --durations=15
 venvs=${JUSTNEWS_VENV_CACHE:-/var/tmp/justnews-venvs}
 # The managed host's Python and modules are the same for every controller: what an older controller changes is how
 # it runs a module and a playbook (arguments, check and diff mode, results), which these two suites cover.
