@@ -41,9 +41,13 @@ done
 current="host images"
 step "$current"
 check tools/hosts/build-images.sh
-current="Molecule scenarios"
+current="Molecule scenarios and the fleet fault suite"
 step "$current"
-check .venv/bin/python -m pytest tests -m molecule -n 2 --dist loadgroup --durations=10
+# One xdist group per scenario and one for the fault suite (its tests share a fleet): three at a time, the fault
+# suite first (the longest). Its table is printed below and kept in tests/output/fleet-faults.{json,md}.
+rm -f tests/output/fleet-faults.md
+check .venv/bin/python -m pytest tests -m "molecule or fleet" -n 3 --dist loadgroup --durations=20
+[ ! -f tests/output/fleet-faults.md ] || { echo "Fleet faults (tests/fleet):"; cat tests/output/fleet-faults.md; }
 step "done"
 if ((${#failed[@]})); then
   printf 'failed: %s\n' "${failed[@]}" >&2

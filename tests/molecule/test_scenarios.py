@@ -5,7 +5,6 @@ import json
 import os
 import shutil
 import subprocess
-import socket
 import sys
 import time
 import urllib.request
@@ -21,15 +20,13 @@ SCENARIOS = sorted(p.parent.name for p in (REPO / "molecule").glob("*/molecule.y
 pytestmark = pytest.mark.molecule
 
 
-# Scenarios whose agents listen on the images' own ports (18007, 18107) run one after the other on one xdist
-# worker; the others have ports of their own (or no network) and may run beside them (`-n 2 --dist loadgroup`).
-SHARED_PORTS = {"default", "gated", "upgrade"}
-IMAGE_PORTS = (18007, 18107)
+# Every scenario's agents have ports of their own (or a network of their own): scenarios run side by side, one
+# per xdist worker (`--dist loadgroup`), beside the fleet fault suite (tests/fleet).
 
 
 @pytest.mark.skipif(shutil.which("podman") is None, reason="podman is not installed (scripts/setup.sh)")
 @pytest.mark.parametrize("scenario", [
-    pytest.param(s, marks=pytest.mark.xdist_group("image-ports" if s in SHARED_PORTS else s)) for s in SCENARIOS])
+    pytest.param(s, marks=pytest.mark.xdist_group(s)) for s in SCENARIOS])
 def test_molecule_scenario(scenario, tmp_path, collections_path):
     # A Hub of its own per scenario: its counters then tell what this scenario's hosts asked for.
     launcher = [str(REPO / "tools" / "hub" / "hub.sh")]
@@ -38,8 +35,6 @@ def test_molecule_scenario(scenario, tmp_path, collections_path):
                          text=True, timeout=300).stdout.strip()
     token_file = tmp_path / "hub" / "hub.token"
     try:
-        if scenario in SHARED_PORTS:
-            _wait_ports_free(IMAGE_PORTS)
         output, returncode = _molecule(scenario, url, token_file, collections_path)
         with urllib.request.urlopen(url + "/_test/stats", timeout=30) as answer:
             lifetime = json.load(answer)["lifetime"]
@@ -85,7 +80,7 @@ def _containers(scenario):
 
 def _remove_leftovers(scenario):
     """Molecule's podman destroy ignores a failed `podman rm -f` (`|| true`): a container left running would keep
-    its agent on the image's port and break the next scenario. Remove it here, or say so."""
+    its agent's port and its memory. Remove it here, or say so."""
     for _ in range(3):
         names = _containers(scenario)
         if not names:
@@ -94,21 +89,3 @@ def _remove_leftovers(scenario):
         time.sleep(2)
     pytest.fail("containers of scenario %s survive `podman rm -f`: %s" % (scenario, _containers(scenario)))
 
-
-def _listening(port):
-    with socket.socket() as sock:
-        sock.settimeout(2)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-def _wait_ports_free(ports, timeout=120):
-    """These scenarios' agents bind the images' own ports on the machine's network: wait until nothing holds them,
-    or name who does."""
-    deadline = time.monotonic() + timeout
-    while any(_listening(p) for p in ports):
-        if time.monotonic() > deadline:
-            held = subprocess.run(["ss", "-ltnp"], capture_output=True, text=True, check=False).stdout \
-                if shutil.which("ss") else ""
-            pods = subprocess.run(["podman", "ps", "-a"], capture_output=True, text=True, check=False).stdout
-            pytest.fail("ports %s are still taken before the scenario starts:\n%s\n%s" % (ports, held, pods))
-        time.sleep(2)

