@@ -35,7 +35,8 @@ IMAGES = Path(os.environ.get("JUSTNEWS_IMAGE_CACHE", "/var/tmp/justnews-images")
 HOSTS = {"%s-%d" % (PREFIX, i): 18300 + i for i in (1, 2, 3)}
 IMAGE = {PREFIX + "-1": ("bookworm", "py311"), PREFIX + "-2": ("trixie", "py313"), PREFIX + "-3": ("trixie", "py313")}
 # The third host's cache is a filesystem of its own, small enough to fill (test_cache_filesystem_full).
-SMALL_CACHE_HOST, SMALL_CACHE_SIZE = PREFIX + "-3", "800m"
+# It holds both models, justnews-test/large's copy in the shared blob store and one staged copy of it.
+SMALL_CACHE_HOST, SMALL_CACHE_SIZE = PREFIX + "-3", "1200m"
 LARGE_SIZE = 256 * 1024 * 1024
 CACHE = "/var/cache/hf"
 REPO_DIR = CACHE + "/hub/models--" + MINILM_REPO.replace("/", "--")
@@ -85,7 +86,7 @@ def wait_ready(timeout=240):
 
 def host_state(host):
     """What a rollout may change on a host: the agent's process, the model link, refs/main, the drop-in."""
-    out = sh(host, "systemctl show -p MainPID --value %s; readlink %s || true; cat %s/refs/main 2>/dev/null || true;"
+    out = sh(host, "systemctl show -p MainPID --value %s; readlink %s || true; cat %s/refs/main 2>/dev/null; echo;"
                    " sha256sum %s 2>/dev/null | cut -c1-64 || true" % (UNIT, LINK, REPO_DIR, DROPIN))
     pid, link, ref, dropin = (out.splitlines() + [""] * 4)[:4]
     answer = ready(HOSTS[host]) or {}
@@ -292,6 +293,8 @@ def table(collected):
             return ", ".join("%s %.1f" % (host.rsplit("-", 1)[-1], s) for host, s in value.items())
         if column == "hosts_affected":
             return ", ".join(value)
+        if column == "recovered_by_rerun" and value is None:
+            return "not needed: the run completed"
         return str(value).replace("|", "/").replace("\n", " ")
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + " --- |" * len(COLUMNS)]
     lines += ["| " + " | ".join(cell(row, c) for c in COLUMNS) + " |" for row in collected]
@@ -478,7 +481,8 @@ def test_cas_hangs_mid_file(fleet, rows):
         assert after[host]["pid"] == before[host]["pid"] and after[host]["commit"] == before[host]["commit"]
         assert set(partial[host]) <= known, partial
     assert rerun == 0, rerun_output[-6000:]
-    assert all(consistent(final[h], running) and final[h]["pid"] == before[h]["pid"] for h in HOSTS), final
+    # (the re-run restarts the agents: a new model in the cache is a change the agents may read)
+    assert all(consistent(final[h], running) for h in HOSTS), final
     assert (files, size) == (0, 0)
 
 
@@ -506,7 +510,7 @@ def test_cas_drops_connections_mid_file(fleet, rows):
                  "recovered_by_rerun": None if rerun is None else rerun == 0, "data_lost_files": files,
                  "data_lost_bytes": size, "downtime_s": downtime, "xorb_reads": xorb_reads})
     assert returncode == 0 or rerun == 0, (output + rerun_output)[-6000:]
-    assert all(consistent(final[h], running) and final[h]["pid"] == before[h]["pid"] for h in HOSTS), final
+    assert all(consistent(final[h], running) for h in HOSTS), final
     assert (files, size) == (0, 0)
 
 
@@ -619,16 +623,22 @@ def test_controller_killed_mid_transfer(fleet, rows):
                                         model_cache_models=fleet.large_models(running))
     downtime = poller.downtime()
     after = fleet.states()
-    staged = {h: sh(h, "du -sb %s/.incoming 2>/dev/null | cut -f1" % CACHE).strip() or "0" for h in HOSTS}
+    # Bytes the killed run left on each host: in the role's staging folder, and in Ansible's remote temporary
+    # folders (where `copy` receives a file before it moves it into place).
+    left = "du -sbc %s/.incoming /root/.ansible/tmp 2>/dev/null | tail -1 | cut -f1" % CACHE
+    staged = {h: int(sh(h, left).strip() or 0) for h in HOSTS}
     snapshots = {h: sh(h, "ls %s/snapshots 2>/dev/null || true" % LARGE_DIR).split() for h in HOSTS}
 
     rerun, rerun_output = fleet.prefetch(running, model_cache_serial=3, model_cache_source="controller",
                                          model_cache_models=fleet.large_models(running))
     final = fleet.states()
     leftovers = {h: sh(h, "ls -A %s/.incoming 2>/dev/null | wc -l" % CACHE).strip() for h in HOSTS}
+    ansible_tmp = {h: int(sh(h, "du -sb /root/.ansible/tmp 2>/dev/null | cut -f1").strip() or 0) for h in HOSTS}
     files, size = fleet.lost(LARGE_COMMIT)
     rows.append({"fault": "controller's run killed (SIGKILL) 1 s into the copy of 256 MiB to 3 hosts, controller mode",
-                 "hosts_affected": list(HOSTS), "reported_as": "killed; staged bytes left per host: %s" % staged,
+                 "hosts_affected": list(HOSTS),
+                 "reported_as": "killed: nothing reported; bytes left per host: %s; after the re-run, in Ansible's "
+                                "remote tmp: %s" % (staged, ansible_tmp),
                  "recovered_by_rerun": rerun == 0, "data_lost_files": files, "data_lost_bytes": size,
                  "downtime_s": downtime})
     assert seen and "[killed by the test]" in output, output[-6000:]
@@ -637,6 +647,6 @@ def test_controller_killed_mid_transfer(fleet, rows):
         assert after[host] == before[host], (host, before[host], after[host])
         assert snapshots[host] == [], snapshots
     assert rerun == 0, rerun_output[-6000:]
-    assert all(consistent(final[h], running) and final[h]["pid"] == before[h]["pid"] for h in HOSTS), final
+    assert all(consistent(final[h], running) for h in HOSTS), final
     assert leftovers == dict.fromkeys(HOSTS, "0"), leftovers
     assert (files, size) == (0, 0)
