@@ -90,7 +90,8 @@ _TEXTS = {
     INCOMPLETE: "fetch what is missing first: run without 'offline', copy every file of missing_blobs into"
                 " 'blobs_from', or fetch the model into the build cache with justnews.huggingface.hf_snapshot",
     RATE_LIMITED: "run again later, pin {revision} to a commit, pass a token in {token} for an account's higher"
-                  " limits, or raise {retries} and {timeout}",
+                  " limits, or raise {retries} and {timeout}; through the role, let fewer hosts fetch at once"
+                  " (model_cache_hub_concurrency)",
     SERVER_ERROR: "run again later, or set {endpoint} to another Hub or mirror",
     UNREACHABLE: "check {endpoint} and the host's DNS, firewall and proxy (HTTPS_PROXY, NO_PROXY); from"
                  " huggingface.co the Xet hosts (*.xethub.hf.co) must be reachable too",

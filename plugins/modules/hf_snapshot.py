@@ -362,7 +362,7 @@ fix:
   type: str
   sample: "run again later, pin 'revision' (model_cache_models) to a commit, pass a token in 'token'
     (model_cache_token) for an account's higher limits, or raise 'retries' (model_cache_retries) and 'timeout'
-    (model_cache_timeout)"
+    (model_cache_timeout); through the role, let fewer hosts fetch at once (model_cache_hub_concurrency)"
 needed_bytes:
   description:
     - Free space the run needs on the filesystem of O(cache_dir) - the bytes still to download or copy in, twice
