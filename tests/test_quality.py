@@ -42,6 +42,28 @@ def test_role_argument_spec_renders(installed):
     assert "model_cache_models" in out
 
 
+def test_the_artefact_declares_what_an_execution_environment_needs(installed):
+    """ansible-builder reads meta/execution-environment.yml of the installed collection; the files it names ship
+    (galaxy.yml's build_ignore keeps them), and the huggingface_hub the tests pin is in the declared range."""
+    from packaging.requirements import Requirement
+
+    _root, dest = installed
+    meta = yaml.safe_load((dest / "meta" / "execution-environment.yml").read_text())
+    assert meta["version"] == 3
+    assert meta["dependencies"] == {"python": "requirements.txt", "system": "bindep.txt"}
+    for name in meta["dependencies"].values():
+        assert (dest / name).is_file(), name
+    wanted = {r.name.lower().replace("-", "_"): r for r in (
+        Requirement(line) for line in (dest / "requirements.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#"))}
+    assert set(wanted) == {"huggingface_hub", "hf_xet"}
+    repo = Path(__file__).resolve().parents[1]
+    tested = next(line.split("==")[1] for line in (repo / "requirements" / "target.txt").read_text().splitlines()
+                  if line.startswith("huggingface_hub=="))
+    assert wanted["huggingface_hub"].specifier.contains(tested), (tested, wanted["huggingface_hub"])
+    assert any(line.strip() and not line.startswith("#") for line in (dest / "bindep.txt").read_text().splitlines())
+
+
 def test_ansible_test_sanity(installed):
     _root, dest = installed
     code, out = run([str(BIN / "ansible-test"), "sanity", "--local", "--requirements", "--python",

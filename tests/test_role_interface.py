@@ -41,3 +41,37 @@ def test_readme_table_matches_argument_specs():
     assert sorted(rows) == sorted(options)
     for name, cell in rows.items():
         assert yaml.safe_load(cell) == options[name].get("default"), (name, cell)
+
+
+ACTIONS_WITHOUT_MODULE = {"ansible.builtin.set_fact", "ansible.builtin.assert", "ansible.builtin.debug",
+                          "ansible.builtin.fail", "ansible.builtin.include_role", "ansible.builtin.include_tasks"}
+
+
+def tasks_of(tasks, inherited=None):
+    """(task, vars it sees from its blocks) for every task, blocks opened."""
+    for task in tasks or []:
+        seen = dict(inherited or {}, **task.get("vars", {}))
+        if "block" in task:
+            for part in ("block", "rescue", "always"):
+                yield from tasks_of(task.get(part), seen)
+        else:
+            yield task, seen
+
+
+def test_every_controller_step_runs_with_the_controller_python():
+    """In an execution environment the controller is the container: a module run there must use
+    model_cache_controller_python (default ansible_playbook_python), never an interpreter that inventory gives
+    every host, localhost included."""
+    files = sorted(ROLE.glob("tasks/*.yml")) + sorted((ROLE.parents[1] / "playbooks").glob("*.yml"))
+    steps = []
+    for path in files:
+        plays = yaml.safe_load(path.read_text()) or []
+        tasks = [t for play in plays for t in play.get("tasks", [])] if "playbooks" in path.parts else plays
+        for task, seen in tasks_of(tasks):
+            action = next((k for k in task if "." in k and k.split(".")[0] in ("ansible", "justnews")), None)
+            local = task.get("delegate_to") == "localhost" or task.get("connection") == "local" \
+                or path.name == "bake.yml" and "tasks" in path.parts
+            if local and action not in ACTIONS_WITHOUT_MODULE:
+                steps.append((path.name, task["name"]))
+                assert "controller_python" in str(seen.get("ansible_python_interpreter")), (path.name, task["name"])
+    assert len(steps) >= 8, steps

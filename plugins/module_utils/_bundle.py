@@ -35,6 +35,7 @@ import tarfile
 import tempfile
 
 from ansible_collections.justnews.huggingface.plugins.module_utils import _cache
+from ansible_collections.justnews.huggingface.plugins.module_utils import _errors
 from ansible_collections.justnews.huggingface.plugins.module_utils import _fs
 from ansible_collections.justnews.huggingface.plugins.module_utils import _store
 
@@ -55,7 +56,7 @@ ETC_MAX = 4 * 1024 * 1024
 class BundleError(Exception):
     """The bundle or an argument is wrong; the message names the file and the fix. `files`: [(repo, path)]."""
 
-    def __init__(self, message, kind="corrupt_bundle", files=None):
+    def __init__(self, message, kind=_errors.CORRUPT_BUNDLE, files=None):
         super().__init__(message)
         self.kind = kind
         self.files = files or []
@@ -83,7 +84,7 @@ def model_entry(snapshot):
     repo_type = snapshot.get("repo_type") or "model"
     if repo_type not in REPO_TYPES:
         raise BundleError("repo_type of %s must be one of %s, got %r" % (repo_id, ", ".join(REPO_TYPES), repo_type),
-                          "invalid_argument")
+                          _errors.INVALID_ARGUMENT)
     commit = _cache.check_commit(snapshot.get("commit"), "the snapshot of %s" % repo_id)
     ref = _cache.check_ref_name(snapshot.get("ref") or "main")
     revision = snapshot.get("revision") or ("main" if item else commit)
@@ -95,8 +96,8 @@ def model_entry(snapshot):
     for path in sorted(names):
         _cache.check_file_name(path, "the snapshot of %s" % repo_id)
         if path not in listing:
-            raise BundleError("%s of %s is not in the listing of %s" % (path, repo_id, commit), "invalid_argument",
-                              [(repo_id, path)])
+            raise BundleError("%s of %s is not in the listing of %s" % (path, repo_id, commit),
+                              _errors.INVALID_ARGUMENT, [(repo_id, path)])
         entry = listing[path]
         files.append({"path": path, "blob": _cache.RepoCache.blob_name(entry), "size": int(entry.get("size") or 0)})
     return {"repo_id": repo_id, "repo_type": repo_type, "revision": revision, "ref": ref, "commit": commit,
@@ -118,7 +119,7 @@ def blob_table(models):
             item["files"].append((model["repo_id"], f["path"]))
             if item["size"] != f["size"] or (f.get("sha256") and item["sha256"] not in (None, f["sha256"])):
                 raise BundleError("the manifest gives blob %s two sizes or checksums (%s): rebuild the bundle"
-                                  % (f["blob"], describe(item["files"])), "corrupt_bundle", item["files"])
+                                  % (f["blob"], describe(item["files"])), _errors.CORRUPT_BUNDLE, item["files"])
     return blobs
 
 
@@ -131,7 +132,7 @@ def check_manifest(data, source):
     if data.get("format_version") != FORMAT_VERSION:
         raise BundleError("%s is bundle format version %r; this collection reads version %d: build the bundle with"
                           " this collection's bundle playbook" % (source, data.get("format_version"), FORMAT_VERSION),
-                          "invalid_argument")
+                          _errors.INVALID_ARGUMENT)
     models = data.get("models")
     if not isinstance(models, list) or not models:
         raise BundleError("the manifest of %s lists no model" % source)
@@ -149,13 +150,13 @@ def check_manifest(data, source):
             where = [(checked["repo_id"], want["path"])]
             if given.get("blob") != want["blob"] or given.get("size") != want["size"]:
                 raise BundleError("the manifest of %s contradicts its own listing for %s (blob or size): the bundle"
-                                  " was altered; rebuild it" % (source, describe(where)), "corrupt_bundle", where)
+                                  " was altered; rebuild it" % (source, describe(where)), _errors.CORRUPT_BUNDLE, where)
             if not (isinstance(given.get("sha256"), str) and SHA256_RE.match(given["sha256"])):
                 raise BundleError("the manifest of %s gives %s no valid SHA-256" % (source, describe(where)),
-                                  "corrupt_bundle", where)
+                                  _errors.CORRUPT_BUNDLE, where)
             if len(want["blob"]) == 64 and given["sha256"] != want["blob"]:
                 raise BundleError("the manifest of %s gives %s a SHA-256 other than its object id: the bundle was"
-                                  " altered; rebuild it" % (source, describe(where)), "corrupt_bundle", where)
+                                  " altered; rebuild it" % (source, describe(where)), _errors.CORRUPT_BUNDLE, where)
     blob_table(models)
     return data
 
@@ -173,7 +174,7 @@ def match_models(manifest, wanted, source):
             held = ", ".join("%s@%s" % (m["repo_id"], m["revision"]) for m in manifest["models"])
             raise BundleError("the bundle %s holds no %s@%s (it holds %s): build one with this model in"
                               " model_cache_models (playbook justnews.huggingface.bundle)"
-                              % (source, repo_id, revision, held), "not_in_bundle")
+                              % (source, repo_id, revision, held), _errors.NOT_IN_BUNDLE)
         model = found[0]
         ref = want.get("ref") or ("main" if _cache.is_commit(revision) else revision)
         out.append({"item": want, "repo_id": repo_id, "repo_type": repo_type, "revision": revision,
@@ -198,19 +199,19 @@ def _open_regular(path):
         fd = os.open(path, _fs.FILE_FLAGS)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            raise BundleError("%s is a symlink; give the path of the bundle itself" % path, "invalid_argument")
+            raise BundleError("%s is a symlink; give the path of the bundle itself" % path, _errors.INVALID_ARGUMENT)
         if exc.errno in (errno.ENOENT, errno.ENOTDIR):
             raise BundleError("%s does not exist: build it with the playbook justnews.huggingface.bundle" % path,
-                              "invalid_argument")
+                              _errors.INVALID_ARGUMENT)
         if exc.errno in (errno.ENXIO, errno.ENODEV, errno.EISDIR, errno.EWOULDBLOCK):
             raise BundleError("%s is not a regular file (%s): give the path of the bundle file itself"
-                              % (path, os.strerror(exc.errno)), "invalid_argument")
+                              % (path, os.strerror(exc.errno)), _errors.INVALID_ARGUMENT)
         raise
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
         raise BundleError("%s is %s, not a regular file: give the path of the bundle file itself"
-                          % (path, _fs.describe(st.st_mode)), "invalid_argument")
+                          % (path, _fs.describe(st.st_mode)), _errors.INVALID_ARGUMENT)
     os.set_blocking(fd, True)
     return fd
 
@@ -248,11 +249,11 @@ def _check_member(member, source):
     name = member.name
     if name != MANIFEST and not (name.startswith("blobs/") and _cache.BLOB_RE.match(name[6:])):
         raise BundleError("%s holds the member %r, which no bundle has (only %s and blobs/<object id>): refused,"
-                          " nothing was staged; rebuild the bundle" % (source, name, MANIFEST), "unsafe_bundle")
+                          " nothing was staged; rebuild the bundle" % (source, name, MANIFEST), _errors.UNSAFE_BUNDLE)
     why = plain_member(member)
     if why:
         raise BundleError("%s holds %s as %s, not a plain regular file: refused, nothing was staged; rebuild the"
-                          " bundle" % (source, name, why), "unsafe_bundle")
+                          " bundle" % (source, name, why), _errors.UNSAFE_BUNDLE)
 
 
 def read_manifest(path):
@@ -311,7 +312,7 @@ def check_sizes(table, needed, archive_size, source):
         files = [f for b in sorted(needed or table) for f in table[b]["files"]]
         raise BundleError("%s is %d bytes but its manifest declares %d bytes of blobs (%d of them for %s): the"
                           " archive is truncated or altered; nothing was staged; copy it again or rebuild it"
-                          % (source, archive_size, declared, want, describe(files)), "corrupt_bundle", files)
+                          % (source, archive_size, declared, want, describe(files)), _errors.CORRUPT_BUNDLE, files)
     return want
 
 
@@ -320,7 +321,7 @@ def check_space(free, want, margin, dest):
     if want + margin > free:
         raise BundleError("not enough free space in %s: staging needs %d bytes (%d of blobs + %d margin) but its"
                           " filesystem has %d bytes free; nothing was staged. Free space there, stage elsewhere, or"
-                          " lower free_space_margin" % (dest, want + margin, want, margin, free), "no_space")
+                          " lower free_space_margin" % (dest, want + margin, want, margin, free), _errors.NO_SPACE)
 
 
 def _open_dest(dest):
@@ -330,9 +331,9 @@ def _open_dest(dest):
     except OSError as exc:
         if exc.errno in (errno.ELOOP, errno.ENOTDIR):
             raise BundleError("staging directory %s is not a directory (a symlink is refused)" % dest,
-                              "invalid_argument")
+                              _errors.INVALID_ARGUMENT)
         if exc.errno == errno.ENOENT:
-            raise BundleError("staging directory %s does not exist: create it first" % dest, "invalid_argument")
+            raise BundleError("staging directory %s does not exist: create it first" % dest, _errors.INVALID_ARGUMENT)
         raise
 
 
@@ -343,7 +344,7 @@ def make_staging(parent):
     except OSError as exc:
         if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.ENOENT):
             raise BundleError("staging_parent %s is not a directory (a symlink is refused): create it first"
-                              % parent, "invalid_argument")
+                              % parent, _errors.INVALID_ARGUMENT)
         raise
     try:
         for _attempt in range(100):
@@ -354,7 +355,7 @@ def make_staging(parent):
                 continue
             fd = os.open(name, _fs.DIR_FLAGS, dir_fd=parent_fd)
             return os.path.join(parent, name), fd
-        raise BundleError("could not make a staging folder in %s" % parent, "other")
+        raise BundleError("could not make a staging folder in %s" % parent, _errors.OTHER)
     finally:
         os.close(parent_fd)
 
@@ -366,7 +367,7 @@ def remove_staging(dest):
     parent, name = os.path.split(os.path.normpath(dest))
     if not name.startswith(STAGE_PREFIX):
         raise BundleError("%s is not a staging folder made by operation=stage (its name starts with %s): remove it"
-                          " yourself" % (dest, STAGE_PREFIX), "invalid_argument")
+                          " yourself" % (dest, STAGE_PREFIX), _errors.INVALID_ARGUMENT)
     try:
         parent_fd = os.open(parent or ".", _fs.DIR_FLAGS)
     except FileNotFoundError:
@@ -380,13 +381,13 @@ def remove_staging(dest):
             if exc.errno in (errno.ELOOP, errno.ENOTDIR):
                 raise BundleError("%s is %s, not a staging folder: nothing was removed"
                                   % (dest, _fs.describe(os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
-                                                        .st_mode)), "unsafe_bundle")
+                                                        .st_mode)), _errors.UNSAFE_BUNDLE)
             raise
         try:
             for entry in os.listdir(fd):
                 if stat.S_ISDIR(os.stat(entry, dir_fd=fd, follow_symlinks=False).st_mode):
                     raise BundleError("%s holds the folder %s, which no staging run makes: nothing more was"
-                                      " removed" % (dest, entry), "unsafe_bundle")
+                                      " removed" % (dest, entry), _errors.UNSAFE_BUNDLE)
                 os.unlink(entry, dir_fd=fd)
             left = os.listdir(fd)
         finally:
@@ -414,7 +415,7 @@ def stage(path, dest, needed, write=True, margin=DEFAULT_MARGIN, dest_fd=None):
         if name not in table:
             raise BundleError("the bundle %s has no blob %s, which the host needs: build the bundle with the same"
                               " revision, allow_patterns and ignore_patterns as model_cache_models"
-                              % (path, name), "not_in_bundle")
+                              % (path, name), _errors.NOT_IN_BUNDLE)
     want = check_sizes(table, needed, archive_size, path)
     own_fd = dest_fd is None and dest is not None
     fd_dest = _open_dest(dest) if own_fd else dest_fd
@@ -451,26 +452,27 @@ def _stage_members(path, archive_size, table, needed, dest_fd):
                 if member.name == MANIFEST or blob in seen or blob not in table:
                     raise BundleError("%s holds %s %s: refused, nothing was staged; rebuild the bundle"
                                       % (path, member.name, "twice" if blob in seen or member.name == MANIFEST
-                                         else "which its manifest does not name"), "unsafe_bundle")
+                                         else "which its manifest does not name"), _errors.UNSAFE_BUNDLE)
                 seen.add(blob)
                 info = table[blob]
                 if member.size != info["size"]:
                     raise BundleError("%s: the member %s has %d bytes but the manifest says %d, for %s: the bundle"
                                       " was altered; rebuild it" % (path, member.name, member.size, info["size"],
                                                                     describe(info["files"])),
-                                      "corrupt_bundle", info["files"])
+                                      _errors.CORRUPT_BUNDLE, info["files"])
                 if member.offset_data + member.size > archive_size:
                     raise BundleError("%s is truncated in %s: the member needs %d bytes past the end of the file,"
                                       " for %s: copy it again or rebuild it"
                                       % (path, member.name, member.offset_data + member.size - archive_size,
-                                         describe(info["files"])), "corrupt_bundle", info["files"])
+                                         describe(info["files"])), _errors.CORRUPT_BUNDLE, info["files"])
                 if blob in needed:
                     written[blob] = _copy_checked(tar, member, dest_fd, blob, info, path, created)
         missing = [b for b in needed if b not in written]
         if missing:
             files = [f for b in missing for f in table[b]["files"]]
             raise BundleError("%s lacks the member blobs/%s for %s: the archive is truncated or incomplete; copy it"
-                              " again or rebuild it" % (path, missing[0], describe(files)), "corrupt_bundle", files)
+                              " again or rebuild it" % (path, missing[0], describe(files)), _errors.CORRUPT_BUNDLE,
+                              files)
     except BaseException:
         for name in created:
             _unlink_at(dest_fd, name)
@@ -504,7 +506,7 @@ def _copy_checked(tar, member, dest_fd, blob, info, source, created):
                     chunk = handle.read(min(_CHUNK, info["size"] - count + 1))
                 except (tarfile.TarError, EOFError, OSError) as exc:
                     raise BundleError("%s is truncated in %s, for %s (%s): copy it again or rebuild it"
-                                      % (source, member.name, describe(info["files"]), exc), "corrupt_bundle",
+                                      % (source, member.name, describe(info["files"]), exc), _errors.CORRUPT_BUNDLE,
                                       info["files"])
                 if not chunk:
                     break
@@ -512,7 +514,7 @@ def _copy_checked(tar, member, dest_fd, blob, info, source, created):
                 if count > info["size"]:
                     raise BundleError("%s: the member %s yields more than its %d bytes, for %s: refused; rebuild"
                                       " the bundle" % (source, member.name, info["size"], describe(info["files"])),
-                                      "unsafe_bundle", info["files"])
+                                      _errors.UNSAFE_BUNDLE, info["files"])
                 sha256.update(chunk)
                 if git:
                     git.update(chunk)
@@ -522,18 +524,18 @@ def _copy_checked(tar, member, dest_fd, blob, info, source, created):
                     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                         raise BundleError("the filesystem of the staging folder is full (%s) while %s was"
                                           " staged; nothing was staged: free space there" % (exc, member.name),
-                                          "disk_full", info["files"])
+                                          _errors.DISK_FULL, info["files"])
                     raise
         actual = sha256.hexdigest()
         if count != info["size"]:
             raise BundleError("%s is truncated in %s: %d of %d bytes, for %s: copy it again or rebuild it"
-                              % (source, member.name, count, info["size"], describe(info["files"])), "corrupt_bundle",
-                              info["files"])
+                              % (source, member.name, count, info["size"], describe(info["files"])),
+                              _errors.CORRUPT_BUNDLE, info["files"])
         if actual != info["sha256"] or (git and git.hexdigest() != blob) or (not git and actual != blob):
             raise BundleError("%s: the content of %s does not match its checksum (SHA-256 %s, expected %s), for %s:"
                               " the bundle is corrupt; copy it again or rebuild it"
                               % (source, member.name, actual, info["sha256"], describe(info["files"])),
-                              "corrupt_bundle", info["files"])
+                              _errors.CORRUPT_BUNDLE, info["files"])
         if dest_fd is not None:
             existed = _lexists_at(dest_fd, blob)
             if not existed:
@@ -577,11 +579,11 @@ def open_cached_blob(cache_dir, path, where):
         fd = _store.open_blob(cache_dir, path)
     except FileNotFoundError:
         raise BundleError("the build cache has no file %s for %s: fetch the model into it first (the bundle"
-                          " playbook does)" % (path, describe(where)), "incomplete", where)
+                          " playbook does)" % (path, describe(where)), _errors.INCOMPLETE, where)
     except (_store.StoreRefused, OSError) as exc:
         raise BundleError("the build cache's %s for %s is refused (%s): remove the repository from the build"
                           " cache (hf_snapshot state=absent) and fetch it again" % (path, describe(where), exc),
-                          "integrity", where)
+                          _errors.INTEGRITY, where)
     os.set_blocking(fd, True)
     return fd
 
@@ -595,7 +597,7 @@ def hash_blob(path, blob, where, cache_dir=None):
             fd = _open_regular(path)
         except BundleError:
             raise BundleError("the build cache has no file %s for %s: fetch the model into it first (the bundle"
-                              " playbook does)" % (path, describe(where)), "incomplete", where)
+                              " playbook does)" % (path, describe(where)), _errors.INCOMPLETE, where)
     else:
         fd = open_cached_blob(cache_dir, path, where)
     sha256 = hashlib.sha256()
@@ -608,7 +610,7 @@ def hash_blob(path, blob, where, cache_dir=None):
                 git.update(chunk)
     if (git.hexdigest() if git else sha256.hexdigest()) != blob:
         raise BundleError("%s in the build cache does not match its object id, for %s: remove the repository from"
-                          " the build cache and fetch it again" % (path, describe(where)), "integrity", where)
+                          " the build cache and fetch it again" % (path, describe(where)), _errors.INTEGRITY, where)
     return sha256.hexdigest(), size
 
 
@@ -656,7 +658,7 @@ def write_archive(path, manifest, blob_paths, mode, cache_dir=None):
                         tar.addfile(_tarinfo(member_name(blob), os.fstat(src).st_size), reader)
                     if sums.get(blob) and reader.sha256.hexdigest() != sums[blob]:
                         raise BundleError("%s changed in the build cache while the bundle was written: fetch it"
-                                          " again and rebuild" % blob_paths[blob], "integrity")
+                                          " again and rebuild" % blob_paths[blob], _errors.INTEGRITY)
             raw.flush()
             os.fsync(raw.fileno())
         os.chmod(tmp, mode)
@@ -671,24 +673,24 @@ def write_archive(path, manifest, blob_paths, mode, cache_dir=None):
 def check_image_root(root):
     """The real path of an image root: an existing directory that is not the controller's own '/'."""
     if not root or not os.path.isabs(root):
-        raise BundleError("image_root must be an absolute path, got %r" % (root,), "invalid_argument")
+        raise BundleError("image_root must be an absolute path, got %r" % (root,), _errors.INVALID_ARGUMENT)
     real = os.path.realpath(root)
     if real == "/":
         raise BundleError("image_root %s is the controller's own root directory: give the directory that is built"
-                          " into the image" % root, "invalid_argument")
+                          " into the image" % root, _errors.INVALID_ARGUMENT)
     if not os.path.isdir(real):
         raise BundleError("image_root %s does not exist or is not a directory: create the image tree first" % root,
-                          "invalid_argument")
+                          _errors.INVALID_ARGUMENT)
     return real
 
 
 def image_parts(path):
     """The components of `path`, absolute as the image sees it; '..' and NUL refused."""
     if not isinstance(path, str) or not path.startswith("/") or "\x00" in path:
-        raise BundleError("%r must be an absolute path as the image sees it" % (path,), "invalid_argument")
+        raise BundleError("%r must be an absolute path as the image sees it" % (path,), _errors.INVALID_ARGUMENT)
     parts = [p for p in path.split("/") if p not in ("", ".")]
     if ".." in parts:
-        raise BundleError("%s must not contain '..'" % path, "invalid_argument")
+        raise BundleError("%s must not contain '..'" % path, _errors.INVALID_ARGUMENT)
     return parts
 
 
@@ -706,7 +708,7 @@ def path_in_root(root, path):
         if stat.S_ISLNK(st.st_mode):
             raise BundleError("%s in the image root is a symlink (to %s); the controller would follow it outside"
                               " the image: make it a directory in the image, or choose another path"
-                              % (current, os.readlink(current)), "unsafe_image_root")
+                              % (current, os.readlink(current)), _errors.UNSAFE_IMAGE_ROOT)
     return os.path.join(root, *parts) if parts else root
 
 
@@ -728,7 +730,7 @@ def parse_id(value, where, number, what):
     """An id of /etc/passwd or /etc/group: decimal digits only, else invalid_argument naming the file and line."""
     if not re.match(r"^[0-9]{1,10}$", value or "") or int(value) > 0xFFFFFFFE:
         raise BundleError("%s line %d gives %s the id %r, which is not a number: fix that line of the image's"
-                          " file" % (where, number, what, value), "invalid_argument")
+                          " file" % (where, number, what, value), _errors.INVALID_ARGUMENT)
     return int(value)
 
 
@@ -739,10 +741,10 @@ def _read_etc(root, name):
         data = _fs.read_file(root, "etc/" + name, ETC_MAX)
     except _fs.Refused as exc:
         raise BundleError("%s is refused (%s): the image root needs its /etc/%s as a regular file, with no"
-                          " symlink on the way" % (where, exc, name), "unsafe_image_root")
+                          " symlink on the way" % (where, exc, name), _errors.UNSAFE_IMAGE_ROOT)
     if data is None:
         raise BundleError("%s is missing or not a regular file: the image root needs its /etc/%s to give the"
-                          " service user's ids" % (where, name), "invalid_argument")
+                          " service user's ids" % (where, name), _errors.INVALID_ARGUMENT)
     return data, where
 
 
@@ -756,7 +758,7 @@ def image_ids(root, owner, group, allow_root=False):
     users = parse_id_table(data, 4)
     if owner not in users:
         raise BundleError("user %s is not in %s: create it in the image first, or fix model_cache_owner"
-                          % (owner, where), "invalid_argument")
+                          % (owner, where), _errors.INVALID_ARGUMENT)
     number, fields = users[owner]
     uid = parse_id(fields[2], where, number, "user %s" % owner)
     gid = parse_id(fields[3], where, number, "the primary group of %s" % owner)
@@ -766,7 +768,7 @@ def image_ids(root, owner, group, allow_root=False):
         groups = parse_id_table(data, 3)
         if group not in groups:
             raise BundleError("group %s is not in %s: create it in the image first, or fix model_cache_group"
-                              % (group, gwhere), "invalid_argument")
+                              % (group, gwhere), _errors.INVALID_ARGUMENT)
         gnumber, gfields = groups[group]
         gid = parse_id(gfields[2], gwhere, gnumber, "group %s" % group)
         gid_from = "%s line %d" % (gwhere, gnumber)
@@ -774,12 +776,12 @@ def image_ids(root, owner, group, allow_root=False):
         if uid == 0:
             raise BundleError("%s line %d gives the service user %s uid 0 (root): refused, nothing was written; give"
                               " the image an unprivileged user, or set allow_root (model_cache_bake_allow_root)"
-                              " if the cache must belong to root" % (where, number, owner), "unsafe_image_root")
+                              " if the cache must belong to root" % (where, number, owner), _errors.UNSAFE_IMAGE_ROOT)
         if gid == 0:
             raise BundleError("%s gives the service user %s gid 0 (the root group): refused, nothing was written;"
                               " give the image an unprivileged group, or set allow_root"
                               " (model_cache_bake_allow_root) if the cache must belong to it" % (gid_from, owner),
-                              "unsafe_image_root")
+                              _errors.UNSAFE_IMAGE_ROOT)
     return uid, gid
 
 
@@ -788,9 +790,9 @@ def parse_mode(value, what):
     try:
         mode = int(value, 8) if isinstance(value, str) else int(value)
     except (TypeError, ValueError):
-        raise BundleError("%s must be octal, such as '0644', got %r" % (what, value), "invalid_argument")
+        raise BundleError("%s must be octal, such as '0644', got %r" % (what, value), _errors.INVALID_ARGUMENT)
     if mode & ~0o777 or mode < 0:
-        raise BundleError("%s must be plain permission bits, got %r" % (what, value), "invalid_argument")
+        raise BundleError("%s must be plain permission bits, got %r" % (what, value), _errors.INVALID_ARGUMENT)
     return mode
 
 
@@ -816,9 +818,9 @@ class ImageWriter:
             target = os.readlink(name, dir_fd=dir_fd)
             raise BundleError("%s in the image root is a symlink (to %s): refused, nothing was written through it;"
                               " make it a directory in the image, or choose another path" % (where, target),
-                              "unsafe_image_root")
+                              _errors.UNSAFE_IMAGE_ROOT)
         raise BundleError("%s in the image root is %s, not a directory: refused, nothing was written through it"
-                          % (where, _fs.describe(st.st_mode) if st else "not there"), "unsafe_image_root")
+                          % (where, _fs.describe(st.st_mode) if st else "not there"), _errors.UNSAFE_IMAGE_ROOT)
 
     def open_dir(self, parts):
         """A descriptor of the folder `parts` below the root, made (root's, 0755) where missing; None in check
@@ -858,7 +860,8 @@ class ImageWriter:
             return 0, 0
         if owner == "service":
             return self.uid, self.gid
-        raise BundleError("owner of an image entry must be root or service, got %r" % (owner,), "invalid_argument")
+        raise BundleError("owner of an image entry must be root or service, got %r" % (owner,),
+                          _errors.INVALID_ARGUMENT)
 
     def directory(self, path, owner=None, mode=None):
         """The folder `path` (as the image sees it); owner and mode set when given, else a new one is root's
@@ -891,7 +894,7 @@ class ImageWriter:
     def _parent(self, path):
         parts = image_parts(path)
         if not parts:
-            raise BundleError("%s is the image root itself, not a file in it" % path, "invalid_argument")
+            raise BundleError("%s is the image root itself, not a file in it" % path, _errors.INVALID_ARGUMENT)
         return self.open_dir(parts[:-1]), parts[-1]
 
     def file(self, path, content, mode="0644", force=True):
@@ -906,7 +909,7 @@ class ImageWriter:
             st = self._lstat(dir_fd, name)
             if st is not None and stat.S_ISDIR(st.st_mode):
                 raise BundleError("%s in the image root is a directory, not a file: refused"
-                                  % os.path.join(self.root, path.lstrip("/")), "unsafe_image_root")
+                                  % os.path.join(self.root, path.lstrip("/")), _errors.UNSAFE_IMAGE_ROOT)
             if st is not None and (not force or self._same_file(dir_fd, name, st, data, want_mode)):
                 return
             self._did(path)
@@ -939,7 +942,8 @@ class ImageWriter:
             st = self._lstat(dir_fd, name)
             if st is not None and stat.S_ISDIR(st.st_mode):
                 raise BundleError("%s in the image root is a directory, not a link: refused; remove it or choose"
-                                  " another link" % os.path.join(self.root, path.lstrip("/")), "unsafe_image_root")
+                                  " another link" % os.path.join(self.root, path.lstrip("/")),
+                                  _errors.UNSAFE_IMAGE_ROOT)
             if st is not None and stat.S_ISLNK(st.st_mode) and os.readlink(name, dir_fd=dir_fd) == src:
                 if (st.st_uid, st.st_gid) != (self.uid, self.gid):
                     self._did(path)

@@ -24,22 +24,24 @@ import time
 import traceback
 from urllib.parse import unquote, urlsplit
 
-# Outcome kinds. RETRYABLE ones are tried again while retries and time remain.
-RATE_LIMITED = "rate_limited"
-SERVER_ERROR = "server_error"
-UNREACHABLE = "unreachable"
-TRANSIENT = "transient"
-TIMEOUT = "timeout"
-NOT_FOUND = "repo_not_found"
-REVISION_NOT_FOUND = "revision_not_found"
-ENTRY_NOT_FOUND = "entry_not_found"
-GATED = "gated"
-UNAUTHORIZED = "unauthorized"
-DISK_FULL = "disk_full"
-NOT_WRITABLE = "not_writable"
-INTEGRITY = "integrity"
-UNSAFE_LISTING = "unsafe_listing"
-OTHER = "other"
+from ansible_collections.justnews.huggingface.plugins.module_utils import _errors
+
+# Outcome kinds, the module's error_kind. RETRYABLE ones are tried again while retries and time remain.
+RATE_LIMITED = _errors.RATE_LIMITED
+SERVER_ERROR = _errors.SERVER_ERROR
+UNREACHABLE = _errors.UNREACHABLE
+TRANSIENT = _errors.TRANSIENT
+TIMEOUT = _errors.TIMEOUT
+NOT_FOUND = _errors.REPO_NOT_FOUND
+REVISION_NOT_FOUND = _errors.REVISION_NOT_FOUND
+ENTRY_NOT_FOUND = _errors.ENTRY_NOT_FOUND
+GATED = _errors.GATED
+UNAUTHORIZED = _errors.UNAUTHORIZED
+DISK_FULL = _errors.DISK_FULL
+NOT_WRITABLE = _errors.NOT_WRITABLE
+INTEGRITY = _errors.INTEGRITY
+UNSAFE_LISTING = _errors.UNSAFE_LISTING
+OTHER = _errors.OTHER
 RETRYABLE = frozenset((RATE_LIMITED, SERVER_ERROR, UNREACHABLE, TRANSIENT))
 
 MAX_BACKOFF = 60.0

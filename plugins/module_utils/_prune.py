@@ -25,6 +25,7 @@ import stat
 import time
 
 from ansible_collections.justnews.huggingface.plugins.module_utils import _cache
+from ansible_collections.justnews.huggingface.plugins.module_utils import _errors
 from ansible_collections.justnews.huggingface.plugins.module_utils import _fs
 from ansible_collections.justnews.huggingface.plugins.module_utils import _store
 
@@ -516,13 +517,13 @@ class ApplyError(Exception):
 def error_kind(exc):
     """The error_kind for an OSError whose cause is known; 'other' when it is not."""
     if isinstance(exc, _fs.Refused) or getattr(exc, "errno", None) in (errno.ELOOP, errno.ENOTDIR):
-        return "unsafe_cache"
+        return _errors.UNSAFE_CACHE
     if getattr(exc, "errno", None) in (errno.EACCES, errno.EPERM, errno.EROFS, errno.EBUSY, errno.EXDEV,
                                        errno.ETXTBSY):
-        return "not_writable"
+        return _errors.NOT_WRITABLE
     if getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
-        return "disk_full"
-    return "other"
+        return _errors.DISK_FULL
+    return _errors.OTHER
 
 
 def _where(dir_path, exc):
@@ -697,7 +698,7 @@ def apply(plan):
         try:
             root_fd = _fs.open_dir(cache_dir, folder)
         except _fs.Refused as exc:
-            raise ApplyError("unsafe_cache", "%s; nothing was removed" % exc, exc.path)
+            raise ApplyError(_errors.UNSAFE_CACHE, "%s; nothing was removed" % exc, exc.path)
         try:
             _move_out(root_fd, repo.root, trash, moves)
         finally:
@@ -709,7 +710,7 @@ def _move_out(root_fd, root, trash, moves):
     try:
         os.mkdir(TRASH, 0o700, dir_fd=root_fd)
     except FileExistsError:
-        raise ApplyError("unsafe_cache", "%s appeared while the run held the repository's lock; nothing was"
+        raise ApplyError(_errors.UNSAFE_CACHE, "%s appeared while the run held the repository's lock; nothing was"
                          " removed. Find out what made it; the next run settles it" % trash, trash)
     except OSError as exc:
         raise ApplyError(error_kind(exc), "cannot make %s: %s; nothing was removed" % (trash, exc.strerror), trash)
@@ -746,8 +747,9 @@ def _move_out(root_fd, root, trash, moves):
                 _clear(trash_fd, trash)
                 os.rmdir(TRASH, dir_fd=root_fd)
             except OSError as again:
-                raise ApplyError("partial_failure", "%s cannot be removed (%s), and putting back what was moved to %s"
-                                 " failed too (%s: %s). The revisions are whole in %s; the next run puts them back."
+                raise ApplyError(_errors.PARTIAL_FAILURE,
+                                 "%s cannot be removed (%s), and putting back what was moved to %s failed too"
+                                 " (%s: %s). The revisions are whole in %s; the next run puts them back."
                                  " Fix: make %s removable (chattr -i, a writable mount), then run again"
                                  % (where, cause.strerror, trash, _where(trash, again), again.strerror, trash, where),
                                  where)
@@ -755,7 +757,7 @@ def _move_out(root_fd, root, trash, moves):
             raise ApplyError(kind, "%s cannot be removed (%s); nothing was removed, everything was put back. Fix: %s"
                              % (where, cause.strerror,
                                 "remove the link or special file by hand (rm removes the entry itself)"
-                                if kind == "unsafe_cache" else
+                                if kind == _errors.UNSAFE_CACHE else
                                 "make %s removable (chattr -i, a writable mount, the folder's permissions), then run"
                                 " again" % where), where)
         fd = os.open(COMMITTED, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=trash_fd)
@@ -770,7 +772,7 @@ def _move_out(root_fd, root, trash, moves):
             os.rmdir(TRASH, dir_fd=root_fd)
         except OSError as exc:
             where = _where(trash, exc)
-            raise ApplyError("partial_failure", "the revisions are gone from snapshots/, but %s cannot be deleted"
+            raise ApplyError(_errors.PARTIAL_FAILURE, "the revisions are gone from snapshots/, but %s cannot be deleted"
                              " (%s); the next run finishes %s. Fix: make %s removable, then run again"
                              % (where, exc.strerror, trash, where), where)
     finally:

@@ -371,6 +371,15 @@ error_kind:
   returned: on failure
   type: str
   sample: integrity
+fix:
+  description:
+    - On failure, what to do about RV(error_kind), the same text for every failure of that kind (C(msg) names the
+      file or path). It names the options to change, each followed by the variable of the role
+      justnews.huggingface.model_cache that sets it.
+  returned: on failure
+  type: str
+  sample: "nothing was taken from it: copy the bundle 'path' (model_cache_bundle) again from where it was built, or
+    build it again"
 """
 
 import os
@@ -380,31 +389,34 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.justnews.huggingface.plugins.module_utils import _bundle
 from ansible_collections.justnews.huggingface.plugins.module_utils import _cache
+from ansible_collections.justnews.huggingface.plugins.module_utils import _errors
 from ansible_collections.justnews.huggingface.plugins.module_utils import _fs
 
 
 def build(module, p, result):
     if not p["cache_dir"] or not p["snapshots"]:
-        raise _bundle.BundleError("operation=build needs cache_dir and snapshots", "invalid_argument")
+        raise _bundle.BundleError("operation=build needs cache_dir and snapshots", _errors.INVALID_ARGUMENT)
     try:
         mode = int(p["mode"], 8) if isinstance(p["mode"], str) else int(p["mode"])
     except ValueError:
-        raise _bundle.BundleError("mode must be octal, such as '0644', got %r" % (p["mode"],), "invalid_argument")
+        raise _bundle.BundleError("mode must be octal, such as '0644', got %r" % (p["mode"],), _errors.INVALID_ARGUMENT)
     if mode & ~0o777:
-        raise _bundle.BundleError("mode must be plain permission bits, got %r" % (p["mode"],), "invalid_argument")
+        raise _bundle.BundleError("mode must be plain permission bits, got %r" % (p["mode"],), _errors.INVALID_ARGUMENT)
     try:
         models = [_bundle.model_entry(s) for s in p["snapshots"]]
     except _cache.UnsafeName as exc:
-        raise _bundle.BundleError("%s: pass the results of justnews.huggingface.hf_snapshot" % exc, "invalid_argument")
+        raise _bundle.BundleError("%s: pass the results of justnews.huggingface.hf_snapshot" % exc,
+                                  _errors.INVALID_ARGUMENT)
     table = _bundle.blob_table(models)
     path = p["path"]
     if not os.path.isdir(os.path.dirname(os.path.abspath(path))):
-        raise _bundle.BundleError("the directory of %s does not exist: create it first" % path, "invalid_argument")
+        raise _bundle.BundleError("the directory of %s does not exist: create it first" % path,
+                                  _errors.INVALID_ARGUMENT)
     old = None
     if os.path.lexists(path) and not stat.S_ISREG(os.lstat(path).st_mode):
         raise _bundle.BundleError("%s is %s, not a regular file: give the path of the bundle file itself (it is"
                                   " replaced only when it is a bundle)" % (path, _fs.describe(os.lstat(path).st_mode)),
-                                  "invalid_argument")
+                                  _errors.INVALID_ARGUMENT)
     if os.path.lexists(path):
         try:
             old = _bundle.read_manifest(path)
@@ -462,12 +474,12 @@ def inspect(p, result):
 def stage(module, p, result):
     if bool(p["dest"]) == bool(p["staging_parent"]):
         raise _bundle.BundleError("operation=stage needs dest (the staging directory) or staging_parent (where a new"
-                                  " staging folder is made), one of them", "invalid_argument")
+                                  " staging folder is made), one of them", _errors.INVALID_ARGUMENT)
     try:
         margin = _cache.parse_size(p["free_space_margin"])
     except ValueError:
         raise _bundle.BundleError("free_space_margin must be bytes (an integer >= 0) or a size such as '512M' or"
-                                  " '1G', got %r" % (p["free_space_margin"],), "invalid_argument")
+                                  " '1G', got %r" % (p["free_space_margin"],), _errors.INVALID_ARGUMENT)
     needed = None
     if p["blobs"] is not None:
         needed = []
@@ -475,7 +487,7 @@ def stage(module, p, result):
             name = blob.get("name") if isinstance(blob, dict) else blob
             if not (isinstance(name, str) and _cache.BLOB_RE.match(name)):
                 raise _bundle.BundleError("blobs must be object ids (or dicts with name), got %r" % (blob,),
-                                          "invalid_argument")
+                                          _errors.INVALID_ARGUMENT)
             needed.append(name)
     if needed is None:
         needed = sorted(_bundle.blob_table(_bundle.read_manifest(p["path"])["models"]))
@@ -515,7 +527,7 @@ def image_root(module, p, result):
     root = _bundle.check_image_root(p["image_root"])
     if not p["owner"]:
         raise _bundle.BundleError("operation=image_root needs owner, the service user of the image (set"
-                                  " model_cache_owner)", "invalid_argument")
+                                  " model_cache_owner)", _errors.INVALID_ARGUMENT)
     uid, gid = _bundle.image_ids(root, p["owner"], p["group"], p["allow_root"])
     result.update(image_root=root, uid=uid, gid=gid,
                   image_paths=[_bundle.path_in_root(root, path) for path in p["image_paths"]])
@@ -582,17 +594,18 @@ def main():
         else:
             image_root(module, p, result)
     except _bundle.BundleError as exc:
-        result.update(changed=False, error_kind=exc.kind)
+        result.update(changed=False)
         result.pop("diff", None)
         if exc.files:
             result["bad_files"] = [{"repo_id": r, "path": f} for r, f in exc.files]
-        module.fail_json(msg=str(exc), **result)
+        _errors.fail(module, exc.kind, str(exc), **result)
     except _cache.UnsafeName as exc:
-        result.update(changed=False, error_kind="invalid_argument")
-        module.fail_json(msg="%s: fix the argument" % exc, **result)
+        result.update(changed=False)
+        _errors.fail(module, _errors.INVALID_ARGUMENT, "%s: fix the argument" % exc, **result)
     except OSError as exc:
-        result.update(changed=False, error_kind="other")
-        module.fail_json(msg="%s failed on %s: %s" % (p["operation"], exc.filename or p["path"], exc), **result)
+        result.update(changed=False)
+        _errors.fail(module, _errors.OTHER, "%s failed on %s: %s" % (p["operation"], exc.filename or p["path"], exc),
+                     **result)
     module.exit_json(**result)
 
 

@@ -234,7 +234,9 @@ error_kind:
   type: str
   sample: invalid_argument
 fix:
-  description: On failure of the module itself, what to do about it.
+  description:
+    - On failure of the module itself, what to do about RV(error_kind), the same text for every failure of that
+      kind (C(msg) says what was wrong).
   returned: on failure
   type: str
   sample: "run the task with become: true"
@@ -247,6 +249,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.urls import open_url
 
 from ansible_collections.justnews.huggingface.plugins.module_utils import _doctor
+from ansible_collections.justnews.huggingface.plugins.module_utils import _errors
 
 
 def http_get(timeout):
@@ -299,15 +302,15 @@ def main():
     secrets = _doctor.Secrets()
     secrets.add(p["token"])
 
-    def fail(msg, kind, fix):
+    def fail(msg, kind):
         module.no_log_values.update(secrets.values)
-        module.fail_json(msg=secrets.mask(msg), error_kind=kind, fix=secrets.mask(fix))
+        _errors.fail(module, kind, secrets.mask(msg))
 
     for option in ("timeout", "check_timeout"):
         if p[option] <= 0:
-            fail("%s must be a positive number of seconds, got %d" % (option, p[option]), "invalid_argument",
-                 "set %s to the seconds to wait (default %d)"
-                 % (option, 10 if option == "timeout" else _doctor.DEFAULT_CHECK_TIMEOUT))
+            fail("%s must be a positive number of seconds (default %d), got %d"
+                 % (option, 10 if option == "timeout" else _doctor.DEFAULT_CHECK_TIMEOUT, p[option]),
+                 _errors.INVALID_ARGUMENT)
     p["expected_env"] = {k: str(v) for k, v in p["expected_env"].items()}
     p["managed_env"] = sorted(set(p["managed_env"]) | set(p["expected_env"]))
     p["endpoint"] = p["endpoint"] or "https://huggingface.co"
@@ -319,12 +322,10 @@ def main():
             if model.get("ref"):
                 _doctor._cache.check_ref_name(model["ref"], "ref")
         except _doctor._cache.UnsafeName as exc:
-            fail("models: %s" % exc, "invalid_argument",
-                 "fix the entry in models (model_cache_models): repo_id as owner/name, revision a branch, tag or"
-                 " 40-hex commit")
+            fail("models: %s: give repo_id as owner/name, revision as a branch, tag or 40-hex commit" % exc,
+                 _errors.INVALID_ARGUMENT)
     if os.geteuid() != 0:
-        fail("hf_doctor must run as root to read the token file and switch to the units' users", "not_root",
-             "run the task with become: true")
+        fail("hf_doctor must run as root to read the token file and switch to the units' users", _errors.NOT_ROOT)
     limit = p["check_timeout"]
     doctor = _doctor.Doctor(p, lambda argv: _doctor.run_command(argv, timeout=limit),
                             lambda user, func, *args: _doctor.run_as(user, func, *args, timeout=limit),
@@ -333,8 +334,8 @@ def main():
     try:
         findings = doctor.run()
     except Exception as exc:  # a check that breaks is reported, never a traceback that may quote a file
-        fail("hf_doctor stopped: %s: %s" % (type(exc).__name__, exc), "internal",
-             "run the doctor again with -vvv and report the message; the findings so far were not returned")
+        fail("hf_doctor stopped: %s: %s; the findings so far were not returned" % (type(exc).__name__, exc),
+             _errors.INTERNAL)
     module.no_log_values.update(secrets.values)
     counts = {v: sum(1 for f in findings if f["verdict"] == v) for v in _doctor.RANK}
     module.exit_json(changed=False, findings=findings, verdict=_doctor.worst(findings), counts=counts)

@@ -243,6 +243,15 @@ error_kind:
   returned: on failure
   type: str
   sample: not_writable
+fix:
+  description:
+    - On failure, what to do about RV(error_kind), the same text for every failure of that kind (C(msg) names the
+      path). It names the options to change, each followed by the variable of the role
+      justnews.huggingface.model_cache that sets it.
+  returned: on failure
+  type: str
+  sample: "run with become: true, or make the path that the message names writable: its owner, a read-write mount,
+    no immutable flag (chattr -i)"
 """
 
 import os
@@ -250,13 +259,14 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.justnews.huggingface.plugins.module_utils import _cache
+from ansible_collections.justnews.huggingface.plugins.module_utils import _errors
 from ansible_collections.justnews.huggingface.plugins.module_utils import _fs
 from ansible_collections.justnews.huggingface.plugins.module_utils import _prune
 from ansible_collections.justnews.huggingface.plugins.module_utils import _store
 
 
-UNSAFE_FIX = ("inspect the cache, or remove the repository with justnews.huggingface.hf_snapshot state=absent"
-              " (which removes a link itself, never its target)")
+# A repository the prune refuses is reported in `refused` with the fix of the run's own failure.
+UNSAFE_FIX = _errors.fix(_errors.UNSAFE_CACHE)
 
 
 class Failure(Exception):
@@ -280,7 +290,7 @@ class Prune:
     def validate(self):
         p = self.p
         if p["keep"] < 0 or p["incomplete_age"] < 0 or p["timeout"] < 0:
-            raise Failure("keep, incomplete_age and timeout must be >= 0", "invalid_argument")
+            raise Failure("keep, incomplete_age and timeout must be >= 0", _errors.INVALID_ARGUMENT)
         try:
             if p["repo_id"] is not None:
                 _cache.check_repo_id(p["repo_id"])
@@ -288,10 +298,10 @@ class Prune:
                 if not _cache.is_commit(rev):
                     _cache.check_ref_name(rev, "pinned revision")
         except _cache.UnsafeName as exc:
-            raise Failure("%s: fix the argument" % exc, "invalid_argument")
+            raise Failure("%s: fix the argument" % exc, _errors.INVALID_ARGUMENT)
         if os.path.lexists(self.cache_dir) and not os.path.isdir(self.cache_dir):
             raise Failure("cache_dir %s is not a directory: point cache_dir at the hub cache" % self.cache_dir,
-                          "cache_dir_invalid")
+                          _errors.CACHE_DIR_INVALID)
 
     def repos(self):
         if self.p["repo_id"] is not None:
@@ -306,7 +316,7 @@ class Prune:
             self.result["refused"].append({"path": exc.name or repo_id, "reason": str(exc), "fix": UNSAFE_FIX})
             raise Failure("%s. Refusing to prune %s; nothing %s removed from it. Fix: %s"
                           % (exc, repo_id, "would be" if self.module.check_mode else "was", UNSAFE_FIX),
-                          "unsafe_cache")
+                          _errors.UNSAFE_CACHE)
 
     def run(self):
         if not os.path.isdir(self.cache_dir):
@@ -341,11 +351,11 @@ class Prune:
         try:
             lock.acquire()
         except _cache.LockTimeout as exc:
-            raise Failure("%s: let it finish, or raise 'timeout'" % exc, "locked")
+            raise Failure("%s: let it finish, or raise 'timeout'" % exc, _errors.LOCKED)
         except _fs.Refused as exc:
             self.result["refused"].append({"path": exc.path, "reason": exc.reason, "fix": UNSAFE_FIX})
             raise Failure("%s. Refusing to prune %s; nothing was removed from it. Fix: %s"
-                          % (exc, plan.repo_id, UNSAFE_FIX), "unsafe_cache")
+                          % (exc, plan.repo_id, UNSAFE_FIX), _errors.UNSAFE_CACHE)
         try:
             try:
                 settled = _prune.recover(plan.repo)
@@ -353,7 +363,8 @@ class Prune:
                 where = getattr(exc, "filename", None) or os.path.join(plan.repo.root, _prune.TRASH)
                 raise Failure("cannot settle %s, left by a prune that stopped part-way: %s. Fix: make %s removable,"
                               " then run again" % (os.path.join(plan.repo.root, _prune.TRASH), exc, where),
-                              _prune.error_kind(exc) if _prune.error_kind(exc) != "other" else "partial_failure")
+                              _prune.error_kind(exc) if _prune.error_kind(exc) != _errors.OTHER
+                              else _errors.PARTIAL_FAILURE)
             if settled:
                 action, path, refused = settled
                 self.result["recovered"].append({"repo_id": plan.repo_id, "repo_type": plan.repo_type,
@@ -428,16 +439,12 @@ def main():
         result = prune.run()
     except Failure as failure:
         result = dict(prune.result if prune else {}, changed=prune.result["changed"] if prune else False)
-        module.fail_json(msg=failure.msg, error_kind=failure.kind, **result)
+        _errors.fail(module, failure.kind, failure.msg, **result)
     except OSError as exc:
         kind = _prune.error_kind(exc)
-        fix = {"unsafe_cache": "remove the link or special file by hand (rm removes the entry itself, never its"
-                               " target), then run again",
-               "not_writable": "make it writable for root (chattr -i, a writable mount), then run again",
-               "disk_full": "free space on the cache's filesystem, then run again"}.get(kind, "see the error")
         result = dict(prune.result if prune else {}, changed=bool(prune and prune.result["changed"]))
         where = module.params["cache_dir"] or "the hub cache"
-        module.fail_json(msg="cannot prune %s: %s. Fix: %s" % (where, exc, fix), error_kind=kind, **result)
+        _errors.fail(module, kind, "cannot prune %s: %s. Fix: %s" % (where, exc, _errors.fix(kind)), **result)
     module.exit_json(**result)
 
 

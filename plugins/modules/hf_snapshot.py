@@ -342,16 +342,27 @@ lock_wait:
   sample: 0.0
 error_kind:
   description:
-    - On failure, the cause, for programs to branch on - V(invalid_argument), V(cache_dir_invalid),
-      V(not_writable), V(locked), V(unsafe_listing) (the Hub named a path outside the cache or contradicted its
-      listing), V(unsafe_cache) (the cache's own files do), V(integrity) (size or checksum mismatch),
-      V(incomplete) (offline and files missing), V(rate_limited), V(server_error), V(unreachable), V(transient),
-      V(timeout) (the Hub did not answer in time), V(gated), V(unauthorized), V(repo_not_found),
+    - On failure, the cause, for programs to branch on - V(invalid_argument), V(missing_library) (the
+      interpreter running the module lacks C(huggingface_hub)), V(cache_dir_invalid), V(not_writable),
+      V(locked), V(unsafe_listing) (the Hub named a path outside the cache or contradicted its listing),
+      V(unsafe_cache) (the cache's own files do), V(integrity) (size or checksum mismatch), V(incomplete)
+      (offline and files missing, or O(blobs_from) lacks one), V(rate_limited), V(server_error), V(unreachable),
+      V(transient), V(timeout) (the Hub did not answer in time), V(gated), V(unauthorized), V(repo_not_found),
       V(revision_not_found), V(entry_not_found), V(disk_full), V(no_space) (the disk-space check of
       O(free_space_margin) refused before anything was downloaded), V(other).
   returned: on failure
   type: str
   sample: rate_limited
+fix:
+  description:
+    - On failure, what to do about RV(error_kind), the same text for every failure of that kind (C(msg) says what
+      happened and where). It names the options to change, each followed by the variable of the role
+      justnews.huggingface.model_cache that sets it.
+  returned: on failure
+  type: str
+  sample: "run again later, pin 'revision' (model_cache_models) to a commit, pass a token in 'token'
+    (model_cache_token) for an account's higher limits, or raise 'retries' (model_cache_retries) and 'timeout'
+    (model_cache_timeout); through the role, let fewer hosts fetch at once (model_cache_hub_concurrency)"
 needed_bytes:
   description:
     - Free space the run needs on the filesystem of O(cache_dir) - the bytes still to download or copy in, twice
@@ -384,6 +395,7 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
 
 from ansible_collections.justnews.huggingface.plugins.module_utils import _cache
+from ansible_collections.justnews.huggingface.plugins.module_utils import _errors
 from ansible_collections.justnews.huggingface.plugins.module_utils import _fs
 from ansible_collections.justnews.huggingface.plugins.module_utils import _hub
 from ansible_collections.justnews.huggingface.plugins.module_utils import _store
@@ -401,37 +413,31 @@ except ImportError:
     HF_IMPORT_ERROR = traceback.format_exc()
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
-INVALID_ARGUMENT = "invalid_argument"
-CACHE_DIR_INVALID = "cache_dir_invalid"
-UNSAFE_CACHE = "unsafe_cache"
-LOCKED = "locked"
-INCOMPLETE = "incomplete"
-NO_SPACE = "no_space"
+INVALID_ARGUMENT = _errors.INVALID_ARGUMENT
+CACHE_DIR_INVALID = _errors.CACHE_DIR_INVALID
+UNSAFE_CACHE = _errors.UNSAFE_CACHE
+LOCKED = _errors.LOCKED
+INCOMPLETE = _errors.INCOMPLETE
+NO_SPACE = _errors.NO_SPACE
 
-FIXES = {
-    _hub.NOT_FOUND: "repository %(repo)s was not found on %(endpoint)s: check repo_id and repo_type; a private"
-                    " repository also answers 'not found' when the token is missing or has no access",
-    _hub.REVISION_NOT_FOUND: "revision '%(revision)s' does not exist in %(repo)s: check 'revision'",
-    _hub.ENTRY_NOT_FOUND: "a file listed in %(repo)s could not be fetched from %(endpoint)s: the mirror may be"
-                          " incomplete",
-    _hub.GATED: "%(repo)s is gated: accept its terms on the Hub with your account and pass that account's token"
-                " in 'token' (or HF_TOKEN)",
-    _hub.UNAUTHORIZED: "the Hub refused access to %(repo)s: 'token' (or HF_TOKEN) is missing, invalid or lacks"
-                       " read access",
-    _hub.RATE_LIMITED: "rate-limited by %(endpoint)s (HTTP 429): retry later, pass a token (authenticated"
-                       " limits are higher), pin 'revision' to a commit, or raise 'retries'/'timeout'",
-    _hub.SERVER_ERROR: "%(endpoint)s kept failing with server errors: retry later or use another endpoint",
-    _hub.UNREACHABLE: "cannot connect to %(endpoint)s: check 'endpoint', DNS, firewall and proxy settings"
-                      " (HTTPS_PROXY/NO_PROXY) on the host",
-    _hub.TRANSIENT: "the connection to %(endpoint)s kept dropping: retry, or raise 'retries'",
-    _hub.TIMEOUT: "%(endpoint)s did not answer in time: raise 'timeout' or check that the endpoint answers",
-    _hub.INTEGRITY: "%(endpoint)s sent a file whose size or content does not match its own listing: check the"
-                    " endpoint or proxy (a mirror may serve stale or damaged files), then run again",
+# What went wrong with the Hub, for the message; the fix comes from _errors, after it.
+HUB_FAILURES = {
+    _hub.NOT_FOUND: "repository %(repo)s was not found on %(endpoint)s",
+    _hub.REVISION_NOT_FOUND: "revision '%(revision)s' does not exist in %(repo)s",
+    _hub.ENTRY_NOT_FOUND: "a file listed in %(repo)s could not be fetched from %(endpoint)s",
+    _hub.GATED: "%(repo)s is gated: only an account that accepted its terms may fetch it",
+    _hub.UNAUTHORIZED: "the Hub refused access to %(repo)s: the token is missing, invalid or lacks read access",
+    _hub.RATE_LIMITED: "rate-limited by %(endpoint)s (HTTP 429)",
+    _hub.SERVER_ERROR: "%(endpoint)s kept failing with server errors",
+    _hub.UNREACHABLE: "cannot connect to %(endpoint)s",
+    _hub.TRANSIENT: "the connection to %(endpoint)s kept dropping",
+    _hub.TIMEOUT: "%(endpoint)s did not answer in time",
+    _hub.INTEGRITY: "%(endpoint)s sent a file whose size or content does not match its own listing (a mirror or"
+                    " proxy may serve stale or damaged files)",
     _hub.UNSAFE_LISTING: "%(endpoint)s answered with a name that would lead outside the cache, or contradicts its"
-                         " own listing: nothing was written; do not use this endpoint until it is checked",
-    _hub.DISK_FULL: "no space left in %(cache_dir)s: free space or choose another 'cache_dir'",
-    _hub.NOT_WRITABLE: "%(cache_dir)s is not writable by the user running the module: use become, or fix"
-                       " its owner",
+                         " own listing",
+    _hub.DISK_FULL: "no space left in %(cache_dir)s",
+    _hub.NOT_WRITABLE: "%(cache_dir)s is not writable by the user running the module",
     _hub.OTHER: "fetching %(repo)s failed",
 }
 
@@ -577,22 +583,30 @@ class Snapshot:
 
     # --- results -----------------------------------------------------------
     def hub_failure(self, failure, step):
-        fix = FIXES.get(failure.kind, FIXES[_hub.OTHER]) % {
-            "repo": self.p["repo_id"], "endpoint": self.endpoint, "revision": self.revision,
-            "cache_dir": self.cache_dir}
         extra = {"status_code": failure.status}
         if failure.kind == _hub.RATE_LIMITED and self.retrier.waited_for_hub is not None:
             extra["retry_after"] = round(self.retrier.waited_for_hub)
-        return Failure("%s while %s: %s (%d attempt(s)). The existing cache was left as it was. [%s]"
-                       % (fix, step, failure.message, failure.attempts, failure.kind), failure.kind, **extra)
+        return Failure("%s while %s: %s (%d attempt(s)). The existing cache was left as it was. Fix: %s. [%s]"
+                       % (self.what(failure.kind), step, failure.message, failure.attempts,
+                          _errors.fix(failure.kind), failure.kind), failure.kind, **extra)
+
+    def what(self, kind):
+        return HUB_FAILURES.get(kind, HUB_FAILURES[_hub.OTHER]) % {
+            "repo": self.p["repo_id"], "endpoint": self.endpoint, "revision": self.revision,
+            "cache_dir": self.cache_dir}
 
     def os_failure(self, exc):
         if getattr(exc, "errno", None) == 28:
-            return Failure(FIXES[_hub.DISK_FULL] % {"cache_dir": self.cache_dir} + ": %s" % exc, _hub.DISK_FULL)
-        if isinstance(exc, PermissionError):
-            return Failure(FIXES[_hub.NOT_WRITABLE] % {"cache_dir": self.cache_dir} + ": %s" % exc,
-                           _hub.NOT_WRITABLE)
-        return Failure("cannot update %s: %s" % (self.cache_dir, exc), _hub.OTHER)
+            kind = _hub.DISK_FULL
+        elif isinstance(exc, PermissionError):
+            kind = _hub.NOT_WRITABLE
+        else:
+            return Failure("cannot update %s: %s" % (self.cache_dir, exc), _hub.OTHER)
+        return self.named_failure(kind, exc)
+
+    def named_failure(self, kind, cause, **extra):
+        """What happened, the cause and the fix, in one message."""
+        return Failure("%s: %s. Fix: %s" % (self.what(kind), cause, _errors.fix(kind)), kind, **extra)
 
     def network(self, step, func, *args):
         try:
@@ -678,8 +692,7 @@ class Snapshot:
         try:
             return _cache.check_commit(commit, self.endpoint)
         except _cache.UnsafeName as exc:
-            raise Failure("%s: %s" % (FIXES[_hub.UNSAFE_LISTING] % {"endpoint": self.endpoint}, exc),
-                          _hub.UNSAFE_LISTING, unsafe_name=commit)
+            raise self.named_failure(_hub.UNSAFE_LISTING, exc, unsafe_name=commit)
 
     def complete_offline(self, commit):
         tree = self.repo.read_tree(commit)
@@ -709,8 +722,7 @@ class Snapshot:
         try:
             return _cache.check_tree(tree, "%s's listing of %s" % (self.endpoint, commit)), True
         except _cache.UnsafeName as exc:
-            raise Failure("%s: %s" % (FIXES[_hub.UNSAFE_LISTING] % {"endpoint": self.endpoint}, exc),
-                          _hub.UNSAFE_LISTING, unsafe_name=exc.name)
+            raise self.named_failure(_hub.UNSAFE_LISTING, exc, unsafe_name=exc.name)
 
     def plan(self):
         p = self.p
@@ -961,9 +973,10 @@ def main():
         supports_check_mode=True,
     )
     if HF_IMPORT_ERROR:
-        module.fail_json(msg=missing_required_lib("huggingface_hub", reason="to fetch Hub snapshots") +
-                         " Install it for %s, or point ansible_python_interpreter at a venv that has it."
-                         % sys.executable, exception=HF_IMPORT_ERROR)
+        _errors.fail(module, _errors.MISSING_LIBRARY,
+                     missing_required_lib("huggingface_hub", reason="to fetch Hub snapshots") +
+                     " Install it for %s, or point ansible_python_interpreter at a venv that has it."
+                     % sys.executable, exception=HF_IMPORT_ERROR)
     snapshot = None
     try:
         snapshot = Snapshot(module)
@@ -971,7 +984,7 @@ def main():
     except Failure as failure:
         result = snapshot.finish() if snapshot else {"changed": False}
         result.update(failure.extra, changed=False)
-        module.fail_json(msg=failure.msg, **result)
+        _errors.fail(module, result.pop("error_kind"), failure.msg, **result)
     module.exit_json(**result)
 
 

@@ -272,7 +272,7 @@ def failure_text(output, limit=240):
     """The first fatal line of a play (host and message), shortened; "" when nothing failed."""
     for line in output.splitlines():
         if line.startswith(("fatal:", "ERROR!")):
-            head, _, result = line.partition(" => ")
+            head, _sep, result = line.partition(" => ")
             try:
                 message = json.loads(result).get("msg", result)
             except ValueError:
@@ -464,8 +464,8 @@ def test_cas_hangs_mid_file(fleet, rows):
     first = PREFIX + "-1"
     # Whatever the failed run left in the new model's blobs: each must be a whole file of that commit.
     known = {digest for _size, digest in fleet.references[LARGE_COMMIT].values()}
-    partial = {h: [line.split()[0] for line in sh(h, "cd %s/blobs 2>/dev/null && ls -A | xargs -r sha256sum; true"
-                                                 % LARGE_DIR).splitlines()] for h in HOSTS}
+    listing = "cd %s/blobs 2>/dev/null && ls -A | xargs -r sha256sum; true" % LARGE_DIR
+    partial = {h: [line.split()[0] for line in sh(h, listing).splitlines()] for h in HOSTS}
 
     rerun, rerun_output = fleet.prefetch(running, model_cache_serial=1, model_cache_models=fleet.large_models(running))
     final = fleet.states()
@@ -500,7 +500,7 @@ def test_cas_drops_connections_mid_file(fleet, rows):
     fleet.hub.reset()
     if returncode != 0:
         rerun, rerun_output = fleet.prefetch(running, model_cache_serial=3,
-                                            model_cache_models=fleet.large_models(running))
+                                             model_cache_models=fleet.large_models(running))
     else:
         rerun, rerun_output = None, ""
     final = fleet.states()

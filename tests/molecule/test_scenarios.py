@@ -85,11 +85,10 @@ def _containers(scenario):
 def _remove_leftovers(scenario):
     """Molecule's podman destroy ignores a failed `podman rm -f` (`|| true`): a container left running would keep
     its agent's port and its memory. Remove it here, or say so."""
-    for _ in range(3):
+    for _attempt in range(3):
         names = _containers(scenario)
         if not names:
             return
         subprocess.run(["podman", "rm", "-f", "-t", "5"] + names, capture_output=True, timeout=120, check=False)
         time.sleep(2)
     pytest.fail("containers of scenario %s survive `podman rm -f`: %s" % (scenario, _containers(scenario)))
-
