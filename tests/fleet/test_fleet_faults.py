@@ -603,7 +603,7 @@ def test_host_stopped_mid_play(fleet, rows):
 
 def test_controller_killed_mid_transfer(fleet, rows):
     # model_cache_source controller: the controller fetches justnews-test/large once, then copies its 256 MiB to
-    # each host; the controller's run is killed (SIGKILL, its whole process group) a second into that copy.
+    # each host; the controller's run is killed (SIGKILL, its whole process group) as the first host's copy ends.
     running = fleet.states()[PREFIX + "-1"]["commit"]
     fleet.drop_large()
     shutil.rmtree(fleet.tmp / "controller-cache", ignore_errors=True)
@@ -635,7 +635,7 @@ def test_controller_killed_mid_transfer(fleet, rows):
     leftovers = {h: sh(h, "ls -A %s/.incoming 2>/dev/null | wc -l" % CACHE).strip() for h in HOSTS}
     ansible_tmp = {h: int(sh(h, "du -sb /root/.ansible/tmp 2>/dev/null | cut -f1").strip() or 0) for h in HOSTS}
     files, size = fleet.lost(LARGE_COMMIT)
-    rows.append({"fault": "controller's run killed (SIGKILL) 1 s into the copy of 256 MiB to 3 hosts, controller mode",
+    rows.append({"fault": "controller's run killed (SIGKILL) as the first host's copy of 256 MiB ends, 3 hosts, controller mode",
                  "hosts_affected": list(HOSTS),
                  "reported_as": "killed: nothing reported; bytes left per host: %s; after the re-run, in Ansible's "
                                 "remote tmp: %s" % (staged, ansible_tmp),
