@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, run as root on a Debian 12 machine: unit, Hub and functional tests of the module
 # against the local test Hub, sanity, lint and changelog; the same functional tests and sanity with every other
-# claimed ansible-core release as the controller; then every Molecule scenario on systemd containers. Every
+# claimed ansible-core release as the controller; beside those, faults injected into a rollout on a three-host
+# podman fleet (tests/fleet); then every Molecule scenario on systemd containers. Every
 # test that runs Ansible uses the collection artefact built by ansible-galaxy and installed, not the checkout.
 #
 #   scripts/test.sh                 everything, as CI runs it
@@ -23,6 +24,20 @@ step() { printf '\n== %s (at %d s)\n' "$*" $((SECONDS - started)); }
 # Every step runs even when an earlier one failed, so that one run shows everything that is broken.
 check() { "$@" || failed+=("$current"); }
 
+current="host images"
+step "$current"
+check tools/hosts/build-images.sh
+
+# The fleet fault suite (tests/fleet) drives podman while the next steps, which use no container, run beside it;
+# the Molecule scenarios wait for it (podman runs one suite's fleet at a time here). Its output is printed after
+# step 3, its table is kept in tests/output/fleet-faults.{json,md}.
+mkdir -p tests/output
+rm -f tests/output/fleet-faults.md
+faults_started=$SECONDS
+.venv/bin/python -m pytest tests/fleet -m fleet -s --durations=10 --basetemp=/tmp/justnews-fleet-faults \
+  > tests/output/fleet-faults.log 2>&1 &
+faults=$!
+
 # Module and host tests share no resources between tests: three workers on two cores hide the Hub's waits.
 current="ansible-core $(.venv/bin/python -c 'import ansible; print(ansible.__version__)'): unit, Hub, functional, quality"
 step "$current"
@@ -38,16 +53,18 @@ for core in ${JUSTNEWS_MATRIX_CORES-2.17.14 2.18.19}; do
     -m pytest tests/functional/test_hf_snapshot.py tests/functional/test_bundle.py \
     tests/test_quality.py::test_ansible_test_sanity -n 3 --durations=5
 done
-current="host images"
+
+current="fleet faults (tests/fleet, started at the host images step)"
 step "$current"
-check tools/hosts/build-images.sh
-current="Molecule scenarios and the fleet fault suite"
-step "$current"
-# One xdist group per scenario and one for the fault suite (its tests share a fleet): three at a time, the fault
-# suite first (the longest). Its table is printed below and kept in tests/output/fleet-faults.{json,md}.
-rm -f tests/output/fleet-faults.md
-check .venv/bin/python -m pytest tests -m "molecule or fleet" -n 3 --dist loadgroup --durations=20
+check wait "$faults"
+printf 'fault suite: %d s\n' $((SECONDS - faults_started))
+cat tests/output/fleet-faults.log
 [ ! -f tests/output/fleet-faults.md ] || { echo "Fleet faults (tests/fleet):"; cat tests/output/fleet-faults.md; }
+
+current="Molecule scenarios"
+step "$current"
+# One xdist group per scenario: two at a time, the longest first.
+check .venv/bin/python -m pytest tests -m molecule -n 2 --dist loadgroup --durations=10
 step "done"
 if ((${#failed[@]})); then
   printf 'failed: %s\n' "${failed[@]}" >&2

@@ -216,7 +216,9 @@ class Fleet:
                    ANSIBLE_COLLECTIONS_PATH=self.collections_path, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0",
                    ANSIBLE_HOST_KEY_CHECKING="0", NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost",
                    CONTAINERS_CONF=str(REPO / "containers.conf"))
-        proc = subprocess.Popen([str(BIN / "ansible-playbook"), "-i", str(self.inventory(**group_vars)),
+        # The batch size is a play keyword: it must come as an extra variable (inventory variables are not seen).
+        batch = json.dumps({"model_cache_serial": group_vars.pop("model_cache_serial", 1)})
+        proc = subprocess.Popen([str(BIN / "ansible-playbook"), "-i", str(self.inventory(**group_vars)), "-e", batch,
                                  "justnews.huggingface.prefetch"], env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, cwd=self.tmp, start_new_session=True)
         lines = []
@@ -324,7 +326,7 @@ def fleet(tmp_path_factory, collections_path):
                 files = build_repos(LARGE_SIZE)[repo]["commits"][commit]
                 fleet.references[commit] = {"./" + name: (blob.size, blob.sha256) for name, blob in files.items()}
         # A clean rollout of COMMIT_B to every host: what the first test starts from.
-        returncode, output = fleet.prefetch(COMMIT_B, model_cache_serial=3)
+        returncode, output = fleet.prefetch(COMMIT_B, model_cache_serial=1)
         assert returncode == 0, output[-6000:]
         wait_ready()
         assert fleet.lost(COMMIT_B) == (0, 0)
@@ -418,14 +420,14 @@ def test_429_storm_with_hub_concurrency_1(fleet, rows):
     fleet.hub.faults({"kind": "429", "count": 6, "endpoint": "any", "retry_after": 1})
     poller = ReadyPoller()
     poller.start()
-    returncode, output = fleet.prefetch(target, model_cache_serial=3, model_cache_hub_concurrency=1,
+    returncode, output = fleet.prefetch(target, model_cache_serial=1, model_cache_hub_concurrency=1,
                                         model_cache_retries=8)
     downtime = poller.downtime()
     retries = sum(1 for entry in fleet.hub.stats()["log"] if entry[2] == 429)
     fleet.hub.reset()
     final = fleet.states()
     files, size = fleet.lost(target)
-    rows.append({"fault": "429 storm (6 answers, Retry-After 1), retries 8, hub_concurrency 1, serial 3",
+    rows.append({"fault": "429 storm (6 answers, Retry-After 1), retries 8, hub_concurrency 1, serial 1",
                  "hosts_affected": list(HOSTS), "reported_as": failure_text(output) or "ok",
                  "recovered_by_rerun": None, "data_lost_files": files, "data_lost_bytes": size,
                  "downtime_s": downtime, "retries": retries})
@@ -494,18 +496,18 @@ def test_cas_drops_connections_mid_file(fleet, rows):
     fleet.hub.faults({"kind": "reset", "count": 3, "endpoint": "xorb"})
     poller = ReadyPoller()
     poller.start()
-    returncode, output = fleet.prefetch(running, model_cache_serial=3, model_cache_models=fleet.large_models(running))
+    returncode, output = fleet.prefetch(running, model_cache_serial=1, model_cache_models=fleet.large_models(running))
     downtime = poller.downtime()
     xorb_reads = sum(1 for entry in fleet.hub.stats()["log"] if "/xorb/" in entry[1])
     fleet.hub.reset()
     if returncode != 0:
-        rerun, rerun_output = fleet.prefetch(running, model_cache_serial=3,
+        rerun, rerun_output = fleet.prefetch(running, model_cache_serial=1,
                                              model_cache_models=fleet.large_models(running))
     else:
         rerun, rerun_output = None, ""
     final = fleet.states()
     files, size = fleet.lost(LARGE_COMMIT)
-    rows.append({"fault": "Xet CAS resets the connection halfway through 3 xorb reads, serial 3",
+    rows.append({"fault": "Xet CAS resets the connection halfway through 3 xorb reads, serial 1",
                  "hosts_affected": list(HOSTS), "reported_as": failure_text(output) or "ok",
                  "recovered_by_rerun": None if rerun is None else rerun == 0, "data_lost_files": files,
                  "data_lost_bytes": size, "downtime_s": downtime, "xorb_reads": xorb_reads})
@@ -524,16 +526,16 @@ def test_cache_filesystem_full_on_one_host(fleet, rows):
     before = fleet.states()
     poller = ReadyPoller()
     poller.start()
-    returncode, output = fleet.prefetch(target, model_cache_serial=3)
+    returncode, output = fleet.prefetch(target, model_cache_serial=1)
     downtime = poller.downtime()
     after = fleet.states()
     sh(victim, "rm -f %s/filler" % CACHE)
 
-    rerun, rerun_output = fleet.prefetch(target, model_cache_serial=3)
+    rerun, rerun_output = fleet.prefetch(target, model_cache_serial=1)
     final = fleet.states()
     files, size = fleet.lost(target)
     others = [h for h in HOSTS if h != victim]
-    rows.append({"fault": "cache filesystem of one host full (1 MiB free), serial 3",
+    rows.append({"fault": "cache filesystem of one host full (1 MiB free), serial 1",
                  "hosts_affected": [victim], "reported_as": failure_text(output),
                  "recovered_by_rerun": rerun == 0 and all(consistent(s, target) for s in final.values()),
                  "data_lost_files": files, "data_lost_bytes": size, "downtime_s": downtime,
@@ -570,7 +572,7 @@ def test_host_stopped_mid_play(fleet, rows):
     watcher.start()
     poller = ReadyPoller()
     poller.start()
-    returncode, output = fleet.prefetch(target, model_cache_serial=3, model_cache_hub_concurrency=1)
+    returncode, output = fleet.prefetch(target, model_cache_serial=1, model_cache_hub_concurrency=1)
     stopped.set()
     watcher.join()
     after = {h: host_state(h) for h in HOSTS if h != victim}
@@ -581,10 +583,10 @@ def test_host_stopped_mid_play(fleet, rows):
     back = host_state(victim)
     others = [h for h in HOSTS if h != victim]
 
-    rerun, rerun_output = fleet.prefetch(target, model_cache_serial=3)
+    rerun, rerun_output = fleet.prefetch(target, model_cache_serial=1)
     final = fleet.states()
     files, size = fleet.lost(target)
-    rows.append({"fault": "host stopped (podman stop) at the Hub's first request, then started; serial 3",
+    rows.append({"fault": "host stopped (podman stop) at the Hub's first request, then started; serial 1",
                  "hosts_affected": [victim], "reported_as": failure_text(output),
                  "recovered_by_rerun": rerun == 0 and all(consistent(s, target) for s in final.values()),
                  "data_lost_files": files, "data_lost_bytes": size, "downtime_s": downtime,
@@ -618,7 +620,7 @@ def test_controller_killed_mid_transfer(fleet, rows):
 
     poller = ReadyPoller()
     poller.start()
-    returncode, output = fleet.prefetch(running, on_line=kill_in_transfer, model_cache_serial=3,
+    returncode, output = fleet.prefetch(running, on_line=kill_in_transfer, model_cache_serial=1,
                                         model_cache_source="controller",
                                         model_cache_models=fleet.large_models(running))
     downtime = poller.downtime()
@@ -629,13 +631,13 @@ def test_controller_killed_mid_transfer(fleet, rows):
     staged = {h: int(sh(h, left).strip() or 0) for h in HOSTS}
     snapshots = {h: sh(h, "ls %s/snapshots 2>/dev/null || true" % LARGE_DIR).split() for h in HOSTS}
 
-    rerun, rerun_output = fleet.prefetch(running, model_cache_serial=3, model_cache_source="controller",
+    rerun, rerun_output = fleet.prefetch(running, model_cache_serial=1, model_cache_source="controller",
                                          model_cache_models=fleet.large_models(running))
     final = fleet.states()
     leftovers = {h: sh(h, "ls -A %s/.incoming 2>/dev/null | wc -l" % CACHE).strip() for h in HOSTS}
     ansible_tmp = {h: int(sh(h, "du -sb /root/.ansible/tmp 2>/dev/null | cut -f1").strip() or 0) for h in HOSTS}
     files, size = fleet.lost(LARGE_COMMIT)
-    rows.append({"fault": "controller's run killed (SIGKILL) as the first host's copy of 256 MiB ends, 3 hosts, controller mode",
+    rows.append({"fault": "controller's run killed (SIGKILL) as the first host's copy of 256 MiB ends, controller mode, serial 1",
                  "hosts_affected": list(HOSTS),
                  "reported_as": "killed: nothing reported; bytes left per host: %s; after the re-run, in Ansible's "
                                 "remote tmp: %s" % (staged, ansible_tmp),
