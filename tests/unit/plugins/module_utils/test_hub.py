@@ -317,6 +317,10 @@ def test_a_429_on_the_xet_path_is_one_attempt_and_the_retrier_waits(hub, tmp_pat
     lfs = sorted(path for path, entry in listing.items() if entry.get("lfs_sha256"))
     hub.reset()
     hub.set_faults([{"kind": "429", "count": 1, "endpoint": endpoint, "retry_after": 7}])
+    # The library keeps Xet tokens per process: one from an earlier test in this worker would skip the token request
+    # (the module's downloads each run in a child of their own, so there it never outlives a run).
+    from huggingface_hub.utils import _xet
+    _xet.XET_CONNECTION_INFO_CACHE.clear()
     clock = FakeClock()
     r = hub_retrier(clock)
     path = r.call(step.download, COMMIT_B, str(tmp_path / "cache"), lfs, None, expected)
