@@ -34,7 +34,9 @@ check tools/hosts/build-images.sh
 mkdir -p tests/output
 rm -f tests/output/fleet-faults.md
 faults_started=$SECONDS
-.venv/bin/python -m pytest tests/fleet -m fleet -s --durations=10 --basetemp=/tmp/justnews-fleet-faults \
+# CI runs every row but the full cache filesystem, which runs from tests/fleet/README.md's command.
+.venv/bin/python -m pytest tests/fleet -m fleet -k "not filesystem_full" -s --durations=10 \
+  --basetemp=/tmp/justnews-fleet-faults \
   > tests/output/fleet-faults.log 2>&1 &
 faults=$!
 

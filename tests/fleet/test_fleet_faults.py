@@ -244,6 +244,15 @@ class Fleet:
             assert host_state(host)["commit"] != commit, "%s runs %s: its snapshot stays" % (host, commit)
             sh(host, "rm -rf %s/snapshots/%s %s/trees/%s.json" % (REPO_DIR, commit, REPO_DIR, commit))
 
+    def drop_own_blobs(self, commit):
+        """Remove from every host the blobs only `commit` has (of COMMIT_A and COMMIT_B: README.md), so that its
+        next rollout downloads bytes whatever rows ran before."""
+        repos = build_repos(LARGE_SIZE)[MINILM_REPO]["commits"]
+        other = COMMIT_A if commit == COMMIT_B else COMMIT_B
+        own = {b.git_oid for b in repos[commit].values()} - {b.git_oid for b in repos[other].values()}
+        for host in HOSTS:
+            sh(host, "cd %s/blobs && rm -f %s" % (REPO_DIR, " ".join(sorted(own))))
+
     def other_commit(self):
         """Of COMMIT_A and COMMIT_B, the one the fleet does not run: the next rollout's target."""
         running = {s["commit"] for s in self.states().values()}
@@ -519,6 +528,7 @@ def test_cas_drops_connections_mid_file(fleet, rows):
 def test_cache_filesystem_full_on_one_host(fleet, rows):
     target = fleet.other_commit()
     fleet.drop_snapshot(target)
+    fleet.drop_own_blobs(target)
     victim = SMALL_CACHE_HOST
     # Leave 1 MiB free on the victim's cache filesystem.
     sh(victim, "free=$(df -B1 --output=avail %s | tail -1); fallocate -l $((free - 1048576)) %s/filler"
