@@ -3,7 +3,8 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Read-only checks of a host's model cache, its agents and their route to the Hub (hf_doctor).
 
-Each check adds findings: dict(check, subject, verdict, detail, fix). Nothing here writes to the host.
+Each check adds findings: dict(check, subject, verdict, detail, fix). Nothing here writes to the host. How a unit,
+its EnvironmentFiles, its process and its readiness are read and judged is _systemd's, shared with hf_units.
 
 Private to the justnews.huggingface collection: no compatibility promise.
 """
@@ -12,25 +13,18 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
-import json
 import os
 import posixpath
-import pwd
 import re
-import select as _select
-import shlex
-import signal
 import stat
-import subprocess
-import time
 
 from ansible_collections.justnews.huggingface.plugins.module_utils import _cache
 from ansible_collections.justnews.huggingface.plugins.module_utils import _fs
 from ansible_collections.justnews.huggingface.plugins.module_utils import _store
+from ansible_collections.justnews.huggingface.plugins.module_utils import _systemd
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
 RANK = {SKIP: 0, OK: 1, WARN: 2, FAIL: 3}
-TOKEN_KEYS = ("HF_TOKEN", "HF_HUB_TOKEN", "HUGGINGFACE_HUB_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 SHOW_PROPS = "Id,LoadState,ActiveState,SubState,User,MainPID,InvocationID,Environment,EnvironmentFiles"
 
 # What an agent's journal shows when it goes to the Hub instead of the cache. huggingface_hub logs a warning
@@ -42,14 +36,6 @@ JOURNAL_PATTERNS = {  # first match wins: a 429 on a /resolve/ URL is a rate lim
                                  r" requested files in the (local|disk) cache|couldn't connect to '?https?://"),
     "downloads": re.compile(r"Fetching \d+ files|Downloading|\|\s*[\d.]+[kMG]?B?/[\d.]+[kMG]?B?\s|/resolve/"),
 }
-# A Hub token: hf_ and a random run of letters and digits (at least one of each, so that names such as
-# hf_snapshot or a folder called hf_models stay readable).
-_SECRET_RE = re.compile(r"(?<![A-Za-z0-9])hf_(?=[A-Za-z]*[0-9])(?=[0-9]*[A-Za-z])[A-Za-z0-9]{8,}")
-SECRET_MIN = 4  # shorter values are not masked: they would blank out ordinary words of the report
-ENV_FILE_MAX = 1024 * 1024  # an environment file or the token file; a larger one is not configuration
-PROC_MAX = 1024 * 1024  # /proc/<pid>/environ is at most the kernel's ARG_MAX; stat is one line
-CHILD_OUTPUT_MAX = 16 * 1024 * 1024
-DEFAULT_CHECK_TIMEOUT = 30
 _CHUNK = 4 * 1024 * 1024
 REFETCH = "then run justnews.huggingface.prefetch for this host (it fetches the file again)"
 
@@ -62,175 +48,6 @@ def worst(findings):
     return max((f["verdict"] for f in findings), key=RANK.get, default=SKIP)
 
 
-def mask(text, secrets=()):
-    """`text` without any of the known secret values (longest first) nor anything shaped like a Hub token."""
-    for value in sorted(secrets, key=len, reverse=True):
-        text = text.replace(value, "***")
-    return _SECRET_RE.sub("hf_***", text)
-
-
-class Secrets:
-    """The token values this run has seen (given to the module, in the token file, in a unit's settings or in
-    a process's environment): every text the report carries is masked with them, whatever their shape."""
-
-    def __init__(self):
-        self.values = set()
-
-    def add(self, value):
-        if isinstance(value, str) and len(value.strip()) >= SECRET_MIN:
-            self.values.add(value.strip())
-            if value != value.strip():
-                self.values.add(value)
-
-    def add_tokens(self, env):
-        for key in TOKEN_KEYS:
-            self.add((env or {}).get(key))
-
-    def mask(self, text):
-        return mask(text, self.values) if isinstance(text, str) else text
-
-
-class ChildTimeout:
-    """A check run in a child that did not finish in time; `reading` is what it was reading, when known."""
-
-    def __init__(self, seconds, reading=None):
-        self.seconds = seconds
-        self.reading = reading
-
-    def describe(self):
-        return "did not finish within %s s%s; it was killed" % (
-            self.seconds, " (it was reading %s)" % self.reading if self.reading else "")
-
-
-# --- systemd ---------------------------------------------------------------------------------------------------
-
-def parse_show(text):
-    """`systemctl show` output -> dict; EnvironmentFiles is a list (one line each), Environment a dict."""
-    props = {"EnvironmentFiles": [], "Environment": {}}
-    for line in text.splitlines():
-        key, sep, value = line.partition("=")
-        if not sep:
-            continue
-        if key == "EnvironmentFiles":
-            props[key].append(re.sub(r" \(ignore_errors=(yes|no)\)$", "", value))
-        elif key == "Environment":
-            try:
-                words = shlex.split(value)
-            except ValueError:
-                words = value.split()
-            for word in words:
-                name, eq, val = word.partition("=")
-                if eq:
-                    props[key][name] = val
-        else:
-            props[key] = value
-    return props
-
-
-def _controlled(st):
-    """True for a folder whose entries someone other than root may replace."""
-    return st.st_uid != 0 or bool(st.st_mode & 0o022)
-
-
-def _inside(path, top):
-    return bool(top) and (path + "/").startswith(os.path.normpath(top).rstrip("/") + "/")
-
-
-def split_trusted(path, cache_dir=None):
-    """(top, rel) for reading `path`: `top` is the deepest folder on the way that only root can change, or
-    the cache folder itself; `rel` (possibly one name) is below it and is reached without following links.
-
-    A link in a root-only folder was made by root and is followed; below a folder another user can write (the
-    cache, a world-writable folder, one owned by another user) nothing is followed."""
-    path = os.path.normpath(os.path.abspath(path))
-    if cache_dir and _inside(path, cache_dir):
-        top = os.path.normpath(os.path.abspath(cache_dir))
-        return top, os.path.relpath(path, top)
-    parts = [p for p in path.split("/") if p]
-    top = "/"
-    for index, part in enumerate(parts[:-1]):
-        here = os.path.join(top, part)
-        try:
-            st = os.lstat(here)
-        except OSError:
-            return top, "/".join(parts[index:])
-        if stat.S_ISLNK(st.st_mode):
-            here = os.path.realpath(here)  # root's link (its folder is root's): followed
-            try:
-                st = os.lstat(here)
-            except OSError:
-                return top, "/".join(parts[index:])
-            if _controlled(st):
-                return here, "/".join(parts[index + 1:])
-        elif _controlled(st):
-            return top, "/".join(parts[index:])
-        top = here
-    return top, parts[-1] if parts else ""
-
-
-def _open_config(path, cache_dir=None, limit=ENV_FILE_MAX):
-    """A descriptor of a configuration file: never a FIFO, device or oversized file, and no link followed
-    below a folder another user controls. FileNotFoundError when absent; _fs.Refused when refused."""
-    top, rel = split_trusted(path, cache_dir)
-    if "/" in rel or _controlled(os.stat(top)) or (cache_dir and _inside(path, cache_dir)):
-        return _fs.open_file(top, rel, limit)
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))  # root's folder: root's link
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
-        os.close(fd)
-        raise _fs.Refused(path, "is %s" % _fs.describe(st.st_mode) if not stat.S_ISREG(st.st_mode)
-                          else "is %d bytes, more than the %d it may have" % (st.st_size, limit))
-    os.set_blocking(fd, True)
-    return fd
-
-
-def read_env_file(path, cache_dir=None):
-    """KEY=VALUE lines of an EnvironmentFile (or a file a start script sources): {key: value}, None if absent.
-
-    _fs.Refused for a FIFO, a device, a file over ENV_FILE_MAX, or a link below a folder another user controls
-    (the cache among them): it is never read."""
-    try:
-        fd = _open_config(path, cache_dir)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    try:
-        raw = os.read(fd, ENV_FILE_MAX + 1)
-    finally:
-        os.close(fd)
-    if len(raw) > ENV_FILE_MAX:
-        raise _fs.Refused(path, "grew past %d bytes while it was read" % ENV_FILE_MAX)
-    lines = raw.decode("utf-8", "replace").splitlines()
-    values = {}
-    for line in lines:
-        line = line.strip()
-        if not line or line.startswith(("#", ";")):
-            continue
-        if line.startswith("export "):
-            line = line[len("export "):].lstrip()
-        name, eq, value = line.partition("=")
-        if eq and re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
-            value = value.strip()
-            if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-                value = value[1:-1]
-            values[name] = value
-    return values
-
-
-def shown(key, value):
-    """A value as the report may show it: tokens only as <set>/<unset>."""
-    if value is None:
-        return "<unset>"
-    return "<set>" if key in TOKEN_KEYS else value
-
-
-def matches(expected, actual):
-    if expected == "<set>":
-        return actual is not None and actual != ""
-    if expected == "<unset>":
-        return actual is None
-    return actual == expected
-
-
 # --- the checks ------------------------------------------------------------------------------------------------
 
 class Doctor:
@@ -241,7 +58,7 @@ class Doctor:
         self.http_get = http_get  # (url, token) -> (status or None, headers, body or error text)
         self.findings = []
         self.units = {}
-        self.secrets = Secrets()
+        self.secrets = _systemd.Secrets()
         self.secrets.add(params.get("token"))
         self._env_files = {}
 
@@ -282,13 +99,13 @@ class Doctor:
                 self.secrets.add_tokens(self.env_file(path, "environment", name))
 
     def env_paths(self, name, props):
-        return [path.replace("%i", instance(name)) for path in props["EnvironmentFiles"] + self.p["sourced_files"]]
+        return [path.replace("%i", _systemd.instance(name)) for path in props["EnvironmentFiles"] + self.p["sourced_files"]]
 
     def env_file(self, path, check, subject):
         """read_env_file, once per path; a file that may not be read is a finding (once), then None."""
         if path not in self._env_files:
             try:
-                self._env_files[path] = read_env_file(path, self.p["cache_dir"])
+                self._env_files[path] = _systemd.read_env_file(path, self.p["cache_dir"])
             except _fs.Refused as exc:
                 self._env_files[path] = None
                 self.add(check, path, FAIL, "%s; it was not read (subject: %s)" % (exc, subject),
@@ -302,16 +119,13 @@ class Doctor:
 
     # units -------------------------------------------------------------------------------------------------
     def unit(self, name):
-        rc, out, err = self.run_command(["systemctl", "show", "--property=" + SHOW_PROPS, "--", name])
-        if rc is None:
-            self.add("unit", name, FAIL, "systemctl show %s" % err,
-                     "check systemd on the host (systemctl status), then run the doctor again")
+        try:
+            props = _systemd.show(self.run_command, name, SHOW_PROPS)
+        except _systemd.ShowError as exc:
+            self.add("unit", name, FAIL, str(exc),
+                     "check systemd on the host (systemctl status), then run the doctor again" if exc.timed_out
+                     else "run the doctor on a host booted with systemd")
             return None
-        if rc != 0:
-            self.add("unit", name, FAIL, "systemctl show failed: %s" % (err.strip()[:300] or rc),
-                     "run the doctor on a host booted with systemd")
-            return None
-        props = parse_show(out)
         self.secrets.add_tokens(props["Environment"])
         if props.get("LoadState") != "loaded":
             self.add("unit", name, FAIL, "the unit is %s" % props.get("LoadState", "unknown"),
@@ -324,11 +138,7 @@ class Doctor:
                      "journalctl -u %s -n 50, then systemctl restart %s" % (name, name))
         elif url:
             status, _headers, body = self.http_get(url, None)
-            try:
-                answer = json.loads(body)
-            except ValueError:
-                answer = None
-            if status == 200 and not (isinstance(answer, dict) and answer.get("ready", True) is not True):
+            if _systemd.ready_answer(status, body):
                 self.add("unit", name, OK, "%s, GET %s answers 200" % (state, url))
             else:
                 self.add("unit", name, FAIL, "%s but GET %s answers %s"
@@ -361,7 +171,7 @@ class Doctor:
             problems = self.as_user(user, access_problems, cache, sorted(set(folders)),
                                     {k: sorted(set(v)) for k, v in commits.items()})
             subject = "%s as %s" % (cache, user)
-            if isinstance(problems, ChildTimeout):
+            if isinstance(problems, _systemd.ChildTimeout):
                 self.add("cache", subject, FAIL, "reading the cache as %s %s" % (user, problems.describe()),
                          "find what blocks a read there (a FIFO, a device, a hung mount): ls -la it as root, rm"
                          " what the cache's owner planted, then run justnews.huggingface.prefetch")
@@ -585,20 +395,19 @@ class Doctor:
         expected = self.p["expected_env"]
         effective = dict(props["Environment"])
         source = {k: "the unit or its drop-ins" for k in effective}
-        for path in self.env_paths(name, props):
-            values = self.env_file(path, "environment", name)
-            for key, value in (values or {}).items():
-                if key in self.p["managed_env"]:
-                    effective[key], source[key] = value, path
+        for path, values in _systemd.overriding(self.env_paths(name, props), self.p["managed_env"],
+                                                lambda path: self.env_file(path, "environment", name)):
+            effective.update(values)
+            source.update(dict.fromkeys(values, path))
         if self.p["token_expected"] and self.token() and self.p["token_file"] in props["EnvironmentFiles"]:
             effective.setdefault("HF_TOKEN", "<from %s>" % self.p["token_file"])
         unit_problems = []
         for key, want in sorted(expected.items()):
             got = effective.get(key)
-            if not matches(want, got):
-                unit_problems.append((key, shown(key, got), source.get(key, "nowhere")))
+            if not _systemd.matches(want, got):
+                unit_problems.append((key, _systemd.shown(key, got), source.get(key, "nowhere")))
         if unit_problems:
-            detail = "; ".join("%s=%s set by %s, the role sets %s" % (k, v, s, shown(k, expected[k]))
+            detail = "; ".join("%s=%s set by %s, the role sets %s" % (k, v, s, _systemd.shown(k, expected[k]))
                                for k, v, s in unit_problems)
             self.add("environment", name, FAIL, detail,
                      "; ".join(("remove %s from %s (the start script re-sources it after systemd)" % (k, s))
@@ -609,8 +418,9 @@ class Doctor:
         if pid <= 0:
             return
         subject = "%s (pid %d)" % (name, pid)
-        environ = self.as_user(props["user"], process_environment, pid, sorted(set(expected) | set(TOKEN_KEYS)))
-        if isinstance(environ, ChildTimeout):
+        environ = self.as_user(props["user"], _systemd.process_environment, pid,
+                               sorted(set(expected) | set(_systemd.TOKEN_KEYS)))
+        if isinstance(environ, _systemd.ChildTimeout):
             self.add("environment", subject, FAIL, "reading the process environment as %s %s"
                      % (props["user"], environ.describe()),
                      "check the process (cat /proc/%d/status) and the host's load, then run the doctor again" % pid)
@@ -621,8 +431,7 @@ class Doctor:
             return
         for _pid, env in environ:
             self.secrets.add_tokens(env)
-        stale = ["%s=%s" % (k, shown(k, v)) for p, env in environ for k, v in sorted(env.items())
-                 if k in expected and not matches(expected[k], v)]
+        stale = ["%s=%s" % (key, value) for _pid, key, value in _systemd.differences(environ, expected)]
         if stale and not unit_problems:
             self.add("environment", subject, FAIL,
                      "the running process has %s, unlike the unit's settings" % ", ".join(sorted(set(stale))),
@@ -773,11 +582,6 @@ def content_matches(cache, state, entry):
     return digest.hexdigest() == expected
 
 
-def instance(unit):
-    match = re.match(r"^[^@]*@([^.]*)\.", unit)
-    return match.group(1) if match else ""
-
-
 def journal_counts(lines):
     counts = {kind: 0 for kind in JOURNAL_PATTERNS}
     samples = []
@@ -804,22 +608,7 @@ def select(tree, allow, ignore):
                   and not any(fnmatch.fnmatch(path, p) for p in ignore))
 
 
-# --- run with a unit's user ids (in a child process) -----------------------------------------------------------
-
-_PROGRESS = [None]  # in a run_as child: the pipe that tells the parent what the child is reading
-
-
-def note(what):
-    """Tell the parent (when in a run_as child) what is about to be read, so that a timeout can name it."""
-    if _PROGRESS[0] is not None:
-        _send(_PROGRESS[0], {"reading": what})
-
-
-def _send(fd, message):
-    data = json.dumps(message).encode() + b"\n"
-    while data:
-        data = data[os.write(fd, data):]
-
+# --- the cache as a unit's user reads it (run in a child with its ids: _systemd.run_as) ---------------------
 
 def _problem(exc, cache):
     if isinstance(exc, _fs.Refused):
@@ -873,7 +662,7 @@ def _lock_problems(cache, folder):
 def _read_one(cache, rel, state=None):
     """Read a byte of a regular file (or of a present snapshot file's content) below the cache, opened with
     O_NOFOLLOW and O_NONBLOCK and checked with fstat first; the problem, or None."""
-    note(os.path.join(cache, rel))
+    _systemd.note(os.path.join(cache, rel))
     try:
         fd = open_content(cache, state) if state else _fs.open_file(cache, rel)
     except _fs.Refused as exc:
@@ -931,140 +720,3 @@ def access_problems(cache, folders, commits):
             if _cache.is_commit(commit):
                 problems += _snapshot_problems(cache, folder, commit)
     return problems
-
-
-def _read_proc(path, limit=PROC_MAX):
-    note(path)
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise _fs.Refused(path, "is not a regular file")
-        chunks, left = [], limit
-        while left > 0:
-            data = os.read(fd, min(left, 65536))
-            if not data:
-                break
-            chunks.append(data)
-            left -= len(data)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
-
-
-def process_environment(pid, keys):
-    """[(pid, {key: value or None})] for the process and its descendants (reads of /proc capped)."""
-    children = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                ppid = int(_read_proc("/proc/%s/stat" % entry, 4096).decode("ascii", "replace")
-                           .rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
-    found, todo, seen = [], [pid], set()
-    while todo and len(found) < 1000:
-        current = todo.pop()
-        if current in seen:
-            continue
-        seen.add(current)
-        todo.extend(children.get(current, []))
-        try:
-            raw = _read_proc("/proc/%d/environ" % current).split(b"\0")
-        except OSError:
-            continue
-        env = dict(item.decode("utf-8", "replace").split("=", 1) for item in raw if b"=" in item)
-        found.append((current, {key: env.get(key) for key in keys}))
-    return found
-
-
-def collect_child(pid, read_fd, timeout, clock=time.monotonic):
-    """Read a run_as child's messages until it closes its pipe or `timeout` seconds pass, then reap it (killing
-    it past the deadline). The child's result; None when it failed; ChildTimeout when it ran too long."""
-    deadline = clock() + timeout
-    buf, reading, result, done, timed_out, size = b"", None, None, False, False, 0
-    poller = _select.poll()  # not select(): it cannot wait on a descriptor numbered 1024 or more
-    poller.register(read_fd, _select.POLLIN | _select.POLLHUP | _select.POLLERR)
-    try:
-        while True:
-            left = deadline - clock()
-            if left <= 0:
-                timed_out = True
-                break
-            ready = poller.poll(max(1, int(left * 1000)))
-            if not ready:
-                timed_out = True
-                break
-            data = os.read(read_fd, 65536)
-            if not data:
-                break
-            size += len(data)
-            if size > CHILD_OUTPUT_MAX:
-                _fs.wait_child(pid, 0)
-                return None
-            buf += data
-            *lines, buf = buf.split(b"\n")
-            for line in lines:
-                try:
-                    message = json.loads(line.decode())
-                except ValueError:
-                    continue
-                if "reading" in message:
-                    reading = message["reading"]
-                elif "result" in message:
-                    result, done = message["result"], True
-    finally:
-        os.close(read_fd)
-    status = _fs.wait_child(pid, 0 if timed_out else max(deadline, time.monotonic() + 1))
-    if timed_out or status is None:
-        return ChildTimeout(timeout, reading)
-    return result if status == 0 and done else None
-
-
-def run_as(user, func, *args, timeout=DEFAULT_CHECK_TIMEOUT):
-    """Run func(*args) in a child with the user's uid, gid and groups; return its JSON result (None: failed),
-    or a ChildTimeout when it did not finish within `timeout` seconds (the child is then killed)."""
-    try:
-        entry = pwd.getpwnam(user)
-    except KeyError:
-        return None
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        try:
-            os.close(read_fd)
-            if (os.geteuid(), os.getegid()) != (entry.pw_uid, entry.pw_gid) or os.geteuid() == 0:
-                os.initgroups(user, entry.pw_gid)
-                os.setgid(entry.pw_gid)
-                os.setuid(entry.pw_uid)
-            _PROGRESS[0] = write_fd
-            _send(write_fd, {"result": func(*args)})
-            os._exit(0)
-        except BaseException:
-            os._exit(1)
-    os.close(write_fd)
-    return collect_child(pid, read_fd, timeout)
-
-
-def run_command(argv, timeout=DEFAULT_CHECK_TIMEOUT):
-    """(rc, stdout, stderr); rc None when the command did not finish within `timeout` seconds (its process
-    group is then killed), 127 when it cannot be started."""
-    try:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                start_new_session=True)
-    except OSError as exc:
-        return 127, "", "%s: %s" % (argv[0], exc.strerror or exc)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        try:
-            proc.communicate(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        return None, "", "did not finish within %s s; it was killed" % timeout
-    return proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")

@@ -250,6 +250,7 @@ from ansible.module_utils.urls import open_url
 
 from ansible_collections.justnews.huggingface.plugins.module_utils import _doctor
 from ansible_collections.justnews.huggingface.plugins.module_utils import _errors
+from ansible_collections.justnews.huggingface.plugins.module_utils import _systemd
 
 
 def http_get(timeout):
@@ -293,13 +294,13 @@ def main():
             verify_checksums=dict(type="bool", default=True),
             journal=dict(type="bool", default=True),
             timeout=dict(type="int", default=10),
-            check_timeout=dict(type="int", default=_doctor.DEFAULT_CHECK_TIMEOUT),
+            check_timeout=dict(type="int", default=_systemd.DEFAULT_CHECK_TIMEOUT),
             token=dict(type="str", no_log=True),
         ),
         supports_check_mode=True,
     )
     p = dict(module.params)
-    secrets = _doctor.Secrets()
+    secrets = _systemd.Secrets()
     secrets.add(p["token"])
 
     def fail(msg, kind):
@@ -309,7 +310,7 @@ def main():
     for option in ("timeout", "check_timeout"):
         if p[option] <= 0:
             fail("%s must be a positive number of seconds (default %d), got %d"
-                 % (option, 10 if option == "timeout" else _doctor.DEFAULT_CHECK_TIMEOUT, p[option]),
+                 % (option, 10 if option == "timeout" else _systemd.DEFAULT_CHECK_TIMEOUT, p[option]),
                  _errors.INVALID_ARGUMENT)
     p["expected_env"] = {k: str(v) for k, v in p["expected_env"].items()}
     p["managed_env"] = sorted(set(p["managed_env"]) | set(p["expected_env"]))
@@ -327,8 +328,8 @@ def main():
     if os.geteuid() != 0:
         fail("hf_doctor must run as root to read the token file and switch to the units' users", _errors.NOT_ROOT)
     limit = p["check_timeout"]
-    doctor = _doctor.Doctor(p, lambda argv: _doctor.run_command(argv, timeout=limit),
-                            lambda user, func, *args: _doctor.run_as(user, func, *args, timeout=limit),
+    doctor = _doctor.Doctor(p, lambda argv: _systemd.run_command(argv, timeout=limit),
+                            lambda user, func, *args: _systemd.run_as(user, func, *args, timeout=limit),
                             http_get(p["timeout"]))
     doctor.secrets = secrets
     try:

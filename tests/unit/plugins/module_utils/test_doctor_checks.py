@@ -2,7 +2,7 @@
 
 import os
 
-from ansible_collections.justnews.huggingface.plugins.module_utils import _doctor
+from ansible_collections.justnews.huggingface.plugins.module_utils import _doctor, _systemd
 
 UNIT = "justnews@memory.service"
 EXPECTED = {"HF_HOME": "/var/cache/hf", "HF_HUB_CACHE": "/var/cache/hf/hub", "HF_HUB_OFFLINE": "1",
@@ -32,7 +32,7 @@ def doctor(tmp_path, env_files, process_env=None, journal="", **params):
 
     def as_user(user, func, *args):
         assert user == "adra"  # the unit's User=, never root
-        if func is _doctor.process_environment:
+        if func is _systemd.process_environment:
             return [[4242, {k: (process_env or {}).get(k) for k in args[1]}]]
         return []
 
@@ -44,7 +44,7 @@ def by_check(findings, check):
 
 
 def test_parse_show_keeps_every_environment_file_and_quoted_values():
-    props = _doctor.parse_show(show(["/etc/justnews/global.env", "/etc/justnews/memory.env"],
+    props = _systemd.parse_show(show(["/etc/justnews/global.env", "/etc/justnews/memory.env"],
                                     environment='A=1 "B=two words"'))
     assert props["EnvironmentFiles"] == ["/etc/justnews/global.env", "/etc/justnews/memory.env"]
     assert props["Environment"] == {"A": "1", "B": "two words"}
@@ -54,8 +54,8 @@ def test_parse_show_keeps_every_environment_file_and_quoted_values():
 def test_read_env_file_reads_what_a_start_script_sources(tmp_path):
     env = tmp_path / "memory.env"
     env.write_text("# comment\nexport HF_HUB_OFFLINE=0\nHF_HOME='/srv/hf'\nMEMORY_PORT=8007\nnot a line\n")
-    assert _doctor.read_env_file(str(env)) == {"HF_HUB_OFFLINE": "0", "HF_HOME": "/srv/hf", "MEMORY_PORT": "8007"}
-    assert _doctor.read_env_file(str(tmp_path / "absent.env")) is None
+    assert _systemd.read_env_file(str(env)) == {"HF_HUB_OFFLINE": "0", "HF_HOME": "/srv/hf", "MEMORY_PORT": "8007"}
+    assert _systemd.read_env_file(str(tmp_path / "absent.env")) is None
 
 
 def test_healthy_unit_and_process(tmp_path):

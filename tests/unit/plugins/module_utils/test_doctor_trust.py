@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from ansible_collections.justnews.huggingface.plugins.module_utils import _doctor, _fs
+from ansible_collections.justnews.huggingface.plugins.module_utils import _doctor, _fs, _systemd
 
 UNIT = "justnews@memory.service"
 TOKEN = "s3cr3t-mirror-token-42"  # a mirror's token: not shaped like hf_...
@@ -45,11 +45,11 @@ def by_check(findings, check):
 # --- masking -----------------------------------------------------------------------------------------------
 
 def test_mask_takes_known_values_of_any_shape_and_hub_tokens():
-    assert _doctor.mask("Bearer %s failed" % TOKEN, {TOKEN}) == "Bearer *** failed"
-    assert _doctor.mask("login with hf_abcdefgh12345 failed") == "login with hf_*** failed"
+    assert _systemd.mask("Bearer %s failed" % TOKEN, {TOKEN}) == "Bearer *** failed"
+    assert _systemd.mask("login with hf_abcdefgh12345 failed") == "login with hf_*** failed"
     # names that merely start with hf_ stay readable
-    assert _doctor.mask("another hf_snapshot run; /srv/hf_models") == "another hf_snapshot run; /srv/hf_models"
-    secrets = _doctor.Secrets()
+    assert _systemd.mask("another hf_snapshot run; /srv/hf_models") == "another hf_snapshot run; /srv/hf_models"
+    secrets = _systemd.Secrets()
     secrets.add("abc")  # too short to be a token: masking it would blank out words
     secrets.add(" %s " % TOKEN)
     assert secrets.mask("x%sy abc" % TOKEN) == "x***y abc"
@@ -66,7 +66,7 @@ def test_every_known_token_is_masked_in_journal_hub_and_readiness_texts(tmp_path
                          "Fetching 3 files file-secret-123 given-secret-789 process-secret-000"])
 
     def as_user(user, func, *args):
-        if func is _doctor.process_environment:
+        if func is _systemd.process_environment:
             return [[4242, {k: "process-secret-000" if k == "HUGGINGFACE_HUB_TOKEN" else None for k in args[1]}]]
         return []
 
@@ -89,7 +89,7 @@ def test_every_known_token_is_masked_in_journal_hub_and_readiness_texts(tmp_path
 # --- deadlines ---------------------------------------------------------------------------------------------
 
 def sleeper(path):
-    _doctor.note(path)
+    _systemd.note(path)
     time.sleep(60)
     return ["never"]
 
@@ -110,18 +110,18 @@ def zombies():
 
 def test_a_child_past_its_deadline_is_killed_and_named_by_what_it_was_reading():
     started = time.monotonic()
-    result = _doctor.run_as("root", sleeper, "/var/cache/hf/hub/models--a--b/blobs/fifo", timeout=1)
+    result = _systemd.run_as("root", sleeper, "/var/cache/hf/hub/models--a--b/blobs/fifo", timeout=1)
     assert time.monotonic() - started < 5
-    assert isinstance(result, _doctor.ChildTimeout)
+    assert isinstance(result, _systemd.ChildTimeout)
     assert result.reading == "/var/cache/hf/hub/models--a--b/blobs/fifo"
     assert "did not finish within 1 s" in result.describe() and "blobs/fifo" in result.describe()
     assert not zombies()  # the child was killed and reaped
 
 
 def test_a_child_that_finishes_returns_its_result_and_one_that_fails_none():
-    assert _doctor.run_as("root", lambda a, b: {"sum": a + b}, 2, 3, timeout=10) == {"sum": 5}
-    assert _doctor.run_as("root", lambda: 1 / 0, timeout=10) is None
-    assert _doctor.run_as("no-such-user-here", lambda: 1, timeout=10) is None
+    assert _systemd.run_as("root", lambda a, b: {"sum": a + b}, 2, 3, timeout=10) == {"sum": 5}
+    assert _systemd.run_as("root", lambda: 1 / 0, timeout=10) is None
+    assert _systemd.run_as("no-such-user-here", lambda: 1, timeout=10) is None
 
 
 def test_a_child_that_closes_nothing_and_never_writes_is_killed():
@@ -132,8 +132,8 @@ def test_a_child_that_closes_nothing_and_never_writes_is_killed():
         os._exit(0)
     os.close(write_fd)
     started = time.monotonic()
-    result = _doctor.collect_child(pid, read_fd, 0.5)
-    assert isinstance(result, _doctor.ChildTimeout) and result.reading is None
+    result = _systemd.collect_child(pid, read_fd, 0.5)
+    assert isinstance(result, _systemd.ChildTimeout) and result.reading is None
     assert time.monotonic() - started < 3
     assert pid not in zombies()
 
@@ -142,7 +142,7 @@ def test_timeouts_of_the_access_check_and_the_process_environment_are_fail_findi
     os.makedirs(tmp_path / "hub")
 
     def as_user(user, func, *args):
-        return _doctor.ChildTimeout(30, "/var/cache/hf/hub/.locks/models--a--b/x.lock")
+        return _systemd.ChildTimeout(30, "/var/cache/hf/hub/.locks/models--a--b/x.lock")
 
     doctor = _doctor.Doctor(params(tmp_path, expected_env={"HF_HUB_OFFLINE": "1"}),
                             fake_run(show("HF_HUB_OFFLINE=1", pid=4242)), as_user, None)
@@ -164,17 +164,17 @@ def test_a_hung_journalctl_is_a_fail_finding(tmp_path):
 def test_run_command_kills_the_whole_process_group_at_its_deadline(tmp_path):
     pid_file = tmp_path / "pid"
     started = time.monotonic()
-    rc, _out, err = _doctor.run_command(["sh", "-c", "sleep 60 & echo $! > %s; wait" % pid_file], timeout=1)
+    rc, _out, err = _systemd.run_command(["sh", "-c", "sleep 60 & echo $! > %s; wait" % pid_file], timeout=1)
     assert rc is None and "did not finish within 1 s" in err
     assert time.monotonic() - started < 8
     grandchild = int(pid_file.read_text())
     time.sleep(0.2)
     assert not os.path.exists("/proc/%d" % grandchild) or " Z " in open("/proc/%d/stat" % grandchild).read()
-    assert _doctor.run_command(["/nonexistent/journalctl"])[0] == 127
+    assert _systemd.run_command(["/nonexistent/journalctl"])[0] == 127
 
 
 def test_process_environment_reads_capped_proc_files():
-    env = dict(_doctor.process_environment(os.getpid(), ["PATH", "NO_SUCH_VARIABLE_HERE"]))
+    env = dict(_systemd.process_environment(os.getpid(), ["PATH", "NO_SUCH_VARIABLE_HERE"]))
     assert env[os.getpid()]["PATH"] == os.environ["PATH"] and env[os.getpid()]["NO_SUCH_VARIABLE_HERE"] is None
 
 
@@ -189,16 +189,16 @@ def test_env_files_that_are_fifos_devices_links_in_the_cache_or_huge_are_refused
     os.mkfifo(fifo)
     (cache / "agent.env").symlink_to(secret)
     huge = tmp_path / "huge.env"
-    huge.write_bytes(b"A=1\n" * (_doctor.ENV_FILE_MAX // 4 + 1))
+    huge.write_bytes(b"A=1\n" * (_systemd.ENV_FILE_MAX // 4 + 1))
     started = time.monotonic()
     for path, words in ((fifo, "a FIFO"), ("/dev/zero", "a character device"), (cache / "agent.env", "symlink"),
                         (huge, "more than")):
         with pytest.raises(_fs.Refused) as raised:
-            _doctor.read_env_file(str(path), str(cache))
+            _systemd.read_env_file(str(path), str(cache))
         assert words in str(raised.value), (path, raised.value)
     assert time.monotonic() - started < 2
-    assert _doctor.read_env_file(str(secret), str(cache)) == {"HF_TOKEN": TOKEN}
-    assert _doctor.read_env_file(str(cache / "absent.env"), str(cache)) is None
+    assert _systemd.read_env_file(str(secret), str(cache)) == {"HF_TOKEN": TOKEN}
+    assert _systemd.read_env_file(str(cache / "absent.env"), str(cache)) is None
 
 
 def test_nothing_is_followed_below_a_folder_another_user_can_write(tmp_path):
@@ -208,10 +208,10 @@ def test_nothing_is_followed_below_a_folder_another_user_can_write(tmp_path):
     secret = tmp_path / "root.env"
     secret.write_text("HF_TOKEN=%s\n" % TOKEN)
     (shared / "memory.env").symlink_to(secret)
-    top, rel = _doctor.split_trusted(str(shared / "memory.env"))
+    top, rel = _systemd.split_trusted(str(shared / "memory.env"))
     assert os.path.join(top, rel) == str(shared / "memory.env")  # the link is a name below top, not resolved
     with pytest.raises(_fs.Refused):
-        _doctor.read_env_file(str(shared / "memory.env"))
+        _systemd.read_env_file(str(shared / "memory.env"))
 
 
 def test_an_env_file_that_is_a_fifo_is_one_finding_and_not_read(tmp_path):
