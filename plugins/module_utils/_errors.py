@@ -44,6 +44,9 @@ NOT_IN_BUNDLE = "not_in_bundle"
 CORRUPT_BUNDLE = "corrupt_bundle"
 UNSAFE_BUNDLE = "unsafe_bundle"
 UNSAFE_IMAGE_ROOT = "unsafe_image_root"
+PREFLIGHT = "preflight"
+NOT_READY = "not_ready"
+ENV_OVERRIDDEN = "env_overridden"
 INTERNAL = "internal"
 OTHER = "other"
 
@@ -53,16 +56,19 @@ ROLE_VARIABLES = {
     "allow_root": "model_cache_bake_allow_root",
     "cache_dir": "model_cache_dir",
     "endpoint": "model_cache_endpoint",
+    "env_conflicts": "model_cache_env_conflicts",
     "free_space_margin": "model_cache_free_space_margin",
     "image_root": "model_cache_image_root",
     "owner": "model_cache_owner",
     "path": "model_cache_bundle",
+    "ready_timeout": "model_cache_ready_timeout",
     "repo_id": "model_cache_models",
     "repo_type": "model_cache_models",
     "retries": "model_cache_retries",
     "revision": "model_cache_models",
     "timeout": "model_cache_timeout",
     "token": "model_cache_token",
+    "units": "model_cache_units",
 }
 
 # {option} is written out by fix() as 'option' (role variable). One text per kind, true for every module that
@@ -119,6 +125,14 @@ _TEXTS = {
     UNSAFE_IMAGE_ROOT: "nothing was written: make each component on the way a directory inside {image_root}, give"
                        " the service user {owner} ids other than 0 in the image, or set {allow_root} when an"
                        " image whose agents run as root is meant",
+    PREFLIGHT: "nothing was changed: fix each numbered problem of the message as it says (each names the variable,"
+               " the unit or the file to change), then run again",
+    NOT_READY: "read the unit's state and last journal lines in the message: fix what keeps the agent from"
+               " starting or loading its model, or its readiness check in {units}; raise {ready_timeout} for an"
+               " agent that needs longer",
+    ENV_OVERRIDDEN: "remove each variable that the message names from the file that sets it (an EnvironmentFile"
+                    " the start script re-sources, a later drop-in or the start script), then restart the unit;"
+                    " with {env_conflicts} warn, a value that an EnvironmentFile sets is reported, not failed",
     INTERNAL: "run again with -vvv and report the message and the host",
     OTHER: "correct the cause that the message names and run again; -vvv shows more detail",
 }

@@ -145,7 +145,7 @@ def instance(unit):
 
 
 def ready_check(unit, agent_ports):
-    """(kind, target) of a unit's readiness check, from its entry (name, ready, ready_url, ready_port, ready_path,
+    """(how, target) of a unit's readiness check, from its entry (name, ready, ready_url, ready_port, ready_path,
     ready_command): `none` (ready: false; only active is awaited), `command` (exits 0), `http` (GET answers
     ready) or `unknown` (no URL and no port known for it). The port of `<template>@<agent>.service` comes from
     `agent_ports` by the agent's name."""
