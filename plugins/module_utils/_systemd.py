@@ -498,4 +498,4 @@ def journal_tail(run_command, unit, lines):
         return ["(journalctl %s)" % err]
     if rc != 0:
         return ["(journalctl failed: %s)" % (err.strip()[:300] or rc)]
-    return out.splitlines()
+    return out.splitlines() or ["-- No entries --"]

@@ -407,7 +407,7 @@ class Verify(Checks):
             text = ("Restarted %s; back and ready: %s; not back: %s. " % (
                 ", ".join(restarted), ", ".join(ready) or "none", ", ".join(e["unit"] for e in not_ready))
                 if restarted else "")
-            return (text + " ".join(self.not_ready_text(entry) for entry in not_ready)).rstrip()
+            return text + " ".join(self.not_ready_text(entry) for entry in not_ready)
         parts = ["Restarted %s: all back and ready (%s)." % (", ".join(restarted), ", ".join(ready))
                  if restarted else ""]
         if environment:
