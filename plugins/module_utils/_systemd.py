@@ -489,13 +489,13 @@ def run_command(argv, timeout=DEFAULT_CHECK_TIMEOUT):
     return proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
 
 
-def journal_tail(run_command, unit, lines):
-    """The last `lines` lines of the unit's journal (as `journalctl -u` prints them), or one line saying why
-    there are none."""
+def journal_tail(run_command, unit, lines, width=1000):
+    """The last `lines` lines of the unit's journal (as `journalctl -u` prints them, each cut at `width`
+    characters), or one line saying why there are none."""
     rc, out, err = run_command(["journalctl", "--no-pager", "--quiet", "-o", "short-iso", "-n", str(lines),
                                 "-u", unit])
     if rc is None:
         return ["(journalctl %s)" % err]
     if rc != 0:
         return ["(journalctl failed: %s)" % (err.strip()[:300] or rc)]
-    return out.splitlines() or ["-- No entries --"]
+    return [line[:width] for line in out.splitlines()] or ["-- No entries --"]

@@ -90,7 +90,7 @@ class Checks:
             except _fs.Refused as exc:
                 self._env_files[path], self.unreadable[path] = None, "%s; it was not read" % exc
             except OSError as exc:
-                self._env_files[path], self.unreadable[path] = None, "cannot read %s (%s)" % (
+                self._env_files[path], self.unreadable[path] = None, "%s cannot be read (%s)" % (
                     path, exc.strerror or exc)
             self.secrets.add_tokens(self._env_files[path])
         return self._env_files[path]
