@@ -433,8 +433,8 @@ class Verify(Checks):
         elif said:
             text += " systemctl restart said: %s." % said
         if p["journal_lines"] > 0:
-            text += " Last %d lines of journalctl -u %s:\n%s\n" % (p["journal_lines"], unit,
-                                                                    "\n".join(entry["journal"]))
+            text += " Last %d lines of journalctl -u %s:\n%s\n" % (
+                p["journal_lines"], unit, "\n".join(entry["journal"]))
         return text
 
     def environment_text(self, item):

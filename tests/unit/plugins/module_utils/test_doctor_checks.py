@@ -45,7 +45,7 @@ def by_check(findings, check):
 
 def test_parse_show_keeps_every_environment_file_and_quoted_values():
     props = _systemd.parse_show(show(["/etc/justnews/global.env", "/etc/justnews/memory.env"],
-                                    environment='A=1 "B=two words"'))
+                                     environment='A=1 "B=two words"'))
     assert props["EnvironmentFiles"] == ["/etc/justnews/global.env", "/etc/justnews/memory.env"]
     assert props["Environment"] == {"A": "1", "B": "two words"}
     assert props["User"] == "adra"

@@ -307,9 +307,11 @@ def verify(systemd, as_user=real_as_user, **extra):
     return checks.run(), checks
 
 
-def restarted_unit(port, **extra):
-    return dict(dict(units=[{"name": UNIT, "ready_port": port, "ready_path": "/ready"}], restarted=[UNIT],
-                     previous={UNIT: {"main_pid": 4000, "invocation_id": "old"}}), **extra)
+def restarted_unit(port, path="/ready", **extra):
+    """The parameters of a verification after a restart of UNIT, whose readiness is GET <path> on `port`."""
+    extra.update(units=[{"name": UNIT, "ready_port": port, "ready_path": path}], restarted=[UNIT],
+                 previous={UNIT: {"main_pid": 4000, "invocation_id": "old"}})
+    return extra
 
 
 def test_a_restarted_unit_is_back_once_its_new_process_answers_ready_true(agent):
@@ -324,9 +326,7 @@ def test_a_restarted_unit_is_back_once_its_new_process_answers_ready_true(agent)
 def test_a_unit_that_never_answers_ready_is_named_with_what_was_awaited_its_state_and_journal(agent):
     started = time.monotonic()
     systemd = Systemd({UNIT: show(invocation="new")})
-    result, _checks = verify(systemd, **restarted_unit(agent.server_port, ready_timeout=1,
-                                                        units=[{"name": UNIT, "ready_port": agent.server_port,
-                                                                "ready_path": "/no-such-path"}]))
+    result, _checks = verify(systemd, **restarted_unit(agent.server_port, path="/no-such-path", ready_timeout=1))
     assert time.monotonic() - started < 5
     (entry,) = result["not_ready"]
     url = "http://127.0.0.1:%d/no-such-path" % agent.server_port
@@ -487,9 +487,26 @@ def test_token_values_are_masked_in_the_journal_answers_and_message(tmp_path, ag
     agent.answers = [(200, '{"ready": false, "token": "%s", "other": "hf_abcdefgh12345"}' % TOKEN)]
     systemd = Systemd({UNIT: show(invocation="new", environment="HUGGING_FACE_HUB_TOKEN=unit-secret-456")},
                       journal="login with %s and unit-secret-456 failed" % TOKEN)
-    result, _checks = verify(systemd, **restarted_unit(agent.server_port, ready_timeout=0,
-                                                        token_file=str(token_file)))
+    result, _checks = verify(systemd, **restarted_unit(agent.server_port, ready_timeout=0, token_file=str(token_file)))
     text = json.dumps(result)
     for secret in (TOKEN, "unit-secret-456", "hf_abcdefgh12345"):
         assert secret not in text, secret
     assert "login with *** and *** failed" in result["not_ready"][0]["journal"][0]
+
+
+@pytest.mark.parametrize("before, now, new", [
+    ({"invocation_id": "a", "main_pid": 10}, {"invocation_id": "b", "main_pid": 10}, True),  # a new start
+    ({"invocation_id": "a", "main_pid": 10}, {"invocation_id": "a", "main_pid": 10}, False),
+    ({"invocation_id": "", "main_pid": 0}, {"invocation_id": "b", "main_pid": 12}, True),  # it was stopped
+    ({"main_pid": 10}, {"main_pid": 11}, True),  # without InvocationID (older systemd): MainPID
+    (None, {"invocation_id": "a", "main_pid": 10}, True),  # nothing known of before
+])
+def test_a_new_process_is_a_new_invocation_or_else_a_new_main_pid(before, now, new):
+    assert _systemd.restarted_since(before, now) is new
+
+
+def test_a_later_environment_file_wins_and_only_managed_variables_count(tmp_path):
+    paths = env_units(tmp_path, **{"global.env": "HF_HOME=/a\nMEMORY_PORT=1\n", "memory.env": "HF_HOME=/b\n",
+                                   "other.env": "PYTHON_BIN=/usr/bin/python3\n"})
+    found = _systemd.overriding(paths + ["/nonexistent.env"], MANAGED, _systemd.read_env_file)
+    assert found == [(paths[0], {"HF_HOME": "/a"}), (paths[1], {"HF_HOME": "/b"})]
