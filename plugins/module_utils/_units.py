@@ -23,6 +23,8 @@ Private to the justnews.huggingface collection: no compatibility promise.
 from __future__ import annotations
 
 import grp
+import json
+import os
 import pwd
 import shlex
 import time
@@ -445,3 +447,57 @@ class Verify(Checks):
             item["unit"], item["pid"], item["key"], item["value"], self.p["expected_env"].get(item["key"], "it"),
             "set by %s, which the start script re-sources" % item["source"] if item["source"]
             else "not from the unit's EnvironmentFiles: look for a later drop-in or the start script")
+
+
+# Run by the fetch interpreter itself: for each requirement, the installed version and whether it satisfies it.
+# packaging comes with pip in every venv that ansible.builtin.pip built.
+_TOOL_SCRIPT = r"""
+import json, sys
+from importlib.metadata import version, PackageNotFoundError
+try:
+    from packaging.requirements import Requirement
+except ImportError:
+    from pip._vendor.packaging.requirements import Requirement
+found = {}
+for spec in sys.argv[1:]:
+    try:
+        req = Requirement(spec)
+    except Exception:
+        found[spec] = None
+        continue
+    try:
+        have = version(req.name)
+    except PackageNotFoundError:
+        found[spec] = {"name": req.name, "version": None, "ok": False}
+        continue
+    found[spec] = {"name": req.name, "version": have, "ok": req.specifier.contains(have, prereleases=True)}
+print(json.dumps(found))
+"""
+
+
+def fetch_tool(python, requirements, run_command, named=False):
+    """Whether the interpreter that runs the fetch exists and has `requirements` installed, so that a run whose
+    tool is ready skips the install. A requirement that is not a name with a version range (a path, a URL) counts
+    as unsatisfied: the install then runs and decides. Returns (state, problem or None)."""
+    state = {"python": python, "exists": False, "satisfied": False, "installed": {}}
+    if not python:
+        return state, None
+    if not (os.path.isfile(python) and os.access(python, os.X_OK)):
+        if named:
+            return state, ("model_cache_python %s does not exist: name an interpreter that has huggingface_hub"
+                           " (e.g. the agents' venv) or leave it empty to build a venv for the fetch" % python)
+        return state, None
+    state["exists"] = True
+    if not requirements:
+        state["satisfied"] = True
+        return state, None
+    rc, out, _err = run_command([python, "-I", "-c", _TOOL_SCRIPT] + list(requirements))
+    if rc != 0:
+        return state, None
+    try:
+        found = json.loads(out.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return state, None
+    state["installed"] = dict((v["name"], v["version"]) for v in found.values() if v)
+    state["satisfied"] = all(v and v["ok"] for v in found.values())
+    return state, None

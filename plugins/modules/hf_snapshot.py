@@ -87,6 +87,18 @@ options:
         C($HF_HOME/hub), else C(~/.cache/huggingface/hub). Note that a process with C(HF_HOME=/x) looks in
         C(/x/hub), not in C(/x).
     type: path
+  hf_home:
+    description:
+      - The C(HF_HOME) folder that holds O(cache_dir), which then defaults to C(<hf_home>/hub) as it does for
+        C(huggingface_hub). Only used to create and own the folders with O(dir_mode).
+    type: path
+  dir_mode:
+    description:
+      - Mode of O(hf_home) and O(cache_dir), as an octal string such as V(0750). When set, with O(state=present),
+        each is created when missing (missing parents above them as root, C(0755)) and given O(owner), O(group)
+        and this mode, so that the agents' user owns the cache; a change counts in C(changed).
+      - Unset leaves both folders as they are (the library creates a missing O(cache_dir) as the module's user).
+    type: str
   endpoint:
     description:
       - Base URL of the Hub or of a Hub-compatible mirror.
@@ -297,6 +309,12 @@ cache_dir:
   returned: always
   type: str
   sample: /var/cache/hf/hub
+changed_dirs:
+  description: The folders of O(hf_home) and O(cache_dir) created or given O(owner), O(group) and O(dir_mode).
+  returned: when O(dir_mode) changed one
+  type: list
+  elements: str
+  sample: [/var/cache/hf, /var/cache/hf/hub]
 files:
   description: Files of the snapshot, after O(allow_patterns) and O(ignore_patterns).
   returned: when state is not absent
@@ -388,6 +406,8 @@ link:
 """
 
 import os
+import re
+import stat
 import sys
 import time
 import traceback
@@ -497,7 +517,8 @@ class Snapshot:
         self.check = module.check_mode
         self.started = time.monotonic()
         self.result = {"changed": False, "retries_used": 0}
-        self.cache_dir = p["cache_dir"] or _cache.default_cache_dir(os.environ)
+        self.cache_dir = p["cache_dir"] or (os.path.join(p["hf_home"], "hub") if p.get("hf_home") else None) \
+            or _cache.default_cache_dir(os.environ)
         self.result["cache_dir"] = self.cache_dir
         self.endpoint = (p["endpoint"] or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
         self.revision = p["revision"]
@@ -507,6 +528,7 @@ class Snapshot:
         self.hub = _hub.Hub(self.endpoint, p["token"] or None, p["repo_id"], p["repo_type"])
         self.repo = _cache.RepoCache(self.cache_dir, p["repo_id"], p["repo_type"])
         self.mode = self._parse_mode(p["mode"])
+        self.dir_mode = self._parse_dir_mode(p.get("dir_mode"))
         try:
             self.margin = _cache.parse_size(p["free_space_margin"])
         except ValueError:
@@ -562,6 +584,48 @@ class Snapshot:
             raise Failure("mode %r must be plain permissions that let the owner read, such as '0644' (no setuid,"
                           " setgid or sticky bit)" % (mode,), INVALID_ARGUMENT)
         return value
+
+    @staticmethod
+    def _parse_dir_mode(mode):
+        if mode is None or mode == "":
+            return None
+        if not re.match(r"^0?[0-7]{3}$", str(mode)):
+            raise Failure("dir_mode must be an octal string such as '0750', got %r" % (mode,), INVALID_ARGUMENT)
+        value = int(str(mode), 8)
+        if value & 0o500 != 0o500:
+            raise Failure("dir_mode %r must let the owner read and enter the folder, such as '0750'" % (mode,),
+                          INVALID_ARGUMENT)
+        return value
+
+    def ensure_dirs(self):
+        """With dir_mode: HF_HOME and the hub cache exist, owned by owner/group with dir_mode (check mode: only
+        reported). The operator's paths are followed, as a folder given on purpose may be a link to a volume."""
+        changed = []
+        for path in ([self.p["hf_home"]] if self.p.get("hf_home") else []) + [self.cache_dir]:
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:
+                st = None
+            if st is not None and not stat.S_ISDIR(st.st_mode):
+                raise Failure("%s is not a directory: point cache_dir (hf_home) at a directory, or move the file"
+                              " away" % path, CACHE_DIR_INVALID)
+            uid = self.uid if self.uid != -1 else (st.st_uid if st else 0)
+            gid = self.gid if self.gid != -1 else (st.st_gid if st else 0)
+            if st is not None and (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (uid, gid, self.dir_mode):
+                continue
+            changed.append(path)
+            if self.check:
+                continue
+            if st is None:
+                parent = os.path.dirname(path.rstrip("/"))
+                if parent and not os.path.isdir(parent):
+                    os.makedirs(parent, 0o755)
+                os.mkdir(path, 0o700)
+            os.chown(path, uid, gid)
+            os.chmod(path, self.dir_mode)
+        if changed:
+            self.result["changed"] = True
+            self.result["changed_dirs"] = changed
 
     def check_cache_dir(self):
         """Before any request: cache_dir must be a directory this run can write (reading is enough offline)."""
@@ -623,6 +687,8 @@ class Snapshot:
     def run(self):
         """Returns the result; raises Failure. Every cache write happens under the repository's lock."""
         self.check_cache_dir()
+        if self.dir_mode is not None and self.p["state"] != "absent":
+            self.ensure_dirs()
         try:
             if not self.check and not self.nothing_to_remove():
                 self.lock = _cache.RepoLock(self.repo, max(0.0, self.retrier.remaining()))
@@ -969,6 +1035,8 @@ def main():
             free_space_margin=dict(type="raw", default="1G"),
             staging_dir=dict(type="path"),
             shared_blobs=dict(type="bool", default=True),
+            hf_home=dict(type="path"),
+            dir_mode=dict(type="str"),
         ),
         supports_check_mode=True,
     )

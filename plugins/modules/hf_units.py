@@ -190,6 +190,23 @@ options:
         take; past it the command's process group or the child is killed.
     type: int
     default: 30
+  fetch_python:
+    description:
+      - The interpreter that will run the fetch (the role's venv, or C(model_cache_python)). O(phase=preflight)
+        with O(state=present) reports in RV(fetch_tool) whether it exists and has O(fetch_requirements), so that a
+        run whose tool is ready skips the install.
+    type: path
+  fetch_python_named:
+    description: O(fetch_python) was named by the operator (C(model_cache_python)); its absence is then a problem.
+    type: bool
+    default: false
+  fetch_requirements:
+    description:
+      - Requirements such as V(huggingface_hub==2.4.0) that O(fetch_python) must have installed. A requirement that
+        is not a name with a version range (a path, a URL) counts as unsatisfied.
+    type: list
+    elements: str
+    default: []
 attributes:
   check_mode:
     support: full
@@ -327,6 +344,12 @@ conflict_keys:
   type: list
   elements: str
   sample: [HF_HOME]
+fetch_tool:
+  description: Whether O(fetch_python) exists and has O(fetch_requirements) installed, with the versions found.
+  returned: phase=preflight, state=present and O(fetch_python) set
+  type: dict
+  sample: {python: /opt/justnews-huggingface/venv/bin/python, exists: true, satisfied: true,
+           installed: {huggingface_hub: 2.4.0}}
 problems:
   description: Every problem found (O(problems) first); the preflight fails when there is one.
   returned: phase=preflight
@@ -468,6 +491,9 @@ def argument_spec():
         http_timeout=dict(type="int", default=5),
         journal_lines=dict(type="int", default=15),
         command_timeout=dict(type="int", default=_systemd.DEFAULT_CHECK_TIMEOUT),
+        fetch_python=dict(type="path"),
+        fetch_python_named=dict(type="bool", default=False),
+        fetch_requirements=dict(type="list", elements="str", default=[]),
     )
 
 
@@ -527,6 +553,11 @@ def main():
         _errors.fail(module, _errors.INTERNAL, checks.mask("hf_units stopped in phase %s: %s: %s"
                                                            % (p["phase"], type(exc).__name__, exc)))
     module.no_log_values.update(checks.secrets.values)
+    if p["phase"] == "preflight" and p["state"] == "present" and p["fetch_python"]:
+        result["fetch_tool"], problem = _units.fetch_tool(p["fetch_python"], p["fetch_requirements"], run_command,
+                                                          named=p["fetch_python_named"])
+        if problem:
+            result["problems"].append(problem)
     if p["phase"] == "preflight":
         for warning in result.pop("warnings"):
             module.warn(warning)
