@@ -44,6 +44,7 @@ NOT_IN_BUNDLE = "not_in_bundle"
 CORRUPT_BUNDLE = "corrupt_bundle"
 UNSAFE_BUNDLE = "unsafe_bundle"
 UNSAFE_IMAGE_ROOT = "unsafe_image_root"
+UNSAFE_DESTINATION = "unsafe_destination"
 PREFLIGHT = "preflight"
 NOT_READY = "not_ready"
 ENV_OVERRIDDEN = "env_overridden"
@@ -55,9 +56,11 @@ OTHER = "other"
 ROLE_VARIABLES = {
     "allow_root": "model_cache_bake_allow_root",
     "cache_dir": "model_cache_dir",
+    "dropin_name": "model_cache_dropin_name",
     "endpoint": "model_cache_endpoint",
     "env_conflicts": "model_cache_env_conflicts",
     "free_space_margin": "model_cache_free_space_margin",
+    "hf_home": "model_cache_dir",
     "image_root": "model_cache_image_root",
     "owner": "model_cache_owner",
     "path": "model_cache_bundle",
@@ -68,6 +71,7 @@ ROLE_VARIABLES = {
     "revision": "model_cache_models",
     "timeout": "model_cache_timeout",
     "token": "model_cache_token",
+    "token_file": "model_cache_token_file",
     "units": "model_cache_units",
 }
 
@@ -125,6 +129,9 @@ _TEXTS = {
     UNSAFE_IMAGE_ROOT: "nothing was written: make each component on the way a directory inside {image_root}, give"
                        " the service user {owner} ids other than 0 in the image, or set {allow_root} when an"
                        " image whose agents run as root is meant",
+    UNSAFE_DESTINATION: "nothing was written to it: move away the symlink, directory or special file that the message"
+                        " names (rm removes a link itself, never its target) so that a regular file can take its"
+                        " place, or choose another {token_file}, {dropin_name} or 'facts_file', then run again",
     PREFLIGHT: "nothing was changed: fix each numbered problem of the message as it says (each names the variable,"
                " the unit or the file to change), then run again",
     NOT_READY: "read the unit's state and last journal lines in the message: fix what keeps the agent from"

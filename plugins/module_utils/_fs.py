@@ -298,3 +298,123 @@ def write_file_at(top, rel, data, mode=0o644):
         raise
     finally:
         os.close(dir_fd)
+
+
+def open_dir_path(path, create=False, mode=0o755, uid=None, gid=None):
+    """A descriptor of the absolute directory `path`, its last component never followed (a symlink there is
+    Refused); the folders above it are the operator's and are followed. FileNotFoundError when one is missing,
+    unless `create`: each missing folder is then made with `mode` (whatever the umask) and, when given, `uid` and
+    `gid`, set through its descriptor. Returns (descriptor, list of the folders made)."""
+    parts = [p for p in os.path.normpath(path).split("/") if p]
+    fd = os.open("/", os.O_RDONLY | os.O_DIRECTORY)
+    where, made = "/", []
+    try:
+        for i, part in enumerate(parts):
+            where = os.path.join(where, part)
+            flags = DIR_FLAGS if i == len(parts) - 1 else os.O_RDONLY | os.O_DIRECTORY
+            try:
+                nxt = os.open(part, flags, dir_fd=fd)
+            except FileNotFoundError:
+                if not create:
+                    raise
+                os.mkdir(part, 0o700, dir_fd=fd)
+                nxt = os.open(part, DIR_FLAGS, dir_fd=fd)
+                if uid is not None:
+                    os.fchown(nxt, uid, -1 if gid is None else gid)
+                os.fchmod(nxt, mode)
+                made.append(where)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise Refused(where, "is %s, not a directory" % _kind_at(fd, part))
+                raise
+            os.close(fd)
+            fd = nxt
+        return fd, made
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_at(dir_fd, name, limit, where=None):
+    """(bytes or None, fstat) of the regular file `name` in the directory `dir_fd`, None when it is not there.
+
+    Opened without following a link and without blocking, judged by fstat before a byte is read: Refused for a
+    symlink, a FIFO, a device, a socket or a directory (`where` names it). The bytes are None when the file has
+    more than `limit`; it is then not read."""
+    where = where or name
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        if not stat.S_ISREG(st.st_mode):
+            raise Refused(where, "is %s; never followed or read" % describe(st.st_mode))
+        fd = os.open(name, FILE_FLAGS, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.EISDIR, errno.ENXIO, errno.ENOTDIR):
+            raise Refused(where, "is %s; never followed or read" % _kind_at(dir_fd, name))
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise Refused(where, "is %s; never read" % describe(st.st_mode))
+        if st.st_size > limit:
+            return None, st
+        chunks, left = [], limit + 1
+        while left > 0:
+            data = os.read(fd, min(left, 1 << 20))
+            if not data:
+                break
+            chunks.append(data)
+            left -= len(data)
+        data = b"".join(chunks)
+        return (data if len(data) <= limit else None), st
+    finally:
+        os.close(fd)
+
+
+def replace_at(dir_fd, name, data, mode, uid=None, gid=None):
+    """Write `data` as `name` in the directory `dir_fd` atomically: a temporary file made there with O_EXCL and
+    O_NOFOLLOW (a name no drop-in reader takes: it does not end like `name`), its owner and mode set through its
+    descriptor, written, fsync'ed, then renamed over `name`, which is replaced and never followed; the directory
+    is fsync'ed last."""
+    tmp = ".tmp-%s-%s" % (name, os.urandom(6).hex())
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=dir_fd)
+        try:
+            if uid is not None:
+                os.fchown(fd, uid, -1 if gid is None else gid)
+            os.fchmod(fd, mode)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except BaseException:
+        try:
+            os.unlink(tmp, dir_fd=dir_fd)
+        except FileNotFoundError:
+            pass
+        raise
+    os.fsync(dir_fd)
+
+
+def set_attrs_at(dir_fd, name, mode, uid=None, gid=None, where=None):
+    """Give the regular file `name` in `dir_fd` its owner and mode through a descriptor (never through a link);
+    Refused when it is no longer a regular file."""
+    try:
+        fd = os.open(name, FILE_FLAGS, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.EISDIR, errno.ENXIO):
+            raise Refused(where or name, "is %s; never followed" % _kind_at(dir_fd, name))
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise Refused(where or name, "is %s" % describe(st.st_mode))
+        if uid is not None:
+            os.fchown(fd, uid, -1 if gid is None else gid)
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)

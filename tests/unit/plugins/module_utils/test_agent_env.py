@@ -1,0 +1,344 @@
+"""_agent_env: the drop-ins, the token file and the facts file are the role's texts byte for byte (the template
+rendered with Jinja as Ansible renders it, the facts with Ansible's own templar running tasks/facts.yml), written
+atomically with their owner and mode, never through a link, and nothing is written when one destination is
+refused."""
+
+import base64
+import json
+import os
+import stat
+from pathlib import Path
+
+import jinja2
+import pytest
+import yaml
+
+from ansible_collections.justnews.huggingface.plugins.module_utils import _agent_env, _errors
+
+ROLE = Path(__file__).resolve().parents[4] / "roles" / "model_cache"
+UNIT = "justnews@memory.service"
+TOKEN = "hf_s3cretTOKENvalue42"
+
+
+def model(**kw):
+    base = dict(repo_id="org/model", revision="main", commit="c" * 40, files=3, bytes=1024, link=None,
+                source="hub", changed=False, downloaded_bytes=0, previous_commit="c" * 40, skipped=False)
+    base.update(kw)
+    return base
+
+
+@pytest.fixture
+def params(tmp_path):
+    return dict(state="present", units=[UNIT], dropin_name="60-hf-cache.conf", systemd_dir=str(tmp_path / "systemd"),
+                hf_home="/var/cache/hf", hub_cache=None, offline=True, endpoint="", token="",
+                token_file=str(tmp_path / "etc" / "justnews" / "huggingface-token.env"), backup=True,
+                facts_file=str(tmp_path / "etc" / "ansible" / "facts.d" / "justnews_huggingface.fact"),
+                models=None, now="2026-01-31T12:00:00Z")
+
+
+def run(params, check_mode=False):
+    p = _agent_env.check_params(dict(params))
+    return _agent_env.AgentEnv(p, check_mode=check_mode).run()
+
+
+def dropin(params, unit=UNIT):
+    return Path(params["systemd_dir"]) / (unit + ".d") / params["dropin_name"]
+
+
+def snapshot(root):
+    """Every entry below `root`: its kind, mode and bytes, to show that nothing changed."""
+    out = {}
+    for dirpath, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            data = Path(path).read_bytes() if stat.S_ISREG(st.st_mode) else None
+            out[path] = (stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), data)
+    return out
+
+
+# --- the texts are the role's ----------------------------------------------------------------------------------
+
+def render_template(unit, hf_home, hub_cache, offline, endpoint, token, token_file):
+    """templates/hf-cache.conf.j2 as Ansible's template module renders it: trim_blocks, no lstrip_blocks, and the
+    template's trailing newlines kept."""
+    source = (ROLE / "templates" / "hf-cache.conf.j2").read_text()
+    env = jinja2.Environment(trim_blocks=True, lstrip_blocks=False, undefined=jinja2.StrictUndefined)
+    env.filters["bool"] = bool
+    text = env.from_string(source).render(
+        __model_cache_unit=unit, model_cache_dir=hf_home, __model_cache_hub_cache=hub_cache,
+        model_cache_offline=offline, model_cache_endpoint=endpoint, model_cache_token=token,
+        model_cache_token_file=token_file)
+    wanted, got = len(source) - len(source.rstrip("\n")), len(text) - len(text.rstrip("\n"))
+    return (text + "\n" * max(0, wanted - got)).encode()
+
+
+@pytest.mark.parametrize("offline", [True, False])
+@pytest.mark.parametrize("endpoint", ["", "https://mirror.example/hf"])
+@pytest.mark.parametrize("token", ["", TOKEN])
+def test_the_dropin_is_the_template_byte_for_byte(offline, endpoint, token):
+    args = ("justnews@scout.service", "/srv/hf home", "/srv/hf home/hub", offline, endpoint, token,
+            "/etc/justnews/huggingface-token.env")
+    assert _agent_env.dropin_text(*args) == render_template(*args)
+
+
+def test_the_token_file_is_the_tasks_content():
+    task = yaml.safe_load((ROLE / "tasks" / "token.yml").read_text())[1]["ansible.builtin.copy"]
+    assert _agent_env.token_text(TOKEN) == task["content"].replace("{{ model_cache_token }}", TOKEN).encode()
+
+
+def role_facts(previous, models, hub_cache, now):
+    """The facts file as tasks/facts.yml writes it, rendered by Ansible's own templar."""
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.template import Templar, trust_as_template
+
+    task = yaml.safe_load((ROLE / "tasks" / "facts.yml").read_text())[1]["block"][1]
+    variables = {"__model_cache_models_result": models, "__model_cache_hub_cache": hub_cache,
+                 "__model_cache_fact_previous": {} if previous is None else
+                 {"content": base64.b64encode(previous).decode()}}
+    for name, value in task["vars"].items():
+        variables[name] = trust_as_template(value) if isinstance(value, str) else \
+            {k: trust_as_template(v) for k, v in value.items()}
+    variables["__now"] = now
+    return Templar(loader=DataLoader(), variables=variables).template(
+        trust_as_template(task["ansible.builtin.copy"]["content"])).encode()
+
+
+OLD = [model(last_fetched="t0", last_verified="t1")]
+FACT_CASES = [
+    ("nothing fetched: times kept", [model()], OLD),
+    ("fetched: bytes downloaded", [model(changed=True, downloaded_bytes=5)], OLD),
+    ("changed but nothing downloaded, same commit", [model(changed=True)], OLD),
+    ("commit moved", [model(commit="d" * 40, previous_commit="d" * 40)], OLD),
+    ("new model and unicode", [model(), model(repo_id="org/caf\u00e9", link="/srv/l", files="7", bytes=None)], OLD),
+    ("no previous file", [model()], None),
+    ("no models", [], []),
+]
+
+
+@pytest.mark.parametrize("name, models, previous", FACT_CASES, ids=[c[0] for c in FACT_CASES])
+def test_the_facts_are_the_roles_byte_for_byte(name, models, previous):
+    prev = None if previous is None else json.dumps({"cache_dir": "/x", "models": previous}).encode()
+    ours = _agent_env.facts_text(_agent_env.facts_data("/var/cache/hf/hub", models,
+                                                       _agent_env.previous_models(prev), "2026-01-31T12:00:00Z"))
+    assert ours == role_facts(prev, models, "/var/cache/hf/hub", "2026-01-31T12:00:00Z"), name
+
+
+# --- writes ------------------------------------------------------------------------------------------------------
+
+def test_first_run_creates_everything_root_owned_with_the_modes_then_nothing_changes(params):
+    params.update(token=TOKEN, models=[model()])
+    result, diffs = run(params)
+    assert result["changed"] and result["changed_units"] == [UNIT] and result["token_changed"]
+    assert result["facts_changed"] and result["dropins"][0]["created"] and "backup_file" not in result["dropins"][0]
+    path = dropin(params)
+    assert path.read_bytes() == _agent_env.dropin_text(UNIT, "/var/cache/hf", "/var/cache/hf/hub", True, "", TOKEN,
+                                                       params["token_file"])
+    for p, mode in ((path, 0o644), (Path(params["token_file"]), 0o600), (Path(params["facts_file"]), 0o644),
+                    (path.parent, 0o755), (Path(params["token_file"]).parent, 0o755),
+                    (Path(params["facts_file"]).parent, 0o755)):
+        st = p.stat()
+        assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (mode, 0, 0), p
+    assert len(diffs) == 3
+    again, diffs = run(params)
+    assert not again["changed"] and again["changed_units"] == [] and diffs == []
+    assert not again["dropins"][0]["created"] and not again["token_changed"] and not again["facts_changed"]
+    assert sorted(os.listdir(path.parent)) == ["60-hf-cache.conf"]  # no temporary or backup file left
+
+
+def test_the_token_never_appears_in_the_result_or_the_diff_and_is_masked(params):
+    params.update(token=TOKEN)
+    result, diffs = run(params)
+    assert TOKEN not in json.dumps([result, diffs])
+    token_diff = [d for d in diffs if d["after_header"] == params["token_file"]][0]
+    assert token_diff["after"] == "# managed by Ansible (justnews.huggingface.model_cache)\nHF_TOKEN=********\n" \
+                                  "HF_HUB_TOKEN=********\n"
+    assert Path(params["token_file"]).read_text().count(TOKEN) == 2
+    params.update(token="hf_another")
+    result, diffs = run(params)
+    assert result["token_changed"] and "changed_units" in result and result["changed_units"] == []
+    assert TOKEN not in json.dumps(diffs) and "hf_another" not in json.dumps([result, diffs])
+
+
+def test_without_a_token_the_file_is_removed_and_the_dropin_loses_its_environment_file(params):
+    params.update(token=TOKEN)
+    run(params)
+    params.update(token="")
+    result, diffs = run(params)
+    assert result["token_changed"] and result["token_file"]["state"] == "absent"
+    assert not os.path.exists(params["token_file"]) and os.path.isdir(os.path.dirname(params["token_file"]))
+    assert "EnvironmentFile" not in dropin(params).read_text() and result["changed_units"] == [UNIT]
+    assert TOKEN not in json.dumps(diffs)
+    assert run(params)[0]["changed"] is False
+
+
+def test_check_mode_reports_truthfully_and_writes_nothing(params, tmp_path):
+    params.update(token=TOKEN, models=[model()])
+    before = snapshot(tmp_path)
+    result, diffs = run(params, check_mode=True)
+    assert snapshot(tmp_path) == before
+    assert result["changed"] and result["changed_units"] == [UNIT] and result["token_changed"]
+    assert result["facts_changed"] and len(diffs) == 3
+    run(params)
+    params.update(endpoint="https://mirror.example")
+    before = snapshot(tmp_path)
+    result, _diffs = run(params, check_mode=True)
+    assert snapshot(tmp_path) == before and result["changed_units"] == [UNIT] and not result["token_changed"]
+    params.update(endpoint="")
+    assert not run(params, check_mode=True)[0]["changed"]
+
+
+def test_a_changed_dropin_is_backed_up_beside_it(params):
+    run(params)
+    path = dropin(params)
+    old = path.read_bytes()
+    params.update(offline=False)
+    result, _diffs = run(params)
+    backup = result["dropins"][0]["backup_file"]
+    assert Path(backup).read_bytes() == old and Path(backup).parent == path.parent
+    assert not backup.endswith(".conf") and backup.startswith(str(path) + ".%d." % os.getpid())
+    assert b"HF_HUB_OFFLINE" not in path.read_bytes()
+    params.update(backup=False, offline=True)
+    assert "backup_file" not in run(params)[0]["dropins"][0]
+
+
+def test_a_wrong_mode_or_owner_is_fixed_and_counts_as_a_change(params):
+    params.update(token=TOKEN)
+    run(params)
+    os.chmod(params["token_file"], 0o644)
+    os.chown(dropin(params), 1000, 1000)
+    result, diffs = run(params, check_mode=True)
+    assert result["token_changed"] and result["changed_units"] == [UNIT]
+    assert any("mode 0644" in d["before_header"] and "mode 0600" in d["after_header"] for d in diffs)
+    assert TOKEN not in json.dumps(diffs)
+    result, _diffs = run(params)
+    assert result["token_changed"] and result["changed_units"] == [UNIT]
+    assert "backup_file" not in result["dropins"][0]
+    assert stat.S_IMODE(os.stat(params["token_file"]).st_mode) == 0o600
+    assert (os.stat(dropin(params)).st_uid, os.stat(dropin(params)).st_gid) == (0, 0)
+    assert not run(params)[0]["changed"]
+
+
+def test_absent_removes_the_files_and_the_empty_dot_d_but_keeps_a_non_empty_one(params):
+    other = "justnews@scout.service"
+    params.update(token=TOKEN, models=[model()], units=[UNIT, other])
+    run(params)
+    (dropin(params, other).parent / "10-local.conf").write_text("[Service]\n")
+    params.update(state="absent")
+    result, _diffs = run(params, check_mode=True)
+    assert result["changed_units"] == [UNIT, other] and dropin(params).exists()
+    assert [d["dir_removed"] for d in result["dropins"]] == [True, False]
+    result, _diffs = run(params)
+    assert result["changed_units"] == [UNIT, other] and result["token_changed"] and result["facts_changed"]
+    assert [d["removed"] for d in result["dropins"]] == [True, True]
+    assert not dropin(params).parent.exists()
+    assert os.listdir(dropin(params, other).parent) == ["10-local.conf"]
+    assert not os.path.exists(params["token_file"]) and not os.path.exists(params["facts_file"])
+    again, _diffs = run(params)
+    assert not again["changed"]
+
+
+# --- the trust boundary --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["symlink", "fifo", "directory"])
+@pytest.mark.parametrize("which", ["dropin", "token", "facts"])
+def test_a_destination_that_is_not_a_regular_file_is_refused_and_nothing_is_written(params, tmp_path, kind, which):
+    params.update(token=TOKEN, models=[model()])
+    target = {"dropin": dropin(params), "token": Path(params["token_file"]),
+              "facts": Path(params["facts_file"])}[which]
+    target.parent.mkdir(parents=True)
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"root only\n")
+    if kind == "symlink":
+        target.symlink_to(secret)
+    elif kind == "fifo":
+        os.mkfifo(target)
+    else:
+        target.mkdir()
+    before = snapshot(tmp_path)
+    with pytest.raises(_agent_env.Failure) as err:
+        run(params)
+    assert err.value.kind == _errors.UNSAFE_DESTINATION and str(target) in err.value.msg
+    assert {"symlink": "a symlink", "fifo": "a FIFO", "directory": "a directory"}[kind] in err.value.msg
+    assert TOKEN not in err.value.msg and snapshot(tmp_path) == before
+    params["state"] = "absent"
+    with pytest.raises(_agent_env.Failure):
+        run(params)
+    assert snapshot(tmp_path) == before
+
+
+def test_a_dot_d_folder_that_is_a_symlink_is_refused(params, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    Path(params["systemd_dir"]).mkdir()
+    dropin(params).parent.symlink_to(elsewhere)
+    before = snapshot(tmp_path)
+    with pytest.raises(_agent_env.Failure) as err:
+        run(params)
+    assert err.value.kind == _errors.UNSAFE_DESTINATION and "a symlink" in err.value.msg
+    assert str(dropin(params).parent) in err.value.msg
+    assert snapshot(tmp_path) == before and os.listdir(elsewhere) == []
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"units": ["../../etc/passwd"]}, "units: '../../etc/passwd' is not a systemd unit name"),
+    ({"units": ["a/b.service"]}, "is not a systemd unit name"),
+    ({"units": ["x.service\n[Service]"]}, "is not a systemd unit name"),
+    ({"units": ["memory"]}, "is not a systemd unit name"),
+    ({"hf_home": "/srv/hf\nExecStartPre=/bin/evil"}, "hf_home must not contain a newline"),
+    ({"hub_cache": "/srv/hub\0"}, "hub_cache must not contain a newline"),
+    ({"endpoint": "https://x\r\n"}, "endpoint must not contain a newline"),
+    ({"token_file": "/etc/t\n"}, "token_file must not contain a newline"),
+    ({"token": TOKEN + "\nHF_HOME=/tmp"}, "token must not contain a newline"),
+    ({"dropin_name": "60-hf.conf\n"}, "dropin_name must be a file name ending in .conf"),
+    ({"dropin_name": "../60.conf"}, "dropin_name must be a file name ending in .conf"),
+    ({"dropin_name": "60-hf"}, "dropin_name must be a file name ending in .conf"),
+    ({"hf_home": None}, "hf_home is required"),
+    ({"hf_home": "relative"}, "hf_home must be an absolute path"),
+    ({"now": "yesterday"}, "now must be a UTC time"),
+    ({"models": [{"commit": "x"}]}, "models[0] must be a model's fetch result"),
+])
+def test_bad_values_are_refused_naming_the_option(params, tmp_path, change, words):
+    params.update(change)
+    with pytest.raises(_agent_env.Failure) as err:
+        run(params)
+    assert err.value.kind == _errors.INVALID_ARGUMENT and words in err.value.msg
+    assert TOKEN not in err.value.msg and os.listdir(tmp_path) == []
+
+
+# --- the facts -------------------------------------------------------------------------------------------------
+
+def facts(params):
+    return json.loads(Path(params["facts_file"]).read_text())
+
+
+def test_facts_keep_their_times_when_nothing_was_fetched_and_move_with_the_commit(params):
+    params.update(models=[model(changed=True, downloaded_bytes=10, previous_commit=None)])
+    run(params)
+    assert facts(params)["models"][0]["last_fetched"] == "2026-01-31T12:00:00Z"
+    params.update(models=[model()], now="2026-02-01T00:00:00Z")
+    result, _diffs = run(params)
+    assert not result["facts_changed"]
+    assert facts(params)["models"][0]["last_verified"] == "2026-01-31T12:00:00Z"
+    params.update(models=[model(commit="d" * 40, previous_commit="d" * 40)])
+    result, _diffs = run(params)
+    assert result["facts_changed"] and facts(params)["models"][0]["last_fetched"] == "2026-02-01T00:00:00Z"
+
+
+def test_facts_are_not_written_when_a_model_was_skipped_or_none_given(params):
+    params.update(models=[model(), {"skipped": True, "changed": False}])
+    result, _diffs = run(params)
+    assert not result["facts_changed"] and not os.path.exists(params["facts_file"])
+    assert result["facts"]["skipped"] == "a model was skipped"
+    params.update(models=None)
+    assert run(params)[0]["facts"] == {"path": params["facts_file"], "changed": False,
+                                       "skipped": "models not given"}
+
+
+def test_a_previous_facts_file_that_is_not_json_counts_as_none(params):
+    Path(params["facts_file"]).parent.mkdir(parents=True)
+    Path(params["facts_file"]).write_text("{not json")
+    params.update(models=[model()])
+    result, diffs = run(params)
+    assert result["facts_changed"] and facts(params)["models"][0]["last_fetched"] == "2026-01-31T12:00:00Z"
+    assert diffs[0]["before"] == "{not json"
