@@ -1,7 +1,7 @@
-"""_agent_env: the drop-ins, the token file and the facts file are the role's texts byte for byte (the template
-rendered with Jinja as Ansible renders it, the facts with Ansible's own templar running tasks/facts.yml), written
-atomically with their owner and mode, never through a link, and nothing is written when one destination is
-refused."""
+"""_agent_env: the drop-ins, the token file and the facts file are byte for byte what the role wrote before
+hf_agent_env (its template rendered with Jinja as Ansible renders it, its facts.yml run by Ansible's own templar;
+both kept in previous_role), written atomically with their owner and mode, never through a link, and nothing is
+written when one destination is refused."""
 
 import base64
 import json
@@ -15,7 +15,9 @@ import yaml
 
 from ansible_collections.justnews.huggingface.plugins.module_utils import _agent_env, _errors
 
-ROLE = Path(__file__).resolve().parents[4] / "roles" / "model_cache"
+# What the role wrote before hf_agent_env (its template and task files, kept here): a host set up by an earlier
+# release must see no change.
+PREVIOUS = Path(__file__).resolve().parent / "previous_role"
 UNIT = "justnews@memory.service"
 TOKEN = "hf_s3cretTOKENvalue42"
 
@@ -62,7 +64,7 @@ def snapshot(root):
 def render_template(unit, hf_home, hub_cache, offline, endpoint, token, token_file):
     """templates/hf-cache.conf.j2 as Ansible's template module renders it: trim_blocks, no lstrip_blocks, and the
     template's trailing newlines kept."""
-    source = (ROLE / "templates" / "hf-cache.conf.j2").read_text()
+    source = (PREVIOUS / "hf-cache.conf.j2").read_text()
     env = jinja2.Environment(trim_blocks=True, lstrip_blocks=False, undefined=jinja2.StrictUndefined)
     env.filters["bool"] = bool
     text = env.from_string(source).render(
@@ -83,7 +85,7 @@ def test_the_dropin_is_the_template_byte_for_byte(offline, endpoint, token):
 
 
 def test_the_token_file_is_the_tasks_content():
-    task = yaml.safe_load((ROLE / "tasks" / "token.yml").read_text())[1]["ansible.builtin.copy"]
+    task = yaml.safe_load((PREVIOUS / "token.yml").read_text())[1]["ansible.builtin.copy"]
     assert _agent_env.token_text(TOKEN) == task["content"].replace("{{ model_cache_token }}", TOKEN).encode()
 
 
@@ -92,7 +94,7 @@ def role_facts(previous, models, hub_cache, now):
     from ansible.parsing.dataloader import DataLoader
     from ansible.template import Templar, trust_as_template
 
-    task = yaml.safe_load((ROLE / "tasks" / "facts.yml").read_text())[1]["block"][1]
+    task = yaml.safe_load((PREVIOUS / "facts.yml").read_text())[1]["block"][1]
     variables = {"__model_cache_models_result": models, "__model_cache_hub_cache": hub_cache,
                  "__model_cache_fact_previous": {} if previous is None else
                  {"content": base64.b64encode(previous).decode()}}
