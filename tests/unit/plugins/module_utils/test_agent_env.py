@@ -18,6 +18,7 @@ from ansible_collections.justnews.huggingface.plugins.module_utils import _agent
 # What the role wrote before hf_agent_env (its template and task files, kept here): a host set up by an earlier
 # release must see no change.
 PREVIOUS = Path(__file__).resolve().parent / "previous_role"
+ROLE_TEMPLATES = Path(__file__).resolve().parents[4] / "roles" / "model_cache" / "templates"
 UNIT = "justnews@memory.service"
 TOKEN = "hf_s3cretTOKENvalue42"
 
@@ -64,7 +65,8 @@ def snapshot(root):
 def render_template(unit, hf_home, hub_cache, offline, endpoint, token, token_file):
     """templates/hf-cache.conf.j2 as Ansible's template module renders it: trim_blocks, no lstrip_blocks, and the
     template's trailing newlines kept."""
-    source = (PREVIOUS / "hf-cache.conf.j2").read_text()
+    # bake renders it into an image root: the module and the template must stay the same text
+    source = (ROLE_TEMPLATES / "hf-cache.conf.j2").read_text()
     env = jinja2.Environment(trim_blocks=True, lstrip_blocks=False, undefined=jinja2.StrictUndefined)
     env.filters["bool"] = bool
     text = env.from_string(source).render(
