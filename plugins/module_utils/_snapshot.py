@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import re
 import stat
-import sys
 import time
 import traceback
 

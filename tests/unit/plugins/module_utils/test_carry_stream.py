@@ -148,7 +148,7 @@ def test_a_damaged_chunk_fails_and_leaves_nothing(tmp_path, damage):
     assert not list((tmp_path / "blobs").iterdir())
 
 
-def hostile(tmp_path, members, blobs):
+def hostile(tmp_path, members):
     """A stream written by hand (not by ChunkWriter), as one chunk."""
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
@@ -195,7 +195,7 @@ def test_unpack_refuses_hostile_members(tmp_path, case):
         info = member("blobs/" + good["name"], len(content))
         info.pax_headers = {"GNU.sparse.map": "0,6", "GNU.sparse.size": "6"}
         members = [(info, content)]
-    chunks = hostile(tmp_path, members, [good])
+    chunks = hostile(tmp_path, members)
     with pytest.raises(_carry.CarryError) as info:
         unpack(tmp_path, chunks, [good])
     assert info.value.kind == _errors.INTEGRITY, info.value
