@@ -37,6 +37,7 @@ import tempfile
 from ansible_collections.justnews.huggingface.plugins.module_utils import _cache
 from ansible_collections.justnews.huggingface.plugins.module_utils import _errors
 from ansible_collections.justnews.huggingface.plugins.module_utils import _fs
+from ansible_collections.justnews.huggingface.plugins.module_utils import _members
 from ansible_collections.justnews.huggingface.plugins.module_utils import _store
 
 FORMAT = "justnews.huggingface.bundle"
@@ -47,7 +48,8 @@ SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 REPO_TYPES = ("model", "dataset", "space")
 _CHUNK = 4 * 1024 * 1024
 # The only member types a bundle has: a plain regular file whose stored data is its content, byte for byte.
-PLAIN_TYPES = (tarfile.REGTYPE, tarfile.AREGTYPE)
+PLAIN_TYPES = _members.PLAIN_TYPES
+plain_member = _members.plain_member
 DEFAULT_MARGIN = 64 * 1024 * 1024
 STAGE_PREFIX = ".hf-bundle-stage-"
 ETC_MAX = 4 * 1024 * 1024
@@ -225,23 +227,6 @@ def _read_member(tar, member, limit, source):
     if len(data) != member.size:
         raise BundleError("%s is truncated or damaged in %s" % (source, member.name))
     return data
-
-
-def plain_member(member):
-    """None when `member` is a plain regular member whose stored data is its content; else why it is not.
-
-    tarfile counts GNU sparse members (type S, or a regular type with GNU.sparse.* PAX headers) as regular
-    files, but reading one yields its holes as zeros: a few KiB in the archive would become any number of
-    bytes on disk. Continuous-file members (type 7) are refused as well: no bundle has them."""
-    if member.issym() or member.islnk():
-        return "a link"
-    if member.type not in PLAIN_TYPES and member.type != tarfile.GNUTYPE_SPARSE:
-        return "a special file (tar type %r)" % member.type.decode("latin-1")
-    sparse_keys = sorted(k for k in (member.pax_headers or {}) if k.startswith("GNU.sparse"))
-    if member.type == tarfile.GNUTYPE_SPARSE or getattr(member, "sparse", None) is not None or sparse_keys:
-        return "a sparse member%s, whose size on disk is not the size it stores" % (
-            " (PAX header %s)" % sparse_keys[0] if sparse_keys else "")
-    return None
 
 
 def _check_member(member, source):

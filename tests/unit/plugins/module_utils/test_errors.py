@@ -16,7 +16,8 @@ PACKAGE = "ansible_collections.justnews.huggingface.plugins"
 MODULES = sorted(p.stem for p in (PLUGINS / "modules").glob("*.py"))
 
 # Where a kind is handed over: (callable name, index of the kind among its positional arguments).
-KIND_ARGUMENT = {"Failure": 1, "BundleError": 1, "fail": 1, "ApplyError": 0, "HubFailure": 0}
+KIND_ARGUMENT = {"Failure": 1, "BundleError": 1, "fail": 1, "ApplyError": 0, "HubFailure": 0, "CarryError": 1,
+                 "ReceiveError": 1}
 
 
 def module_of(path):
@@ -100,7 +101,16 @@ def closure(path, seen=None):
 
 
 def returnable(module):
-    return set().union(*(kinds_in(p) for p in closure(PLUGINS / "modules" / (module + ".py"))))
+    """The kinds a module may return; for the documentation of an action plugin (plugins/action/<name>.py), the
+    action's own, and those of the modules it runs (named in its RUNS)."""
+    paths = closure(PLUGINS / "modules" / (module + ".py"))
+    action = PLUGINS / "action" / (module + ".py")
+    found = set()
+    if action.exists():
+        paths |= closure(action)
+        for name in getattr(module_of(action), "RUNS", ()):
+            found |= returnable(name)
+    return found.union(*(kinds_in(p) for p in paths))
 
 
 def return_doc(module):

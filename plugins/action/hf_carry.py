@@ -1,0 +1,375 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, JustNews contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Action plugin of justnews.huggingface.hf_carry: carry models to a host as one resumable stream of the blobs
+it lacks (documentation: plugins/modules/hf_carry.py)."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shutil
+import tarfile
+import tempfile
+import threading
+import time
+
+from ansible import constants as C
+from ansible.errors import AnsibleError
+from ansible.plugins.action import ActionBase
+from ansible.utils.display import Display
+
+from ansible_collections.justnews.huggingface.plugins.module_utils import _bundle
+from ansible_collections.justnews.huggingface.plugins.module_utils import _cache
+from ansible_collections.justnews.huggingface.plugins.module_utils import _carry
+from ansible_collections.justnews.huggingface.plugins.module_utils import _errors
+from ansible_collections.justnews.huggingface.plugins.module_utils import _store
+
+RECEIVER = "justnews.huggingface.hf_receive"
+# The modules this action runs on the host, whose failures it passes on (tests/unit: the documented kinds).
+RUNS = ("hf_receive",)
+COMMON = ("cache_dir", "hf_home", "dir_mode", "owner", "group", "mode", "free_space_margin", "shared_blobs",
+          "verify_checksums", "retries", "timeout")
+MODEL_KEYS = ("allow_patterns", "ignore_patterns", "link")
+VALID_ARGS = frozenset(("models", "source", "bundle", "staging_dir", "chunk_size") + COMMON)
+
+display = Display()
+
+
+def human(size):
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return ("%d %s" if unit == "B" else "%.1f %s") % (size, unit)
+        size /= 1024.0
+    return None
+
+
+class Progress:
+    """Counts the bytes of the stream; past FIRST seconds, a line every EVERY seconds (from a thread, so that a
+    long chunk or a long import still reports)."""
+
+    FIRST = 30.0
+    EVERY = 15.0
+
+    def __init__(self, host, total, clock=time.monotonic):
+        self.host, self.total, self.clock = host, total, clock
+        self.started = clock()
+        self.last = None
+        self.sent = 0
+        self.held = 0
+        self.phase = "sending"
+        self._stop = threading.Event()
+        self._thread = None
+
+    def line(self, now):
+        """The progress line due at `now`, or None."""
+        elapsed = now - self.started
+        if elapsed < self.FIRST or (self.last is not None and now - self.last < self.EVERY):
+            return None
+        self.last = now
+        done = self.sent + self.held
+        return "hf_carry %s: %s, %s of %s (%d%%) at %s/s%s" % (
+            self.host, self.phase, human(done), human(self.total), 100 * done // max(self.total, 1),
+            human(self.sent / elapsed if elapsed else 0), ", %s already there" % human(self.held) if self.held else "")
+
+    def start(self):
+        self._thread = threading.Thread(target=self._run, name="hf_carry-progress", daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.wait(1.0):
+            text = self.line(self.clock())
+            if text:
+                display.display(text)
+
+    def stop(self):
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+
+
+class ControllerSource:
+    """The blobs in the controller's cache, behind each seed's snapshot_path (read through _store: a link is
+    followed only into the cache's shared store, in the library's form)."""
+
+    def __init__(self, seeds):
+        self.where = {}
+        for seed in seeds:
+            snapshot = seed.get("snapshot_path")
+            if not isinstance(snapshot, str) or not os.path.isabs(snapshot):
+                raise _carry.CarryError("the controller's result for %s has no snapshot_path: fetch the model into"
+                                        " the controller's cache first" % seed_name(seed), _errors.INVALID_ARGUMENT)
+            repo = os.path.dirname(os.path.dirname(os.path.normpath(snapshot)))
+            for entry in (seed.get("listing") or {}).values():
+                name = _cache.RepoCache.blob_name(entry)
+                self.where.setdefault(name, (os.path.dirname(repo), os.path.join(repo, "blobs", name)))
+
+    def open(self, blob):
+        if blob["name"] not in self.where:
+            raise _carry.CarryError("no controller result lists blob %s, for %s" % (
+                blob["name"], _carry.describe(blob["files"])), _errors.INCOMPLETE, blob["files"])
+        cache_dir, path = self.where[blob["name"]]
+        try:
+            fd = _store.open_blob(cache_dir, path)
+        except FileNotFoundError:
+            raise _carry.CarryError("the controller's cache has no %s, for %s: fetch the model into it again"
+                                    % (path, _carry.describe(blob["files"])), _errors.INCOMPLETE, blob["files"])
+        except (_store.StoreRefused, OSError) as exc:
+            raise _carry.CarryError("the controller's %s is refused (%s), for %s: remove the repository from the"
+                                    " controller's cache (hf_snapshot state=absent) and fetch it again"
+                                    % (path, exc, _carry.describe(blob["files"])), _errors.UNSAFE_CACHE,
+                                    blob["files"])
+        os.set_blocking(fd, True)
+        size = os.fstat(fd).st_size
+        if size != blob["size"]:
+            os.close(fd)
+            raise _carry.CarryError("the controller's %s has %d bytes, not %d, for %s: remove the repository from"
+                                    " the controller's cache and fetch it again; nothing was taken into the cache"
+                                    % (path, size, blob["size"], _carry.describe(blob["files"])), _errors.INTEGRITY,
+                                    blob["files"])
+        return os.fdopen(fd, "rb"), _errors.INTEGRITY, "the controller's %s" % path
+
+    def close(self):
+        pass
+
+
+class BundleSource:
+    """The members of a bundle on the controller: the manifest checked, every member's header checked (name,
+    type, size within the file, once each) before any is read; each read member checked against its id."""
+
+    def __init__(self, path):
+        try:
+            manifest = _bundle.read_manifest(path)
+            self.table = _bundle.blob_table(manifest["models"])
+        except _bundle.BundleError as exc:
+            raise _carry.CarryError(str(exc), exc.kind, exc.files)
+        self.path = path
+        self.raw = os.fdopen(_bundle.open_regular(path), "rb")
+        size = os.fstat(self.raw.fileno()).st_size
+        self.members = {}
+        try:
+            self.tar = tarfile.open(fileobj=self.raw, mode="r:")
+            for member in self.tar.getmembers():
+                self.check(member, size)
+        except (tarfile.TarError, EOFError) as exc:
+            self.close()
+            raise _carry.CarryError("%s is not a readable tar archive (%s): copy it again or rebuild it"
+                                    % (path, exc), _errors.CORRUPT_BUNDLE)
+        except _carry.CarryError:
+            self.close()
+            raise
+
+    def check(self, member, archive_size):
+        name = member.name
+        if name == _bundle.MANIFEST and not self.members:
+            self.members[name] = member
+            return
+        blob = name[6:] if name.startswith("blobs/") else ""
+        if not _cache.BLOB_RE.match(blob) or name in self.members or blob not in self.table:
+            raise _carry.CarryError("%s holds the member %r, which is not a blob of its manifest, or is there twice:"
+                                    " refused, nothing was sent" % (self.path, name), _errors.UNSAFE_BUNDLE)
+        why = _bundle.plain_member(member)
+        if why:
+            raise _carry.CarryError("%s holds %s as %s, not a plain regular file: refused, nothing was sent"
+                                    % (self.path, name, why), _errors.UNSAFE_BUNDLE)
+        info = self.table[blob]
+        if member.size != info["size"] or member.offset_data + member.size > archive_size:
+            raise _carry.CarryError("%s: the member %s has %d bytes (ending at %d of %d) but the manifest says %d,"
+                                    " for %s: the bundle is truncated or altered; rebuild it"
+                                    % (self.path, name, member.size, member.offset_data + member.size,
+                                       archive_size, info["size"], _bundle.describe(info["files"])),
+                                    _errors.CORRUPT_BUNDLE, info["files"])
+        self.members[name] = member
+
+    def open(self, blob):
+        member = self.members.get("blobs/" + blob["name"])
+        if member is None or self.table[blob["name"]]["size"] != blob["size"]:
+            raise _carry.CarryError("the bundle %s has no blob %s, which the host needs for %s: build the bundle"
+                                    " with the same revision, allow_patterns and ignore_patterns"
+                                    % (self.path, blob["name"], _carry.describe(blob["files"])),
+                                    _errors.NOT_IN_BUNDLE, blob["files"])
+        return self.tar.extractfile(member), _errors.CORRUPT_BUNDLE, "the bundle's member %s" % member.name
+
+    def close(self):
+        self.raw.close()
+
+
+def seed_name(seed):
+    item = seed.get("item") if isinstance(seed.get("item"), dict) else {}
+    return "%s@%s" % (item.get("repo_id") or seed.get("repo_id"), seed.get("commit"))
+
+
+def model_args(seed):
+    """What hf_receive needs of one model, from a seed (the controller's result, or the bundle's entry)."""
+    item = seed.get("item") if isinstance(seed.get("item"), dict) else {}
+    if not item.get("repo_id") or not _cache.is_commit(seed.get("commit") or "") or \
+            not isinstance(seed.get("listing"), dict):
+        raise _carry.CarryError("each entry of models needs item.repo_id, a 40-hex commit and a listing; got %s"
+                                % seed_name(seed), _errors.INVALID_ARGUMENT)
+    args = {"repo_id": item["repo_id"], "repo_type": item.get("repo_type") or "model", "revision": seed["commit"],
+            "ref": seed.get("ref") or "main", "listing": seed["listing"]}
+    args.update({k: item[k] for k in MODEL_KEYS if item.get(k) is not None})
+    return args
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = True
+    _VALID_ARGS = VALID_ARGS
+
+    def run(self, tmp=None, task_vars=None):
+        self._supports_check_mode = True
+        result = super().run(tmp, task_vars)
+        del tmp
+        started = time.monotonic()
+        self.calls = 0
+        self.stats = {"bytes_sent": 0, "bytes_held": 0, "bytes_total": 0, "chunks_sent": 0, "chunks_total": 0,
+                      "blobs_sent": 0}
+        try:
+            result.update(self.carry(task_vars or {}))
+        except _carry.CarryError as exc:
+            result.update(failed=True, msg=str(exc), error_kind=exc.kind, fix=_errors.fix(exc.kind),
+                          corrupt_files=[list(f) for f in exc.files], changed=False)
+        finally:
+            self._remove_tmp_path(self._connection._shell.tmpdir)  # pylint: disable=protected-access
+        elapsed = time.monotonic() - started
+        result.update(self.stats, elapsed=round(elapsed, 3), host_calls=self.calls,
+                      mean_rate=round(self.stats["bytes_sent"] / elapsed) if elapsed > 0 else 0)
+        return result
+
+    # --- the steps ----------------------------------------------------------------------------------------
+    def carry(self, task_vars):
+        args = self._task.args
+        seeds, common, source = self.check_args(args)
+        models = [model_args(seed) for seed in seeds]
+        staging = args["staging_dir"]
+        probe = self.receive(task_vars, seeds, dict(common, phase="probe", models=models, staging_dir=staging,
+                                                    uploader=self.uploader()))
+        if probe.get("failed"):
+            return probe
+        missing = probe["missing_blobs"]
+        out = {"results": self.results(seeds, probe["models"]), "missing_blobs": missing,
+               "missing_bytes": sum(b["size"] for b in missing)}
+        plan = _carry.plan_stream(missing, self.chunk_size(args)) if missing else None
+        if plan:
+            self.stats.update(bytes_total=plan["total"], chunks_total=len(plan["chunks"]), blobs_sent=len(missing))
+        changed = any(r.get("changed") for r in probe["models"])
+        if self._task.check_mode or not (missing or changed):
+            return self.finish(out, probe["models"])
+        stream = None
+        if missing:
+            stream = {"chunks": self.send(plan, missing, source, seeds, args, probe.get("held_chunks") or [],
+                                          staging, task_vars), "blobs": missing}
+        progress = Progress(task_vars.get("inventory_hostname", "host"), plan["total"] if plan else 0)
+        progress.phase = "taking the blobs into the cache"
+        progress.sent, progress.held = self.stats["bytes_sent"], self.stats["bytes_held"]
+        progress.start()
+        try:
+            taken = self.receive(task_vars, seeds, dict(common, phase="import", models=models, staging_dir=staging,
+                                                        stream=stream))
+        finally:
+            progress.stop()
+        if taken.get("failed"):
+            return taken
+        out["results"] = self.results(seeds, taken["models"])
+        return self.finish(out, taken["models"])
+
+    def finish(self, out, models):
+        out["changed"] = any(r.get("changed") for r in models)
+        diffs = [r["diff"] for r in models if r.get("changed") and r.get("diff")]
+        if diffs:
+            out["diff"] = diffs
+        return out
+
+    @staticmethod
+    def results(seeds, models):
+        return [dict(result, item=seed) for seed, result in zip(seeds, models)]
+
+    def check_args(self, args):
+        seeds = args.get("models")
+        if not isinstance(seeds, list) or not all(isinstance(s, dict) for s in seeds):
+            raise _carry.CarryError("models must be a list of the controller's results or the bundle's entries",
+                                    _errors.INVALID_ARGUMENT)
+        source = args.get("source", "controller")
+        if source not in ("controller", "bundle"):
+            raise _carry.CarryError("source must be controller or bundle, got %r" % (source,),
+                                    _errors.INVALID_ARGUMENT)
+        if source == "bundle" and not args.get("bundle"):
+            raise _carry.CarryError("source is bundle but no bundle is given: set bundle to the bundle file on the"
+                                    " controller", _errors.INVALID_ARGUMENT)
+        staging = args.get("staging_dir")
+        if not isinstance(staging, str) or not staging.startswith("/"):
+            raise _carry.CarryError("staging_dir must be an absolute path on the host", _errors.INVALID_ARGUMENT)
+        common = {k: args[k] for k in COMMON if args.get(k) is not None}
+        return seeds, common, source
+
+    @staticmethod
+    def chunk_size(args):
+        try:
+            return _cache.parse_size(args.get("chunk_size", _carry.DEFAULT_CHUNK))
+        except ValueError:
+            raise _carry.CarryError("chunk_size must be bytes or a size such as '64M', got %r"
+                                    % (args.get("chunk_size"),), _errors.INVALID_ARGUMENT)
+
+    def uploader(self):
+        """The user whose connection writes the chunks, when the module runs as another (become)."""
+        if not self._play_context.become:
+            return None
+        user = self._get_remote_user()
+        if not user and self._connection.transport in ("local", "ansible.builtin.local"):
+            user = getpass.getuser()
+        return user or None
+
+    def receive(self, task_vars, seeds, module_args):
+        """One run of hf_receive on the host; a failure comes back as this task's result."""
+        self.calls += 1
+        res = self._execute_module(module_name=RECEIVER, module_args=module_args, task_vars=task_vars)
+        if not res.get("failed"):
+            return res
+        kind = res.get("error_kind") or _errors.OTHER
+        failed = {"failed": True, "changed": bool(res.get("changed")), "msg": res.get("msg"), "error_kind": kind,
+                  "fix": res.get("fix") or _errors.fix(kind)}
+        for key in ("model", "model_result", "corrupt_files", "needed_bytes", "free_bytes", "exception"):
+            if key in res:
+                failed[key] = res[key]
+        if res.get("models"):
+            failed["results"] = self.results(seeds, res["models"])
+        return failed
+
+    def send(self, plan, blobs, source, seeds, args, held, staging, task_vars):
+        """Write the stream chunk by chunk on the controller and put each chunk the host does not hold yet into
+        its staging_dir; returns the chunks [{name, size, sha256}]."""
+        held = {c["name"]: c for c in held}
+        progress = Progress(task_vars.get("inventory_hostname", "host"), plan["total"])
+        reader = BundleSource(args["bundle"]) if source == "bundle" else ControllerSource(seeds)
+        folder = tempfile.mkdtemp(prefix="hf-carry-", dir=C.DEFAULT_LOCAL_TMP if os.path.isdir(
+            str(C.DEFAULT_LOCAL_TMP)) else None)
+
+        def on_chunk(chunk, path):
+            if _carry.held_matches(chunk, held):
+                progress.held += chunk["size"]
+                self.stats["bytes_held"] += chunk["size"]
+            else:
+                remote = "%s/%s" % (staging.rstrip("/"), chunk["name"])
+                try:
+                    self._connection.put_file(path, remote)
+                except AnsibleError as exc:
+                    raise _carry.CarryError(
+                        "sending %s (%s of %s sent) to %s failed: %s; the chunks already there are kept, and the"
+                        " next run sends only the others" % (chunk["name"], human(progress.sent + progress.held),
+                                                            human(plan["total"]), remote, exc), _errors.TRANSIENT)
+                progress.sent += chunk["size"]
+                self.stats["bytes_sent"] += chunk["size"]
+                self.stats["chunks_sent"] += 1
+            os.unlink(path)
+
+        progress.start()
+        try:
+            writer = _carry.ChunkWriter(folder, plan, on_chunk)
+            with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+                _carry.write_stream(tar, blobs, reader.open)
+            writer.close()
+            return writer.done
+        finally:
+            progress.stop()
+            reader.close()
+            shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,235 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, JustNews contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: hf_carry
+short_description: Carry Hugging Face snapshots from the controller to a host as one resumable stream
+version_added: 0.2.0
+description:
+  - An action plugin. For every model of O(models) it works out on the host, in one call of
+    M(justnews.huggingface.hf_receive), what the host's cache lacks, and when it lacks nothing and nothing else
+    would change it returns at once - one round trip for a warm host.
+  - Otherwise it writes the missing blobs, each once, as one tar stream on the controller, read from the
+    controller's cache (O(source=controller)) or from the bundle O(bundle) (O(source=bundle)); every blob is
+    checked against its object id (and, from a bundle, every member's name, type and size) while it is written.
+    The stream is cut into chunks of O(chunk_size) that are put into O(staging_dir) over the task's connection.
+  - A transfer that was cut short resumes - the host reports the chunks it already holds (name, size and
+    SHA-256) and only the others are sent.
+  - The host checks every chunk and every member (a plain regular file named by one of the blobs sent, of its
+    size, whose content matches its id; links, devices and other names are refused), takes each model into the
+    cache as M(justnews.huggingface.hf_snapshot) does with
+    O(justnews.huggingface.hf_snapshot#module:blobs_from), and removes O(staging_dir).
+  - Past 30 seconds of sending or waiting, a line with the bytes done, the total and the rate is printed every
+    15 seconds.
+author:
+  - JustNews maintainers (@justnews)
+requirements:
+  - huggingface_hub >= 2.4 on the managed host, for the Python interpreter that runs hf_receive.
+attributes:
+  action:
+    description: Indicates this has a corresponding action plugin so some parts of the options can be executed on the controller.
+    support: full
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
+    support: full
+    details:
+      - Probes only; RV(missing_blobs), RV(missing_bytes) and RV(bytes_total) tell what would be sent, each
+        model's result what would change. Nothing is sent or written.
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+    support: full
+    details:
+      - The diffs of M(justnews.huggingface.hf_snapshot), one per changed model.
+  idempotent:
+    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
+    support: full
+    details:
+      - A second run sends nothing and reports no change.
+  platform:
+    description: Target OS/families that can be operated against.
+    support: N/A
+    platforms: posix
+options:
+  models:
+    description:
+      - The models, each as the controller's M(justnews.huggingface.hf_snapshot) result of a loop over
+        C(model_cache_models) (O(source=controller), with C(snapshot_path)), or as an entry of the C(models) that
+        M(justnews.huggingface.hf_bundle) O(justnews.huggingface.hf_bundle#module:operation=inspect) returns
+        (O(source=bundle)).
+      - Each gives C(item) (the model - C(repo_id), C(repo_type), C(allow_patterns), C(ignore_patterns),
+        C(link)), C(commit), C(ref) and C(listing).
+    type: list
+    elements: dict
+    required: true
+  source:
+    description: Where the blobs come from - the controller's cache or a bundle file on the controller.
+    type: str
+    choices: [controller, bundle]
+    default: controller
+  bundle:
+    description: The bundle file on the controller, with O(source=bundle).
+    type: path
+  staging_dir:
+    description:
+      - Folder on the host where the chunks arrive and the blobs are unpacked, best on the filesystem of
+        O(cache_dir). Made (mode C(0700), owned by the connection's user when the task uses become) when blobs are
+        missing, removed once they are in the cache; kept with the chunks already sent when a transfer was cut
+        short.
+      - The connection's user must be able to reach it.
+    type: path
+    required: true
+  chunk_size:
+    description: Size of the chunks the stream is sent in, bytes or a size such as V(64M) (at least 64 KiB).
+    type: raw
+    default: 64M
+  cache_dir:
+    description: As O(justnews.huggingface.hf_snapshot#module:cache_dir), on the host.
+    type: path
+  hf_home:
+    description: As O(justnews.huggingface.hf_snapshot#module:hf_home).
+    type: path
+  dir_mode:
+    description: As O(justnews.huggingface.hf_snapshot#module:dir_mode).
+    type: str
+  owner:
+    description: As O(justnews.huggingface.hf_snapshot#module:owner).
+    type: str
+  group:
+    description: As O(justnews.huggingface.hf_snapshot#module:group).
+    type: str
+  mode:
+    description: As O(justnews.huggingface.hf_snapshot#module:mode).
+    type: raw
+    default: '0644'
+  free_space_margin:
+    description: As O(justnews.huggingface.hf_snapshot#module:free_space_margin); the staged copy counts too.
+    type: raw
+    default: 1G
+  shared_blobs:
+    description: As O(justnews.huggingface.hf_snapshot#module:shared_blobs).
+    type: bool
+    default: true
+  verify_checksums:
+    description: As O(justnews.huggingface.hf_snapshot#module:verify_checksums).
+    type: bool
+    default: true
+  retries:
+    description: As O(justnews.huggingface.hf_snapshot#module:retries).
+    type: int
+    default: 5
+  timeout:
+    description: As O(justnews.huggingface.hf_snapshot#module:timeout).
+    type: int
+    default: 1800
+notes:
+  - Set C(ansible_python_interpreter) of the task to a Python with huggingface_hub on the host.
+seealso:
+  - module: justnews.huggingface.hf_snapshot
+  - module: justnews.huggingface.hf_bundle
+  - module: justnews.huggingface.hf_receive
+"""
+
+EXAMPLES = r"""
+- name: Fetch the models once, into the controller's cache
+  justnews.huggingface.hf_snapshot:
+    repo_id: "{{ item.repo_id }}"
+    revision: "{{ item.revision | default('main') }}"
+    cache_dir: /srv/hf-controller-cache
+  delegate_to: localhost
+  run_once: true
+  loop: "{{ models }}"
+  register: fetched
+
+- name: Carry them to every host, only the blobs each lacks
+  justnews.huggingface.hf_carry:
+    models: "{{ fetched.results }}"
+    source: controller
+    cache_dir: /var/cache/hf/hub
+    hf_home: /var/cache/hf
+    dir_mode: "0750"
+    owner: justnews
+    group: justnews
+    staging_dir: /var/cache/hf/.incoming
+  vars:
+    ansible_python_interpreter: /opt/justnews/hf-venv/bin/python
+  become: true
+"""
+
+RETURN = r"""
+results:
+  description:
+    - Per model, in the order of O(models), the result of M(justnews.huggingface.hf_snapshot) (C(commit), C(ref),
+      C(changed), C(downloaded_files), C(downloaded_bytes), C(files), C(listing), C(diff), C(snapshot_path)), with
+      C(item) the entry of O(models) it is for.
+  returned: always
+  type: list
+  elements: dict
+missing_blobs:
+  description: The blobs the host lacked, each once (name, size, files as [repository, path]).
+  returned: success
+  type: list
+  elements: dict
+missing_bytes:
+  description: Bytes of RV(missing_blobs).
+  returned: success
+  type: int
+  sample: 90868376
+bytes_total:
+  description: Bytes of the stream (the blobs in tar form).
+  returned: always
+  type: int
+bytes_sent:
+  description: Bytes sent by this run.
+  returned: always
+  type: int
+bytes_held:
+  description: Bytes of the stream that the host already held from an earlier, cut-short run, not sent again.
+  returned: always
+  type: int
+chunks_sent:
+  description: Chunks sent by this run.
+  returned: always
+  type: int
+chunks_total:
+  description: Chunks of the stream.
+  returned: always
+  type: int
+blobs_sent:
+  description: Blobs in the stream.
+  returned: always
+  type: int
+host_calls:
+  description: Module runs on the host (1 for a host that lacks nothing, 2 otherwise).
+  returned: always
+  type: int
+elapsed:
+  description: Seconds the task took.
+  returned: always
+  type: float
+mean_rate:
+  description: Bytes sent per second, over RV(elapsed).
+  returned: always
+  type: int
+error_kind:
+  description:
+    - On failure, the cause - V(invalid_argument), V(missing_library), V(cache_dir_invalid), V(not_writable),
+      V(locked), V(unsafe_listing), V(unsafe_cache), V(integrity) (a blob of the controller's cache, a chunk or a
+      member does not match its id), V(incomplete), V(corrupt_bundle), V(not_in_bundle), V(unsafe_bundle),
+      V(transient) (the connection failed while a chunk was sent; the next run sends only what is missing),
+      V(disk_full), V(no_space), V(internal), V(other); and, from the modules it shares code with, never in
+      practice as no request is made and no image is written, V(rate_limited), V(server_error), V(unreachable),
+      V(timeout), V(gated), V(unauthorized), V(repo_not_found), V(revision_not_found), V(entry_not_found),
+      V(unsafe_image_root).
+  returned: on failure
+  type: str
+  sample: integrity
+fix:
+  description: On failure, what to do about RV(error_kind).
+  returned: on failure
+  type: str
+"""

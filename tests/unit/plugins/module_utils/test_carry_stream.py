@@ -1,0 +1,231 @@
+"""_carry: the stream's plan, its chunks, resume decisions and the host's member checks, without Ansible."""
+
+import hashlib
+import io
+import os
+import tarfile
+
+import pytest
+
+from ansible_collections.justnews.huggingface.plugins.module_utils import _carry
+from ansible_collections.justnews.huggingface.plugins.module_utils import _errors
+
+CHUNK = _carry.MIN_CHUNK
+
+
+def git_id(data):
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def sha(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def make_blobs():
+    """Three blobs: a git blob, an LFS blob spanning several chunks, an empty file."""
+    contents = [b"{\"hidden_size\": 384}\n", os.urandom(3 * CHUNK + 1234), b""]
+    blobs, data = [], {}
+    for i, content in enumerate(contents):
+        name = git_id(content) if i != 1 else sha(content)
+        blobs.append({"name": name, "size": len(content), "files": [["org/model", "file%d" % i]]})
+        data[name] = content
+    return sorted(blobs, key=lambda b: b["name"]), data
+
+
+def write(folder, blobs, data, chunk_size=CHUNK, held=None):
+    """The controller's side: the chunks in `folder`, and the names it would have sent."""
+    plan = _carry.plan_stream(blobs, chunk_size)
+    sent = []
+
+    def on_chunk(chunk, _path):
+        if not _carry.held_matches(chunk, held or {}):
+            sent.append(chunk["name"])
+
+    writer = _carry.ChunkWriter(str(folder), plan, on_chunk)
+    with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        _carry.write_stream(tar, blobs, lambda b: (io.BytesIO(data[b["name"]]), _errors.INTEGRITY, b["name"]))
+    writer.close()
+    return plan, writer.done, sent
+
+
+def unpack(folder, chunks, blobs):
+    dest = folder / "blobs"
+    dest.mkdir(exist_ok=True)
+    staging_fd, dest_fd = os.open(folder, os.O_RDONLY), os.open(dest, os.O_RDONLY)
+    try:
+        return _carry.unpack(staging_fd, str(folder), chunks, blobs, dest_fd, str(dest))
+    finally:
+        os.close(staging_fd)
+        os.close(dest_fd)
+
+
+def test_plan_is_the_size_of_the_stream_and_the_same_for_the_same_blobs(tmp_path):
+    blobs, data = make_blobs()
+    plan, done, _sent = write(tmp_path, blobs, data)
+    assert sum(c["size"] for c in done) == plan["total"]
+    assert [c["size"] for c in done] == [c["size"] for c in plan["chunks"]]
+    assert all(c["size"] == CHUNK for c in plan["chunks"][:-1]) and len(plan["chunks"]) == 4
+    assert _carry.plan_stream(blobs, CHUNK) == plan
+    assert _carry.plan_stream(blobs[:2], CHUNK)["id"] != plan["id"]
+    assert _carry.plan_stream(blobs, 2 * CHUNK)["id"] != plan["id"]
+    again = tmp_path / "again"
+    again.mkdir()
+    assert write(again, blobs, data)[1] == done  # same bytes, same chunk hashes: what resume relies on
+
+
+def test_chunk_size_below_the_minimum_is_refused():
+    with pytest.raises(_carry.CarryError) as info:
+        _carry.plan_stream([], 1024)
+    assert info.value.kind == _errors.INVALID_ARGUMENT
+
+
+def test_merge_keeps_each_blob_once_with_every_file():
+    a = {"name": "a" * 64, "size": 3, "files": ["x.bin"]}
+    merged = _carry.merge_blobs([("org/one", [a]), ("org/two", [dict(a, files=["y.bin"])])])
+    assert merged == [{"name": "a" * 64, "size": 3, "files": [["org/one", "x.bin"], ["org/two", "y.bin"]]}]
+    with pytest.raises(_carry.CarryError):
+        _carry.merge_blobs([("org/one", [a]), ("org/two", [dict(a, size=4)])])
+    with pytest.raises(_carry.CarryError):
+        _carry.merge_blobs([("org/one", [dict(a, name="../etc/passwd")])])
+
+
+def test_resume_sends_only_chunks_the_host_lacks_or_holds_damaged(tmp_path):
+    blobs, data = make_blobs()
+    plan, done, sent = write(tmp_path, blobs, data)
+    assert sent == [c["name"] for c in plan["chunks"]]
+    held = {c["name"]: dict(c) for c in done[:3]}
+    held[done[1]["name"]]["sha256"] = "0" * 64          # damaged on the host
+    held[done[2]["name"]]["size"] -= 1                  # cut short
+    again = tmp_path / "again"
+    again.mkdir()
+    assert write(again, blobs, data, held=held)[2] == [done[1]["name"], done[2]["name"], done[3]["name"]]
+
+
+def test_held_chunks_lists_regular_chunk_files_only(tmp_path):
+    blobs, data = make_blobs()
+    _plan, done, _sent = write(tmp_path, blobs, data)
+    (tmp_path / "0123456789abcdef-000009").symlink_to(tmp_path / done[0]["name"])
+    (tmp_path / "other").write_bytes(b"x")
+    assert _carry.held_chunks(str(tmp_path)) == done
+    assert _carry.held_chunks(str(tmp_path / "absent")) == []
+    (tmp_path.parent / "link").symlink_to(tmp_path)
+    with pytest.raises(_carry.CarryError):
+        _carry.held_chunks(str(tmp_path.parent / "link"))
+
+
+def test_unpack_checks_and_writes_every_blob(tmp_path):
+    blobs, data = make_blobs()
+    _plan, done, _sent = write(tmp_path, blobs, data)
+    assert unpack(tmp_path, done, blobs) == sum(b["size"] for b in blobs)
+    for blob in blobs:
+        assert (tmp_path / "blobs" / blob["name"]).read_bytes() == data[blob["name"]]
+    assert not [p for p in tmp_path.iterdir() if p.name != "blobs"]  # every chunk consumed
+
+
+@pytest.mark.parametrize("damage", ["missing", "short", "flipped", "symlink"])
+def test_a_damaged_chunk_fails_and_leaves_nothing(tmp_path, damage):
+    blobs, data = make_blobs()
+    _plan, done, _sent = write(tmp_path, blobs, data)
+    chunk = tmp_path / done[2]["name"]
+    if damage == "missing":
+        chunk.unlink()
+    elif damage == "short":
+        chunk.write_bytes(chunk.read_bytes()[:-1])
+    elif damage == "flipped":
+        raw = bytearray(chunk.read_bytes())
+        raw[100] ^= 1
+        chunk.write_bytes(bytes(raw))
+    else:
+        target = tmp_path.parent / "elsewhere"
+        target.write_bytes(chunk.read_bytes())
+        chunk.unlink()
+        chunk.symlink_to(target)
+    with pytest.raises(_carry.CarryError) as info:
+        unpack(tmp_path, done, blobs)
+    want = {"missing": _errors.INCOMPLETE, "short": _errors.INCOMPLETE, "flipped": _errors.INTEGRITY,
+            "symlink": _errors.UNSAFE_CACHE}[damage]
+    assert info.value.kind == want, info.value
+    assert not list((tmp_path / "blobs").iterdir())
+
+
+def hostile(tmp_path, members):
+    """A stream written by hand (not by ChunkWriter), as one chunk."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for info, content in members:
+            tar.addfile(info, io.BytesIO(content) if content is not None else None)
+    data = raw.getvalue()
+    name = "%016x-000000" % 1
+    (tmp_path / name).write_bytes(data)
+    return [{"name": name, "size": len(data), "sha256": sha(data)}]
+
+
+def member(name, size, kind=tarfile.REGTYPE, linkname=""):
+    info = tarfile.TarInfo(name)
+    info.size, info.type, info.linkname = size, kind, linkname
+    return info
+
+
+@pytest.mark.parametrize("case", ["traversal", "absolute", "symlink", "hardlink", "device", "fifo", "unknown",
+                                  "duplicate", "wrong_size", "wrong_content", "missing_blob", "sparse", "sparse_map"])
+def test_unpack_refuses_hostile_members(tmp_path, case):
+    content = b"hello\n"
+    good = {"name": git_id(content), "size": len(content), "files": [["org/model", "a.txt"]]}
+    ok = (member("blobs/" + good["name"], len(content)), content)
+    members = {
+        "traversal": [(member("blobs/../../" + good["name"], len(content)), content)],
+        "absolute": [(member("/tmp/" + good["name"], len(content)), content)],
+        "symlink": [(member("blobs/" + good["name"], 0, tarfile.SYMTYPE, "/etc/passwd"), None)],
+        "hardlink": [(member("blobs/" + good["name"], 0, tarfile.LNKTYPE, "/etc/passwd"), None)],
+        "device": [(member("blobs/" + good["name"], 0, tarfile.CHRTYPE), None)],
+        "fifo": [(member("blobs/" + good["name"], 0, tarfile.FIFOTYPE), None)],
+        "unknown": [ok, (member("blobs/" + "b" * 64, 1), b"x")],
+        "duplicate": [ok, ok],
+        "wrong_size": [(member("blobs/" + good["name"], len(content) + 1), content + b"!")],
+        "wrong_content": [(member("blobs/" + good["name"], len(content)), b"HELLO\n")],
+        "missing_blob": [],
+        "sparse": [],
+        "sparse_map": [],
+    }[case]
+    if case == "sparse":
+        info = member("blobs/" + good["name"], len(content))
+        info.pax_headers = {"GNU.sparse.major": "1", "GNU.sparse.minor": "0"}
+        members = [(info, content)]
+    if case == "sparse_map":
+        info = member("blobs/" + good["name"], len(content))
+        info.pax_headers = {"GNU.sparse.map": "0,6", "GNU.sparse.size": "6"}
+        members = [(info, content)]
+    chunks = hostile(tmp_path, members)
+    with pytest.raises(_carry.CarryError) as info:
+        unpack(tmp_path, chunks, [good])
+    assert info.value.kind == _errors.INTEGRITY, info.value
+    assert not list((tmp_path / "blobs").iterdir())
+    assert not os.path.exists("/tmp/" + good["name"]) or case != "absolute"
+
+
+def test_a_source_that_does_not_match_its_id_stops_the_stream(tmp_path):
+    blobs, data = make_blobs()
+    data[blobs[0]["name"]] = b"X" * blobs[0]["size"]
+    with pytest.raises(_carry.CarryError) as info:
+        write(tmp_path, blobs, data)
+    assert info.value.kind == _errors.INTEGRITY and "org/model" in str(info.value)
+    short = dict(blobs[0], size=blobs[0]["size"] + 5)
+    (tmp_path / "x").mkdir()
+    with pytest.raises(_carry.CarryError):
+        write(tmp_path / "x", [short], {short["name"]: data[blobs[0]["name"]]})
+
+
+def test_progress_speaks_after_30_seconds_then_every_15():
+    from ansible_collections.justnews.huggingface.plugins.action import hf_carry
+
+    now = [100.0]
+    progress = hf_carry.Progress("web1", 1000 * 1024 * 1024, clock=lambda: now[0])
+    progress.sent = 300 * 1024 * 1024
+    lines = []
+    for second in range(0, 76):
+        now[0] = 100.0 + second
+        line = progress.line(now[0])
+        if line:
+            lines.append((second, line))
+    assert [s for s, _l in lines] == [30, 45, 60, 75]
+    assert "300.0 MiB of 1000.0 MiB (30%)" in lines[0][1] and "10.0 MiB/s" in lines[0][1]
