@@ -58,14 +58,8 @@ def test_molecule_scenario(scenario, tmp_path, collections_path):
 
 
 # A run with nothing to do (Molecule's idempotence step: the second run of converge.yml): per host at most 8 tasks
-# in PLAY RECAP's ok= and at most 4 module round trips. The controller and bundle sources still carry blobs with the
-# YAML protocol of tasks/transfer.yml: their hosts get the ceiling measured for it, so that it cannot grow.
+# in PLAY RECAP's ok= and at most 4 module round trips, whatever the source.
 WARM_OK, WARM_TRIPS = 8, 4
-TRANSFER_CEILING = {"ok": 14, "round_trips": 8}
-
-
-def _transfer_host(scenario, host):
-    return scenario == "airgap" or (scenario == "fleet" and host != "mc-fleet-hub")
 
 
 def _assert_warm_path(scenario, counts):
@@ -76,9 +70,7 @@ def _assert_warm_path(scenario, counts):
     report = {host: (c["ok"], c["round_trips"], [t["task"] for t in c["tasks"]]) for host, c in warm["hosts"].items()}
     print("warm run of %s: %s" % (scenario, json.dumps(report, indent=1)))
     for host, c in warm["hosts"].items():
-        ok, trips = (TRANSFER_CEILING["ok"], TRANSFER_CEILING["round_trips"]) if _transfer_host(scenario, host) \
-            else (WARM_OK, WARM_TRIPS)
-        assert c["ok"] <= ok and c["round_trips"] <= trips, (host, report[host])
+        assert c["ok"] <= WARM_OK and c["round_trips"] <= WARM_TRIPS, (host, report[host])
 
 
 # Every scenario downloads from the Hub: the air-gapped host's bundle is made from it on the controller.
