@@ -353,10 +353,11 @@ class ActionModule(ActionBase):
                 try:
                     self._connection.put_file(path, remote)
                 except AnsibleError as exc:
+                    done = human(progress.sent + progress.held)
                     raise _carry.CarryError(
                         "sending %s (%s of %s sent) to %s failed: %s; the chunks already there are kept, and the"
-                        " next run sends only the others" % (chunk["name"], human(progress.sent + progress.held),
-                                                            human(plan["total"]), remote, exc), _errors.TRANSIENT)
+                        " next run sends only the others" % (chunk["name"], done, human(plan["total"]), remote, exc),
+                        _errors.TRANSIENT)
                 progress.sent += chunk["size"]
                 self.stats["bytes_sent"] += chunk["size"]
                 self.stats["chunks_sent"] += 1

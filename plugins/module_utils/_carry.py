@@ -438,9 +438,9 @@ def _copy_member(tar, member, blob, dest_fd, dest, created):
                     raise
         digest = git.hexdigest() if git else sha256.hexdigest()
         if count != size or digest != name:
+            files = describe(blob["files"])
             raise CarryError("the blob %s arrived with %d bytes and id %s, not %d bytes and its id, for %s: refused,"
-                             " nothing was taken into the cache; run again" % (name, count, digest, size,
-                                                                              describe(blob["files"])),
+                             " nothing was taken into the cache; run again" % (name, count, digest, size, files),
                              _errors.INTEGRITY, blob["files"])
         if not _lexists_at(dest_fd, name):
             created.append(name)
