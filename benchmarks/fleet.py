@@ -7,6 +7,7 @@ tools/hosts/build-images.sh), from the repository root:
     .venv/bin/python -m benchmarks.fleet [--sizes 1,5,10] [--json benchmark-results/fleet.json]
                                          [--skip-throughput] [--skip-agent] [--skip-hub-requests]
     .venv/bin/python -m benchmarks.fleet --only-throughput      (the throughput part alone, a few minutes)
+    .venv/bin/python -m benchmarks.fleet --only-fleet           (the fleet part alone, its loopback included)
 
 Parts, all in the same run:
   fleet       per N and mode, a cold run (empty host caches, empty controller cache) then a warm run (the same
@@ -16,6 +17,16 @@ Parts, all in the same run:
               task on every host), and the playbook justnews.huggingface.prefetch with model_cache_source hub and
               controller (model_cache_units: [], so it fetches and restarts nothing; model_cache_serial 100%,
               the same one batch as the baseline's play).
+              Targets per N: the warm hub and controller plays within WALL_MAX x the baseline's warm play; the
+              cold controller play within WALL_MAX x the cold hub play at N=10 (or the largest N run, said so).
+  transfer    per N, the cold controller play's rate end to end (bytes moved to the hosts / the play's wall time,
+              which includes the controller's fetch from the Hub and the play's other tasks) beside a loopback
+              limit measured right after it: the same blob files, dereferenced, piped by a plain
+              `tar -C <controller cache>/models--.../blobs -chf - <blobs> | podman exec -i <host> tar -x` to
+              every host of the fleet at once (the play runs them all in one batch with forks 10), timed, then
+              removed. They land in LOOPBACK_DIR, on the same filesystem as the hosts' caches (/tmp is a tmpfs in
+              a systemd container, which would flatter the limit). Rates in MB/s (10^6 B/s) and MiB/s, and the
+              ratio of the two.
   throughput  the module against `hf download`, cold, on this machine, for LARGE_REPO's ~2 GiB file, on two
               Hubs at once: Xet storage (as huggingface.co serves it) and plain LFS from the resolver (hub.sh with
               JUSTNEWS_HUB_XET=0). Each step of THROUGHPUT_PLAN runs on both, the first transport alternating:
@@ -53,6 +64,10 @@ HOST_VENV = "/opt/justnews-huggingface/venv"
 MODES = ("baseline", "hub", "controller")
 WARM_CLAIMS = ("hub", "controller")  # modes whose warm pinned run is meant to cost nothing
 THROUGHPUT_MIN = 0.95
+WALL_MAX = 1.5  # a role play's wall time against the one it is compared with (see evaluate_targets)
+WALL_TARGET_N = 10  # the fleet size of the cold controller-against-hub target
+LOOPBACK_DIR = "/var/cache/jn-loopback"  # beside HOST_CACHE, so the same filesystem as the carry writes to
+MB = 10 ** 6
 PEAK_MIB_MAX = 200
 MIB = 1024 ** 2
 os.environ.update(NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost", HF_HUB_DISABLE_TELEMETRY="1",
@@ -90,12 +105,45 @@ def evaluate_targets(rows, model_bytes, transports=()):
         targets.append(("%s: warm pinned run costs nothing at N=%d" % (row["mode"], row["n"]),
                         row["hub_requests"] == 0 and row["moved_bytes"] == 0,
                         "%d Hub requests, %d bytes moved" % (row["hub_requests"], row["moved_bytes"])))
+    targets.extend(wall_targets(rows))
     for name, speed, peak_rss in transports:
         targets.append(("module throughput >= %.2fx hf download on %s" % (THROUGHPUT_MIN, name),
                         speed is not None and speed >= THROUGHPUT_MIN, fmt_ratio(speed)))
         targets.append(("module peak memory < %d MiB on %s" % (PEAK_MIB_MAX, name),
                         0 < peak_rss < PEAK_MIB_MAX * MIB,
                         "%.0f MiB" % (peak_rss / MIB) if peak_rss else "not observed"))
+    return targets
+
+
+def wall_target(name, row, ref, missing):
+    """(name, met, detail): row's wall time within WALL_MAX x ref's; a row that was not measured is a miss, named
+    by `missing` (its label, the ref's label)."""
+    if row is None or ref is None:
+        return (name, False, "not measured: " + ", ".join(m for m, r in zip(missing, (row, ref)) if r is None))
+    limit = WALL_MAX * ref["seconds"]
+    return (name, row["seconds"] <= limit, "%.1f s against %.1f s (%s; limit %.1f s)"
+            % (row["seconds"], ref["seconds"], fmt_ratio(ratio(row["seconds"], ref["seconds"])), limit))
+
+
+def wall_targets(rows):
+    """Wall-time targets: per N run, the warm hub and controller plays within WALL_MAX x the baseline's warm play
+    of the same N; the cold controller play within WALL_MAX x the cold hub play at N=WALL_TARGET_N, or at the
+    largest N run when that one was not (the name says so)."""
+    by_key = {(r["n"], r["mode"], r["run"]): r for r in rows}
+    sizes = sorted({r["n"] for r in rows})
+    targets = []
+    for mode in WARM_CLAIMS:
+        for n in sizes:
+            targets.append(wall_target("%s: warm wall time <= %.1fx baseline warm at N=%d" % (mode, WALL_MAX, n),
+                                       by_key.get((n, mode, "warm")), by_key.get((n, "baseline", "warm")),
+                                       ("%s warm" % mode, "baseline warm")))
+    if sizes:
+        n = WALL_TARGET_N if WALL_TARGET_N in sizes else sizes[-1]
+        where = "N=%d" % n if n == WALL_TARGET_N else "N=%d (the largest N run; the target is at N=%d)" % (
+            n, WALL_TARGET_N)
+        targets.append(wall_target("controller: cold wall time <= %.1fx hub cold at %s" % (WALL_MAX, where),
+                                   by_key.get((n, "controller", "cold")), by_key.get((n, "hub", "cold")),
+                                   ("controller cold", "hub cold")))
     return targets
 
 
@@ -138,6 +186,40 @@ def fleet_table(rows):
              "%.1f" % r["seconds"], fmt_ratio(r["ratio_hub_requests"]), fmt_ratio(r["ratio_hub_bytes"]),
              fmt_ratio(r["ratio_moved_bytes"]), fmt_ratio(r["ratio_seconds"]))
             for r in sorted(rows, key=lambda r: (r["n"], MODES.index(r["mode"]), r["run"]))]
+    return format_table(header, body)
+
+
+def transfer_rates(rows, loopbacks):
+    """Per N, the cold controller play's rate end to end (bytes moved to the hosts / the play's wall time) beside
+    the loopback of the same N ({n, bytes, seconds, ...} from Plays.loopback); rates in bytes/s, None when a figure
+    is missing."""
+    loops = {lb["n"]: lb for lb in loopbacks}
+    out = []
+    for row in sorted((r for r in rows if r["mode"] == "controller" and r["run"] == "cold"), key=lambda r: r["n"]):
+        loop = loops.get(row["n"], {})
+        e2e = ratio(row["moved_bytes"], row["seconds"])
+        limit = ratio(loop.get("bytes"), loop.get("seconds")) if not loop.get("error") else None
+        out.append({"n": row["n"], "moved_bytes": row["moved_bytes"], "seconds": row["seconds"],
+                    "bytes_per_s": e2e, "loopback": loop or None, "loopback_bytes_per_s": limit,
+                    "ratio": ratio(e2e, limit) if e2e is not None else None})
+    return out
+
+
+def fmt_rate(value, unit):
+    return "-" if value is None else "%.1f" % (value / unit)
+
+
+def transfer_table(rates):
+    header = ("N", "moved to hosts", "play s", "MB/s", "MiB/s", "loopback bytes", "loopback s", "MB/s", "MiB/s",
+              "x loopback")
+    body = []
+    for t in rates:
+        loop = t["loopback"] or {}
+        body.append((t["n"], human(t["moved_bytes"]), "%.1f" % t["seconds"], fmt_rate(t["bytes_per_s"], MB),
+                     fmt_rate(t["bytes_per_s"], MIB), human(loop["bytes"]) if loop.get("bytes") else "-",
+                     "%.2f" % loop["seconds"] if loop.get("seconds") else "-",
+                     fmt_rate(t["loopback_bytes_per_s"], MB), fmt_rate(t["loopback_bytes_per_s"], MIB),
+                     fmt_ratio(t["ratio"])))
     return format_table(header, body)
 
 
@@ -312,6 +394,64 @@ class Plays:
         for host in hosts:
             moved += sum(size for key, size in self.fleet.blobs(host).items() if key not in before[host])
         return dict(counters, mode=mode, n=count, run=label, moved_bytes=moved, seconds=seconds)
+
+    def loopback(self, count):
+        """The loopback limit of the carry, at once to the first `count` hosts as the play's one batch with forks
+        10 carries: the model's blob files in the controller's cache (symlinks into its shared store
+        dereferenced, so the same bytes the carry sends), piped by tar into `podman exec -i <host> tar -x` under
+        LOOPBACK_DIR, timed from the first start to the last exit, then removed. Never raises: a failure is
+        returned as {"error": ...} so that the tables and targets are still printed."""
+        hosts = self.fleet.names[:count]
+        blobs = self.controller_cache / ("models--" + MINILM_REPO.replace("/", "--")) / "blobs"
+        result = {"n": count, "hosts": len(hosts), "dir": LOOPBACK_DIR}
+        try:
+            names = sorted(os.listdir(blobs))
+            per_host = sum(os.stat(blobs / name).st_size for name in names)  # follows the store's links
+        except OSError as exc:
+            return dict(result, error="no blobs in the controller's cache: %s" % exc)
+        if not names:
+            return dict(result, error="no blobs in %s" % blobs)
+        result.update(files=len(names), bytes_per_host=per_host, bytes=per_host * len(hosts))
+        clean = ["podman", "exec"]
+        try:
+            for host in hosts:
+                run(clean + [host, "rm", "-rf", LOOPBACK_DIR])
+            procs = []
+            started = time.monotonic()
+            for host in hosts:
+                # pylint: disable-next=consider-using-with
+                tar = subprocess.Popen(["tar", "-C", str(blobs), "-chf", "-", "--"] + names,
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                # pylint: disable-next=consider-using-with
+                unpack = subprocess.Popen(["podman", "exec", "-i", host, "sh", "-c",
+                                           "mkdir -p %s && exec tar -C %s -xf -" % (LOOPBACK_DIR, LOOPBACK_DIR)],
+                                          stdin=tar.stdout, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                tar.stdout.close()  # the pipe is the unpacker's now: tar sees it close if the unpacker dies
+                procs.append((host, tar, unpack))
+            errors = []
+            for host, tar, unpack in procs:
+                unpack_err = unpack.communicate()[1]
+                tar_err = tar.communicate()[1]
+                if tar.returncode or unpack.returncode:
+                    errors.append("%s: tar %d, podman exec tar %d: %s%s" % (
+                        host, tar.returncode, unpack.returncode, tar_err.decode(errors="replace")[-500:],
+                        unpack_err.decode(errors="replace")[-500:]))
+            result["seconds"] = time.monotonic() - started
+            received = 0
+            for host in hosts:
+                out = self.fleet.sh(host, "find %s -type f -printf '%%s\\n'" % LOOPBACK_DIR)
+                received += sum(int(line) for line in out.split())
+            result["received"] = received
+            if errors:
+                result["error"] = "; ".join(errors)
+            elif received != result["bytes"]:
+                result["error"] = "the hosts received %d bytes, not %d" % (received, result["bytes"])
+        except (OSError, SystemExit) as exc:
+            result["error"] = str(exc)
+        finally:
+            for host in hosts:
+                run(clean + [host, "rm", "-rf", LOOPBACK_DIR], check=False)
+        return result
 
 
 # --- throughput and memory on this machine ---------------------------------------------------------------------
@@ -640,9 +780,17 @@ def main():  # pylint: disable=too-many-locals,too-many-statements
     parser.add_argument("--skip-hub-requests", action="store_true")
     parser.add_argument("--only-throughput", action="store_true",
                         help="run the throughput part alone (a few minutes; no podman needed)")
+    parser.add_argument("--only-fleet", action="store_true",
+                        help="run the fleet part alone (its plays, targets and loopback; no throughput, agent or "
+                             "hub requests)")
     parser.add_argument("--agent-limit", type=float, default=300, help="seconds to wait for /ready (default 300)")
     parser.add_argument("--keep", action="store_true", help="leave the containers running")
     opts = parser.parse_args()
+    if opts.only_throughput and opts.only_fleet:
+        parser.error("--only-throughput and --only-fleet exclude each other")
+    if opts.only_fleet:
+        opts.skip_throughput = opts.skip_agent = opts.skip_hub_requests = True
+        opts.skip_fleet = False
     if opts.only_throughput:
         opts.skip_fleet = opts.skip_agent = opts.skip_hub_requests = True
         opts.skip_throughput = False
@@ -659,7 +807,7 @@ def main():  # pylint: disable=too-many-locals,too-many-statements
     result = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "sizes": sizes, "image": opts.image,
               "load_start": load_start, "model": {"repo_id": MINILM_REPO, "revision": COMMIT_B}}
     model_bytes = result["model"]["bytes"] = hub.model_bytes(MINILM_REPO, COMMIT_B)
-    rows, tput, agent, hub_http, fleet_used = [], None, None, None, False
+    rows, loopbacks, tput, agent, hub_http, fleet_used = [], [], None, None, None, False
     fleet = Fleet(work, opts.image)
     try:
         if not opts.skip_fleet:
@@ -677,6 +825,12 @@ def main():  # pylint: disable=too-many-locals,too-many-statements
                         print("  N=%-2d %-10s %s: %d Hub requests, %s from the Hub, %s moved, %.1f s"
                               % (count, mode, label, r["hub_requests"], human(r["hub_bytes"]),
                                  human(r["moved_bytes"]), r["seconds"]), flush=True)
+                    if mode == "controller":  # its cache still holds the blobs the cold run carried
+                        loopbacks.append(plays.loopback(count))
+                        lb = loopbacks[-1]
+                        done = "failed: " + lb["error"] if lb.get("error") else "%s to %d hosts at once, %.2f s" % (
+                            human(lb["bytes"]), lb["hosts"], lb["seconds"])
+                        print("  N=%-2d loopback   %s" % (count, done), flush=True)
         if not opts.skip_throughput:
             # A second Hub serves the same repositories as plain LFS, so both transports run side by side.
             hub_http = Hub(work, xet=False)
@@ -706,6 +860,19 @@ def main():  # pylint: disable=too-many-locals,too-many-statements
         print(fleet_table(rows))
         print("(Hub req/bytes: the test Hub's counters for the play; moved to hosts: bytes of the blobs new or "
               "replaced in the hosts' caches, summed; x: against the baseline for the same N and run.)")
+        print()
+    transfer = transfer_rates(rows, loopbacks)
+    if transfer:
+        print("Controller transfer, cold: end to end against a loopback limit of the same bytes, same hosts:")
+        print(transfer_table(transfer))
+        print("(end to end: bytes moved to the hosts / the cold controller play's wall time, which includes the "
+              "controller's fetch from the Hub, the probe and the play's other tasks; loopback: the same blob files "
+              "by `tar -ch | podman exec -i <host> tar -x` into %s on every host at once, as the play's one batch "
+              "with forks 10, timed, then removed; MB = 10^6 bytes, MiB = 2^20; x loopback: end to end / "
+              "loopback.)" % LOOPBACK_DIR)
+        for t in transfer:
+            if t["loopback"] and t["loopback"].get("error"):
+                print("loopback at N=%d failed: %s" % (t["n"], t["loopback"]["error"]))
         print()
     if tput:
         print("Throughput on this machine, %s (%s), each step on Xet and on plain HTTP in turn:"
@@ -740,8 +907,8 @@ def main():  # pylint: disable=too-many-locals,too-many-statements
     print(targets_text(targets))
     load_end = os.getloadavg()
     print("load average at end: %.2f %.2f %.2f" % load_end)
-    result.update(fleet=rows, throughput=tput, agent=agent, hub_requests=hub_requests, load_end=load_end,
-                  targets=[{"target": n, "met": m, "detail": d} for n, m, d in targets])
+    result.update(fleet=rows, transfer=transfer, throughput=tput, agent=agent, hub_requests=hub_requests,
+                  load_end=load_end, targets=[{"target": n, "met": m, "detail": d} for n, m, d in targets])
     out = Path(opts.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

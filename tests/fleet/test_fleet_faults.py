@@ -207,9 +207,10 @@ class Fleet:
         path.write_text(json.dumps({"justnews": {"hosts": hosts, "vars": variables}}, indent=1))
         return path
 
-    def prefetch(self, commit, on_line=None, **group_vars):
+    def prefetch(self, commit, on_line=None, kill_when=None, **group_vars):
         """Run the prefetch playbook for `commit`; return (returncode, output). `on_line` sees each output line;
-        when it returns True the run is killed there (SIGKILL to its process group, as a controller that dies)."""
+        when it returns True the run is killed there (SIGKILL to its process group, as a controller that dies).
+        `kill_when` is asked every 0.2 s while the run lasts, for a moment that prints nothing."""
         self.runs += 1
         group_vars.setdefault("model_cache_models", [{"repo_id": MINILM_REPO, "revision": commit, "link": LINK}])
         env = dict(os.environ, PATH="%s:%s" % (BIN, os.environ["PATH"]),
@@ -222,12 +223,26 @@ class Fleet:
                                  "justnews.huggingface.prefetch"], env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, cwd=self.tmp, start_new_session=True)
         lines = []
+        killed = threading.Event()
+
+        def watch():
+            while proc.poll() is None and not killed.is_set():
+                if kill_when():
+                    killed.set()
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    return
+                time.sleep(0.2)
+
+        if kill_when:
+            threading.Thread(target=watch, daemon=True).start()
         for line in proc.stdout:
             lines.append(line)
             if on_line and on_line(line):
+                killed.set()
                 os.killpg(proc.pid, signal.SIGKILL)
-                lines.append("[killed by the test]\n")
                 break
+        if killed.is_set():
+            lines.append("[killed by the test]\n")
         output = "".join(lines)
         returncode = proc.wait(timeout=60)
         (REPO / "tests" / "output").mkdir(exist_ok=True)
@@ -614,31 +629,36 @@ def test_host_stopped_mid_play(fleet, rows):
 
 
 def test_controller_killed_mid_transfer(fleet, rows):
-    # model_cache_source controller: the controller fetches justnews-test/large once, then copies its 256 MiB to
-    # each host; the controller's run is killed (SIGKILL, its whole process group) as the first host's copy ends.
+    # model_cache_source controller: the controller fetches justnews-test/large once, then streams its 256 MiB to
+    # each host in chunks (hf_carry); the controller's run is killed (SIGKILL, its whole process group) once the
+    # first host holds two chunks, mid-stream. The re-run must resume: send only the chunks the host lacks.
     running = fleet.states()[PREFIX + "-1"]["commit"]
+    first = PREFIX + "-1"
     fleet.drop_large()
     shutil.rmtree(fleet.tmp / "controller-cache", ignore_errors=True)
     before = fleet.states()
     seen = []
 
-    def kill_in_transfer(line):
-        if "Send the missing blobs from the controller's cache" in line:
+    def banner(line):
+        if "Carry the models to the host" in line:
             seen.append(time.monotonic())
-        # Output comes per host as each copy ends: the first result line after the banner is the moment to kill.
-        return bool(seen) and line.startswith(("changed:", "ok:", "fatal:"))
+        return False
+
+    def mid_stream():
+        return bool(seen) and int(sh(first, "ls -A %s/.incoming 2>/dev/null | wc -l" % CACHE).strip() or 0) >= 2
 
     poller = ReadyPoller()
     poller.start()
-    returncode, output = fleet.prefetch(running, on_line=kill_in_transfer, model_cache_serial=1,
+    returncode, output = fleet.prefetch(running, on_line=banner, kill_when=mid_stream, model_cache_serial=1,
                                         model_cache_source="controller",
                                         model_cache_models=fleet.large_models(running))
     downtime = poller.downtime()
     after = fleet.states()
-    # Bytes the killed run left on each host: in the role's staging folder, and in Ansible's remote temporary
-    # folders (where `copy` receives a file before it moves it into place).
+    # Bytes the killed run left on each host: the chunks in the role's staging folder (kept for the re-run), and
+    # Ansible's remote temporary folders.
     left = "du -sbc %s/.incoming /root/.ansible/tmp 2>/dev/null | tail -1 | cut -f1" % CACHE
     staged = {h: int(sh(h, left).strip() or 0) for h in HOSTS}
+    chunks = int(sh(first, "ls -A %s/.incoming 2>/dev/null | wc -l" % CACHE).strip() or 0)
     snapshots = {h: sh(h, "ls %s/snapshots 2>/dev/null || true" % LARGE_DIR).split() for h in HOSTS}
 
     rerun, rerun_output = fleet.prefetch(running, model_cache_serial=1, model_cache_source="controller",
@@ -647,10 +667,12 @@ def test_controller_killed_mid_transfer(fleet, rows):
     leftovers = {h: sh(h, "ls -A %s/.incoming 2>/dev/null | wc -l" % CACHE).strip() for h in HOSTS}
     ansible_tmp = {h: int(sh(h, "du -sb /root/.ansible/tmp 2>/dev/null | cut -f1").strip() or 0) for h in HOSTS}
     files, size = fleet.lost(LARGE_COMMIT)
-    rows.append({"fault": "controller's run killed (SIGKILL) as the first host's copy of 256 MiB ends, controller mode, serial 1",
+    rows.append({"fault": "controller's run killed (SIGKILL) mid-stream of 256 MiB to the first host, controller "
+                          "mode, serial 1",
                  "hosts_affected": list(HOSTS),
-                 "reported_as": "killed: nothing reported; bytes left per host: %s; after the re-run, in Ansible's "
-                                "remote tmp: %s" % (staged, ansible_tmp),
+                 "reported_as": "killed: nothing reported; bytes left per host: %s (%d chunks kept on %s for the "
+                                "re-run); after the re-run, in Ansible's remote tmp: %s"
+                                % (staged, chunks, first, ansible_tmp),
                  "recovered_by_rerun": rerun == 0, "data_lost_files": files, "data_lost_bytes": size,
                  "downtime_s": downtime})
     assert seen and "[killed by the test]" in output, output[-6000:]
@@ -658,7 +680,9 @@ def test_controller_killed_mid_transfer(fleet, rows):
     for host in HOSTS:
         assert after[host] == before[host], (host, before[host], after[host])
         assert snapshots[host] == [], snapshots
+    assert chunks >= 2, staged
     assert rerun == 0, rerun_output[-6000:]
     assert all(consistent(final[h], running) for h in HOSTS), final
+    # The re-run took the kept chunks in and removed the staging folder.
     assert leftovers == dict.fromkeys(HOSTS, "0"), leftovers
     assert (files, size) == (0, 0)

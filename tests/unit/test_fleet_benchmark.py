@@ -1,8 +1,8 @@
 """The fleet benchmark's own logic: ratios against the baseline, the targets it reports, its tables."""
 
-from benchmarks.fleet import (MIB, THROUGHPUT_PLAN, breakdown_text, delivered_file_bytes, evaluate_targets,
+from benchmarks.fleet import (MB, MIB, THROUGHPUT_PLAN, breakdown_text, delivered_file_bytes, evaluate_targets,
                               format_table, human, interleave, ratio, served_by, summarise, throughput_table,
-                              with_ratios)
+                              transfer_rates, transfer_table, with_ratios)
 
 MODEL = 1000
 
@@ -156,3 +156,59 @@ def test_file_bytes_delivered_count_a_xet_file_by_its_size_per_reconstruction():
     assert delivered_file_bytes(stats, sizes) == 700 + 90000 + 80000
     # a plain LFS Hub: the resolver's and the bridge's bodies alone
     assert delivered_file_bytes({"bytes": {"get": 5000, "bridge": 3000}, "log": []}, {}) == 8000
+
+
+def walls(n=10, baseline=(60.0, 10.0), hub=(50.0, 12.0), controller=(70.0, 14.0)):
+    """Rows of every mode at size n, (cold, warm) wall seconds each."""
+    return [row(mode, n, run, 0, 0, 0, seconds)
+            for mode, times in (("baseline", baseline), ("hub", hub), ("controller", controller))
+            for run, seconds in zip(("cold", "warm"), times)]
+
+
+def test_wall_time_targets_met_per_size():
+    targets = by_name(evaluate_targets(walls(1) + walls(10), MODEL))
+    for n in (1, 10):
+        assert targets["hub: warm wall time <= 1.5x baseline warm at N=%d" % n][0]
+        assert targets["controller: warm wall time <= 1.5x baseline warm at N=%d" % n][0]
+    assert targets["controller: cold wall time <= 1.5x hub cold at N=10"] == (
+        True, "70.0 s against 50.0 s (1.40x; limit 75.0 s)")
+    # only at N=10, not at every size
+    assert [name for name in targets if name.startswith("controller: cold wall time")] == [
+        "controller: cold wall time <= 1.5x hub cold at N=10"]
+
+
+def test_wall_time_targets_missed_and_named():
+    targets = by_name(evaluate_targets(walls(5, hub=(50.0, 15.1), controller=(75.1, 14.0)), MODEL))
+    assert targets["hub: warm wall time <= 1.5x baseline warm at N=5"] == (
+        False, "15.1 s against 10.0 s (1.51x; limit 15.0 s)")
+    assert targets["controller: warm wall time <= 1.5x baseline warm at N=5"][0]
+    # N=10 was not run: the largest N stands in, and the name says so
+    name = "controller: cold wall time <= 1.5x hub cold at N=5 (the largest N run; the target is at N=10)"
+    assert not targets[name][0]
+
+
+def test_wall_time_target_without_its_rows_is_a_named_miss_not_an_error():
+    rows = [r for r in walls(10) if (r["mode"], r["run"]) not in (("baseline", "warm"), ("hub", "cold"))]
+    targets = by_name(evaluate_targets(rows, MODEL))
+    assert targets["hub: warm wall time <= 1.5x baseline warm at N=10"] == (False, "not measured: baseline warm")
+    assert targets["controller: cold wall time <= 1.5x hub cold at N=10"] == (False, "not measured: hub cold")
+    assert not any("wall time" in name for name in by_name(evaluate_targets([], MODEL)))
+
+
+def test_transfer_rate_end_to_end_against_the_loopback():
+    rows = [row("controller", 5, "cold", 27, MODEL, 500 * MB, 50.0), row("controller", 5, "warm", 0, 0, 0, 5.0),
+            row("controller", 10, "cold", 27, MODEL, 1000 * MB, 80.0)]
+    loops = [{"n": 5, "hosts": 5, "bytes": 500 * MB, "seconds": 2.0},
+             {"n": 10, "hosts": 10, "error": "podman exec tar 1: no space"}]
+    rates = transfer_rates(rows, loops)
+    assert [r["n"] for r in rates] == [5, 10]
+    assert rates[0]["bytes_per_s"] == 10 * MB and rates[0]["loopback_bytes_per_s"] == 250 * MB
+    assert rates[0]["ratio"] == 0.04
+    # a failed loopback gives no limit and no ratio, and the row is still there
+    assert rates[1]["loopback_bytes_per_s"] is None and rates[1]["ratio"] is None
+    lines = transfer_table(rates).splitlines()
+    assert lines[0].split()[:5] == ["N", "moved", "to", "hosts", "play"]
+    assert lines[1].split() == ["5", "477", "MiB", "50.0", "10.0", "9.5", "477", "MiB", "2.00", "250.0", "238.4",
+                                "0.04x"]
+    assert lines[2].split()[-5:] == ["-", "-", "-", "-", "-"]
+    assert transfer_rates(rows, [])[0]["loopback"] is None
