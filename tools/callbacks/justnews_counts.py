@@ -1,8 +1,9 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Test harness callback: per playbook run and host, the PLAY RECAP's ok= and the module round trips (each
-task or loop item that ran a module on the host, not on the controller), appended as one JSON line to the file
-named by JUSTNEWS_TASK_COUNTS. Molecule's idempotence assertions read it (tests/molecule)."""
+"""Test harness callback: per playbook run and host, the PLAY RECAP's ok=, the part of it that the collection's
+own playbooks and role ran (a scenario's test plays left out: what an operator's run of the playbook shows), and
+the module round trips (each task or loop item that ran a module on the host, not on the controller), appended
+as one JSON line to the file named by JUSTNEWS_TASK_COUNTS. Molecule's idempotence assertions read it."""
 
 from __future__ import annotations
 
@@ -27,6 +28,10 @@ CONTROLLER_ONLY = {"set_fact", "debug", "assert", "fail", "meta", "include_tasks
                    "pause", "fetch_summary"}
 
 
+# Where the installed collection's playbooks and role live (task paths).
+OURS = "/ansible_collections/justnews/huggingface/"
+
+
 class CallbackModule(CallbackBase):
     CALLBACK_VERSION = 2.0
     CALLBACK_TYPE = "aggregate"
@@ -42,7 +47,7 @@ class CallbackModule(CallbackBase):
         self.playbook = os.path.basename(playbook._file_name)
 
     def _host(self, result):
-        return self.hosts.setdefault(result._host.get_name(), {"round_trips": 0, "tasks": []})
+        return self.hosts.setdefault(result._host.get_name(), {"round_trips": 0, "tasks": [], "ok_collection": 0})
 
     def _count(self, result, status):
         task = result._task
@@ -52,12 +57,16 @@ class CallbackModule(CallbackBase):
             return
         items = result._result.get("results")
         trips = len([r for r in items if not r.get("skipped")]) if isinstance(items, list) else 1
+        entry = self._host(result)
         if trips:
-            entry = self._host(result)
             entry["round_trips"] += trips
             entry["tasks"].append({"task": task.get_name(), "action": task.action, "trips": trips, "status": status})
 
     def v2_runner_on_ok(self, result):
+        task = result._task
+        role = getattr(task, "_role", None)
+        if OURS in (task.get_path() or "") or (role is not None and OURS in (getattr(role, "_role_path", "") or "")):
+            self._host(result)["ok_collection"] += 1
         self._count(result, "ok")
 
     def v2_runner_on_failed(self, result, ignore_errors=False):
@@ -70,7 +79,7 @@ class CallbackModule(CallbackBase):
         hosts = {}
         for name in sorted(stats.processed):
             summary = stats.summarize(name)
-            entry = self.hosts.get(name, {"round_trips": 0, "tasks": []})
+            entry = self.hosts.get(name, {"round_trips": 0, "tasks": [], "ok_collection": 0})
             hosts[name] = dict(entry, ok=summary["ok"], changed=summary["changed"])
         with open(path, "a") as out:
             out.write(json.dumps({"playbook": self.playbook, "check": bool(context.CLIARGS.get("check")),
