@@ -257,8 +257,14 @@ class ActionModule(ActionBase):
             return self.finish(out, probe["models"])
         stream = None
         if missing:
-            stream = {"chunks": self.send(plan, missing, source, seeds, args, probe.get("held_chunks") or [],
-                                          staging, task_vars), "blobs": missing}
+            held = probe.get("held_chunks") or []
+            try:
+                stream = {"chunks": self.send(plan, missing, source, seeds, args, held, staging, task_vars),
+                          "blobs": missing}
+            except _carry.CarryError:
+                if not held and not self.stats["chunks_sent"]:
+                    self.remove_empty_staging(staging, task_vars)
+                raise
         progress = Progress(task_vars.get("inventory_hostname", "host"), plan["total"] if plan else 0)
         progress.phase = "taking the blobs into the cache"
         progress.sent, progress.held = self.stats["bytes_sent"], self.stats["bytes_held"]
@@ -272,6 +278,16 @@ class ActionModule(ActionBase):
             return taken
         out["results"] = self.results(seeds, taken["models"])
         return self.finish(out, taken["models"])
+
+    def remove_empty_staging(self, staging, task_vars):
+        """The probe made staging_dir for a stream that failed before its first chunk (a bad source on the
+        controller): nothing there to resume, so the host is left as it was."""
+        try:
+            self.calls += 1
+            self._execute_module(module_name="ansible.builtin.file", module_args={"path": staging, "state": "absent"},
+                                 task_vars=task_vars)
+        except AnsibleError:  # the failure being reported is the one that matters
+            pass
 
     def finish(self, out, models):
         out["changed"] = any(r.get("changed") for r in models)
