@@ -287,7 +287,11 @@ class Snapshot:
 
     def finish(self):
         self.result["retries_used"] = self.retrier.retries_used
-        self.result["elapsed"] = round(time.monotonic() - self.started, 3)
+        elapsed = time.monotonic() - self.started
+        self.result["elapsed"] = round(elapsed, 3)
+        # bytes per second of the files this run brought in (a check, a failure or nothing to fetch moved none)
+        moved = self.result.get("downloaded_bytes", 0) if self.result.get("changed") and not self.check else 0
+        self.result["mean_rate"] = round(moved / elapsed) if moved and elapsed > 0 else 0
         return self.result
 
     # --- the run -----------------------------------------------------------

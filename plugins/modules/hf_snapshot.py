@@ -337,6 +337,11 @@ elapsed:
   returned: always
   type: float
   sample: 3.2
+mean_rate:
+  description: Bytes per second of the files this run downloaded or copied in, over RV(elapsed); 0 when it moved none.
+  returned: always
+  type: int
+  sample: 48213450
 retries_used:
   description: Network steps that were tried again; there are no other retries.
   returned: always
