@@ -37,13 +37,6 @@ description:
   - O(path) is opened without following a symlink and without blocking, and must be a regular file - a FIFO, a
     device, a directory or a symlink fails at once with RV(error_kind=invalid_argument).
   - O(operation=unstage) removes a staging folder that O(operation=stage) made in O(staging_parent).
-  - O(operation=image_root) checks a directory being built into a container or VM image and returns the ids
-    that the image's own C(/etc/passwd) and C(/etc/group) give to O(owner) and O(group) (read without following
-    a symlink, regular files of at most 4 MiB). A service user or group with id 0 is refused unless
-    O(allow_root). It then creates O(image_dirs), writes O(image_files) and makes O(image_links), each through a
-    descriptor of the image root with every component opened without following symlinks at the moment of the
-    write - a component that is a symlink fails with RV(error_kind=unsafe_image_root) and nothing is written
-    outside the root.
 author:
   - JustNews maintainers (@justnews)
 attributes:
@@ -54,7 +47,6 @@ attributes:
       - With O(operation=build), tells whether the bundle would be written; blobs not yet in the cache count as a
         change unless the bundle already holds them.
       - With O(operation=stage), reads and checks every needed member and the free space, and writes nothing.
-      - With O(operation=image_root), tells what would be created or changed in the image and writes nothing.
   diff_mode:
     description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
@@ -65,7 +57,7 @@ attributes:
     support: full
     details:
       - A bundle that already holds the same models is not written again. O(operation=stage) reports a change
-        whenever it staged a blob. O(operation=image_root) writes only what differs.
+        whenever it staged a blob.
   platform:
     description: Target OS/families that can be operated against.
     support: N/A
@@ -78,10 +70,8 @@ options:
       - V(stage) copies the blobs in O(blobs) (all of the bundle when unset) out of O(path) into O(dest), or into
         a new folder in O(staging_parent).
       - V(unstage) removes the folder O(dest) that V(stage) made in O(staging_parent), with the files in it.
-      - V(image_root) checks O(image_root) and O(image_paths), resolves O(owner) and O(group) in the image, and
-        writes O(image_dirs), O(image_files) and O(image_links) into it.
     type: str
-    choices: [build, inspect, stage, unstage, image_root]
+    choices: [build, inspect, stage, unstage]
     required: true
   path:
     description:
@@ -142,95 +132,6 @@ options:
     description: With O(operation=build), permissions of the bundle file, in octal.
     type: raw
     default: '0644'
-  image_root:
-    description:
-      - With O(operation=image_root), the directory built into the image. It must exist and must not be C(/).
-    type: path
-  image_paths:
-    description:
-      - With O(operation=image_root), absolute paths as the image sees them that will be written; each is
-        returned under O(image_root). No component may be C(..), and no existing component below O(image_root) may
-        be a symlink, which the controller would resolve against its own root.
-    type: list
-    elements: str
-    default: []
-  owner:
-    description: With O(operation=image_root), the service user, looked up in the image's C(/etc/passwd).
-    type: str
-  group:
-    description:
-      - With O(operation=image_root), the group, looked up in the image's C(/etc/group). Unset uses the user's
-        primary group there.
-    type: str
-  allow_root:
-    description:
-      - With O(operation=image_root), accept an O(owner) whose uid in the image is 0, or a group (O(group) or the
-        user's primary group) whose gid is 0. Without it such an image fails with
-        RV(error_kind=unsafe_image_root) before anything is written - the cache would belong to root in the
-        image, which is more likely an altered C(/etc/passwd) than a choice.
-    type: bool
-    default: false
-  image_dirs:
-    description:
-      - With O(operation=image_root), folders (paths as the image sees them) to create in the image. Missing
-        folders on the way are made root's, mode 0755.
-    type: list
-    elements: dict
-    default: []
-    suboptions:
-      path:
-        description: The folder, as the image sees it.
-        type: str
-        required: true
-      owner:
-        description:
-          - V(service) (the ids of O(owner) and O(group) in the image) or V(root). Unset, a new folder is root's
-            and an existing one keeps its owner.
-        type: str
-        choices: [root, service]
-      mode:
-        description: Permissions in octal; unset, a new folder gets 0755 and an existing one keeps its mode.
-        type: raw
-  image_files:
-    description:
-      - With O(operation=image_root), files of root's to write into the image. Each is written to a new name in
-        its folder and renamed into place, so a symlink at the path is replaced, never written through.
-    type: list
-    elements: dict
-    default: []
-    suboptions:
-      path:
-        description: The file, as the image sees it.
-        type: str
-        required: true
-      content:
-        description: Its content.
-        type: str
-        required: true
-      mode:
-        description: Permissions in octal.
-        type: raw
-        default: '0644'
-      force:
-        description: Replace an existing entry whose content or mode differs; V(false) keeps any existing entry.
-        type: bool
-        default: true
-  image_links:
-    description:
-      - With O(operation=image_root), symlinks to make in the image, owned by the service user; an existing link
-        or file at the path is replaced, a directory is refused.
-    type: list
-    elements: dict
-    default: []
-    suboptions:
-      path:
-        description: The link, as the image sees it.
-        type: str
-        required: true
-      src:
-        description: Its target, as the image sees it (absolute; never followed here).
-        type: str
-        required: true
 notes:
   - The bundle is a plain tar (PAX format) with fixed member metadata (owner 0, mode 0644, time 0), so it can be
     checked with C(tar -tvf) and copied with any tool; its checksum changes only when the models do.
@@ -323,33 +224,6 @@ dest:
   returned: with O(operation=stage) and O(staging_parent), when the folder was made
   type: str
   sample: /srv/images/agent/rootfs/var/cache/hf/.hf-bundle-stage-0f3a9c2b4d1e
-written:
-  description: With O(operation=image_root), the paths (as the image sees them) created or changed in the image.
-  returned: with O(operation=image_root)
-  type: list
-  elements: str
-  sample: [/var/cache/hf, /var/cache/hf/hub/CACHEDIR.TAG]
-uid:
-  description: With O(operation=image_root), the uid of O(owner) in the image.
-  returned: with O(operation=image_root)
-  type: int
-  sample: 1001
-gid:
-  description: With O(operation=image_root), the gid of O(group) (or of the owner's primary group) in the image.
-  returned: with O(operation=image_root)
-  type: int
-  sample: 1001
-image_root:
-  description: The real path of O(image_root).
-  returned: with O(operation=image_root)
-  type: str
-  sample: /srv/images/agent/rootfs
-image_paths:
-  description: Each of O(image_paths) under RV(image_root), in order.
-  returned: with O(operation=image_root)
-  type: list
-  elements: str
-  sample: [/srv/images/agent/rootfs/var/cache/hf/hub]
 bad_files:
   description: On failure, the files (C(repo_id) and C(path)) whose member was missing, altered or corrupt.
   returned: on failure, when the error concerns files
@@ -358,16 +232,13 @@ bad_files:
   sample: [{"repo_id": "sentence-transformers/all-MiniLM-L6-v2", "path": "model.safetensors"}]
 error_kind:
   description:
-    - On failure, the cause - V(invalid_argument) (also O(path) that is not a regular file, and an id in the
-      image's C(/etc/passwd) or C(/etc/group) that is not a number), V(incomplete) (the build cache lacks a blob),
-      V(integrity) (a blob of the build cache does not match its id), V(not_in_bundle), V(corrupt_bundle) (the
-      archive is truncated, declares more blob bytes than it holds, or a member's size or checksum or the
-      manifest does not match), V(unsafe_bundle) (a link, special file, sparse member or a name the manifest does
-      not give), V(no_space) (the needed blobs plus O(free_space_margin) do not fit in the staging folder; checked
-      before anything is written), V(disk_full) (the staging folder's filesystem filled up while staging),
-      V(unsafe_image_root) (a symlink or non-directory on the way to a path in the image, a C(/etc/passwd) or
-      C(/etc/group) that is a symlink or special file, or a service user or group with id 0 without
-      O(allow_root)), V(other).
+    - On failure, the cause - V(invalid_argument) (also O(path) that is not a regular file), V(incomplete) (the
+      build cache lacks a blob), V(integrity) (a blob of the build cache does not match its id), V(not_in_bundle),
+      V(corrupt_bundle) (the archive is truncated, declares more blob bytes than it holds, or a member's size or
+      checksum or the manifest does not match), V(unsafe_bundle) (a link, special file, sparse member or a name the
+      manifest does not give), V(no_space) (the needed blobs plus O(free_space_margin) do not fit in the staging
+      folder; checked before anything is written), V(disk_full) (the staging folder's filesystem filled up while
+      staging), V(other).
   returned: on failure
   type: str
   sample: integrity
@@ -523,29 +394,11 @@ def unstage(module, p, result):
         result["changed"] = _bundle.remove_staging(p["dest"])
 
 
-def image_root(module, p, result):
-    root = _bundle.check_image_root(p["image_root"])
-    if not p["owner"]:
-        raise _bundle.BundleError("operation=image_root needs owner, the service user of the image (set"
-                                  " model_cache_owner)", _errors.INVALID_ARGUMENT)
-    uid, gid = _bundle.image_ids(root, p["owner"], p["group"], p["allow_root"])
-    result.update(image_root=root, uid=uid, gid=gid,
-                  image_paths=[_bundle.path_in_root(root, path) for path in p["image_paths"]])
-    writer = _bundle.ImageWriter(root, uid, gid, check=module.check_mode)
-    for entry in p["image_dirs"]:
-        writer.directory(entry["path"], entry.get("owner"), entry.get("mode"))
-    for entry in p["image_files"]:
-        writer.file(entry["path"], entry["content"], entry.get("mode") or "0644", entry.get("force", True))
-    for entry in p["image_links"]:
-        writer.link(entry["path"], entry["src"])
-    result.update(changed=bool(writer.changed), written=writer.changed)
-
-
 def main():
     module = AnsibleModule(
         argument_spec=dict(
             operation=dict(type="str", required=True,
-                           choices=["build", "inspect", "stage", "unstage", "image_root"]),
+                           choices=["build", "inspect", "stage", "unstage"]),
             path=dict(type="path"),
             cache_dir=dict(type="path"),
             snapshots=dict(type="list", elements="dict"),
@@ -553,28 +406,11 @@ def main():
             blobs=dict(type="list", elements="raw"),
             dest=dict(type="path"),
             mode=dict(type="raw", default="0644"),
-            image_root=dict(type="path"),
-            image_paths=dict(type="list", elements="str", default=[]),
-            image_dirs=dict(type="list", elements="dict", default=[], options=dict(
-                path=dict(type="str", required=True),
-                owner=dict(type="str", choices=["root", "service"]),
-                mode=dict(type="raw"))),
-            image_files=dict(type="list", elements="dict", default=[], options=dict(
-                path=dict(type="str", required=True),
-                content=dict(type="str", required=True),
-                mode=dict(type="raw", default="0644"),
-                force=dict(type="bool", default=True))),
-            image_links=dict(type="list", elements="dict", default=[], options=dict(
-                path=dict(type="str", required=True),
-                src=dict(type="str", required=True))),
-            owner=dict(type="str"),
-            group=dict(type="str"),
-            allow_root=dict(type="bool", default=False),
             staging_parent=dict(type="path"),
             free_space_margin=dict(type="raw", default="64M"),
         ),
         required_if=[("operation", "build", ["path"]), ("operation", "inspect", ["path"]),
-                     ("operation", "stage", ["path"]), ("operation", "image_root", ["image_root"]),
+                     ("operation", "stage", ["path"]),
                      ("operation", "unstage", ["dest"])],
         supports_check_mode=True,
     )
@@ -589,10 +425,8 @@ def main():
             inspect(p, result)
         elif p["operation"] == "stage":
             stage(module, p, result)
-        elif p["operation"] == "unstage":
-            unstage(module, p, result)
         else:
-            image_root(module, p, result)
+            unstage(module, p, result)
     except _bundle.BundleError as exc:
         result.update(changed=False)
         result.pop("diff", None)

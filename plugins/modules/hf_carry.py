@@ -222,9 +222,8 @@ error_kind:
       member does not match its id), V(incomplete), V(corrupt_bundle), V(not_in_bundle), V(unsafe_bundle),
       V(transient) (the connection failed while a chunk was sent; the next run sends only what is missing),
       V(disk_full), V(no_space), V(internal), V(other); and, from the modules it shares code with, never in
-      practice as no request is made and no image is written, V(rate_limited), V(server_error), V(unreachable),
-      V(timeout), V(gated), V(unauthorized), V(repo_not_found), V(revision_not_found), V(entry_not_found),
-      V(unsafe_image_root).
+      practice as no request is made, V(rate_limited), V(server_error), V(unreachable), V(timeout), V(gated),
+      V(unauthorized), V(repo_not_found), V(revision_not_found), V(entry_not_found).
   returned: on failure
   type: str
   sample: integrity

@@ -299,25 +299,29 @@ def test_bundle_without_the_model_is_refused_by_name(play, built):
     assert "acme/other@main" in result["msg"] and MINILM_REPO in result["msg"]
 
 
-def test_image_root_ids_come_from_the_image(play, tmp_path):
+def test_image_root_ids_and_paths_come_from_the_image(play, tmp_path):
     root = tmp_path / "rootfs"
     (root / "etc").mkdir(parents=True)
     (root / "etc" / "passwd").write_text("root:x:0:0::/root:/bin/sh\njustnews:x:4321:4322::/home/j:/bin/sh\n")
     (root / "etc" / "group").write_text("root:x:0:\njustnews:x:4322:\nagents:x:4400:\n")
-    args = {"operation": "image_root", "image_root": str(root), "owner": "justnews",
-            "image_paths": ["/var/cache/hf/hub"]}
-    result = play(("justnews.huggingface.hf_bundle", args))[0]
+    args = {"image_root": str(root), "owner": "justnews",
+            "paths": {"hf_home": "/var/cache/hf", "hub_cache": "/var/cache/hf/hub"}}
+    result = play(("justnews.huggingface.hf_image_root", args))[0]
     assert (result["uid"], result["gid"]) == (4321, 4322), result
-    assert result["image_paths"] == [str(root / "var/cache/hf/hub")]
-    assert play(("justnews.huggingface.hf_bundle", dict(args, group="agents")))[0]["gid"] == 4400
+    assert result["paths"] == {"hf_home": str(root / "var/cache/hf"), "hub_cache": str(root / "var/cache/hf/hub")}
+    assert result["image_root"] == str(root) and not result["changed"] and result["written"] == []
+    assert play(("justnews.huggingface.hf_image_root", dict(args, group="agents")))[0]["gid"] == 4400
     # a symlink in the image that leads out of it, and the controller's own root, are refused
     (root / "var").symlink_to("/var")
-    result = play(("justnews.huggingface.hf_bundle", args))[0]
+    result = play(("justnews.huggingface.hf_image_root", args))[0]
     assert result["failed"] and result["error_kind"] == "unsafe_image_root" and "var" in result["msg"]
-    result = play(("justnews.huggingface.hf_bundle", dict(args, image_root="/")))[0]
+    result = play(("justnews.huggingface.hf_image_root", dict(args, image_root="/")))[0]
     assert result["failed"] and "root directory" in result["msg"]
-    result = play(("justnews.huggingface.hf_bundle", dict(args, image_root=str(tmp_path / "missing"))))[0]
+    result = play(("justnews.huggingface.hf_image_root", dict(args, image_root=str(tmp_path / "missing"))))[0]
     assert result["failed"] and "does not exist" in result["msg"]
+    # hf_bundle no longer takes the operation
+    result = play(("justnews.huggingface.hf_bundle", {"operation": "image_root", "image_root": str(root)}))[0]
+    assert result["failed"] and "operation" in result["msg"]
 
 
 def test_a_bundle_from_a_shared_store_cache_deploys_as_the_library_reads(hub, play, tmp_path):

@@ -1,5 +1,5 @@
-"""hf_bundle and the bake entry point against hostile input, through ansible-playbook and the installed collection:
-size bombs, bundle paths that are not files, an image whose service user is root, a failed stage next to an
+"""hf_bundle, hf_image_root and the bake entry point against hostile input, through ansible-playbook and the installed
+collection: size bombs, bundle paths that are not files, an image whose service user is root, a failed stage next to an
 earlier one, the bake's staging folder and image roots with a symlink on the way. Each test checks the result and
 the disk afterwards.
 
@@ -110,10 +110,10 @@ class Tasks:
         return dict(os.environ, ANSIBLE_COLLECTIONS_PATH=self.collections, ANSIBLE_NOCOLOR="1",
                     ANSIBLE_LOCALHOST_WARNING="0", ANSIBLE_INVENTORY_UNPARSED_WARNING="0", **(extra or {}))
 
-    def __call__(self, *tasks, check=False, timeout=120):
+    def __call__(self, *tasks, check=False, timeout=120, module="hf_bundle"):
         self.count += 1
         out = self.workdir / ("results-%d.json" % self.count)
-        steps = [{"name": "step %d" % i, "justnews.huggingface.hf_bundle": args, "register": "r%d" % i,
+        steps = [{"name": "step %d" % i, "justnews.huggingface." + module: args, "register": "r%d" % i,
                   "ignore_errors": True} for i, args in enumerate(tasks)]
         steps.append({"name": "save", "ansible.builtin.copy": {
             "content": "{{ [%s] | to_json }}" % ", ".join("r%d" % i for i in range(len(tasks))),
@@ -237,6 +237,8 @@ def test_a_bundle_path_that_is_not_a_file_is_refused_at_once(tasks, tmp_path):
     assert sorted(os.listdir(folder)) == []
 
 
+# --- hf_image_root -----------------------------------------------------------------------------------------
+
 def image(tmp_path, passwd=PASSWD, group=GROUP):
     root = tmp_path / "rootfs"
     (root / "etc").mkdir(parents=True)
@@ -248,10 +250,9 @@ def image(tmp_path, passwd=PASSWD, group=GROUP):
 def test_an_image_whose_service_user_is_root_is_refused(tasks, tmp_path):
     root = image(tmp_path, PASSWD + "evil:x:0:4322::/:/bin/sh\nbadid:x:12x:4322::/:/bin/sh\n",
                  GROUP + "wheel:x:0:\n")
-    base = {"operation": "image_root", "image_root": str(root),
-            "image_dirs": [{"path": "/var/cache/hf", "owner": "service", "mode": "0750"}]}
+    base = {"image_root": str(root), "dirs": [{"path": "/var/cache/hf", "owner": "service", "mode": "0750"}]}
     results = tasks(dict(base, owner="evil"), dict(base, owner="justnews", group="wheel"),
-                    dict(base, owner="badid"), dict(base, owner="root"), check=False)
+                    dict(base, owner="badid"), dict(base, owner="root"), module="hf_image_root")
     uid0, gid0, badid, root_user = results
     for result in (uid0, gid0, root_user):
         assert result.get("failed") and result["error_kind"] == "unsafe_image_root", result
@@ -262,7 +263,7 @@ def test_an_image_whose_service_user_is_root_is_refused(tasks, tmp_path):
     assert str(root / "etc" / "passwd") + " line 4" in badid["msg"] and "12x" in badid["msg"]
     assert sorted(os.listdir(root)) == ["etc"]  # nothing written
     # said explicitly, root is accepted
-    allowed = tasks(dict(base, owner="evil", allow_root=True))[0]
+    allowed = tasks(dict(base, owner="evil", allow_root=True), module="hf_image_root")[0]
     assert not allowed.get("failed") and allowed["uid"] == 0, allowed
     assert (root / "var" / "cache" / "hf").stat().st_uid == 0
 
@@ -277,8 +278,9 @@ def test_passwd_behind_a_symlink_or_fifo_is_refused(tasks, tmp_path):
     other = tmp_path / "other"
     (other / "etc").mkdir(parents=True)
     os.mkfifo(other / "etc" / "passwd")
-    base = {"operation": "image_root", "owner": "justnews", "image_dirs": [{"path": "/var/cache/hf"}]}
-    link, fifo = tasks(dict(base, image_root=str(root)), dict(base, image_root=str(other)), timeout=90)
+    base = {"owner": "justnews", "dirs": [{"path": "/var/cache/hf"}]}
+    link, fifo = tasks(dict(base, image_root=str(root)), dict(base, image_root=str(other)), timeout=90,
+                       module="hf_image_root")
     assert link.get("failed") and link["error_kind"] == "unsafe_image_root" and "symlink" in link["msg"], link
     assert str(root / "etc" / "passwd") in link["msg"]
     assert fifo.get("failed") and fifo["error_kind"] == "unsafe_image_root" and "FIFO" in fifo["msg"], fifo
@@ -315,10 +317,11 @@ def test_writes_into_an_image_root_refuse_a_symlinked_component(tasks, tmp_path)
     (root / "etc" / "systemd").symlink_to(outside)
     (root / "opt").symlink_to(outside)
     (root / "var").symlink_to(outside)
-    base = {"operation": "image_root", "image_root": str(root), "owner": "justnews"}
-    results = tasks(dict(base, image_files=[{"path": "/etc/systemd/system/a.service.d/60.conf", "content": "x"}]),
-                    dict(base, image_links=[{"path": "/opt/models/tiny", "src": "/var/cache/hf/hub/x"}]),
-                    dict(base, image_dirs=[{"path": "/var/cache/hf", "owner": "service", "mode": "0750"}]))
+    base = {"image_root": str(root), "owner": "justnews"}
+    results = tasks(dict(base, files=[{"path": "/etc/systemd/system/a.service.d/60.conf", "content": "x"}]),
+                    dict(base, links=[{"path": "/opt/models/tiny", "src": "/var/cache/hf/hub/x"}]),
+                    dict(base, dirs=[{"path": "/var/cache/hf", "owner": "service", "mode": "0750"}]),
+                    module="hf_image_root")
     for result, component in zip(results, ("etc/systemd", "opt", "var")):
         assert result.get("failed") and result["error_kind"] == "unsafe_image_root", result
         assert str(root / component) in result["msg"] and "symlink" in result["msg"]

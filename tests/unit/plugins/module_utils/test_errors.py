@@ -16,8 +16,8 @@ PACKAGE = "ansible_collections.justnews.huggingface.plugins"
 MODULES = sorted(p.stem for p in (PLUGINS / "modules").glob("*.py"))
 
 # Where a kind is handed over: (callable name, index of the kind among its positional arguments).
-KIND_ARGUMENT = {"Failure": 1, "BundleError": 1, "fail": 1, "ApplyError": 0, "HubFailure": 0, "CarryError": 1,
-                 "ReceiveError": 1}
+KIND_ARGUMENT = {"Failure": 1, "BundleError": 1, "ImageRootError": 1, "fail": 1, "ApplyError": 0, "HubFailure": 0,
+                 "CarryError": 1, "ReceiveError": 1}
 
 
 def module_of(path):

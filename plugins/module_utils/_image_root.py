@@ -1,0 +1,388 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, JustNews contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Image roots: a directory being built into a container or VM image, checked and written into on the machine
+that builds it.
+
+The image root comes from an image pipeline and is untrusted. The service user's ids come from the image's own
+``/etc/passwd`` and ``/etc/group``, read from a descriptor of the root without following a symlink (regular files
+only, capped); an id of 0 is refused unless asked for. Every folder, file and link is written through a
+descriptor of the root: every component is opened with ``O_NOFOLLOW`` at the moment of the write, so a component
+swapped for a symlink after the check is refused and nothing is written outside the root.
+
+Private to the justnews.huggingface collection: no compatibility promise.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import secrets
+import stat
+
+from ansible_collections.justnews.huggingface.plugins.module_utils import _errors
+from ansible_collections.justnews.huggingface.plugins.module_utils import _fs
+
+ETC_MAX = 4 * 1024 * 1024
+
+
+class ImageRootError(Exception):
+    """The image root or an argument is wrong; the message names the path and the fix."""
+
+    def __init__(self, message, kind=_errors.UNSAFE_IMAGE_ROOT):
+        super().__init__(message)
+        self.kind = kind
+
+
+def _unlink_at(dir_fd, name):
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass
+
+
+def check_image_root(root):
+    """The real path of an image root: an existing directory that is not the controller's own '/'."""
+    if not root or not os.path.isabs(root):
+        raise ImageRootError("image_root must be an absolute path, got %r" % (root,), _errors.INVALID_ARGUMENT)
+    real = os.path.realpath(root)
+    if real == "/":
+        raise ImageRootError("image_root %s is the controller's own root directory: give the directory that is built"
+                             " into the image" % root, _errors.INVALID_ARGUMENT)
+    if not os.path.isdir(real):
+        raise ImageRootError("image_root %s does not exist or is not a directory: create the image tree first" % root,
+                             _errors.INVALID_ARGUMENT)
+    return real
+
+
+def image_parts(path):
+    """The components of `path`, absolute as the image sees it; '..' and NUL refused."""
+    if not isinstance(path, str) or not path.startswith("/") or "\x00" in path:
+        raise ImageRootError("%r must be an absolute path as the image sees it" % (path,), _errors.INVALID_ARGUMENT)
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise ImageRootError("%s must not contain '..'" % path, _errors.INVALID_ARGUMENT)
+    return parts
+
+
+def path_in_root(root, path):
+    """`path` (absolute, as the image sees it) under `root`, refusing '..' and any existing symlink on the way,
+    whose target the controller would resolve against its own root."""
+    parts = image_parts(path)
+    current = root
+    for part in parts:
+        current = os.path.join(current, part)
+        try:
+            st = os.lstat(current)
+        except FileNotFoundError:
+            break
+        if stat.S_ISLNK(st.st_mode):
+            raise ImageRootError("%s in the image root is a symlink (to %s); the controller would follow it outside"
+                                 " the image: make it a directory in the image, or choose another path"
+                                 % (current, os.readlink(current)), _errors.UNSAFE_IMAGE_ROOT)
+    return os.path.join(root, *parts) if parts else root
+
+
+def parse_id_table(data, want_fields):
+    """Rows of an /etc/passwd or /etc/group text: {name: (line number, fields)}; the first row of a name wins,
+    as the C library reads it. Comments, blank lines and NIS lines (+/-) are skipped."""
+    rows = {}
+    for number, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
+        if not line.strip() or line.startswith(("#", "+", "-")):
+            continue
+        fields = line.split(":")
+        if len(fields) < want_fields:
+            continue
+        rows.setdefault(fields[0], (number, fields))
+    return rows
+
+
+def parse_id(value, where, number, what):
+    """An id of /etc/passwd or /etc/group: decimal digits only, else invalid_argument naming the file and line."""
+    if not re.match(r"^[0-9]{1,10}$", value or "") or int(value) > 0xFFFFFFFE:
+        raise ImageRootError("%s line %d gives %s the id %r, which is not a number: fix that line of the image's"
+                             " file" % (where, number, what, value), _errors.INVALID_ARGUMENT)
+    return int(value)
+
+
+def _read_etc(root, name):
+    """The image's /etc/<name>, read from a descriptor of the root: no symlink on the way, a regular file, capped."""
+    where = os.path.join(root, "etc", name)
+    try:
+        data = _fs.read_file(root, "etc/" + name, ETC_MAX)
+    except _fs.Refused as exc:
+        raise ImageRootError("%s is refused (%s): the image root needs its /etc/%s as a regular file, with no"
+                             " symlink on the way" % (where, exc, name), _errors.UNSAFE_IMAGE_ROOT)
+    if data is None:
+        raise ImageRootError("%s is missing or not a regular file: the image root needs its /etc/%s to give the"
+                             " service user's ids" % (where, name), _errors.INVALID_ARGUMENT)
+    return data, where
+
+
+def image_ids(root, owner, group, allow_root=False):
+    """(uid, gid) of `owner`/`group` as the image's own /etc/passwd and /etc/group give them.
+
+    An id of 0 (root, or the root group) is refused with unsafe_image_root unless `allow_root`: the cache and
+    every link would belong to root in the image, and a passwd line that makes the service user root is
+    more likely an altered image than a choice."""
+    data, where = _read_etc(root, "passwd")
+    users = parse_id_table(data, 4)
+    if owner not in users:
+        raise ImageRootError("user %s is not in %s: create it in the image first, or fix model_cache_owner"
+                             % (owner, where), _errors.INVALID_ARGUMENT)
+    number, fields = users[owner]
+    uid = parse_id(fields[2], where, number, "user %s" % owner)
+    gid = parse_id(fields[3], where, number, "the primary group of %s" % owner)
+    gid_from = "%s line %d (the primary group of %s)" % (where, number, owner)
+    if group:
+        data, gwhere = _read_etc(root, "group")
+        groups = parse_id_table(data, 3)
+        if group not in groups:
+            raise ImageRootError("group %s is not in %s: create it in the image first, or fix model_cache_group"
+                                 % (group, gwhere), _errors.INVALID_ARGUMENT)
+        gnumber, gfields = groups[group]
+        gid = parse_id(gfields[2], gwhere, gnumber, "group %s" % group)
+        gid_from = "%s line %d" % (gwhere, gnumber)
+    if not allow_root:
+        if uid == 0:
+            raise ImageRootError("%s line %d gives the service user %s uid 0 (root): refused, nothing was written; give"
+                                 " the image an unprivileged user, or set allow_root (model_cache_bake_allow_root)"
+                                 " if the cache must belong to root" % (where, number, owner),
+                                 _errors.UNSAFE_IMAGE_ROOT)
+        if gid == 0:
+            raise ImageRootError("%s gives the service user %s gid 0 (the root group): refused, nothing was written;"
+                                 " give the image an unprivileged group, or set allow_root"
+                                 " (model_cache_bake_allow_root) if the cache must belong to it" % (gid_from, owner),
+                                 _errors.UNSAFE_IMAGE_ROOT)
+    return uid, gid
+
+
+def parse_mode(value, what):
+    """Permission bits from an octal string or an int; setuid, setgid and sticky bits refused."""
+    try:
+        mode = int(value, 8) if isinstance(value, str) else int(value)
+    except (TypeError, ValueError):
+        raise ImageRootError("%s must be octal, such as '0644', got %r" % (what, value), _errors.INVALID_ARGUMENT)
+    if mode & ~0o777 or mode < 0:
+        raise ImageRootError("%s must be plain permission bits, got %r" % (what, value), _errors.INVALID_ARGUMENT)
+    return mode
+
+
+class ImageWriter:
+    """Writes into an image root through a descriptor of it: each component of each path is opened with
+    O_NOFOLLOW from its parent's descriptor at the moment of the write. A component that is a symlink (swapped in
+    after the check, or there from the start) or not a directory fails with unsafe_image_root, naming it; nothing
+    is written through it. Folders that are missing on the way are made root's, mode 0755. With `check`, nothing
+    is written and `changed` tells what would be."""
+
+    def __init__(self, root, uid, gid, check=False):
+        self.root, self.uid, self.gid, self.check = root, uid, gid, check
+        self.changed = []
+        self.made = False
+
+    def _refuse(self, dir_fd, rel, name):
+        where = os.path.join(self.root, rel)
+        try:
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except OSError:
+            st = None
+        if st is not None and stat.S_ISLNK(st.st_mode):
+            target = os.readlink(name, dir_fd=dir_fd)
+            raise ImageRootError("%s in the image root is a symlink (to %s): refused, nothing was written through it;"
+                                 " make it a directory in the image, or choose another path" % (where, target),
+                                 _errors.UNSAFE_IMAGE_ROOT)
+        raise ImageRootError("%s in the image root is %s, not a directory: refused, nothing was written through it"
+                             % (where, _fs.describe(st.st_mode) if st else "not there"), _errors.UNSAFE_IMAGE_ROOT)
+
+    def open_dir(self, parts):
+        """A descriptor of the folder `parts` below the root, made (root's, 0755) where missing; None in check
+        mode when it does not exist yet."""
+        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+        rel = ""
+        self.made = False
+        try:
+            for part in parts:
+                rel = os.path.join(rel, part)
+                try:
+                    nxt = os.open(part, _fs.DIR_FLAGS, dir_fd=fd)
+                    self.made = False
+                except FileNotFoundError:
+                    self.made = True
+                    self._did("/" + rel)
+                    if self.check:
+                        os.close(fd)
+                        return None
+                    os.mkdir(part, 0o700, dir_fd=fd)
+                    nxt = os.open(part, _fs.DIR_FLAGS, dir_fd=fd)
+                    os.fchown(nxt, 0, 0)
+                    os.fchmod(nxt, 0o755)
+                except OSError as exc:
+                    if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                        self._refuse(fd, rel, part)
+                    raise
+                os.close(fd)
+                fd = nxt
+            return fd
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def ids(self, owner):
+        if owner in (None, "root"):
+            return 0, 0
+        if owner == "service":
+            return self.uid, self.gid
+        raise ImageRootError("owner of an image entry must be root or service, got %r" % (owner,),
+                             _errors.INVALID_ARGUMENT)
+
+    def directory(self, path, owner=None, mode=None):
+        """The folder `path` (as the image sees it); owner and mode set when given, else a new one is root's
+        0755 and an existing one is left as the image has it."""
+        parts = image_parts(path)
+        want_mode = parse_mode(mode, "mode of %s" % path) if mode is not None else None
+        fd = self.open_dir(parts)
+        if fd is None:
+            return
+        existed = not self.made
+        try:
+            st = os.fstat(fd)
+            uid, gid = self.ids(owner)
+            if (owner is not None or not existed) and (st.st_uid, st.st_gid) != (uid, gid):
+                self._did(path)
+                if not self.check:
+                    os.fchown(fd, uid, gid)
+            mode_now = stat.S_IMODE(os.fstat(fd).st_mode)
+            if want_mode is not None and mode_now != want_mode:
+                self._did(path)
+                if not self.check:
+                    os.fchmod(fd, want_mode)
+        finally:
+            os.close(fd)
+
+    def _did(self, path):
+        if path not in self.changed:
+            self.changed.append(path)
+
+    def _parent(self, path):
+        parts = image_parts(path)
+        if not parts:
+            raise ImageRootError("%s is the image root itself, not a file in it" % path, _errors.INVALID_ARGUMENT)
+        return self.open_dir(parts[:-1]), parts[-1]
+
+    def file(self, path, content, mode="0644", force=True):
+        """A file of root's with `content`: written to a new name in its folder and renamed into place, so a
+        symlink at `path` is replaced, never written through. With `force` false an existing entry is kept."""
+        want_mode = parse_mode(mode, "mode of %s" % path)
+        data = content.encode("utf-8") if isinstance(content, str) else bytes(content)
+        dir_fd, name = self._parent(path)
+        if dir_fd is None:
+            return
+        try:
+            st = self._lstat(dir_fd, name)
+            if st is not None and stat.S_ISDIR(st.st_mode):
+                raise ImageRootError("%s in the image root is a directory, not a file: refused"
+                                     % os.path.join(self.root, path.lstrip("/")), _errors.UNSAFE_IMAGE_ROOT)
+            if st is not None and (not force or self._same_file(dir_fd, name, st, data, want_mode)):
+                return
+            self._did(path)
+            if self.check:
+                return
+            tmp = self._new_name(dir_fd, name, lambda tmp: os.open(
+                tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=dir_fd))
+            try:
+                with os.fdopen(tmp[1], "wb") as out:
+                    out.write(data)
+                    out.flush()
+                    os.fchown(out.fileno(), 0, 0)
+                    os.fchmod(out.fileno(), want_mode)
+                    os.fsync(out.fileno())
+                os.replace(tmp[0], name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            except BaseException:
+                _unlink_at(dir_fd, tmp[0])
+                raise
+        finally:
+            os.close(dir_fd)
+
+    def link(self, path, src):
+        """A symlink at `path` to `src` (a path as the image sees it, never followed here), owned by the service
+        user; an existing link or file there is replaced, a directory refused."""
+        image_parts(src)
+        dir_fd, name = self._parent(path)
+        if dir_fd is None:
+            return
+        try:
+            st = self._lstat(dir_fd, name)
+            if st is not None and stat.S_ISDIR(st.st_mode):
+                raise ImageRootError("%s in the image root is a directory, not a link: refused; remove it or choose"
+                                     " another link" % os.path.join(self.root, path.lstrip("/")),
+                                     _errors.UNSAFE_IMAGE_ROOT)
+            if st is not None and stat.S_ISLNK(st.st_mode) and os.readlink(name, dir_fd=dir_fd) == src:
+                if (st.st_uid, st.st_gid) != (self.uid, self.gid):
+                    self._did(path)
+                    if not self.check:
+                        os.chown(name, self.uid, self.gid, dir_fd=dir_fd, follow_symlinks=False)
+                return
+            self._did(path)
+            if self.check:
+                return
+
+            def make(tmp):
+                os.symlink(src, tmp, dir_fd=dir_fd)
+                return None
+            tmp = self._new_name(dir_fd, name, make)
+            try:
+                os.chown(tmp[0], self.uid, self.gid, dir_fd=dir_fd, follow_symlinks=False)
+                os.replace(tmp[0], name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            except BaseException:
+                _unlink_at(dir_fd, tmp[0])
+                raise
+        finally:
+            os.close(dir_fd)
+
+    @staticmethod
+    def _lstat(dir_fd, name):
+        try:
+            return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+
+    @staticmethod
+    def _new_name(dir_fd, name, make):
+        while True:
+            tmp = ".%s.%s.tmp" % (name, secrets.token_hex(4))
+            try:
+                return tmp, make(tmp)
+            except FileExistsError:
+                continue
+
+    @staticmethod
+    def _same_file(dir_fd, name, st, data, mode):
+        if not stat.S_ISREG(st.st_mode) or st.st_size != len(data) or (st.st_uid, st.st_gid) != (0, 0) \
+                or stat.S_IMODE(st.st_mode) != mode:
+            return False
+        try:
+            fd = os.open(name, _fs.FILE_FLAGS, dir_fd=dir_fd)
+        except OSError:
+            return False
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return False
+            os.set_blocking(fd, True)
+            return os.read(fd, len(data) + 1) == data
+        finally:
+            os.close(fd)
+
+
+def paths_in_root(root, paths):
+    """{name: path under `root`} for {name: path as the image sees it}, each checked as path_in_root does."""
+    if not isinstance(paths, dict):
+        raise ImageRootError("paths must be a dict of names and paths as the image sees them, got %r" % (paths,),
+                             _errors.INVALID_ARGUMENT)
+    out = {}
+    for name, path in paths.items():
+        if not isinstance(name, str) or not name:
+            raise ImageRootError("the names of paths must be non-empty strings, got %r" % (name,),
+                                 _errors.INVALID_ARGUMENT)
+        out[name] = path_in_root(root, path)
+    return out
