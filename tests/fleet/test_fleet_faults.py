@@ -32,6 +32,8 @@ PREFIX = "jn-faults"
 IMAGES = Path(os.environ.get("JUSTNEWS_IMAGE_CACHE", "/var/tmp/justnews-images"))
 # One port per Memory agent on the shared host network, unused by the Molecule scenarios (180xx, 181xx, 182xx,
 # 185xx). The first host runs sentence-transformers (Debian 12), the others the numpy backend (Debian 13).
+# Where hf_carry keeps the chunks of a stream until the models are in (the role's staging folder).
+STAGING = "/var/lib/justnews-huggingface/incoming"
 HOSTS = {"%s-%d" % (PREFIX, i): 18300 + i for i in (1, 2, 3)}
 IMAGE = {PREFIX + "-1": ("bookworm", "py311"), PREFIX + "-2": ("trixie", "py313"), PREFIX + "-3": ("trixie", "py313")}
 # The third host's cache is a filesystem of its own, small enough to fill (test_cache_filesystem_full).
@@ -645,7 +647,7 @@ def test_controller_killed_mid_transfer(fleet, rows):
         return False
 
     def mid_stream():
-        return bool(seen) and int(sh(first, "ls -A %s/.incoming 2>/dev/null | wc -l" % CACHE).strip() or 0) >= 2
+        return bool(seen) and int(sh(first, "ls -A %s 2>/dev/null | wc -l" % STAGING).strip() or 0) >= 2
 
     poller = ReadyPoller()
     poller.start()
@@ -656,15 +658,15 @@ def test_controller_killed_mid_transfer(fleet, rows):
     after = fleet.states()
     # Bytes the killed run left on each host: the chunks in the role's staging folder (kept for the re-run), and
     # Ansible's remote temporary folders.
-    left = "du -sbc %s/.incoming /root/.ansible/tmp 2>/dev/null | tail -1 | cut -f1" % CACHE
+    left = "du -sbc %s /root/.ansible/tmp 2>/dev/null | tail -1 | cut -f1" % STAGING
     staged = {h: int(sh(h, left).strip() or 0) for h in HOSTS}
-    chunks = int(sh(first, "ls -A %s/.incoming 2>/dev/null | wc -l" % CACHE).strip() or 0)
+    chunks = int(sh(first, "ls -A %s 2>/dev/null | wc -l" % STAGING).strip() or 0)
     snapshots = {h: sh(h, "ls %s/snapshots 2>/dev/null || true" % LARGE_DIR).split() for h in HOSTS}
 
     rerun, rerun_output = fleet.prefetch(running, model_cache_serial=1, model_cache_source="controller",
                                          model_cache_models=fleet.large_models(running))
     final = fleet.states()
-    leftovers = {h: sh(h, "ls -A %s/.incoming 2>/dev/null | wc -l" % CACHE).strip() for h in HOSTS}
+    leftovers = {h: sh(h, "ls -A %s 2>/dev/null | wc -l" % STAGING).strip() for h in HOSTS}
     ansible_tmp = {h: int(sh(h, "du -sb /root/.ansible/tmp 2>/dev/null | cut -f1").strip() or 0) for h in HOSTS}
     files, size = fleet.lost(LARGE_COMMIT)
     rows.append({"fault": "controller's run killed (SIGKILL) mid-stream of 256 MiB to the first host, controller "

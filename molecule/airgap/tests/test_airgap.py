@@ -26,6 +26,7 @@ def test_cache_from_the_bundle(host):
     c.assert_snapshot(host, c.REPO, c.COMMIT_B, "main")
     assert host.file(c.HUB_CACHE + "/CACHEDIR.TAG").is_file
     assert not host.file(c.HF_HOME + "/.incoming").exists  # the staging directory is gone
+    assert not host.file("/var/lib/justnews-huggingface/incoming").exists
 
 
 def test_dropin_offline(host):

@@ -103,6 +103,7 @@ def test_agent_ready_on_its_own_port(host):
 
 def test_no_staging_left(host):
     assert not host.file(c.HF_HOME + "/.incoming").exists
+    assert not host.file("/var/lib/justnews-huggingface/incoming").exists
 
 
 def test_same_result_as_hub_mode(host):
