@@ -63,8 +63,6 @@ def check_params(p):
             p["dropin_name"].startswith(".tmp-"):
         raise Failure("dropin_name must be a file name ending in .conf (systemd reads only those), got %r"
                       % p["dropin_name"], _errors.INVALID_ARGUMENT)
-    if not p["units"] and p["state"] == "present":
-        raise Failure("units must name at least one unit", _errors.INVALID_ARGUMENT)
     for unit in p["units"]:
         if not isinstance(unit, str) or len(unit) > UNIT_NAME_MAX or not UNIT_RE.match(unit) or "/" in unit:
             raise Failure("units: %r is not a systemd unit name such as justnews@memory.service (letters, digits,"

@@ -346,3 +346,13 @@ def test_a_previous_facts_file_that_is_not_json_counts_as_none(params):
     result, diffs = run(params)
     assert result["facts_changed"] and facts(params)["models"][0]["last_fetched"] == "2026-01-31T12:00:00Z"
     assert diffs[0]["before"] == "{not json"
+
+
+def test_no_units_writes_no_dropin_and_still_the_token_and_facts(params, tmp_path):
+    # model_cache_units: [] is a fetch-only rollout (a benchmark, an image without units): no drop-in, no error.
+    params.update(units=[], token=TOKEN, models=[])
+    result, _diffs = run(params)
+    assert result["dropins"] == [] and result["changed_units"] == []
+    assert result["token_file"]["state"] == "present"
+    assert not (tmp_path / "systemd").exists() or not list((tmp_path / "systemd").iterdir())
+    assert run(params)[0]["changed"] is False
