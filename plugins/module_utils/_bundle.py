@@ -455,7 +455,7 @@ def _stage_members(path, archive_size, table, needed, dest_fd):
                               files)
     except BaseException:
         for name in created:
-            _unlink_at(dest_fd, name)
+            _fs.discard_at(dest_fd, name)
         raise
     return written
 
@@ -517,30 +517,15 @@ def _copy_checked(tar, member, dest_fd, blob, info, source, created):
                               % (source, member.name, actual, info["sha256"], describe(info["files"])),
                               _errors.CORRUPT_BUNDLE, info["files"])
         if dest_fd is not None:
-            existed = _lexists_at(dest_fd, blob)
+            existed = _fs.exists_at(dest_fd, blob)
             if not existed:
                 created.append(blob)
             os.replace(tmp, blob, src_dir_fd=dest_fd, dst_dir_fd=dest_fd)
             tmp = None
     finally:
         if tmp is not None:
-            _unlink_at(dest_fd, tmp)
+            _fs.discard_at(dest_fd, tmp)
     return count
-
-
-def _lexists_at(dir_fd, name):
-    try:
-        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-        return True
-    except FileNotFoundError:
-        return False
-
-
-def _unlink_at(dir_fd, name):
-    try:
-        os.unlink(name, dir_fd=dir_fd)
-    except FileNotFoundError:
-        pass
 
 
 def _unlink(path):

@@ -375,7 +375,7 @@ def unpack(staging_fd, staging_dir, chunks, blobs, dest_fd, dest):
                              missing[0]["files"])
     except BaseException:
         for name in created:
-            _unlink_at(dest_fd, name)
+            _fs.discard_at(dest_fd, name)
         raise
     return written
 
@@ -442,26 +442,11 @@ def _copy_member(tar, member, blob, dest_fd, dest, created):
             raise CarryError("the blob %s arrived with %d bytes and id %s, not %d bytes and its id, for %s: refused,"
                              " nothing was taken into the cache; run again" % (name, count, digest, size, files),
                              _errors.INTEGRITY, blob["files"])
-        if not _lexists_at(dest_fd, name):
+        if not _fs.exists_at(dest_fd, name):
             created.append(name)
         os.replace(tmp, name, src_dir_fd=dest_fd, dst_dir_fd=dest_fd)
         tmp = None
     finally:
         if tmp is not None:
-            _unlink_at(dest_fd, tmp)
+            _fs.discard_at(dest_fd, tmp)
     return count
-
-
-def _lexists_at(dir_fd, name):
-    try:
-        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-        return True
-    except FileNotFoundError:
-        return False
-
-
-def _unlink_at(dir_fd, name):
-    try:
-        os.unlink(name, dir_fd=dir_fd)
-    except FileNotFoundError:
-        pass

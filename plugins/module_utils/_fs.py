@@ -275,29 +275,31 @@ def rmtree_at(top, rel):
 
 
 def write_file_at(top, rel, data, mode=0o644):
-    """Write `data` to `rel` below `top` atomically: a temporary file made with O_EXCL in the real folder (reached
-    without following links), its mode set through its descriptor, renamed over `rel` within that folder."""
+    """Write `data` to `rel` below `top` atomically, in the real folder reached without following links
+    (replace_at)."""
     parent, name = os.path.split(rel)
     dir_fd = open_dir(top, parent)
-    tmp = ".tmp-%s-%s" % (name, os.urandom(6).hex())
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=dir_fd)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fchmod(fd, mode)
-        finally:
-            os.close(fd)
-        os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-    except BaseException:
-        try:
-            os.unlink(tmp, dir_fd=dir_fd)
-        except FileNotFoundError:
-            pass
-        raise
+        replace_at(dir_fd, name, data, mode)
     finally:
         os.close(dir_fd)
+
+
+def exists_at(dir_fd, name):
+    """Whether the entry `name` (a link itself, never what it points to) is in the directory `dir_fd`."""
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        return True
+    except FileNotFoundError:
+        return False
+
+
+def discard_at(dir_fd, name):
+    """Unlink `name` in the directory `dir_fd` when it is there."""
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass
 
 
 def open_dir_path(path, create=False, mode=0o755, uid=None, gid=None):

@@ -35,13 +35,6 @@ class ImageRootError(Exception):
         self.kind = kind
 
 
-def _unlink_at(dir_fd, name):
-    try:
-        os.unlink(name, dir_fd=dir_fd)
-    except FileNotFoundError:
-        pass
-
-
 def check_image_root(root):
     """The real path of an image root: an existing directory that is not the controller's own '/'."""
     if not root or not os.path.isabs(root):
@@ -299,7 +292,7 @@ class ImageWriter:
                     os.fsync(out.fileno())
                 os.replace(tmp[0], name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
             except BaseException:
-                _unlink_at(dir_fd, tmp[0])
+                _fs.discard_at(dir_fd, tmp[0])
                 raise
         finally:
             os.close(dir_fd)
@@ -335,7 +328,7 @@ class ImageWriter:
                 os.chown(tmp[0], self.uid, self.gid, dir_fd=dir_fd, follow_symlinks=False)
                 os.replace(tmp[0], name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
             except BaseException:
-                _unlink_at(dir_fd, tmp[0])
+                _fs.discard_at(dir_fd, tmp[0])
                 raise
         finally:
             os.close(dir_fd)
