@@ -59,7 +59,8 @@ def test_molecule_scenario(scenario, tmp_path, collections_path):
 
 # A run with nothing to do (Molecule's idempotence step: the second run of converge.yml): per host at most 8 tasks
 # of the collection's playbook in PLAY RECAP's ok= (a scenario's own test plays left out) and at most 4 module
-# round trips, whatever the source.
+# round trips, whatever the source; and not one request to the Hub (the scenarios hold their models with state
+# present: a complete cache answers for the commit, pinned or recorded under its ref).
 WARM_OK, WARM_TRIPS = 8, 4
 
 
@@ -73,6 +74,10 @@ def _assert_warm_path(scenario, counts):
     print("warm run of %s: %s" % (scenario, json.dumps(report, indent=1)))
     for host, c in warm["hosts"].items():
         assert c["ok_collection"] <= WARM_OK and c["round_trips"] <= WARM_TRIPS, (host, report[host])
+    assert "hub_requests" in warm, "the test Hub's counters were not read around the run"
+    # The counters do move when a run asks the Hub (every scenario downloads in some run).
+    assert any(r.get("hub_requests") for r in runs), [(r["playbook"], r.get("hub_requests")) for r in runs]
+    assert warm["hub_requests"] == {}, "the warm run of %s asked the Hub: %s" % (scenario, warm["hub_requests"])
 
 
 # Every scenario downloads from the Hub: the air-gapped host's bundle is made from it on the controller.

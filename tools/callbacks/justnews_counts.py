@@ -2,8 +2,10 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Test harness callback: per playbook run and host, the PLAY RECAP's ok=, the part of it that the collection's
 own playbooks and role ran (a scenario's test plays left out: what an operator's run of the playbook shows), and
-the module round trips (each task or loop item that ran a module on the host, not on the controller), appended
-as one JSON line to the file named by JUSTNEWS_TASK_COUNTS. Molecule's idempotence assertions read it."""
+the module round trips (each task or loop item that ran a module on the host, not on the controller), and, when
+JUSTNEWS_TEST_HUB names the test Hub, the requests it answered during the run (its counters read at the start and
+the end of the playbook), appended as one JSON line to the file named by JUSTNEWS_TASK_COUNTS. Molecule's
+idempotence assertions read it."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ requirements:
 
 import json
 import os
+import urllib.request
 
 from ansible import context
 from ansible.plugins.callback import CallbackBase
@@ -30,6 +33,17 @@ CONTROLLER_ONLY = {"set_fact", "debug", "assert", "fail", "meta", "include_tasks
 
 # Where the installed collection's playbooks and role live (task paths).
 OURS = "/ansible_collections/justnews/huggingface/"
+
+
+def hub_requests():
+    """The test Hub's request counters per endpoint since it started (its control routes are not counted), or
+    None without a test Hub."""
+    url = os.environ.get("JUSTNEWS_TEST_HUB")
+    if not url:
+        return None
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(url.rstrip("/") + "/_test/stats", timeout=30) as answer:
+        return json.load(answer)["lifetime"]["requests"]
 
 
 class CallbackModule(CallbackBase):
@@ -45,6 +59,7 @@ class CallbackModule(CallbackBase):
 
     def v2_playbook_on_start(self, playbook):
         self.playbook = os.path.basename(playbook._file_name)
+        self.hub_before = hub_requests()
 
     def _host(self, result):
         return self.hosts.setdefault(result._host.get_name(), {"round_trips": 0, "tasks": [], "ok_collection": 0})
@@ -82,5 +97,9 @@ class CallbackModule(CallbackBase):
             entry = self.hosts.get(name, {"round_trips": 0, "tasks": [], "ok_collection": 0})
             hosts[name] = dict(entry, ok=summary["ok"], changed=summary["changed"])
         with open(path, "a") as out:
-            out.write(json.dumps({"playbook": self.playbook, "check": bool(context.CLIARGS.get("check")),
-                                  "hosts": hosts}) + "\n")
+            line = {"playbook": self.playbook, "check": bool(context.CLIARGS.get("check")), "hosts": hosts}
+            after = hub_requests()
+            if self.hub_before is not None and after is not None:
+                line["hub_requests"] = {k: n - self.hub_before.get(k, 0) for k, n in after.items()
+                                        if n != self.hub_before.get(k, 0)}
+            out.write(json.dumps(line) + "\n")
