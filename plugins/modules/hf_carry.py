@@ -83,6 +83,14 @@ options:
       - The connection's user must be able to reach it.
     type: path
     required: true
+  links:
+    description:
+      - Make each model's C(link) (an entry of C(item)), as M(justnews.huggingface.hf_snapshot) does with
+        O(justnews.huggingface.hf_snapshot#module:link).
+      - V(false) leaves the links out, for a cache whose links are made by another task - a bake links the models
+        with M(justnews.huggingface.hf_image_root), to the snapshot's path as the image sees it.
+    type: bool
+    default: true
   chunk_size:
     description: Size of the chunks the stream is sent in, bytes or a size such as V(64M) (at least 64 KiB).
     type: raw
