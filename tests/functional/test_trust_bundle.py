@@ -336,19 +336,33 @@ def bake_vars(root, bundle, **extra):
                  "model_cache_models": [{"repo_id": REPO, "revision": "main", "link": "/opt/models/tiny"}]}, **extra)
 
 
-def test_bake_stages_in_its_own_folder_and_removes_it(tasks, tmp_path):
+def test_bake_stages_outside_the_image_root_and_removes_it(tasks, tmp_path):
     bundle = good_bundle(tmp_path / "good.tar")
     root = image(tmp_path)
     tmpdir = tmp_path / "tmpdir"
     tmpdir.mkdir()
-    rc, output = tasks.bake(bake_vars(root, bundle), env={"TMPDIR": str(tmpdir)})
+    # the role's root-only folder of the build machine, moved here so that the test writes nowhere else
+    staging = tmp_path / "build-machine" / "bake-incoming"
+    rc, output = tasks.bake(bake_vars(root, bundle, __model_cache_bake_staging_dir=str(staging)),
+                            env={"TMPDIR": str(tmpdir)})
     assert rc == 0, output
     home = root / "var" / "cache" / "hf"
     repo = home / "hub" / "models--acme--tiny"
     assert (repo / "refs" / "main").read_text() == COMMIT
     assert (repo / "snapshots" / COMMIT / "model.safetensors").read_bytes() == WEIGHTS
-    assert sorted(os.listdir(home)) == ["hub"]  # the staging folder is gone
-    assert not [n for n in os.listdir(tmpdir) if n.startswith("justnews-bake")]
+    assert sorted(os.listdir(home)) == ["hub"]  # nothing staged in the image
+    assert sorted(os.listdir(repo)) == ["blobs", "refs", "snapshots", "trees"]
+    assert os.listdir(staging.parent) == []  # the staging folder is gone
+    assert not [n for n in os.listdir(tmpdir) if n.startswith("hf-carry")]
+    for path in (repo, repo / "blobs", repo / "snapshots" / COMMIT):
+        assert (path.stat().st_uid, path.stat().st_gid, oct(path.stat().st_mode & 0o777)) == (4321, 4322, "0o750")
+    blob = repo / "blobs" / WEIGHTS_BLOB
+    assert (blob.stat().st_uid, blob.stat().st_gid, oct(blob.stat().st_mode & 0o777)) == (4321, 4322, "0o640")
+    # a second bake finds nothing missing and writes nothing
+    rc, output = tasks.bake(bake_vars(root, bundle, __model_cache_bake_staging_dir=str(staging)))
+    assert rc == 0 and "Carry the models" in output, output
+    assert not staging.exists()
+    assert "changed=0" in output.split("PLAY RECAP")[-1], output
     assert os.readlink(root / "opt" / "models" / "tiny") == "/var/cache/hf/hub/models--acme--tiny/snapshots/" + COMMIT
     assert (root / "opt" / "models" / "tiny").lstat().st_uid == 4321
     assert (home / "hub" / "CACHEDIR.TAG").stat().st_uid == 0
