@@ -150,8 +150,11 @@ class BundleSource:
         self.members = {}
         try:
             self.tar = tarfile.open(fileobj=self.raw, mode="r:")
-            for member in self.tar.getmembers():
+            # each header checked as it is read: a member cut short fails by its name, not the next header
+            member = self.tar.next()
+            while member is not None:
                 self.check(member, size)
+                member = self.tar.next()
         except (tarfile.TarError, EOFError) as exc:
             self.close()
             raise _carry.CarryError("%s is not a readable tar archive (%s): copy it again or rebuild it"

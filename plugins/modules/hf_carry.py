@@ -59,7 +59,7 @@ options:
     description:
       - The models, each as the controller's M(justnews.huggingface.hf_snapshot) result of a loop over
         C(model_cache_models) (O(source=controller), with C(snapshot_path)), or as an entry of the C(models) that
-        M(justnews.huggingface.hf_bundle) O(justnews.huggingface.hf_bundle#module:operation=inspect) returns
+        M(justnews.huggingface.hf_bundle_info) returns
         (O(source=bundle)).
       - Each gives C(item) (the model - C(repo_id), C(repo_type), C(allow_patterns), C(ignore_patterns),
         C(link)), C(commit), C(ref) and C(listing).
@@ -138,7 +138,7 @@ notes:
   - Set C(ansible_python_interpreter) of the task to a Python with huggingface_hub on the host.
 seealso:
   - module: justnews.huggingface.hf_snapshot
-  - module: justnews.huggingface.hf_bundle
+  - module: justnews.huggingface.hf_bundle_info
   - module: justnews.huggingface.hf_receive
 """
 
