@@ -13,7 +13,7 @@ version_added: 0.2.0
 description:
   - Reads the manifest of a bundle written by M(justnews.huggingface.hf_bundle) and checks it - its format
     version, every repository, commit, ref, file name, blob id, size and SHA-256, and its agreement with each
-    model's listing. A bundle comes from a build host: it is untrusted.
+    model's listing. A bundle comes from a build host and is untrusted.
   - With O(models), returns for each model the entry that M(justnews.huggingface.hf_carry) and
     M(justnews.huggingface.hf_snapshot) need (commit, ref, listing); a model the bundle does not hold fails with
     RV(error_kind=not_in_bundle), naming it and what the bundle holds.
