@@ -16,6 +16,7 @@ import time
 
 from ansible import constants as C
 from ansible.errors import AnsibleError
+from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
@@ -31,7 +32,7 @@ RUNS = ("hf_receive",)
 COMMON = ("cache_dir", "hf_home", "dir_mode", "owner", "group", "mode", "free_space_margin", "shared_blobs",
           "verify_checksums", "retries", "timeout")
 MODEL_KEYS = ("allow_patterns", "ignore_patterns", "link")
-VALID_ARGS = frozenset(("models", "source", "bundle", "staging_dir", "chunk_size") + COMMON)
+VALID_ARGS = frozenset(("models", "source", "bundle", "staging_dir", "chunk_size", "links") + COMMON)
 
 display = Display()
 
@@ -149,8 +150,11 @@ class BundleSource:
         self.members = {}
         try:
             self.tar = tarfile.open(fileobj=self.raw, mode="r:")
-            for member in self.tar.getmembers():
+            # each header checked as it is read: a member cut short fails by its name, not the next header
+            member = self.tar.next()
+            while member is not None:
                 self.check(member, size)
+                member = self.tar.next()
         except (tarfile.TarError, EOFError) as exc:
             self.close()
             raise _carry.CarryError("%s is not a readable tar archive (%s): copy it again or rebuild it"
@@ -199,8 +203,9 @@ def seed_name(seed):
     return "%s@%s" % (item.get("repo_id") or seed.get("repo_id"), seed.get("commit"))
 
 
-def model_args(seed):
-    """What hf_receive needs of one model, from a seed (the controller's result, or the bundle's entry)."""
+def model_args(seed, links=True):
+    """What hf_receive needs of one model, from a seed (the controller's result, or the bundle's entry); without
+    `links`, the model's link is left out (a bake links the models itself, to the image's path)."""
     item = seed.get("item") if isinstance(seed.get("item"), dict) else {}
     if not item.get("repo_id") or not _cache.is_commit(seed.get("commit") or "") or \
             not isinstance(seed.get("listing"), dict):
@@ -208,7 +213,7 @@ def model_args(seed):
                                 % seed_name(seed), _errors.INVALID_ARGUMENT)
     args = {"repo_id": item["repo_id"], "repo_type": item.get("repo_type") or "model", "revision": seed["commit"],
             "ref": seed.get("ref") or "main", "listing": seed["listing"]}
-    args.update({k: item[k] for k in MODEL_KEYS if item.get(k) is not None})
+    args.update({k: item[k] for k in MODEL_KEYS if item.get(k) is not None and (links or k != "link")})
     return args
 
 
@@ -239,8 +244,8 @@ class ActionModule(ActionBase):
     # --- the steps ----------------------------------------------------------------------------------------
     def carry(self, task_vars):
         args = self._task.args
-        seeds, common, source = self.check_args(args)
-        models = [model_args(seed) for seed in seeds]
+        seeds, common, source, links = self.check_args(args)
+        models = [model_args(seed, links) for seed in seeds]
         staging = args["staging_dir"]
         probe = self.receive(task_vars, seeds, dict(common, phase="probe", models=models, staging_dir=staging,
                                                     uploader=self.uploader()))
@@ -315,8 +320,13 @@ class ActionModule(ActionBase):
         staging = args.get("staging_dir")
         if not isinstance(staging, str) or not staging.startswith("/"):
             raise _carry.CarryError("staging_dir must be an absolute path on the host", _errors.INVALID_ARGUMENT)
+        links = args.get("links", True)
+        try:
+            links = boolean(links, strict=True)
+        except TypeError:
+            raise _carry.CarryError("links must be true or false, got %r" % (links,), _errors.INVALID_ARGUMENT)
         common = {k: args[k] for k in COMMON if args.get(k) is not None}
-        return seeds, common, source
+        return seeds, common, source, links
 
     @staticmethod
     def chunk_size(args):

@@ -7,12 +7,11 @@ Layout: the member ``manifest.json`` first, then one member ``blobs/<object id>`
 manifest names, per model, the repository, revision, ref, commit, the listing that hf_snapshot accepts, and per
 file its path, blob, size and SHA-256.
 
-Everything read from an archive is untrusted: names are checked against the manifest, only plain regular
-members are read (no link, device, sparse member or ``GNU.sparse`` header, whose bytes on disk could be far more
-than the bytes stored), sizes are checked against the archive's own size and the staging folder's free space
-before a byte is written, and each member's bytes are counted and hashed on their way to the staging folder;
-nothing is ever extracted by name, linked or written outside that folder, and a failed run removes only what it
-created there.
+Everything read from an archive is untrusted: the manifest is checked (names, ids, sizes, checksums, its
+agreement with the listings) and only plain regular members are read (no link, device, sparse member or
+``GNU.sparse`` header, whose bytes on disk could be far more than the bytes stored); nothing is ever extracted by
+name. The blobs are taken out of a bundle by hf_carry (plugins/action/hf_carry.py, BundleSource), which checks
+every member's header against the manifest and every member's bytes against its id.
 
 Private to the justnews.huggingface collection: no compatibility promise.
 """
@@ -25,7 +24,6 @@ import io
 import json
 import os
 import re
-import secrets
 import stat
 import tarfile
 import tempfile
@@ -46,8 +44,6 @@ _CHUNK = 4 * 1024 * 1024
 # The only member types a bundle has: a plain regular file whose stored data is its content, byte for byte.
 PLAIN_TYPES = _members.PLAIN_TYPES
 plain_member = _members.plain_member
-DEFAULT_MARGIN = 64 * 1024 * 1024
-STAGE_PREFIX = ".hf-bundle-stage-"
 
 
 class BundleError(Exception):
@@ -228,11 +224,11 @@ def _check_member(member, source):
     """Only plain regular members under the two names a bundle uses; the name says which."""
     name = member.name
     if name != MANIFEST and not (name.startswith("blobs/") and _cache.BLOB_RE.match(name[6:])):
-        raise BundleError("%s holds the member %r, which no bundle has (only %s and blobs/<object id>): refused,"
-                          " nothing was staged; rebuild the bundle" % (source, name, MANIFEST), _errors.UNSAFE_BUNDLE)
+        raise BundleError("%s holds the member %r, which no bundle has (only %s and blobs/<object id>): refused;"
+                          " rebuild the bundle" % (source, name, MANIFEST), _errors.UNSAFE_BUNDLE)
     why = plain_member(member)
     if why:
-        raise BundleError("%s holds %s as %s, not a plain regular file: refused, nothing was staged; rebuild the"
+        raise BundleError("%s holds %s as %s, not a plain regular file: refused; rebuild the"
                           " bundle" % (source, name, why), _errors.UNSAFE_BUNDLE)
 
 
@@ -279,253 +275,6 @@ def members(path):
         except (OSError, tarfile.TarError, EOFError):
             return None
     return [(m.name, m.size) for m in found]
-
-
-def check_sizes(table, needed, archive_size, source):
-    """Before a byte is written: a manifest may not declare more blob bytes than its archive holds.
-
-    A plain tar stores every member's content once, so the blobs of a real bundle add up to less than the file.
-    Returns the bytes of the needed blobs."""
-    declared = sum(item["size"] for item in table.values())
-    want = sum(table[b]["size"] for b in needed)
-    if declared > archive_size:
-        files = [f for b in sorted(needed or table) for f in table[b]["files"]]
-        raise BundleError("%s is %d bytes but its manifest declares %d bytes of blobs (%d of them for %s): the"
-                          " archive is truncated or altered; nothing was staged; copy it again or rebuild it"
-                          % (source, archive_size, declared, want, describe(files)), _errors.CORRUPT_BUNDLE, files)
-    return want
-
-
-def check_space(free, want, margin, dest):
-    """no_space, before a byte is written, when `want` bytes plus `margin` do not fit in `free`."""
-    if want + margin > free:
-        raise BundleError("not enough free space in %s: staging needs %d bytes (%d of blobs + %d margin) but its"
-                          " filesystem has %d bytes free; nothing was staged. Free space there, stage elsewhere, or"
-                          " lower free_space_margin" % (dest, want + margin, want, margin, free), _errors.NO_SPACE)
-
-
-def _open_dest(dest):
-    """A descriptor of the staging folder, which must be a directory itself (a symlink is refused)."""
-    try:
-        return os.open(dest, _fs.DIR_FLAGS)
-    except OSError as exc:
-        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-            raise BundleError("staging directory %s is not a directory (a symlink is refused)" % dest,
-                              _errors.INVALID_ARGUMENT)
-        if exc.errno == errno.ENOENT:
-            raise BundleError("staging directory %s does not exist: create it first" % dest, _errors.INVALID_ARGUMENT)
-        raise
-
-
-def make_staging(parent):
-    """A new folder of this run (mode 0700) in `parent`, made from a descriptor of `parent`: (path, fd)."""
-    try:
-        parent_fd = os.open(parent, _fs.DIR_FLAGS)
-    except OSError as exc:
-        if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.ENOENT):
-            raise BundleError("staging_parent %s is not a directory (a symlink is refused): create it first"
-                              % parent, _errors.INVALID_ARGUMENT)
-        raise
-    try:
-        for _attempt in range(100):
-            name = STAGE_PREFIX + secrets.token_hex(6)
-            try:
-                os.mkdir(name, 0o700, dir_fd=parent_fd)
-            except FileExistsError:
-                continue
-            fd = os.open(name, _fs.DIR_FLAGS, dir_fd=parent_fd)
-            return os.path.join(parent, name), fd
-        raise BundleError("could not make a staging folder in %s" % parent, _errors.OTHER)
-    finally:
-        os.close(parent_fd)
-
-
-def remove_staging(dest):
-    """Remove a folder that stage() made in a staging_parent, and the files in it; False when it was not there.
-
-    Each entry is removed through a descriptor of the folder, never followed; a folder inside it is refused."""
-    parent, name = os.path.split(os.path.normpath(dest))
-    if not name.startswith(STAGE_PREFIX):
-        raise BundleError("%s is not a staging folder made by operation=stage (its name starts with %s): remove it"
-                          " yourself" % (dest, STAGE_PREFIX), _errors.INVALID_ARGUMENT)
-    try:
-        parent_fd = os.open(parent or ".", _fs.DIR_FLAGS)
-    except FileNotFoundError:
-        return False
-    try:
-        try:
-            fd = os.open(name, _fs.DIR_FLAGS, dir_fd=parent_fd)
-        except FileNotFoundError:
-            return False
-        except OSError as exc:
-            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                raise BundleError("%s is %s, not a staging folder: nothing was removed"
-                                  % (dest, _fs.describe(os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
-                                                        .st_mode)), _errors.UNSAFE_BUNDLE)
-            raise
-        try:
-            for entry in os.listdir(fd):
-                if stat.S_ISDIR(os.stat(entry, dir_fd=fd, follow_symlinks=False).st_mode):
-                    raise BundleError("%s holds the folder %s, which no staging run makes: nothing more was"
-                                      " removed" % (dest, entry), _errors.UNSAFE_BUNDLE)
-                os.unlink(entry, dir_fd=fd)
-            left = os.listdir(fd)
-        finally:
-            os.close(fd)
-        if not left:
-            os.rmdir(name, dir_fd=parent_fd)
-        return True
-    finally:
-        os.close(parent_fd)
-
-
-def stage(path, dest, needed, write=True, margin=DEFAULT_MARGIN, dest_fd=None):
-    """Copy the blobs named in `needed` out of the archive into the folder `dest`, each counted and hashed on the
-    way. With `write` false (check mode) everything is read and checked the same way and nothing is written.
-
-    Before a byte is written: every blob the manifest declares must fit in the archive, and the needed ones plus
-    `margin` in the free space of `dest` (no_space). Reads the archive once, front to back. Every member is
-    checked, needed or not; a needed blob is first written to a new temporary name and renamed only when its
-    size, SHA-256 and object id all match. On any error only what this call created in `dest` is removed: a file
-    that was there before the run is never removed. Returns (manifest, {blob: bytes}).
-    """
-    manifest, archive_size = _read_manifest(path)
-    table = blob_table(manifest["models"])
-    for name in needed:
-        if name not in table:
-            raise BundleError("the bundle %s has no blob %s, which the host needs: build the bundle with the same"
-                              " revision, allow_patterns and ignore_patterns as model_cache_models"
-                              % (path, name), _errors.NOT_IN_BUNDLE)
-    want = check_sizes(table, needed, archive_size, path)
-    own_fd = dest_fd is None and dest is not None
-    fd_dest = _open_dest(dest) if own_fd else dest_fd
-    try:
-        if fd_dest is not None and needed:
-            check_space(_fs.free_bytes(fd_dest), want, margin, dest)
-        return manifest, _stage_members(path, archive_size, table, needed, fd_dest if write else None)
-    finally:
-        if own_fd:
-            os.close(fd_dest)
-
-
-def _stage_members(path, archive_size, table, needed, dest_fd):
-    written = {}
-    created = []
-    seen = set()
-    try:
-        fd = _open_regular(path)
-        with os.fdopen(fd, "rb") as raw, tarfile.open(fileobj=raw, mode="r|") as tar:
-            first = True
-            while True:
-                try:
-                    member = tar.next()
-                except (tarfile.TarError, EOFError) as exc:
-                    raise BundleError("%s is damaged after %s (%s): copy it again or rebuild it; nothing was"
-                                      " staged" % (path, ", ".join(sorted(seen)[-1:]) or MANIFEST, exc))
-                if member is None:
-                    break
-                if first:
-                    first = False
-                    continue  # the manifest, read above
-                _check_member(member, path)
-                blob = member.name[6:]
-                if member.name == MANIFEST or blob in seen or blob not in table:
-                    raise BundleError("%s holds %s %s: refused, nothing was staged; rebuild the bundle"
-                                      % (path, member.name, "twice" if blob in seen or member.name == MANIFEST
-                                         else "which its manifest does not name"), _errors.UNSAFE_BUNDLE)
-                seen.add(blob)
-                info = table[blob]
-                if member.size != info["size"]:
-                    raise BundleError("%s: the member %s has %d bytes but the manifest says %d, for %s: the bundle"
-                                      " was altered; rebuild it" % (path, member.name, member.size, info["size"],
-                                                                    describe(info["files"])),
-                                      _errors.CORRUPT_BUNDLE, info["files"])
-                if member.offset_data + member.size > archive_size:
-                    raise BundleError("%s is truncated in %s: the member needs %d bytes past the end of the file,"
-                                      " for %s: copy it again or rebuild it"
-                                      % (path, member.name, member.offset_data + member.size - archive_size,
-                                         describe(info["files"])), _errors.CORRUPT_BUNDLE, info["files"])
-                if blob in needed:
-                    written[blob] = _copy_checked(tar, member, dest_fd, blob, info, path, created)
-        missing = [b for b in needed if b not in written]
-        if missing:
-            files = [f for b in missing for f in table[b]["files"]]
-            raise BundleError("%s lacks the member blobs/%s for %s: the archive is truncated or incomplete; copy it"
-                              " again or rebuild it" % (path, missing[0], describe(files)), _errors.CORRUPT_BUNDLE,
-                              files)
-    except BaseException:
-        for name in created:
-            _fs.discard_at(dest_fd, name)
-        raise
-    return written
-
-
-def _copy_checked(tar, member, dest_fd, blob, info, source, created):
-    """Copy one member to `blob` in the folder `dest_fd` (None: read and check only). Names this call makes are
-    appended to `created` before they exist, so that a failure removes them and nothing else."""
-    tmp = None
-    sha256 = hashlib.sha256()
-    git = hashlib.sha1(b"blob %d\0" % info["size"]) if len(blob) == 40 else None
-    count = 0
-    try:
-        if dest_fd is not None:
-            out_fd = None
-            while out_fd is None:
-                tmp = ".%s.%s.part" % (blob, secrets.token_hex(4))
-                try:
-                    out_fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600,
-                                     dir_fd=dest_fd)
-                except FileExistsError:
-                    continue
-        else:
-            out_fd = os.open(os.devnull, os.O_WRONLY)
-        handle = tar.extractfile(member)
-        with os.fdopen(out_fd, "wb") as out:
-            while True:
-                try:
-                    chunk = handle.read(min(_CHUNK, info["size"] - count + 1))
-                except (tarfile.TarError, EOFError, OSError) as exc:
-                    raise BundleError("%s is truncated in %s, for %s (%s): copy it again or rebuild it"
-                                      % (source, member.name, describe(info["files"]), exc), _errors.CORRUPT_BUNDLE,
-                                      info["files"])
-                if not chunk:
-                    break
-                count += len(chunk)
-                if count > info["size"]:
-                    raise BundleError("%s: the member %s yields more than its %d bytes, for %s: refused; rebuild"
-                                      " the bundle" % (source, member.name, info["size"], describe(info["files"])),
-                                      _errors.UNSAFE_BUNDLE, info["files"])
-                sha256.update(chunk)
-                if git:
-                    git.update(chunk)
-                try:
-                    out.write(chunk)
-                except OSError as exc:
-                    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                        raise BundleError("the filesystem of the staging folder is full (%s) while %s was"
-                                          " staged; nothing was staged: free space there" % (exc, member.name),
-                                          _errors.DISK_FULL, info["files"])
-                    raise
-        actual = sha256.hexdigest()
-        if count != info["size"]:
-            raise BundleError("%s is truncated in %s: %d of %d bytes, for %s: copy it again or rebuild it"
-                              % (source, member.name, count, info["size"], describe(info["files"])),
-                              _errors.CORRUPT_BUNDLE, info["files"])
-        if actual != info["sha256"] or (git and git.hexdigest() != blob) or (not git and actual != blob):
-            raise BundleError("%s: the content of %s does not match its checksum (SHA-256 %s, expected %s), for %s:"
-                              " the bundle is corrupt; copy it again or rebuild it"
-                              % (source, member.name, actual, info["sha256"], describe(info["files"])),
-                              _errors.CORRUPT_BUNDLE, info["files"])
-        if dest_fd is not None:
-            existed = _fs.exists_at(dest_fd, blob)
-            if not existed:
-                created.append(blob)
-            os.replace(tmp, blob, src_dir_fd=dest_fd, dst_dir_fd=dest_fd)
-            tmp = None
-    finally:
-        if tmp is not None:
-            _fs.discard_at(dest_fd, tmp)
-    return count
 
 
 def _unlink(path):

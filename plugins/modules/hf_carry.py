@@ -59,7 +59,7 @@ options:
     description:
       - The models, each as the controller's M(justnews.huggingface.hf_snapshot) result of a loop over
         C(model_cache_models) (O(source=controller), with C(snapshot_path)), or as an entry of the C(models) that
-        M(justnews.huggingface.hf_bundle) O(justnews.huggingface.hf_bundle#module:operation=inspect) returns
+        M(justnews.huggingface.hf_bundle_info) returns
         (O(source=bundle)).
       - Each gives C(item) (the model - C(repo_id), C(repo_type), C(allow_patterns), C(ignore_patterns),
         C(link)), C(commit), C(ref) and C(listing).
@@ -83,6 +83,14 @@ options:
       - The connection's user must be able to reach it.
     type: path
     required: true
+  links:
+    description:
+      - Make each model's C(link) (an entry of C(item)), as M(justnews.huggingface.hf_snapshot) does with
+        O(justnews.huggingface.hf_snapshot#module:link).
+      - V(false) leaves the links out, for a cache whose links are made by another task - a bake links the models
+        with M(justnews.huggingface.hf_image_root), to the snapshot's path as the image sees it.
+    type: bool
+    default: true
   chunk_size:
     description: Size of the chunks the stream is sent in, bytes or a size such as V(64M) (at least 64 KiB).
     type: raw
@@ -130,7 +138,7 @@ notes:
   - Set C(ansible_python_interpreter) of the task to a Python with huggingface_hub on the host.
 seealso:
   - module: justnews.huggingface.hf_snapshot
-  - module: justnews.huggingface.hf_bundle
+  - module: justnews.huggingface.hf_bundle_info
   - module: justnews.huggingface.hf_receive
 """
 

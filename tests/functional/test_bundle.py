@@ -1,5 +1,6 @@
 """Bundles against the local Hub, through ansible-playbook and the installed collection: the bundle playbook
-writes one, hf_bundle stages it on a host, hf_snapshot takes it in; a damaged or hostile bundle changes nothing."""
+writes one, hf_bundle_info reads its manifest, hf_carry takes what a host lacks out of it; a damaged or hostile
+bundle changes nothing."""
 
 import hashlib
 import io
@@ -128,20 +129,15 @@ def blob_of(manifest, path):
 
 
 def deploy(play, bundle, staging, cache, check=False):
-    """What the role does on a host: read the manifest, stage the missing blobs, import them."""
-    staging.mkdir(mode=0o700, exist_ok=True)
+    """What the role does for a host: read the manifest, then carry the blobs the cache lacks (one probe, one
+    checked stream staged in `staging`, each blob moved into the cache)."""
     model = {"repo_id": MINILM_REPO, "revision": "main"}
-    inspect = {"operation": "inspect", "path": str(bundle), "models": [model]}
-    inspected = play(("justnews.huggingface.hf_bundle", inspect))[0]
+    inspected = play(("justnews.huggingface.hf_bundle_info", {"path": str(bundle), "models": [model]}))[0]
     if inspected.get("failed"):
         return [inspected]
-    entry = inspected["models"][0]
-    base = {"repo_id": MINILM_REPO, "revision": entry["commit"], "ref": entry["ref"], "listing": entry["listing"],
-            "cache_dir": str(cache)}
-    probe = play(("justnews.huggingface.hf_snapshot", base), check=True)[0]
-    stage = {"operation": "stage", "path": str(bundle), "dest": str(staging), "blobs": probe["missing_blobs"]}
-    return play(("justnews.huggingface.hf_bundle", stage),
-                ("justnews.huggingface.hf_snapshot", dict(base, blobs_from=str(staging))), check=check)
+    carry = {"models": inspected["models"], "source": "bundle", "bundle": str(bundle), "cache_dir": str(cache),
+             "staging_dir": str(staging), "free_space_margin": 0}
+    return play(("justnews.huggingface.hf_carry", carry), check=check)
 
 
 def test_build_writes_manifest_and_blobs(hub, built, tmp_path):
@@ -191,24 +187,32 @@ def test_deploy_equals_direct_fetch_without_the_hub(hub, play, built, tmp_path):
     assert fetched["changed"], play.output
     hub.reset()
     cache, staging = tmp_path / "deployed", tmp_path / "staging"
-    stage, imported = deploy(play, built, staging, cache)
-    assert stage["changed"] and not stage.get("failed"), stage
-    assert imported["changed"] and not imported.get("failed"), imported
+    (carried,) = deploy(play, built, staging, cache)
+    assert carried["changed"] and not carried.get("failed") and carried["blobs_sent"] > 1, carried
     assert hub.stats()["total"] == 0
     assert tree(cache) == tree(direct)
     assert (cache / FOLDER / "refs" / "main").read_text() == COMMIT_B
+    assert not staging.exists()
     # a second deployment needs nothing from the bundle and changes nothing
-    stage, imported = deploy(play, built, staging, cache)
-    assert stage["staged"] == [] and not stage["changed"] and not imported["changed"], (stage, imported)
+    (carried,) = deploy(play, built, staging, cache)
+    assert carried["bytes_sent"] == 0 and not carried["changed"] and carried["host_calls"] == 1, carried
 
 
-def test_check_mode_stage_reads_everything_and_writes_nothing(play, built, tmp_path):
-    staging = tmp_path / "staging"
-    staging.mkdir()
-    result = play(("justnews.huggingface.hf_bundle", {"operation": "stage", "path": str(built),
-                                                      "dest": str(staging)}), check=True)[0]
-    assert result["changed"] is True and len(result["staged"]) > 1, result  # would stage them
-    assert list(staging.iterdir()) == []
+def test_bundle_info_reads_the_manifest_in_check_mode_too(play, built):
+    model = {"repo_id": MINILM_REPO, "revision": "main"}
+    args = {"path": str(built), "models": [model]}
+    plain, = play(("justnews.huggingface.hf_bundle_info", args))
+    checked, = play(("justnews.huggingface.hf_bundle_info", args), check=True)
+    assert not plain["changed"] and not plain.get("failed"), plain
+    assert {k: checked[k] for k in ("path", "format_version", "size", "models")} == \
+        {k: plain[k] for k in ("path", "format_version", "size", "models")}
+    entry = plain["models"][0]
+    assert (entry["item"], entry["repo_id"], entry["revision"], entry["commit"], entry["ref"]) == \
+        (model, MINILM_REPO, "main", COMMIT_B, "main")
+    assert set(entry["listing"]) == set(entry["files"]) and entry["bytes"] > 0
+    # without models: the manifest's entries
+    whole, = play(("justnews.huggingface.hf_bundle_info", {"path": str(built)}))
+    assert [(m["repo_id"], m["commit"]) for m in whole["models"]] == [(MINILM_REPO, COMMIT_B)], whole
 
 
 def corrupt_member(bundle, out, manifest):
@@ -283,18 +287,18 @@ def test_damaged_bundle_changes_nothing_and_names_the_file(hub, play, built, tmp
     assert failed[0]["error_kind"] == kind, failed[0]
     for name in named:
         assert name in msg, msg
-    if failed[0].get("bad_files"):
-        assert {"repo_id": MINILM_REPO, "path": named[0]} in failed[0]["bad_files"]
+    if failed[0].get("corrupt_files"):
+        assert [MINILM_REPO, named[0]] in failed[0]["corrupt_files"]
         assert MINILM_REPO in msg
-    assert all(r.get("skipped") for r in results[results.index(failed[0]) + 1:]), "a step ran after the refusal"
     assert tree(cache) == before
-    assert [p.name for p in staging.iterdir()] == []
+    # only chunks of the stream that went out before the refusal, kept for a re-run to resume, never a blob
+    assert not staging.exists() or all(re.match(r"^[0-9a-f]{16}-[0-9]{6}$", p.name) for p in staging.iterdir())
     assert not os.path.lexists("/tmp/evil-bundle-member") and not (tmp_path.parent / "evil").exists()
 
 
 def test_bundle_without_the_model_is_refused_by_name(play, built):
-    inspect = {"operation": "inspect", "path": str(built), "models": [{"repo_id": "acme/other", "revision": "main"}]}
-    result = play(("justnews.huggingface.hf_bundle", inspect))[0]
+    inspect = {"path": str(built), "models": [{"repo_id": "acme/other", "revision": "main"}]}
+    result = play(("justnews.huggingface.hf_bundle_info", inspect))[0]
     assert result["failed"] and result["error_kind"] == "not_in_bundle"
     assert "acme/other@main" in result["msg"] and MINILM_REPO in result["msg"]
 
@@ -319,8 +323,10 @@ def test_image_root_ids_and_paths_come_from_the_image(play, tmp_path):
     assert result["failed"] and "root directory" in result["msg"]
     result = play(("justnews.huggingface.hf_image_root", dict(args, image_root=str(tmp_path / "missing"))))[0]
     assert result["failed"] and "does not exist" in result["msg"]
-    # hf_bundle no longer takes the operation
-    result = play(("justnews.huggingface.hf_bundle", {"operation": "image_root", "image_root": str(root)}))[0]
+    # hf_bundle takes no operation (and no image_root): it writes bundles only
+    result = play(("justnews.huggingface.hf_bundle", {"operation": "build", "path": str(tmp_path / "b.tar"),
+                                                      "cache_dir": str(tmp_path), "snapshots": [],
+                                                      "image_root": str(root)}))[0]
     assert result["failed"] and "operation" in result["msg"]
 
 
@@ -343,8 +349,9 @@ def test_a_bundle_from_a_shared_store_cache_deploys_as_the_library_reads(hub, pl
     assert {f["blob"] for f in manifest["models"][0]["files"]} >= set(links)
     hub.reset()
     cache, staging = tmp_path / "deployed", tmp_path / "staging"
-    stage, imported = deploy(play, bundle, staging, cache)
-    assert stage["changed"] and imported["changed"] and not imported.get("failed"), (stage, imported)
+    (carried,) = deploy(play, bundle, staging, cache)
+    assert carried["changed"] and not carried.get("failed"), carried
+    imported = carried["results"][0]
     assert hub.stats()["total"] == 0
     for etag in links:
         blob = cache / FOLDER / "blobs" / etag
@@ -368,7 +375,7 @@ def test_a_store_entry_changed_in_the_build_cache_is_refused_by_build(hub, play,
              "listing": json.loads(json.dumps(play(("justnews.huggingface.hf_snapshot", {
                  "repo_id": MINILM_REPO, "cache_dir": str(build_cache), "revision": COMMIT_B,
                  "endpoint": "http://127.0.0.1:9"}))[0]["listing"]))}
-    result = play(("justnews.huggingface.hf_bundle", {"operation": "build", "path": str(bundle),
+    result = play(("justnews.huggingface.hf_bundle", {"path": str(bundle),
                                                       "cache_dir": str(build_cache), "snapshots": [model]}))[0]
     assert result["failed"] and result["error_kind"] == "integrity", result
     assert not bundle.exists() and os.listdir(tmp_path / "build-cache")

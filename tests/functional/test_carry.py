@@ -145,8 +145,7 @@ def bundled(hub, play, tmp_path):
 
 
 def inspect(play, bundle):
-    entry = play(("justnews.huggingface.hf_bundle", {"operation": "inspect", "path": str(bundle),
-                                                     "models": [MODEL]}))[0]
+    entry = play(("justnews.huggingface.hf_bundle_info", {"path": str(bundle), "models": [MODEL]}))[0]
     assert not entry.get("failed"), entry
     return entry["models"]
 

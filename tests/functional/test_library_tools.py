@@ -22,7 +22,7 @@ FOLDER = "models--sentence-transformers--all-MiniLM-L6-v2"
 GATED_FOLDER = "models--justnews-test--gated-minilm"
 HF = str(Path(target_python()).with_name("hf"))  # the library's CLI, beside the interpreter that runs it
 SNAPSHOT = "justnews.huggingface.hf_snapshot"
-BUNDLE = "justnews.huggingface.hf_bundle"
+BUNDLE_INFO = "justnews.huggingface.hf_bundle_info"
 XET_MODES = ["hub", "controller", "bundle", "prune"]
 
 
@@ -121,7 +121,7 @@ def fetch_through_controller(play, hub, work):
 
 
 def fetch_from_bundle(play, hub, work):
-    """The bundle playbook writes a bundle from its build cache; a host stages what it lacks and imports it."""
+    """The bundle playbook writes a bundle from its build cache; hf_carry takes what a host lacks out of it."""
     build, bundle, host, staging = work / "build", work / "models.tar", work / "host", work / "staging"
     extra = {"model_cache_bundle": str(bundle), "model_cache_controller_cache": str(build),
              "model_cache_endpoint": hub.url, "model_cache_free_space_margin": 0,
@@ -131,14 +131,11 @@ def fetch_from_bundle(play, hub, work):
         assert store_link(build, FOLDER, blob) == expected_link(blob)  # the bundle was built from the store
     hub.reset()
     model = {"repo_id": MINILM_REPO, "revision": "main"}
-    entry = succeeded(play((BUNDLE, {"operation": "inspect", "path": str(bundle), "models": [model]}))[0],
-                      play.output)["models"][0]
-    base = {"repo_id": MINILM_REPO, "revision": entry["commit"], "ref": entry["ref"], "listing": entry["listing"],
-            "cache_dir": str(host), "free_space_margin": 0}
-    probe = succeeded(play((SNAPSHOT, base), check=True)[0], play.output)
-    staging.mkdir(mode=0o700)
-    stage = {"operation": "stage", "path": str(bundle), "dest": str(staging), "blobs": probe["missing_blobs"]}
-    result = succeeded(play((BUNDLE, stage), (SNAPSHOT, dict(base, blobs_from=str(staging))))[-1], play.output)
+    entries = succeeded(play((BUNDLE_INFO, {"path": str(bundle), "models": [model]}))[0], play.output)["models"]
+    carry = {"models": entries, "source": "bundle", "bundle": str(bundle), "cache_dir": str(host),
+             "staging_dir": str(staging), "free_space_margin": 0}
+    carried = succeeded(play(("justnews.huggingface.hf_carry", carry))[0], play.output)
+    result = carried["results"][0]
     assert result["changed"] and result["commit"] == COMMIT_B, result
     assert hub.stats()["total"] == 0
     return Filled(host, hub.url, COMMIT_B, result)

@@ -1,7 +1,7 @@
-"""hf_bundle, hf_image_root and the bake entry point against hostile input, through ansible-playbook and the installed
-collection: size bombs, bundle paths that are not files, an image whose service user is root, a failed stage next to an
-earlier one, the bake's staging folder and image roots with a symlink on the way. Each test checks the result and
-the disk afterwards.
+"""hf_bundle, hf_bundle_info, hf_carry from a bundle, hf_image_root and the bake entry point against hostile input,
+through ansible-playbook and the installed collection: size bombs, bundle paths that are not files, an image whose
+service user is root, the bake's staging folder and image roots with a symlink on the way. Each test checks the
+result and the disk afterwards.
 
 The bundles are written in-process (small files, no Hub needed), the hostile ones with tarfile."""
 
@@ -162,19 +162,22 @@ def listing_of(folder):
     return found
 
 
-def staging_with_earlier_file(tmp_path, name):
-    """A staging folder holding a file that an earlier run left, which must survive."""
-    staging = tmp_path / name
-    staging.mkdir(mode=0o700)
-    (staging / "earlier-note").write_bytes(b"keep me")
-    return staging
+MODEL = {"repo_id": REPO, "revision": "main"}
 
 
-def stage(bundle, staging, **extra):
-    return dict({"operation": "stage", "path": str(bundle), "dest": str(staging)}, **extra)
+def carry(bundle, host, seeds, **extra):
+    """hf_carry of `seeds` (hf_bundle_info's models) from `bundle` into the cache `host`/hub."""
+    return dict({"models": seeds, "source": "bundle", "bundle": str(bundle), "cache_dir": str(host / "hub"),
+                 "staging_dir": str(host / "incoming"), "free_space_margin": 0}, **extra)
 
 
-# --- hf_bundle ---------------------------------------------------------------------------------------------
+def untouched(host):
+    """Nothing was written for the host: no blob, no staging folder."""
+    blobs = host / "hub" / "models--acme--tiny" / "blobs"
+    return not (host / "incoming").exists() and (not blobs.exists() or os.listdir(blobs) == [])
+
+
+# --- hf_bundle_info and hf_carry from a bundle ------------------------------------------------------------------
 
 def test_size_bombs_are_refused_before_a_byte_is_written(tasks, tmp_path):
     blob = "blobs/" + WEIGHTS_BLOB
@@ -191,26 +194,32 @@ def test_size_bombs_are_refused_before_a_byte_is_written(tasks, tmp_path):
                                 raw_tail=b"\0" * len(WEIGHTS)),
         "gnu-sparse": write_tar(tmp_path / "b3.tar", [manifest_member(), config],
                                 raw_tail=old_gnu_sparse(blob, WEIGHTS[:512], len(WEIGHTS)) + b"\0" * len(WEIGHTS)),
-        # a manifest and listing that agree on a 1 TiB blob the archive cannot hold
-        "declared-huge": write_tar(tmp_path / "b4.tar",
+        # a manifest and listing that agree on a blob of other size than the member's
+        "declared-other": write_tar(tmp_path / "b4.tar",
+                                    [manifest_member(manifest(len(WEIGHTS) + 4096)), config, member(blob, WEIGHTS)]),
+        # a manifest and listing that agree on a 1 TiB blob: the host's probe finds no room for it
+        "declared-huge": write_tar(tmp_path / "b5.tar",
                                    [manifest_member(manifest(1 << 40)), config, member(blob, WEIGHTS)]),
+        "space": good_bundle(tmp_path / "good.tar"),
     }
-    good = good_bundle(tmp_path / "good.tar")
-    stagings = {name: staging_with_earlier_file(tmp_path, "staging-" + name) for name in list(bundles) + ["space"]}
-    results = tasks(*[stage(path, stagings[name]) for name, path in bundles.items()],
-                    stage(good, stagings["space"], free_space_margin="1000T"))
-    expect = {"pax-sparse-huge": ("corrupt_bundle", "declares"), "pax-sparse": ("unsafe_bundle", "GNU.sparse"),
-              "gnu-sparse": ("unsafe_bundle", "sparse"), "declared-huge": ("corrupt_bundle", "declares"),
-              "space": ("no_space", "free")}
+    infos = tasks(*[{"path": str(path), "models": [MODEL]} for path in bundles.values()], module="hf_bundle_info")
+    assert not [r for r in infos if r.get("failed")], infos  # each manifest agrees with itself
+    hosts = {name: tmp_path / ("host-" + name) for name in bundles}
+    # free_space_margin 0 turns the host's free-space check off: these two keep it on
+    extra = {"declared-huge": {"free_space_margin": "1M"}, "space": {"free_space_margin": "1000T"}}
+    results = tasks(*[carry(path, hosts[name], info["models"], **extra.get(name, {}))
+                      for (name, path), info in zip(bundles.items(), infos)], module="hf_carry")
+    expect = {"pax-sparse-huge": ("unsafe_bundle", "sparse"), "pax-sparse": ("unsafe_bundle", "GNU.sparse"),
+              "gnu-sparse": ("unsafe_bundle", "sparse"), "declared-other": ("corrupt_bundle", "manifest says"),
+              "declared-huge": ("no_space", "free"), "space": ("no_space", "free")}
     for (name, (kind, words)), result in zip(expect.items(), results):
         assert result.get("failed") and result["error_kind"] == kind, (name, result)
         assert words in result["msg"], (name, result["msg"])
-        where = str(bundles.get(name, stagings["space"]))
+        where = str(bundles[name]) if kind != "no_space" else str(hosts[name] / "hub")
         assert where in result["msg"], (name, result["msg"])
-        # nothing staged, no partial file, the earlier file intact
-        assert sorted(os.listdir(stagings[name])) == ["earlier-note"], name
-        assert (stagings[name] / "earlier-note").read_bytes() == b"keep me"
-    assert "model.safetensors" in results[0]["msg"]
+        assert result["bytes_sent"] == 0, (name, result)
+        assert untouched(hosts[name]), name  # nothing staged, no partial file, no blob
+    assert "model.safetensors" in results[3]["msg"]
 
 
 def test_a_bundle_path_that_is_not_a_file_is_refused_at_once(tasks, tmp_path):
@@ -218,22 +227,24 @@ def test_a_bundle_path_that_is_not_a_file_is_refused_at_once(tasks, tmp_path):
     os.mkfifo(fifo)
     folder = tmp_path / "folder.tar"
     folder.mkdir()
+    good = good_bundle(tmp_path / "real.tar")
     link = tmp_path / "link.tar"
-    link.symlink_to(good_bundle(tmp_path / "real.tar"))
-    staging = staging_with_earlier_file(tmp_path, "staging")
+    link.symlink_to(good)
     paths = [str(fifo), "/dev/zero", "/dev/tty", str(folder), str(link)]
-    build = {"operation": "build", "cache_dir": str(tmp_path / "cache"),
+    seeds = tasks({"path": str(good), "models": [MODEL]}, module="hf_bundle_info")[0]["models"]
+    build = {"cache_dir": str(tmp_path / "cache"),
              "snapshots": [{"repo_id": REPO, "commit": COMMIT, "listing": listing()}]}
-    args = ([stage(p, staging) for p in paths] + [{"operation": "inspect", "path": p} for p in paths]
-            + [dict(build, path=p) for p in paths])
+    hosts = [tmp_path / ("host-%d" % i) for i in range(len(paths))]
     # a module waiting on the FIFO or a device would run into the timeout
-    results = tasks(*args, timeout=120)
+    results = (tasks(*[carry(p, h, seeds) for p, h in zip(paths, hosts)], module="hf_carry", timeout=120)
+               + tasks(*[{"path": p} for p in paths], module="hf_bundle_info", timeout=120)
+               + tasks(*[dict(build, path=p) for p in paths], timeout=120))
     for path, result in zip(paths * 3, results):
         assert result.get("failed") and result["error_kind"] == "invalid_argument", (path, result)
         assert path in result["msg"], result["msg"]
     assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and folder.is_dir() and os.path.islink(link)
     assert stat.S_ISCHR(os.stat("/dev/zero").st_mode)
-    assert sorted(os.listdir(staging)) == ["earlier-note"]
+    assert all(untouched(h) for h in hosts)
     assert sorted(os.listdir(folder)) == []
 
 
@@ -288,28 +299,6 @@ def test_passwd_behind_a_symlink_or_fifo_is_refused(tasks, tmp_path):
     assert (outside / "passwd").read_text() == PASSWD
 
 
-def test_a_failed_stage_keeps_what_an_earlier_stage_left(tasks, tmp_path):
-    good = good_bundle(tmp_path / "good.tar")
-    # the same blobs, the weights altered: config.json is staged first, then the weights fail their checksum
-    bad = write_tar(tmp_path / "bad.tar", [manifest_member(), member("blobs/" + CONFIG_BLOB, CONFIG),
-                                           member("blobs/" + WEIGHTS_BLOB, b"\xff" + WEIGHTS[1:])])
-    staging = staging_with_earlier_file(tmp_path, "staging")
-    stray = staging / (".%s.part" % WEIGHTS_BLOB)
-    stray.write_bytes(b"left by a crash")
-    first = tasks(stage(good, staging, blobs=[CONFIG_BLOB]))[0]
-    assert first["changed"] and first["staged"] == [CONFIG_BLOB], first
-    before = listing_of(staging)
-    second = tasks(stage(bad, staging, blobs=[CONFIG_BLOB, WEIGHTS_BLOB]))[0]
-    assert second.get("failed") and second["error_kind"] == "corrupt_bundle", second
-    assert "model.safetensors" in second["msg"] and str(bad) in second["msg"]
-    assert listing_of(staging) == before  # the earlier blob with its bytes, the stray file, the note
-    assert (staging / CONFIG_BLOB).read_bytes() == CONFIG
-    # a run that creates a blob and then fails removes that blob only
-    fresh = staging_with_earlier_file(tmp_path, "fresh")
-    third = tasks(stage(bad, fresh, blobs=[CONFIG_BLOB, WEIGHTS_BLOB]))[0]
-    assert third.get("failed") and sorted(os.listdir(fresh)) == ["earlier-note"], third
-
-
 def test_writes_into_an_image_root_refuse_a_symlinked_component(tasks, tmp_path):
     root = image(tmp_path)
     outside = tmp_path / "outside"
@@ -336,19 +325,33 @@ def bake_vars(root, bundle, **extra):
                  "model_cache_models": [{"repo_id": REPO, "revision": "main", "link": "/opt/models/tiny"}]}, **extra)
 
 
-def test_bake_stages_in_its_own_folder_and_removes_it(tasks, tmp_path):
+def test_bake_stages_outside_the_image_root_and_removes_it(tasks, tmp_path):
     bundle = good_bundle(tmp_path / "good.tar")
     root = image(tmp_path)
     tmpdir = tmp_path / "tmpdir"
     tmpdir.mkdir()
-    rc, output = tasks.bake(bake_vars(root, bundle), env={"TMPDIR": str(tmpdir)})
+    # the role's root-only folder of the build machine, moved here so that the test writes nowhere else
+    staging = tmp_path / "build-machine" / "bake-incoming"
+    rc, output = tasks.bake(bake_vars(root, bundle, __model_cache_bake_staging_dir=str(staging)),
+                            env={"TMPDIR": str(tmpdir)})
     assert rc == 0, output
     home = root / "var" / "cache" / "hf"
     repo = home / "hub" / "models--acme--tiny"
     assert (repo / "refs" / "main").read_text() == COMMIT
     assert (repo / "snapshots" / COMMIT / "model.safetensors").read_bytes() == WEIGHTS
-    assert sorted(os.listdir(home)) == ["hub"]  # the staging folder is gone
-    assert not [n for n in os.listdir(tmpdir) if n.startswith("justnews-bake")]
+    assert sorted(os.listdir(home)) == ["hub"]  # nothing staged in the image
+    assert sorted(os.listdir(repo)) == ["blobs", "refs", "snapshots", "trees"]
+    assert os.listdir(staging.parent) == []  # the staging folder is gone
+    assert not [n for n in os.listdir(tmpdir) if n.startswith("hf-carry")]
+    for path in (repo, repo / "blobs", repo / "snapshots" / COMMIT):
+        assert (path.stat().st_uid, path.stat().st_gid, oct(path.stat().st_mode & 0o777)) == (4321, 4322, "0o750")
+    blob = repo / "blobs" / WEIGHTS_BLOB
+    assert (blob.stat().st_uid, blob.stat().st_gid, oct(blob.stat().st_mode & 0o777)) == (4321, 4322, "0o640")
+    # a second bake finds nothing missing and writes nothing
+    rc, output = tasks.bake(bake_vars(root, bundle, __model_cache_bake_staging_dir=str(staging)))
+    assert rc == 0 and "Carry the models" in output, output
+    assert not staging.exists()
+    assert "changed=0" in output.split("PLAY RECAP")[-1], output
     assert os.readlink(root / "opt" / "models" / "tiny") == "/var/cache/hf/hub/models--acme--tiny/snapshots/" + COMMIT
     assert (root / "opt" / "models" / "tiny").lstat().st_uid == 4321
     assert (home / "hub" / "CACHEDIR.TAG").stat().st_uid == 0

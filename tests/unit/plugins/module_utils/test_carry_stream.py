@@ -229,3 +229,21 @@ def test_progress_speaks_after_30_seconds_then_every_15():
             lines.append((second, line))
     assert [s for s, _l in lines] == [30, 45, 60, 75]
     assert "300.0 MiB of 1000.0 MiB (30%)" in lines[0][1] and "10.0 MiB/s" in lines[0][1]
+
+
+def test_links_false_leaves_each_model_link_out():
+    from ansible_collections.justnews.huggingface.plugins.action import hf_carry
+
+    seed = {"item": {"repo_id": "org/model", "link": "/opt/models/m", "allow_patterns": ["*.json"]},
+            "commit": "1" * 40, "ref": "main", "listing": {}}
+    assert hf_carry.model_args(seed)["link"] == "/opt/models/m"
+    left_out = hf_carry.model_args(seed, links=False)
+    assert "link" not in left_out and left_out["allow_patterns"] == ["*.json"]
+
+    action = hf_carry.ActionModule.__new__(hf_carry.ActionModule)
+    base = {"models": [seed], "staging_dir": "/var/lib/x"}
+    assert action.check_args(base)[3] is True
+    assert action.check_args(dict(base, links="no"))[3] is False
+    with pytest.raises(_carry.CarryError) as info:
+        action.check_args(dict(base, links="sometimes"))
+    assert info.value.kind == _errors.INVALID_ARGUMENT and "links" in str(info.value)
