@@ -26,8 +26,6 @@ from ansible_collections.justnews.huggingface.plugins.module_utils import _error
 from ansible_collections.justnews.huggingface.plugins.plugin_utils._progress import DownloadProgress, display
 
 MODULE = "justnews.huggingface.hf_snapshot"
-# The modules this action runs on the host, whose failures it passes on (tests/unit: the documented kinds).
-RUNS = ("hf_snapshot",)
 # What async_status adds to the job's result, and what the task executor adds for an async task.
 JOB_KEYS = ("ansible_job_id", "started", "finished", "results_file", "stdout", "stderr", "stdout_lines",
             "stderr_lines", "erased", "child_pid")
