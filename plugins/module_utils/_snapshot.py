@@ -627,7 +627,8 @@ class Snapshot:
 
 class ProgressFile:
     """Where a download stands, written every EVERY seconds from a thread to the file `name` in the job's async
-    folder (ANSIBLE_ASYNC_DIR, expanded as async_wrapper expands it) for the action plugin that watches the job: {"done", "total", "elapsed"} in bytes and seconds. Bytes done are the larger of what the
+    folder (ANSIBLE_ASYNC_DIR, expanded as async_wrapper expands it) for the action plugin that watches the job:
+    {"done", "total", "elapsed"} in bytes and seconds. Bytes done are the larger of what the
     library counts as received and what the repository's blobs folder holds of the missing blobs (the complete
     ones at their listed size, plus the growing `<blob>.<id>.incomplete` files; hf_xet writes a file's bytes there
     as its terms arrive, in steps). The file's folder must be a real folder of the module's user that nobody else

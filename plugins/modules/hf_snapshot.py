@@ -234,13 +234,13 @@ options:
         elapsed; removed when the download ends.
     type: str
 notes:
-  - A download from the Hub that runs longer than 30 seconds shows its progress in the play's output every
+  - "A download from the Hub that runs longer than 30 seconds shows its progress in the play's output every
     15 seconds - C(hf_snapshot <host> <repo_id>: <done> of <total> (<pct>%) at <rate>/s). The action plugin
     first runs the module to plan (with nothing to download, this is the whole task: one module run, no more
     requests); when there are files to fetch, it runs the module again as an async job, with the commit and the
     listing found (so no metadata request is repeated), and polls it with C(async_status). The result is the
     module's, with RV(elapsed) and RV(mean_rate) over the whole task. Check mode, and a task made async by its
-    own C(async) keyword, run the module once, as any module.
+    own C(async) keyword, run the module once, as any module."
   - Runs the network steps in a child process that is killed at O(timeout), because C(huggingface_hub) sets no
     timeout on some requests. The child dies with the module process, however that ends.
   - Runs on one repository of one cache are serialised by a lock in C(<cache>/.locks/<repo folder>/); a second
