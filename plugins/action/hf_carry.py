@@ -11,20 +11,19 @@ import os
 import shutil
 import tarfile
 import tempfile
-import threading
 import time
 
 from ansible import constants as C
 from ansible.errors import AnsibleError
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
-from ansible.utils.display import Display
 
 from ansible_collections.justnews.huggingface.plugins.module_utils import _bundle
 from ansible_collections.justnews.huggingface.plugins.module_utils import _cache
 from ansible_collections.justnews.huggingface.plugins.module_utils import _carry
 from ansible_collections.justnews.huggingface.plugins.module_utils import _errors
 from ansible_collections.justnews.huggingface.plugins.module_utils import _store
+from ansible_collections.justnews.huggingface.plugins.plugin_utils._progress import Progress, human
 
 RECEIVER = "justnews.huggingface.hf_receive"
 # The modules this action runs on the host, whose failures it passes on (tests/unit: the documented kinds).
@@ -33,60 +32,6 @@ COMMON = ("cache_dir", "hf_home", "dir_mode", "owner", "group", "mode", "free_sp
           "verify_checksums", "retries", "timeout")
 MODEL_KEYS = ("allow_patterns", "ignore_patterns", "link")
 VALID_ARGS = frozenset(("models", "source", "bundle", "staging_dir", "chunk_size", "links") + COMMON)
-
-display = Display()
-
-
-def human(size):
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return ("%d %s" if unit == "B" else "%.1f %s") % (size, unit)
-        size /= 1024.0
-    return None
-
-
-class Progress:
-    """Counts the bytes of the stream; past FIRST seconds, a line every EVERY seconds (from a thread, so that a
-    long chunk or a long import still reports)."""
-
-    FIRST = 30.0
-    EVERY = 15.0
-
-    def __init__(self, host, total, clock=time.monotonic):
-        self.host, self.total, self.clock = host, total, clock
-        self.started = clock()
-        self.last = None
-        self.sent = 0
-        self.held = 0
-        self.phase = "sending"
-        self._stop = threading.Event()
-        self._thread = None
-
-    def line(self, now):
-        """The progress line due at `now`, or None."""
-        elapsed = now - self.started
-        if elapsed < self.FIRST or (self.last is not None and now - self.last < self.EVERY):
-            return None
-        self.last = now
-        done = self.sent + self.held
-        return "hf_carry %s: %s, %s of %s (%d%%) at %s/s%s" % (
-            self.host, self.phase, human(done), human(self.total), 100 * done // max(self.total, 1),
-            human(self.sent / elapsed if elapsed else 0), ", %s already there" % human(self.held) if self.held else "")
-
-    def start(self):
-        self._thread = threading.Thread(target=self._run, name="hf_carry-progress", daemon=True)
-        self._thread.start()
-
-    def _run(self):
-        while not self._stop.wait(1.0):
-            text = self.line(self.clock())
-            if text:
-                display.display(text)
-
-    def stop(self):
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5)
 
 
 class ControllerSource:

@@ -20,6 +20,7 @@ import multiprocessing
 import os
 import re
 import signal
+import threading
 import time
 import traceback
 from urllib.parse import unquote, urlsplit
@@ -392,12 +393,14 @@ class Hub:
             files[item.path] = entry
         return files
 
-    def download(self, commit, cache_dir, allow_patterns, ignore_patterns, expected):
+    def download(self, commit, cache_dir, allow_patterns, ignore_patterns, expected, received=None):
         """snapshot_download of a commit, each file's metadata checked against the listing before use.
 
         `expected` maps file names to the blob name the listing promises. The library names blobs and snapshot
         folders after the ETag and X-Repo-Commit headers without checking them, so a header that is not the
         listed id would put files anywhere: it is refused before the library acts on it.
+
+        `received`, a Received made before the fork, counts the bytes this attempt took from the network.
         """
         from huggingface_hub import file_download, snapshot_download
         from huggingface_hub.errors import RemoteEntryNotFoundError
@@ -426,6 +429,45 @@ class Hub:
             return meta
 
         file_download.get_hf_file_metadata = checked_metadata
+        extra = {"tqdm_class": received.counting_bars()} if received is not None else {}
         return snapshot_download(repo_id=self.repo_id, repo_type=self.repo_type, revision=commit,
                                  cache_dir=cache_dir, endpoint=self.endpoint, token=self.token,
-                                 allow_patterns=allow_patterns, ignore_patterns=ignore_patterns)
+                                 allow_patterns=allow_patterns, ignore_patterns=ignore_patterns, **extra)
+
+
+class Received:
+    """The bytes a download received, as the library counts them for its own (silenced) progress bar of
+    transferred bytes - network bytes, for Xet and plain HTTP alike. Counted in the child process that downloads,
+    read by the module's process: the counter is shared memory made before the fork, written only by the child
+    (under a lock of its own threads) and read without a lock, so a reader never blocks the fork."""
+
+    BAR = "huggingface_hub.snapshot_download.transfer"
+
+    def __init__(self):
+        self._value = multiprocessing.get_context("fork").RawValue("q", 0)
+
+    @property
+    def bytes(self):
+        return self._value.value
+
+    def counting_bars(self):
+        """A progress-bar class for snapshot_download (in the child) that adds to the counter; zeroes it, as
+        each attempt counts anew (what an earlier one completed is in the cache)."""
+        from huggingface_hub.utils import tqdm as hf_tqdm
+
+        value, lock = self._value, threading.Lock()
+        value.value = 0
+        bar_name = self.BAR
+
+        class CountingBar(hf_tqdm):  # pylint: disable=too-many-ancestors
+            def __init__(self, *args, **kwargs):
+                self.counted = kwargs.get("name") == bar_name
+                super().__init__(*args, **kwargs)
+
+            def update(self, n=1):
+                if self.counted and n:
+                    with lock:
+                        value.value += int(n)
+                return super().update(n)
+
+        return CountingBar

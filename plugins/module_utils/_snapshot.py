@@ -13,9 +13,11 @@ Private to the justnews.huggingface collection: no compatibility promise.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import stat
+import threading
 import time
 import traceback
 
@@ -461,6 +463,10 @@ class Snapshot:
                            listing=plan.tree, missing_blobs=plan.missing_blobs, diff=self.diff(plan))
         if p["link"]:
             self.result["link"] = p["link"]
+        if plan.missing and p.get("defer_download") and not self.check and not p["blobs_from"]:
+            # The action plugin runs the download as a job it can watch: nothing was changed here.
+            self.result["deferred"] = True
+            return
         if not plan.changes(snapshot, p["link"]):
             if p["offline"] and p["verify_checksums"]:
                 self.check_content(plan.commit, plan.wanted, plan.tree)
@@ -513,9 +519,16 @@ class Snapshot:
             self.guard_store()
             blobs_before = self.repo.blob_names()
             self.repo.write_pending(expected.values())
-            self.network("downloading %d file(s) of %s at %s" % (len(plan.missing), p["repo_id"], plan.commit),
-                         self.hub.download, plan.commit, self.cache_dir, p["allow_patterns"],
-                         p["ignore_patterns"], expected)
+            progress = ProgressFile.start(p.get("progress_file"), self.repo.blobs, plan.missing_blobs,
+                                          self.module.warn)
+            try:
+                self.network("downloading %d file(s) of %s at %s" % (len(plan.missing), p["repo_id"],
+                                                                     plan.commit),
+                             self.hub.download, plan.commit, self.cache_dir, p["allow_patterns"],
+                             p["ignore_patterns"], expected, progress.received if progress else None)
+            finally:
+                if progress:
+                    progress.stop()
             still_missing = self.repo.missing_files(plan.commit, plan.wanted)
             if still_missing:
                 raise Failure("the download of %s ended without %s; the ref was not moved"
@@ -612,6 +625,95 @@ class Snapshot:
                       _hub.INTEGRITY, corrupt_files=[b[0] for b in bad])
 
 
+class ProgressFile:
+    """Where a download stands, written every EVERY seconds from a thread to the file `name` in the job's async
+    folder (ANSIBLE_ASYNC_DIR, expanded as async_wrapper expands it) for the action plugin that watches the job:
+    {"done", "total", "elapsed"} in bytes and seconds. Bytes done are the larger of what the
+    library counts as received and what the repository's blobs folder holds of the missing blobs (the complete
+    ones at their listed size, plus the growing `<blob>.<id>.incomplete` files; hf_xet writes a file's bytes there
+    as its terms arrive, in steps). The file's folder must be a real folder of the module's user that nobody else
+    can write (the job's async folder); it is written through the no-follow helpers and removed at the end."""
+
+    EVERY = 2.0
+
+    def __init__(self, name, blobs_dir, blobs, warn):
+        self.folder = os.path.expanduser(os.environ.get("ANSIBLE_ASYNC_DIR") or "~/.ansible_async")
+        self.name = name
+        self.blobs_dir = blobs_dir
+        self.sizes = {b["name"]: int(b["size"]) for b in blobs}
+        self.total = sum(self.sizes.values())
+        self.warn = warn
+        self.received = _hub.Received()
+        self.started = time.monotonic()
+        self.fd = None
+        self._stop = threading.Event()
+        self._thread = None
+
+    @classmethod
+    def start(cls, path, blobs_dir, blobs, warn):
+        if not path:
+            return None
+        progress = cls(path, blobs_dir, blobs, warn)
+        try:
+            progress.open()
+        except (OSError, ValueError) as exc:
+            warn("no download progress is reported: %s" % exc)
+            return None
+        progress.write()
+        progress._thread = threading.Thread(target=progress._run, name="hf_snapshot-progress", daemon=True)
+        progress._thread.start()
+        return progress
+
+    def open(self):
+        if not os.path.isabs(self.folder) or not re.match(r"^[\w-][\w.-]*$", self.name):
+            raise ValueError("progress_file must be a file name in the async folder %s, got %r"
+                             % (self.folder, self.name))
+        fd = _fs.open_dir_path(self.folder)[0]
+        st = os.fstat(fd)
+        if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+            os.close(fd)
+            raise ValueError("%s is not a folder of uid %d that only it can write" % (self.folder, os.geteuid()))
+        self.fd = fd
+
+    def done(self):
+        found = 0
+        try:
+            with os.scandir(self.blobs_dir) as entries:
+                for entry in entries:
+                    base = entry.name.split(".", 1)[0]
+                    if base not in self.sizes:
+                        continue
+                    if entry.name == base:
+                        found += self.sizes[base]
+                    elif entry.name.endswith(".incomplete"):
+                        found += entry.stat(follow_symlinks=False).st_size
+        except OSError:
+            pass
+        return min(max(found, self.received.bytes), self.total)
+
+    def write(self):
+        data = {"done": self.done(), "total": self.total, "elapsed": round(time.monotonic() - self.started, 3)}
+        try:
+            _fs.replace_at(self.fd, self.name, json.dumps(data).encode(), 0o600)
+        except OSError:
+            pass  # progress is a courtesy: the download goes on
+
+    def _run(self):
+        while not self._stop.wait(self.EVERY):
+            self.write()
+
+    def stop(self):
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        try:
+            _fs.discard_at(self.fd, self.name)
+        except OSError:
+            pass
+        finally:
+            os.close(self.fd)
+
+
 def _human(size):
     for unit in ("bytes", "KiB", "MiB", "GiB"):
         if size < 1024 or unit == "GiB":
@@ -646,4 +748,6 @@ ARGUMENT_SPEC = dict(
     shared_blobs=dict(type="bool", default=True),
     hf_home=dict(type="path"),
     dir_mode=dict(type="str"),
+    defer_download=dict(type="bool", default=False),
+    progress_file=dict(type="str"),
 )

@@ -219,7 +219,28 @@ options:
         regular file inside O(cache_dir); its content is checked like any other file.
     type: bool
     default: true
+  defer_download:
+    description:
+      - Set by the action plugin of this module, not by playbooks. When files are to be downloaded from the Hub,
+        return at once, before changing anything, with C(deferred=true), the commit, the listing and the bytes
+        to fetch; the action plugin then runs the download as an async job it watches.
+    type: bool
+    default: false
+  progress_file:
+    description:
+      - Set by the action plugin of this module, not by playbooks. Name of a file in the folder of the async job
+        that runs the module (C(ANSIBLE_ASYNC_DIR), which must be a folder of the module's user that nobody else
+        can write), where the download writes every few seconds the bytes done, the total and the seconds
+        elapsed; removed when the download ends.
+    type: str
 notes:
+  - "A download from the Hub that runs longer than 30 seconds shows its progress in the play's output every
+    15 seconds - C(hf_snapshot <host> <repo_id>: <done> of <total> (<pct>%) at <rate>/s). The action plugin
+    first runs the module to plan (with nothing to download, this is the whole task: one module run, no more
+    requests); when there are files to fetch, it runs the module again as an async job, with the commit and the
+    listing found (so no metadata request is repeated), and polls it with C(async_status). The result is the
+    module's, with RV(elapsed) and RV(mean_rate) over the whole task. Check mode, and a task made async by its
+    own C(async) keyword, run the module once, as any module."
   - Runs the network steps in a child process that is killed at O(timeout), because C(huggingface_hub) sets no
     timeout on some requests. The child dies with the module process, however that ends.
   - Runs on one repository of one cache are serialised by a lock in C(<cache>/.locks/<repo folder>/); a second
@@ -333,7 +354,7 @@ downloaded_bytes:
   type: int
   sample: 90868376
 elapsed:
-  description: Seconds the run took.
+  description: Seconds the run took (the whole task, planning and download job together).
   returned: always
   type: float
   sample: 3.2

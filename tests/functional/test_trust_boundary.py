@@ -294,8 +294,10 @@ def test_a_permanent_server_error_with_a_short_timeout_is_a_server_error(hub, ca
 
 # --- killed and overlapping runs ---------------------------------------------------------------------------
 
-def module_processes(root):
-    """{pid: ppid} of the processes under `root` that run the hf_snapshot module (the module, its download child)."""
+def module_processes(root, mark=None):
+    """{pid: ppid} of the processes under `root` that run the hf_snapshot module (the module, its download child).
+    With `mark`, those whose environment holds it instead: the download runs as an async job, which async_wrapper
+    detaches from ansible-playbook."""
     table = {}
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
@@ -303,9 +305,17 @@ def module_processes(root):
                 cmdline = handle.read()
             with open("/proc/%s/stat" % pid) as handle:
                 ppid = int(handle.read().rsplit(")", 1)[1].split()[1])
+            if mark is not None:
+                with open("/proc/%s/environ" % pid, "rb") as handle:
+                    if mark.encode() not in handle.read().split(b"\0"):
+                        continue
         except OSError:
             continue
         table[int(pid)] = (ppid, cmdline)
+    if mark is not None:
+        return {pid: ppid for pid, (ppid, cmdline) in table.items()
+                if b"AnsiballZ_hf_snapshot" in cmdline and b"python" in cmdline.split(b"\0")[0]
+                and b"async_wrapper" not in cmdline}
     found, frontier = {}, {root}
     while frontier:  # walk down from the ansible-playbook process: other tests run modules at the same time
         children = {pid for pid, (ppid, _c) in table.items() if ppid in frontier}
@@ -331,9 +341,11 @@ def downloading(hub, name):
 def test_killing_the_module_kills_its_download_and_the_next_run_completes(hub_lfs, cache, run):
     hub = hub_lfs  # throttled and failed on the resolver's GET: the plain-HTTP transport
     hub.set_faults([{"kind": "throttle", "count": -1, "endpoint": "get", "path": LFS_FILE, "value": 2_000_000}])
-    job = run.start(args(hub, cache, revision=COMMIT_A))
-    wait_for(lambda: downloading(hub, LFS_FILE) and len(module_processes(job.proc.pid)) >= 2, 120, "the download")
-    procs = module_processes(job.proc.pid)
+    mark = "JUSTNEWS_TEST_RUN=%s" % cache
+    job = run.start(args(hub, cache, revision=COMMIT_A), env={"JUSTNEWS_TEST_RUN": str(cache)})
+    wait_for(lambda: downloading(hub, LFS_FILE) and len(module_processes(job.proc.pid, mark)) >= 2, 120,
+             "the download")
+    procs = module_processes(job.proc.pid, mark)
     module = next(pid for pid, ppid in procs.items() if ppid not in procs)
     child = next(pid for pid, ppid in procs.items() if ppid == module)
     os.kill(module, signal.SIGKILL)
