@@ -154,6 +154,11 @@ class Snapshot:
             os.environ["HF_HUB_DISABLE_SHARED_BLOBS"] = "1"
             if hf_constants is not None:
                 hf_constants.HF_HUB_DISABLE_SHARED_BLOBS = True
+        if p.get("xet") is False:
+            # Every byte from the endpoint's resolve route, none from a CAS it hands out (a mirror's bypass).
+            os.environ["HF_HUB_DISABLE_XET"] = "1"
+            if hf_constants is not None:
+                hf_constants.HF_HUB_DISABLE_XET = True
 
     # --- input -------------------------------------------------------------
     def validate(self):
@@ -746,6 +751,7 @@ ARGUMENT_SPEC = dict(
     free_space_margin=dict(type="raw", default="1G"),
     staging_dir=dict(type="path"),
     shared_blobs=dict(type="bool", default=True),
+    xet=dict(type="bool", default=True),
     hf_home=dict(type="path"),
     dir_mode=dict(type="str"),
     defer_download=dict(type="bool", default=False),

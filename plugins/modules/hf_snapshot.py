@@ -219,6 +219,17 @@ options:
         regular file inside O(cache_dir); its content is checked like any other file.
     type: bool
     default: true
+  xet:
+    description:
+      - Whether the download may take files that the Hub stores with Xet from its Xet storage (CAS), whose address
+        the Hub or mirror hands out, as C(huggingface_hub) does by default.
+      - V(false) runs the download with E(HF_HUB_DISABLE_XET=1), so every file comes over plain HTTP from
+        O(endpoint)'s resolve route. Set it when O(endpoint) is a caching mirror that passes the Hub's Xet
+        information through (Olah does): with Xet the hosts would take the bytes from the Hub's CAS past the
+        mirror, and the mirror's cache would serve nobody. Without Xet the library keeps no shared blob store, so
+        every blob is a regular file of its repository (as with O(shared_blobs=false)).
+    type: bool
+    default: true
   defer_download:
     description:
       - Set by the action plugin of this module, not by playbooks. When files are to be downloaded from the Hub,

@@ -451,6 +451,20 @@ def test_shared_blobs_false_fetches_into_regular_files(hub, cache, run):
     assert library_snapshot(cache, COMMIT_A) == result["snapshot_path"]
 
 
+def test_xet_false_takes_every_byte_from_the_endpoint_not_the_cas(hub, cache, run):
+    """What a caching mirror that passes the Xet information through needs: no byte from the CAS it names."""
+    hub.reset()
+    result = run(args(hub, cache, revision=COMMIT_A, xet=False))
+    assert result["changed"] is True, result.get("msg")
+    sent, asked = hub.stats()["bytes"], hub.stats()["requests"]
+    assert sent.get("xorb", 0) == 0 and asked.get("xet_token", 0) == 0 and asked.get("reconstruction", 0) == 0, asked
+    assert sum(sent.values()) >= result["downloaded_bytes"] > 80_000_000, sent
+    blobs = cache / FOLDER / "blobs"
+    assert all(p.is_file() and not p.is_symlink() for p in blobs.iterdir())
+    assert library_snapshot(cache, COMMIT_A) == result["snapshot_path"]
+    assert offline_embedding(cache) == 384
+
+
 def test_a_host_fed_from_a_store_layout_cache_gets_the_store_layout_the_library_reads(hub, cache, run, tmp_path):
     """The controller's cache holds Xet's layout; a host takes its blobs in (blobs_from) with no Hub in reach and
     ends with the same layout: each Xet file in the host's store under the Xet hash computed from it."""
