@@ -1,43 +1,53 @@
-"""meta/argument_specs.yml is the single source of model_cache's variables: defaults and README agree."""
+"""meta/argument_specs.yml is the single source of each role's variables: defaults and README agree."""
 
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 
-ROLE = Path(__file__).resolve().parents[1] / "roles" / "model_cache"
+ROLES = Path(__file__).resolve().parents[1] / "roles"
+ROLE = ROLES / "model_cache"
+ROLE_NAMES = ["model_cache", "hub_mirror"]
 
 
-def spec_options():
-    spec = yaml.safe_load((ROLE / "meta" / "argument_specs.yml").read_text())
+def spec_options(role="model_cache"):
+    spec = yaml.safe_load((ROLES / role / "meta" / "argument_specs.yml").read_text())
     return spec["argument_specs"]["main"]["options"]
 
 
-def readme_rows():
+def readme_rows(role="model_cache"):
     """Variable -> default cell of the README's Role Variables table."""
     rows = {}
-    for line in (ROLE / "README.md").read_text().splitlines():
-        m = re.match(r"^\| `(model_cache_[a-z_]+)` \| [^|]+ \| (.+?) \| ", line)
+    for line in (ROLES / role / "README.md").read_text().splitlines():
+        m = re.match(r"^\| `(%s_[a-z_]+)` \| [^|]+ \| (.+?) \| " % role, line)
         if m:
             rows[m.group(1)] = m.group(2).strip().strip("`")
     return rows
 
 
-def test_defaults_match_argument_specs():
-    defaults = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
-    options = spec_options()
+def test_every_role_is_checked():
+    assert sorted(p.name for p in ROLES.iterdir() if p.is_dir()) == sorted(ROLE_NAMES)
+
+
+@pytest.mark.parametrize("role", ROLE_NAMES)
+def test_defaults_match_argument_specs(role):
+    defaults = yaml.safe_load((ROLES / role / "defaults" / "main.yml").read_text())
+    options = spec_options(role)
     assert sorted(defaults) == sorted(options)
     for name, option in options.items():
         assert defaults[name] == option.get("default"), name
 
 
-def test_every_variable_is_prefixed():
-    assert all(name.startswith("model_cache_") for name in spec_options())
+@pytest.mark.parametrize("role", ROLE_NAMES)
+def test_every_variable_is_prefixed(role):
+    assert all(name.startswith(role + "_") for name in spec_options(role))
 
 
-def test_readme_table_matches_argument_specs():
-    options = spec_options()
-    rows = readme_rows()
+@pytest.mark.parametrize("role", ROLE_NAMES)
+def test_readme_table_matches_argument_specs(role):
+    options = spec_options(role)
+    rows = readme_rows(role)
     assert sorted(rows) == sorted(options)
     for name, cell in rows.items():
         assert yaml.safe_load(cell) == options[name].get("default"), (name, cell)

@@ -16,8 +16,9 @@ from tools.harness import REPO
 
 BIN = Path(sys.executable).parent
 # Longest first (measured minutes in CI, two at a time: upgrade 7.7, fleet 5.3, gated 5, default 4.8, upstream
-# 4.2, daytwo 3.4, airgap 1.5): xdist hands the groups out in this order, so the short ones fill the gaps at the end.
-LONGEST_FIRST = ("upgrade", "fleet", "gated", "default", "upstream", "daytwo", "airgap")
+# 4.2, daytwo 3.4, airgap 1.5; sites not measured yet, placed by its six hosts): xdist hands the groups out in this
+# order, so the short ones fill the gaps at the end.
+LONGEST_FIRST = ("upgrade", "sites", "fleet", "gated", "default", "upstream", "daytwo", "airgap")
 SCENARIOS = sorted((p.parent.name for p in (REPO / "molecule").glob("*/molecule.yml")),
                    key=lambda s: (LONGEST_FIRST.index(s) if s in LONGEST_FIRST else len(LONGEST_FIRST), s))
 
@@ -49,6 +50,11 @@ def test_molecule_scenario(scenario, tmp_path, collections_path):
     assert returncode == 0, output[-8000:]
     token = token_file.read_text().strip()
     assert token not in output, "the Hub token appeared in the Molecule output"
+    if scenario in THROUGH_MIRRORS:
+        # The hosts fetch through their site's mirror with Xet off: the mirrors take the bytes from the Hub's
+        # resolver and bridge, and nothing goes past them to the CAS.
+        sent = lifetime["bytes"]
+        assert sent.get("bridge", 0) > 0 and sent.get("xorb", 0) == 0, lifetime
     if scenario in FROM_THE_HUB:
         # Xet storage end to end: the model's weights came from the CAS, never as plain HTTP through the bridge.
         requests, sent = lifetime["requests"], lifetime["bytes"]
@@ -73,15 +79,28 @@ def _assert_warm_path(scenario, counts):
               for host, c in warm["hosts"].items()}
     print("warm run of %s: %s" % (scenario, json.dumps(report, indent=1)))
     for host, c in warm["hosts"].items():
+        if MIRROR_HOST in host:
+            continue
         assert c["ok_collection"] <= WARM_OK and c["round_trips"] <= WARM_TRIPS, (host, report[host])
     assert "hub_requests" in warm, "the test Hub's counters were not read around the run"
     # The counters do move when a run asks the Hub (every scenario downloads in some run).
     assert any(r.get("hub_requests") for r in runs), [(r["playbook"], r.get("hub_requests")) for r in runs]
-    assert warm["hub_requests"] == {}, "the warm run of %s asked the Hub: %s" % (scenario, warm["hub_requests"])
+    asked = dict(warm["hub_requests"])
+    if scenario in THROUGH_MIRRORS and asked.get("head", 0) <= MIRROR_CONNECTIVITY_HEADS:
+        asked.pop("head", None)
+    assert asked == {}, "the warm run of %s asked the Hub: %s" % (scenario, warm["hub_requests"])
 
 
-# Every scenario downloads from the Hub: the air-gapped host's bundle is made from it on the controller.
-FROM_THE_HUB = set(SCENARIOS)
+# Every scenario downloads from the Hub: the air-gapped host's bundle is made from it on the controller. The
+# sites scenario's hosts download through Olah mirrors instead, with Xet off (model_cache_xet: false).
+THROUGH_MIRRORS = {"sites"}
+FROM_THE_HUB = set(SCENARIOS) - THROUGH_MIRRORS
+# Hosts that run the hub_mirror role, not the prefetch playbook: its warm run has more steps (package facts, user,
+# venv, configuration, unit, port, probe); Molecule's idempotence step still checks that it changes nothing.
+MIRROR_HOST = "-mirror-"
+# Olah checks that it reaches its upstream at start and every 5 minutes (a HEAD of a fixed dataset file), one per
+# mirror, whoever asks: a warm run of the sites scenario may see those and nothing else.
+MIRROR_CONNECTIVITY_HEADS = 2
 
 
 def _molecule(scenario, url, token_file, collections_path, counts):

@@ -8,7 +8,7 @@
 #
 # Usage: build-images.sh [--force] [SUITE...]     (default suites: bookworm trixie)
 # Env:   JUSTNEWS_IMAGE_CACHE (default /var/tmp/justnews-images): debootstrap package cache,
-#        wheelhouses (wheelhouse-py311, wheelhouse-py313), temporary roots.
+#        wheelhouses (wheelhouse-py311, wheelhouse-py313, wheelhouse-olah-py311), temporary roots.
 #        JUSTNEWS_IMAGE (default localhost/justnews-host), DEBIAN_MIRROR, PYTHON (host python with pip).
 set -euo pipefail
 { # read the whole script before running it (safe against edits while a build runs)
@@ -71,15 +71,17 @@ content_hash() { # suite
   } | sha256sum | cut -c1-12
 }
 
-wheelhouse() { # py (311|313): download the pinned wheels (idempotent: present files are reused)
-  local py="$1" dir="$CACHE/wheelhouse-py$1"
+wheelhouse() { # py (311|313) [set]: download the pinned wheels of <set>-requirements-py<py>.txt (default
+  # agent, into wheelhouse-py<py>; another set into wheelhouse-<set>-py<py>). Idempotent: present files are reused.
+  local py="$1" set="${2:-agent}" dir
+  dir="$CACHE/wheelhouse-$([ "$set" = agent ] || echo "$set-")py$py"
   mkdir -p "$dir"
   log "wheelhouse $dir"
   "$PYTHON" -m pip download --quiet --no-deps --only-binary=:all: \
     --python-version "3.${py#3}" --implementation cp --abi "cp$py" --abi abi3 --abi none \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
     --platform manylinux2014_x86_64 --platform linux_x86_64 --platform any \
-    -d "$dir" -r "$HERE/agent-requirements-py$py.txt" \
+    -d "$dir" -r "$HERE/$set-requirements-py$py.txt" \
     2> >(grep -v -e 'is ignored: it is neither a file nor a directory' >&2)
 }
 
@@ -186,6 +188,9 @@ for suite in "${SUITES[@]}"; do
   else
     build "$suite" "$hash"
   fi
+  # Olah for the hub_mirror role in the Molecule scenario 'sites' (mounted at /opt/wheelhouse-olah); not part of
+  # the image, so not of its hash.
+  [ "$suite" != bookworm ] || wheelhouse 311 olah
   for name in $(images_of "$suite"); do
     podman tag "$IMAGE:$name-$hash" "$IMAGE:$name"
     # drop stale content tags of this image
