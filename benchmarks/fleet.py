@@ -4,7 +4,7 @@ Everything runs against the local test Hub (tools/hub/hub.sh) on a podman fleet 
 (tools/hosts); every figure is measured in this run, none is typed in. Usage (after scripts/setup.sh and
 tools/hosts/build-images.sh), from the repository root:
 
-    .venv/bin/python -m benchmarks.fleet [--sizes 1,5,10] [--json benchmark-results/fleet.json]
+    .venv/bin/python -m benchmarks.fleet [--sizes 1,5,10] [--mirror-sizes 5,10] [--json benchmark-results/fleet.json]
                                          [--skip-throughput] [--skip-agent] [--skip-hub-requests]
     .venv/bin/python -m benchmarks.fleet --only-throughput      (the throughput part alone, a few minutes)
     .venv/bin/python -m benchmarks.fleet --only-fleet           (the fleet part alone, its loopback included)
@@ -17,8 +17,22 @@ Parts, all in the same run:
               task on every host), and the playbook justnews.huggingface.prefetch with model_cache_source hub and
               controller (model_cache_units: [], so it fetches and restarts nothing; model_cache_serial 100%,
               the same one batch as the baseline's play).
-              Targets per N: the warm hub and controller plays within WALL_MAX x the baseline's warm play; the
-              cold controller play within WALL_MAX x the cold hub play at N=10 (or the largest N run, said so).
+              Mode mirror, at --mirror-sizes (default 5 and 10): the N hosts are one site behind one caching
+              mirror. Before its cold run a fresh container (MIRROR_IMAGE, Python 3.11, the Olah wheelhouse of
+              tools/hosts/build-images.sh bookworm mounted) gets the hub_mirror role: Olah from the wheelhouse,
+              upstream the test Hub, on 127.0.0.1:MIRROR_PORT; that play's time is reported as the deploy time,
+              not in the mode's wall time. Then the prefetch playbook with model_cache_source hub,
+              model_cache_endpoint at the mirror and model_cache_xet false, cold then warm; the mirror container
+              and its cache are removed after the size's warm run. Its table: Hub requests (in all and per host;
+              Olah's own 5-minute connection check left out), Hub file bytes in copies per site, bytes over the
+              mirror (the file bytes the hosts' caches gained: every one came through the mirror), wall time
+              against the baseline's; and the Hub requests one more host of the site costs (between two sizes).
+              The mirror rows add about 5 minutes at N = 5 and 10 on the shared 2-CPU machine (estimated, per
+              size: boot and apt lists 0.5 min, deploy 1 min, cold and warm plays 1 min).
+              Targets per N: the cold controller play takes one Hub copy, the cold mirror play one copy per site
+              (a mirror size without its row is a miss); the warm hub, controller and mirror plays cost no Hub
+              request and move no byte, and take within WALL_MAX x the baseline's warm play; the cold controller
+              play within WALL_MAX x the cold hub play at N=10 (or the largest N run, said so).
   transfer    per N, the cold controller play's rate end to end (bytes moved to the hosts / the play's wall time,
               which includes the controller's fetch from the Hub and the play's other tasks) beside a loopback
               limit measured right after it: the same blob files, dereferenced, piped by a plain
@@ -61,8 +75,18 @@ PREFIX = os.environ.get("JUSTNEWS_FLEET_PREFIX", "jn-bench")
 AGENT_PORT = 18301
 HOST_CACHE = "/var/cache/hf"
 HOST_VENV = "/opt/justnews-huggingface/venv"
-MODES = ("baseline", "hub", "controller")
-WARM_CLAIMS = ("hub", "controller")  # modes whose warm pinned run is meant to cost nothing
+MODES = ("baseline", "hub", "controller", "mirror")
+WARM_CLAIMS = ("hub", "controller", "mirror")  # modes whose warm pinned run is meant to cost nothing
+SOME_SIZES = ("mirror",)  # modes run at --mirror-sizes only: judged at the sizes where they ran
+MIRROR_SIZES = "5,10"  # default --mirror-sizes
+MIRROR_IMAGE = "localhost/justnews-host:bookworm"  # Python 3.11: the Olah wheelhouse's
+MIRROR_WHEELHOUSE = "wheelhouse-olah-py311"  # in JUSTNEWS_IMAGE_CACHE, from tools/hosts/build-images.sh bookworm
+MIRROR_PORT = 18390  # Olah on 127.0.0.1 (host networking): no scenario, test or agent of the fleet uses it
+MIRROR_AGENT_PORT = 18391  # the mirror container's own agent, stopped after boot; its memory.env needs a port
+MIRROR_SITES = 1  # the benchmark's N hosts are one site behind one mirror
+# Olah's own connection check: a HEAD of this path every 5 minutes whoever asks (olah/server.py). It is not a
+# client's request, so the Hub's request counts leave it out (reported apart as hub_checks).
+OLAH_CHECK_PATH = "/datasets/Salesforce/wikitext/"
 THROUGHPUT_MIN = 0.95
 WALL_MAX = 1.5  # a role play's wall time against the one it is compared with (see evaluate_targets)
 WALL_TARGET_N = 10  # the fleet size of the cold controller-against-hub target
@@ -92,14 +116,16 @@ def with_ratios(rows):
     return out
 
 
-def evaluate_targets(rows, model_bytes, transports=()):
+def evaluate_targets(rows, model_bytes, transports=(), mirror_sizes=()):
     """[(target, met, detail)] for the fleet rows and, per transport (name, ratio, module peak RSS in bytes), the
-    throughput ratio against hf download and the module's peak memory."""
+    throughput ratio against hf download and the module's peak memory. mirror_sizes: the sizes at which the mirror
+    mode was to run; one without its cold row is a named miss."""
     targets = []
     for row in sorted((r for r in rows if r["mode"] == "controller" and r["run"] == "cold"), key=lambda r: r["n"]):
         copies = row["hub_file_bytes"] / model_bytes
         targets.append(("controller: one Hub copy at N=%d" % row["n"], row["hub_file_bytes"] == model_bytes,
                         "%.2f copies (%d file bytes, model %d)" % (copies, row["hub_file_bytes"], model_bytes)))
+    targets.extend(mirror_copy_targets(rows, model_bytes, mirror_sizes))
     for row in sorted((r for r in rows if r["mode"] in WARM_CLAIMS and r["run"] == "warm"),
                       key=lambda r: (MODES.index(r["mode"]), r["n"])):
         targets.append(("%s: warm pinned run costs nothing at N=%d" % (row["mode"], row["n"]),
@@ -133,7 +159,8 @@ def wall_targets(rows):
     sizes = sorted({r["n"] for r in rows})
     targets = []
     for mode in WARM_CLAIMS:
-        for n in sizes:
+        ran = sorted({r["n"] for r in rows if r["mode"] == mode}) if mode in SOME_SIZES else sizes
+        for n in ran:
             targets.append(wall_target("%s: warm wall time <= %.1fx baseline warm at N=%d" % (mode, WALL_MAX, n),
                                        by_key.get((n, mode, "warm")), by_key.get((n, "baseline", "warm")),
                                        ("%s warm" % mode, "baseline warm")))
@@ -145,6 +172,72 @@ def wall_targets(rows):
                                    by_key.get((n, "controller", "cold")), by_key.get((n, "hub", "cold")),
                                    ("controller cold", "hub cold")))
     return targets
+
+
+def mirror_copy_targets(rows, model_bytes, mirror_sizes=()):
+    """Per N, the cold mirror run's Hub file bytes against one copy of the model per site (the row's `sites`,
+    MIRROR_SITES if absent); a size of mirror_sizes without its cold row is a miss, said so."""
+    cold = {r["n"]: r for r in rows if r["mode"] == "mirror" and r["run"] == "cold"}
+    targets = []
+    for n in sorted(set(cold) | set(mirror_sizes)):
+        name = "mirror: one Hub copy per site at N=%d" % n
+        row = cold.get(n)
+        if row is None:
+            targets.append((name, False, "not measured: mirror cold"))
+            continue
+        sites = row.get("sites", MIRROR_SITES)
+        targets.append((name, row["hub_file_bytes"] == sites * model_bytes,
+                        "%.2f copies for %d site%s (%d file bytes, model %d)"
+                        % (row["hub_file_bytes"] / model_bytes, sites, "" if sites == 1 else "s",
+                           row["hub_file_bytes"], model_bytes)))
+    return targets
+
+
+def own_checks(stats):
+    """Requests in the Hub's log that were Olah's own connection check (OLAH_CHECK_PATH), not a client's."""
+    return sum(1 for _method, path, _status in stats.get("log", []) if OLAH_CHECK_PATH in path)
+
+
+def mirror_summary(rows, deploys, model_bytes):
+    """Per N and run of the mirror mode: the deploy's seconds (on the cold line; None when it failed or was not
+    timed), Hub requests in all and per host, Hub file bytes in copies per site, bytes over the mirror (the hosts'
+    received file bytes: what their caches gained, moved_bytes), wall time against the baseline's of the same N
+    and run."""
+    by_key = {(r["n"], r["mode"], r["run"]): r for r in rows}
+    deployed = {d["n"]: d for d in deploys}
+    out = []
+    for n, _mode, run in sorted((k for k in by_key if k[1] == "mirror"), key=lambda k: (k[0], k[2])):
+        row, base = by_key[(n, "mirror", run)], by_key.get((n, "baseline", run))
+        sites = row.get("sites", MIRROR_SITES)
+        out.append({"n": n, "run": run, "sites": sites,
+                    "deploy_s": deployed.get(n, {}).get("seconds") if run == "cold" else None,
+                    "hub_requests": row["hub_requests"], "hub_requests_per_host": row["hub_requests"] / n,
+                    "hub_file_bytes": row["hub_file_bytes"],
+                    "copies_per_site": row["hub_file_bytes"] / (sites * model_bytes),
+                    "over_mirror_bytes": row["moved_bytes"], "seconds": row["seconds"],
+                    "baseline_s": base["seconds"] if base else None,
+                    "ratio_seconds": ratio(row["seconds"], base["seconds"]) if base else None})
+    return out
+
+
+def marginal_requests(rows):
+    """[(n1, n2, requests per added host)]: the cold mirror runs' Hub requests between consecutive sizes, over the
+    hosts added. Each cold run starts with an empty mirror, so the mirror's own first fetch cancels out and what is
+    left is what one more host of the site costs the Hub (Olah's check per client request)."""
+    cold = sorted((r for r in rows if r["mode"] == "mirror" and r["run"] == "cold"), key=lambda r: r["n"])
+    return [(a["n"], b["n"], (b["hub_requests"] - a["hub_requests"]) / (b["n"] - a["n"]))
+            for a, b in zip(cold, cold[1:]) if b["n"] > a["n"]]
+
+
+def mirror_table(summary):
+    header = ("N", "run", "deploy s", "Hub req", "req/host", "Hub file bytes", "copies/site", "over mirror",
+              "wall s", "baseline s", "x wall")
+    body = [(m["n"], m["run"], "-" if m["deploy_s"] is None else "%.1f" % m["deploy_s"], m["hub_requests"],
+             "%.1f" % m["hub_requests_per_host"], human(m["hub_file_bytes"]), "%.2f" % m["copies_per_site"],
+             human(m["over_mirror_bytes"]), "%.1f" % m["seconds"],
+             "-" if m["baseline_s"] is None else "%.1f" % m["baseline_s"], fmt_ratio(m["ratio_seconds"]))
+            for m in summary]
+    return format_table(header, body)
 
 
 def delivered_file_bytes(stats, xet_sizes):
@@ -247,7 +340,9 @@ class Hub:
 
     def counters(self, xet_sizes):
         stats = self.stats()
-        return {"hub_requests": stats["total"], "hub_bytes": sum(stats["bytes"].values()),
+        checks = own_checks(stats)
+        return {"hub_requests": stats["total"] - checks, "hub_checks": checks,
+                "hub_bytes": sum(stats["bytes"].values()),
                 "hub_file_bytes": delivered_file_bytes(stats, xet_sizes), "hub_by_kind": stats["requests"]}
 
     def xet_sizes(self, repo, revision):
@@ -285,27 +380,37 @@ class Fleet:
 
     def up(self, count):
         self.down()
-        hub_hosts = [a for h in ("huggingface.co", "hf.co", "cdn-lfs.huggingface.co", "cdn-lfs.hf.co",
-                                 "cas-bridge.xethub.hf.co") for a in ("--add-host", h + ":127.0.0.1")]
         for i in range(1, count + 1):
             name = "%s-%d" % (PREFIX, i)
             env = self.work / ("memory-%d.env" % i)
             env.write_text("MEMORY_MODEL_CACHE=/opt/justnews/models/memory\nMEMORY_PORT=%d\n" % (AGENT_PORT + i - 1))
-            run(["podman", "run", "-d", "--name", name, "--hostname", name, "--label", "org.justnews.fleet=" + PREFIX]
-                + hub_hosts + ["--systemd=always", "--network", "host", "-v", "%s:/opt/wheelhouse:ro" % self.wheelhouse,
-                               "-v", "%s:/etc/justnews/memory.env:ro" % env, self.image, "/sbin/init"])
+            self.start(name, self.image, {self.wheelhouse: "/opt/wheelhouse", env: "/etc/justnews/memory.env"})
             self.names.append(name)
         for name in self.names:
-            deadline = time.monotonic() + 180
-            while run(["podman", "exec", name, "systemctl", "is-system-running"], check=False).strip() \
-                    not in ("running", "degraded"):
-                if time.monotonic() > deadline:
-                    raise SystemExit("%s did not boot within 180 s" % name)
-                time.sleep(1)
+            self.wait_booted(name)
         # The distribution figures need no agent; a host's agent, which fails without a model, would restart in
         # a loop, load the machine and hold its port.
         for name in self.names:
             run(["podman", "exec", name, "systemctl", "stop", "justnews@memory.service"], check=False)
+
+    @staticmethod
+    def start(name, image, mounts):
+        """Start one systemd container of the fleet (its label, host networking, the Hub's names on loopback) with
+        {host path: container path} mounted read-only."""
+        hub_hosts = [a for h in ("huggingface.co", "hf.co", "cdn-lfs.huggingface.co", "cdn-lfs.hf.co",
+                                 "cas-bridge.xethub.hf.co") for a in ("--add-host", h + ":127.0.0.1")]
+        volumes = [a for src, dst in mounts.items() for a in ("-v", "%s:%s:ro" % (src, dst))]
+        run(["podman", "run", "-d", "--name", name, "--hostname", name, "--label", "org.justnews.fleet=" + PREFIX]
+            + hub_hosts + ["--systemd=always", "--network", "host"] + volumes + [image, "/sbin/init"])
+
+    @staticmethod
+    def wait_booted(name, limit=180):
+        deadline = time.monotonic() + limit
+        while run(["podman", "exec", name, "systemctl", "is-system-running"], check=False).strip() \
+                not in ("running", "degraded"):
+            if time.monotonic() > deadline:
+                raise SystemExit("%s did not boot within %d s" % (name, limit))
+            time.sleep(1)
 
     def down(self):
         run([str(REPO / "tools/hosts/fleet.sh"), "down"], env=dict(os.environ, JUSTNEWS_FLEET_PREFIX=PREFIX))
@@ -327,6 +432,85 @@ class Fleet:
         return path
 
 
+# --- the site's mirror ------------------------------------------------------------------------------------------
+
+class Mirror:
+    """The site's mirror for the mirror mode: one more container (MIRROR_IMAGE, the Olah wheelhouse mounted at
+    /opt/wheelhouse-olah) that the hub_mirror role turns into Olah on 127.0.0.1:MIRROR_PORT in front of the test
+    Hub. Deployed per size before the mode's cold run and removed, with its cache, after its warm run."""
+
+    name = PREFIX + "-mirror"
+    url = "http://127.0.0.1:%d" % MIRROR_PORT
+    wheel_dir = "/opt/wheelhouse-olah"
+
+    def __init__(self, work, hub, env, image=MIRROR_IMAGE):
+        self.work, self.hub, self.env, self.image = work, hub, env, image
+        cache = Path(os.environ.get("JUSTNEWS_IMAGE_CACHE", "/var/tmp/justnews-images"))
+        self.wheelhouse = cache / MIRROR_WHEELHOUSE
+        self.inventory = work / "inventory-mirror.ini"
+        self.inventory.write_text("[mirror]\n%s ansible_connection=containers.podman.podman\n"
+                                  "[mirror:vars]\nansible_python_interpreter=/usr/bin/python3\n" % self.name)
+        self.refresh = work / "mirror-apt.yml"
+        # Unmeasured: the test images ship no apt lists, and the role installs python3-packaging when it is missing
+        # (as the model_cache role does on the hosts, whose task refreshes the lists itself).
+        self.refresh.write_text("- name: Refresh the package lists of the mirror host\n  hosts: mirror\n"
+                                "  gather_facts: false\n  become: true\n  tasks:\n"
+                                "    - name: apt update\n      ansible.builtin.apt:\n        update_cache: true\n")
+        self.deploy = work / "mirror.yml"
+        self.deploy.write_text("- name: The site's mirror\n  hosts: mirror\n  gather_facts: false\n  become: true\n"
+                               "  roles:\n    - role: justnews.huggingface.hub_mirror\n")
+        self.vars = work / "vars-mirror-host.json"
+        self.vars.write_text(json.dumps({
+            "hub_mirror_upstream": hub.url, "hub_mirror_wheelhouse": self.wheel_dir,
+            "hub_mirror_listen_address": "127.0.0.1", "hub_mirror_port": MIRROR_PORT,
+            "hub_mirror_public_url": self.url, "hub_mirror_cache_size_limit": "2GB"}))
+
+    def missing(self):
+        """Why the mirror cannot be deployed here, or None."""
+        if not any(self.wheelhouse.glob("olah-*.whl")):
+            return ("no Olah wheels in %s: run tools/hosts/build-images.sh bookworm (it downloads them), or pass "
+                    "--mirror-sizes ''" % self.wheelhouse)
+        if subprocess.run(["podman", "image", "exists", self.image], capture_output=True, check=False).returncode:
+            return "no image %s: run tools/hosts/build-images.sh bookworm, or pass --mirror-sizes ''" % self.image
+        return None
+
+    def play(self, playbook):
+        """Run one playbook on the mirror host; its wall time in seconds."""
+        started = time.monotonic()
+        proc = subprocess.run([str(BIN / "ansible-playbook"), "-i", str(self.inventory), "-e", "@%s" % self.vars,
+                               str(playbook)], env=self.env, capture_output=True, text=True, check=False)
+        took = time.monotonic() - started
+        with (self.work / "plays.log").open("a") as out:
+            out.write("=== mirror %s rc=%d %.1fs\n%s\n%s\n"
+                      % (playbook.name, proc.returncode, took, proc.stdout, proc.stderr))
+        if proc.returncode:
+            raise SystemExit("the mirror's play %s failed, see %s:\n%s"
+                             % (playbook.name, self.work / "plays.log", proc.stdout[-3000:]))
+        return took
+
+    def up(self, count):
+        """A fresh mirror host with an empty cache, then the hub_mirror role on it: {n, boot_s, seconds} (seconds:
+        the role's play, which installs Olah from the wheelhouse, starts it and has it answer a revision from the
+        Hub)."""
+        self.down()
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", MIRROR_PORT)) == 0:
+                raise SystemExit("port %d is in use: the mirror could not listen on it" % MIRROR_PORT)
+        env = self.work / "memory-mirror.env"
+        env.write_text("MEMORY_MODEL_CACHE=/opt/justnews/models/memory\nMEMORY_PORT=%d\n" % MIRROR_AGENT_PORT)
+        started = time.monotonic()
+        Fleet.start(self.name, self.image, {self.wheelhouse: self.wheel_dir, env: "/etc/justnews/memory.env"})
+        Fleet.wait_booted(self.name)
+        # a mirror host runs no agent: the image's would only fail and restart beside Olah
+        run(["podman", "exec", self.name, "systemctl", "disable", "--now", "justnews@memory.service"], check=False)
+        boot = time.monotonic() - started
+        self.play(self.refresh)
+        return {"n": count, "boot_s": boot, "seconds": self.play(self.deploy)}
+
+    def down(self):
+        run(["podman", "rm", "-f", "-t", "10", self.name], check=False)
+
+
 # --- one play ---------------------------------------------------------------------------------------------------
 
 class Plays:
@@ -345,15 +529,21 @@ class Plays:
             "      environment:\n        HF_ENDPOINT: %s\n        HF_HUB_DISABLE_TELEMETRY: '1'\n"
             % (HOST_VENV, MINILM_REPO, COMMIT_B, HOST_CACHE, hub.url))
 
-    def role_vars(self, source, models):
-        path = self.work / ("vars-%s.json" % source)
-        path.write_text(json.dumps({
-            "model_cache_hosts": "bench", "model_cache_serial": "100%", "model_cache_source": source,
+    def role_vars(self, mode, models):
+        """The prefetch playbook's variables for a role mode: hub and controller against the Hub; mirror is
+        model_cache_source hub with the endpoint at the site's mirror and Xet off (every byte through it)."""
+        path = self.work / ("vars-%s.json" % mode)
+        role = {
+            "model_cache_hosts": "bench", "model_cache_serial": "100%",
+            "model_cache_source": "hub" if mode == "mirror" else mode,
             # No units, so no owner to read from them: the agents' user, as their units would give.
             "model_cache_units": [], "model_cache_owner": "justnews", "model_cache_group": "justnews",
             "model_cache_models": models, "model_cache_endpoint": self.hub.url,
             "model_cache_controller_cache": str(self.controller_cache),
-            "model_cache_pip_extra_args": "--no-index --find-links /opt/wheelhouse"}))
+            "model_cache_pip_extra_args": "--no-index --find-links /opt/wheelhouse"}
+        if mode == "mirror":
+            role.update(model_cache_endpoint=Mirror.url, model_cache_xet=False)
+        path.write_text(json.dumps(role))
         return path
 
     def playbook(self, mode, count, models=None):
@@ -393,7 +583,10 @@ class Plays:
         moved = 0
         for host in hosts:
             moved += sum(size for key, size in self.fleet.blobs(host).items() if key not in before[host])
-        return dict(counters, mode=mode, n=count, run=label, moved_bytes=moved, seconds=seconds)
+        row = dict(counters, mode=mode, n=count, run=label, moved_bytes=moved, seconds=seconds)
+        if mode == "mirror":
+            row["sites"] = MIRROR_SITES
+        return row
 
     def loopback(self, count):
         """The loopback limit of the carry, at once to the first `count` hosts as the play's one batch with forks
@@ -772,6 +965,12 @@ def agent_start(work, hub, collections, limit):
 def main():  # pylint: disable=too-many-locals,too-many-statements
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1,5,10", help="fleet sizes N (default 1,5,10)")
+    parser.add_argument("--mirror-sizes", default=MIRROR_SIZES,
+                        help="the sizes among --sizes at which the mirror mode runs (default %s; '' for none)"
+                        % MIRROR_SIZES)
+    parser.add_argument("--mirror-image", default=MIRROR_IMAGE,
+                        help="image of the mirror host, with the Python of the Olah wheelhouse (default %s)"
+                        % MIRROR_IMAGE)
     parser.add_argument("--image", default="localhost/justnews-host:trixie")
     parser.add_argument("--json", default=str(REPO / "benchmark-results/fleet.json"), help="where to write the figures")
     parser.add_argument("--skip-fleet", action="store_true")
@@ -797,6 +996,10 @@ def main():  # pylint: disable=too-many-locals,too-many-statements
     sizes = sorted({int(s) for s in opts.sizes.split(",") if s.strip()})
     if any(n < 1 or n > 10 for n in sizes):
         raise SystemExit("--sizes: each N must be 1..10 (agent ports %d-%d)" % (AGENT_PORT, AGENT_PORT + 9))
+    wanted = {int(s) for s in opts.mirror_sizes.split(",") if s.strip()}
+    mirror_sizes = [] if opts.skip_fleet else sorted(wanted & set(sizes))
+    if wanted - set(sizes) and not opts.skip_fleet:
+        print("--mirror-sizes: %s not among --sizes, not run" % ",".join(map(str, sorted(wanted - set(sizes)))))
 
     load_start = os.getloadavg()
     print("fleet benchmark, %s; load average at start: %.2f %.2f %.2f (%d CPUs)"
@@ -804,20 +1007,40 @@ def main():  # pylint: disable=too-many-locals,too-many-statements
     work = Path(tempfile.mkdtemp(prefix="jnhf-fleet-"))
     collections = install_collection(work / "collections")
     hub = Hub(work)
-    result = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "sizes": sizes, "image": opts.image,
+    result = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "sizes": sizes, "mirror_sizes": mirror_sizes,
+              "image": opts.image, "mirror_image": opts.mirror_image,
               "load_start": load_start, "model": {"repo_id": MINILM_REPO, "revision": COMMIT_B}}
     model_bytes = result["model"]["bytes"] = hub.model_bytes(MINILM_REPO, COMMIT_B)
-    rows, loopbacks, tput, agent, hub_http, fleet_used = [], [], None, None, None, False
+    rows, loopbacks, deploys, tput, agent, hub_http, fleet_used = [], [], [], None, None, None, False
     fleet = Fleet(work, opts.image)
+    mirror = None
     try:
         if not opts.skip_fleet:
+            plays = Plays(work, hub, fleet, collections)
+            if mirror_sizes:
+                mirror = Mirror(work, hub, plays.env, opts.mirror_image)
+                why = mirror.missing()
+                if why:
+                    raise SystemExit("mirror mode: " + why)
             print("starting %d hosts (%s) ..." % (max(sizes), opts.image), flush=True)
             fleet_used = True
             fleet.up(max(sizes))
-            plays = Plays(work, hub, fleet, collections)
             plays.prepare(max(sizes))
             for count in sizes:
                 for mode in MODES:
+                    if mode == "mirror":
+                        if count not in mirror_sizes:
+                            continue
+                        try:
+                            deploys.append(mirror.up(count))
+                        except SystemExit as exc:  # the other modes' rows and targets are still printed
+                            deploys.append({"n": count, "error": str(exc)})
+                            print("  N=%-2d mirror     deploy failed: %s" % (count, str(exc)[:2000]), flush=True)
+                            mirror.down()
+                            continue
+                        d = deploys[-1]
+                        print("  N=%-2d mirror     deployed: %.1f s (its host booted in %.1f s before)"
+                              % (count, d["seconds"], d["boot_s"]), flush=True)
                     plays.cold(count)
                     for label in ("cold", "warm"):
                         rows.append(plays.measure(mode, count, label))
@@ -825,6 +1048,8 @@ def main():  # pylint: disable=too-many-locals,too-many-statements
                         print("  N=%-2d %-10s %s: %d Hub requests, %s from the Hub, %s moved, %.1f s"
                               % (count, mode, label, r["hub_requests"], human(r["hub_bytes"]),
                                  human(r["moved_bytes"]), r["seconds"]), flush=True)
+                    if mode == "mirror" and not opts.keep:  # the mirror and its cache go with the size's runs
+                        mirror.down()
                     if mode == "controller":  # its cache still holds the blobs the cold run carried
                         loopbacks.append(plays.loopback(count))
                         lb = loopbacks[-1]
@@ -845,6 +1070,8 @@ def main():  # pylint: disable=too-many-locals,too-many-statements
         if hub_http is not None:
             hub_http.stop()
         if fleet_used and not opts.keep:
+            if mirror is not None:
+                mirror.down()
             fleet.down()
 
     hub_requests = None
@@ -860,6 +1087,24 @@ def main():  # pylint: disable=too-many-locals,too-many-statements
         print(fleet_table(rows))
         print("(Hub req/bytes: the test Hub's counters for the play; moved to hosts: bytes of the blobs new or "
               "replaced in the hosts' caches, summed; x: against the baseline for the same N and run.)")
+        print()
+    mirrored = mirror_summary(rows, deploys, model_bytes)
+    if mirrored or deploys:
+        print("Site mirror (hub_mirror: Olah on %s, %s, upstream the test Hub; %d site for the N hosts; "
+              "model_cache_source hub, model_cache_endpoint at it, model_cache_xet false):"
+              % (Mirror.url, opts.mirror_image, MIRROR_SITES))
+        print(mirror_table(mirrored))
+        print("(deploy s: the hub_mirror play on a fresh mirror host, Olah installed from its wheelhouse, started and "
+              "answering one revision, not counted in the wall time; Hub req: the test Hub's counters for the play, "
+              "without Olah's own connection checks; copies/site: Hub file bytes over one copy of the model per site; "
+              "over mirror: the file bytes the hosts' caches gained, all of which came through the mirror; x wall: "
+              "against the baseline's play of the same N and run.)")
+        for n1, n2, per_host in marginal_requests(rows):
+            print("Hub requests per added host of the site, cold, between N=%d and N=%d: %.1f "
+                  "(benchmarks/fleet_simulation.py, MIRROR_RESOLVER_PER_FILE x files)" % (n1, n2, per_host))
+        for d in deploys:
+            if d.get("error"):
+                print("mirror at N=%d not deployed: %s" % (d["n"], d["error"][:500]))
         print()
     transfer = transfer_rates(rows, loopbacks)
     if transfer:
@@ -902,12 +1147,14 @@ def main():  # pylint: disable=too-many-locals,too-many-statements
         print()
     targets = evaluate_targets(rows, model_bytes, [
         (name, tput["transports"][key]["ratio"], tput["transports"][key]["module_peak_rss"])
-        for key, name in TRANSPORTS] if tput else ())
+        for key, name in TRANSPORTS] if tput else (), mirror_sizes)
     print("Targets:")
     print(targets_text(targets))
     load_end = os.getloadavg()
     print("load average at end: %.2f %.2f %.2f" % load_end)
-    result.update(fleet=rows, transfer=transfer, throughput=tput, agent=agent, hub_requests=hub_requests,
+    result.update(fleet=rows, transfer=transfer, mirror={"deploys": deploys, "rows": mirrored,
+                                                         "marginal_requests": marginal_requests(rows)},
+                  throughput=tput, agent=agent, hub_requests=hub_requests,
                   load_end=load_end, targets=[{"target": n, "met": m, "detail": d} for n, m, d in targets])
     out = Path(opts.json)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -14,11 +14,13 @@ Modes (rows of the table):
   hub              every host fetches from the Hub itself, at most --hub-concurrency at once fleet-wide
                    (the role's model_cache_hub_concurrency).
   hub, site mirror the same role mode with model_cache_endpoint pointing at a caching mirror in each site
-                   (Olah, Nexus, Artifactory); each mirror fetches once from the Hub.
+                   (Olah, the hub_mirror role); each mirror fetches the bytes once from the Hub, but sends the Hub
+                   --mirror-resolver-per-file requests per file for every host it serves, cached or not (Olah's
+                   access check, measured: MIRROR_RESOLVER_PER_FILE).
   controller       one fetch onto the controller, then every host receives the blobs it lacks over Ansible's own
                    connection: the controller's uplink carries one copy per host.
-  seed per site    the controller fetches once and feeds one seed host per site (model_cache_source: controller
-                   with a per-site model_cache_seed_host); each seed feeds its site's hosts over the LAN.
+  seed per site    not built, superseded by site mirrors; modelled for comparison: the controller fetches once
+                   and feeds one seed host per site, and each seed feeds its site's hosts over the LAN.
   p2p              a P2P engine such as Dragonfly is the distribution layer (model_cache_endpoint points at it):
                    one Hub copy through a seed peer, one copy over each site's WAN link, a swarm inside the site.
 
@@ -37,8 +39,11 @@ window (anonymous 500 API / 3,000 resolver; free account 1,000 / 5,000; PRO 2,50
 one IP per site (--egress site) or one IP for the whole fleet (--egress fleet). When an IP needs R requests against
 a limit L, the rollout waits at least (ceil(R/L) - 1) windows of 300 s: the rate-limit floor, added to the
 transfer time because each fetch sends its requests before its bytes, so a host refused with 429 idles until the
-window resets. A P2P engine distributes the file bytes, not the metadata: by default each host's API and resolver
-requests still reach the Hub (--p2p-metadata cached models a caching mirror in front that answers them).
+window resets. A site mirror sends, per site, one cold fetch of its own and then, for each host of the site,
+--mirror-api-per-host API and --mirror-resolver-per-file resolver requests per file (what the benchmark measured
+for Olah: it checks every client request with the Hub, even for a file it holds). A P2P engine distributes the
+file bytes, not the metadata: by default each host's API and resolver requests still reach the Hub
+(--p2p-metadata cached models a caching mirror in front that answers them).
 """
 
 import argparse
@@ -50,6 +55,17 @@ WINDOW_S = 300
 LIMITS = {"anonymous": (500, 3000), "free": (1000, 5000), "pro": (2500, 12000)}
 MODES = ("hub", "hub, site mirror", "controller", "seed per site", "p2p")
 GB = 1e9
+# What a site mirror (Olah 0.5.4, deployed by the hub_mirror role) sends the Hub for each host that fetches a
+# revision through it, on top of the mirror's own one cold fetch per site: Olah checks every client HEAD and GET
+# with one upstream resolve HEAD, even when the file is cached, and answers the API calls from its metadata cache
+# (hub_mirror_metadata_cache_ttl). Measured against the collection's test Hub for all-MiniLM-L6-v2 (13 files):
+# 39 upstream HEADs and no API request per fresh host snapshot (snapshot_download with HF_HUB_DISABLE_XET=1, its
+# second and later clients; the Olah evaluation of 2026-11-27), so 39 / 13 = 3 resolver requests per file.
+# To update from the role's own fetch: `.venv/bin/python -m benchmarks.fleet --only-fleet` prints "Hub requests
+# per added host of the site" between its mirror sizes (N = 5 and 10): that figure / 13 files, and the warm-run
+# API count 0 unless the mirror table's Hub requests say otherwise.
+MIRROR_RESOLVER_PER_FILE = 3
+MIRROR_API_PER_HOST = 0
 
 
 @dataclass(frozen=True)
@@ -74,6 +90,8 @@ class Fleet:  # pylint: disable=too-many-instance-attributes
     api_per_fetch: int = 2
     resolver_per_file: int = 2
     p2p_metadata: str = "hub"
+    mirror_api_per_host: int = MIRROR_API_PER_HOST
+    mirror_resolver_per_file: int = MIRROR_RESOLVER_PER_FILE
     window_min: float = 30.0
 
     @property
@@ -116,6 +134,15 @@ class Fleet:  # pylint: disable=too-many-instance-attributes
     def fetch_requests(self):
         """(API, resolver) requests of one cold fetch of the revision."""
         return self.api_per_fetch, self.resolver_per_file * self.files
+
+    def mirror_requests(self, hosts):
+        """(API, resolver) requests a site mirror sends the Hub for `hosts` hosts of its site: its own cold fetch,
+        then each host's requests it checks with the Hub (none for a site without hosts)."""
+        if not hosts:
+            return 0, 0
+        api, resolver = self.fetch_requests()
+        return (api + hosts * self.mirror_api_per_host,
+                resolver + hosts * self.mirror_resolver_per_file * self.files)
 
 
 def site_of(fleet):
@@ -196,7 +223,7 @@ def _site_mirror(fleet, clock):
         clock.phase(hub_throttle=hosts * size / (min(fleet.hub_concurrency, hosts) * fleet.lan),
                     mirror_lan=max(counts) * size / fleet.lan)
         clock.phase(verify=fleet.verify_s)
-    return {"hub_fetches": [fleet.sites], "per_site_fetches": [1] * fleet.sites, "hub_bytes": fleet.sites * size,
+    return {"site_requests": [fleet.mirror_requests(n) for n in site_sizes(fleet)], "hub_bytes": fleet.sites * size,
             "controller_uplink_bytes": 0, "site_wan_bytes": [size] * fleet.sites}
 
 
@@ -272,24 +299,28 @@ def simulate(fleet, mode):
     """One mode on one fleet: bytes per link, Hub requests and limits, rollout time."""
     clock = Clock()
     result = _MODELS[mode](fleet, clock)
-    api, resolver = fleet.fetch_requests()
-    fetches = sum(result.pop("hub_fetches"))
-    busiest_site = max(result.pop("per_site_fetches"))
-    if mode in ("controller", "seed per site") or (mode == "p2p" and fleet.p2p_metadata != "hub"):
-        busiest_site = 1  # the single fetch leaves through one address, wherever the fetching machine is
+    if "site_requests" in result:  # (API, resolver) per site, as a site mirror sends them
+        per_site = result.pop("site_requests")
+        site = max(per_site, key=lambda pair: (pair[1], pair[0]))
+        total = (sum(pair[0] for pair in per_site), sum(pair[1] for pair in per_site))
+    else:  # whole cold fetches, each costing fetch_requests()
+        api, resolver = fleet.fetch_requests()
+        fetches = sum(result.pop("hub_fetches"))
+        busiest_site = max(result.pop("per_site_fetches"))
+        if mode in ("controller", "seed per site") or (mode == "p2p" and fleet.p2p_metadata != "hub"):
+            busiest_site = 1  # the single fetch leaves through one address, wherever the fetching machine is
+        site, total = (busiest_site * api, busiest_site * resolver), (fetches * api, fetches * resolver)
     limits = {}
     for tier in LIMITS:
-        limits[tier] = {"site": rate_limit(busiest_site * api, busiest_site * resolver, tier),
-                        "fleet": rate_limit(fetches * api, fetches * resolver, tier)}
+        limits[tier] = {"site": rate_limit(site[0], site[1], tier), "fleet": rate_limit(total[0], total[1], tier)}
     chosen = limits[fleet.tier][fleet.egress]
     wan = result.pop("site_wan_bytes")
     result.update({
         "mode": mode,
         "max_site_wan_bytes": max(wan),
-        "hub_api_requests": fetches * api,
-        "hub_resolver_requests": fetches * resolver,
-        "busiest_ip_requests": {"site": [busiest_site * api, busiest_site * resolver],
-                                "fleet": [fetches * api, fetches * resolver]},
+        "hub_api_requests": total[0],
+        "hub_resolver_requests": total[1],
+        "busiest_ip_requests": {"site": list(site), "fleet": list(total)},
         "limits": limits,
         "transfer_and_verify_s": clock.seconds,
         "rate_limit_floor_s": chosen["floor_s"],
@@ -310,10 +341,15 @@ def thresholds(fleet):
     out = {"controller_max_hosts_in_window": math.floor(window * fleet.uplink / fleet.model_bytes),
            "seed_max_sites_in_window": math.floor(window * fleet.uplink / fleet.model_bytes),
            "seed_max_hosts_per_site_in_window": math.floor(window * fleet.lan / fleet.model_bytes) + 1}
+    per_host = (fleet.mirror_api_per_host, fleet.mirror_resolver_per_file * fleet.files)
     for tier, (api_limit, resolver_limit) in LIMITS.items():
         # hub mode: the largest number of hosts behind one IP that stays within both limits
         out["hub_max_hosts_per_ip_" + tier] = min(api_limit // api if api else math.inf,
                                                   resolver_limit // resolver if resolver else math.inf)
+        # a site mirror: its own fetch, then the largest number of the site's hosts within both limits
+        out["mirror_max_hosts_per_site_" + tier] = min(
+            (limit - own) // cost if cost else math.inf
+            for limit, own, cost in ((api_limit, api, per_host[0]), (resolver_limit, resolver, per_host[1])))
     return out
 
 
@@ -362,8 +398,9 @@ def report(fleet, results, sweep_rows, limits):
                       _min(res["rollout_by_egress_s"]["fleet"]), res["bottleneck"]))
     print("(Hub GB: over the Hub link; uplink GB: the controller's uplink; WAN GB: the busiest site's WAN link; "
           "min: rollout minutes")
-    print(" with one public IP per site or for the whole fleet; bound by: the bottleneck at --egress %s.)"
+    print(" with one public IP per site or for the whole fleet; bound by: the bottleneck at --egress %s;"
           % fleet.egress)
+    print(" seed per site: not built, superseded by site mirrors, modelled for comparison.)")
     print()
     print("Sweep (rollout minutes; sites = min(%d, hosts); controller uplink minutes against a %g-minute window):"
           % (fleet.sites, fleet.window_min))
@@ -379,11 +416,16 @@ def report(fleet, results, sweep_rows, limits):
     print()
     print("controller: the uplink alone needs more than %g minutes above %s hosts (one copy per host)."
           % (fleet.window_min, "{:,}".format(limits["controller_max_hosts_in_window"])))
-    print("seed per site: the uplink fits %s sites and each seed's LAN port %s hosts per site in %g minutes."
+    print("seed per site (not built, superseded by site mirrors): the uplink fits %s sites and each seed's LAN port "
+          "%s hosts per site in %g minutes."
           % ("{:,}".format(limits["seed_max_sites_in_window"]),
              "{:,}".format(limits["seed_max_hosts_per_site_in_window"]), fleet.window_min))
     print("hub: more than %s / %s / %s hosts behind one IP exceed the anonymous / free / PRO limits in one window."
           % tuple("{:,}".format(limits["hub_max_hosts_per_ip_" + tier]) for tier in ("anonymous", "free", "pro")))
+    print("hub, site mirror: more than %s / %s / %s hosts per site exceed them in one window (the mirror's fetch, "
+          "then %d API and %d resolver requests per host)."
+          % (tuple("{:,}".format(limits["mirror_max_hosts_per_site_" + tier]) for tier in ("anonymous", "free", "pro"))
+             + (fleet.mirror_api_per_host, fleet.mirror_resolver_per_file * fleet.files)))
 
 
 def parse_args(argv=None):
@@ -418,6 +460,11 @@ def parse_args(argv=None):
         help="resolver requests per file of one cold fetch: HEAD and GET (%(default)s)")
     add("--p2p-metadata", choices=("hub", "cached"), default=defaults.p2p_metadata,
         help="in p2p mode, whether each host's metadata requests reach the Hub (%(default)s)")
+    add("--mirror-api-per-host", type=int, default=defaults.mirror_api_per_host,
+        help="API requests a site mirror sends the Hub per host it serves, measured (%(default)s)")
+    add("--mirror-resolver-per-file", type=int, default=defaults.mirror_resolver_per_file,
+        help="resolver requests a site mirror sends the Hub per host and file, cached or not, measured "
+             "(%(default)s)")
     add("--window-min", type=float, default=defaults.window_min, help="rollout window, minutes (%(default)s)")
     add("--sweep", default="10,100,1000,5000", help="fleet sizes of the sweep (%(default)s)")
     args = parser.parse_args(argv)

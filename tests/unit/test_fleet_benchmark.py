@@ -1,8 +1,9 @@
 """The fleet benchmark's own logic: ratios against the baseline, the targets it reports, its tables."""
 
-from benchmarks.fleet import (MB, MIB, THROUGHPUT_PLAN, breakdown_text, delivered_file_bytes, evaluate_targets,
-                              format_table, human, interleave, ratio, served_by, summarise, throughput_table,
-                              transfer_rates, transfer_table, with_ratios)
+from benchmarks.fleet import (MB, MIB, OLAH_CHECK_PATH, THROUGHPUT_PLAN, breakdown_text, delivered_file_bytes,
+                              evaluate_targets, fleet_table, format_table, human, interleave, marginal_requests,
+                              mirror_summary, mirror_table, own_checks, ratio, served_by, summarise,
+                              throughput_table, transfer_rates, transfer_table, with_ratios)
 
 MODEL = 1000
 
@@ -212,3 +213,88 @@ def test_transfer_rate_end_to_end_against_the_loopback():
                                 "0.04x"]
     assert lines[2].split()[-5:] == ["-", "-", "-", "-", "-"]
     assert transfer_rates(rows, [])[0]["loopback"] is None
+
+
+def mirrored(n=5, cold_bytes=MODEL, cold_requests=None, warm_requests=0, warm_moved=0, cold_s=30.0, warm_s=12.0):
+    """Baseline and mirror rows at size n: the hosts' caches gain one copy each on the cold run."""
+    cold_requests = 60 + 39 * n if cold_requests is None else cold_requests
+    return [row("baseline", n, "cold", 28 * n, n * MODEL, n * MODEL, 20.0),
+            row("baseline", n, "warm", n, 0, 0, 10.0),
+            dict(row("mirror", n, "cold", cold_requests, cold_bytes, n * MODEL, cold_s), sites=1),
+            dict(row("mirror", n, "warm", warm_requests, 0, warm_moved, warm_s), sites=1)]
+
+
+def test_mirror_targets_one_copy_per_site_and_a_free_warm_run():
+    rows = mirrored(5) + mirrored(10, cold_s=50.0, warm_s=14.0)
+    targets = by_name(evaluate_targets(rows, MODEL, mirror_sizes=(5, 10)))
+    assert targets["mirror: one Hub copy per site at N=5"] == (True, "1.00 copies for 1 site (1000 file bytes, "
+                                                                     "model 1000)")
+    assert targets["mirror: one Hub copy per site at N=10"][0]
+    assert targets["mirror: warm pinned run costs nothing at N=10"][0]
+    assert targets["mirror: warm wall time <= 1.5x baseline warm at N=5"] == (
+        True, "12.0 s against 10.0 s (1.20x; limit 15.0 s)")
+    # sites scale the copies the Hub may send
+    two_sites = [dict(r, sites=2) if r["mode"] == "mirror" else r for r in mirrored(10, cold_bytes=2 * MODEL)]
+    assert by_name(evaluate_targets(two_sites, MODEL))["mirror: one Hub copy per site at N=10"] == (
+        True, "2.00 copies for 2 sites (2000 file bytes, model 1000)")
+
+
+def test_mirror_targets_missed():
+    rows = mirrored(5, cold_bytes=5 * MODEL, warm_requests=3) + mirrored(10, warm_moved=1)
+    targets = by_name(evaluate_targets(rows, MODEL, mirror_sizes=(5, 10)))
+    # a mirror the hosts bypassed (Xet on) costs one copy per host
+    assert targets["mirror: one Hub copy per site at N=5"] == (False, "5.00 copies for 1 site (5000 file bytes, "
+                                                                      "model 1000)")
+    assert not targets["mirror: warm pinned run costs nothing at N=5"][0]
+    assert not targets["mirror: warm pinned run costs nothing at N=10"][0]
+
+
+def test_a_mirror_size_that_did_not_run_is_a_named_miss_and_other_sizes_are_not_judged():
+    rows = walls(1) + mirrored(5)
+    targets = by_name(evaluate_targets(rows, MODEL, mirror_sizes=(5, 10)))
+    assert targets["mirror: one Hub copy per site at N=10"] == (False, "not measured: mirror cold")
+    assert targets["mirror: one Hub copy per site at N=5"][0]
+    # the mirror runs at its sizes only: no wall-time target where it was not meant to run
+    assert "mirror: warm wall time <= 1.5x baseline warm at N=1" not in targets
+    assert "mirror: warm wall time <= 1.5x baseline warm at N=5" in targets
+    # without mirror sizes and rows, no mirror target at all
+    assert not any(name.startswith("mirror") for name in by_name(evaluate_targets(walls(10), MODEL)))
+
+
+def test_mirror_summary_and_table():
+    rows = with_ratios(mirrored(5) + mirrored(10, cold_s=50.0))
+    deploys = [{"n": 5, "boot_s": 6.0, "seconds": 61.5}, {"n": 10, "error": "the mirror's play failed"}]
+    summary = mirror_summary(rows, deploys, MODEL)
+    assert [(m["n"], m["run"]) for m in summary] == [(5, "cold"), (5, "warm"), (10, "cold"), (10, "warm")]
+    cold5, warm5, cold10 = summary[0], summary[1], summary[2]
+    assert cold5["deploy_s"] == 61.5 and warm5["deploy_s"] is None and cold10["deploy_s"] is None
+    assert cold5["hub_requests"] == 255 and cold5["hub_requests_per_host"] == 51.0
+    assert cold5["copies_per_site"] == 1.0 and cold5["over_mirror_bytes"] == 5 * MODEL
+    assert cold5["baseline_s"] == 20.0 and cold5["ratio_seconds"] == 1.5
+    assert cold10["ratio_seconds"] == 2.5
+    lines = mirror_table(summary).splitlines()
+    assert lines[0].split()[:5] == ["N", "run", "deploy", "s", "Hub"]
+    assert lines[1].split() == ["5", "cold", "61.5", "255", "51.0", "1000", "B", "1.00", "4.88", "KiB", "30.0",
+                                "20.0", "1.50x"]
+    assert lines[3].split()[2] == "-"
+    # a mirror row without its baseline has no ratio
+    alone = mirror_summary([r for r in rows if r["mode"] == "mirror"], [], MODEL)
+    assert alone[0]["baseline_s"] is None and mirror_table(alone).splitlines()[1].split()[-2:] == ["-", "-"]
+    # the fleet table places the mirror after the other modes of its size
+    assert [line.split()[0] for line in fleet_table(rows).splitlines()[1:5]] == ["baseline", "baseline", "mirror",
+                                                                               "mirror"]
+
+
+def test_marginal_requests_cancel_the_mirrors_own_fetch():
+    rows = mirrored(5) + mirrored(10) + mirrored(1, cold_requests=99)
+    # 60 for the mirror's own fetch of the revision at every size, 39 per host
+    assert marginal_requests(rows) == [(1, 5, (255 - 99) / 4), (5, 10, 39.0)]
+    assert marginal_requests(mirrored(5)) == []
+
+
+def test_olahs_own_connection_check_is_counted_apart():
+    stats = {"log": [["HEAD", OLAH_CHECK_PATH + "resolve/main/.gitattributes", 404],
+                     ["HEAD", "/sentence-transformers/all-MiniLM-L6-v2/resolve/c/config.json", 200],
+                     ["GET", "/api/models/sentence-transformers/all-MiniLM-L6-v2/revision/c", 200]]}
+    assert own_checks(stats) == 1
+    assert own_checks({"log": []}) == 0 and own_checks({}) == 0
