@@ -225,8 +225,8 @@ options:
         the Hub or mirror hands out, as C(huggingface_hub) does by default.
       - V(false) runs the download with E(HF_HUB_DISABLE_XET=1), so every file comes over plain HTTP from
         O(endpoint)'s resolve route. Set it when O(endpoint) is a caching mirror that passes the Hub's Xet
-        information through (Olah does): with Xet the hosts would take the bytes from the Hub's CAS past the
-        mirror, and the mirror's cache would serve nobody. Without Xet the library keeps no shared blob store, so
+        information through (Olah does), or the hosts would take the bytes from the Hub's CAS past the mirror
+        and the mirror's cache would serve nobody. Without Xet the library keeps no shared blob store, so
         every blob is a regular file of its repository (as with O(shared_blobs=false)).
     type: bool
     default: true

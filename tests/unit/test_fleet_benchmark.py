@@ -281,8 +281,8 @@ def test_mirror_summary_and_table():
     alone = mirror_summary([r for r in rows if r["mode"] == "mirror"], [], MODEL)
     assert alone[0]["baseline_s"] is None and mirror_table(alone).splitlines()[1].split()[-2:] == ["-", "-"]
     # the fleet table places the mirror after the other modes of its size
-    assert [line.split()[0] for line in fleet_table(rows).splitlines()[1:5]] == ["baseline", "baseline", "mirror",
-                                                                               "mirror"]
+    order = [line.split()[0] for line in fleet_table(rows).splitlines()[1:5]]
+    assert order == ["baseline", "baseline", "mirror", "mirror"]
 
 
 def test_marginal_requests_cancel_the_mirrors_own_fetch():
