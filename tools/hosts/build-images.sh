@@ -20,7 +20,7 @@ PYTHON="${PYTHON:-python3}"
 # No openssh-server: with host networking it would bind the machine's port 22.
 PACKAGES="systemd,systemd-sysv,dbus,python3,python3-venv,python3-apt,ca-certificates,procps,sudo,acl"
 
-HUB_HOSTS="huggingface.co hf.co cdn-lfs.huggingface.co cdn-lfs.hf.co cdn-lfs-us-1.hf.co cas-bridge.xethub.hf.co cas-server.xethub.hf.co transfer.xethub.hf.co"
+HUB_HOSTS=(huggingface.co hf.co cdn-lfs.huggingface.co cdn-lfs.hf.co cdn-lfs-us-1.hf.co cas-bridge.xethub.hf.co cas-server.xethub.hf.co transfer.xethub.hf.co)
 
 die() { echo "build-images.sh: $*" >&2; exit 1; }
 log() { echo "build-images.sh: $*" >&2; }
@@ -133,7 +133,7 @@ build() { # suite hash
   # nothing in a test host may reach the real Hub; 127.0.0.1:443 is closed.
   # (needs base_hosts_file = "image" in containers.conf; fleet.sh also passes --add-host)
   { printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n'
-    printf '127.0.0.1\t%s\n' $HUB_HOSTS; } > "$root/etc/hosts"
+    printf '127.0.0.1\t%s\n' "${HUB_HOSTS[@]}"; } > "$root/etc/hosts"
 
   # container hygiene: per-container machine-id, no getty on the console, small image
   : > "$root/etc/machine-id"

@@ -3,4 +3,5 @@
 HERE="$(cd "$(dirname "${BASH_SOURCE[1]}")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
 export CONTAINERS_CONF="${CONTAINERS_CONF:-$REPO/containers.conf}"
+# shellcheck disable=SC2034  # read by the scripts that source this file
 CACHE="${JUSTNEWS_IMAGE_CACHE:-/var/tmp/justnews-images}"

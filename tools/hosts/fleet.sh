@@ -82,11 +82,10 @@ up() {
 
 down() {
   local m
-  m="$(members)"
-  [ -z "$m" ] && { echo "fleet.sh: no containers"; return 0; }
-  # shellcheck disable=SC2086
-  podman rm -f -t 10 $m >/dev/null
-  echo "fleet.sh: removed $(echo $m)"
+  mapfile -t m < <(members)
+  [ "${#m[@]}" -eq 0 ] && { echo "fleet.sh: no containers"; return 0; }
+  podman rm -f -t 10 "${m[@]}" >/dev/null
+  echo "fleet.sh: removed ${m[*]}"
 }
 
 status() {

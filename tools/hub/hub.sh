@@ -27,8 +27,10 @@ mkdir -p "$dir"
 if ! running; then
   rm -f "$dir/hub.port" "$dir/hub.url"
   (umask 077; head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n' | sed 's/^/hf_test_/' > "$dir/hub.token")
-  nohup "$PYTHON" "$REPO/tools/hub/hubserver.py" --port 0 --port-file "$dir/hub.port" \
-    --token-file "$dir/hub.token" ${JUSTNEWS_HUB_LARGE_SIZE:+--large-size "$JUSTNEWS_HUB_LARGE_SIZE"} $([[ "${JUSTNEWS_HUB_XET:-1}" == 0 ]] && echo --no-xet) > "$dir/hub.log" 2>&1 &
+  args=(--port 0 --port-file "$dir/hub.port" --token-file "$dir/hub.token")
+  [[ -z "${JUSTNEWS_HUB_LARGE_SIZE:-}" ]] || args+=(--large-size "$JUSTNEWS_HUB_LARGE_SIZE")
+  [[ "${JUSTNEWS_HUB_XET:-1}" != 0 ]] || args+=(--no-xet)
+  nohup "$PYTHON" "$REPO/tools/hub/hubserver.py" "${args[@]}" > "$dir/hub.log" 2>&1 &
   echo $! > "$dir/hub.pid"
   for _ in $(seq 1 300); do [[ -s "$dir/hub.port" ]] && break; running || break; sleep 0.2; done
   [[ -s "$dir/hub.port" ]] || { echo "hub.sh: the test Hub did not start, see $dir/hub.log" >&2; exit 1; }
