@@ -85,3 +85,122 @@ def test_every_controller_step_runs_with_the_controller_python():
                 steps.append((path.name, task["name"]))
                 assert "controller_python" in str(seen.get("ansible_python_interpreter")), (path.name, task["name"])
     assert len(steps) >= 8, steps
+
+
+def entry_points(role="model_cache"):
+    return yaml.safe_load((ROLES / role / "meta" / "argument_specs.yml").read_text())["argument_specs"]
+
+
+SHARED_KEYS = ("type", "elements", "choices", "no_log", "options")
+
+
+@pytest.mark.parametrize("role", ROLE_NAMES)
+def test_a_variable_means_the_same_in_every_entry_point(role):
+    """An entry point that takes a variable of `main` takes it with the same type, choices and suboptions (so a
+    typo in a model's or unit's key fails there too), and the same default unless it requires the variable."""
+    specs = entry_points(role)
+    main = specs["main"]["options"]
+    for name, spec in specs.items():
+        for option, value in spec["options"].items():
+            if option not in main:
+                continue
+            for key in SHARED_KEYS:
+                assert value.get(key) == main[option].get(key), (name, option, key)
+            if not value.get("required"):
+                assert value.get("default") == main[option].get("default"), (name, option)
+
+
+MISSPELT = {"model_cache_models": {"repo_id": "org/name", "revison": "main"},
+            "model_cache_units": {"name": "justnews@memory.service", "ready_pth": "/health"}}
+
+
+@pytest.mark.parametrize("entry_point, variable", [(name, variable) for name, spec in entry_points().items()
+                                                   for variable in sorted(MISSPELT) if variable in spec["options"]])
+def test_a_misspelt_key_of_a_model_or_unit_fails_the_validation(entry_point, variable):
+    """What Ansible does with the entry point's argument spec before the role's first task (validate_argument_spec)."""
+    from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+
+    options = entry_points()[entry_point]["options"]
+    entry = MISSPELT[variable]
+    given = {name: option["default"] for name, option in options.items() if "default" in option}
+    given.update({name: "x" for name, option in options.items() if option.get("required")})
+    assert not ArgumentSpecValidator(options).validate(given).error_messages, entry_point
+    given[variable] = [entry]
+    errors = ArgumentSpecValidator(options).validate(given).error_messages
+    assert errors and any(sorted(set(entry) - {"repo_id", "name"})[0] in error for error in errors), errors
+
+
+NAME_RE = re.compile(r"(?<![\w])(model_cache_[a-z_]+)")
+INTERNAL_RE = re.compile(r"(?<![\w])(__model_cache_[a-z_]+)")
+
+
+def read_by(text, internal, seen=None):
+    """The role variables that `text` reads, following the internal variables of vars/main.yml it uses."""
+    seen = set() if seen is None else seen
+    names = set(NAME_RE.findall(text))
+    for name in set(INTERNAL_RE.findall(text)) - seen:
+        seen.add(name)
+        if name in internal:
+            names |= read_by(yaml.safe_dump(internal[name]), internal, seen)
+    return names
+
+
+def set_by(text):
+    """The model_cache_ variables that tasks set themselves (facts and registered results)."""
+    data = yaml.safe_load(text) or []
+    found = set()
+
+    def walk(node):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("ansible.builtin.set_fact", "set_fact") and isinstance(value, dict):
+                    found.update(k for k in value if NAME_RE.fullmatch(k))
+                elif key == "register" and isinstance(value, str) and NAME_RE.fullmatch(value):
+                    found.add(value)
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(data)
+    return found
+
+
+ENTRY_FILES = {"prune": ["prune.yml"], "doctor": ["doctor.yml"], "bake": ["bake.yml", "../templates/hf-cache.conf.j2"]}
+# The bake renders the drop-in with an empty token (template_vars): the template's token lines are never read there.
+TOKEN_LINES = re.compile(r"{% if model_cache_token \| length > 0 %}.*?{% endif %}", re.S)
+
+
+@pytest.mark.parametrize("entry_point", sorted(ENTRY_FILES))
+def test_every_variable_an_entry_point_reads_is_in_its_argument_spec(entry_point):
+    """Validated and documented: nothing an entry point reads comes from main's defaults without being said."""
+    internal = yaml.safe_load((ROLE / "vars" / "main.yml").read_text())
+    texts = [(ROLE / "tasks" / name).read_text() for name in ENTRY_FILES[entry_point]]
+    if len(texts) > 1:
+        assert "'model_cache_token': ''" in texts[0]
+        texts[1:] = [TOKEN_LINES.sub("", text) for text in texts[1:]]
+    read = set().union(*(read_by(text, internal) for text in texts))
+    made = set().union(*(set_by(text) for text in texts[:1]))
+    assert read - made - set(entry_points()[entry_point]["options"]) == set()
+
+
+def playbook_variables():
+    """The model_cache_ variables the playbooks read that no role entry point takes, and that no task sets."""
+    options = set().union(*(set(spec["options"]) for spec in entry_points().values()))
+    made = set().union(*(set_by(p.read_text()) for p in (ROLE / "tasks").glob("*.yml")))
+    names = set()
+    for path in sorted((ROLES.parent / "playbooks").glob("*.yml")):
+        text = path.read_text()
+        names |= set(NAME_RE.findall("\n".join(line for line in text.splitlines()
+                                               if not line.lstrip().startswith("#")))) - set_by(text)
+    return names - options - made
+
+
+def test_the_readme_documents_every_playbook_variable_in_one_table():
+    """The playbooks' own variables (hosts, batch size, reports, bundle and bake hosts) are in the README's
+    playbook table, and that table lists nothing else."""
+    text = (ROLES.parent / "README.md").read_text()
+    section = text.split("\n## Playbooks\n", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `(model_cache_[a-z_]+)` \|", section, re.M)
+    assert len(rows) == len(set(rows)), rows
+    assert sorted(rows) == sorted(playbook_variables())
