@@ -213,6 +213,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.justnews.huggingface.plugins.module_utils import _carry
 from ansible_collections.justnews.huggingface.plugins.module_utils import _errors
 from ansible_collections.justnews.huggingface.plugins.module_utils import _fs
+from ansible_collections.justnews.huggingface.plugins.module_utils import _library
 from ansible_collections.justnews.huggingface.plugins.module_utils import _snapshot
 
 COMMON = ("cache_dir", "hf_home", "dir_mode", "owner", "group", "mode", "free_space_margin", "shared_blobs",
@@ -387,6 +388,9 @@ def main():
                      missing_required_lib("huggingface_hub", reason="to take Hub snapshots into the cache") +
                      " Install it for %s, or point ansible_python_interpreter at a venv that has it."
                      % sys.executable, exception=_snapshot.HF_IMPORT_ERROR)
+    unsupported = _library.check()
+    if unsupported:
+        _errors.fail(module, _errors.MISSING_LIBRARY, unsupported)
     if not os.path.isabs(module.params["staging_dir"]):
         _errors.fail(module, _errors.INVALID_ARGUMENT, "staging_dir must be an absolute path")
     receiver = Receiver(module)

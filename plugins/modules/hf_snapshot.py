@@ -447,6 +447,7 @@ import sys
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.justnews.huggingface.plugins.module_utils import _errors
+from ansible_collections.justnews.huggingface.plugins.module_utils import _library
 from ansible_collections.justnews.huggingface.plugins.module_utils import _snapshot
 
 # The work itself lives in module_utils/_snapshot.py (hf_receive runs it too); these names stay importable here.
@@ -467,6 +468,9 @@ def main():
                      missing_required_lib("huggingface_hub", reason="to fetch Hub snapshots") +
                      " Install it for %s, or point ansible_python_interpreter at a venv that has it."
                      % sys.executable, exception=_snapshot.HF_IMPORT_ERROR)
+    unsupported = _library.check()
+    if unsupported:
+        _errors.fail(module, _errors.MISSING_LIBRARY, unsupported)
     snapshot = None
     try:
         snapshot = Snapshot(module)
