@@ -24,6 +24,8 @@ import re
 import stat
 import time
 
+from ansible.module_utils.common.text.formatters import human_to_bytes
+
 from ansible_collections.justnews.huggingface.plugins.module_utils import _fs
 from ansible_collections.justnews.huggingface.plugins.module_utils import _store
 
@@ -769,7 +771,8 @@ SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECA
 
 
 def parse_size(value):
-    """Bytes from an int or a size such as '512M' or '1.5G' (K, M, G, T are powers of 1024); ValueError else."""
+    """Bytes from an int or a size such as '512M' or '1.5G' (K, M, G, T are powers of 1024, as Ansible's
+    human_to_bytes reads them; '2GiB', '10 KB' and '1g' are read too); ValueError else."""
     if isinstance(value, bool):
         raise ValueError(value)
     if isinstance(value, int):
@@ -779,7 +782,7 @@ def parse_size(value):
     match = SIZE_RE.match(str(value))
     if not match:
         raise ValueError(value)
-    return int(float(match.group(1)) * 1024 ** " kmgt".index(match.group(2).lower() or " "))
+    return human_to_bytes(match.group(1), default_unit=match.group(2).upper() or None)
 
 
 def nearest_existing(path):

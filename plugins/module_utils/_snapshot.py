@@ -22,6 +22,7 @@ import time
 import traceback
 
 from ansible.module_utils.basic import env_fallback
+from ansible.module_utils.common.text.formatters import bytes_to_human
 
 from ansible_collections.justnews.huggingface.plugins.module_utils import _cache
 from ansible_collections.justnews.huggingface.plugins.module_utils import _errors
@@ -504,8 +505,8 @@ class Snapshot:
                       " %d bytes (%s) free; nothing was downloaded. Free space there (remove old revisions with"
                       " justnews.huggingface.hf_prune), choose another cache_dir, or lower free_space_margin"
                       " (0 turns the check off)"
-                      % (self.p["repo_id"], plan.commit, needed, parts, _human(needed), self.cache_dir, free,
-                         _human(free)), NO_SPACE, needed_bytes=needed, free_bytes=free)
+                      % (self.p["repo_id"], plan.commit, needed, parts, bytes_to_human(needed), self.cache_dir,
+                         free, bytes_to_human(free)), NO_SPACE, needed_bytes=needed, free_bytes=free)
 
     def apply(self, plan):
         p = self.p
@@ -717,14 +718,6 @@ class ProgressFile:
             pass
         finally:
             os.close(self.fd)
-
-
-def _human(size):
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return ("%d %s" if unit == "bytes" else "%.1f %s") % (size, unit)
-        size /= 1024.0
-    return None
 
 
 ARGUMENT_SPEC = dict(

@@ -12,17 +12,15 @@ from __future__ import annotations
 import threading
 import time
 
+from ansible.module_utils.common.text.formatters import bytes_to_human
 from ansible.utils.display import Display
 
 display = Display()
 
 
 def human(size):
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return ("%d %s" if unit == "B" else "%.1f %s") % (size, unit)
-        size /= 1024.0
-    return None
+    """A size as Ansible writes one (powers of 1024: '87.37 MB')."""
+    return bytes_to_human(size)
 
 
 class Progress:

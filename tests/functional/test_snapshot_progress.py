@@ -38,7 +38,7 @@ def test_a_long_download_shows_its_progress_and_returns_the_modules_result(hub, 
     assert lines, run.output
     done, total, pct, rate = lines[0]
     planned = sum(b["size"] for b in result["missing_blobs"])
-    assert total == "%.1f MiB" % (planned / 1024 ** 2) and 0 < int(pct) <= 100 and not rate.startswith("0 "), lines
+    assert total == "%.2f MB" % (planned / 1024 ** 2) and 0 < int(pct) <= 100 and not rate.startswith("0.00 "), lines
     assert float(done.split()[0]) > 0
     assert result["changed"] is True and result["commit"] == COMMIT_A and LFS_FILE in result["downloaded_files"]
     assert result["elapsed"] > 30

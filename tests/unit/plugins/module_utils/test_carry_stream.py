@@ -228,7 +228,7 @@ def test_progress_speaks_after_30_seconds_then_every_15():
         if line:
             lines.append((second, line))
     assert [s for s, _l in lines] == [30, 45, 60, 75]
-    assert "300.0 MiB of 1000.0 MiB (30%)" in lines[0][1] and "10.0 MiB/s" in lines[0][1]
+    assert "300.00 MB of 1000.00 MB (30%)" in lines[0][1] and "10.00 MB/s" in lines[0][1]
 
 
 def test_links_false_leaves_each_model_link_out():

@@ -155,7 +155,7 @@ def test_the_progress_line_speaks_after_30_seconds_then_every_15():
         if line:
             lines.append((second, line))
     assert [s for s, _l in lines] == [30, 45, 60, 75]
-    assert lines[0][1] == "hf_snapshot web1 org/model: 120.0 MiB of 1000.0 MiB (12%) at 4.0 MiB/s"
+    assert lines[0][1] == "hf_snapshot web1 org/model: 120.00 MB of 1000.00 MB (12%) at 4.00 MB/s"
 
 
 # --- the plugin's calls ------------------------------------------------------------------------------------
@@ -235,7 +235,7 @@ def test_a_download_is_launched_as_a_job_polled_and_cleaned_up(monkeypatch):
     polls = [a for m, a, _w in calls.modules if m == "ansible.legacy.async_status"]
     assert polls and all(a == {"jid": "j1.2", "mode": "status", "_async_dir": "/home/u/.ansible_async"}
                          for a in polls)
-    assert shown == ["hf_snapshot web1 org/model: 5.0 MiB of 10.0 MiB (50%) at 124.9 KiB/s"]  # at 41 s
+    assert shown == ["hf_snapshot web1 org/model: 5.00 MB of 10.00 MB (50%) at 124.88 KB/s"]  # at 41 s
     progress_file = "/home/u/.ansible_async/" + launch[1]["progress_file"]
     assert calls.commands[-1] == "rm -f -- /home/u/.ansible_async/j1.2 " + progress_file
     assert not [k for k in action.JOB_KEYS if k in result] and result["changed"] is True
