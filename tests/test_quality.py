@@ -64,12 +64,103 @@ def test_the_artefact_declares_what_an_execution_environment_needs(installed):
     assert any(line.strip() and not line.startswith("#") for line in (dest / "bindep.txt").read_text().splitlines())
 
 
-def test_ansible_test_sanity(installed):
+# The managed hosts' Pythons the README claims: the controller's runs every sanity test, each of the others the tests
+# that ansible-test runs per Python (SanityMultipleVersion: compile and import).
+HOST_PYTHONS = ("3.10", "3.11", "3.12", "3.13")
+PER_PYTHON_TESTS = ("compile", "import")
+
+
+def find_python(version):
+    """A working pythonX.Y: the one on PATH, else pyenv's (PYENV_ROOT, ~/.pyenv) or uv's newest of that version.
+    A candidate counts only when it runs and is that version (a pyenv shim of a version not selected fails)."""
+    import glob  # pylint: disable=import-outside-toplevel
+    import shutil  # pylint: disable=import-outside-toplevel
+
+    name = "python" + version
+    candidates = [shutil.which(name)]
+    for root in (os.environ.get("PYENV_ROOT"), os.path.expanduser("~/.pyenv")):
+        if root:
+            candidates += glob.glob(os.path.join(root, "versions", version + ".*", "bin", name))
+    candidates += glob.glob(os.path.expanduser("~/.local/share/uv/python/cpython-%s.*/bin/%s" % (version, name)))
+    patch = re.compile(r"%s\.(\d+)" % re.escape(version))
+    ordered = candidates[:1] + sorted(candidates[1:], key=lambda path: -int((patch.findall(path) or [0])[-1]))
+    for candidate in filter(None, ordered):
+        try:
+            proc = subprocess.run([candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                                  capture_output=True, text=True, timeout=60, check=False)
+        except OSError:
+            continue
+        if proc.returncode == 0 and proc.stdout.strip() == version:
+            return candidate
+    return None
+
+
+def sanity_results(folder):
+    """{junit name: skip reason or None} of the results ansible-test --junit wrote (e.g. 'compile-python-3.10')."""
+    import xml.etree.ElementTree as ET  # pylint: disable=import-outside-toplevel
+
+    results = {}
+    for path in sorted(Path(folder).glob("*.xml")):
+        for case in ET.parse(str(path)).getroot().iter("testcase"):
+            skipped = case.find("skipped")
+            results[case.get("name")] = None if skipped is None else (skipped.text or skipped.get("message") or "")
+    return results
+
+
+def test_ansible_test_sanity(installed, tmp_path):
+    """Every sanity test on the controller's Python, compile and import on each other Python the README claims for
+    managed hosts (those this ansible-test knows); each has to run: none skipped, shellcheck included."""
+    import shutil  # pylint: disable=import-outside-toplevel
+    import time  # pylint: disable=import-outside-toplevel
+
+    from ansible_test._util.target.common import constants  # pylint: disable=import-outside-toplevel
+
     _root, dest = installed
-    code, out = run([str(BIN / "ansible-test"), "sanity", "--local", "--requirements", "--python",
-                     "%d.%d" % sys.version_info[:2]], dest)
-    tail = "\n".join(line for line in out.splitlines() if "ERROR" in line or "FATAL" in line)
-    assert code == 0, tail or out[-5000:]
+    controller = "%d.%d" % sys.version_info[:2]
+    known = constants.REMOTE_ONLY_PYTHON_VERSIONS + constants.CONTROLLER_PYTHON_VERSIONS
+    others = [v for v in HOST_PYTHONS if v != controller and v in known]
+    print("ansible-test sanity: every test on Python %s; %s on %s%s" % (
+        controller, " and ".join(PER_PYTHON_TESTS), ", ".join(others),
+        "; not %s, which this ansible-core does not manage" % ", ".join(sorted(set(HOST_PYTHONS) - set(known)))
+        if set(HOST_PYTHONS) - set(known) else ""))
+    found = {version: find_python(version) for version in others}
+    missing = sorted(version for version, path in found.items() if path is None)
+    assert not missing, (
+        "ansible-test sanity needs Python %s (compile and import on every Python the README claims for managed"
+        " hosts), which this machine lacks: install it so that %s is on PATH or under ~/.pyenv/versions (e.g."
+        " pyenv install %s)" % (", ".join(missing), ", ".join("python" + v for v in missing), " ".join(missing)))
+    # Only pythonX.Y of each interpreter on PATH, ahead of everything (pyenv's shims included): ansible-test finds
+    # them by that name.
+    pythons = tmp_path / "pythons"
+    pythons.mkdir()
+    for version, path in found.items():
+        (pythons / ("python" + version)).symlink_to(path)
+    env = {"PATH": "%s:%s" % (pythons, os.environ["PATH"])}
+    junit = dest / "tests" / "output" / "junit"
+    runs = [("%s, every test" % controller, ["--python", controller])]
+    runs += [("%s, %s" % (version, " and ".join(PER_PYTHON_TESTS)),
+              ["--python", version] + [arg for test in PER_PYTHON_TESTS for arg in ("--test", test)])
+             for version in others]
+    shutil.rmtree(junit, ignore_errors=True)
+    for label, args in runs:
+        started = time.monotonic()
+        code, out = run([str(BIN / "ansible-test"), "sanity", "--local", "--requirements", "--junit"] + args, dest,
+                        **env)
+        print("ansible-test sanity on Python %s: %.0f s" % (label, time.monotonic() - started))
+        tail = "\n".join(line for line in out.splitlines() if "ERROR" in line or "FATAL" in line)
+        assert code == 0, tail or out[-5000:]
+        # A test skipped for a missing Python or virtualenv says so; one skipped for a missing tool (shellcheck)
+        # says only that the program was not found.
+        skipped = [line for line in out.splitlines() if "Skipping sanity test" in line
+                   or re.search(r'Required program ".*" not found', line)]
+        assert not skipped, sorted(set(skipped))
+    results = sanity_results(junit)
+    expected = ["shellcheck"] + ["%s-python-%s" % (test, version) for test in PER_PYTHON_TESTS
+                                 for version in [controller] + others]
+    assert [name for name in expected if name not in results] == [], sorted(results)
+    assert {name: results[name] for name in expected if results[name] is not None} == {}
+    # Other tests may find nothing to check (pslint: no PowerShell), never skip for another reason.
+    assert {name: why for name, why in results.items() if why not in (None, "No tests applicable.")} == {}
 
 
 def test_ansible_lint_production(installed):
