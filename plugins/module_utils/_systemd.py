@@ -27,7 +27,6 @@ import select as _select
 import shlex
 import signal
 import stat
-import subprocess
 import time
 
 from ansible_collections.justnews.huggingface.plugins.module_utils import _fs
@@ -465,28 +464,30 @@ def run_as(user, func, *args, timeout=DEFAULT_CHECK_TIMEOUT):
     return collect_child(pid, read_fd, timeout)
 
 
-def run_command(argv, timeout=DEFAULT_CHECK_TIMEOUT):
-    """(rc, stdout, stderr); rc None when the command did not finish within `timeout` seconds (its process
-    group is then killed), 127 when it cannot be started."""
+# The command runs under coreutils' timeout, which puts it in a process group of its own and kills that whole group
+# (children a check left behind included) with SIGKILL at the deadline, itself with it; through sh, only to give
+# the command /dev/null as its input, never the module's (a pty of the connection, which a command could wait on).
+_BOUNDED = ("--signal=KILL", "--")
+_NO_INPUT = ("/bin/sh", "-c", 'exec "$@" < /dev/null', "sh")
+
+
+def run_command(module, argv, timeout=DEFAULT_CHECK_TIMEOUT, clock=time.monotonic):
+    """(rc, stdout, stderr) of argv, run by the module's run_command (no shell, no expansion); rc None when the
+    command did not finish within `timeout` seconds (its process group is then killed), 126 or 127 when it cannot
+    be started."""
+    bound = module.get_bin_path("timeout")
+    if bound is None:
+        return 127, "", "%s: not run: coreutils' timeout, which bounds every check, is missing" % argv[0]
+    started = clock()
     try:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                start_new_session=True)
+        rc, out, err = module.run_command([bound] + list(_BOUNDED) + ["%.3f" % max(timeout, 0.001)] + list(_NO_INPUT)
+                                          + list(argv), encoding=None, expand_user_and_vars=False,
+                                          handle_exceptions=False)
     except OSError as exc:
         return 127, "", "%s: %s" % (argv[0], exc.strerror or exc)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        try:
-            proc.communicate(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    if rc in (-signal.SIGKILL, 128 + signal.SIGKILL, 124) and clock() - started >= timeout:
         return None, "", "did not finish within %s s; it was killed" % timeout
-    return proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+    return rc, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
 
 
 def journal_tail(run_command, unit, lines, width=1000):

@@ -328,7 +328,7 @@ def main():
     if os.geteuid() != 0:
         fail("hf_doctor must run as root to read the token file and switch to the units' users", _errors.NOT_ROOT)
     limit = p["check_timeout"]
-    doctor = _doctor.Doctor(p, lambda argv: _systemd.run_command(argv, timeout=limit),
+    doctor = _doctor.Doctor(p, lambda argv: _systemd.run_command(module, argv, timeout=limit),
                             lambda user, func, *args: _systemd.run_as(user, func, *args, timeout=limit),
                             http_get(p["timeout"]))
     doctor.secrets = secrets

@@ -537,7 +537,7 @@ def main():
     limit = p["command_timeout"]
 
     def run_command(argv, timeout=limit):
-        return _systemd.run_command(argv, timeout=timeout)
+        return _systemd.run_command(module, argv, timeout=timeout)
 
     def as_user(user, func, *args):
         return _systemd.run_as(user, func, *args, timeout=limit)

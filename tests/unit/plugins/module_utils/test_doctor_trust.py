@@ -1,13 +1,24 @@
 """The doctor's masking of token values, its deadlines for children and commands, and its refusal to follow
 links or read special files, without systemd or a Hub (fakes answer for them)."""
 
+import functools
 import json
 import os
 import time
 
 import pytest
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.justnews.huggingface.plugins.module_utils import _doctor, _fs, _systemd
+
+
+@functools.lru_cache(maxsize=None)
+def ansible_module():
+    """A module with no options: _systemd.run_command runs commands through its run_command."""
+    with patch_module_args({}):
+        return AnsibleModule(argument_spec={})
+
 
 UNIT = "justnews@memory.service"
 TOKEN = "s3cr3t-mirror-token-42"  # a mirror's token: not shaped like hf_...
@@ -164,13 +175,23 @@ def test_a_hung_journalctl_is_a_fail_finding(tmp_path):
 def test_run_command_kills_the_whole_process_group_at_its_deadline(tmp_path):
     pid_file = tmp_path / "pid"
     started = time.monotonic()
-    rc, _out, err = _systemd.run_command(["sh", "-c", "sleep 60 & echo $! > %s; wait" % pid_file], timeout=1)
+    rc, _out, err = _systemd.run_command(ansible_module(), ["sh", "-c", "sleep 60 & echo $! > %s; wait" % pid_file],
+                                         timeout=1)
     assert rc is None and "did not finish within 1 s" in err
     assert time.monotonic() - started < 8
     grandchild = int(pid_file.read_text())
     time.sleep(0.2)
     assert not os.path.exists("/proc/%d" % grandchild) or " Z " in open("/proc/%d/stat" % grandchild).read()
-    assert _systemd.run_command(["/nonexistent/journalctl"])[0] == 127
+    assert _systemd.run_command(ansible_module(), ["/nonexistent/journalctl"])[0] == 127
+
+
+def test_run_command_runs_argv_as_given_with_no_input(tmp_path):
+    """No shell and no expansion of the arguments; the command reads /dev/null, never the module's input."""
+    rc, out, err = _systemd.run_command(ansible_module(), ["sh", "-c", 'printf "%s|" "$0" "$1"; cat', "$HOME", "~"],
+                                        timeout=10)
+    assert (rc, out, err) == (0, "$HOME|~|", "")
+    rc, out, _err = _systemd.run_command(ansible_module(), ["sh", "-c", "echo out; echo err >&2; exit 3"])
+    assert (rc, out) == (3, "out\n")
 
 
 def test_process_environment_reads_capped_proc_files():

@@ -2,6 +2,7 @@
 real EnvironmentFiles, a real child switched to an unprivileged user, a local HTTP server for /ready and real
 readiness commands."""
 
+import functools
 import http.server
 import json
 import os
@@ -9,6 +10,8 @@ import threading
 import time
 
 import pytest
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.justnews.huggingface.plugins.module_utils import _systemd, _units
 from ansible_collections.justnews.huggingface.plugins.modules import hf_units
@@ -20,6 +23,13 @@ EXPECTED = {"HF_HOME": "/var/cache/hf", "HF_HUB_CACHE": "/var/cache/hf/hub", "HF
             "HF_TOKEN": "<unset>"}
 MANAGED = hf_units.MANAGED_ENV
 TOKEN = "s3cr3t-mirror-token-42"  # a mirror's token: not shaped like hf_...
+
+
+@functools.lru_cache(maxsize=None)
+def ansible_module():
+    """A module with no options: _systemd.run_command runs commands through its run_command."""
+    with patch_module_args({}):
+        return AnsibleModule(argument_spec={})
 
 
 def show(user="nobody", group="", env_files=(), load="loaded", active="active", sub="running", pid=4242,
@@ -52,7 +62,7 @@ class Systemd:
         if argv[0] == "journalctl":
             assert argv[-2:] == ["-u", argv[-1]] and "-n" in argv
             return 0, self.journal + "\n", ""
-        return _systemd.run_command(argv, timeout=timeout or 30)  # a readiness command runs for real
+        return _systemd.run_command(ansible_module(), argv, timeout=timeout or 30)  # a readiness command runs
 
 
 def real_as_user(user, func, *args):
