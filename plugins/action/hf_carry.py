@@ -299,7 +299,7 @@ class ActionModule(ActionBase):
         kind = res.get("error_kind") or _errors.OTHER
         failed = {"failed": True, "changed": bool(res.get("changed")), "msg": res.get("msg"), "error_kind": kind,
                   "fix": res.get("fix") or _errors.fix(kind)}
-        for key in ("model", "model_result", "corrupt_files", "needed_bytes", "free_bytes", "exception"):
+        for key in ("model", "model_result", "corrupt_files", "exception"):
             if key in res:
                 failed[key] = res[key]
         if res.get("models"):

@@ -104,19 +104,38 @@ options:
   now:
     description: The time written as C(last_fetched) and C(last_verified), UTC as C(%Y-%m-%dT%H:%M:%SZ); default now.
     type: str
+extends_documentation_fragment:
+  - justnews.huggingface.attributes
+  - justnews.huggingface.attributes.platform
+  - justnews.huggingface.model_cache
 attributes:
   check_mode:
     support: full
-    description: Every file is read and compared; what would change is reported, nothing is written.
+    details:
+      - Every file is read and compared; what would change is reported, nothing is written.
   diff_mode:
     support: full
-    description: One entry per file that changes (the token file's values masked).
+    details:
+      - One entry per file that changes (the token file's values masked).
+  idempotent:
+    support: full
+    details:
+      - A file is written only when its text, owner or mode differs; the facts' times move only when a model was
+        fetched.
+  platform:
+    details:
+      - Writes the drop-ins of systemd units; it runs no C(systemctl) itself.
 notes:
   - Runs as root, to give the files and folders their owner C(root).
   - Run C(systemctl daemon-reload) and restart the units of RV(changed_units) afterwards; the module does neither.
 seealso:
   - module: justnews.huggingface.hf_units
+    description: Checks the units before the drop-ins change, and that they come back with these settings after
+      their restart.
   - module: justnews.huggingface.hf_snapshot
+    description: Fetches the models whose results O(models) records in the facts file.
+  - module: justnews.huggingface.hf_doctor
+    description: Compares what the units and their processes see with the settings of the drop-ins.
 """
 
 EXAMPLES = r"""

@@ -30,27 +30,25 @@ description:
     blobs a host lacks out of it.
 author:
   - JustNews maintainers (@justnews)
+extends_documentation_fragment:
+  - justnews.huggingface.attributes
+  - justnews.huggingface.attributes.platform
+  - justnews.huggingface.attributes.actiongroup_cache
+  - justnews.huggingface.model_cache
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details:
       - Tells whether the bundle would be written; blobs not yet in the cache count as a change unless the bundle
         already holds them.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
     details:
       - Shows the models (repository and commit) of the bundle, before and after.
   idempotent:
-    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
     support: full
     details:
       - A bundle that already holds the same models is not written again.
-  platform:
-    description: Target OS/families that can be operated against.
-    support: N/A
-    platforms: posix
 options:
   path:
     description: The bundle file to write.
@@ -81,8 +79,11 @@ notes:
     checked with C(tar -tvf) and copied with any tool; its checksum changes only when the models do.
 seealso:
   - module: justnews.huggingface.hf_bundle_info
+    description: Reads and checks a bundle's manifest, and returns the entries of the models the hosts need.
   - module: justnews.huggingface.hf_carry
+    description: Carries the blobs each host lacks out of a bundle, as one resumable stream.
   - module: justnews.huggingface.hf_snapshot
+    description: Fetches the snapshots into the build cache first; its results are what O(snapshots) takes.
 """
 
 EXAMPLES = r"""

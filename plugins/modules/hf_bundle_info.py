@@ -9,7 +9,7 @@ DOCUMENTATION = r"""
 ---
 module: hf_bundle_info
 short_description: Read and check the manifest of a bundle of Hugging Face snapshots
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Reads the manifest of a bundle written by M(justnews.huggingface.hf_bundle) and checks it - its format
     version, every repository, commit, ref, file name, blob id, size and SHA-256, and its agreement with each
@@ -23,24 +23,12 @@ description:
     M(justnews.huggingface.hf_carry) takes them out.
 author:
   - JustNews maintainers (@justnews)
-attributes:
-  check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
-    support: full
-    details:
-      - Reads only; the same in check mode.
-  diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
-    support: none
-  idempotent:
-    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
-    support: full
-    details:
-      - Never changes anything.
-  platform:
-    description: Target OS/families that can be operated against.
-    support: N/A
-    platforms: posix
+extends_documentation_fragment:
+  - justnews.huggingface.attributes
+  - justnews.huggingface.attributes.info_module
+  - justnews.huggingface.attributes.idempotent_not_modify_state
+  - justnews.huggingface.attributes.platform
+  - justnews.huggingface.model_cache
 options:
   path:
     description: The bundle file.
@@ -54,7 +42,12 @@ options:
     elements: dict
 seealso:
   - module: justnews.huggingface.hf_bundle
+    description: Writes the bundle this module reads.
   - module: justnews.huggingface.hf_carry
+    description: Takes the blobs each host lacks out of the bundle, with the entries RV(models) returns.
+  - module: justnews.huggingface.hf_snapshot
+    description: Takes a model in with an entry's commit and listing, and its blobs in
+      O(justnews.huggingface.hf_snapshot#module:blobs_from).
 """
 
 EXAMPLES = r"""

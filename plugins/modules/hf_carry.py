@@ -9,7 +9,7 @@ DOCUMENTATION = r"""
 ---
 module: hf_carry
 short_description: Carry Hugging Face snapshots from the controller to a host as one resumable stream
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - An action plugin. For every model of O(models) it works out on the host, in one call of
     M(justnews.huggingface.hf_receive), what the host's cache lacks, and when it lacks nothing and nothing else
@@ -30,30 +30,32 @@ author:
   - JustNews maintainers (@justnews)
 requirements:
   - huggingface_hub >= 2.4 on the managed host, for the Python interpreter that runs hf_receive.
+extends_documentation_fragment:
+  - justnews.huggingface.attributes
+  - justnews.huggingface.attributes.platform
+  - justnews.huggingface.attributes.flow
+  - justnews.huggingface.attributes.actiongroup_cache
+  - justnews.huggingface.cache
+  - justnews.huggingface.cache.snapshot_options
+  - justnews.huggingface.model_cache
 attributes:
-  action:
-    description: Indicates this has a corresponding action plugin so some parts of the options can be executed on the controller.
-    support: full
+  async:
+    support: none
+    details:
+      - The action runs on the controller and calls the host itself; it shows its progress while it sends.
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details:
       - Probes only; RV(missing_blobs), RV(missing_bytes) and RV(bytes_total) tell what would be sent, each
         model's result what would change. Nothing is sent or written.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
     details:
       - The diffs of M(justnews.huggingface.hf_snapshot), one per changed model.
   idempotent:
-    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
     support: full
     details:
       - A second run sends nothing and reports no change.
-  platform:
-    description: Target OS/families that can be operated against.
-    support: N/A
-    platforms: posix
 options:
   models:
     description:
@@ -95,51 +97,18 @@ options:
     description: Size of the chunks the stream is sent in, bytes or a size such as V(64M) (at least 64 KiB).
     type: raw
     default: 64M
-  cache_dir:
-    description: As O(justnews.huggingface.hf_snapshot#module:cache_dir), on the host.
-    type: path
-  hf_home:
-    description: As O(justnews.huggingface.hf_snapshot#module:hf_home).
-    type: path
-  dir_mode:
-    description: As O(justnews.huggingface.hf_snapshot#module:dir_mode).
-    type: str
-  owner:
-    description: As O(justnews.huggingface.hf_snapshot#module:owner).
-    type: str
-  group:
-    description: As O(justnews.huggingface.hf_snapshot#module:group).
-    type: str
-  mode:
-    description: As O(justnews.huggingface.hf_snapshot#module:mode).
-    type: raw
-    default: '0644'
-  free_space_margin:
-    description: As O(justnews.huggingface.hf_snapshot#module:free_space_margin); the staged copy counts too.
-    type: raw
-    default: 1G
-  shared_blobs:
-    description: As O(justnews.huggingface.hf_snapshot#module:shared_blobs).
-    type: bool
-    default: true
-  verify_checksums:
-    description: As O(justnews.huggingface.hf_snapshot#module:verify_checksums).
-    type: bool
-    default: true
-  retries:
-    description: As O(justnews.huggingface.hf_snapshot#module:retries).
-    type: int
-    default: 5
-  timeout:
-    description: As O(justnews.huggingface.hf_snapshot#module:timeout).
-    type: int
-    default: 1800
 notes:
   - Set C(ansible_python_interpreter) of the task to a Python with huggingface_hub on the host.
 seealso:
   - module: justnews.huggingface.hf_snapshot
+    description: Fetches the models into the controller's cache; its results are what O(models) takes with
+      O(source=controller).
   - module: justnews.huggingface.hf_bundle_info
+    description: Returns the bundle's entries that O(models) takes with O(source=bundle).
+  - module: justnews.huggingface.hf_bundle
+    description: Writes the bundle.
   - module: justnews.huggingface.hf_receive
+    description: The module this action runs on the host.
 """
 
 EXAMPLES = r"""
@@ -223,6 +192,29 @@ mean_rate:
   description: Bytes sent per second, over RV(elapsed).
   returned: always
   type: int
+model:
+  description: On failure of one model on the host, that model, as C(<repo_id>@<commit>).
+  returned: on failure of a model on the host
+  type: str
+  sample: sentence-transformers/all-MiniLM-L6-v2@c9745ed1d9f207416be6d2e6f8de32d1f16199bf
+model_result:
+  description:
+    - On failure of one model on the host, its result as M(justnews.huggingface.hf_snapshot) would return it
+      (what it planned, with the keys of its failure such as C(needed_bytes) and C(free_bytes) for V(no_space),
+      C(corrupt_files) for V(integrity), C(unsafe_name)); RV(results) holds the models taken in before it.
+  returned: on failure of a model on the host
+  type: dict
+  sample: {"commit": "c9745ed1d9f207416be6d2e6f8de32d1f16199bf", "needed_bytes": 1164610200,
+           "free_bytes": 52428800}
+corrupt_files:
+  description:
+    - On failure of the stream, the files (C([repository, path])) whose blob was refused - missing or altered in the
+      controller's cache or the bundle, or a chunk or member that did not match on the host. Empty when the failure
+      concerns no file.
+  returned: on failure of the stream
+  type: list
+  elements: list
+  sample: [["sentence-transformers/all-MiniLM-L6-v2", "model.safetensors"]]
 error_kind:
   description:
     - On failure, the cause - V(invalid_argument), V(missing_library), V(cache_dir_invalid), V(not_writable),

@@ -151,17 +151,29 @@ options:
       - The token the units are given (the role's C(model_cache_token)). It is only used to mask its value in
         the results; the doctor tests the token in O(token_file).
     type: str
+extends_documentation_fragment:
+  - justnews.huggingface.attributes
+  - justnews.huggingface.attributes.info_module
+  - justnews.huggingface.attributes.idempotent_not_modify_state
+  - justnews.huggingface.attributes.platform_linux
+  - justnews.huggingface.attributes.actiongroup_cache
+  - justnews.huggingface.model_cache
 attributes:
   check_mode:
-    support: full
-    description: The module never changes anything; check mode runs every check.
-  diff_mode:
-    description: The module changes nothing, so there is no diff.
-    support: none
+    details:
+      - Check mode runs every check.
 notes:
   - Runs as root, to read the units' token file and switch to their users. It needs no C(huggingface_hub).
 seealso:
   - module: justnews.huggingface.hf_snapshot
+    description: Fetches the models into the cache; its RV(justnews.huggingface.hf_snapshot#module:error_kind)
+      and RV(justnews.huggingface.hf_snapshot#module:fix) tell why a fetch failed.
+  - module: justnews.huggingface.hf_prune
+    description: Frees the revisions the agents no longer use.
+  - module: justnews.huggingface.hf_units
+    description: The same reading of the units, before and after a rollout's restarts.
+  - module: justnews.huggingface.hf_agent_env
+    description: Writes the drop-ins whose settings the C(environment) check compares.
 """
 
 EXAMPLES = r"""

@@ -24,24 +24,23 @@ description:
     M(justnews.huggingface.hf_snapshot) filling the cache at the paths it returns.
 author:
   - JustNews maintainers (@justnews)
+extends_documentation_fragment:
+  - justnews.huggingface.attributes
+  - justnews.huggingface.attributes.platform
+  - justnews.huggingface.model_cache
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details:
       - Tells what would be created or changed in the image and writes nothing.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
+    details:
+      - RV(written) names what was created or changed.
   idempotent:
-    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
     support: full
     details:
       - Writes only what differs.
-  platform:
-    description: Target OS/families that can be operated against.
-    support: N/A
-    platforms: posix
 options:
   image_root:
     description:
@@ -135,7 +134,12 @@ notes:
   - Runs on the machine that builds the image (the controller, as a rule), as root so that ownership can be set.
 seealso:
   - module: justnews.huggingface.hf_snapshot
+    description: Fills the image's cache at the paths this module returns, owned by the image's service user.
+  - module: justnews.huggingface.hf_carry
+    description: Fills the image's cache from the controller's cache or a bundle, without links
+      (O(justnews.huggingface.hf_carry#module:links=false)), which this module then makes.
   - module: justnews.huggingface.hf_bundle
+    description: Writes the bundle a bake can take the models from.
 """
 
 EXAMPLES = r"""

@@ -54,33 +54,30 @@ description:
     it was - and reported in RV(recovered).
 author:
   - JustNews maintainers (@justnews)
+extends_documentation_fragment:
+  - justnews.huggingface.attributes
+  - justnews.huggingface.attributes.platform
+  - justnews.huggingface.attributes.actiongroup_cache
+  - justnews.huggingface.cache
+  - justnews.huggingface.model_cache
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details:
       - Lists the revisions, blobs, shared store entries and partial downloads that would be removed and the
         bytes that would be freed, and removes nothing.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
     details:
       - Shows the revisions and partial downloads of each repository, and the shared store entries that are
         freed, before and after.
   idempotent:
-    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
     support: full
   platform:
-    description: Target OS/families that can be operated against.
-    support: N/A
-    platforms: posix
+    details:
+      - Files that running processes hold open are found in C(/proc) (Linux); where it cannot be read, no
+        revision is kept for being open.
 options:
-  cache_dir:
-    description:
-      - The hub cache directory.
-      - Defaults to the directory C(huggingface_hub) itself uses on the host, C($HF_HUB_CACHE), else
-        C($HF_HOME/hub), else C(~/.cache/huggingface/hub).
-    type: path
   repo_id:
     description:
       - Repository to prune, as C(owner/name). Omit it to prune every repository in O(cache_dir).
@@ -131,6 +128,10 @@ notes:
   - Processes in other mount namespaces (containers) see other paths; their open files are not recognised.
 seealso:
   - module: justnews.huggingface.hf_snapshot
+    description: Fetches the revisions; its O(justnews.huggingface.hf_snapshot#module:link) is what O(links)
+      protects.
+  - module: justnews.huggingface.hf_doctor
+    description: Checks that the models the agents load are still complete after a prune.
 """
 
 EXAMPLES = r"""

@@ -9,7 +9,7 @@ DOCUMENTATION = r"""
 ---
 module: hf_receive
 short_description: The host side of justnews.huggingface.hf_carry - probe several models, take in one stream of blobs
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Runs on the managed host for the action M(justnews.huggingface.hf_carry), which calls it twice at most per
     run; not meant to be called by hand.
@@ -32,24 +32,22 @@ author:
   - JustNews maintainers (@justnews)
 requirements:
   - huggingface_hub >= 2.4 on the managed host, for the Python interpreter that runs the module.
+extends_documentation_fragment:
+  - justnews.huggingface.attributes
+  - justnews.huggingface.attributes.platform
+  - justnews.huggingface.cache
+  - justnews.huggingface.cache.snapshot_options
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details:
       - O(phase=probe) writes nothing in check mode. O(phase=import) is not run in check mode by hf_carry.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
     details:
       - Each model's result carries the diff of M(justnews.huggingface.hf_snapshot).
   idempotent:
-    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
     support: full
-  platform:
-    description: Target OS/families that can be operated against.
-    support: N/A
-    platforms: posix
 options:
   phase:
     description: V(probe) works out what each model lacks; V(import) unpacks O(stream) and takes the models in.
@@ -110,48 +108,12 @@ options:
         C(blobs) (each C(name), C(size), C(files)). Unset or without chunks, the models are taken in without
         blobs (only a ref, a link or ownership changes).
     type: dict
-  cache_dir:
-    description: As O(justnews.huggingface.hf_snapshot#module:cache_dir).
-    type: path
-  hf_home:
-    description: As O(justnews.huggingface.hf_snapshot#module:hf_home).
-    type: path
-  dir_mode:
-    description: As O(justnews.huggingface.hf_snapshot#module:dir_mode).
-    type: str
-  owner:
-    description: As O(justnews.huggingface.hf_snapshot#module:owner).
-    type: str
-  group:
-    description: As O(justnews.huggingface.hf_snapshot#module:group).
-    type: str
-  mode:
-    description: As O(justnews.huggingface.hf_snapshot#module:mode).
-    type: raw
-    default: '0644'
-  free_space_margin:
-    description: As O(justnews.huggingface.hf_snapshot#module:free_space_margin); the staged copy counts too.
-    type: raw
-    default: 1G
-  shared_blobs:
-    description: As O(justnews.huggingface.hf_snapshot#module:shared_blobs).
-    type: bool
-    default: true
-  verify_checksums:
-    description: As O(justnews.huggingface.hf_snapshot#module:verify_checksums).
-    type: bool
-    default: true
-  retries:
-    description: As O(justnews.huggingface.hf_snapshot#module:retries).
-    type: int
-    default: 5
-  timeout:
-    description: As O(justnews.huggingface.hf_snapshot#module:timeout).
-    type: int
-    default: 1800
 seealso:
-  - module: justnews.huggingface.hf_snapshot
   - module: justnews.huggingface.hf_carry
+    description: The action that runs this module on the host; use it instead.
+  - module: justnews.huggingface.hf_snapshot
+    description: Whose code takes each model into the cache here, as with its
+      O(justnews.huggingface.hf_snapshot#module:blobs_from).
 """
 
 EXAMPLES = r"""
@@ -187,6 +149,27 @@ received_bytes:
   returned: when O(phase=import)
   type: int
   sample: 90868376
+model:
+  description: On failure of one model, that model, as C(<repo_id>@<revision>).
+  returned: on failure of a model
+  type: str
+  sample: sentence-transformers/all-MiniLM-L6-v2@c9745ed1d9f207416be6d2e6f8de32d1f16199bf
+model_result:
+  description:
+    - On failure of one model, its result as M(justnews.huggingface.hf_snapshot) would return it, with the keys of
+      its failure (such as C(needed_bytes) and C(free_bytes) for V(no_space), C(corrupt_files) for V(integrity)).
+  returned: on failure of a model
+  type: dict
+  sample: {"commit": "c9745ed1d9f207416be6d2e6f8de32d1f16199bf", "needed_bytes": 1164610200,
+           "free_bytes": 52428800}
+corrupt_files:
+  description:
+    - On failure of the stream, the files (C([repository, path])) of the chunks or members that did not match what
+      was sent; empty when the failure concerns no file.
+  returned: on failure of the stream
+  type: list
+  elements: list
+  sample: [["sentence-transformers/all-MiniLM-L6-v2", "model.safetensors"]]
 error_kind:
   description:
     - On failure, the cause - V(invalid_argument), V(missing_library), V(cache_dir_invalid), V(not_writable),

@@ -32,28 +32,36 @@ author:
   - JustNews maintainers (@justnews)
 requirements:
   - huggingface_hub >= 2.4 on the managed host, for the Python interpreter that runs the module.
+extends_documentation_fragment:
+  - justnews.huggingface.attributes
+  - justnews.huggingface.attributes.platform
+  - justnews.huggingface.attributes.flow
+  - justnews.huggingface.attributes.actiongroup_cache
+  - justnews.huggingface.cache
+  - justnews.huggingface.model_cache
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details:
       - Lists the files that would be downloaded in RV(downloaded_files) and writes nothing. When the revision
         is a branch or tag that the cache does not hold yet, one metadata request resolves it.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
     details:
       - Shows the commit recorded under O(ref), the link target and the files of the snapshot, before and after.
   idempotent:
-    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
     support: full
     details:
       - A second run with the same arguments reports no change. With O(state=latest) the branch is resolved
         on the Hub every run, and a moved branch is a change.
-  platform:
-    description: Target OS/families that can be operated against.
-    support: N/A
-    platforms: posix
+  async:
+    support: full
+    details:
+      - With the task's own C(async), the module runs once as that async job, planning and download together,
+        and shows no progress lines; set C(async) above O(timeout), which stops the run first. Poll it with
+        M(ansible.builtin.async_status) when C(poll) is V(0).
+      - Without it, a download still runs as an async job that the action plugin starts and watches itself (see
+        the notes).
 options:
   repo_id:
     description:
@@ -80,13 +88,6 @@ options:
         loads the default revision gets the pinned commit.
       - Must follow git's ref-name rules (no C(..), no leading C(/) or C(.), no empty component).
     type: str
-  cache_dir:
-    description:
-      - The hub cache directory.
-      - Defaults to the directory C(huggingface_hub) itself uses on the host, C($HF_HUB_CACHE), else
-        C($HF_HOME/hub), else C(~/.cache/huggingface/hub). Note that a process with C(HF_HOME=/x) looks in
-        C(/x/hub), not in C(/x).
-    type: path
   hf_home:
     description:
       - The C(HF_HOME) folder that holds O(cache_dir), which then defaults to C(<hf_home>/hub) as it does for
@@ -273,6 +274,14 @@ notes:
     vaulted variable (or in C(module_defaults)), not with C(-a token=...) on the command line nor as a task
     C(environment) (printed at C(-vvvv))."
 seealso:
+  - module: justnews.huggingface.hf_prune
+    description: Removes the revisions that the hosts no longer use, and abandoned partial downloads.
+  - module: justnews.huggingface.hf_doctor
+    description: Tells why an agent still downloads or hits 429, from the cache, the units and the Hub.
+  - module: justnews.huggingface.hf_bundle
+    description: Writes the snapshots fetched into a build cache as one file, for hosts without the Hub.
+  - module: justnews.huggingface.hf_carry
+    description: Carries snapshots from the controller's cache or a bundle to the hosts, only the blobs each lacks.
   - name: huggingface_hub cache layout
     description: How the cache directory is organised.
     link: https://huggingface.co/docs/huggingface_hub/guides/manage-cache
@@ -318,6 +327,64 @@ EXAMPLES = r"""
     repo_id: roberta-base
     cache_dir: /var/cache/hf/hub
     state: absent
+
+- name: Follow the main branch - resolve it on the Hub every run and fetch it when it moved
+  justnews.huggingface.hf_snapshot:
+    repo_id: sentence-transformers/all-MiniLM-L6-v2
+    revision: main
+    state: latest
+    cache_dir: /var/cache/hf/hub
+
+- name: See what following main would download, changing nothing
+  justnews.huggingface.hf_snapshot:
+    repo_id: sentence-transformers/all-MiniLM-L6-v2
+    revision: main
+    state: latest
+    cache_dir: /var/cache/hf/hub
+  check_mode: true
+  diff: true
+  register: preview
+
+- name: Report it (the diff gives the commit under the ref before and after)
+  ansible.builtin.debug:
+    msg: >-
+      {{ preview.diff.before.commit }} -> {{ preview.diff.after.commit }}:
+      {{ preview.downloaded_files | length }} file(s), {{ preview.downloaded_bytes }} bytes to download
+  when: preview.changed
+
+# With the task's own async, the module runs once as that job (planning and download together, no progress
+# lines). Give async more seconds than the module's timeout, which ends the run first.
+- name: Start a large download in the background
+  justnews.huggingface.hf_snapshot:
+    repo_id: sentence-transformers/all-mpnet-base-v2
+    cache_dir: /var/cache/hf/hub
+    timeout: 3000
+  async: 3600
+  poll: 0
+  register: fetch_job
+
+- name: Wait for it; the finished job's result is the module's (commit, downloaded_bytes, ...)
+  ansible.builtin.async_status:
+    jid: "{{ fetch_job.ansible_job_id }}"
+  register: fetched
+  until: fetched.finished
+  retries: 120
+  delay: 30
+
+# One cache_dir for every module of the group (hf_snapshot, hf_prune, hf_doctor, hf_carry, hf_bundle).
+- name: Fetch the agents' models and prune the cache, with the cache set once
+  module_defaults:
+    group/justnews.huggingface.cache:
+      cache_dir: /var/cache/hf/hub
+  block:
+    - name: Fetch the Memory agent's model
+      justnews.huggingface.hf_snapshot:
+        repo_id: sentence-transformers/all-MiniLM-L6-v2
+        revision: c9745ed1d9f207416be6d2e6f8de32d1f16199bf
+
+    - name: Keep only the revisions in use
+      justnews.huggingface.hf_prune:
+        keep: 1
 """
 
 RETURN = r"""
@@ -435,6 +502,44 @@ retry_after:
   returned: on failure, when the Hub asked for a wait
   type: int
   sample: 600
+status_code:
+  description:
+    - The HTTP status of the last answer to the network step that failed, after its retries; null when no answer
+      came (a timeout, a refused or dropped connection).
+  returned: on failure of a network step (a request to the Hub, or the download)
+  type: int
+  sample: 429
+missing_files:
+  description: With O(offline), the files of the snapshot that the cache lacks (paths in the repository).
+  returned: on failure with RV(error_kind=incomplete), when O(offline) found files missing
+  type: list
+  elements: str
+  sample: [model.safetensors]
+corrupt_files:
+  description:
+    - The files (paths in the repository) whose content did not match the listing's size or checksum; a
+      downloaded one was removed, and the ref was not moved.
+    - With O(blobs_from), the files of the blob that did not match its object id.
+  returned: on failure with RV(error_kind=integrity), when files failed their check
+  type: list
+  elements: str
+  sample: [model.safetensors]
+unsafe_name:
+  description:
+    - The name that was refused - a file name, commit or object id from the Hub (V(unsafe_listing)), from the
+      cache's own refs, listings or links (V(unsafe_cache)), or from O(listing) (V(invalid_argument)) - that would
+      lead outside the repository's folders in the cache.
+  returned: on failure, when a name was refused
+  type: str
+  sample: ../../../etc/passwd
+deferred:
+  description:
+    - V(true) when the run stopped after planning because files are to be downloaded and O(defer_download) was
+      set; nothing was changed. The action plugin then runs the download and returns its result instead, so a
+      task never sees this key.
+  returned: when O(defer_download=true) and files are to be downloaded
+  type: bool
+  sample: true
 link:
   description: The symlink to the snapshot, when O(link) is set.
   returned: when O(link) is set

@@ -207,13 +207,16 @@ options:
     type: list
     elements: str
     default: []
+extends_documentation_fragment:
+  - justnews.huggingface.attributes
+  - justnews.huggingface.attributes.info_module
+  - justnews.huggingface.attributes.idempotent_not_modify_state
+  - justnews.huggingface.attributes.platform_linux
+  - justnews.huggingface.model_cache
 attributes:
   check_mode:
-    support: full
-    description: The module only reads (and waits); check mode runs both phases as they are.
-  diff_mode:
-    description: The module changes nothing, so there is no diff.
-    support: none
+    details:
+      - The module only reads (and waits); check mode runs both phases as they are.
 notes:
   - Runs as root, to read the units' EnvironmentFiles and to switch to their users. It needs no C(huggingface_hub).
   - The readability check of the preflight judges the cache as it is to be laid out, by the permission bits for the
@@ -221,6 +224,9 @@ notes:
   - M(justnews.huggingface.hf_doctor) reads the units, their EnvironmentFiles and their processes the same way.
 seealso:
   - module: justnews.huggingface.hf_doctor
+    description: Reads the units, their EnvironmentFiles and their processes the same way, on demand.
+  - module: justnews.huggingface.hf_agent_env
+    description: Writes the drop-ins whose settings O(expected_env) describes.
 """
 
 EXAMPLES = r"""
