@@ -14,7 +14,12 @@ if ((${#need_apt[@]})); then
 fi
 
 stamp=.venv/.requirements.sha256
-want=$(cat requirements/*.txt | sha256sum | cut -d' ' -f1)
+# The importer's pins (requirements/importer.txt) are its own venv's, below: they do not rebuild this one.
+main_requirements=()
+for file in requirements/*.txt; do
+  [[ "$file" == requirements/importer.txt ]] || main_requirements+=("$file")
+done
+want=$(cat "${main_requirements[@]}" | sha256sum | cut -d' ' -f1)
 if [[ ! -x .venv/bin/python || "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
   python3 -m venv .venv
   .venv/bin/python -m pip install -q --upgrade pip
@@ -39,6 +44,17 @@ for core in $MATRIX_CORES; do
   fi
 done
 
+# galaxy-importer, the checks Galaxy runs on an upload, runs on the built artefact (tests/test_quality.py) from a venv
+# of its own, kept beside the controller venvs: it pins some packages below the project venv's.
+importer="$venvs/importer-$(sha256sum requirements/importer.txt | cut -c1-12)"
+if [[ ! -f "$importer/.complete" ]]; then
+  rm -rf "$venvs/importer-"*  # older requirements, or a venv an interrupted run left half-built
+  python3 -m venv "$importer"
+  "$importer/bin/python" -m pip install -q --upgrade pip
+  "$importer/bin/python" -m pip install -q -r requirements/importer.txt
+  touch "$importer/.complete"
+fi
+
 # ansible-test downloads a pip bootstrap script from a host that may be unreachable; use ensurepip instead.
 mkdir -p ~/.ansible/test/cache
 for python in .venv/bin/python "$venvs"/core-*/bin/python; do
@@ -51,4 +67,4 @@ PY
 )
   cp tests/sanity/get_pip.py ~/.ansible/test/cache/"get_pip_${pip_version//./_}.py"
 done
-echo "setup: ready (.venv, podman $(podman --version | awk '{print $3}'), ansible-core matrix: ${MATRIX_CORES:-none})"
+echo "setup: ready (.venv, podman $(podman --version | awk '{print $3}'), ansible-core matrix: ${MATRIX_CORES:-none}, galaxy-importer in $importer)"

@@ -32,7 +32,8 @@ check tools/hosts/build-images.sh
 # the Molecule scenarios wait for it (podman runs one suite's fleet at a time here). Its output is printed after
 # step 3, its table is kept in tests/output/fleet-faults.{json,md}.
 mkdir -p tests/output
-rm -f tests/output/fleet-faults.md
+rm -f tests/output/fleet-faults.md tests/output/artefact-files.txt tests/output/galaxy-importer.log \
+  tests/output/ansible-lint.log
 faults_started=$SECONDS
 # CI runs every row but the full cache filesystem, which runs from tests/fleet/README.md's command.
 .venv/bin/python -m pytest tests/fleet -m fleet -k "not filesystem_full" -s --durations=10 \
@@ -44,6 +45,14 @@ faults=$!
 current="ansible-core $(.venv/bin/python -c 'import ansible; print(ansible.__version__)'): unit, Hub, functional, quality"
 step "$current"
 check .venv/bin/python -m pytest tests -m "not molecule and not fleet" -n 3 --durations=15
+# What Galaxy gets, as the quality tests of that step left it in tests/output: the artefact's files, and what
+# galaxy-importer and ansible-lint's production profile said of it (the tests fail on any warning).
+current="the artefact: its files, galaxy-importer, ansible-lint"
+step "$current"
+for report in artefact-files.txt galaxy-importer.log ansible-lint.log; do
+  printf -- '--- tests/output/%s\n' "$report"
+  cat "tests/output/$report" 2>/dev/null || { echo "missing: its test did not run"; failed+=("$current"); }
+done
 venvs=${JUSTNEWS_VENV_CACHE:-/var/tmp/justnews-venvs}
 # The managed host's Python and modules are the same for every controller: what an older controller changes is how
 # it runs a module and a playbook (arguments, check and diff mode, results), which these two suites cover.
