@@ -219,6 +219,30 @@ def sanity_results(folder):
     return results
 
 
+def is_shell_script(path):
+    if not path.is_file() or path.is_symlink():
+        return False
+    if path.suffix in (".sh", ".bash"):
+        return True
+    with open(path, "rb") as handle:
+        first = handle.readline(200)
+    return first.startswith(b"#!") and re.search(rb"\b(ba)?sh\b", first) is not None
+
+
+def test_shell_scripts_pass_shellcheck():
+    """Every shell script of the checkout (the harness's and CI's, none of which ships) is clean for shellcheck."""
+    import shutil  # pylint: disable=import-outside-toplevel
+
+    tool = shutil.which("shellcheck")
+    assert tool, "shellcheck is not installed: scripts/setup.sh installs Debian's package"
+    files = subprocess.run(["git", "ls-files"], cwd=REPO, check=True, capture_output=True, text=True).stdout.split()
+    scripts = sorted(name for name in files if is_shell_script(REPO / name))
+    assert ".ci/run" in scripts and "scripts/test.sh" in scripts, scripts
+    code, out = run([tool, "--external-sources", "--source-path=SCRIPTDIR"] + scripts, REPO)
+    print("shellcheck: %d scripts, exit %d" % (len(scripts), code))
+    assert code == 0, out[-5000:]
+
+
 def test_ansible_test_sanity(installed, tmp_path):
     """Every sanity test on the controller's Python, compile and import on each other Python the README claims for
     managed hosts (those this ansible-test knows); each has to run: none skipped, shellcheck included."""
@@ -267,8 +291,11 @@ def test_ansible_test_sanity(installed, tmp_path):
                    or re.search(r'Required program ".*" not found', line)]
         assert not skipped, sorted(set(skipped))
     results = sanity_results(junit)
-    expected = ["shellcheck"] + ["%s-python-%s" % (test, version) for test in PER_PYTHON_TESTS
-                                 for version in [controller] + others]
+    # The artefact ships no shell script today (test_shell_scripts_pass_shellcheck checks the checkout's); should
+    # one ship, ansible-test's shellcheck must have run on it.
+    shipped_shell = any(is_shell_script(path) for path in dest.rglob("*") if "tests" not in path.relative_to(dest).parts)
+    expected = (["shellcheck"] if shipped_shell else []) + [
+        "%s-python-%s" % (test, version) for test in PER_PYTHON_TESTS for version in [controller] + others]
     assert [name for name in expected if name not in results] == [], sorted(results)
     assert {name: results[name] for name in expected if results[name] is not None} == {}
     # Other tests may find nothing to check (pslint: no PowerShell), never skip for another reason.
