@@ -64,8 +64,11 @@ def collections_path(tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def _hub_clean(request):
-    """Each test that uses a Hub starts with no faults and zeroed statistics."""
-    for name in ("hub", "hub_lfs"):
-        if name in request.fixturenames:
-            request.getfixturevalue(name).reset()
+    """Each test that uses a Hub starts with no faults and zeroed statistics, and leaves none behind: the next
+    test's module-scoped fixtures (caches filled once per module) are set up before this fixture runs again."""
+    used = [request.getfixturevalue(name) for name in ("hub", "hub_lfs") if name in request.fixturenames]
+    for server in used:
+        server.reset()
     yield
+    for server in used:
+        server.reset()
