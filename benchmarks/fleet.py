@@ -22,7 +22,8 @@ Parts, all in the same run:
               tools/hosts/build-images.sh bookworm mounted) gets the hub_mirror role: Olah from the wheelhouse,
               upstream the test Hub, on 127.0.0.1:MIRROR_PORT; that play's time is reported as the deploy time,
               not in the mode's wall time. Then the prefetch playbook with model_cache_source hub,
-              model_cache_endpoint at the mirror and model_cache_xet false, cold then warm; the mirror container
+              model_cache_endpoint at the mirror, model_cache_xet false and model_cache_read_timeout 60 (as the
+              hub_mirror README says), cold then warm; the mirror container
               and its cache are removed after the size's warm run. Its table: Hub requests (in all and per host;
               Olah's own 5-minute connection check left out), Hub file bytes in copies per site, bytes over the
               mirror (the file bytes the hosts' caches gained: every one came through the mirror), wall time
@@ -542,7 +543,7 @@ class Plays:
             "model_cache_controller_cache": str(self.controller_cache),
             "model_cache_pip_extra_args": "--no-index --find-links /opt/wheelhouse"}
         if mode == "mirror":
-            role.update(model_cache_endpoint=Mirror.url, model_cache_xet=False)
+            role.update(model_cache_endpoint=Mirror.url, model_cache_xet=False, model_cache_read_timeout=60)
         path.write_text(json.dumps(role))
         return path
 
@@ -1091,7 +1092,8 @@ def main():  # pylint: disable=too-many-locals,too-many-statements
     mirrored = mirror_summary(rows, deploys, model_bytes)
     if mirrored or deploys:
         print("Site mirror (hub_mirror: Olah on %s, %s, upstream the test Hub; %d site for the N hosts; "
-              "model_cache_source hub, model_cache_endpoint at it, model_cache_xet false):"
+              "model_cache_source hub, model_cache_endpoint at it, model_cache_xet false, "
+              "model_cache_read_timeout 60):"
               % (Mirror.url, opts.mirror_image, MIRROR_SITES))
         print(mirror_table(mirrored))
         print("(deploy s: the hub_mirror play on a fresh mirror host, Olah installed from its wheelhouse, started and "

@@ -155,6 +155,13 @@ class Snapshot:
             os.environ["HF_HUB_DISABLE_SHARED_BLOBS"] = "1"
             if hf_constants is not None:
                 hf_constants.HF_HUB_DISABLE_SHARED_BLOBS = True
+        if p.get("read_timeout"):
+            # How long one download may receive nothing before it counts as dropped (the library's 10 s unless
+            # set). A caching mirror that fetches a file once for all callers sends the waiting ones no byte until
+            # its own fetch of the block is done (Olah: 64 MiB blocks).
+            os.environ["HF_HUB_DOWNLOAD_TIMEOUT"] = str(p["read_timeout"])
+            if hf_constants is not None:
+                hf_constants.HF_HUB_DOWNLOAD_TIMEOUT = p["read_timeout"]
         if p.get("xet") is False:
             # Every byte from the endpoint's resolve route, none from a CAS it hands out (a mirror's bypass).
             os.environ["HF_HUB_DISABLE_XET"] = "1"
@@ -182,6 +189,9 @@ class Snapshot:
                           % p["blobs_from"], INVALID_ARGUMENT)
         if p["retries"] < 0 or p["timeout"] <= 0:
             raise Failure("retries must be >= 0 and timeout > 0 (seconds)", INVALID_ARGUMENT)
+        if p.get("read_timeout") is not None and not 0 < p["read_timeout"] <= p["timeout"]:
+            raise Failure("read_timeout must be > 0 and at most timeout (%d s), got %d"
+                          % (p["timeout"], p["read_timeout"]), INVALID_ARGUMENT)
         link = p["link"]
         if link and _cache.location_inside(link, self.cache_dir):
             raise Failure("link %s lies inside cache_dir %s, where it would replace the cache's own files: choose"
@@ -735,6 +745,7 @@ ARGUMENT_SPEC = dict(
     verify_checksums=dict(type="bool", default=True),
     retries=dict(type="int", default=5),
     timeout=dict(type="int", default=1800),
+    read_timeout=dict(type="int"),
     owner=dict(type="str"),
     group=dict(type="str"),
     mode=dict(type="raw", default="0644"),

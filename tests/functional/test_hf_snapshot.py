@@ -264,6 +264,7 @@ def test_token_from_environment(hub, cache, run):
     ({"allow_patterns": ["*.nothing"]}, ["matches allow_patterns"]),
     ({"mode": "abc"}, ["octal"]),
     ({"owner": "no-such-user-xyz"}, ["owner or group does not exist"]),
+    ({"read_timeout": 0}, ["read_timeout must be > 0 and at most timeout"]),
 ])
 def test_bad_input_names_the_fix(hub, cache, run, extra, words):
     result = run(args(hub, cache, retries=0, **extra))
