@@ -8,6 +8,7 @@ wheelhouse of tools/hosts/build-images.sh when it is there, else from PyPI.
 """
 
 import concurrent.futures
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -90,34 +91,28 @@ def get(url, timeout=60):
         return answer.status
 
 
-@pytest.fixture
-def mirror(olah, hub, collections_path, tmp_path):
-    """Olah on a free loopback port, configured by the role for the test Hub; yields its URL."""
-    port = free_port()
-    config = render_config(collections_path, tmp_path, hub.url, port)
-    text = config.read_text()
-    upstream = hub.url.split("://", 1)[1]
-    for line in ('hf-scheme = "http"', 'hf-netloc = "%s"' % upstream, 'hf-lfs-netloc = "%s"' % upstream,
-                 'mirror-netloc = "127.0.0.1:%d"' % port, 'host = "127.0.0.1"', "offline = false"):
-        assert line in text, (line, text)
-    home = tmp_path / "home"
-    home.mkdir()
-    log = open(tmp_path / "olah.out", "w")  # pylint: disable=consider-using-with
+@contextlib.contextmanager
+def running(olah, config, workdir, port):
+    """olah-cli on `config` until the block ends; yields its URL once it answers the role's probe."""
+    home = workdir / "home"
+    home.mkdir(exist_ok=True)
+    out = workdir / "olah.out"
+    log = open(out, "a")  # pylint: disable=consider-using-with
     proc = subprocess.Popen(  # pylint: disable=consider-using-with
-        [str(olah), "-c", str(config), "--log-path", str(tmp_path / "logs")], cwd=tmp_path, stdout=log,
+        [str(olah), "-c", str(config), "--log-path", str(workdir / "logs")], cwd=workdir, stdout=log,
         stderr=subprocess.STDOUT, env=dict(os.environ, HOME=str(home), NO_PROXY="127.0.0.1,localhost"))
     url = "http://127.0.0.1:%d" % port
     try:
         deadline = time.monotonic() + 60
         while True:
-            assert proc.poll() is None, (tmp_path / "olah.out").read_text()[-3000:]
+            assert proc.poll() is None, out.read_text()[-3000:]
             try:
-                # the role's probe: Olah answers 500 on /
+                # the role's probe (Olah answers 500 on /); offline, Olah answers it from its cache
                 if get("%s/api/models/%s/revision/main" % (url, MINILM_REPO)) == 200:
                     break
             except OSError:
                 pass
-            assert time.monotonic() < deadline, (tmp_path / "olah.out").read_text()[-3000:]
+            assert time.monotonic() < deadline, out.read_text()[-3000:]
             time.sleep(0.3)
         yield url
     finally:
@@ -128,6 +123,26 @@ def mirror(olah, hub, collections_path, tmp_path):
             proc.kill()
             proc.wait()
         log.close()
+
+
+@pytest.fixture
+def mirror_config(olah, hub, collections_path, tmp_path):
+    """(config, port): the role's olah.toml for the test Hub on a free loopback port."""
+    port = free_port()
+    config = render_config(collections_path, tmp_path, hub.url, port)
+    text = config.read_text()
+    upstream = hub.url.split("://", 1)[1]
+    for line in ('hf-scheme = "http"', 'hf-netloc = "%s"' % upstream, 'hf-lfs-netloc = "%s"' % upstream,
+                 'mirror-netloc = "127.0.0.1:%d"' % port, 'host = "127.0.0.1"', "offline = false"):
+        assert line in text, (line, text)
+    return config, port
+
+
+@pytest.fixture
+def mirror(olah, mirror_config, tmp_path):
+    """Olah on a free loopback port, configured by the role for the test Hub; yields its URL."""
+    with running(olah, mirror_config[0], tmp_path, mirror_config[1]) as url:
+        yield url
 
 
 def snapshot(url, cache):
@@ -188,3 +203,26 @@ def test_hosts_at_once_on_a_cold_mirror_take_one_copy_with_no_retry(mirror, hub,
         results = list(pool.map(fetch, range(hosts)))
     assert [(r.get("changed"), r.get("msg")) for r in results] == [(True, None)] * hosts, results
     assert sum(file_bytes(hub).values()) == one_copy, hub.stats()["bytes"]
+
+
+def test_an_offline_mirror_is_refused_by_the_hosts_integrity_checks(olah, mirror_config, hub, collections_path,
+                                                                     tmp_path):
+    """Why the role keeps Olah online (roles/hub_mirror/README.md): offline, Olah answers a cached revision with
+    the Hub down, but names each small file with an ETag made from the URL, which hf_snapshot refuses."""
+    config, port = mirror_config
+    with running(olah, config, tmp_path, port) as url:
+        snapshot(url, tmp_path / "client-1" / "hub")  # the mirror now holds the revision
+    config.write_text(config.read_text().replace("offline = false", "offline = true"))
+    hub.reset()
+    hub.set_faults([{"kind": "503", "endpoint": "any", "count": -1}])  # the Hub is down
+    work = tmp_path / "host"
+    work.mkdir()
+    cache = work / "hub"
+    with running(olah, config, tmp_path, port) as url:
+        result = Runner(collections_path, work)({
+            "repo_id": MINILM_REPO, "revision": COMMIT_B, "cache_dir": str(cache), "endpoint": url, "xet": False,
+            "retries": 0, "timeout": 120, "free_space_margin": 0})
+    assert result["failed"] is True and result["error_kind"] == "unsafe_listing", result.get("msg")
+    assert "ETag" in result["msg"], result["msg"]
+    assert not list(cache.glob("models--*/snapshots/*")) and not list(cache.glob("models--*/refs/*"))
+    assert hub.stats()["total"] == 0  # offline, Olah asked the Hub nothing
