@@ -1103,7 +1103,8 @@ def main():  # pylint: disable=too-many-locals,too-many-statements
               "against the baseline's play of the same N and run.)")
         for n1, n2, per_host in marginal_requests(rows):
             print("Hub requests per added host of the site, cold, between N=%d and N=%d: %.1f "
-                  "(benchmarks/fleet_simulation.py, MIRROR_RESOLVER_PER_FILE x files)" % (n1, n2, per_host))
+                  "(benchmarks/fleet_simulation.py: MIRROR_RESOLVER_PER_FILE x files + MIRROR_API_PER_HOST; "
+                  "the JSON's rows split them by kind, hub_by_kind)" % (n1, n2, per_host))
         for d in deploys:
             if d.get("error"):
                 print("mirror at N=%d not deployed: %s" % (d["n"], d["error"][:500]))

@@ -15,8 +15,9 @@ Modes (rows of the table):
                    (the role's model_cache_hub_concurrency).
   hub, site mirror the same role mode with model_cache_endpoint pointing at a caching mirror in each site
                    (Olah, the hub_mirror role); each mirror fetches the bytes once from the Hub, but sends the Hub
-                   --mirror-resolver-per-file requests per file for every host it serves, cached or not (Olah's
-                   access check, measured: MIRROR_RESOLVER_PER_FILE).
+                   --mirror-resolver-per-file requests per file and --mirror-api-per-host API calls for every
+                   host it serves, cached or not (Olah's access checks, measured: MIRROR_RESOLVER_PER_FILE,
+                   MIRROR_API_PER_HOST).
   controller       one fetch onto the controller, then every host receives the blobs it lacks over Ansible's own
                    connection: the controller's uplink carries one copy per host.
   seed per site    not built, superseded by site mirrors; modelled for comparison: the controller fetches once
@@ -41,7 +42,8 @@ a limit L, the rollout waits at least (ceil(R/L) - 1) windows of 300 s: the rate
 transfer time because each fetch sends its requests before its bytes, so a host refused with 429 idles until the
 window resets. A site mirror sends, per site, one cold fetch of its own and then, for each host of the site,
 --mirror-api-per-host API and --mirror-resolver-per-file resolver requests per file (what the benchmark measured
-for Olah: it checks every client request with the Hub, even for a file it holds). A P2P engine distributes the
+for Olah: it checks every client request with the Hub, even for a file it holds, and a batch of hosts arriving
+together on a cold mirror costs more than hosts arriving one at a time). A P2P engine distributes the
 file bytes, not the metadata: by default each host's API and resolver requests still reach the Hub
 (--p2p-metadata cached models a caching mirror in front that answers them).
 """
@@ -57,15 +59,16 @@ MODES = ("hub", "hub, site mirror", "controller", "seed per site", "p2p")
 GB = 1e9
 # What a site mirror (Olah 0.5.4, deployed by the hub_mirror role) sends the Hub for each host that fetches a
 # revision through it, on top of the mirror's own one cold fetch per site: Olah checks every client HEAD and GET
-# with one upstream resolve HEAD, even when the file is cached, and answers the API calls from its metadata cache
-# (hub_mirror_metadata_cache_ttl). Measured against the collection's test Hub for all-MiniLM-L6-v2 (13 files):
-# 39 upstream HEADs and no API request per fresh host snapshot (snapshot_download with HF_HUB_DISABLE_XET=1, its
-# second and later clients; the Olah evaluation of 2026-11-27), so 39 / 13 = 3 resolver requests per file.
-# To update from the role's own fetch: `.venv/bin/python -m benchmarks.fleet --only-fleet` prints "Hub requests
-# per added host of the site" between its mirror sizes (N = 5 and 10): that figure / 13 files, and the warm-run
-# API count 0 unless the mirror table's Hub requests say otherwise.
-MIRROR_RESOLVER_PER_FILE = 3
-MIRROR_API_PER_HOST = 0
+# with upstream resolve HEADs, even when the file is cached, and asks the Hub's paths-info API again for callers
+# that arrive while its metadata cache is still cold. Measured by `.venv/bin/python -m benchmarks.fleet
+# --only-fleet --sizes 5,10 --mirror-sizes 5,10` (2026-12-06; the prefetch playbook through one Olah, hosts at
+# once, model_cache_read_timeout 60) for all-MiniLM-L6-v2 (13 files): between N = 5 and N = 10 the cold runs' Hub
+# requests grew by 94.2 per added host, 79.8 resolve HEADs (6.1 per file) and 14.4 paths-info calls. Hosts that
+# arrive one at a time cost less (39 HEADs and no API call per fresh client, the Olah evaluation of 2026-11-27):
+# these figures are for a rollout batch, the role's way. To update: the benchmark prints the requests per added
+# host; its JSON's mirror rows hold them by kind (`hub_by_kind`: head is resolver, the others API).
+MIRROR_RESOLVER_PER_FILE = 6
+MIRROR_API_PER_HOST = 14
 
 
 @dataclass(frozen=True)
