@@ -156,12 +156,13 @@ class Snapshot:
             if hf_constants is not None:
                 hf_constants.HF_HUB_DISABLE_SHARED_BLOBS = True
         if p.get("read_timeout"):
-            # How long one download may receive nothing before it counts as dropped (the library's 10 s unless
-            # set). A caching mirror that fetches a file once for all callers sends the waiting ones no byte until
-            # its own fetch of the block is done (Olah: 64 MiB blocks).
-            os.environ["HF_HUB_DOWNLOAD_TIMEOUT"] = str(p["read_timeout"])
+            # How long one request for a file (its HEAD or its download) may receive nothing before it counts as
+            # dropped (the library's 10 s unless set). A caching mirror that fetches a file once for all callers
+            # sends the waiting ones no byte until its own fetch of the block is done (Olah: 64 MiB blocks), and
+            # answers their HEADs late under load.
+            os.environ["HF_HUB_DOWNLOAD_TIMEOUT"] = os.environ["HF_HUB_ETAG_TIMEOUT"] = str(p["read_timeout"])
             if hf_constants is not None:
-                hf_constants.HF_HUB_DOWNLOAD_TIMEOUT = p["read_timeout"]
+                hf_constants.HF_HUB_DOWNLOAD_TIMEOUT = hf_constants.HF_HUB_ETAG_TIMEOUT = p["read_timeout"]
         if p.get("xet") is False:
             # Every byte from the endpoint's resolve route, none from a CAS it hands out (a mirror's bypass).
             os.environ["HF_HUB_DISABLE_XET"] = "1"

@@ -153,8 +153,8 @@ options:
     default: 1800
   read_timeout:
     description:
-      - Seconds one download may receive no byte before it counts as a dropped connection, which O(retries)
-        then retries. Unset, C(huggingface_hub)'s own 10 seconds.
+      - Seconds one request for a file (its HEAD or its download) may receive no byte before it counts as a
+        dropped connection, which O(retries) then retries. Unset, C(huggingface_hub)'s own 10 seconds.
       - Raise it behind a caching mirror that fetches each file once for all its callers, such as the
         C(justnews.huggingface.hub_mirror) role's Olah, which sends the callers waiting on a file no byte until
         its own fetch of a 64 MiB block is done; C(60) covers an upstream rate of about 1 MiB/s.

@@ -273,6 +273,22 @@ def test_bad_input_names_the_fix(hub, cache, run, extra, words):
         assert word in result["msg"]
 
 
+def test_read_timeout_lets_a_silent_endpoint_finish_the_file(hub, cache, run):
+    """A caching mirror that fetches a file for another caller sends the waiting ones nothing until it has the
+    block (Olah: 64 MiB); the library's 10 s read timeout drops such a request, read_timeout waits it out."""
+    stall = [{"kind": "stall", "endpoint": "get", "path": "config.json", "count": 1, "seconds": 15}]
+    hub.set_faults(stall)
+    dropped = run(args(hub, cache, revision=COMMIT_A, xet=False, retries=0))
+    assert dropped["failed"] is True and dropped["error_kind"] == "transient", dropped["msg"]
+    assert "ReadTimeout" in dropped["msg"] and not list(cache.glob(FOLDER + "/snapshots/*"))
+    hub.reset()
+    hub.set_faults(stall)
+    waited = run(args(hub, cache, revision=COMMIT_A, xet=False, retries=0, read_timeout=30))
+    assert waited["changed"] is True and waited["retries_used"] == 0, waited.get("msg")
+    assert waited["elapsed"] >= 15 and not hub.get_faults()[0]["count"]  # the stall was served and waited out
+    assert offline_embedding(cache) == 384
+
+
 def test_unreachable_hub_names_the_endpoint(cache, run):
     result = run({"repo_id": MINILM_REPO, "cache_dir": str(cache), "endpoint": "http://127.0.0.1:9",
                  "retries": 1, "timeout": 30})

@@ -7,7 +7,6 @@ a venv kept between runs (JUSTNEWS_VENV_CACHE, as scripts/setup.sh keeps the con
 wheelhouse of tools/hosts/build-images.sh when it is there, else from PyPI.
 """
 
-import concurrent.futures
 import contextlib
 import fcntl
 import hashlib
@@ -182,27 +181,6 @@ def test_the_mirror_fetches_each_file_once_and_serves_the_originals(mirror, hub,
         assert sorted(files) == sorted(originals)
         for name, path in files.items():
             assert hashlib.sha256(path.read_bytes()).hexdigest() == originals[name].sha256, name
-
-
-def test_hosts_at_once_on_a_cold_mirror_take_one_copy_with_no_retry(mirror, hub, collections_path, tmp_path):
-    """Olah hands the callers waiting on a file no byte until its own fetch of the 64 MiB block is done: with the
-    library's 10 s read timeout most hosts then drop and retry; with read_timeout (model_cache_read_timeout) at
-    60, as the hub_mirror README says, every host gets its files on the first try and the Hub sends one copy."""
-    hosts = 10
-    one_copy = sum(blob.size for blob in hub.repos[MINILM_REPO]["commits"][COMMIT_B].values())
-    hub.reset()
-
-    def fetch(i):
-        work = tmp_path / ("host-%d" % i)
-        work.mkdir()
-        return Runner(collections_path, work)({
-            "repo_id": MINILM_REPO, "revision": COMMIT_B, "cache_dir": str(work / "hub"), "endpoint": mirror,
-            "xet": False, "retries": 0, "read_timeout": 60, "timeout": 300, "free_space_margin": 0})
-
-    with concurrent.futures.ThreadPoolExecutor(hosts) as pool:
-        results = list(pool.map(fetch, range(hosts)))
-    assert [(r.get("changed"), r.get("msg")) for r in results] == [(True, None)] * hosts, results
-    assert sum(file_bytes(hub).values()) == one_copy, hub.stats()["bytes"]
 
 
 def test_an_offline_mirror_is_refused_by_the_hosts_integrity_checks(olah, mirror_config, hub, collections_path,

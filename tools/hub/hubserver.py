@@ -58,7 +58,10 @@ FAULT_KINDS = ("429", "500", "502", "503", "401", "reset", "truncate", "corrupt"
                # Xet: a CAS token that expires `value` seconds after it is issued
                "expire",
                # a hostile or broken mirror: what it says about the repository, not how it fails
-               "extra_entry", "sha", "etag", "commit_header", "size_lie", "throttle")
+               "extra_entry", "sha", "etag", "commit_header", "size_lie", "throttle",
+               # the status line and headers, then `seconds` without a byte, then the body (a mirror still
+               # fetching the file for another caller, a stalled upstream)
+               "stall")
 # A 1 MiB pseudo-random block: incompressible, deterministic, cheap to repeat for the synthetic large file.
 LARGE_BLOCK = b"".join(hashlib.sha256(b"justnews-test large %d" % i).digest() for i in range(CHUNK // 32))
 XET_TOKEN_LIFETIME = 3600
@@ -625,6 +628,9 @@ class Handler(BaseHTTPRequestHandler):
             self.end_headers()
             if self.command == "HEAD":
                 return
+            if fault == "stall":
+                self.wfile.flush()
+                self.fault["release"].wait(float(self.fault["seconds"]))  # reset() and stop() end it early
             for piece in chunks:
                 piece = piece[:limit - sent]
                 if fault == "corrupt" and endpoint != "reconstruction":  # that one is corrupted in its terms
