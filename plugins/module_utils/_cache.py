@@ -654,7 +654,7 @@ class RepoCache:
         to its id (an entry to the id of a blob of this repository linking to it), a ref must hold a commit, a
         listing must read as one, the store's marker its one line, a manifest keeps its valid lines only; a lock
         file becomes an empty new one."""
-        top, rel = _store.below(self.cache_dir, path)
+        rel = _store.below(self.cache_dir, path)[1]
         if rel.startswith(".."):
             return None
         parts = rel.split(os.sep)
@@ -673,8 +673,7 @@ class RepoCache:
                 return _fs.checked(TREE_MAX, _vouch(_is_pending, "is not a list of blobs"))
             return None
         if parts[0] == _store.STORE_DIR:
-            return _store.copy_rule(self.cache_dir, os.path.join(top, rel),
-                                    {h: etag for etag, h in self.store_links().items()}, _blob_copy)
+            return _store.copy_rule(rel, {h: etag for etag, h in self.store_links().items()}, _blob_copy)
         return None
 
     def links_to_snapshot(self, link):
@@ -933,8 +932,13 @@ def apply_ownership(paths, uid, gid, file_mode, top, copies=None, check=False):
         except (_fs.Refused, FileNotFoundError, NotADirectoryError):
             continue
         try:
+            # The rule is looked up for a hard link only; one made after this look finds no rule and is refused.
+            try:
+                linked = os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_nlink > 1
+            except FileNotFoundError:
+                continue
             _fs.own_at(dir_fd, name, uid, gid, file_mode, None if file_mode is None else dir_mode(file_mode),
-                       where=path, copy=copies(path) if copies else None, check=check)
+                       where=path, copy=copies(path) if copies and linked else None, check=check)
         finally:
             os.close(dir_fd)
 

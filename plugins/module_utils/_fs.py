@@ -599,8 +599,8 @@ def hashed(new_digest, expected, chunk=4 * 1024 * 1024):
             size += len(data)
             yield data
         if size != st.st_size or digest.hexdigest() != expected:
-            raise NotVouched("holds %d bytes with id %s, not the %s its name says" % (size, digest.hexdigest(),
-                                                                                     expected))
+            raise NotVouched("holds %d bytes with id %s, not the %s its name says"
+                             % (size, digest.hexdigest(), expected))
     return copy
 
 

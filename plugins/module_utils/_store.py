@@ -21,11 +21,11 @@ The rules kept here:
 What the collection uses: ``inspect_blob`` (FILE, STORE, MISSING or REFUSED for a repository blob),
 ``open_blob`` / ``open_entry`` + ``read_chunks`` (content without following links), ``link_hash`` /
 ``parse_target`` (the hash a link names), ``entries`` and ``all_links`` (the store and what links to it now),
-``read_manifest`` / ``referrers`` (the manifest's view), ``owned_paths`` (what ownership may reach) and
+``read_manifest`` / ``referrers`` (the manifest's view), ``owned_paths`` (what ownership may reach),
 ``copy_rule`` (how a hard-linked file of the store is replaced before it gets an owner), ``detach_links`` (no
-hard-linked lock or manifest left for the library to chmod or append to as root),
-``unsound_paths`` (what would lead the library out of the cache), ``remove_entry`` and ``publish`` (a blob the
-module brought in and checked, into the store under the Xet hash the module computed itself).
+hard-linked lock or manifest left for the library to chmod or append to as root), ``unsound_paths`` (what would
+lead the library out of the cache), ``remove_entry`` and ``publish`` (a blob the module brought in and checked,
+into the store under the Xet hash the module computed itself).
 
 Private to the justnews.huggingface collection: no compatibility promise.
 """
@@ -458,11 +458,11 @@ def _manifest_copy():
     return _fs.checked(MANIFEST_MAX, _manifest_lines)
 
 
-def copy_rule(cache_dir, path, entry_ids, blob_copy):
-    """The copy rule (_fs.own_at) of a hard-linked file of the store, None where no copy makes sense: the marker
-    keeps its one line, an entry must hash to the id of a repository blob linking to it (`entry_ids`: {xet hash:
-    blob id}; `blob_copy(id)` makes the rule), a manifest keeps its valid lines, a lock becomes an empty file."""
-    rel = os.path.relpath(path, cache_dir)
+def copy_rule(rel, entry_ids, blob_copy):
+    """The copy rule (_fs.own_at) of a hard-linked file of the store, `rel` its path from the cache, None where
+    no copy makes sense: the marker keeps its one line, an entry must hash to the id of a repository blob linking
+    to it (`entry_ids`: {xet hash: blob id}; `blob_copy(id)` makes the rule), a manifest keeps its valid lines,
+    a lock becomes an empty file."""
     parts = rel.split(os.sep)
     if parts == [STORE_DIR, MARKER]:
         def marker(data):
