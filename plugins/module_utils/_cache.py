@@ -645,6 +645,37 @@ class RepoCache:
                   if self.inspect_blob(name).kind == _store.STORE]
         yield from _store.owned_paths(self.cache_dir, hashes)
 
+    def copy_rule(self, path):
+        """How a hard-linked file of this repository is replaced by a private copy before it gets an owner or a
+        mode (_fs.own_at), chosen by where it is; None where no copy makes sense (the run is refused).
+
+        Only a copy whose content is what belongs under the name is made, so that the content of another file
+        reached by a hard link (root's secret) is never handed to the new owner: a blob or store entry must hash
+        to its id (an entry to the id of a blob of this repository linking to it), a ref must hold a commit, a
+        listing must read as one, the store's marker its one line, a manifest keeps its valid lines only; a lock
+        file becomes an empty new one."""
+        rel = _store.below(self.cache_dir, path)[1]
+        if rel.startswith(".."):
+            return None
+        parts = rel.split(os.sep)
+        name = parts[-1]
+        if parts[0] == self.folder_name and len(parts) == 3 and parts[1] == "blobs" and BLOB_RE.match(name):
+            return _blob_copy(name)
+        if parts[0] == self.folder_name and len(parts) >= 3 and parts[1] == "refs":
+            return _fs.checked(256, _vouch(lambda data: is_commit(data.decode("ascii", "replace").strip()),
+                                           "does not hold a commit"))
+        if parts[0] == self.folder_name and len(parts) == 3 and parts[1] == "trees" and name.endswith(".json"):
+            return _fs.checked(TREE_MAX, _vouch(_is_listing, "is not a file listing"))
+        if parts[:2] == [".locks", self.folder_name] and len(parts) == 3:
+            if name.endswith(".lock"):
+                return _fs.fresh
+            if name == PENDING_NAME:
+                return _fs.checked(TREE_MAX, _vouch(_is_pending, "is not a list of blobs"))
+            return None
+        if parts[0] == _store.STORE_DIR:
+            return _store.copy_rule(rel, {h: etag for etag, h in self.store_links().items()}, _blob_copy)
+        return None
+
     def links_to_snapshot(self, link):
         """True when `link` is a symlink that leads into this repository's snapshots."""
         if not os.path.islink(link):
@@ -684,6 +715,39 @@ class RepoCache:
                 self.discard_blob(name)
                 bad.append(name)
         return bad
+
+
+def _blob_copy(name):
+    """The copy rule of a blob named after its id: the copy must hash to it."""
+    if len(name) == 64:
+        return _fs.hashed(lambda _size: hashlib.sha256(), name)
+    return _fs.hashed(lambda size: hashlib.sha1(b"blob %d\0" % size), name)
+
+
+def _vouch(accept, why):
+    """A copy rule's judge for _fs.checked: the bytes as they are when `accept` takes them."""
+    def judge(data):
+        try:
+            ok = accept(data)
+        except ValueError:
+            ok = False
+        if not ok:
+            raise _fs.NotVouched(why)
+        return data
+    return judge
+
+
+def _is_listing(data):
+    payload = json.loads(data.decode("utf-8"))
+    if not isinstance(payload, dict) or payload.get("format_version") != TREE_FORMAT_VERSION:
+        return False
+    check_tree(payload.get("files"), "a listing")
+    return True
+
+
+def _is_pending(data):
+    names = json.loads(data.decode("utf-8"))
+    return isinstance(names, list) and all(isinstance(n, str) and BLOB_RE.match(n) for n in names)
 
 
 class RepoLock:
@@ -726,6 +790,15 @@ class RepoLock:
                 if not stat.S_ISREG(st.st_mode):
                     os.close(fd)
                     raise _fs.Refused(self.path, "is %s, not a lock file" % _fs.describe(st.st_mode))
+                if st.st_nlink > 1:
+                    # A hard link, perhaps to a file elsewhere: never truncated, written or locked; an empty
+                    # file of this run's takes its name, and is what every run locks from now on.
+                    os.close(fd)
+                    if self.clock() - started >= self.timeout:
+                        raise _fs.Refused(self.path, "is a hard link again each time it is replaced")
+                    _fs.own_at(folder, LOCK_NAME, os.geteuid(), os.getegid(), 0o664, where=self.path,
+                               copy=_fs.fresh, kinds=(stat.S_IFREG,))
+                    continue
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except OSError as exc:
@@ -817,9 +890,14 @@ def dir_mode(file_mode):
     return file_mode | ((file_mode & 0o444) >> 2) | 0o700
 
 
-def plan_ownership(paths, uid, gid, file_mode):
-    """Return the paths whose owner, group or mode differ from what is wanted."""
-    pending = []
+def plan_ownership(paths, uid, gid, file_mode, top=None, copies=None):
+    """Return the paths whose owner, group or mode differ from what is wanted.
+
+    With `top` (the cache), a hard link among them (a regular file with more than one name) is judged now,
+    before anything is written: apply_ownership will replace it by a private copy, so its content is read
+    through its copy rule (`copies`, see apply_ownership) and _fs.Refused raised when it has none or the content
+    does not belong there."""
+    pending, linked = [], []
     for path in paths:
         st = os.lstat(path)
         if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
@@ -831,13 +909,21 @@ def plan_ownership(paths, uid, gid, file_mode):
             wrong_mode = stat.S_IMODE(st.st_mode) != want
         if wrong_owner or wrong_mode:
             pending.append(path)
+            if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+                linked.append(path)
+    if top is not None and linked:
+        apply_ownership(linked, uid, gid, file_mode, top, copies, check=True)
     return pending
 
 
-def apply_ownership(paths, uid, gid, file_mode, top):
+def apply_ownership(paths, uid, gid, file_mode, top, copies=None, check=False):
     """Owner, group and mode of paths below `top` (the cache), each reached from a descriptor of `top` through
     real folders and opened without following the last component: an entry or a folder on the way swapped for a
-    symlink after it was planned is never chowned or chmodded through; links get an lchown only."""
+    symlink after it was planned is never chowned or chmodded through; links get an lchown only.
+
+    An entry with more than one name is never changed in place (_fs.own_at): a symlink is made anew, a regular
+    file replaced by a private copy made by `copies(path)`, its copy rule (an _fs copy function, None: no copy
+    makes sense and _fs.Refused is raised). With `check`, nothing is changed; the copies are only judged."""
     for path in paths:
         base, rel = _store.below(top, path)
         parent, name = os.path.split(rel)
@@ -846,38 +932,15 @@ def apply_ownership(paths, uid, gid, file_mode, top):
         except (_fs.Refused, FileNotFoundError, NotADirectoryError):
             continue
         try:
-            _own_one(dir_fd, name, uid, gid, file_mode)
+            # The rule is looked up for a hard link only; one made after this look finds no rule and is refused.
+            try:
+                linked = os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_nlink > 1
+            except FileNotFoundError:
+                continue
+            _fs.own_at(dir_fd, name, uid, gid, file_mode, None if file_mode is None else dir_mode(file_mode),
+                       where=path, copy=copies(path) if copies and linked else None, check=check)
         finally:
             os.close(dir_fd)
-
-
-def _own_one(dir_fd, name, uid, gid, file_mode):
-    try:
-        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-    except FileNotFoundError:
-        return
-    if stat.S_ISLNK(st.st_mode):
-        if uid != -1 or gid != -1:
-            os.chown(name, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
-        return
-    if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
-        return  # a FIFO or device in the cache is not ours to hand out
-    try:
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
-    except OSError as exc:
-        if exc.errno in (errno.ELOOP, errno.ENOENT):
-            return
-        raise
-    try:
-        now = os.fstat(fd)
-        if stat.S_IFMT(now.st_mode) != stat.S_IFMT(st.st_mode):
-            return
-        if uid != -1 or gid != -1:
-            os.fchown(fd, uid, gid)
-        if file_mode is not None:
-            os.fchmod(fd, dir_mode(file_mode) if stat.S_ISDIR(now.st_mode) else file_mode)
-    finally:
-        os.close(fd)
 
 
 def link_target(link):

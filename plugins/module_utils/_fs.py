@@ -8,7 +8,8 @@ image root come from a pipeline). Every helper here starts from a descriptor of 
 each component with ``O_NOFOLLOW`` relative to the previous directory's descriptor, so a component swapped for a
 symlink fails with ``Refused`` instead of leading outside. Files are opened with ``O_NONBLOCK`` and judged by
 ``fstat`` before a byte is read: a FIFO or a device is never read, so no read waits on a file the run did not
-create. Reads are capped.
+create. Reads are capped. Owner and mode are changed through ``own_at`` / ``own_fd`` only, which never chown or
+chmod an inode another name may share (a hard link, ``st_nlink > 1``).
 
 Private to the justnews.huggingface collection: no compatibility promise.
 """
@@ -321,9 +322,7 @@ def open_dir_path(path, create=False, mode=0o755, uid=None, gid=None):
                     raise
                 os.mkdir(part, 0o700, dir_fd=fd)
                 nxt = os.open(part, DIR_FLAGS, dir_fd=fd)
-                if uid is not None:
-                    os.fchown(nxt, uid, -1 if gid is None else gid)
-                os.fchmod(nxt, mode)
+                own_fd(nxt, *_ids(uid, gid), mode=mode, where=where, made=True)
                 made.append(where)
             except OSError as exc:
                 if exc.errno in (errno.ELOOP, errno.ENOTDIR):
@@ -383,9 +382,7 @@ def replace_at(dir_fd, name, data, mode, uid=None, gid=None):
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=dir_fd)
         try:
-            if uid is not None:
-                os.fchown(fd, uid, -1 if gid is None else gid)
-            os.fchmod(fd, mode)
+            own_fd(fd, *_ids(uid, gid), mode=mode, where=tmp, made=True)
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
@@ -404,7 +401,7 @@ def replace_at(dir_fd, name, data, mode, uid=None, gid=None):
 
 def set_attrs_at(dir_fd, name, mode, uid=None, gid=None, where=None):
     """Give the regular file `name` in `dir_fd` its owner and mode through a descriptor (never through a link);
-    Refused when it is no longer a regular file."""
+    Refused when it is no longer a regular file, or when it is a hard link (own_fd)."""
     try:
         fd = os.open(name, FILE_FLAGS, dir_fd=dir_fd)
     except OSError as exc:
@@ -415,8 +412,211 @@ def set_attrs_at(dir_fd, name, mode, uid=None, gid=None, where=None):
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise Refused(where or name, "is %s" % describe(st.st_mode))
-        if uid is not None:
-            os.fchown(fd, uid, -1 if gid is None else gid)
-        os.fchmod(fd, mode)
+        own_fd(fd, *_ids(uid, gid), mode=mode, where=where or name)
     finally:
         os.close(fd)
+
+
+def _ids(uid, gid):
+    """(uid, gid) for own_fd from the optional pair the writers take: no uid, no change of owner or group."""
+    return (-1, -1) if uid is None else (uid, -1 if gid is None else gid)
+
+
+# --- owner and mode, never through a hard link -------------------------------------------------------------
+#
+# chown and chmod act on an inode, not on a name. Whoever can write a folder can give a file of it a second name
+# elsewhere on the filesystem, or give a file from elsewhere a name in it (a hard link: root's /etc/shadow as
+# blobs/x, where fs.protected_hardlinks is off, and that sysctl is not the run's to set). So an inode with more
+# than one name is never chowned or chmodded: it is replaced under the name the run owns by a private copy,
+# or refused.
+
+OWNED = "owned"
+COPIED = "copied"
+
+
+class NotVouched(ValueError):
+    """Raised by a copy rule: what the hard-linked file holds is not what belongs under the name."""
+
+
+def own_fd(fd, uid=-1, gid=-1, mode=None, where=None, made=False):
+    """Owner, group (-1 keeps them) and mode (None keeps it) of the open file `fd`.
+
+    Refused for a regular file or symlink with more than one link, unless `made`: this run created the inode
+    itself (O_EXCL, mkdir), so another name can only lead to the run's own file, never from someone else's."""
+    st = os.fstat(fd)
+    if not made and not stat.S_ISDIR(st.st_mode) and st.st_nlink > 1:
+        raise Refused(where or "descriptor %d" % fd, _linked(st))
+    if uid != -1 or gid != -1:
+        os.fchown(fd, uid, gid)
+    if mode is not None:
+        os.fchmod(fd, mode)
+    return st
+
+
+def _linked(st):
+    return ("is a hard link (%d names share this file; another may be outside what the run owns): its owner and"
+            " mode are never changed through it" % st.st_nlink)
+
+
+def own_at(dir_fd, name, uid=-1, gid=-1, mode=None, dir_mode=None, where=None, copy=None, check=False,
+           kinds=(stat.S_IFREG, stat.S_IFDIR, stat.S_IFLNK)):
+    """Give the entry `name` of the directory `dir_fd` an owner and group (-1 keeps them) and a mode (None keeps
+    it; a directory takes `dir_mode`), through its own descriptor, never by a path.
+
+    An entry with one name is changed in place. A regular file or symlink with more than one name is never
+    changed in place (see above):
+    - a symlink is replaced by a new one with the same text, read with readlink and never followed;
+    - a regular file, given `copy`, is replaced by a private copy: a new file made with O_EXCL and O_NOFOLLOW in
+      `dir_fd` (the real folder, reached by descriptors), filled with what `copy(fd, st)` yields from the
+      descriptor already open on the entry, given its owner and mode through its own descriptor, fsync'ed and
+      renamed over `name`. The other names keep their inode: its owner, mode and content. `copy` raises
+      NotVouched when what it read does not belong there: Refused, and nothing is changed;
+    - a regular file without `copy`: Refused.
+    Kinds not in `kinds` (FIFOs, devices, sockets always) are left alone. With `check`, nothing is changed:
+    a copy is read through and judged only.
+
+    Returns None when nothing was done (not there, a kind left alone, swapped since), OWNED or COPIED (or what
+    would be done, with `check`).
+    """
+    where = where or name
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+    if stat.S_IFMT(st.st_mode) not in kinds:
+        return None
+    if stat.S_ISLNK(st.st_mode):
+        if st.st_nlink > 1:
+            if not check:
+                _relink(dir_fd, name, st, uid, gid)
+            return COPIED
+        if (uid != -1 or gid != -1) and not check:
+            os.chown(name, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
+        return OWNED
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0), dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOENT, errno.ENXIO):
+            return None  # swapped for a link (or removed) since the stat: nothing is reached through it
+        raise
+    try:
+        now = os.fstat(fd)
+        if stat.S_IFMT(now.st_mode) != stat.S_IFMT(st.st_mode):
+            return None
+        if stat.S_ISREG(now.st_mode) and now.st_nlink > 1:
+            if copy is None:
+                raise Refused(where, _linked(now) + ", nor copied: remove this name (rm removes it alone)")
+            return _private_copy(dir_fd, name, fd, now, copy, uid, gid, mode, where, check)
+        if not check:
+            own_fd(fd, uid, gid, dir_mode if stat.S_ISDIR(now.st_mode) else mode, where)
+        return OWNED
+    finally:
+        os.close(fd)
+
+
+def _same_entry(dir_fd, name, st):
+    try:
+        now = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino)
+
+
+def _new_name(name):
+    return ".tmp-%s-%s" % (name, os.urandom(6).hex())
+
+
+def _private_copy(dir_fd, name, fd, st, copy, uid, gid, mode, where, check):
+    os.set_blocking(fd, True)
+    try:
+        if check:
+            for _chunk in copy(fd, st):
+                pass
+            return COPIED
+        tmp = _new_name(name)
+        out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=dir_fd)
+        try:
+            try:
+                for chunk in copy(fd, st):
+                    view = memoryview(chunk)
+                    while view:
+                        view = view[os.write(out, view):]
+                # uid/gid -1 and mode None keep what the name had, as a change in place would
+                own_fd(out, st.st_uid if uid == -1 else uid, st.st_gid if gid == -1 else gid,
+                       stat.S_IMODE(st.st_mode) if mode is None else mode, where, made=True)
+                os.fsync(out)
+            finally:
+                os.close(out)
+            if not _same_entry(dir_fd, name, st):
+                discard_at(dir_fd, tmp)
+                return None  # swapped since it was opened: the new entry is not the one copied
+            os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        except BaseException:
+            discard_at(dir_fd, tmp)
+            raise
+        os.fsync(dir_fd)
+        return COPIED
+    except NotVouched as exc:
+        raise Refused(where, "%s, nor copied: it %s. Remove this name (rm removes it alone)" % (_linked(st), exc))
+
+
+def _relink(dir_fd, name, st, uid, gid):
+    """A hard-linked symlink replaced by a new symlink with the same text (never followed)."""
+    target = os.readlink(name, dir_fd=dir_fd)
+    tmp = _new_name(name)
+    os.symlink(target, tmp, dir_fd=dir_fd)
+    try:
+        os.chown(tmp, st.st_uid if uid == -1 else uid, st.st_gid if gid == -1 else gid, dir_fd=dir_fd,
+                 follow_symlinks=False)
+        if not _same_entry(dir_fd, name, st):
+            discard_at(dir_fd, tmp)
+            return
+        os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except BaseException:
+        discard_at(dir_fd, tmp)
+        raise
+
+
+# Copy rules for own_at: what a private copy of a hard-linked file gets. Each reads from the descriptor open on
+# the entry and raises NotVouched when the content is not what belongs there, so that another file's content
+# (root's secret, reached by a planted hard link) is never handed to the new owner.
+
+def fresh(_fd, _st):
+    """An empty new file, nothing read: for lock files, whose content means nothing."""
+    return iter(())
+
+
+def hashed(new_digest, expected, chunk=4 * 1024 * 1024):
+    """A copy of the content, which must hash to `expected` (hex) with `new_digest(size)` and keep the size
+    fstat gave: a blob named after its hash."""
+    def copy(fd, st):
+        digest, size = new_digest(st.st_size), 0
+        while True:
+            data = os.read(fd, chunk)
+            if not data:
+                break
+            digest.update(data)
+            size += len(data)
+            yield data
+        if size != st.st_size or digest.hexdigest() != expected:
+            raise NotVouched("holds %d bytes with id %s, not the %s its name says"
+                             % (size, digest.hexdigest(), expected))
+    return copy
+
+
+def checked(limit, accept):
+    """A copy of a small file (at most `limit` bytes): `accept(data)` gives the bytes the copy gets, or raises
+    NotVouched."""
+    def copy(fd, _st):
+        chunks, left = [], limit + 1
+        while left > 0:
+            data = os.read(fd, min(left, 1 << 20))
+            if not data:
+                break
+            chunks.append(data)
+            left -= len(data)
+        data = b"".join(chunks)
+        if len(data) > limit:
+            raise NotVouched("has more than the %d bytes such a file may have" % limit)
+        yield accept(data)
+    return copy

@@ -208,8 +208,7 @@ class ImageWriter:
                         return None
                     os.mkdir(part, 0o700, dir_fd=fd)
                     nxt = os.open(part, _fs.DIR_FLAGS, dir_fd=fd)
-                    os.fchown(nxt, 0, 0)
-                    os.fchmod(nxt, 0o755)
+                    _fs.own_fd(nxt, 0, 0, 0o755, made=True)
                 except OSError as exc:
                     if exc.errno in (errno.ELOOP, errno.ENOTDIR):
                         self._refuse(fd, rel, part)
@@ -244,12 +243,12 @@ class ImageWriter:
             if (owner is not None or not existed) and (st.st_uid, st.st_gid) != (uid, gid):
                 self._did(path)
                 if not self.check:
-                    os.fchown(fd, uid, gid)
+                    _fs.own_fd(fd, uid, gid, where=path)
             mode_now = stat.S_IMODE(os.fstat(fd).st_mode)
             if want_mode is not None and mode_now != want_mode:
                 self._did(path)
                 if not self.check:
-                    os.fchmod(fd, want_mode)
+                    _fs.own_fd(fd, mode=want_mode, where=path)
         finally:
             os.close(fd)
 
@@ -287,8 +286,7 @@ class ImageWriter:
                 with os.fdopen(tmp[1], "wb") as out:
                     out.write(data)
                     out.flush()
-                    os.fchown(out.fileno(), 0, 0)
-                    os.fchmod(out.fileno(), want_mode)
+                    _fs.own_fd(out.fileno(), 0, 0, want_mode, made=True)
                     os.fsync(out.fileno())
                 os.replace(tmp[0], name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
             except BaseException:
@@ -314,7 +312,9 @@ class ImageWriter:
                 if (st.st_uid, st.st_gid) != (self.uid, self.gid):
                     self._did(path)
                     if not self.check:
-                        os.chown(name, self.uid, self.gid, dir_fd=dir_fd, follow_symlinks=False)
+                        # a link with another name (a hard link) is made anew, never chowned in place
+                        _fs.own_at(dir_fd, name, self.uid, self.gid, where=os.path.join(self.root, path.lstrip("/")),
+                                   kinds=(stat.S_IFLNK,))
                 return
             self._did(path)
             if self.check:
@@ -325,7 +325,7 @@ class ImageWriter:
                 return None
             tmp = self._new_name(dir_fd, name, make)
             try:
-                os.chown(tmp[0], self.uid, self.gid, dir_fd=dir_fd, follow_symlinks=False)
+                os.chown(tmp[0], self.uid, self.gid, dir_fd=dir_fd, follow_symlinks=False)  # the run's new link
                 os.replace(tmp[0], name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
             except BaseException:
                 _fs.discard_at(dir_fd, tmp[0])

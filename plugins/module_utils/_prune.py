@@ -1023,8 +1023,7 @@ class EntryLock:
                 # can still take it
                 fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666, dir_fd=folder)
                 st = os.fstat(folder)
-                os.fchmod(fd, 0o666)
-                os.fchown(fd, st.st_uid, st.st_gid)
+                _fs.own_fd(fd, st.st_uid, st.st_gid, 0o666, made=True)
         finally:
             os.close(folder)
         if not stat.S_ISREG(os.fstat(fd).st_mode):

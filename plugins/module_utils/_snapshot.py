@@ -247,8 +247,12 @@ class Snapshot:
                 if parent and not os.path.isdir(parent):
                     os.makedirs(parent, 0o755)
                 os.mkdir(path, 0o700)
-            os.chown(path, uid, gid)
-            os.chmod(path, self.dir_mode)
+            # Changed through a descriptor of a directory (never a hard link), whatever the name holds by now.
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                _fs.own_fd(fd, uid, gid, self.dir_mode, path)
+            finally:
+                os.close(fd)
         if changed:
             self.result["changed"] = True
             self.result["changed_dirs"] = changed
@@ -339,6 +343,8 @@ class Snapshot:
                 self.absent()
             else:
                 self.present()
+        except _fs.Refused as exc:
+            raise Failure("%s. Nothing was changed through it" % exc, UNSAFE_CACHE, unsafe_name=exc.path)
         except _cache.UnsafeName as exc:
             raise Failure("%s. Nothing outside the repository's folder was touched and no ref moved; remove the"
                           " repository from the cache (state=absent) if it persists" % exc, UNSAFE_CACHE,
@@ -446,8 +452,10 @@ class Snapshot:
                     old_ref=self.repo.read_ref(self.ref), old_link=_cache.link_target(link) if link else None,
                     orphans=self.repo.orphaned_incomplete(), unverified=unverified, ownership=[],
                     snapshot_existed=os.path.isdir(self.repo.snapshot_path(commit)))
-        if not plan.changes(self.repo.snapshot_path(commit), link):
-            plan.ownership = _cache.plan_ownership(self.repo.owned_paths(), self.uid, self.gid, self.mode)
+        if self.uid != -1 or self.gid != -1 or self.mode is not None:
+            # Judged now, whatever else changes: a hard link with no sound copy is refused before any write.
+            plan.ownership = _cache.plan_ownership(self.repo.owned_paths(), self.uid, self.gid, self.mode,
+                                                   self.cache_dir, self.repo.copy_rule)
         return plan
 
     def diff(self, plan):
@@ -533,7 +541,7 @@ class Snapshot:
             expected = {f: self.repo.blob_name(plan.tree[f]) for f in plan.missing}
             # A link the library would follow and take for the file (out of the store, dangling, a FIFO) goes first.
             self.repo.clear_refused(expected.values())
-            self.guard_store()
+            self.guard_store(plan)
             blobs_before = self.repo.blob_names()
             self.repo.write_pending(expected.values())
             progress = ProgressFile.start(p.get("progress_file"), self.repo.blobs, plan.missing_blobs,
@@ -560,13 +568,15 @@ class Snapshot:
         if plan.old_ref != plan.commit:
             self.repo.write_ref(self.ref, plan.commit)
         _cache.apply_ownership(_cache.plan_ownership(self.repo.owned_paths(), self.uid, self.gid, self.mode),
-                               self.uid, self.gid, self.mode, self.cache_dir)
+                               self.uid, self.gid, self.mode, self.cache_dir, self.repo.copy_rule)
         snapshot = self.repo.snapshot_path(plan.commit)
         if p["link"] and plan.old_link != snapshot:
             _cache.swap_link(p["link"], snapshot, self.uid, self.gid)
 
-    def guard_store(self):
-        """Keep the download out of a shared store that leads elsewhere: the library would follow it."""
+    def guard_store(self, plan):
+        """Keep the download out of a shared store that leads elsewhere: the library would follow it. In a sound
+        store, the locks and manifests of the entries the download may use are left with no hard link for the
+        library to chmod or append to (it runs as root here)."""
         if hf_constants is None or hf_constants.HF_HUB_DISABLE_SHARED_BLOBS:
             return
         unsound = _store.unsound_paths(self.cache_dir)
@@ -577,6 +587,9 @@ class Snapshot:
                              % (self.cache_dir, unsound[0], ", ".join(unsound)))
             os.environ["HF_HUB_DISABLE_SHARED_BLOBS"] = "1"
             hf_constants.HF_HUB_DISABLE_SHARED_BLOBS = True
+            return
+        _store.detach_links(self.cache_dir, [plan.tree[f]["xet_hash"] for f in plan.missing
+                                             if plan.tree.get(f, {}).get("xet_hash")])
 
     def import_blobs(self, plan):
         """Copy the missing files in from blobs_from, each checked against its id on the way; return bytes."""

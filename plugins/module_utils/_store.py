@@ -22,8 +22,10 @@ What the collection uses: ``inspect_blob`` (FILE, STORE, MISSING or REFUSED for 
 ``open_blob`` / ``open_entry`` + ``read_chunks`` (content without following links), ``link_hash`` /
 ``parse_target`` (the hash a link names), ``entries`` and ``all_links`` (the store and what links to it now),
 ``read_manifest`` / ``referrers`` (the manifest's view), ``owned_paths`` (what ownership may reach),
-``unsound_paths`` (what would lead the library out of the cache), ``remove_entry`` and ``publish`` (a blob the
-module brought in and checked, into the store under the Xet hash the module computed itself).
+``copy_rule`` (how a hard-linked file of the store is replaced before it gets an owner), ``detach_links`` (no
+hard-linked lock or manifest left for the library to chmod or append to as root), ``unsound_paths`` (what would
+lead the library out of the cache), ``remove_entry`` and ``publish`` (a blob the module brought in and checked,
+into the store under the Xet hash the module computed itself).
 
 Private to the justnews.huggingface collection: no compatibility promise.
 """
@@ -446,6 +448,86 @@ def owned_paths(cache_dir, hashes):
     return paths
 
 
+def _manifest_lines(data):
+    """A manifest's valid lines, as the library writes them: what a private copy of a manifest keeps."""
+    lines = [line for line in data.decode("utf-8", "replace").splitlines() if REPO_BLOB_RE.match(line)]
+    return "".join(line + "\n" for line in lines).encode("utf-8")
+
+
+def _manifest_copy():
+    return _fs.checked(MANIFEST_MAX, _manifest_lines)
+
+
+def copy_rule(rel, entry_ids, blob_copy):
+    """The copy rule (_fs.own_at) of a hard-linked file of the store, `rel` its path from the cache, None where
+    no copy makes sense: the marker keeps its one line, an entry must hash to the id of a repository blob linking
+    to it (`entry_ids`: {xet hash: blob id}; `blob_copy(id)` makes the rule), a manifest keeps its valid lines,
+    a lock becomes an empty file."""
+    parts = rel.split(os.sep)
+    if parts == [STORE_DIR, MARKER]:
+        def marker(data):
+            if data != MARKER_CONTENT:
+                raise _fs.NotVouched("is not the store's marker")
+            return data
+        return _fs.checked(len(MARKER_CONTENT), marker)
+    if len(parts) != 3 or parts[0] != STORE_DIR or not PREFIX_RE.match(parts[1]):
+        return None
+    name = parts[2]
+    xet_hash = name.split(".")[0]
+    if not HASH_RE.match(xet_hash) or xet_hash[:2] != parts[1]:
+        return None
+    if name == xet_hash:
+        return blob_copy(entry_ids[xet_hash]) if xet_hash in entry_ids else None
+    if name == xet_hash + MANIFEST_SUFFIX:
+        return _manifest_copy()
+    if name == xet_hash + LOCK_SUFFIX:
+        return _fs.fresh
+    return None
+
+
+def detach_links(cache_dir, hashes):
+    """Before huggingface_hub works on these entries as root: a lock or manifest of one of them that has more
+    than one name is replaced by a private copy (an empty lock; the manifest's valid lines), owned as its folder,
+    mode 0666 as the library leaves them. The library opens `<hash>.lock` and fchmods it 0666, and appends to
+    `<hash>.refs` and fchmods it, with O_NOFOLLOW but through any hard link: a planted hard link would make a
+    file elsewhere (root's /etc/shadow) world-writable, or append to it. Returns the paths replaced."""
+    replaced = []
+    try:
+        top = os.open(cache_dir, os.O_RDONLY | os.O_DIRECTORY)
+    except (FileNotFoundError, NotADirectoryError):
+        return replaced
+    fds = [top]
+    try:
+        try:
+            fds.append(_open_dir(STORE_DIR, top, store_dir(cache_dir)))
+        except (FileNotFoundError, StoreRefused):
+            return replaced  # no store, or one the download keeps away from (unsound_paths)
+        for xet_hash in sorted(set(hashes)):
+            try:
+                prefix = _open_dir(check_hash(xet_hash)[:2], fds[1], os.path.dirname(entry_path(cache_dir, xet_hash)))
+            except (FileNotFoundError, StoreRefused):
+                continue
+            try:
+                owner = os.fstat(prefix)
+                for name, copy in ((xet_hash + LOCK_SUFFIX, _fs.fresh), (xet_hash + MANIFEST_SUFFIX, _manifest_copy())):
+                    try:
+                        st = os.stat(name, dir_fd=prefix, follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue
+                    if not stat.S_ISREG(st.st_mode) or st.st_nlink == 1:
+                        continue
+                    where = os.path.join(os.path.dirname(entry_path(cache_dir, xet_hash)), name)
+                    if _fs.own_at(prefix, name, owner.st_uid, owner.st_gid, 0o666, where=where, copy=copy,
+                                  kinds=(stat.S_IFREG,)) == _fs.COPIED:
+                        replaced.append(where)
+            finally:
+                os.close(prefix)
+    finally:
+        for fd in fds:
+            os.close(fd)
+    return replaced
+
+
 def _lock_entry(prefix_fd, xet_hash, wait):
     """huggingface_hub's own flock on <hash>.lock, taken for at most `wait` seconds: an owner of the cache who
     holds it forever must not stall a root run. Returns the descriptor, or None when it was not taken."""
@@ -521,6 +603,7 @@ def publish(cache_dir, blob_path, listed_hash, size, source=None, deadline=120):
         return "hf_xet is not installed"
     if computed != listed_hash:
         return "its Xet hash is %s, not the listing's %s" % (computed, listed_hash)
+    detach_links(cache_dir, [computed])  # the library chmods and appends to them as root
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child
         code = 2

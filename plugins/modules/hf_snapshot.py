@@ -164,6 +164,11 @@ options:
       - User that owns everything of this repository in the cache (blobs, snapshots, refs, trees, locks).
       - The cache directory itself, its C(.locks) folder and C(CACHEDIR.TAG) are shared by every repository and
         are left to whoever made them.
+      - A file with a second name (a hard link, which could be to a file outside the cache) never gets its owner
+        or mode changed. It is replaced by a copy that gets them - a blob or store entry only when its content
+        matches its checksum, a ref when it holds a commit, a lock as a new empty file - and anything else fails
+        with RV(error_kind=unsafe_cache) naming it, before the run writes anything. This also applies to O(group)
+        and O(mode).
     type: str
   group:
     description: Group of everything of this repository in the cache.

@@ -14,6 +14,7 @@ import pytest
 
 from tests.functional.test_prune import FOLDER, blobs_of, kept, snapshot_loads, verifies_offline
 from tests.functional.test_prune import Prune, template  # noqa: F401  pylint: disable=unused-import
+from tools import shared_store
 from tools.hub.hubserver import COMMIT_A, COMMIT_B, MINILM_REPO
 
 TRASH = ".hf_prune.trash"
@@ -300,3 +301,33 @@ def test_a_locks_folder_that_is_a_link_fails_unsafe_and_nothing_is_made_or_remov
     assert str(locks) in refused_paths(result) and str(locks) in result["msg"]
     assert untouched(outside) == before  # no lock file made there
     assert revision_state(cache, COMMIT_A) == a_before
+
+
+# --- hard links ------------------------------------------------------------------------------------------------
+
+def test_store_entries_whose_lock_and_manifest_are_hard_links_are_freed_and_the_files_outside_never_change(
+        cache, prune, outside):
+    """hf_prune takes each entry's lock before freeing it (and makes a missing one, owned as its folder): a lock
+    or manifest that shares its inode with root's file is locked or unlinked by name, never chowned, chmodded or
+    written."""
+    shutil.rmtree(cache / FOLDER / "refs")  # nothing protects either revision: every entry goes
+    (cache / FOLDER / "refs").mkdir()
+    entries = sorted(shared_store.entry(cache, h) for h in shared_store.store_links(cache, FOLDER).values())
+    assert entries
+    for i, entry in enumerate(entries):
+        for suffix in (".lock", ".refs"):
+            target = outside / ("target-%d%s" % (i, suffix))
+            target.write_bytes(SECRET)
+            target.chmod(0o600)
+            if os.path.lexists(entry + suffix):
+                os.unlink(entry + suffix)
+            os.link(target, entry + suffix)
+    before = untouched(outside)
+    owners = {p.name: (os.stat(p).st_uid, os.stat(p).st_gid) for p in outside.iterdir()}
+
+    result = prune({"cache_dir": str(cache), "keep": 0})
+    assert result.get("failed") is not True, result.get("msg")
+    assert sorted(shared_store.entry(cache, e["xet_hash"]) for e in result["removed_store_entries"]) == entries
+    assert not any(os.path.lexists(e) or os.path.lexists(e + ".refs") for e in entries)
+    assert untouched(outside) == before
+    assert {p.name: (os.stat(p).st_uid, os.stat(p).st_gid) for p in outside.iterdir()} == owners

@@ -108,3 +108,22 @@ def test_named_paths_are_returned_under_the_root_by_name(tmp_path):
     with pytest.raises(_image_root.ImageRootError) as info:
         _image_root.paths_in_root(str(tmp_path), {"hub_cache": "/var/cache/hf/hub"})
     assert info.value.kind == "unsafe_image_root" and str(tmp_path / "var") in str(info.value)
+
+
+def test_a_link_in_the_image_that_is_a_hard_link_is_made_anew_never_chowned_in_place(tmp_path):
+    root = tmp_path / "root"
+    (root / "opt" / "models").mkdir(parents=True)
+    outside = tmp_path / "controller-link"
+    outside.symlink_to("/var/cache/hf/hub/x")
+    os.link(outside, root / "opt" / "models" / "m", follow_symlinks=False)
+    writer = _image_root.ImageWriter(str(root), 4321, 4322, check=True)
+    writer.link("/opt/models/m", "/var/cache/hf/hub/x")
+    assert writer.changed == ["/opt/models/m"] and os.lstat(outside).st_nlink == 2
+    writer = _image_root.ImageWriter(str(root), 4321, 4322)
+    writer.link("/opt/models/m", "/var/cache/hf/hub/x")
+    assert writer.changed == ["/opt/models/m"]
+    assert (os.lstat(outside).st_uid, os.lstat(outside).st_nlink) == (0, 1)
+    made = os.lstat(root / "opt" / "models" / "m")
+    assert (made.st_uid, made.st_gid, made.st_nlink) == (4321, 4322, 1)
+    assert os.readlink(root / "opt" / "models" / "m") == "/var/cache/hf/hub/x"
+    assert sorted(os.listdir(root / "opt" / "models")) == ["m"]

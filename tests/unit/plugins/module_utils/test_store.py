@@ -7,6 +7,7 @@ import stat
 import pytest
 
 from ansible_collections.justnews.huggingface.plugins.module_utils import _cache
+from ansible_collections.justnews.huggingface.plugins.module_utils import _fs
 from ansible_collections.justnews.huggingface.plugins.module_utils import _store
 
 CONTENT = b"weights" * 1000
@@ -244,3 +245,129 @@ def test_publishing_gives_up_on_an_entry_lock_the_owner_holds(tmp_path):
         os.close(holder)
     assert _store.publish(str(cache), str(blobs / name), xet_hash, len(content), source=str(source)) is None
     assert _store.link_hash(str(blobs / name)) == xet_hash
+
+
+# --- hard links: never chowned or chmodded in place ------------------------------------------------------------
+
+NOBODY = 65534
+COMMIT = "a" * 40
+
+
+def plant_hard_link(path, outside, content):
+    """Make `path` a hard link to root's 0600 file `outside` holding `content` (as the cache's owner can where
+    fs.protected_hardlinks is off); return what an operator would compare afterwards."""
+    outside.write_bytes(content)
+    outside.chmod(0o600)
+    if os.path.lexists(path):
+        os.unlink(path)
+    os.link(outside, path)
+    return outside_state(outside)
+
+
+def outside_state(path):
+    st = os.stat(path)
+    return st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode), path.read_bytes()
+
+
+def full_cache(cache):
+    """The library layout plus a ref, a listing, the repository's lock and a plain blob."""
+    repo = _cache.RepoCache(str(cache), "org/name")
+    repo.check_layout(create=True)
+    repo.write_ref("main", COMMIT)
+    repo.write_tree(COMMIT, {"w.bin": {"size": len(CONTENT), "blob_id": "b" * 40, "lfs_sha256": ETAG}})
+    with _cache.RepoLock(repo, 5):
+        pass
+    plain = b"plain config\n"
+    plain_id = hashlib.sha1(b"blob %d\0" % len(plain) + plain).hexdigest()
+    (cache / FOLDER / "blobs" / plain_id).write_bytes(plain)
+    return repo, plain_id, plain
+
+
+@pytest.mark.parametrize("which", ["store entry", "manifest", "entry lock", "marker", "plain blob", "ref",
+                                   "listing", "repository lock"])
+def test_ownership_replaces_a_hard_linked_file_by_a_private_copy(cache, tmp_path, which):
+    repo, plain_id, plain = full_cache(cache)
+    entry = _store.entry_path(str(cache), XET)
+    path, content = {
+        "store entry": (entry, CONTENT),
+        "manifest": (entry + ".refs", (FOLDER + "/blobs/" + ETAG + "\n").encode()),
+        "entry lock": (entry + ".lock", b"root's secret\n"),
+        "marker": (str(cache / "blobs" / _store.MARKER), _store.MARKER_CONTENT),
+        "plain blob": (str(cache / FOLDER / "blobs" / plain_id), plain),
+        "ref": (str(cache / FOLDER / "refs" / "main"), COMMIT.encode()),
+        "listing": (repo.tree_path(COMMIT), open(repo.tree_path(COMMIT), "rb").read()),
+        "repository lock": (os.path.join(repo.locks, _cache.LOCK_NAME), b"root's secret\n"),
+    }[which]
+    outside = tmp_path / "outside"
+    before = plant_hard_link(path, outside, content)
+    paths = sorted(repo.owned_paths())
+    assert path in paths
+    pending = _cache.plan_ownership(paths, NOBODY, NOBODY, 0o644, str(cache), repo.copy_rule)
+    assert path in pending and outside_state(outside) == before  # planning changes nothing
+    _cache.apply_ownership(pending, NOBODY, NOBODY, 0o644, str(cache), repo.copy_rule)
+    assert outside_state(outside) == before and os.stat(outside).st_nlink == 1
+    st = os.lstat(path)
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode), st.st_nlink) == (NOBODY, NOBODY, 0o644, 1)
+    expected = b"" if which.endswith("lock") else content
+    assert open(path, "rb").read() == expected
+    assert _cache.plan_ownership(sorted(repo.owned_paths()), NOBODY, NOBODY, 0o644, str(cache), repo.copy_rule) == []
+    assert _store.inspect_blob(str(cache), blob(cache)).kind == _store.STORE
+    assert repo.read_ref("main") == COMMIT and repo.read_tree(COMMIT) is not None
+
+
+@pytest.mark.parametrize("which", ["store entry", "plain blob", "ref", "listing", "marker", "unknown file",
+                                   "snapshot file"])
+def test_a_hard_link_whose_content_does_not_belong_there_is_refused_before_any_change(cache, tmp_path, which):
+    repo, plain_id, _plain = full_cache(cache)
+    snapshot = cache / FOLDER / "snapshots" / COMMIT
+    snapshot.mkdir(parents=True)
+    path = {"store entry": _store.entry_path(str(cache), XET),
+            "plain blob": str(cache / FOLDER / "blobs" / plain_id),
+            "ref": str(cache / FOLDER / "refs" / "main"),
+            "listing": repo.tree_path(COMMIT),
+            "marker": str(cache / "blobs" / _store.MARKER),
+            "unknown file": str(cache / FOLDER / "notes.txt"),
+            "snapshot file": str(snapshot / "config.json")}[which]
+    outside = tmp_path / "shadow"
+    before = plant_hard_link(path, outside, b"root:$6$secret:19000:0:99999:7:::\n")
+    cache_before = {p: os.lstat(p) for p in repo.owned_paths()}
+    with pytest.raises(_fs.Refused) as info:
+        _cache.plan_ownership(sorted(repo.owned_paths()), NOBODY, NOBODY, 0o644, str(cache), repo.copy_rule)
+    assert str(info.value).startswith(path + " is a hard link") and "rm" in str(info.value)
+    assert outside_state(outside) == before and os.stat(outside).st_nlink == 2
+    assert {p: os.lstat(p) for p in repo.owned_paths()} == cache_before
+    # applied anyway (a link planted after the plan), it is refused the same way and nothing is copied out
+    with pytest.raises(_fs.Refused):
+        _cache.apply_ownership([path], NOBODY, NOBODY, 0o644, str(cache), repo.copy_rule)
+    assert outside_state(outside) == before and os.lstat(path).st_ino == os.stat(outside).st_ino
+
+
+def test_the_repository_lock_is_never_written_through_a_hard_link(cache, tmp_path):
+    repo, _plain_id, _plain = full_cache(cache)
+    outside = tmp_path / "shadow"
+    before = plant_hard_link(os.path.join(repo.locks, _cache.LOCK_NAME), outside, b"root's secret\n")
+    with _cache.RepoLock(repo, 5) as lock:
+        held = os.fstat(lock.fd)
+        assert held.st_ino != os.stat(outside).st_ino and held.st_nlink == 1
+        assert os.stat(os.path.join(repo.locks, _cache.LOCK_NAME)).st_ino == held.st_ino
+    assert outside_state(outside) == before
+
+
+def test_the_library_finds_no_hard_linked_lock_or_manifest_to_chmod_or_append_to(cache, tmp_path):
+    from huggingface_hub.utils._shared_blobs import publish_blob_to_shared_store
+
+    entry = _store.entry_path(str(cache), XET)
+    lock_out, refs_out = tmp_path / "lock-target", tmp_path / "refs-target"
+    lock_before = plant_hard_link(entry + ".lock", lock_out, b"root's secret\n")
+    refs_before = plant_hard_link(entry + ".refs", refs_out, (FOLDER + "/blobs/" + ETAG + "\nnot a line\n").encode())
+    assert _store.detach_links(str(cache), [XET]) == [entry + ".lock", entry + ".refs"]
+    assert open(entry + ".refs", "rb").read() == (FOLDER + "/blobs/" + ETAG + "\n").encode()
+    assert stat.S_IMODE(os.stat(entry + ".lock").st_mode) == 0o666
+    # what a second repository's publish does as root: lock (fchmod 0666) and append to the manifest
+    other = cache / "models--org--other" / "blobs"
+    other.mkdir(parents=True)
+    (other / ETAG).write_bytes(CONTENT)
+    assert publish_blob_to_shared_store(blob_path=str(other / ETAG), xet_hash=XET, cache_dir=str(cache),
+                                        expected_size=len(CONTENT))
+    assert outside_state(lock_out) == lock_before and outside_state(refs_out) == refs_before
+    assert _store.detach_links(str(cache), [XET]) == []
