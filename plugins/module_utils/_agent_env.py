@@ -505,10 +505,10 @@ def open_private_dir(path, create=False):
             except OSError as exc:
                 if exc.errno in (errno.ELOOP, errno.ENOTDIR):
                     try:
-                        kind = _fs.describe(os.stat(part, dir_fd=fd, follow_symlinks=False).st_mode)
+                        what = _fs.describe(os.stat(part, dir_fd=fd, follow_symlinks=False).st_mode)
                     except OSError:
-                        kind = "not a directory"
-                    raise _fs.Refused(where, "is %s, not a directory; never followed" % kind)
+                        what = "not a directory"
+                    raise _fs.Refused(where, "is %s, not a directory; never followed" % what)
                 raise
             os.close(fd)
             fd = nxt
