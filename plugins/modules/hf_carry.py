@@ -220,7 +220,8 @@ error_kind:
   description:
     - On failure, the cause - V(invalid_argument), V(missing_library), V(cache_dir_invalid), V(not_writable),
       V(locked), V(unsafe_listing), V(unsafe_cache), V(integrity) (a blob of the controller's cache, a chunk or a
-      member does not match its id, or a bundle's manifest gives a member another SHA-256 than its bytes have), V(incomplete), V(corrupt_bundle), V(not_in_bundle), V(unsafe_bundle),
+      member does not match its id, or a bundle's manifest gives a member another SHA-256 than its bytes
+      have), V(incomplete), V(corrupt_bundle), V(not_in_bundle), V(unsafe_bundle),
       V(transient) (the connection failed while a chunk was sent; the next run sends only what is missing),
       V(disk_full), V(no_space), V(internal), V(other); and, from the modules it shares code with, never in
       practice as no request is made, V(rate_limited), V(server_error), V(unreachable), V(timeout), V(gated),
