@@ -53,6 +53,9 @@ BACKUP_MODE = 0o600
 BACKUP_DIR_MODE = 0o700
 # <unit>_<drop-in name, both cut short>.<16 hex of the drop-in's path>.<pid>.<UTC time>[.<n>]~
 BACKUP_RE = re.compile(r"^[^/]*\.(?P<key>[0-9a-f]{16})\.[0-9]+\.[0-9]{8}T[0-9]{6}(\.[0-9]+)?~$")
+# Where earlier releases kept a replaced drop-in: a hard link beside it, `<name>.<pid>.<local time>[.<n>]~`,
+# readable by everyone; such a leftover of an interrupted run is removed.
+LEGACY_BACKUP = r"\.[0-9]+\.[0-9]{4}-[0-9]{2}-[0-9]{2}@[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?~$"
 # Variables whose value is a secret, besides the token variables of the Hub's libraries (_systemd.TOKEN_KEYS).
 SECRET_NAME_RE = re.compile(r"TOKEN|SECRET|PASSW|CREDENTIAL|(^|_)(API_?)?KEY($|_)", re.IGNORECASE)
 _MISSING = object()
@@ -354,6 +357,7 @@ class Target:
         self.dir_removable = False
         self.backup_file = None
         self.dir_removed = False
+        self.stale = []  # backups an earlier release left beside a drop-in
 
     def inspect(self, remove_dir=False):
         """What is there, reached without following a link; raises _fs.Refused naming the path."""
@@ -368,8 +372,11 @@ class Target:
                 if found is not None:
                     self.exists = True
                     self.current, self.st = found
+                if self.unit is not None:
+                    legacy = re.compile("^" + re.escape(self.name) + LEGACY_BACKUP)
+                    self.stale = sorted(n for n in os.listdir(dir_fd) if legacy.match(n))
                 if remove_dir and self.want is None:
-                    left = [n for n in os.listdir(dir_fd) if n != self.name]
+                    left = [n for n in os.listdir(dir_fd) if n != self.name and n not in self.stale]
                     self.dir_removable = not left
             finally:
                 os.close(dir_fd)
@@ -431,6 +438,7 @@ class Target:
     def apply(self, uid, gid, backups=None):
         """Make it so; the folder (and the ones above it) made root 0755 when missing. With `backups`, the
         previous text of a drop-in whose text changes is kept there first."""
+        self._remove_stale()
         if self.action is None and not (self.want is None and self.dir_removable):
             return
         if self.want is None:
@@ -450,6 +458,19 @@ class Target:
                     backups.discard(self.backup_file)
                     self.backup_file = None
                 raise
+        finally:
+            os.close(dir_fd)
+
+    def _remove_stale(self):
+        """Remove the backups an earlier release left beside the drop-in (regular files only)."""
+        if not self.stale:
+            return
+        dir_fd, _made = _fs.open_dir_path(self.dir_path)
+        try:
+            for name in self.stale:
+                st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+                if stat.S_ISREG(st.st_mode):
+                    _fs.discard_at(dir_fd, name)
         finally:
             os.close(dir_fd)
 
@@ -740,9 +761,11 @@ class AgentEnv:
         facts_result = {"path": p["facts_file"], "changed": bool(facts is not None and facts.changed)}
         if facts_skip:
             facts_result["skipped"] = facts_skip
+        stale = [os.path.join(t.dir_path, n) for t in dropins for n in t.stale]
         result = {
-            "changed": any(t.changed for t in targets) or any(t.dir_removed for t in dropins),
+            "changed": any(t.changed for t in targets) or any(t.dir_removed for t in dropins) or bool(stale),
             "dropins": units,
+            "removed_backups": stale,
             "changed_units": [t.unit for t in dropins if t.changed],
             "token_file": {"path": p["token_file"], "changed": token.changed,
                            "state": "present" if token.want is not None else "absent"},
@@ -814,6 +837,7 @@ class AgentEnv:
                            "state": "present" if token_there else "absent"},
             "token_changed": False,
             "facts": {"path": p["facts_file"], "changed": False, "skipped": "state restored"},
+            "removed_backups": [],
             "facts_changed": False,
         }
         diffs = [d for d in (t.diff(self.secrets) for t, _name in plan) if d is not None]
@@ -833,4 +857,8 @@ class AgentEnv:
         if result["changed_units"]:
             changed.append("the drop-ins of %s" % ", ".join(result["changed_units"]))
         verb = "would change" if self.check_mode else "changed"
-        return "%s %s." % (verb.capitalize(), ", ".join(changed)) if changed else "Nothing to change."
+        text = "%s %s." % (verb.capitalize(), ", ".join(changed)) if changed else "Nothing to change."
+        if result["removed_backups"]:
+            text += " %s %d drop-in backup(s) an earlier release left readable beside the drop-ins." % (
+                "Would remove" if self.check_mode else "Removed", len(result["removed_backups"]))
+        return text

@@ -37,7 +37,8 @@ description:
     its descriptor, fsync'ed and renamed over the destination. A file with the right text but another owner or
     mode is given them (and counts as changed).
   - With O(backup), a drop-in whose text changes is first copied (never linked) into the root-only folder
-    O(backup_dir) (root, C(0600)); only the latest backup of each drop-in is kept there.
+    O(backup_dir) (root, C(0600)); only the latest backup of each drop-in is kept there. A backup that an
+    earlier release left beside a drop-in (C(<dest>.<pid>.<time>~)) is removed (RV(removed_backups)).
   - The token is never returned and never put in a message. A diff masks every secret value the module knows,
     old or new and whatever its shape - the token, the values of the token file, and in a drop-in the value of
     C(HF_TOKEN), C(HF_HUB_TOKEN), C(HUGGINGFACE_HUB_TOKEN), C(HUGGING_FACE_HUB_TOKEN) and any variable named like
@@ -234,6 +235,15 @@ dropins:
             changed: true, created: false, backup_mode: "0644",
             backup_file: "/var/lib/justnews-huggingface/dropin-backups/justnews@memory.service_60-hf-cache.conf.\
               1f0c2a9b3d4e5f60.4242.20260131T120000~"}]
+removed_backups:
+  description:
+    - The backups that an earlier release of the module left beside the drop-ins (C(<dest>.<pid>.<time>~), hard
+      links readable by everyone), removed (in check mode, to be removed). They do not count as a change of the
+      units.
+  returned: with O(state=present) or O(state=absent)
+  type: list
+  elements: str
+  sample: ["/etc/systemd/system/justnews@memory.service.d/60-hf-cache.conf.4242.2026-01-31@12:00:00~"]
 changed_units:
   description: The units whose drop-in changed (written, created, given its owner or mode, or removed).
   returned: always

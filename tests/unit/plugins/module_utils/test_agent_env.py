@@ -600,3 +600,27 @@ def test_backups_are_read_only_with_state_restored(params):
     with pytest.raises(_agent_env.Failure) as err:
         run(params)
     assert err.value.kind == _errors.INVALID_ARGUMENT and "state=restored" in err.value.msg
+
+
+def test_backups_an_earlier_release_left_beside_a_dropin_are_removed_without_a_restart(params, tmp_path):
+    run(params)
+    path = dropin(params)
+    # what the earlier release's backup looked like: a hard link to the replaced drop-in, readable by everyone
+    left = [path.parent / "60-hf-cache.conf.4242.2026-01-31@12:00:00~",
+            path.parent / "60-hf-cache.conf.4242.2026-01-31@12:00:00.1~"]
+    old = tmp_path / "old.conf"
+    old.write_text('[Service]\nEnvironment="HF_TOKEN=%s"\n' % MIRROR_TOKEN)
+    os.chmod(old, 0o644)
+    for name in left:
+        os.link(old, name)
+    operator = path.parent / "10-local.conf~"  # not a name the module gives: left alone
+    operator.write_text("x")
+    result, _diffs = run(params, check_mode=True)
+    assert sorted(result["removed_backups"]) == sorted(str(p) for p in left) and result["changed"]
+    assert all(p.exists() for p in left) and "Would remove 2" in _agent_env.AgentEnv(
+        params, check_mode=True).message(result)
+    result, _diffs = run(params)
+    assert result["changed"] and result["changed_units"] == [] and not result["token_changed"]
+    assert sorted(os.listdir(path.parent)) == ["10-local.conf~", "60-hf-cache.conf"]
+    assert old.read_text().count(MIRROR_TOKEN) == 1  # only the links went
+    assert not run(params)[0]["changed"]
