@@ -102,10 +102,13 @@ def token():
 def test_replacing_a_dropin_that_held_a_token_leaves_no_copy_another_user_can_read(play, host):
     old, new = token(), token()
     old_dropin(host, old)
+    # and the backup an earlier release left beside it (a hard link, mode 0644) when its run was cut short
+    os.link(host["dropin"], str(host["dropin"]) + ".4242.2026-01-31@12:00:00~")
     args = {"units": [UNIT], "hf_home": "/var/cache/hf", "token": new,
             **{k: str(host[k]) for k in ("systemd_dir", "token_file", "facts_file", "backup_dir")}}
     result = play([{"name": "env", "justnews.huggingface.hf_agent_env": args, "register": "r"}], diff=True)["r"]
     assert result["changed"] and not result.get("failed"), play.output
+    assert result["removed_backups"] == [str(host["dropin"]) + ".4242.2026-01-31@12:00:00~"]
     # the diff was printed, masked, before and after
     assert "HF_TOKEN=********" in play.output and "EnvironmentFile=-" in play.output, play.output
     assert old not in play.output and new not in play.output
