@@ -216,7 +216,7 @@ def token_values(data):
     """The values of a token file's lines (all of them are secrets)."""
     values = []
     for line in (data or b"").decode("utf-8", "replace").splitlines():
-        name, eq, value = line.partition("=")
+        _name, eq, value = line.partition("=")
         if eq and not line.lstrip().startswith("#"):
             values.append(_unquote(value.strip()))
     return values
@@ -802,6 +802,7 @@ class AgentEnv:
             target = Target("drop-in of %s" % unit, dropin_path(p, unit), want, mode, unit=unit)
             try:
                 target.inspect()
+                target.stale = []  # left to the next run with state present
             except _fs.Refused as exc:
                 refused.append("the %s %s" % (target.label, exc))
                 continue
