@@ -81,7 +81,8 @@ class ControllerSource:
 
 class BundleSource:
     """The members of a bundle on the controller: the manifest checked, every member's header checked (name,
-    type, size within the file, once each) before any is read; each read member checked against its id."""
+    type, size within the file, once each) before any is read; each read member checked whole against the
+    manifest (_bundle.check_header, _bundle.MemberCheck)."""
 
     def __init__(self, path):
         try:
@@ -113,21 +114,7 @@ class BundleSource:
         if name == _bundle.MANIFEST and not self.members:
             self.members[name] = member
             return
-        blob = name[6:] if name.startswith("blobs/") else ""
-        if not _cache.BLOB_RE.match(blob) or name in self.members or blob not in self.table:
-            raise _carry.CarryError("%s holds the member %r, which is not a blob of its manifest, or is there twice:"
-                                    " refused, nothing was sent" % (self.path, name), _errors.UNSAFE_BUNDLE)
-        why = _bundle.plain_member(member)
-        if why:
-            raise _carry.CarryError("%s holds %s as %s, not a plain regular file: refused, nothing was sent"
-                                    % (self.path, name, why), _errors.UNSAFE_BUNDLE)
-        info = self.table[blob]
-        if member.size != info["size"] or member.offset_data + member.size > archive_size:
-            raise _carry.CarryError("%s: the member %s has %d bytes (ending at %d of %d) but the manifest says %d,"
-                                    " for %s: the bundle is truncated or altered; rebuild it"
-                                    % (self.path, name, member.size, member.offset_data + member.size,
-                                       archive_size, info["size"], _bundle.describe(info["files"])),
-                                    _errors.CORRUPT_BUNDLE, info["files"])
+        _bundle.check_header(member, self.table, self.members, archive_size, self.path, _carry.CarryError)
         self.members[name] = member
 
     def open(self, blob):
@@ -137,7 +124,10 @@ class BundleSource:
                                     " with the same revision, allow_patterns and ignore_patterns"
                                     % (self.path, blob["name"], _carry.describe(blob["files"])),
                                     _errors.NOT_IN_BUNDLE, blob["files"])
-        return self.tar.extractfile(member), _errors.CORRUPT_BUNDLE, "the bundle's member %s" % member.name
+        # checked whole against the manifest as it is read: size, object id and SHA-256
+        reader = _bundle.MemberCheck(self.tar.extractfile(member), blob["name"], self.table[blob["name"]], self.path,
+                                     _carry.CarryError)
+        return reader, _errors.CORRUPT_BUNDLE, "the bundle's member %s" % member.name
 
     def close(self):
         self.raw.close()

@@ -10,8 +10,10 @@ file its path, blob, size and SHA-256.
 Everything read from an archive is untrusted: the manifest is checked (names, ids, sizes, checksums, its
 agreement with the listings) and only plain regular members are read (no link, device, sparse member or
 ``GNU.sparse`` header, whose bytes on disk could be far more than the bytes stored); nothing is ever extracted by
-name. The blobs are taken out of a bundle by hf_carry (plugins/action/hf_carry.py, BundleSource), which checks
-every member's header against the manifest and every member's bytes against its id.
+name. A manifest is checked whole against the members it describes, here and only here, for hf_bundle_info (every
+member) and hf_carry's bundle source (plugins/action/hf_carry.py, BundleSource: each member it takes out): each
+member's header (check_header: name, type, size, within the file, once) before a byte is read, then its bytes
+(MemberCheck: their count, their object id - SHA-256 or git blob id - and their SHA-256 against the manifest's).
 
 Private to the justnews.huggingface collection: no compatibility promise.
 """
@@ -232,13 +234,16 @@ def _check_member(member, source):
                           " bundle" % (source, name, why), _errors.UNSAFE_BUNDLE)
 
 
-def read_manifest(path):
-    """The checked manifest of the archive at `path` (its first member), or BundleError."""
-    manifest, _size = _read_manifest(path)
+def read_manifest(path, whole=False):
+    """The checked manifest of the archive at `path` (its first member), or BundleError.
+
+    With `whole`, every other member is read too and must be a blob of the manifest whose bytes agree with it
+    (check_header, MemberCheck), and every blob of the manifest must be there."""
+    manifest, _size = _read_manifest(path, whole)
     return manifest
 
 
-def _read_manifest(path):
+def _read_manifest(path, whole=False):
     """(checked manifest, bytes of the archive file)."""
     fd = _open_regular(path)
     size = os.fstat(fd).st_size
@@ -253,13 +258,116 @@ def _read_manifest(path):
                                       % (path, MANIFEST, first.name))
                 _check_member(first, path)
                 data = _read_member(tar, first, MANIFEST_MAX, path)
+                try:
+                    manifest = json.loads(data.decode("utf-8"))
+                except ValueError as exc:
+                    raise BundleError("the manifest of %s is not JSON (%s)" % (path, exc))
+                check_manifest(manifest, path)
+                if whole:
+                    _check_members(tar, blob_table(manifest["models"]), size, path)
         except (tarfile.TarError, EOFError) as exc:
             raise BundleError("%s is not a readable tar archive (%s): copy it again or rebuild it" % (path, exc))
-    try:
-        manifest = json.loads(data.decode("utf-8"))
-    except ValueError as exc:
-        raise BundleError("the manifest of %s is not JSON (%s)" % (path, exc))
-    return check_manifest(manifest, path), size
+    return manifest, size
+
+
+def _check_members(tar, table, archive_size, source):
+    """Every member after the manifest, in the stream `tar`, checked whole against the manifest's `table`."""
+    seen = {}
+    member = tar.next()
+    while member is not None:
+        info = check_header(member, table, seen, archive_size, source)
+        seen[member.name] = member
+        with MemberCheck(tar.extractfile(member), member.name[6:], info, source) as reader:
+            while reader.read(_CHUNK):
+                pass
+        member = tar.next()
+    missing = sorted(blob for blob in table if member_name(blob) not in seen)
+    if missing:
+        files = table[missing[0]]["files"]
+        raise BundleError("%s has no member %s, which its manifest lists for %s: the bundle is truncated or altered;"
+                          " rebuild it" % (source, member_name(missing[0]), describe(files)),
+                          _errors.CORRUPT_BUNDLE, files)
+
+
+def check_header(member, table, seen, archive_size, source, error=BundleError):
+    """Judge a member after the manifest by its header, before a byte of it is read: a plain regular file named
+    blobs/<id> of a blob of the manifest's `table`, not in `seen` (the names met so far), with the manifest's
+    size and its bytes within the archive's `archive_size`. Returns the blob's entry of `table`; raises `error`
+    (BundleError, or hf_carry's CarryError: message, kind, files) naming the member."""
+    name = member.name
+    blob = name[6:] if name.startswith("blobs/") else ""
+    if not _cache.BLOB_RE.match(blob) or name in seen or blob not in table:
+        raise error("%s holds the member %r, which is not a blob of its manifest, or is there twice: refused;"
+                    " nothing was taken from it" % (source, name), _errors.UNSAFE_BUNDLE, [])
+    why = plain_member(member)
+    if why:
+        raise error("%s holds %s as %s, not a plain regular file: refused; nothing was taken from it"
+                    % (source, name, why), _errors.UNSAFE_BUNDLE, [])
+    info = table[blob]
+    if member.size != info["size"] or member.offset_data + member.size > archive_size:
+        raise error("%s: the member %s has %d bytes (ending at %d of %d) but the manifest says %d, for %s: the bundle"
+                    " is truncated or altered; rebuild it" % (source, name, member.size,
+                                                              member.offset_data + member.size, archive_size,
+                                                              info["size"], describe(info["files"])),
+                    _errors.CORRUPT_BUNDLE, info["files"])
+    return info
+
+
+class MemberCheck:
+    """A member's bytes, handed on as they are read and checked whole against the manifest once the last one is
+    read (or, for an empty member, when it is closed): their count against the manifest's size, their SHA-256 or
+    git blob id against the object id (corrupt_bundle: the member is damaged), and their SHA-256 against the
+    manifest's sha256 (integrity: the manifest contradicts the content). `error` as for check_header, raised
+    naming the member, the field and the files."""
+
+    def __init__(self, handle, blob, info, source, error=BundleError):
+        self.handle, self.blob, self.info, self.source, self.error = handle, blob, info, source, error
+        self.count = 0
+        self.sha256 = hashlib.sha256()
+        self.git = hashlib.sha1(b"blob %d\0" % info["size"]) if len(blob) == 40 else None
+        self.checked = False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, _value, _traceback):
+        try:
+            if kind is None and not self.checked:
+                self.check()
+        finally:
+            self.handle.close()
+
+    def close(self):
+        self.handle.close()
+
+    def read(self, size=-1):
+        data = self.handle.read(size)
+        self.count += len(data)
+        self.sha256.update(data)
+        if self.git:
+            self.git.update(data)
+        if not self.checked and (not data or self.count >= self.info["size"]):
+            self.check()  # before the last bytes are handed on
+        return data
+
+    def check(self):
+        self.checked = True
+        name, files, want = member_name(self.blob), self.info["files"], self.info["size"]
+        if self.count != want:
+            raise self.error("%s: the member %s ends after %d of the %d bytes its manifest gives (size), for %s:"
+                             " the bundle is truncated or altered; rebuild it; nothing was taken from it"
+                             % (self.source, name, self.count, want, describe(files)), _errors.CORRUPT_BUNDLE, files)
+        digest = self.git.hexdigest() if self.git else self.sha256.hexdigest()
+        if digest != self.blob:
+            raise self.error("%s: the member %s does not match its object id (blob): its bytes have %s %s, for %s:"
+                             " the bundle is damaged; nothing was taken from it"
+                             % (self.source, name, "the git blob id" if self.git else "the SHA-256", digest,
+                                describe(files)), _errors.CORRUPT_BUNDLE, files)
+        if self.sha256.hexdigest() != self.info.get("sha256"):
+            raise self.error("%s: the manifest gives the member %s the SHA-256 %s (sha256) but its bytes have %s, for"
+                             " %s: the manifest contradicts the content; nothing was taken from it"
+                             % (self.source, name, self.info.get("sha256"), self.sha256.hexdigest(),
+                                describe(files)), _errors.INTEGRITY, files)
 
 
 def members(path):

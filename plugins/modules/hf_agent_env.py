@@ -26,23 +26,34 @@ description:
     is written only when its text changes, and not at all when a model of O(models) was skipped.
   - With O(state=absent), the drop-ins, the token file and the facts file are removed, and each C(.d) folder that
     is then empty.
+  - With O(state=restored), the rollback of a run - each drop-in of O(backups) (the RV(dropins) of that run's
+    result) is put back as it was before that run - its backup written over it (root, its permission bits up to
+    C(0644)) and then removed - or removed when that run created it. The token file and the facts file are left
+    as they are. Every backup and drop-in is checked before anything is written.
   - Every destination is checked before anything is written - its folder and itself reached without following a
     link, read without blocking and at most 1 MiB. One that is a symlink, a FIFO, a device, a socket or a
     directory, or a C(.d) folder that is a symlink, fails the module (V(unsafe_destination)) naming it, and
     nothing is written. Each file is written to a temporary file in its folder, given its owner and mode through
     its descriptor, fsync'ed and renamed over the destination. A file with the right text but another owner or
     mode is given them (and counts as changed).
-  - The token is never returned, never shown in a diff (the token file's diff masks it) and never put in a
-    message.
+  - With O(backup), a drop-in whose text changes is first copied (never linked) into the root-only folder
+    O(backup_dir) (root, C(0600)); only the latest backup of each drop-in is kept there. A backup that an
+    earlier release left beside a drop-in (C(<dest>.<pid>.<time>~)) is removed (RV(removed_backups)).
+  - The token is never returned and never put in a message. A diff masks every secret value the module knows,
+    old or new and whatever its shape - the token, the values of the token file, and in a drop-in the value of
+    C(HF_TOKEN), C(HF_HUB_TOKEN), C(HUGGINGFACE_HUB_TOKEN), C(HUGGING_FACE_HUB_TOKEN) and any variable named like
+    a token, secret, password or key.
   - Usually run by the C(justnews.huggingface.model_cache) role, which fills every option from its variables.
 author:
   - JustNews maintainers (@justnews)
 options:
   state:
-    description: Whether the files are there (V(present)) or removed (V(absent)).
+    description:
+      - Whether the files are there (V(present)) or removed (V(absent)); V(restored) puts back the drop-ins of
+        O(backups).
     type: str
     default: present
-    choices: [present, absent]
+    choices: [present, absent, restored]
   units:
     description:
       - The agents' units, full names such as C(justnews@memory.service). A name must be a systemd unit name
@@ -84,11 +95,30 @@ options:
     default: /etc/justnews/huggingface-token.env
   backup:
     description:
-      - Before a drop-in whose text changes is replaced, keep the previous one beside it as
-        C(<dest>.<pid>.<time>~) (a name systemd does not read) and return it as C(backup_file) of that unit in
-        RV(dropins), for a rollback.
+      - Before a drop-in whose text changes is replaced, keep a copy of the previous one in O(backup_dir) (root,
+        C(0600)) and return it as C(backup_file) of that unit in RV(dropins), for a rollback with
+        O(state=restored). A previous backup of the same drop-in is removed then.
+      - A drop-in larger than 1 MiB cannot be kept; it fails the module (V(unsafe_destination)).
     type: bool
     default: true
+  backup_dir:
+    description:
+      - The root-only folder of the backups of O(backup). Made root C(0700) when missing (the folders above it
+        root C(0755)).
+      - It must be root's with no permission for group or others, and every folder above it root's and writable
+        by no other user (a sticky folder such as C(/tmp) excepted); no symlink is followed on the way. Otherwise
+        the module fails (V(unsafe_destination)) and writes nothing.
+    type: path
+    default: /var/lib/justnews-huggingface/dropin-backups
+  backups:
+    description:
+      - With O(state=restored), the drop-ins to put back - the RV(dropins) of the run that kept them (C(unit),
+        C(dest), C(created), C(backup_file), C(backup_mode)). An entry with C(backup_file) is put back from that
+        backup, which must be the file O(backup_dir) keeps for that unit's drop-in; one with C(created) and no
+        backup is removed; others (only the owner or mode changed) are left as they are.
+      - Only with O(state=restored).
+    type: list
+    elements: dict
   facts_file:
     description: The host's local facts file of the models; its folder is made root C(0755) when missing.
     type: path
@@ -116,7 +146,7 @@ attributes:
   diff_mode:
     support: full
     details:
-      - One entry per file that changes (the token file's values masked).
+      - One entry per file that changes, every secret value masked.
   idempotent:
     support: full
     details:
@@ -153,6 +183,12 @@ EXAMPLES = r"""
     daemon_reload: true
   when: agent_env.changed_units | length > 0
 
+- name: Put the previous drop-ins back (a rollback of the run registered as agent_env)
+  justnews.huggingface.hf_agent_env:
+    state: restored
+    units: [justnews@memory.service]
+    backups: "{{ agent_env.dropins }}"
+
 - name: Remove the drop-ins, the token file and the facts file
   justnews.huggingface.hf_agent_env:
     state: absent
@@ -179,17 +215,35 @@ dropins:
       description: Whether it did not exist before and was (would be) written.
       type: bool
     backup_file:
-      description: The previous drop-in, kept beside it when its text changed (O(backup)); only when one was kept.
+      description:
+        - The copy of the previous drop-in in O(backup_dir), kept when its text changed (O(backup)); only when one
+          was kept.
       type: str
+    backup_mode:
+      description: The permission bits of the previous drop-in, with RV(dropins[].backup_file).
+      type: str
+    restored:
+      description: Whether it was (would be) put back from its backup. O(state=restored) only.
+      type: bool
     removed:
-      description: Whether it was (would be) removed. O(state=absent) only.
+      description: Whether it was (would be) removed. O(state=absent) and O(state=restored) only.
       type: bool
     dir_removed:
       description: Whether its C(.d) folder was (would be) removed, left empty. O(state=absent) only.
       type: bool
   sample: [{unit: justnews@memory.service, dest: /etc/systemd/system/justnews@memory.service.d/60-hf-cache.conf,
-            changed: true, created: false,
-            backup_file: "/etc/systemd/system/justnews@memory.service.d/60-hf-cache.conf.4242.2026-01-31@12:00:00~"}]
+            changed: true, created: false, backup_mode: "0644",
+            backup_file: "/var/lib/justnews-huggingface/dropin-backups/justnews@memory.service_60-hf-cache.conf.\
+              1f0c2a9b3d4e5f60.4242.20260131T120000~"}]
+removed_backups:
+  description:
+    - The backups that an earlier release of the module left beside the drop-ins (C(<dest>.<pid>.<time>~), hard
+      links readable by everyone), removed (in check mode, to be removed). They do not count as a change of the
+      units.
+  returned: with O(state=present) or O(state=absent)
+  type: list
+  elements: str
+  sample: ["/etc/systemd/system/justnews@memory.service.d/60-hf-cache.conf.4242.2026-01-31@12:00:00~"]
 changed_units:
   description: The units whose drop-in changed (written, created, given its owner or mode, or removed).
   returned: always
@@ -252,7 +306,7 @@ from ansible_collections.justnews.huggingface.plugins.module_utils import _error
 
 def argument_spec():
     return dict(
-        state=dict(type="str", default="present", choices=["present", "absent"]),
+        state=dict(type="str", default="present", choices=["present", "absent", "restored"]),
         units=dict(type="list", elements="str", required=True),
         dropin_name=dict(type="str", default="60-hf-cache.conf"),
         systemd_dir=dict(type="path", default="/etc/systemd/system"),
@@ -263,6 +317,8 @@ def argument_spec():
         token=dict(type="str", default="", no_log=True),
         token_file=dict(type="path", default="/etc/justnews/huggingface-token.env"),
         backup=dict(type="bool", default=True),
+        backup_dir=dict(type="path", default="/var/lib/justnews-huggingface/dropin-backups"),
+        backups=dict(type="list", elements="dict"),
         facts_file=dict(type="path", default="/etc/ansible/facts.d/justnews_huggingface.fact"),
         models=dict(type="list", elements="dict"),
         now=dict(type="str"),

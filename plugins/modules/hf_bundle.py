@@ -22,8 +22,10 @@ description:
     hash>)) is read from its store entry, only when the link has exactly the library's form and nothing on the
     way is a symlink, and bundled as its content; carried to a host by M(justnews.huggingface.hf_carry), it
     joins the host's shared store again under the Xet hash computed from it.
-  - The same models give the same bytes; a bundle that already holds them is left untouched. A new bundle is
-    written next to O(path) and renamed into place.
+  - The same models give the same bytes; a bundle that already holds them is left untouched, once it is read
+    whole and its manifest agrees with every member (as M(justnews.huggingface.hf_bundle_info) checks it);
+    otherwise it is written again, with a warning. A new bundle is written next to O(path) and renamed into
+    place.
   - O(path), when it exists, is opened without following a symlink and without blocking, and must be a regular
     file - a FIFO, a device, a directory or a symlink fails at once with RV(error_kind=invalid_argument).
   - M(justnews.huggingface.hf_bundle_info) reads a bundle's manifest; M(justnews.huggingface.hf_carry) takes the
@@ -187,7 +189,7 @@ def build(module, p, result):
                                   _errors.INVALID_ARGUMENT)
     if os.path.lexists(path):
         try:
-            old = _bundle.read_manifest(path)
+            old = _bundle.read_manifest(path, whole=True)  # a manifest that lies about a member is rebuilt
         except _bundle.BundleError as exc:
             module.warn("%s will be replaced: %s" % (path, exc))
     before = [m["repo_id"] + "@" + m["commit"] for m in (old or {}).get("models", [])]

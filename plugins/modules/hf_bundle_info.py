@@ -14,13 +14,19 @@ description:
   - Reads the manifest of a bundle written by M(justnews.huggingface.hf_bundle) and checks it - its format
     version, every repository, commit, ref, file name, blob id, size and SHA-256, and its agreement with each
     model's listing. A bundle comes from a build host and is untrusted.
+  - Then reads the whole bundle once and checks the manifest against the members it describes - each member a
+    plain regular file named after a blob of the manifest, there once, and each blob of the manifest there; each
+    member's size, object id (its SHA-256, or its git blob id) and SHA-256 those of the manifest. A member of
+    another size or whose bytes do not match its object id fails with RV(error_kind=corrupt_bundle) (the bundle
+    is truncated or damaged); one whose bytes match its id but not the manifest's SHA-256 with
+    RV(error_kind=integrity) (the manifest contradicts the content); each naming the member, the field and the
+    files. This reads every byte of the bundle (on the controller, once per play in the role).
   - With O(models), returns for each model the entry that M(justnews.huggingface.hf_carry) and
     M(justnews.huggingface.hf_snapshot) need (commit, ref, listing); a model the bundle does not hold fails with
     RV(error_kind=not_in_bundle), naming it and what the bundle holds.
   - O(path) is opened without following a symlink and without blocking, and must be a regular file - a FIFO, a
     device, a directory or a symlink fails at once with RV(error_kind=invalid_argument).
-  - Reads the manifest only (the archive's first member); the blobs are checked when
-    M(justnews.huggingface.hf_carry) takes them out.
+  - M(justnews.huggingface.hf_carry) checks each member it takes out in the same way again.
 author:
   - JustNews maintainers (@justnews)
 extends_documentation_fragment:
@@ -108,7 +114,8 @@ error_kind:
     - On failure, the cause - V(invalid_argument) (also O(path) that is not a regular file, or a bundle of another
       format version), V(not_in_bundle) (a model of O(models) is not in it), V(corrupt_bundle) (the archive or its
       manifest is damaged or altered), V(unsafe_bundle) (the manifest member is a link, a special file or a
-      sparse member), V(incomplete), V(integrity), V(other).
+      sparse member, or a member is not a blob of the manifest), V(integrity) (the manifest gives a member another
+      SHA-256 than its bytes have), V(incomplete), V(other).
   returned: on failure
   type: str
   sample: not_in_bundle
@@ -130,7 +137,7 @@ from ansible_collections.justnews.huggingface.plugins.module_utils import _error
 
 
 def inspect(p):
-    manifest = _bundle.read_manifest(p["path"])
+    manifest = _bundle.read_manifest(p["path"], whole=True)
     result = {"format_version": manifest["format_version"], "size": os.path.getsize(p["path"])}
     if p["models"] is not None:
         result["models"] = _bundle.match_models(manifest, p["models"], p["path"])

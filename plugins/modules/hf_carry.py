@@ -16,7 +16,8 @@ description:
     would change it returns at once - one round trip for a warm host.
   - Otherwise it writes the missing blobs, each once, as one tar stream on the controller, read from the
     controller's cache (O(source=controller)) or from the bundle O(bundle) (O(source=bundle)); every blob is
-    checked against its object id (and, from a bundle, every member's name, type and size) while it is written.
+    checked against its object id (and, from a bundle, every member's name, type and size, and its SHA-256
+    against the manifest's) while it is written.
     The stream is cut into chunks of O(chunk_size) that are put into O(staging_dir) over the task's connection.
   - A transfer that was cut short resumes - the host reports the chunks it already holds (name, size and
     SHA-256) and only the others are sent.
@@ -219,7 +220,8 @@ error_kind:
   description:
     - On failure, the cause - V(invalid_argument), V(missing_library), V(cache_dir_invalid), V(not_writable),
       V(locked), V(unsafe_listing), V(unsafe_cache), V(integrity) (a blob of the controller's cache, a chunk or a
-      member does not match its id), V(incomplete), V(corrupt_bundle), V(not_in_bundle), V(unsafe_bundle),
+      member does not match its id, or a bundle's manifest gives a member another SHA-256 than its bytes
+      have), V(incomplete), V(corrupt_bundle), V(not_in_bundle), V(unsafe_bundle),
       V(transient) (the connection failed while a chunk was sent; the next run sends only what is missing),
       V(disk_full), V(no_space), V(internal), V(other); and, from the modules it shares code with, never in
       practice as no request is made, V(rate_limited), V(server_error), V(unreachable), V(timeout), V(gated),

@@ -280,16 +280,24 @@ def test_damaged_bundle_changes_nothing_and_names_the_file(hub, play, built, tmp
     bad = tmp_path / "bad.tar"
     named = damage(built, bad, manifest_of(built)[1])
     staging = tmp_path / "staging"
+    # the role's way: hf_bundle_info reads the whole bundle and refuses it
     results = deploy(play, bad, staging, cache)
-    failed = [r for r in results if r.get("failed")]
-    assert failed, results
-    msg = failed[0]["msg"]
-    assert failed[0]["error_kind"] == kind, failed[0]
-    for name in named:
-        assert name in msg, msg
-    if failed[0].get("corrupt_files"):
-        assert [MINILM_REPO, named[0]] in failed[0]["corrupt_files"]
-        assert MINILM_REPO in msg
+    assert len(results) == 1 and results[0].get("failed"), results
+    # hf_carry refuses it on its own, given the entries of the bundle's manifest
+    model = {"repo_id": MINILM_REPO, "revision": "main"}
+    seeds = play(("justnews.huggingface.hf_bundle_info", {"path": str(built), "models": [model]}))[0]["models"]
+    listing = manifest_of(bad)[1]["models"][0]["listing"]
+    results.append(play(("justnews.huggingface.hf_carry", {
+        "models": [dict(seed, listing=listing) for seed in seeds], "source": "bundle", "bundle": str(bad),
+        "cache_dir": str(cache), "staging_dir": str(staging), "free_space_margin": 0}))[0])
+    for result in results:
+        assert result.get("failed") and result["error_kind"] == kind, result
+        msg = result["msg"]
+        for name in named:
+            assert name in msg, msg
+        if result.get("corrupt_files"):
+            assert [MINILM_REPO, named[0]] in result["corrupt_files"]
+            assert MINILM_REPO in msg
     assert tree(cache) == before
     # only chunks of the stream that went out before the refusal, kept for a re-run to resume, never a blob
     assert not staging.exists() or all(re.match(r"^[0-9a-f]{16}-[0-9]{6}$", p.name) for p in staging.iterdir())

@@ -169,7 +169,11 @@ def test_a_corrupt_bundle_member_fails_and_leaves_the_cache_unchanged(play, bund
     rewrite(bundled, damaged, member_data={
         "blobs/" + big["blob"]: lambda data: data[:-1] + bytes([data[-1] ^ 1])})
     host = tmp_path / "host"
-    seeds = inspect(play, damaged)
+    refused = play(("justnews.huggingface.hf_bundle_info", {"path": str(damaged), "models": [MODEL]}))[0]
+    assert refused.get("failed") and refused["error_kind"] == "corrupt_bundle", refused
+    assert big["blob"] in refused["msg"] and big["path"] in refused["msg"]
+    # hf_carry checks what it takes out on its own: given the sound bundle's entries (the same manifest)
+    seeds = inspect(play, bundled)
     result = carry(play, host, seeds, source="bundle", bundle=str(damaged))
     assert result.get("failed") and result["error_kind"] == "corrupt_bundle", result
     assert big["blob"] in result["msg"] and big["path"] in result["msg"]

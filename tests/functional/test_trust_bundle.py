@@ -171,6 +171,13 @@ def carry(bundle, host, seeds, **extra):
                  "staging_dir": str(host / "incoming"), "free_space_margin": 0}, **extra)
 
 
+def seeds(weights_size=len(WEIGHTS)):
+    """hf_bundle_info's models for acme/tiny, from a manifest that gives the weights `weights_size` bytes."""
+    return [{"item": MODEL, "repo_id": REPO, "repo_type": "model", "revision": "main", "commit": COMMIT, "ref": "main",
+             "listing": listing(weights_size), "files": ["config.json", "model.safetensors"],
+             "bytes": len(CONFIG) + weights_size}]
+
+
 def untouched(host):
     """Nothing was written for the host: no blob, no staging folder."""
     blobs = host / "hub" / "models--acme--tiny" / "blobs"
@@ -202,13 +209,20 @@ def test_size_bombs_are_refused_before_a_byte_is_written(tasks, tmp_path):
                                    [manifest_member(manifest(1 << 40)), config, member(blob, WEIGHTS)]),
         "space": good_bundle(tmp_path / "good.tar"),
     }
+    # each manifest agrees with itself; hf_bundle_info reads the members too and refuses all but the sound one
     infos = tasks(*[{"path": str(path), "models": [MODEL]} for path in bundles.values()], module="hf_bundle_info")
-    assert not [r for r in infos if r.get("failed")], infos  # each manifest agrees with itself
+    refused = {"pax-sparse-huge": "unsafe_bundle", "pax-sparse": "unsafe_bundle", "gnu-sparse": "unsafe_bundle",
+               "declared-other": "corrupt_bundle", "declared-huge": "corrupt_bundle", "space": None}
+    for (name, path), info in zip(bundles.items(), infos):
+        assert info.get("error_kind") == refused[name], (name, info)
+        assert not refused[name] or str(path) in info["msg"]
     hosts = {name: tmp_path / ("host-" + name) for name in bundles}
+    # hf_carry refuses them on its own, given the entries of their manifests
+    sizes = {"pax-sparse-huge": huge, "declared-other": len(WEIGHTS) + 4096, "declared-huge": 1 << 40}
     # free_space_margin 0 turns the host's free-space check off: these two keep it on
     extra = {"declared-huge": {"free_space_margin": "1M"}, "space": {"free_space_margin": "1000T"}}
-    results = tasks(*[carry(path, hosts[name], info["models"], **extra.get(name, {}))
-                      for (name, path), info in zip(bundles.items(), infos)], module="hf_carry")
+    results = tasks(*[carry(path, hosts[name], seeds(sizes.get(name, len(WEIGHTS))), **extra.get(name, {}))
+                      for name, path in bundles.items()], module="hf_carry")
     expect = {"pax-sparse-huge": ("unsafe_bundle", "sparse"), "pax-sparse": ("unsafe_bundle", "GNU.sparse"),
               "gnu-sparse": ("unsafe_bundle", "sparse"), "declared-other": ("corrupt_bundle", "manifest says"),
               "declared-huge": ("no_space", "free"), "space": ("no_space", "free")}
@@ -220,6 +234,47 @@ def test_size_bombs_are_refused_before_a_byte_is_written(tasks, tmp_path):
         assert result["bytes_sent"] == 0, (name, result)
         assert untouched(hosts[name]), name  # nothing staged, no partial file, no blob
     assert "model.safetensors" in results[3]["msg"]
+
+
+def test_a_manifest_that_lies_about_a_git_blobs_sha256_is_refused_and_nothing_is_taken(tasks, tmp_path):
+    # config.json is a git blob: its member matches its id, only the manifest's SHA-256 of it is wrong
+    lie = manifest()
+    lie["models"][0]["files"][0]["sha256"] = sha(b'{"hidden_size": 9}\n')
+    blobs = [member("blobs/" + CONFIG_BLOB, CONFIG), member("blobs/" + WEIGHTS_BLOB, WEIGHTS)]
+    lying = write_tar(tmp_path / "lying.tar", [manifest_member(lie)] + blobs)
+    info, = tasks({"path": str(lying), "models": [MODEL]}, module="hf_bundle_info")
+    host = tmp_path / "host"
+    # the same entries as the sound bundle's: the manifests differ in that SHA-256 only
+    carried, = tasks(carry(lying, host, seeds()), module="hf_carry")
+    for result in (info, carried):
+        assert result.get("failed") and result["error_kind"] == "integrity", result
+        msg = result["msg"]
+        assert "blobs/" + CONFIG_BLOB in msg and "(sha256)" in msg and "config.json" in msg, msg
+        assert str(lying) in msg and sha(CONFIG) in msg
+    assert info["bad_files"] == [{"repo_id": REPO, "path": "config.json"}]
+    assert carried["corrupt_files"] == [[REPO, "config.json"]] and carried["bytes_sent"] == 0
+    assert untouched(host) and not (host / "hub" / "models--acme--tiny" / "snapshots").exists()
+    assert not (host / "hub" / "models--acme--tiny" / "refs").exists()
+
+
+def test_a_bundle_whose_manifest_lies_is_written_again_not_kept(tasks, tmp_path):
+    cache = tmp_path / "build-cache"
+    blobs = cache / "models--acme--tiny" / "blobs"
+    blobs.mkdir(parents=True)
+    (blobs / CONFIG_BLOB).write_bytes(CONFIG)
+    (blobs / WEIGHTS_BLOB).write_bytes(WEIGHTS)
+    lie = manifest()
+    lie["models"][0]["files"][0]["sha256"] = sha(b"not the config")
+    path = write_tar(tmp_path / "models.tar", [manifest_member(lie), member("blobs/" + CONFIG_BLOB, CONFIG),
+                                               member("blobs/" + WEIGHTS_BLOB, WEIGHTS)])
+    # the same models as the bundle holds: only the manifest's SHA-256 of config.json differs
+    build = {"path": str(path), "cache_dir": str(cache),
+             "snapshots": [{"repo_id": REPO, "revision": "main", "commit": COMMIT, "listing": listing()}]}
+    rebuilt, = tasks(build)
+    assert rebuilt["changed"] and not rebuilt.get("failed"), rebuilt
+    assert any("will be replaced" in w and "(sha256)" in w for w in rebuilt.get("warnings", [])), rebuilt
+    info, again = tasks({"path": str(path), "models": [MODEL]}, module="hf_bundle_info") + tasks(build)
+    assert not info.get("failed") and not again["changed"], (info, again)
 
 
 def test_a_bundle_path_that_is_not_a_file_is_refused_at_once(tasks, tmp_path):

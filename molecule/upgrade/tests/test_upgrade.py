@@ -63,7 +63,7 @@ def test_a_model_the_agent_cannot_load_is_rolled_back_to_the_previous_commit(hos
     pid, dropin, ref, link, _started, backups = data["after"]
     assert ref == c.COMMIT_B, data
     assert link == c.repo_dir(c.REPO) + "/snapshots/" + c.COMMIT_B, data
-    # the drop-in as it was (HF_HUB_OFFLINE=1 again), and no backup left beside it
+    # the drop-in as it was (HF_HUB_OFFLINE=1 again), and no backup left beside it or in the backup folder
     assert dropin == data["before"][1], data
     assert backups == "0", data
     assert int(pid) != int(data["before"][0]), "the agent was not restarted on the previous state"

@@ -18,7 +18,7 @@ TOKEN = "hf_moduleTOKENvalue"
 @pytest.fixture
 def args(tmp_path):
     return {"units": [UNIT], "systemd_dir": str(tmp_path / "systemd"), "hf_home": "/var/cache/hf",
-            "token_file": str(tmp_path / "justnews" / "token.env"),
+            "token_file": str(tmp_path / "justnews" / "token.env"), "backup_dir": str(tmp_path / "backups"),
             "facts_file": str(tmp_path / "facts.d" / "justnews_huggingface.fact"),
             "models": [{"repo_id": "org/m", "revision": "main", "commit": "a" * 40, "files": 2, "bytes": 9,
                         "link": None, "source": "hub", "changed": True, "downloaded_bytes": 9,
