@@ -14,13 +14,14 @@ description:
   - Reads the manifest of a bundle written by M(justnews.huggingface.hf_bundle) and checks it - its format
     version, every repository, commit, ref, file name, blob id, size and SHA-256, and its agreement with each
     model's listing. A bundle comes from a build host and is untrusted.
-  - Then reads the whole bundle once and checks the manifest against the members it describes - each member a
+  - With O(members) (the default), then reads the whole bundle once and checks the manifest against the members
+    it describes - each member a
     plain regular file named after a blob of the manifest, there once, and each blob of the manifest there; each
     member's size, object id (its SHA-256, or its git blob id) and SHA-256 those of the manifest. A member of
     another size or whose bytes do not match its object id fails with RV(error_kind=corrupt_bundle) (the bundle
     is truncated or damaged); one whose bytes match its id but not the manifest's SHA-256 with
     RV(error_kind=integrity) (the manifest contradicts the content); each naming the member, the field and the
-    files. This reads every byte of the bundle (on the controller, once per play in the role).
+    files. This reads every byte of the bundle.
   - With O(models), returns for each model the entry that M(justnews.huggingface.hf_carry) and
     M(justnews.huggingface.hf_snapshot) need (commit, ref, listing); a model the bundle does not hold fails with
     RV(error_kind=not_in_bundle), naming it and what the bundle holds.
@@ -46,6 +47,13 @@ options:
         bundle, matched by repository and by revision or commit. Unset returns the manifest's entries.
     type: list
     elements: dict
+  members:
+    description:
+      - Check every member's bytes against the manifest (see above). V(false) reads the manifest alone; the role
+        sets it, since M(justnews.huggingface.hf_carry) checks each member it takes out the same way, so a warm run
+        does not read the bundle whole.
+    type: bool
+    default: true
 seealso:
   - module: justnews.huggingface.hf_bundle
     description: Writes the bundle this module reads.
@@ -137,7 +145,7 @@ from ansible_collections.justnews.huggingface.plugins.module_utils import _error
 
 
 def inspect(p):
-    manifest = _bundle.read_manifest(p["path"], whole=True)
+    manifest = _bundle.read_manifest(p["path"], whole=p["members"])
     result = {"format_version": manifest["format_version"], "size": os.path.getsize(p["path"])}
     if p["models"] is not None:
         result["models"] = _bundle.match_models(manifest, p["models"], p["path"])
@@ -152,6 +160,7 @@ def main():
         argument_spec=dict(
             path=dict(type="path", required=True),
             models=dict(type="list", elements="dict"),
+            members=dict(type="bool", default=True),
         ),
         supports_check_mode=True,
     )
