@@ -70,10 +70,11 @@ class ControllerSource:
         if size != blob["size"]:
             os.close(fd)
             raise _carry.CarryError("the controller's %s has %d bytes, not %d, for %s: remove the repository from"
-                                    " the controller's cache and fetch it again; nothing was taken into the cache"
-                                    % (path, size, blob["size"], _carry.describe(blob["files"])), _errors.INTEGRITY,
-                                    blob["files"])
-        return os.fdopen(fd, "rb"), _errors.INTEGRITY, "the controller's %s" % path
+                                    " the controller's cache and fetch it again; nothing of it was sent, nothing"
+                                    " was taken into the cache" % (path, size, blob["size"],
+                                                                   _carry.describe(blob["files"])),
+                                    _errors.INTEGRITY, blob["files"])
+        return _carry.Source(fd, 0, _errors.INTEGRITY, "the controller's %s" % path)
 
     def close(self):
         pass
@@ -124,10 +125,12 @@ class BundleSource:
                                     " with the same revision, allow_patterns and ignore_patterns"
                                     % (self.path, blob["name"], _carry.describe(blob["files"])),
                                     _errors.NOT_IN_BUNDLE, blob["files"])
-        # checked whole against the manifest as it is read: size, object id and SHA-256
-        reader = _bundle.MemberCheck(self.tar.extractfile(member), blob["name"], self.table[blob["name"]], self.path,
-                                     _carry.CarryError)
-        return reader, _errors.CORRUPT_BUNDLE, "the bundle's member %s" % member.name
+        # A plain member (check) is its stored bytes: read them where they lie, with pread on the bundle's file,
+        # checked whole against the manifest as they are read: size, object id and SHA-256.
+        return _carry.Source(self.raw.fileno(), member.offset_data, _errors.CORRUPT_BUNDLE,
+                             "the bundle's member %s" % member.name, owned=False,
+                             wrap=lambda handle: _bundle.MemberCheck(handle, blob["name"], self.table[blob["name"]],
+                                                                     self.path, _carry.CarryError))
 
     def close(self):
         self.raw.close()
@@ -182,15 +185,23 @@ class ActionModule(ActionBase):
         seeds, common, source, links = self.check_args(args)
         models = [model_args(seed, links) for seed in seeds]
         staging = args["staging_dir"]
+        chunk_size = self.chunk_size(args)
+        uploader = self.uploader()
         probe = self.receive(task_vars, seeds, dict(common, phase="probe", models=models, staging_dir=staging,
-                                                    uploader=self.uploader()))
+                                                    uploader=uploader, chunk_size=chunk_size))
         if probe.get("failed"):
             return probe
         missing = probe["missing_blobs"]
         out = {"results": self.results(seeds, probe["models"]), "missing_blobs": missing,
                "missing_bytes": sum(b["size"] for b in missing)}
-        plan = _carry.plan_stream(missing, self.chunk_size(args)) if missing else None
+        plan = _carry.plan_stream(missing, chunk_size) if missing else None
         if plan:
+            if probe.get("stream_id") != plan["id"]:
+                raise _carry.CarryError("the host names the stream %r, the controller %s: the collection on the"
+                                        " controller and the module on the host differ" % (probe.get("stream_id"),
+                                                                                           plan["id"]),
+                                        _errors.INTERNAL)
+            out["stream_dir"] = "%s/%s" % (staging.rstrip("/"), plan["id"])
             self.stats.update(bytes_total=plan["total"], chunks_total=len(plan["chunks"]), blobs_sent=len(missing))
         changed = any(r.get("changed") for r in probe["models"])
         if self._task.check_mode or not (missing or changed):
@@ -199,11 +210,13 @@ class ActionModule(ActionBase):
         if missing:
             held = probe.get("held_chunks") or []
             try:
-                stream = {"chunks": self.send(plan, missing, source, seeds, args, held, staging, task_vars),
+                stream = {"chunks": self.send(plan, missing, source, seeds, args, held, out["stream_dir"],
+                                              task_vars),
                           "blobs": missing}
-            except _carry.CarryError:
-                if not held and not self.stats["chunks_sent"]:
-                    self.remove_empty_staging(staging, task_vars)
+            except _carry.CarryError as exc:
+                # Nothing worth resuming (no chunk there, none sent), or bytes there that failed their check.
+                if exc.discard or not (held or self.stats["chunks_sent"]):
+                    self.discard(common, staging, plan["id"], task_vars)
                 raise
         progress = Progress(task_vars.get("inventory_hostname", "host"), plan["total"] if plan else 0)
         progress.phase = "taking the blobs into the cache"
@@ -211,7 +224,7 @@ class ActionModule(ActionBase):
         progress.start()
         try:
             taken = self.receive(task_vars, seeds, dict(common, phase="import", models=models, staging_dir=staging,
-                                                        stream=stream))
+                                                        uploader=uploader, stream=stream))
         finally:
             progress.stop()
         if taken.get("failed"):
@@ -219,13 +232,13 @@ class ActionModule(ActionBase):
         out["results"] = self.results(seeds, taken["models"])
         return self.finish(out, taken["models"])
 
-    def remove_empty_staging(self, staging, task_vars):
-        """The probe made staging_dir for a stream that failed before its first chunk (a bad source on the
-        controller): nothing there to resume, so the host is left as it was."""
+    def discard(self, common, staging, stream_id, task_vars):
+        """Remove what the host holds of the stream (hf_receive phase=discard): it failed on the controller."""
         try:
             self.calls += 1
-            self._execute_module(module_name="ansible.builtin.file", module_args={"path": staging, "state": "absent"},
-                                 task_vars=task_vars)
+            self._execute_module(module_name=RECEIVER, module_args=dict(
+                {k: v for k, v in common.items() if k in ("cache_dir", "hf_home")}, phase="discard", models=[],
+                staging_dir=staging, stream_id=stream_id), task_vars=task_vars)
         except AnsibleError:  # the failure being reported is the one that matters
             pass
 
@@ -266,10 +279,12 @@ class ActionModule(ActionBase):
     @staticmethod
     def chunk_size(args):
         try:
-            return _cache.parse_size(args.get("chunk_size", _carry.DEFAULT_CHUNK))
+            size = _cache.parse_size(args.get("chunk_size", _carry.DEFAULT_CHUNK))
         except ValueError:
             raise _carry.CarryError("chunk_size must be bytes or a size such as '64M', got %r"
                                     % (args.get("chunk_size"),), _errors.INVALID_ARGUMENT)
+        _carry.plan_stream([], size)  # the minimum
+        return size
 
     def uploader(self):
         """The user whose connection writes the chunks, when the module runs as another (become)."""
@@ -296,12 +311,15 @@ class ActionModule(ActionBase):
             failed["results"] = self.results(seeds, res["models"])
         return failed
 
-    def send(self, plan, blobs, source, seeds, args, held, staging, task_vars):
-        """Write the stream chunk by chunk on the controller and put each chunk the host does not hold yet into
-        its staging_dir; returns the chunks [{name, size, sha256}]."""
+    def send(self, plan, blobs, source, seeds, args, held, stream_dir, task_vars):
+        """Write the stream chunk by chunk on the controller, each blob checked against its id before a byte of it
+        is written, and put each chunk the host does not hold yet into the stream's folder on the host (made by
+        the probe for this stream, which only the connection's user can write); returns the chunks
+        [{name, size, sha256}]."""
         held = {c["name"]: c for c in held}
         progress = Progress(task_vars.get("inventory_hostname", "host"), plan["total"])
         reader = BundleSource(args["bundle"]) if source == "bundle" else ControllerSource(seeds)
+        checker = None
         folder = tempfile.mkdtemp(prefix="hf-carry-", dir=C.DEFAULT_LOCAL_TMP if os.path.isdir(
             str(C.DEFAULT_LOCAL_TMP)) else None)
 
@@ -310,7 +328,7 @@ class ActionModule(ActionBase):
                 progress.held += chunk["size"]
                 self.stats["bytes_held"] += chunk["size"]
             else:
-                remote = "%s/%s" % (staging.rstrip("/"), chunk["name"])
+                remote = "%s/%s" % (stream_dir, chunk["name"])
                 try:
                     self._connection.put_file(path, remote)
                 except AnsibleError as exc:
@@ -326,12 +344,15 @@ class ActionModule(ActionBase):
 
         progress.start()
         try:
+            checker = _carry.Prechecker(blobs, reader.open)
             writer = _carry.ChunkWriter(folder, plan, on_chunk)
             with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-                _carry.write_stream(tar, blobs, reader.open)
+                _carry.write_stream(tar, blobs, checker)
             writer.close()
             return writer.done
         finally:
             progress.stop()
+            if checker is not None:
+                checker.close()
             reader.close()
             shutil.rmtree(folder, ignore_errors=True)

@@ -8,6 +8,15 @@ with fixed metadata: the same blobs always give the same bytes. It is cut into c
 ``<stream id>-<index>``; the stream id is derived from the blobs and the chunk size, so a host that kept the
 chunks of a dropped run reports them (name, size, SHA-256) and only the others are sent again.
 
+The controller checks each blob against its id before the stream takes a byte of it (Prechecker), so a chunk
+that leaves it holds checked bytes only.
+
+On the host the chunks arrive in a folder of their own, ``<staging_dir>/<stream id>``, which the module made with
+mkdir for this stream (or re-adopted after checking it): owned by the user whose connection writes the chunks,
+mode 0700, inside staging_dir, a folder of root's reached from / through real folders that no other user can
+write. The cache's owner can therefore plant nothing where a chunk is written (a connection plugin's put_file
+follows links).
+
 The host trusts none of it: each chunk must have the size and SHA-256 the controller computed while it wrote
 it, and each member must be a plain regular file named by one of the wanted ids, with their size, whose content
 matches the id (SHA-256, or the git blob id for 40-hex names). Links, devices, sparse members, other names and
@@ -27,6 +36,7 @@ import re
 import secrets
 import stat
 import tarfile
+import threading
 
 from ansible_collections.justnews.huggingface.plugins.module_utils import _cache
 from ansible_collections.justnews.huggingface.plugins.module_utils import _errors
@@ -37,6 +47,9 @@ FORMAT = "justnews.huggingface.carry/1"
 DEFAULT_CHUNK = 64 * 1024 * 1024
 MIN_CHUNK = 64 * 1024
 CHUNK_RE = re.compile(r"^[0-9a-f]{16}-[0-9]{6}$")
+STREAM_RE = re.compile(r"^[0-9a-f]{16}$")
+# The folder of root's, beside the stream's own, where the host unpacks the blobs before they move into the cache.
+BLOBS_SUFFIX = ".blobs"
 BLOCK = tarfile.BLOCKSIZE
 RECORD = tarfile.RECORDSIZE
 _READ = 4 * 1024 * 1024
@@ -45,10 +58,12 @@ _READ = 4 * 1024 * 1024
 class CarryError(Exception):
     """A failure with its error_kind; `files` are the (repository, path) pairs it concerns."""
 
-    def __init__(self, message, kind=_errors.INTEGRITY, files=None):
+    def __init__(self, message, kind=_errors.INTEGRITY, files=None, discard=False):
         super().__init__(message)
         self.kind = kind
         self.files = files or []
+        # Bytes that failed their check may already be on the host: its staging of the stream must go.
+        self.discard = discard
 
 
 def describe(files):
@@ -173,85 +188,413 @@ class ChunkWriter:
                              _errors.INTERNAL)
 
 
-class CheckedReader:
-    """Hands a blob's bytes to tarfile, counting and hashing them, so what is sent is what was checked."""
+class Source:
+    """The bytes of one blob on the controller: from `offset` of the open file `fd`, always read with pread, so
+    the check and the stream read the same open file (no path is looked up twice) and neither moves the other's
+    place. `kind` and `where` go into the messages; `owned` says whether close() closes `fd`; `wrap`, when
+    given, wraps the file-like reader of the check (reader()) in a further check of the source's own."""
 
-    def __init__(self, handle, blob):
-        self.handle = handle
-        self.name = blob["name"]
-        self.size = blob["size"]
-        self.count = 0
-        self.sha256 = hashlib.sha256()
-        self.git = hashlib.sha1(b"blob %d\0" % self.size) if len(self.name) == 40 else None
+    def __init__(self, fd, offset, kind, where, owned=True, wrap=None):
+        self.fd, self.offset, self.kind, self.where, self.owned, self.wrap = fd, offset, kind, where, owned, wrap
+
+    def pread(self, size, pos):
+        return os.pread(self.fd, size, self.offset + pos)
+
+    def reader(self):
+        """A file-like object that reads the blob from its start (its own place, through pread)."""
+        handle = _PreadFile(self)
+        return self.wrap(handle) if self.wrap else handle
+
+    def close(self):
+        if self.owned and self.fd is not None:
+            os.close(self.fd)
+        self.fd = None
+
+
+class _PreadFile:
+    def __init__(self, source):
+        self.source, self.pos = source, 0
 
     def read(self, size=-1):
-        data = self.handle.read(size)
-        self.count += len(data)
-        self.sha256.update(data)
-        if self.git:
-            self.git.update(data)
+        data = self.source.pread(size if size is not None and size >= 0 else _READ, self.pos)
+        self.pos += len(data)
         return data
 
+    def close(self):
+        pass
+
+
+def _digest(blob):
+    """The hash whose hex digest is the blob's id: SHA-256 (LFS), or git's blob SHA-1 for a 40-hex id."""
+    if len(blob["name"]) == 40:
+        return hashlib.sha1(b"blob %d\0" % blob["size"])
+    return hashlib.sha256()
+
+
+def check_source(source, blob, stopped=lambda: False):
+    """Read the whole blob from `source` and check its size and id: CarryError of the source's kind, naming the
+    files, when it does not match. `stopped()` ends the read early (False is returned then, True once checked)."""
+    digest, size, pos = _digest(blob), blob["size"], 0
+    reader = source.reader()
+    try:
+        while pos < size:
+            if stopped():
+                return False
+            data = reader.read(min(_READ, size - pos))
+            if not data:
+                break
+            digest.update(data)
+            pos += len(data)
+    finally:
+        reader.close()
+    if pos != size:
+        raise CarryError("%s ended after %d of its %d bytes, for %s: nothing of it was sent" % (
+            source.where, pos, size, describe(blob["files"])), source.kind, blob["files"])
+    if digest.hexdigest() != blob["name"]:
+        raise CarryError("%s does not match its object id %s (its content has id %s, %d bytes), for %s: nothing of"
+                         " it was sent, nothing was taken into the cache" % (
+                             source.where, blob["name"], digest.hexdigest(), pos, describe(blob["files"])),
+                         source.kind, blob["files"])
+    return True
+
+
+class Prechecker:
+    """Checks each blob against its id before the stream takes a byte of it: a thread of its own opens and
+    hashes the blobs in stream order, at most `ahead` blobs before the one being written, so that the check of
+    the next blob overlaps the writing and sending of this one (hashlib and pread leave the GIL). `open_blob(blob)`
+    gives a Source; `take(i)` waits for blob i's verdict and returns its Source or raises its CarryError."""
+
+    def __init__(self, blobs, open_blob, ahead=1):
+        self.blobs, self.open_blob, self.ahead = blobs, open_blob, ahead
+        self.cond = threading.Condition()
+        self.results = {}
+        self.taken = -1
+        self.stopped = False
+        self.thread = threading.Thread(target=self._run, name="hf-carry-check", daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        for index, blob in enumerate(self.blobs):
+            with self.cond:
+                while not self.stopped and index > self.taken + self.ahead:
+                    self.cond.wait()
+                if self.stopped:
+                    return
+            source = None
+            try:
+                source = self.open_blob(blob)
+                if not check_source(source, blob, lambda: self.stopped):
+                    source.close()
+                    return
+                result = (source, None)
+            except Exception as exc:  # pylint: disable=broad-except  # raised by take(), in the writer's thread
+                if source is not None:
+                    source.close()
+                result = (None, exc)
+            with self.cond:
+                self.results[index] = result
+                self.cond.notify_all()
+            if result[1] is not None:
+                return
+
+    def take(self, index):
+        with self.cond:
+            self.taken = index
+            self.cond.notify_all()
+            while index not in self.results:
+                if not self.thread.is_alive():
+                    raise CarryError("the check of blob %s ended without a verdict" % self.blobs[index]["name"],
+                                     _errors.INTERNAL)
+                self.cond.wait(0.5)
+            source, exc = self.results.pop(index)
+        if exc is not None:
+            raise exc
+        return source
+
+    def close(self):
+        with self.cond:
+            self.stopped = True
+            self.cond.notify_all()
+        self.thread.join()
+        for source, _exc in self.results.values():
+            if source is not None:
+                source.close()
+        self.results.clear()
+
+
+class CheckedReader:
+    """Hands a checked blob's bytes to tarfile from its Source, counting and hashing them again: a file changed
+    on the controller after its check is caught at its end (CarryError with `discard`)."""
+
+    def __init__(self, source, blob):
+        self.source = source
+        self.blob = blob
+        self.count = 0
+        self.digest = _digest(blob)
+        self.buffer = b""
+        self.start = 0
+
+    def read(self, size=-1):
+        left = self.blob["size"] - self.count
+        want = left if size is None or size < 0 else min(size, left)
+        out = []
+        while want > 0:
+            if self.start >= len(self.buffer):
+                self.buffer, self.start = self.source.pread(_READ, self.count), 0
+                if not self.buffer:
+                    break
+            piece = self.buffer[self.start:self.start + want]
+            self.start += len(piece)
+            self.count += len(piece)
+            want -= len(piece)
+            self.digest.update(piece)
+            out.append(piece)
+        return b"".join(out)
+
     def matches(self):
-        digest = self.git.hexdigest() if self.git else self.sha256.hexdigest()
-        return self.count == self.size and digest == self.name
+        return self.count == self.blob["size"] and self.digest.hexdigest() == self.blob["name"]
 
 
-def write_stream(tar_out, blobs, open_blob):
-    """Write `blobs` as the members of `tar_out` (a tarfile in write mode), each read from the binary file that
-    `open_blob(blob)` returns as (file, error kind, description of the source), and checked against its id and
-    size: CarryError of that kind, naming the files, when one does not match."""
-    for blob in blobs:
-        handle, kind, where = open_blob(blob)
-        with handle:
-            reader = CheckedReader(handle, blob)
+def write_stream(tar_out, blobs, checker):
+    """Write `blobs` as the members of `tar_out` (a tarfile in write mode), each taken from `checker` (a
+    Prechecker) once its check passed: a blob that failed raises its CarryError before its header is written, so
+    no byte of it reaches a chunk. Each is hashed again as it is written; a blob that changed since its check
+    raises CarryError with `discard` (chunks holding its bytes may have been sent)."""
+    for index, blob in enumerate(blobs):
+        source = checker.take(index)
+        try:
+            reader = CheckedReader(source, blob)
             try:
                 tar_out.addfile(tarinfo(blob["name"], blob["size"]), reader)
             except OSError as exc:
-                raise CarryError("%s ended before its %d bytes (%s), for %s: nothing was taken into the cache"
-                                 % (where, blob["size"], exc, describe(blob["files"])), kind, blob["files"])
+                raise CarryError("%s ended before its %d bytes (%s) after its check, for %s: it changed while it was"
+                                 " sent; nothing was taken into the cache" % (
+                                     source.where, blob["size"], exc, describe(blob["files"])),
+                                 source.kind, blob["files"], discard=True)
             if not reader.matches():
-                raise CarryError("%s does not match its object id %s (SHA-256 %s, %d bytes), for %s: nothing was"
-                                 " taken into the cache" % (where, blob["name"], reader.sha256.hexdigest(),
-                                                            reader.count, describe(blob["files"])),
-                                 kind, blob["files"])
+                raise CarryError("%s changed after its check (its content now has id %s, %d bytes), for %s: what"
+                                 " was sent of it is removed from the host, nothing was taken into the cache"
+                                 % (source.where, reader.digest.hexdigest(), reader.count, describe(blob["files"])),
+                                 source.kind, blob["files"], discard=True)
+        finally:
+            source.close()
 
 
 # --- the host: the staging folder ---------------------------------------------------------------------------
 
-def held_chunks(staging_dir):
-    """[{name, size, sha256}] of the chunk files in `staging_dir` (regular files only, nothing followed)."""
+def check_location(staging, cache_dir, hf_home=None):
+    """CarryError when staging_dir lies in the cache or HF_HOME, whose owner (the agents' user) could plant a
+    link where a chunk is written, or holds one of them (its removal after the import would take the cache)."""
+    tops = [(option, top) for option, top in (("cache_dir", cache_dir), ("hf_home", hf_home)) if top]
+    for option, top in tops:
+        if _cache.location_inside(staging, top):
+            raise CarryError("staging_dir %s lies inside %s %s, which the cache's owner can write: a link planted"
+                             " there would lead the chunks elsewhere. Nothing was sent. Set staging_dir to a folder"
+                             " of root's outside the cache, such as /var/lib/justnews-huggingface/incoming (the"
+                             " role's)" % (staging, option, top), _errors.UNSAFE_CACHE)
+    for option, top in tops:
+        if _cache.location_inside(top, staging):
+            raise CarryError("staging_dir %s holds %s %s, and is removed once the models are in: set staging_dir to"
+                             " a folder of its own outside the cache, such as /var/lib/justnews-huggingface/incoming"
+                             % (staging, option, top), _errors.INVALID_ARGUMENT)
+
+
+def unsafe_folder(st, euid, last):
+    """Why a folder on the way to staging_dir (`last`: staging_dir itself) could be changed by a user other
+    than root and the module's own user `euid`, or None. A sticky folder of root's such as /tmp may be on the way
+    (no other user can rename or remove root's entries in it), never staging_dir itself."""
+    mode = stat.S_IMODE(st.st_mode)
+    if st.st_uid not in (0, euid) or (last and st.st_uid != euid):
+        return "is owned by uid %d" % st.st_uid
+    writers = mode & 0o002 or (mode & 0o020 and st.st_gid != 0)
+    if writers and (last or not mode & stat.S_ISVTX or st.st_uid != 0):
+        return "can be written by %s (mode %04o)" % ("every user" if mode & 0o002 else "group %d" % st.st_gid, mode)
+    return None
+
+
+def _refuse_staging(staging, where, why):
+    fix = ("give staging_dir a path whose every folder, from /, is a real folder (not a link) of root's that only root"
+           " can write, outside the cache, such as /var/lib/justnews-huggingface/incoming")
+    if os.path.normpath(staging) == where:
+        fix = "remove it (rm removes a link itself, never its target) and run again: the run makes it anew, or " + fix
+    return CarryError("staging_dir %s: %s %s, so another user could swap it for a link or plant one in it; nothing"
+                      " was sent. %s%s" % (staging, where, why, fix[0].upper(), fix[1:]), _errors.UNSAFE_CACHE)
+
+
+def _open_folder(dir_fd, name, staging, where):
     try:
-        fd = os.open(staging_dir, _fs.DIR_FLAGS)
+        return os.open(name, _fs.DIR_FLAGS, dir_fd=dir_fd)
     except OSError as exc:
-        if exc.errno in (errno.ENOENT,):
-            return []
         if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-            raise CarryError("staging_dir %s is not a directory (a symlink is refused): remove it"
-                             % staging_dir, _errors.UNSAFE_CACHE)
+            kind = _fs.describe(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+            raise _refuse_staging(staging, where, "is %s, not a folder" % kind)
         raise
-    found = []
+
+
+def open_staging(staging, euid, create, mode=0o700):
+    """A descriptor of staging_dir, reached from / one folder at a time, never through a link (the connection
+    would follow one), each folder on the way checked with unsafe_folder. Missing folders are made when
+    `create` (root's, 0755, staging_dir itself `mode`), else None is returned. CarryError unsafe_cache naming
+    the folder that is not safe."""
+    parts = [p for p in os.path.normpath(staging).split("/") if p]
+    fd = os.open("/", _fs.DIR_FLAGS)
+    where = "/"
     try:
-        for name in sorted(os.listdir(fd)):
-            if not CHUNK_RE.match(name):
-                continue
-            st = os.stat(name, dir_fd=fd, follow_symlinks=False)
-            if not stat.S_ISREG(st.st_mode):
-                continue
-            found.append({"name": name, "size": st.st_size, "sha256": _hash_at(fd, name)})
-    finally:
+        why = unsafe_folder(os.fstat(fd), euid, not parts)
+        if why:
+            raise _refuse_staging(staging, where, why)
+        for index, part in enumerate(parts):
+            last = index == len(parts) - 1
+            where = os.path.join(where, part)
+            try:
+                nxt = _open_folder(fd, part, staging, where)
+            except FileNotFoundError:
+                if not create:
+                    os.close(fd)
+                    return None
+                try:
+                    os.mkdir(part, 0o700, dir_fd=fd)
+                    made = True
+                except FileExistsError:
+                    made = False
+                nxt = _open_folder(fd, part, staging, where)
+                if made:
+                    os.fchmod(nxt, mode if last else 0o755)
+            os.close(fd)
+            fd = nxt
+            why = unsafe_folder(os.fstat(fd), euid, last)
+            if why:
+                raise _refuse_staging(staging, where, why)
+        return fd
+    except BaseException:
         os.close(fd)
+        raise
+
+
+def reachable_by(staging_fd, uid):
+    """Let the user `uid` (the connection's, who writes the chunks) pass through staging_dir to the stream's
+    folder: search permission only, never listing or writing."""
+    st = os.fstat(staging_fd)
+    if uid not in (st.st_uid, 0) and not st.st_mode & 0o001:
+        os.fchmod(staging_fd, stat.S_IMODE(st.st_mode) | 0o011)
+
+
+def _sound_entry(st, stream_id, name):
+    """A chunk of this stream as the connection left it: a regular file with no other link to it."""
+    return stat.S_ISREG(st.st_mode) and st.st_nlink == 1 and bool(CHUNK_RE.match(name)) and \
+        name.startswith(stream_id + "-")
+
+
+def adopt_stream(staging_fd, staging, stream_id, uid, gid):
+    """The folder of the stream in staging_dir, `<stream id>`: a real folder of `uid`:`gid` (the user whose
+    connection writes the chunks), mode 0700, holding chunk files of this stream only, each a regular file with
+    one link. A folder that is all that is kept with its chunks (a resumed transfer); anything else under the
+    name (a link, a file, a folder of another owner or mode, or holding anything else such as a hard link) is
+    removed, never followed, chowned or chmodded, and a new folder made with mkdir. Returns (descriptor, whether
+    something was removed)."""
+    if not STREAM_RE.match(stream_id):
+        raise CarryError("%r is not a stream id" % (stream_id,), _errors.INVALID_ARGUMENT)
+    removed = False
+    try:
+        st = os.stat(stream_id, dir_fd=staging_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        st = None
+    if st is not None:
+        fd = os.open(stream_id, _fs.DIR_FLAGS, dir_fd=staging_fd) if stat.S_ISDIR(st.st_mode) else None
+        if fd is not None:
+            own = os.fstat(fd)
+            sound = (own.st_uid, stat.S_IMODE(own.st_mode)) == (uid, 0o700) and all(
+                _sound_entry(os.stat(name, dir_fd=fd, follow_symlinks=False), stream_id, name)
+                for name in os.listdir(fd))
+            if sound:
+                return fd, False
+            os.close(fd)
+        _fs.rmtree_at(staging, stream_id)
+        removed = True
+    os.mkdir(stream_id, 0o700, dir_fd=staging_fd)  # exclusive: a name that appeared meanwhile fails here
+    fd = os.open(stream_id, _fs.DIR_FLAGS, dir_fd=staging_fd)
+    try:
+        if uid != os.geteuid() or gid != os.getegid():
+            os.fchown(fd, uid, gid)
+        os.fchmod(fd, 0o700)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, removed
+
+
+def held_chunks(stream_fd, stream_id):
+    """[{name, size, sha256}] of the chunks of the stream in its folder (regular files with one link only,
+    nothing followed, nothing special read)."""
+    found = []
+    for name in sorted(os.listdir(stream_fd)):
+        if not CHUNK_RE.match(name) or not name.startswith(stream_id + "-"):
+            continue
+        digest = _hash_at(stream_fd, name)
+        if digest:
+            found.append(dict(digest, name=name))
     return found
 
 
 def _hash_at(dir_fd, name):
-    sha = hashlib.sha256()
-    chunk_fd = os.open(name, _fs.FILE_FLAGS, dir_fd=dir_fd)
-    os.set_blocking(chunk_fd, True)
-    with os.fdopen(chunk_fd, "rb") as handle:
-        for data in iter(lambda: handle.read(_READ), b""):
+    try:
+        chunk_fd = os.open(name, _fs.FILE_FLAGS, dir_fd=dir_fd)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(chunk_fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+            return None
+        os.set_blocking(chunk_fd, True)
+        sha = hashlib.sha256()
+        size = 0
+        for data in iter(lambda: os.read(chunk_fd, _READ), b""):
             sha.update(data)
-    return sha.hexdigest()
+            size += len(data)
+        return {"size": size, "sha256": sha.hexdigest()}
+    finally:
+        os.close(chunk_fd)
+
+
+def stream_of(chunks):
+    """The stream id that every chunk name of `chunks` starts with; CarryError when they disagree."""
+    ids = {c["name"][:16] for c in chunks if isinstance(c.get("name"), str) and CHUNK_RE.match(c["name"])}
+    if len(ids) != 1 or any(not CHUNK_RE.match(str(c.get("name"))) for c in chunks):
+        raise CarryError("the chunks of a stream must all be named <stream id>-<index>, got %s"
+                         % ", ".join(str(c.get("name")) for c in chunks[:3]), _errors.INVALID_ARGUMENT)
+    return ids.pop()
+
+
+def open_stream(staging, stream_id, uid, euid):
+    """(staging_dir's descriptor, the stream folder's) for the import: both as the probe left them (the chain to
+    staging_dir safe, the stream's folder a real folder of `uid`, mode 0700); CarryError otherwise: incomplete
+    when they are missing, unsafe_cache when they are not what the probe made."""
+    staging_fd = open_staging(staging, euid, create=False)
+    if staging_fd is None:
+        raise CarryError("staging_dir %s does not exist: the transfer did not happen; run again" % staging,
+                         _errors.INCOMPLETE)
+    try:
+        try:
+            fd = os.open(stream_id, _fs.DIR_FLAGS, dir_fd=staging_fd)
+        except FileNotFoundError:
+            raise CarryError("the stream's folder %s/%s does not exist: the transfer did not happen; run again"
+                             % (staging, stream_id), _errors.INCOMPLETE)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise CarryError("the stream's folder %s/%s is not a folder (a link is never followed): nothing was"
+                                 " read; run again, the probe makes it anew" % (staging, stream_id),
+                                 _errors.UNSAFE_CACHE)
+            raise
+        st = os.fstat(fd)
+        if (st.st_uid, stat.S_IMODE(st.st_mode)) != (uid, 0o700):
+            os.close(fd)
+            raise CarryError("the stream's folder %s/%s is owned by uid %d with mode %04o, not the uid %d and mode"
+                             " 0700 the probe gave it: nothing was read; run again, the probe makes it anew"
+                             % (staging, stream_id, st.st_uid, stat.S_IMODE(st.st_mode), uid), _errors.UNSAFE_CACHE)
+        return staging_fd, fd
+    except BaseException:
+        os.close(staging_fd)
+        raise
 
 
 class ChunkReader:
@@ -279,6 +622,10 @@ class ChunkReader:
             if not stat.S_ISREG(st.st_mode):
                 raise CarryError("the chunk %s in %s is %s, not a regular file: refused" % (
                     chunk["name"], self.where, _fs.describe(st.st_mode)), _errors.UNSAFE_CACHE)
+            if st.st_nlink != 1:
+                raise CarryError("the chunk %s in %s has %d links (a hard link to a file elsewhere): refused, never"
+                                 " read; run again, the probe removes it" % (chunk["name"], self.where, st.st_nlink),
+                                 _errors.UNSAFE_CACHE)
             if st.st_size != chunk["size"]:
                 raise CarryError("the chunk %s in %s has %d bytes, not the %d sent: the transfer did not finish;"
                                  " run again to send it anew" % (chunk["name"], self.where, st.st_size,
@@ -298,9 +645,10 @@ class ChunkReader:
                 raise CarryError("the chunk %s in %s is a symlink: refused" % (name, self.where),
                                  _errors.UNSAFE_CACHE)
             raise
-        if not stat.S_ISREG(os.fstat(chunk_fd).st_mode):
+        st = os.fstat(chunk_fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
             os.close(chunk_fd)
-            raise CarryError("the chunk %s in %s is not a regular file: refused" % (name, self.where),
+            raise CarryError("the chunk %s in %s is not a regular file with one link: refused" % (name, self.where),
                              _errors.UNSAFE_CACHE)
         os.set_blocking(chunk_fd, True)
         self.handle = os.fdopen(chunk_fd, "rb")

@@ -17,8 +17,11 @@ description:
   - Otherwise it writes the missing blobs, each once, as one tar stream on the controller, read from the
     controller's cache (O(source=controller)) or from the bundle O(bundle) (O(source=bundle)); every blob is
     checked against its object id (and, from a bundle, every member's name, type and size, and its SHA-256
-    against the manifest's) while it is written.
-    The stream is cut into chunks of O(chunk_size) that are put into O(staging_dir) over the task's connection.
+    against the manifest's) before a byte of it is written, and again while it is written. A blob that fails
+    sends nothing of it.
+  - The stream is cut into chunks of O(chunk_size) that are put over the task's connection into the stream's
+    own folder C(<staging_dir>/<stream id>), which the host made for this stream and only the connection's user
+    can write (a connection follows a link where it writes).
   - A transfer that was cut short resumes - the host reports the chunks it already holds (name, size and
     SHA-256) and only the others are sent.
   - The host checks every chunk and every member (a plain regular file named by one of the blobs sent, of its
@@ -79,11 +82,15 @@ options:
     type: path
   staging_dir:
     description:
-      - Folder on the host where the chunks arrive and the blobs are unpacked, best on the filesystem of
-        O(cache_dir). Made (mode C(0700), owned by the connection's user when the task uses become) when blobs are
-        missing, removed once they are in the cache; kept with the chunks already sent when a transfer was cut
-        short.
-      - The connection's user must be able to reach it.
+      - Folder of root's on the host in which each stream of chunks gets a folder of its own,
+        C(<staging_dir>/<stream id>) (mode C(0700), owned by the connection's user), and the blobs are unpacked,
+        best on the filesystem of O(cache_dir). Made (root's, mode C(0700), or C(0711) when the task uses become)
+        when blobs are missing, removed once they are in the cache; kept with the chunks already sent when a
+        transfer was cut short.
+      - Every folder from C(/) to it must be a real folder (not a link) of root's that no other user can write (a
+        sticky folder such as C(/tmp) may be on the way), and it must lie outside O(cache_dir) and O(hf_home), which
+        the agents' user owns - such as C(/var/lib/justnews-huggingface/incoming), the role's. Otherwise the task
+        fails with V(unsafe_cache) before anything is sent.
     type: path
     required: true
   links:
@@ -132,7 +139,8 @@ EXAMPLES = r"""
     dir_mode: "0750"
     owner: justnews
     group: justnews
-    staging_dir: /var/cache/hf/.incoming
+    # root's and outside the cache: the agents' user owns /var/cache/hf
+    staging_dir: /var/lib/justnews-huggingface/incoming
   vars:
     ansible_python_interpreter: /opt/justnews/hf-venv/bin/python
   become: true
@@ -157,6 +165,12 @@ missing_bytes:
   returned: success
   type: int
   sample: 90868376
+stream_dir:
+  description: The folder on the host that holds the chunks of the stream until the models are in.
+  returned: success, when blobs are missing
+  type: str
+  sample: /var/lib/justnews-huggingface/incoming/3f0c2b9a7d1e4c55
+  version_added: 0.1.1
 bytes_total:
   description: Bytes of the stream (the blobs in tar form).
   returned: always
@@ -219,9 +233,10 @@ corrupt_files:
 error_kind:
   description:
     - On failure, the cause - V(invalid_argument), V(missing_library), V(cache_dir_invalid), V(not_writable),
-      V(locked), V(unsafe_listing), V(unsafe_cache), V(integrity) (a blob of the controller's cache, a chunk or a
-      member does not match its id, or a bundle's manifest gives a member another SHA-256 than its bytes
-      have), V(incomplete), V(corrupt_bundle), V(not_in_bundle), V(unsafe_bundle),
+      V(locked), V(unsafe_listing), V(unsafe_cache) (also O(staging_dir) inside the cache, or a folder on its way
+      that another user can write or that is a link), V(integrity) (a blob of the controller's cache, a chunk or a
+      member does not match its id, or a bundle's manifest gives a member another SHA-256 than its bytes have),
+      V(incomplete), V(corrupt_bundle), V(not_in_bundle), V(unsafe_bundle),
       V(transient) (the connection failed while a chunk was sent; the next run sends only what is missing),
       V(disk_full), V(no_space), V(internal), V(other); and, from the modules it shares code with, never in
       practice as no request is made, V(rate_limited), V(server_error), V(unreachable), V(timeout), V(gated),

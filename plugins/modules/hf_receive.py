@@ -15,16 +15,26 @@ description:
     run; not meant to be called by hand.
   - O(phase=probe) runs the plan of M(justnews.huggingface.hf_snapshot) for every model of O(models) in check
     mode, in one process, and returns each model's result and the blobs the cache lacks, each once. When blobs are
-    missing (outside check mode) it makes O(staging_dir) (mode C(0700), owned by O(uploader)) and reports the
-    chunks of an earlier, dropped transfer that it already holds there, with their size and SHA-256, so that only
-    the others are sent again.
-  - O(phase=import) checks the chunks of O(stream) (each of its size and SHA-256, none a link or special file),
-    reads them as one tar stream and unpacks every member into C(<staging_dir>/blobs) - only plain regular files
-    named C(blobs/<object id>) for one of the blobs sent, once each, of their size, whose content matches the id
-    (SHA-256, or the git blob id). Links, devices, sparse members, other names and duplicates are refused. Each
-    model is then taken into the cache as M(justnews.huggingface.hf_snapshot) does with
-    O(justnews.huggingface.hf_snapshot#module:blobs_from), each blob checked against its id again, and
+    missing (outside check mode) it prepares the folder the chunks of their stream are written to,
+    C(<staging_dir>/<stream id>), and reports the chunks of an earlier, dropped transfer that it already holds
+    there, with their size and SHA-256, so that only the others are sent again.
+  - O(staging_dir) must be reached from C(/) through real folders (no link), each owned by root and writable by no
+    other user (a sticky folder such as C(/tmp) may be on the way), and lie outside O(cache_dir) and O(hf_home),
+    which the agents' user owns; otherwise the module fails with V(unsafe_cache) before anything is written. It is
+    made when missing (root's, mode C(0700), or C(0711) so that O(uploader) can pass through).
+  - The stream's folder C(<staging_dir>/<stream id>) is made with C(mkdir) for the stream, owned by O(uploader),
+    mode C(0700). An existing one is kept (a resumed transfer) only when it is a real folder of O(uploader), mode
+    C(0700), holding only chunk files of the stream, each a regular file with one link; anything else there is
+    removed (never followed, chowned or chmodded) and the folder made anew.
+  - O(phase=import) checks the chunks of O(stream) (each of its size and SHA-256, none a link, a hard link or a
+    special file), reads them as one tar stream and unpacks every member into C(<staging_dir>/<stream id>.blobs) -
+    only plain regular files named C(blobs/<object id>) for one of the blobs sent, once each, of their size, whose
+    content matches the id (SHA-256, or the git blob id). Links, devices, sparse members, other names and
+    duplicates are refused. Each model is then taken into the cache as M(justnews.huggingface.hf_snapshot) does
+    with O(justnews.huggingface.hf_snapshot#module:blobs_from), each blob checked against its id again, and
     O(staging_dir) is removed.
+  - O(phase=discard) removes what the host holds of the stream O(stream_id), and O(staging_dir) when that leaves
+    it empty.
   - A failure leaves the cache as it was for the model that failed (models before it in O(models) stay taken in,
     complete and checked). O(staging_dir) is removed after the import phase, except when chunks are missing or
     short, which the next run sends.
@@ -41,7 +51,8 @@ attributes:
   check_mode:
     support: full
     details:
-      - O(phase=probe) writes nothing in check mode. O(phase=import) is not run in check mode by hf_carry.
+      - O(phase=probe) writes nothing in check mode. O(phase=import) and O(phase=discard) are not run in check mode
+        by hf_carry.
   diff_mode:
     support: full
     details:
@@ -50,9 +61,11 @@ attributes:
     support: full
 options:
   phase:
-    description: V(probe) works out what each model lacks; V(import) unpacks O(stream) and takes the models in.
+    description:
+      - V(probe) works out what each model lacks; V(import) unpacks O(stream) and takes the models in; V(discard)
+        removes what the host holds of the stream O(stream_id).
     type: str
-    choices: [probe, import]
+    choices: [probe, import, discard]
     required: true
   models:
     description: The models, each as M(justnews.huggingface.hf_snapshot) takes it with a pinned commit and a listing.
@@ -93,15 +106,27 @@ options:
         type: path
   staging_dir:
     description:
-      - Where the chunks arrive and the blobs are unpacked before they move into the cache; best on the
-        filesystem of O(cache_dir). Removed after the import phase.
+      - Folder of root's in which each stream of chunks gets a folder of its own, C(<stream id>), and the blobs are
+        unpacked before they move into the cache; best on the filesystem of O(cache_dir). Removed after the import
+        phase.
+      - Every folder from C(/) to it must be a real folder (not a link) of root's that no other user can write, and
+        it must lie outside O(cache_dir) and O(hf_home) - such as C(/var/lib/justnews-huggingface/incoming).
     type: path
     required: true
   uploader:
     description:
-      - User that writes the chunks into O(staging_dir) (the connection's user when the module runs with become);
-        O(staging_dir) is made theirs. Unset leaves it to the module's user.
+      - User that writes the chunks (the connection's user when the module runs with become); the stream's
+        folder is made theirs. Unset leaves it to the module's user.
     type: str
+  chunk_size:
+    description: With O(phase=probe), the size in bytes of the chunks the stream will be cut into (it names the stream).
+    type: int
+    default: 67108864
+    version_added: 0.1.1
+  stream_id:
+    description: With O(phase=discard), the stream (16 hex characters) whose folders are removed.
+    type: str
+    version_added: 0.1.1
   stream:
     description:
       - With O(phase=import), the stream sent - C(chunks) (each C(name), C(size), C(sha256), in order) and
@@ -123,7 +148,8 @@ EXAMPLES = r"""
     models: "{{ seeds }}"
     source: controller
     cache_dir: /var/cache/hf/hub
-    staging_dir: /var/cache/hf/.incoming
+    hf_home: /var/cache/hf
+    staging_dir: /var/lib/justnews-huggingface/incoming
 """
 
 RETURN = r"""
@@ -140,10 +166,17 @@ missing_blobs:
   sample: [{"name": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db", "size": 90868376,
             "files": [["sentence-transformers/all-MiniLM-L6-v2", "model.safetensors"]]}]
 held_chunks:
-  description: With O(phase=probe), the chunks already in O(staging_dir) (name, size, sha256).
+  description: With O(phase=probe), the chunks of the stream already in its folder (name, size, sha256).
   returned: when O(phase=probe)
   type: list
   elements: dict
+stream_id:
+  description:
+    - With O(phase=probe) when blobs are missing, the stream's id; its chunks go to C(<staging_dir>/<stream_id>).
+  returned: when O(phase=probe) and blobs are missing
+  type: str
+  sample: 3f0c2b9a7d1e4c55
+  version_added: 0.1.1
 received_bytes:
   description: With O(phase=import), bytes unpacked from the stream.
   returned: when O(phase=import)
@@ -193,6 +226,7 @@ import sys
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
+from ansible_collections.justnews.huggingface.plugins.module_utils import _cache
 from ansible_collections.justnews.huggingface.plugins.module_utils import _carry
 from ansible_collections.justnews.huggingface.plugins.module_utils import _errors
 from ansible_collections.justnews.huggingface.plugins.module_utils import _fs
@@ -224,8 +258,13 @@ class Receiver:
     def __init__(self, module):
         self.module = module
         self.p = module.params
-        self.staging = self.p["staging_dir"].rstrip("/") or "/"
+        self.staging = os.path.normpath(self.p["staging_dir"])
         self.results = []
+        self.euid = os.geteuid()
+        hf_home = self.p["hf_home"]
+        cache_dir = self.p["cache_dir"] or (os.path.join(hf_home, "hub") if hf_home else None) or \
+            _cache.default_cache_dir(os.environ)
+        _carry.check_location(self.staging, cache_dir, hf_home or os.environ.get("HF_HOME"))
 
     def snapshot_params(self, model, blobs_from):
         params = {name: spec.get("default") for name, spec in _snapshot.ARGUMENT_SPEC.items()}
@@ -245,42 +284,52 @@ class Receiver:
             partial = snapshot.finish() if snapshot else {}
             raise ReceiveError("%s: %s" % (where, failure.msg), kind, model=where, model_result=dict(partial, **extra))
 
+    def uploader_ids(self):
+        """(uid, gid) of the user whose connection writes the chunks: uploader, else the module's own."""
+        if not self.p["uploader"]:
+            return self.euid, os.getegid()
+        try:
+            entry = pwd.getpwnam(self.p["uploader"])
+        except KeyError:
+            raise ReceiveError("uploader %s does not exist on the host" % self.p["uploader"], _errors.INVALID_ARGUMENT)
+        return entry.pw_uid, entry.pw_gid
+
     # --- probe ------------------------------------------------------------------------------------------
     def probe(self):
         for model in self.p["models"]:
             self.results.append(self.run_model(model, check=True))
         missing = _carry.merge_blobs([(m["repo_id"], r.get("missing_blobs", []))
                                       for m, r in zip(self.p["models"], self.results)])
-        held = []
-        if missing and not self.module.check_mode:
-            self.prepare_staging()
-            held = _carry.held_chunks(self.staging)
-        return {"models": self.results, "missing_blobs": missing, "held_chunks": held, "changed": False}
+        out = {"models": self.results, "missing_blobs": missing, "held_chunks": [], "changed": False}
+        if missing:
+            stream_id = _carry.plan_stream(missing, self.p["chunk_size"])["id"]
+            out.update(stream_id=stream_id, held_chunks=self.prepare_staging(stream_id))
+        return out
 
-    def prepare_staging(self):
-        """staging_dir, a real folder (mode 0700) of the uploader; missing parents made root's, 0755."""
-        parent, name = os.path.split(self.staging)
-        if not name:
-            raise ReceiveError("staging_dir must be a folder below /, got %s" % self.staging, _errors.INVALID_ARGUMENT)
-        uid = gid = -1
-        if self.p["uploader"]:
-            try:
-                entry = pwd.getpwnam(self.p["uploader"])
-            except KeyError:
-                raise ReceiveError("uploader %s does not exist on the host" % self.p["uploader"],
-                                   _errors.INVALID_ARGUMENT)
-            uid, gid = entry.pw_uid, entry.pw_gid
-        os.makedirs(parent, 0o755, exist_ok=True)
+    def prepare_staging(self, stream_id):
+        """staging_dir checked (made when missing: root's, 0700, or 0711 for another uploader), and in it the
+        stream's own folder, made or re-adopted for the uploader; the chunks it already holds. In check mode only
+        the existing part of the way to staging_dir is checked, nothing is made."""
+        uid, gid = self.uploader_ids()
+        fd = _carry.open_staging(self.staging, self.euid, create=not self.module.check_mode,
+                                 mode=0o700 if uid == self.euid else 0o711)
+        if fd is None:
+            return []
         try:
-            fd = _fs.open_dir(parent, name, create=True, mode=0o700)
-        except _fs.Refused as exc:
-            raise ReceiveError("%s: remove it (rm removes a link itself) and run again" % exc, _errors.UNSAFE_CACHE)
-        try:
-            os.fchmod(fd, 0o700)
-            if uid != -1 and os.fstat(fd).st_uid != uid:
-                os.fchown(fd, uid, gid)
+            if self.module.check_mode:
+                return []
+            _carry.reachable_by(fd, uid)
+            stream_fd, removed = _carry.adopt_stream(fd, self.staging, stream_id, uid, gid)
         finally:
             os.close(fd)
+        try:
+            if removed:
+                self.module.warn("%s/%s held something other than this stream's chunks (a link, a hard link, a"
+                                 " folder of another owner or mode): removed, never followed; the stream is sent"
+                                 " whole" % (self.staging, stream_id))
+            return _carry.held_chunks(stream_fd, stream_id)
+        finally:
+            os.close(stream_fd)
 
     # --- import -----------------------------------------------------------------------------------------
     def take_in(self):
@@ -292,12 +341,13 @@ class Receiver:
         try:
             if chunks:
                 try:
-                    received = self.unpack(chunks, stream.get("blobs") or [])
+                    stream_id = _carry.stream_of(chunks)
+                    received = self.unpack(stream_id, chunks, stream.get("blobs") or [])
                 except _carry.CarryError as exc:
                     # A chunk that is missing or short is the transfer's: keep the others for the next run.
                     keep = exc.kind == _errors.INCOMPLETE
                     raise ReceiveError(str(exc), exc.kind, corrupt_files=[list(f) for f in exc.files])
-                blobs_from = os.path.join(self.staging, BLOBS)
+                blobs_from = os.path.join(self.staging, stream_id + _carry.BLOBS_SUFFIX)
             for model in self.p["models"]:
                 self.results.append(self.run_model(model, check=False, blobs_from=blobs_from))
         finally:
@@ -306,39 +356,68 @@ class Receiver:
         return {"models": self.results, "received_bytes": received,
                 "changed": any(r.get("changed") for r in self.results)}
 
-    def unpack(self, chunks, blobs):
+    def unpack(self, stream_id, chunks, blobs):
+        """Unpack the chunks in the stream's folder into `<stream id>.blobs`, a folder of root's made anew in
+        staging_dir (beside the uploader's folder, not in it); bytes unpacked."""
+        staging_fd, stream_fd = _carry.open_stream(self.staging, stream_id, self.uploader_ids()[0], self.euid)
         try:
-            staging_fd = os.open(self.staging, _fs.DIR_FLAGS)
-        except FileNotFoundError:
-            raise _carry.CarryError("staging_dir %s does not exist: the transfer did not happen; run again"
-                                    % self.staging, _errors.INCOMPLETE)
-        except OSError as exc:
-            raise _carry.CarryError("staging_dir %s is not a directory (%s): remove it and run again"
-                                    % (self.staging, exc), _errors.UNSAFE_CACHE)
-        try:
-            _fs.rmtree_at(self.staging, BLOBS)
-            os.mkdir(BLOBS, 0o700, dir_fd=staging_fd)
-            dest_fd = os.open(BLOBS, _fs.DIR_FLAGS, dir_fd=staging_fd)
+            name = stream_id + _carry.BLOBS_SUFFIX
+            _fs.rmtree_at(self.staging, name)
+            os.mkdir(name, 0o700, dir_fd=staging_fd)
+            dest_fd = os.open(name, _fs.DIR_FLAGS, dir_fd=staging_fd)
             try:
-                return _carry.unpack(staging_fd, self.staging, chunks, blobs, dest_fd,
-                                     os.path.join(self.staging, BLOBS))
+                return _carry.unpack(stream_fd, os.path.join(self.staging, stream_id), chunks, blobs, dest_fd,
+                                     os.path.join(self.staging, name))
             finally:
                 os.close(dest_fd)
         finally:
+            os.close(stream_fd)
             os.close(staging_fd)
 
     def remove_staging(self):
+        """staging_dir and all in it, once the way to it is checked again (never removed through a folder that
+        another user could have swapped for a link)."""
         parent, name = os.path.split(self.staging)
         try:
+            fd = _carry.open_staging(self.staging, self.euid, create=False)
+            if fd is None:
+                return
+            os.close(fd)
             _fs.rmtree_at(parent or "/", name)
-        except OSError as exc:
+        except (OSError, _carry.CarryError) as exc:
             self.module.warn("could not remove %s: %s" % (self.staging, exc))
+
+    # --- discard ----------------------------------------------------------------------------------------
+    def discard(self):
+        """Remove what the host holds of one stream (its folder and unpacked blobs), and staging_dir when that
+        leaves it empty: after a failure on the controller that left nothing worth resuming, or bytes that no
+        longer matched their check."""
+        stream_id = self.p["stream_id"] or ""
+        if not _carry.STREAM_RE.match(stream_id):
+            raise ReceiveError("stream_id must be the 16 hex characters of a stream, got %r" % stream_id,
+                               _errors.INVALID_ARGUMENT)
+        fd = _carry.open_staging(self.staging, self.euid, create=False)
+        if fd is None:
+            return {"changed": False, "models": []}
+        try:
+            changed = False
+            for name in (stream_id, stream_id + _carry.BLOBS_SUFFIX):
+                changed = _fs.rmtree_at(self.staging, name) or changed
+            empty = not os.listdir(fd)
+        finally:
+            os.close(fd)
+        if empty:
+            try:
+                os.rmdir(self.staging)
+            except OSError:  # refilled meanwhile by another run: it stays
+                pass
+        return {"changed": changed, "models": []}
 
 
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            phase=dict(type="str", required=True, choices=["probe", "import"]),
+            phase=dict(type="str", required=True, choices=["probe", "import", "discard"]),
             models=dict(type="list", elements="dict", required=True, options=dict(
                 repo_id=dict(type="str", required=True),
                 repo_type=dict(type="str", default="model", choices=["model", "dataset", "space"]),
@@ -352,6 +431,8 @@ def main():
             staging_dir=dict(type="path", required=True),
             uploader=dict(type="str"),
             stream=dict(type="dict"),
+            chunk_size=dict(type="int", default=_carry.DEFAULT_CHUNK),
+            stream_id=dict(type="str"),
             cache_dir=dict(type="path"),
             hf_home=dict(type="path"),
             dir_mode=dict(type="str"),
@@ -376,22 +457,28 @@ def main():
         _errors.fail(module, _errors.MISSING_LIBRARY, unsupported)
     if not os.path.isabs(module.params["staging_dir"]):
         _errors.fail(module, _errors.INVALID_ARGUMENT, "staging_dir must be an absolute path")
-    receiver = Receiver(module)
+    receiver = None
     try:
-        if module.params["phase"] == "probe":
+        receiver = Receiver(module)
+        phase = module.params["phase"]
+        if phase != "probe" and module.check_mode:
+            _errors.fail(module, _errors.INVALID_ARGUMENT, "phase=%s does not run in check mode" % phase)
+        if phase == "probe":
             result = receiver.probe()
-        else:
-            if module.check_mode:
-                _errors.fail(module, _errors.INVALID_ARGUMENT, "phase=import does not run in check mode")
+        elif phase == "import":
             result = receiver.take_in()
+        else:
+            result = receiver.discard()
     except ReceiveError as exc:
-        _errors.fail(module, exc.kind, exc.msg, models=receiver.results,
-                     changed=any(r.get("changed") for r in receiver.results), **exc.extra)
+        results = receiver.results if receiver else []
+        _errors.fail(module, exc.kind, exc.msg, models=results, changed=any(r.get("changed") for r in results),
+                     **exc.extra)
     except _carry.CarryError as exc:
-        _errors.fail(module, exc.kind, str(exc), models=receiver.results, corrupt_files=[list(f) for f in exc.files])
+        _errors.fail(module, exc.kind, str(exc), models=receiver.results if receiver else [],
+                     corrupt_files=[list(f) for f in exc.files])
     except OSError as exc:
         _errors.fail(module, _errors.DISK_FULL if exc.errno == 28 else _errors.OTHER,
-                     "%s: %s" % (receiver.staging, exc), models=receiver.results)
+                     "%s: %s" % (module.params["staging_dir"], exc), models=receiver.results if receiver else [])
     module.exit_json(**result)
 
 

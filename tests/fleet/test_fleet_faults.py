@@ -34,6 +34,8 @@ IMAGES = Path(os.environ.get("JUSTNEWS_IMAGE_CACHE", "/var/tmp/justnews-images")
 # 185xx). The first host runs sentence-transformers (Debian 12), the others the numpy backend (Debian 13).
 # Where hf_carry keeps the chunks of a stream until the models are in (the role's staging folder).
 STAGING = "/var/lib/justnews-huggingface/incoming"
+# The chunks kept there: each stream has a folder of its own, <STAGING>/<stream id>.
+CHUNKS_KEPT = "find %s -mindepth 2 -type f 2>/dev/null | wc -l" % STAGING
 HOSTS = {"%s-%d" % (PREFIX, i): 18300 + i for i in (1, 2, 3)}
 IMAGE = {PREFIX + "-1": ("bookworm", "py311"), PREFIX + "-2": ("trixie", "py313"), PREFIX + "-3": ("trixie", "py313")}
 # The third host's cache is a filesystem of its own, small enough to fill (test_cache_filesystem_full).
@@ -647,7 +649,7 @@ def test_controller_killed_mid_transfer(fleet, rows):
         return False
 
     def mid_stream():
-        return bool(seen) and int(sh(first, "ls -A %s 2>/dev/null | wc -l" % STAGING).strip() or 0) >= 2
+        return bool(seen) and int(sh(first, CHUNKS_KEPT).strip() or 0) >= 2
 
     poller = ReadyPoller()
     poller.start()
@@ -660,7 +662,7 @@ def test_controller_killed_mid_transfer(fleet, rows):
     # Ansible's remote temporary folders.
     left = "du -sbc %s /root/.ansible/tmp 2>/dev/null | tail -1 | cut -f1" % STAGING
     staged = {h: int(sh(h, left).strip() or 0) for h in HOSTS}
-    chunks = int(sh(first, "ls -A %s 2>/dev/null | wc -l" % STAGING).strip() or 0)
+    chunks = int(sh(first, CHUNKS_KEPT).strip() or 0)
     snapshots = {h: sh(h, "ls %s/snapshots 2>/dev/null || true" % LARGE_DIR).split() for h in HOSTS}
 
     rerun, rerun_output = fleet.prefetch(running, model_cache_serial=1, model_cache_source="controller",

@@ -299,8 +299,10 @@ def test_damaged_bundle_changes_nothing_and_names_the_file(hub, play, built, tmp
             assert [MINILM_REPO, named[0]] in result["corrupt_files"]
             assert MINILM_REPO in msg
     assert tree(cache) == before
-    # only chunks of the stream that went out before the refusal, kept for a re-run to resume, never a blob
-    assert not staging.exists() or all(re.match(r"^[0-9a-f]{16}-[0-9]{6}$", p.name) for p in staging.iterdir())
+    # only chunks of the stream that went out before the refusal, in the stream's folder, kept for a re-run to
+    # resume, never a blob
+    assert not staging.exists() or all(re.match(r"^[0-9a-f]{16}$", p.name) and all(
+        re.match(r"^[0-9a-f]{16}-[0-9]{6}$", c.name) for c in p.iterdir()) for p in staging.iterdir())
     assert not os.path.lexists("/tmp/evil-bundle-member") and not (tmp_path.parent / "evil").exists()
 
 

@@ -30,15 +30,21 @@ def controller(hub, play, tmp_path):
     return cache, dict(fetched, item=MODEL)
 
 
+def staging_of(host):
+    """The host's staging folder: root's, outside HF_HOME (the role's /var/lib/justnews-huggingface/incoming)."""
+    return host.parent / "var-lib" / "incoming"
+
+
 def carry(play, host, seeds, check=False, **args):
     task = dict({"models": seeds, "source": "controller", "cache_dir": str(host / "hub"),
-                 "hf_home": str(host), "dir_mode": "0750", "staging_dir": str(host / ".incoming"),
+                 "hf_home": str(host), "dir_mode": "0750", "staging_dir": str(staging_of(host)),
                  "chunk_size": CHUNK, "free_space_margin": 0}, **args)
     return play(("justnews.huggingface.hf_carry", task), check=check)[0]
 
 
 def chunks_in(staging):
-    return sorted(p.name for p in staging.iterdir() if p.is_file()) if staging.exists() else []
+    """The chunks kept in the stream's folder (<staging>/<stream id>), by name."""
+    return sorted(p.name for p in staging.glob("?" * 16 + "/*") if p.is_file())
 
 
 def damage_last_blob(cache):
@@ -69,13 +75,13 @@ def test_controller_source_carries_once_then_sends_nothing(hub, play, controller
     assert set(model["downloaded_files"]) == set(seed["files"]) and model["downloaded_bytes"] > 0
     assert model["snapshot_path"] == str(host / "hub" / os.path.relpath(seed["snapshot_path"], cache))
     assert tree(host / "hub") == tree(cache)  # as the controller's own fetch left it, shared store included
-    assert not (host / ".incoming").exists()
+    assert not staging_of(host).exists() and sorted(os.listdir(host)) == ["hub"]
     assert hub.stats()["total"] == 0
     second = carry(play, host, [seed])
     assert not second.get("failed") and not second["changed"], second
     assert (second["bytes_sent"], second["chunks_total"], second["host_calls"]) == (0, 0, 1)
     assert second["results"][0]["item"] == seed and not second["results"][0]["changed"]
-    assert not (host / ".incoming").exists()
+    assert not staging_of(host).exists()
 
 
 def test_check_mode_sends_nothing_and_reports_what_would_be_sent(play, controller, tmp_path):
@@ -100,35 +106,36 @@ def test_a_corrupt_blob_fails_with_integrity_then_the_run_resumes(play, controll
     assert failed.get("failed") and failed["error_kind"] == "integrity", failed
     assert last in failed["msg"] and MINILM_REPO in failed["msg"] and failed["fix"]
     assert not (host / "hub" / "models--sentence-transformers--all-MiniLM-L6-v2").exists()
-    held = chunks_in(host / ".incoming")
+    held = chunks_in(staging_of(host))
     assert held and failed["chunks_sent"] == len(held)
 
     with open(target, "wb") as handle:
         handle.write(original)
-    cut = host / ".incoming" / held[0]
+    cut = next(staging_of(host).glob("*/" + held[0]))
     cut.write_bytes(cut.read_bytes()[:1000])  # a transfer that was dropped mid-chunk
     resumed = carry(play, host, [seed])
     assert not resumed.get("failed") and resumed["changed"], resumed
     assert resumed["bytes_held"] > 0 and resumed["bytes_sent"] == resumed["bytes_total"] - resumed["bytes_held"]
     assert resumed["chunks_sent"] == resumed["chunks_total"] - (len(held) - 1)
     assert tree(host / "hub") == tree(cache)
-    assert not (host / ".incoming").exists()
+    assert not staging_of(host).exists()
 
 
 def test_a_damaged_chunk_on_the_host_is_sent_again(play, controller, tmp_path):
     """Chunks of an earlier stream left on the host: a flipped byte is caught by its SHA-256 and sent anew."""
     cache, seed = controller
     host = tmp_path / "host"
-    staging = host / ".incoming"
-    # an earlier, cut-short run: every chunk arrived but the import never ran
+    staging = staging_of(host)
+    # an earlier, cut-short run: the chunks before the last blob arrived but the import never ran
     _last, target, original = damage_last_blob(cache)
     assert carry(play, host, [seed])["error_kind"] == "integrity"
     with open(target, "wb") as handle:
         handle.write(original)
     held = chunks_in(staging)
-    raw = bytearray((staging / held[0]).read_bytes())
+    chunk = next(staging.glob("*/" + held[0]))
+    raw = bytearray(chunk.read_bytes())
     raw[10] ^= 1
-    (staging / held[0]).write_bytes(bytes(raw))
+    chunk.write_bytes(bytes(raw))
     resumed = carry(play, host, [seed])
     assert not resumed.get("failed"), resumed
     assert resumed["chunks_sent"] == resumed["chunks_total"] - len(held) + 1

@@ -4,6 +4,7 @@ import hashlib
 import io
 import os
 import tarfile
+import time
 
 import pytest
 
@@ -32,19 +33,42 @@ def make_blobs():
     return sorted(blobs, key=lambda b: b["name"]), data
 
 
-def write(folder, blobs, data, chunk_size=CHUNK, held=None):
-    """The controller's side: the chunks in `folder`, and the names it would have sent."""
+class Held(_carry.Source):
+    """A Source over bytes held in memory (the controller's file); `later` is what a second read finds, as a file
+    changed after its check would give."""
+
+    def __init__(self, data, where, later=None, wrap=None):
+        super().__init__(None, 0, _errors.INTEGRITY, where, owned=False, wrap=wrap)
+        self.data, self.later, self.reads = data, later, 0
+
+    def pread(self, size, pos):
+        if pos == 0:
+            self.reads += 1
+        data = self.later if self.later is not None and self.reads > 1 else self.data
+        return data[pos:pos + size]
+
+
+def write(folder, blobs, data, chunk_size=CHUNK, held=None, sources=None, sent_bytes=None):
+    """The controller's side: the chunks in `folder`, and the names it would have sent (their bytes appended to
+    `sent_bytes` when given)."""
     plan = _carry.plan_stream(blobs, chunk_size)
     sent = []
 
-    def on_chunk(chunk, _path):
+    def on_chunk(chunk, path):
         if not _carry.held_matches(chunk, held or {}):
             sent.append(chunk["name"])
+            if sent_bytes is not None:
+                with open(path, "rb") as handle:
+                    sent_bytes.append(handle.read())
 
     writer = _carry.ChunkWriter(str(folder), plan, on_chunk)
-    with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        _carry.write_stream(tar, blobs, lambda b: (io.BytesIO(data[b["name"]]), _errors.INTEGRITY, b["name"]))
-    writer.close()
+    checker = _carry.Prechecker(blobs, lambda b: (sources or {}).get(b["name"]) or Held(data[b["name"]], b["name"]))
+    try:
+        with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+            _carry.write_stream(tar, blobs, checker)
+        writer.close()
+    finally:
+        checker.close()
     return plan, writer.done, sent
 
 
@@ -101,16 +125,20 @@ def test_resume_sends_only_chunks_the_host_lacks_or_holds_damaged(tmp_path):
     assert write(again, blobs, data, held=held)[2] == [done[1]["name"], done[2]["name"], done[3]["name"]]
 
 
-def test_held_chunks_lists_regular_chunk_files_only(tmp_path):
+def test_held_chunks_lists_regular_chunk_files_with_one_link_only(tmp_path):
     blobs, data = make_blobs()
-    _plan, done, _sent = write(tmp_path, blobs, data)
-    (tmp_path / "0123456789abcdef-000009").symlink_to(tmp_path / done[0]["name"])
+    plan, done, _sent = write(tmp_path, blobs, data)
+    outside = tmp_path.parent / ("outside-" + tmp_path.name)
+    outside.write_bytes((tmp_path / done[0]["name"]).read_bytes())
+    (tmp_path / ("%s-000009" % plan["id"])).symlink_to(outside)
+    os.link(outside, tmp_path / ("%s-000008" % plan["id"]))  # a hard link: never read as a chunk
     (tmp_path / "other").write_bytes(b"x")
-    assert _carry.held_chunks(str(tmp_path)) == done
-    assert _carry.held_chunks(str(tmp_path / "absent")) == []
-    (tmp_path.parent / "link").symlink_to(tmp_path)
-    with pytest.raises(_carry.CarryError):
-        _carry.held_chunks(str(tmp_path.parent / "link"))
+    (tmp_path / "0123456789abcdef-000000").write_bytes(b"another stream's")
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        assert _carry.held_chunks(fd, plan["id"]) == done
+    finally:
+        os.close(fd)
 
 
 def test_unpack_checks_and_writes_every_blob(tmp_path):
@@ -122,7 +150,7 @@ def test_unpack_checks_and_writes_every_blob(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name != "blobs"]  # every chunk consumed
 
 
-@pytest.mark.parametrize("damage", ["missing", "short", "flipped", "symlink"])
+@pytest.mark.parametrize("damage", ["missing", "short", "flipped", "symlink", "hardlink"])
 def test_a_damaged_chunk_fails_and_leaves_nothing(tmp_path, damage):
     blobs, data = make_blobs()
     _plan, done, _sent = write(tmp_path, blobs, data)
@@ -136,14 +164,17 @@ def test_a_damaged_chunk_fails_and_leaves_nothing(tmp_path, damage):
         raw[100] ^= 1
         chunk.write_bytes(bytes(raw))
     else:
-        target = tmp_path.parent / "elsewhere"
+        target = tmp_path.parent / ("elsewhere-" + tmp_path.name)
         target.write_bytes(chunk.read_bytes())
         chunk.unlink()
-        chunk.symlink_to(target)
+        if damage == "symlink":
+            chunk.symlink_to(target)
+        else:
+            os.link(target, chunk)
     with pytest.raises(_carry.CarryError) as info:
         unpack(tmp_path, done, blobs)
     want = {"missing": _errors.INCOMPLETE, "short": _errors.INCOMPLETE, "flipped": _errors.INTEGRITY,
-            "symlink": _errors.UNSAFE_CACHE}[damage]
+            "symlink": _errors.UNSAFE_CACHE, "hardlink": _errors.UNSAFE_CACHE}[damage]
     assert info.value.kind == want, info.value
     assert not list((tmp_path / "blobs").iterdir())
 
@@ -213,6 +244,91 @@ def test_a_source_that_does_not_match_its_id_stops_the_stream(tmp_path):
     (tmp_path / "x").mkdir()
     with pytest.raises(_carry.CarryError):
         write(tmp_path / "x", [short], {short["name"]: data[blobs[0]["name"]]})
+
+
+def stream_offset(blobs, name):
+    """Where the header of blob `name` starts in the stream of `blobs`."""
+    offset = 0
+    for blob in blobs:
+        if blob["name"] == name:
+            return offset
+        offset += _carry.header_size(blob["name"], blob["size"]) + -(-blob["size"] // _carry.BLOCK) * _carry.BLOCK
+    raise KeyError(name)
+
+
+@pytest.mark.parametrize("which", [0, 1, 2])
+def test_no_byte_of_a_blob_that_fails_its_check_is_sent(tmp_path, which):
+    """Blobs of several chunks each; the one at `which` in the stream's order has its size and other bytes: the
+    chunks wholly before it are sent, none that holds a byte of it (or its header)."""
+    contents = [os.urandom(2 * CHUNK + 777 * (i + 1)) for i in range(3)]
+    blobs = sorted(({"name": sha(c), "size": len(c), "files": [["org/model", "f%d" % i]]}
+                    for i, c in enumerate(contents)), key=lambda b: b["name"])
+    data = {sha(c): c for c in contents}
+    bad = blobs[which]
+    forged = bytearray(data[bad["name"]])
+    forged[-1] ^= 1
+    data[bad["name"]] = bytes(forged)
+    sent_bytes = []
+    with pytest.raises(_carry.CarryError) as info:
+        write(tmp_path, blobs, data, sent_bytes=sent_bytes)
+    assert info.value.kind == _errors.INTEGRITY and bad["name"] in str(info.value) and not info.value.discard
+    start = stream_offset(blobs, bad["name"])
+    prefix = b"".join(sent_bytes)
+    assert len(prefix) == start // CHUNK * CHUNK  # every chunk wholly before it went out, no other
+    assert bad["name"].encode() not in prefix and forged[:CHUNK // 2] not in prefix
+
+
+def test_a_blob_changed_after_its_check_is_caught_and_marked_for_discard(tmp_path):
+    blobs, data = make_blobs()
+    big = max(blobs, key=lambda b: b["size"])
+    changed = bytearray(data[big["name"]])
+    changed[5] ^= 1
+    source = Held(data[big["name"]], "the controller's file", later=bytes(changed))
+    with pytest.raises(_carry.CarryError) as info:
+        write(tmp_path, blobs, data, sources={big["name"]: source})
+    assert info.value.kind == _errors.INTEGRITY and info.value.discard and "changed after its check" in str(info.value)
+
+
+def test_a_sources_own_check_runs_before_a_byte_of_the_blob_is_written(tmp_path):
+    """A source may wrap the check's reader in a check of its own (a bundle's manifest): what it refuses is
+    refused before the blob's header goes into a chunk."""
+    blobs, data = make_blobs()
+
+    class Refusing:
+        def __init__(self, handle):
+            self.handle = handle
+
+        def read(self, size=-1):
+            raise _carry.CarryError("the manifest says otherwise", _errors.CORRUPT_BUNDLE)
+
+        def close(self):
+            self.handle.close()
+
+    sent_bytes = []
+    sources = {blobs[0]["name"]: Held(data[blobs[0]["name"]], "member", wrap=Refusing)}
+    with pytest.raises(_carry.CarryError) as info:
+        write(tmp_path, blobs, data, sources=sources, sent_bytes=sent_bytes)
+    assert info.value.kind == _errors.CORRUPT_BUNDLE and sent_bytes == []
+
+
+def test_the_check_runs_ahead_of_the_writer_by_one_blob_at_most():
+    blobs = [{"name": git_id(b"%d" % i), "size": len(b"%d" % i), "files": []} for i in range(4)]
+    opened = []
+
+    def open_blob(blob):
+        opened.append(blob["name"])
+        return Held(b"%d" % blobs.index(blob), blob["name"])
+
+    checker = _carry.Prechecker(blobs, open_blob)
+    try:
+        checker.take(0).close()
+        time.sleep(0.2)
+        assert opened == [b["name"] for b in blobs[:2]]
+        for index in (1, 2, 3):
+            checker.take(index).close()
+    finally:
+        checker.close()
+    assert opened == [b["name"] for b in blobs]
 
 
 def test_progress_speaks_after_30_seconds_then_every_15():
