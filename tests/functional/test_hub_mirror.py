@@ -36,7 +36,8 @@ FILE_BYTES = ("get", "bridge", "xorb")  # the test Hub's counters of file bytes:
 # huggingface.co's gate: anyone sees a gated repository's model info and listings, only its files need the token
 OPEN_GATE = {"kind": "open_gate", "endpoint": "any", "count": -1}
 # Every route Olah serves a file by, shared with the sites scenario's hosts
-_SPEC = importlib.util.spec_from_file_location("gated_routes", REPO / "molecule" / "sites" / "files" / "gated_routes.py")
+_SPEC = importlib.util.spec_from_file_location("gated_routes",
+                                               REPO / "molecule" / "sites" / "files" / "gated_routes.py")
 gated_routes = importlib.util.module_from_spec(_SPEC)
 _SPEC.loader.exec_module(gated_routes)
 
