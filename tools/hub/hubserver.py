@@ -55,6 +55,12 @@ FAULT_ENDPOINTS = ("model_info", "tree", "head", "get", "any",
                    # Xet: the Hub's CAS token, the CAS's reconstruction answer, ranged xorb reads, the HTTP bridge
                    "xet_token", "reconstruction", "xorb", "bridge", "paths_info")
 FAULT_KINDS = ("429", "500", "502", "503", "401", "reset", "truncate", "corrupt", "hang",
+               # an upstream that lacks a route or method (Python's http.server answers a POST it has no handler
+               # for with 501): endpoint paths_info is a Hub-compatible mirror without `POST paths-info`
+               "501",
+               # huggingface.co's gate: a gated repository's model info, listings, refs and paths-info answer
+               # anyone, only its files (resolve) need the token; without this rule every route needs it
+               "open_gate",
                # Xet: a CAS token that expires `value` seconds after it is issued
                "expire",
                # a hostile or broken mirror: what it says about the repository, not how it fails
@@ -62,6 +68,8 @@ FAULT_KINDS = ("429", "500", "502", "503", "401", "reset", "truncate", "corrupt"
                # the status line and headers, then `seconds` without a byte, then the body (a mirror still
                # fetching the file for another caller, a stalled upstream)
                "stall")
+# What huggingface.co shows of a gated repository without a token (the fault kind open_gate).
+OPEN_GATE_ENDPOINTS = ("model_info", "tree", "refs", "paths_info")
 # A 1 MiB pseudo-random block: incompressible, deterministic, cheap to repeat for the synthetic large file.
 LARGE_BLOCK = b"".join(hashlib.sha256(b"justnews-test large %d" % i).digest() for i in range(CHUNK // 32))
 XET_TOKEN_LIFETIME = 3600
@@ -237,7 +245,7 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         try:
-            if fault and fault["kind"] in ("401", "429", "500", "502", "503"):
+            if fault and fault["kind"] in ("401", "429", "500", "501", "502", "503"):
                 status, headers, length, chunks = self._fault_response(fault)
             elif route is None:
                 raise HubError(404, None, "Not Found")
@@ -293,7 +301,8 @@ class Handler(BaseHTTPRequestHandler):
         if repo is None:
             # The Hub answers 401 (not 404) for unknown repos so as not to reveal private ones.
             raise HubError(401, "RepoNotFound", "Repository not found")
-        if repo["gated"]:
+        open_gate = self.fault is not None and self.fault["kind"] == "open_gate"
+        if repo["gated"] and not (open_gate and self._endpoint in OPEN_GATE_ENDPOINTS):
             auth = self.headers.get("Authorization", "")
             token = self.server.hub.token
             if not auth:
