@@ -23,6 +23,7 @@ Private to the justnews.huggingface collection: no compatibility promise.
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import json
 import os
@@ -663,6 +664,19 @@ class AgentEnv:
     def mask(self, text):
         return self.secrets.mask(text)
 
+    def apply(self, target, backups=None, then=None):
+        """Write `target` (and run `then`), a failure of either as the module's Failure."""
+        try:
+            target.apply(self.uid, self.gid, backups)
+            if then is not None:
+                then()
+        except _fs.Refused as exc:
+            raise Failure(self.mask("the %s %s (it changed while the module ran)" % (target.label, exc)),
+                          _errors.UNSAFE_DESTINATION)
+        except OSError as exc:
+            raise Failure(self.mask("the %s %s could not be written: %s" % (target.label, target.path, exc)),
+                          _os_kind(exc))
+
     def _facts_target(self):
         p = self.p
         if not self.present:
@@ -732,14 +746,7 @@ class AgentEnv:
 
         if not self.check_mode:
             for target in targets:
-                try:
-                    target.apply(self.uid, self.gid, self.backups)
-                except _fs.Refused as exc:
-                    raise Failure(self.mask("the %s %s (it changed while the module ran)" % (target.label, exc)),
-                                  _errors.UNSAFE_DESTINATION)
-                except OSError as exc:
-                    raise Failure(self.mask("the %s %s could not be written: %s" % (target.label, target.path, exc)),
-                                  _os_kind(exc))
+                self.apply(target, self.backups)
         else:
             for target in dropins:
                 target.dir_removed = target.dir_removable and target.want is None
@@ -817,16 +824,7 @@ class AgentEnv:
             raise Failure(self.mask("Nothing was restored: %s." % "; ".join(refused)), _errors.UNSAFE_DESTINATION)
         if not self.check_mode:
             for target, name in plan:
-                try:
-                    target.apply(self.uid, self.gid)
-                    if name is not None:
-                        self.backups.discard(name)
-                except _fs.Refused as exc:
-                    raise Failure(self.mask("the %s %s (it changed while the module ran)" % (target.label, exc)),
-                                  _errors.UNSAFE_DESTINATION)
-                except OSError as exc:
-                    raise Failure(self.mask("the %s %s could not be written: %s" % (target.label, target.path, exc)),
-                                  _os_kind(exc))
+                self.apply(target, then=None if name is None else functools.partial(self.backups.discard, name))
         units = [{"unit": t.unit, "dest": t.path, "changed": t.changed, "created": False,
                   "restored": name is not None, "removed": t.action == "remove"} for t, name in plan]
         token_there = os.path.lexists(p["token_file"])

@@ -360,14 +360,7 @@ def read_at(dir_fd, name, limit, where=None):
             raise Refused(where, "is %s; never read" % describe(st.st_mode))
         if st.st_size > limit:
             return None, st
-        chunks, left = [], limit + 1
-        while left > 0:
-            data = os.read(fd, min(left, 1 << 20))
-            if not data:
-                break
-            chunks.append(data)
-            left -= len(data)
-        data = b"".join(chunks)
+        data = read_capped(fd, limit)
         return (data if len(data) <= limit else None), st
     finally:
         os.close(fd)
@@ -604,18 +597,23 @@ def hashed(new_digest, expected, chunk=4 * 1024 * 1024):
     return copy
 
 
+def read_capped(fd, limit):
+    """At most `limit` + 1 bytes from `fd`: more than `limit` tells the caller the file is too large."""
+    chunks, left = [], limit + 1
+    while left > 0:
+        data = os.read(fd, min(left, 1 << 20))
+        if not data:
+            break
+        chunks.append(data)
+        left -= len(data)
+    return b"".join(chunks)
+
+
 def checked(limit, accept):
     """A copy of a small file (at most `limit` bytes): `accept(data)` gives the bytes the copy gets, or raises
     NotVouched."""
     def copy(fd, _st):
-        chunks, left = [], limit + 1
-        while left > 0:
-            data = os.read(fd, min(left, 1 << 20))
-            if not data:
-                break
-            chunks.append(data)
-            left -= len(data)
-        data = b"".join(chunks)
+        data = read_capped(fd, limit)
         if len(data) > limit:
             raise NotVouched("has more than the %d bytes such a file may have" % limit)
         yield accept(data)
