@@ -132,16 +132,9 @@ def read_file(top, rel, limit):
     except (FileNotFoundError, NotADirectoryError):
         return None
     try:
-        chunks, left = [], limit + 1
-        while left > 0:
-            data = os.read(fd, min(left, 1 << 20))
-            if not data:
-                break
-            chunks.append(data)
-            left -= len(data)
+        data = read_capped(fd, limit)
     finally:
         os.close(fd)
-    data = b"".join(chunks)
     if len(data) > limit:
         raise Refused(os.path.join(top, rel), "grew past %d bytes while it was read" % limit)
     return data
