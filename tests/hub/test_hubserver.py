@@ -28,11 +28,12 @@ from tools.hub.hubserver import (
     COMMIT_B,
     GATED_COMMIT,
     GATED_REPO,
-    LARGE_BLOCK,
     LARGE_COMMIT,
     LARGE_REPO,
     MINILM_REPO,
     README_B_SUFFIX,
+    HubServer,
+    large_block,
 )
 
 CACHE_NAME = "models--sentence-transformers--all-MiniLM-L6-v2"
@@ -211,12 +212,14 @@ def test_large_file_head_and_ranges(hub):
     size = hub.repos[LARGE_REPO]["commits"][LARGE_COMMIT]["big.bin"].size
     assert meta.size == size > 2 * 1024**3 and meta.commit_hash == LARGE_COMMIT and len(meta.etag) == 64
     status, _unused1, first = http(url, headers={"Range": f"bytes=0-{CHUNK - 1}"})
-    assert status == 206 and first == LARGE_BLOCK
+    assert status == 206 and first == large_block(0)
     status, headers, last = http(url, headers={"Range": f"bytes=-{CHUNK}"})
     assert status == 206 and headers["Content-Range"] == f"bytes {size - CHUNK}-{size - 1}/{size}"
-    offset = (size - CHUNK) % CHUNK
-    assert last == (LARGE_BLOCK * 2)[offset:offset + CHUNK]
-    assert hub.stats()["bytes"]["bridge"] == 2 * CHUNK  # a Xet file: the resolver redirects to the bridge
+    index, offset = divmod(size - CHUNK, CHUNK)
+    assert last == (large_block(index) + large_block(index + 1))[offset:offset + CHUNK]
+    status, _unused2, middle = http(url, headers={"Range": f"bytes={CHUNK - 10}-{CHUNK + 9}"})  # across two blocks
+    assert status == 206 and middle == large_block(0)[-10:] + large_block(1)[:10]
+    assert hub.stats()["bytes"]["bridge"] == 2 * CHUNK + 20  # a Xet file: the resolver redirects to the bridge
     assert "get" not in hub.stats()["bytes"]
 
 
@@ -268,6 +271,23 @@ def _xet_run(hub, tmp_path, code, env=None):
     out = subprocess.run([sys.executable, "-c", code], env=environ, capture_output=True, text=True, timeout=300,
                          check=False)
     return out
+
+
+def test_the_large_file_does_not_deduplicate_in_xet(tmp_path):
+    """Like weights, the large file's blocks all differ: hf_xet fetches about its size from the CAS, not one block."""
+    size = 8 * CHUNK + 12345
+    assert len({large_block(i) for i in range(64)}) == 64
+    server = HubServer(large_size=size, xet_store=tmp_path / "store").start()
+    try:
+        out = _xet_run(server, tmp_path / "cache", "from huggingface_hub import hf_hub_download as d; print(d(%r, %r))"
+                       % (LARGE_REPO, "big.bin"))
+        assert out.returncode == 0, out.stderr
+        path = out.stdout.strip().splitlines()[-1]
+        blob = server.repos[LARGE_REPO]["commits"][LARGE_COMMIT]["big.bin"]
+        assert os.path.getsize(path) == size and _sha256(path) == blob.sha256
+        assert server.stats()["bytes"]["xorb"] >= 0.9 * size
+    finally:
+        server.stop()
 
 
 def test_hf_download_and_snapshot_download_take_the_xet_path(hub, tmp_path):

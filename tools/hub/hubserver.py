@@ -15,6 +15,7 @@ Run as a process:  python hubserver.py --port 0 --port-file FILE --token-file FI
 
 import argparse
 import email.utils
+import functools
 import hashlib
 import importlib.util
 import io
@@ -70,8 +71,17 @@ FAULT_KINDS = ("429", "500", "502", "503", "401", "reset", "truncate", "corrupt"
                "stall")
 # What huggingface.co shows of a gated repository without a token (the fault kind open_gate).
 OPEN_GATE_ENDPOINTS = ("model_info", "tree", "refs", "paths_info")
-# A 1 MiB pseudo-random block: incompressible, deterministic, cheap to repeat for the synthetic large file.
-LARGE_BLOCK = b"".join(hashlib.sha256(b"justnews-test large %d" % i).digest() for i in range(CHUNK // 32))
+# The synthetic large file behaves like weights: every 1 MiB block is its own pseudo-random bytes (incompressible,
+# deterministic, never stored), so neither Xet's deduplication nor compression shrinks what the CAS sends.
+LARGE_SEED = b"justnews-test large %d"
+LARGE_CACHE_BLOCKS = 32  # recent blocks kept: parallel ranged readers of the same region make each block once
+
+
+@functools.lru_cache(maxsize=LARGE_CACHE_BLOCKS)
+def large_block(index):
+    """Block `index` (CHUNK bytes) of the synthetic large file."""
+    return hashlib.shake_128(LARGE_SEED % index).digest(CHUNK)
+
 XET_TOKEN_LIFETIME = 3600
 DEFAULT_XET_STORE = os.environ.get("JUSTNEWS_XET_STORE", "/var/tmp/justnews-xet-store")
 # Published anonymous limits per 5-minute window; every answer carries them as the Hub's RateLimit headers do.
@@ -80,7 +90,7 @@ RATE_WINDOW = 300
 
 
 class Blob:
-    """File content served from bytes, a file on disk, or the repeating synthetic block."""
+    """File content served from bytes, a file on disk, or the synthetic blocks of large_block()."""
 
     def __init__(self, size, lfs, data=None, path=None):
         self.size, self.lfs, self.data, self.path = size, lfs, data, path
@@ -100,9 +110,10 @@ class Blob:
                     piece = f.read(n)
                 elif self.data is not None:
                     piece = self.data[start:start + n]
-                else:  # synthetic: the block repeats, so any offset maps into it
+                else:  # synthetic: each block generated on demand
                     off = start % CHUNK
-                    piece = LARGE_BLOCK[off:off + n]
+                    n = min(n, CHUNK - off)
+                    piece = large_block(start // CHUNK)[off:off + n]
                 if not piece:
                     return
                 start += len(piece)
@@ -113,8 +124,9 @@ class Blob:
 
     @property
     def store_key(self):
-        """What the CAS store knows this content by: the synthetic file by its size (hashing it takes seconds)."""
-        return "sha256-" + self.sha256 if self.path or self.data is not None else "synthetic-%d" % self.size
+        """What the CAS store knows this content by: the synthetic file by its generator and size (hashing it takes
+        seconds). The generator's name changes with its content, so a store filled by an older one is not reused."""
+        return "sha256-" + self.sha256 if self.path or self.data is not None else "distinct-%d" % self.size
 
     @property
     def sha256(self):
