@@ -56,8 +56,11 @@ Parts, all in the same run:
 """
 
 import argparse
+import hashlib
 import json
 import os
+import re
+import shlex
 import socket
 import statistics
 import subprocess
@@ -68,8 +71,9 @@ import time
 import urllib.request
 from pathlib import Path
 
+from benchmarks import procstat
 from tools.harness import REPO, install_collection
-from tools.hub.hubserver import COMMIT_B, LARGE_REPO, MINILM_REPO
+from tools.hub.hubserver import COMMIT_B, LARGE_COMMIT, LARGE_REPO, MINILM_REPO
 
 BIN = Path(sys.executable).parent
 PREFIX = os.environ.get("JUSTNEWS_FLEET_PREFIX", "jn-bench")
@@ -89,11 +93,16 @@ MIRROR_SITES = 1  # the benchmark's N hosts are one site behind one mirror
 # client's request, so the Hub's request counts leave it out (reported apart as hub_checks).
 OLAH_CHECK_PATH = "/datasets/Salesforce/wikitext/"
 THROUGHPUT_MIN = 0.95
+THROUGHPUT_GOAL = 1.0
 WALL_MAX = 1.5  # a role play's wall time against the one it is compared with (see evaluate_targets)
 WALL_TARGET_N = 10  # the fleet size of the cold controller-against-hub target
 LOOPBACK_DIR = "/var/cache/jn-loopback"  # beside HOST_CACHE, so the same filesystem as the carry writes to
 MB = 10 ** 6
-PEAK_MIB_MAX = 200
+SSH_PORT = 22150  # host i's sshd on 127.0.0.1:SSH_PORT+i (tools/hosts/ssh.py's own tests start at 22100)
+CONNECTIONS = ("podman", "ssh")
+WARM_MAX = 1.5  # the module's warm run against the bare hf download task's, per connection and N
+CARRY_MIN, CARRY_GOAL = 0.5, 0.8  # hf_carry against the raw tar stream over the same connection
+PEAK_MIB_MAX = 512  # the module's peak at its default download_memory (512M)
 MIB = 1024 ** 2
 os.environ.update(NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost", HF_HUB_DISABLE_TELEMETRY="1",
                   CONTAINERS_CONF=os.environ.get("CONTAINERS_CONF", str(REPO / "containers.conf")))
@@ -117,10 +126,10 @@ def with_ratios(rows):
     return out
 
 
-def evaluate_targets(rows, model_bytes, transports=(), mirror_sizes=()):
-    """[(target, met, detail)] for the fleet rows and, per transport (name, ratio, module peak RSS in bytes), the
-    throughput ratio against hf download and the module's peak memory. mirror_sizes: the sizes at which the mirror
-    mode was to run; one without its cold row is a named miss."""
+def evaluate_targets(rows, model_bytes, transports=(), mirror_sizes=(), extra=()):
+    """[(target, met, detail)] for the fleet rows, per transport (name, summarise() of its runs, why the uncapped
+    rows did not run or None) the throughput_targets, then `extra` (the warm and carry parts' targets) as given.
+    mirror_sizes: the sizes at which the mirror mode was to run; one without its cold row is a named miss."""
     targets = []
     for row in sorted((r for r in rows if r["mode"] == "controller" and r["run"] == "cold"), key=lambda r: r["n"]):
         copies = row["hub_file_bytes"] / model_bytes
@@ -133,12 +142,9 @@ def evaluate_targets(rows, model_bytes, transports=(), mirror_sizes=()):
                         row["hub_requests"] == 0 and row["moved_bytes"] == 0,
                         "%d Hub requests, %d bytes moved" % (row["hub_requests"], row["moved_bytes"])))
     targets.extend(wall_targets(rows))
-    for name, speed, peak_rss in transports:
-        targets.append(("module throughput >= %.2fx hf download on %s" % (THROUGHPUT_MIN, name),
-                        speed is not None and speed >= THROUGHPUT_MIN, fmt_ratio(speed)))
-        targets.append(("module peak memory < %d MiB on %s" % (PEAK_MIB_MAX, name),
-                        0 < peak_rss < PEAK_MIB_MAX * MIB,
-                        "%.0f MiB" % (peak_rss / MIB) if peak_rss else "not observed"))
+    for name, summary, uncapped_why in transports:
+        targets.extend(throughput_targets(name, summary, uncapped_why))
+    targets.extend(extra)
     return targets
 
 
@@ -255,7 +261,7 @@ def delivered_file_bytes(stats, xet_sizes):
 def human(n):
     """Bytes as B/KiB/MiB/GiB with three significant digits."""
     for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
+        if abs(n) < 1000 or unit == "GiB":  # three digits at most: 1000 MiB is 0.977 GiB, not 1e+03 MiB
             return ("%d %s" % (n, unit)) if unit == "B" else ("%.3g %s" % (n, unit))
         n /= 1024
     return None
@@ -352,6 +358,12 @@ class Hub:
         with urllib.request.urlopen(url, timeout=30) as resp:
             return {e["xetHash"]: e["size"] for e in json.load(resp) if e.get("xetHash")}
 
+    def listing(self, repo, revision):
+        """The files of a revision as the Hub lists them (path, size, oid, lfs)."""
+        url = "%s/api/models/%s/tree/%s?recursive=true" % (self.url, repo, revision)
+        with urllib.request.urlopen(url, timeout=30) as resp:
+            return [e for e in json.load(resp) if e["type"] == "file"]
+
     def model_bytes(self, repo, revision):
         url = "%s/api/models/%s/tree/%s?recursive=true" % (self.url, repo, revision)
         with urllib.request.urlopen(url, timeout=30) as resp:
@@ -376,11 +388,13 @@ class Fleet:
 
     def __init__(self, work, image):
         self.work, self.image, self.names = work, image, []
+        self.ssh_vars, self.ssh_argv = {}, {}
         cache = Path(os.environ.get("JUSTNEWS_IMAGE_CACHE", "/var/tmp/justnews-images"))
         self.wheelhouse = cache / ("wheelhouse-py313" if "trixie" in image else "wheelhouse-py311")
 
     def up(self, count):
         self.down()
+        self.ssh_vars, self.ssh_argv = {}, {}
         for i in range(1, count + 1):
             name = "%s-%d" % (PREFIX, i)
             env = self.work / ("memory-%d.env" % i)
@@ -425,12 +439,39 @@ class Fleet:
                       % HOST_CACHE)
         return {tuple(line.split()[:3]): int(line.split()[3]) for line in out.splitlines() if line.strip()}
 
-    def inventory(self, count):
-        path = self.work / ("inventory-%d.ini" % count)
-        path.write_text("[bench]\n" + "".join("%s ansible_connection=containers.podman.podman\n" % n
-                                              for n in self.names[:count])
-                        + "[bench:vars]\nansible_python_interpreter=/usr/bin/python3\n")
+    def inventory(self, count, connection="podman"):
+        """The first `count` hosts over podman exec, or over SSH (enable_ssh first: sshd per host, pipelining on)."""
+        path = self.work / ("inventory-%s-%d.ini" % (connection, count))
+        if connection == "ssh":
+            lines = ["%s %s\n" % (n, " ".join("%s=%s" % (k, shlex.quote(str(v))) for k, v in self.ssh_vars[n].items()))
+                     for n in self.names[:count]]
+        else:
+            lines = ["%s ansible_connection=containers.podman.podman\n" % n for n in self.names[:count]]
+        path.write_text("[bench]\n" + "".join(lines) + "[bench:vars]\nansible_python_interpreter=/usr/bin/python3\n")
         return path
+
+    def enable_ssh(self):
+        """sshd on 127.0.0.1:SSH_PORT+i in host i with the run's key (tools/hosts/ssh.py). Returns None, or why
+        SSH is not available here (the SSH rows are then named misses)."""
+        try:
+            from tools.hosts import ssh  # pylint: disable=import-outside-toplevel
+        except ImportError:
+            return "tools/hosts/ssh.py is not in this checkout"
+        try:
+            key = ssh.keypair(self.work)
+            for i, name in enumerate(self.names, 1):
+                if name not in self.ssh_vars:
+                    self.ssh_vars[name] = ssh.enable(name, SSH_PORT + i, key)
+            self.ssh_argv = {name: ssh.ssh_argv(v["ansible_port"], key) for name, v in self.ssh_vars.items()}
+        except (RuntimeError, ValueError, OSError, subprocess.SubprocessError) as exc:
+            return "sshd in the test hosts: %s" % exc
+        return None
+
+    def pipe_argv(self, name, connection, script):
+        """argv that runs `script` on host `name` with stdin from the controller, over the connection."""
+        if connection == "ssh":
+            return self.ssh_argv[name] + [script]
+        return ["podman", "exec", "-i", name, "sh", "-c", script]
 
 
 # --- the site's mirror ------------------------------------------------------------------------------------------
@@ -517,6 +558,7 @@ class Mirror:
 class Plays:
     def __init__(self, work, hub, fleet, collections):
         self.work, self.hub, self.fleet = work, hub, fleet
+        self.last_output = ""
         self.controller_cache = work / "controller-cache" / "hub"
         self.xet_sizes = hub.xet_sizes(MINILM_REPO, COMMIT_B)
         self.env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(collections), ANSIBLE_FORKS="10",
@@ -547,8 +589,8 @@ class Plays:
         path.write_text(json.dumps(role))
         return path
 
-    def playbook(self, mode, count, models=None):
-        """Run one play on the first `count` hosts; return its wall time in seconds."""
+    def playbook(self, mode, count, models=None, connection="podman", profile=False):
+        """Run one play on the first `count` hosts over `connection`; return its wall time in seconds."""
         if mode == "baseline":
             argv = [str(self.baseline)]
         else:
@@ -556,12 +598,16 @@ class Plays:
             argv = ["justnews.huggingface.prefetch", "-e", "@%s" % self.role_vars(mode, models)]
         log = self.work / "plays.log"
         started = time.monotonic()
-        proc = subprocess.run([str(BIN / "ansible-playbook"), "-i", str(self.fleet.inventory(count))] + argv,
-                              env=self.env, capture_output=True, text=True, check=False)
+        env = dict(self.env, ANSIBLE_PIPELINING="1") if connection == "ssh" else dict(self.env)
+        if profile:  # the per-task times of the play, for a miss's explanation
+            env["ANSIBLE_CALLBACKS_ENABLED"] = "ansible.posix.profile_tasks"
+        proc = subprocess.run([str(BIN / "ansible-playbook"), "-i", str(self.fleet.inventory(count, connection))]
+                              + argv, env=env, capture_output=True, text=True, check=False)
         took = time.monotonic() - started
+        self.last_output = proc.stdout
         with log.open("a") as out:
-            out.write("=== %s N=%d rc=%d %.1fs\n%s\n%s\n"
-                      % (mode, count, proc.returncode, took, proc.stdout, proc.stderr))
+            out.write("=== %s N=%d over %s rc=%d %.1fs\n%s\n%s\n"
+                      % (mode, count, connection, proc.returncode, took, proc.stdout, proc.stderr))
         if proc.returncode:
             raise SystemExit("the %s play on %d hosts failed, see %s:\n%s" % (mode, count, log, proc.stdout[-3000:]))
         return took
@@ -589,15 +635,15 @@ class Plays:
             row["sites"] = MIRROR_SITES
         return row
 
-    def loopback(self, count):
+    def loopback(self, count, repo=MINILM_REPO, connection="podman"):
         """The loopback limit of the carry, at once to the first `count` hosts as the play's one batch with forks
         10 carries: the model's blob files in the controller's cache (symlinks into its shared store
         dereferenced, so the same bytes the carry sends), piped by tar into `podman exec -i <host> tar -x` under
         LOOPBACK_DIR, timed from the first start to the last exit, then removed. Never raises: a failure is
         returned as {"error": ...} so that the tables and targets are still printed."""
         hosts = self.fleet.names[:count]
-        blobs = self.controller_cache / ("models--" + MINILM_REPO.replace("/", "--")) / "blobs"
-        result = {"n": count, "hosts": len(hosts), "dir": LOOPBACK_DIR}
+        blobs = self.controller_cache / ("models--" + repo.replace("/", "--")) / "blobs"
+        result = {"n": count, "hosts": len(hosts), "dir": LOOPBACK_DIR, "connection": connection}
         try:
             names = sorted(os.listdir(blobs))
             per_host = sum(os.stat(blobs / name).st_size for name in names)  # follows the store's links
@@ -617,8 +663,8 @@ class Plays:
                 tar = subprocess.Popen(["tar", "-C", str(blobs), "-chf", "-", "--"] + names,
                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
                 # pylint: disable-next=consider-using-with
-                unpack = subprocess.Popen(["podman", "exec", "-i", host, "sh", "-c",
-                                           "mkdir -p %s && exec tar -C %s -xf -" % (LOOPBACK_DIR, LOOPBACK_DIR)],
+                unpack = subprocess.Popen(self.fleet.pipe_argv(host, connection, "mkdir -p %s && exec tar -C %s -xf -"
+                                                               % (LOOPBACK_DIR, LOOPBACK_DIR)),
                                           stdin=tar.stdout, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
                 tar.stdout.close()  # the pipe is the unpacker's now: tar sees it close if the unpacker dies
                 procs.append((host, tar, unpack))
@@ -648,24 +694,187 @@ class Plays:
         return result
 
 
+# --- warm runs and the carry, over podman and over SSH ---------------------------------------------------------
+
+PROFILE_LINE = re.compile(r"^(.+?) -{3,} (\d+\.\d+)s$")
+
+
+def profile_tasks(output, top=5):
+    """[(task, seconds)] of ansible.posix.profile_tasks' recap in a play's output, slowest first."""
+    found = []
+    for line in output.splitlines():
+        match = PROFILE_LINE.match(line.strip())
+        if match:
+            found.append((match.group(1).strip(), float(match.group(2))))
+    return sorted(found, key=lambda t: -t[1])[:top]
+
+
+def warm_targets(rows):
+    """[(target, met, detail)]: per connection and N, the mean of the module's warm plays within WARM_MAX x the
+    mean of the bare hf download task's; a row that could not run is a named miss (its `error`)."""
+    targets = []
+    for r in rows:
+        name = "warm run <= %.1fx the bare hf download task over %s at N=%d" % (WARM_MAX, r["connection"], r["n"])
+        if r.get("error"):
+            targets.append((name, False, "not measured: " + r["error"]))
+            continue
+        module, base = statistics.mean(r["module_s"]), statistics.mean(r["baseline_s"])
+        slow = "; slowest tasks: " + ", ".join("%s %.1f s" % t for t in r.get("tasks", [])) if r.get("tasks") else ""
+        targets.append((name, module <= WARM_MAX * base, "%.1f s against %.1f s (%s; runs %s against %s)%s" % (
+            module, base, fmt_ratio(ratio(module, base)), " ".join("%.1f" % x for x in r["module_s"]),
+            " ".join("%.1f" % x for x in r["baseline_s"]), slow)))
+    return targets
+
+
+def carry_rates(row):
+    """The carry's rate (bytes over the cold play's wall time less the warm play's: the play's other work is in
+    both), its end-to-end rate (bytes over the cold play's wall time) and the raw stream's, in bytes/s, and their
+    ratios; None where a figure is missing."""
+    carry_s = row["cold_s"] - row["warm_s"] if row.get("cold_s") is not None and row.get("warm_s") is not None \
+        else None
+    carry = ratio(row.get("bytes"), carry_s) if carry_s and carry_s > 0 else None
+    end = ratio(row.get("bytes"), row.get("cold_s"))
+    raw = ratio(row.get("raw_bytes"), row.get("raw_s")) if not row.get("raw_error") else None
+    return {"carry_s": carry_s, "carry": carry, "end_to_end": end, "raw": raw,
+            "ratio": ratio(carry, raw) if carry else None, "ratio_end_to_end": ratio(end, raw) if end else None}
+
+
+def carry_targets(rows):
+    """[(target, met, detail)]: per connection, hf_carry's rate >= CARRY_MIN x the raw stream's (goal CARRY_GOAL)."""
+    targets = []
+    for row in rows:
+        name = "carry >= %.1fx the raw tar stream over %s" % (CARRY_MIN, row["connection"])
+        if row.get("error") or row.get("raw_error"):
+            targets.append((name, False, "not measured: " + (row.get("error") or row.get("raw_error"))))
+            continue
+        r = carry_rates(row)
+        targets.append((name, r["ratio"] is not None and r["ratio"] >= CARRY_MIN, (
+            "%s (goal %.1fx): carry %s MB/s (%s in %.1f s: cold play %.1f s less warm play %.1f s), raw stream %s "
+            "MB/s; end to end %s MB/s, %s") % (
+            fmt_ratio(r["ratio"]), CARRY_GOAL, fmt_rate(r["carry"], MB), human(row["bytes"]),
+            r["carry_s"] or 0, row["cold_s"], row["warm_s"], fmt_rate(r["raw"], MB), fmt_rate(r["end_to_end"], MB),
+            fmt_ratio(r["ratio_end_to_end"]))))
+    return targets
+
+
+def warm_table(rows):
+    header = ("connection", "N", "module warm s", "bare hf task s", "x", "load")
+    body = [(r["connection"], r["n"], " ".join("%.1f" % x for x in r.get("module_s", [])) or "-",
+             " ".join("%.1f" % x for x in r.get("baseline_s", [])) or "-",
+             fmt_ratio(ratio(statistics.mean(r["module_s"]), statistics.mean(r["baseline_s"])))
+             if r.get("module_s") and r.get("baseline_s") else "-",
+             "%.1f" % r["load"] if r.get("load") is not None else "-") for r in rows]
+    return format_table(header, body)
+
+
+def carry_table(rows):
+    header = ("connection", "bytes", "cold s", "warm s", "carry s", "carry MB/s", "raw s", "raw MB/s", "x raw",
+              "e2e MB/s", "x raw e2e", "load")
+    body = []
+    for row in rows:
+        r = carry_rates(row)
+        body.append((row["connection"], human(row["bytes"]) if row.get("bytes") else "-",
+                     "%.1f" % row["cold_s"] if row.get("cold_s") is not None else "-",
+                     "%.1f" % row["warm_s"] if row.get("warm_s") is not None else "-",
+                     "%.1f" % r["carry_s"] if r["carry_s"] is not None else "-", fmt_rate(r["carry"], MB),
+                     "%.1f" % row["raw_s"] if row.get("raw_s") else "-", fmt_rate(r["raw"], MB),
+                     fmt_ratio(r["ratio"]), fmt_rate(r["end_to_end"], MB), fmt_ratio(r["ratio_end_to_end"]),
+                     "%.1f" % row["load"] if row.get("load") is not None else "-"))
+    return format_table(header, body)
+
+
+def warm_part(plays, sizes, connections, ssh_why):
+    """Per connection and N: the module's warm prefetch play (model_cache_source hub, the model already in the
+    hosts' caches) against the bare `hf download` task on the same warm caches, alternating baseline, module,
+    module, baseline. The caches are filled once, unmeasured."""
+    largest = max(sizes)
+    plays.cold(largest)
+    plays.playbook("hub", largest)
+    plays.playbook("baseline", largest)
+    rows = []
+    for connection in connections:
+        for n in sizes:
+            row = {"connection": connection, "n": n, "module_s": [], "baseline_s": [], "load": os.getloadavg()[0]}
+            if connection == "ssh" and ssh_why:
+                rows.append(dict(row, error=ssh_why))
+                continue
+            try:
+                for mode in ("baseline", "hub", "hub", "baseline"):
+                    seconds = plays.playbook(mode, n, connection=connection, profile=mode == "hub")
+                    row["module_s" if mode == "hub" else "baseline_s"].append(seconds)
+                row["tasks"] = profile_tasks(plays.last_output)
+            except SystemExit as exc:
+                row["error"] = str(exc)[:500]
+            rows.append(row)
+            print("  warm over %-6s N=%-2d module %s s, bare task %s s%s" % (
+                connection, n, " ".join("%.1f" % x for x in row["module_s"]),
+                " ".join("%.1f" % x for x in row["baseline_s"]),
+                "  " + row["error"][:200] if row.get("error") else ""), flush=True)
+    return rows
+
+
+def carry_part(plays, connections, ssh_why):
+    """Per connection, to the first host: the controller-mode prefetch of LARGE_REPO with the controller's cache
+    warm (filled by an unmeasured first play) and the host's cache empty (the carry sends every blob), then the
+    same play warm (nothing to send); the difference is the carry. Beside it the raw stream of the same blob
+    files: `tar -ch | <connection> tar -x`."""
+    models = [{"repo_id": LARGE_REPO, "revision": LARGE_COMMIT}]
+    host = plays.fleet.names[0]
+    large_dir = "%s/hub/models--%s" % (HOST_CACHE, LARGE_REPO.replace("/", "--"))
+    rows = []
+    primed = False
+    for connection in connections:
+        row = {"connection": connection, "load": os.getloadavg()[0]}
+        if connection == "ssh" and ssh_why:
+            rows.append(dict(row, error=ssh_why))
+            continue
+        try:
+            if not primed:  # the controller's cache: filled once, not measured
+                plays.playbook("controller", 1, models=models, connection=connection)
+                primed = True
+            plays.fleet.sh(host, "rm -rf %s" % large_dir)
+            before = plays.fleet.blobs(host)
+            row["cold_s"] = plays.playbook("controller", 1, models=models, connection=connection)
+            row["bytes"] = sum(size for key, size in plays.fleet.blobs(host).items() if key not in before)
+            row["warm_s"] = plays.playbook("controller", 1, models=models, connection=connection)
+            plays.fleet.sh(host, "rm -rf %s" % large_dir)
+            loop = plays.loopback(1, repo=LARGE_REPO, connection=connection)
+            row.update(raw_bytes=loop.get("bytes"), raw_s=loop.get("seconds"), raw_error=loop.get("error"))
+        except SystemExit as exc:
+            row["error"] = str(exc)[:500]
+        rows.append(row)
+        r = carry_rates(row)
+        print("  carry over %-6s %s" % (connection, row["error"][:300] if row.get("error") else
+                                        "%s, cold %.1f s, warm %.1f s, carry %s MB/s, raw %s MB/s" % (
+                                            human(row.get("bytes") or 0), row["cold_s"], row["warm_s"],
+                                            fmt_rate(r["carry"], MB), fmt_rate(r["raw"], MB))), flush=True)
+    return rows
+
+
 # --- throughput and memory on this machine ---------------------------------------------------------------------
 
-# Each step is run once per transport. The four target rows alternate module and hf download (ABBA) so a drift of
-# the machine's load hits both tools alike; the rest explain a difference: the module's fixed cost on a warm cache,
-# the module without its checksum pass, that pass alone over the downloaded file, and the library call the module
-# makes (snapshot_download) in a bare interpreter, without Ansible or the module's checks.
+# Each step is run once per transport. The target rows alternate module and hf download so a drift of the
+# machine's load hits both tools alike: module, hf, hf, module at the module's default memory cap, then the
+# module uncapped (download_memory=0) around a third hf run. The rest explain a difference: the module's fixed
+# cost on a warm cache, the checksum pass alone over the downloaded file, and the library call the module makes
+# (snapshot_download) in a bare interpreter, without Ansible or the module's checks.
+MODULE = "module"
+UNCAPPED = "module, download_memory=0"
+HF = "hf download"
 THROUGHPUT_PLAN = (
-    ("module", "module", True),
-    ("hf download", "hf", True),
-    ("hf download", "hf", True),
-    ("module", "module", True),
+    (MODULE, "module", True),
+    (HF, "hf", True),
+    (HF, "hf", True),
+    (MODULE, "module", True),
+    (UNCAPPED, "module_uncapped", True),
+    (HF, "hf", True),
+    (UNCAPPED, "module_uncapped", True),
     ("module, warm cache (no download)", "module", False),
-    ("module, verify_checksums=false", "module_plain", True),
     ("sha256 of the file (checksum pass alone)", "sha256", False),
     ("snapshot_download alone", "snapshot_download", True),
 )
-TARGET_TOOLS = ("module", "hf download")
 TRANSPORTS = (("xet", "Xet"), ("http", "plain HTTP"))
+CAS_MIN = 0.9  # the least share of the file the CAS must send per cold download, or the data deduplicates
 SHA256_CODE = ("import hashlib, os, sys\n"
                "digest, fd = hashlib.sha256(), os.open(sys.argv[1], os.O_RDONLY)\n"
                "for chunk in iter(lambda: os.read(fd, 4 << 20), b''):\n"
@@ -701,26 +910,46 @@ def mean_of(runs, tool, key="seconds"):
     return statistics.mean(values) if values else None
 
 
-def summarise(runs):
-    """Ratio of the target rows (mean MiB/s of the module over that of hf download), the module's peak RSS, and
-    where the module's extra time goes, each from the runs of one transport."""
-    speed = {t: mean_of(runs, t, "bytes_per_s") for t in TARGET_TOOLS}
-    module_s, hf_s = mean_of(runs, "module"), mean_of(runs, "hf download")
-    plain_s = mean_of(runs, "module, verify_checksums=false")
+def peak_of(runs, tool):
+    return max((r["peak_pss"] for r in runs if r["tool"] == tool), default=0)
+
+
+def cas_check(file_bytes, sent):
+    """(met, detail): every cold Xet download got at least CAS_MIN of the file's size from the CAS (xorb bytes);
+    less means the test data deduplicates and the Xet figures would measure local writes."""
+    if not sent:
+        return False, "no cold Xet download measured"
+    low = min(sent)
+    return low >= CAS_MIN * file_bytes, "%s to %s per cold download, %.0f%% of the %s file at the least" % (
+        human(low), human(max(sent)), 100.0 * low / file_bytes, human(file_bytes))
+
+
+def summarise(runs, file_bytes=None):
+    """One transport's figures: the target ratios (mean MiB/s of the module, at its default cap and uncapped,
+    over that of hf download), peaks and CPU of every process per tool, the CAS bytes per cold download, the
+    checksum failures, and where the module's extra time goes."""
+    speed = {t: mean_of(runs, t, "bytes_per_s") for t in (MODULE, UNCAPPED, HF)}
+    module_s, hf_s = mean_of(runs, MODULE), mean_of(runs, HF)
+    cold = [r for r in runs if r["bytes_per_s"]]
     return {
-        "ratio": ratio(speed["module"], speed["hf download"]),
-        "module_peak_rss": max((r["peak_rss"] for r in runs if r["tool"].startswith("module")), default=0),
+        "ratio": ratio(speed[MODULE], speed[HF]) if speed[MODULE] else None,
+        "ratio_uncapped": ratio(speed[UNCAPPED], speed[HF]) if speed[UNCAPPED] else None,
+        "module_peak": peak_of(runs, MODULE), "uncapped_peak": peak_of(runs, UNCAPPED), "hf_peak": peak_of(runs, HF),
+        "module_cpu_s": mean_of(runs, MODULE, "host_cpu_s"), "uncapped_cpu_s": mean_of(runs, UNCAPPED, "host_cpu_s"),
+        "hf_cpu_s": mean_of(runs, HF, "host_cpu_s"),
         "module_s": module_s, "hf_s": hf_s,
         "gap_s": module_s - hf_s if module_s is not None and hf_s is not None else None,
-        "module_own_s": mean_of(runs, "module", "module_elapsed"),
+        "module_own_s": mean_of(runs, MODULE, "module_elapsed"),
         "warm_s": mean_of(runs, "module, warm cache (no download)"),
         "checksum_s": mean_of(runs, "sha256 of the file (checksum pass alone)"),
         "snapshot_download_s": mean_of(runs, "snapshot_download alone"),
-        "no_checksum_ratio": ratio(hf_s, plain_s) if plain_s else None,
         "snapshot_download_ratio": ratio(hf_s, mean_of(runs, "snapshot_download alone")),
-        # What the Hub sent for one cold download: on Xet only the xorb ranges the file's chunks need
-        "hub_bytes_per_download": max((sum(r.get("hub_bytes", {}).values()) for r in runs if r["bytes_per_s"]),
-                                      default=None),
+        "cas_sent": [r["hub_bytes"].get("xorb", 0) for r in cold if r.get("via") == "xet"],
+        "hub_bytes_per_download": max((sum(r.get("hub_bytes", {}).values()) for r in cold), default=None),
+        "sha_checked": sum(1 for r in cold if r.get("sha_ok") is not None),
+        "sha_failed": [r["tool"] for r in cold if r.get("sha_ok") is False],
+        "cold_runs": len(cold),
+        "file_bytes": file_bytes,
     }
 
 
@@ -731,12 +960,44 @@ def breakdown_text(name, summary):
     def sec(value):
         return "-" if value is None else "%.1f s" % value
     sent = s.get("hub_bytes_per_download")
-    return ("%s: the Hub sent %s per cold download; module %s (its own elapsed %s; the rest is ansible's start), "
-            "hf download %s, gap %s; checksum pass alone %s, module on a warm cache %s; module without its "
-            "checksum pass %s hf download, snapshot_download alone %s"
+    return ("%s: the Hub sent %s per cold download; module %s (its own elapsed %s; the rest is ansible's start and "
+            "its polling of the job), hf download %s, gap %s; checksum pass alone %s, module on a warm cache %s; "
+            "snapshot_download alone %s hf download; CPU of every process, module %s, uncapped %s, hf download %s"
             % (name, "-" if sent is None else human(sent), sec(s["module_s"]), sec(s["module_own_s"]),
                sec(s["hf_s"]), "-" if s["gap_s"] is None else "%+.1f s" % s["gap_s"], sec(s["checksum_s"]),
-               sec(s["warm_s"]), fmt_ratio(s["no_checksum_ratio"]), fmt_ratio(s["snapshot_download_ratio"])))
+               sec(s["warm_s"]), fmt_ratio(s["snapshot_download_ratio"]), sec(s["module_cpu_s"]),
+               sec(s["uncapped_cpu_s"]), sec(s["hf_cpu_s"])))
+
+
+def throughput_targets(name, summary, uncapped_why=None):
+    """[(target, met, detail)] of one transport: throughput at the default cap and uncapped, the module's peak
+    at its default cap, every file's SHA-256, and on Xet the CAS's share of the file."""
+    s = summary
+    targets = []
+    for label, key, why in (("at its default download_memory", "ratio", None),
+                            ("uncapped (download_memory=0)", "ratio_uncapped", uncapped_why)):
+        value = s.get(key)
+        detail = ("not measured: " + why) if why and value is None else (
+            "%s (goal %.2fx)" % (fmt_ratio(value), THROUGHPUT_GOAL))
+        targets.append(("module throughput %s >= %.2fx hf download on %s" % (label, THROUGHPUT_MIN, name),
+                        value is not None and value >= THROUGHPUT_MIN, detail))
+    peak = s.get("module_peak", 0)
+    targets.append(("module peak memory at its default download_memory <= %d MiB on %s" % (PEAK_MIB_MAX, name),
+                    0 < peak <= PEAK_MIB_MAX * MIB,
+                    ("%.0f MiB (hf download %.0f MiB, uncapped module %.0f MiB; summed Pss of every process of the "
+                     "run's cgroup, the controller's apart)" % (peak / MIB, s.get("hf_peak", 0) / MIB,
+                                                               s.get("uncapped_peak", 0) / MIB))
+                    if peak else "not observed"))
+    cold, checked = s.get("cold_runs", 0), s.get("sha_checked", 0)
+    targets.append(("every file's SHA-256 checked after each cold download on %s" % name,
+                    cold > 0 and checked == cold and not s.get("sha_failed"),
+                    "%d of %d cold downloads checked%s" % (checked, cold, "; mismatch after: " + ", ".join(
+                        s["sha_failed"]) if s.get("sha_failed") else "")))
+    if s.get("via_xet", name == "Xet"):
+        met, detail = cas_check(s.get("file_bytes") or 0, s.get("cas_sent"))
+        targets.append(("the CAS sent >= %d%% of the file per cold download on %s" % (CAS_MIN * 100, name),
+                        met, detail))
+    return targets
 
 
 def throughput_table(result):
@@ -744,7 +1005,7 @@ def throughput_table(result):
     names = [name for key, name in TRANSPORTS if key in result["transports"]]
     header = ["tool"]
     for name in names:
-        header += [name + " s", "MiB/s", "RSS MiB", "via"]
+        header += [name + " s", "MiB/s", "peak MiB", "anon MiB", "CPU s", "via", "load"]
     body = []
     for index, (label, _kind, _cold) in enumerate(THROUGHPUT_PLAN):
         line = [label]
@@ -753,70 +1014,15 @@ def throughput_table(result):
                 continue
             r = next((r for r in result["transports"][key]["runs"] if r["step"] == index), None)
             if r is None:
-                line += ["-"] * 4
+                line += ["-"] * 7
                 continue
             line += ["%.1f" % r["seconds"], "%.0f" % (r["bytes_per_s"] / MIB) if r["bytes_per_s"] else "-",
-                     "%.0f" % (r["peak_rss"] / MIB) if r["peak_rss"] else "-", r["via"]]
+                     "%.0f" % (r["peak_pss"] / MIB) if r["peak_pss"] else "-",
+                     "%.0f" % (r["peak_anon"] / MIB) if r.get("peak_anon") else "-",
+                     "%.1f" % r["host_cpu_s"] if r.get("host_cpu_s") is not None else "-", r["via"],
+                     "%.1f" % r["load"] if r.get("load") is not None else "-"]
         body.append(line)
     return format_table(header, body)
-
-
-def descendants(parent, roots):
-    tree, grew = set(roots), True
-    while grew:
-        more = {pid for pid, ppid in parent.items() if ppid in tree} - tree
-        tree |= more
-        grew = bool(more)
-    return tree
-
-
-def process_tree_rss(root, marker=""):
-    """Sum of VmRSS (bytes) over the processes below `root` whose command line holds `marker`, and theirs.
-
-    Only `root`'s own tree is searched, so someone else's process on the same machine is never counted.
-    """
-    parent, cmd = {}, {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % entry, "rb") as f:
-                parent[int(entry)] = int(f.read().rsplit(b")", 1)[1].split()[1])
-            with open("/proc/%s/cmdline" % entry, "rb") as f:
-                cmd[int(entry)] = f.read()
-        except (OSError, IndexError, ValueError):
-            continue
-    mine = descendants(parent, {root})
-    tree = descendants(parent, {pid for pid in mine if marker.encode() in cmd.get(pid, b"")})
-    total = 0
-    for pid in tree:
-        try:
-            with open("/proc/%d/status" % pid) as f:
-                total += next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
-        except (OSError, StopIteration):
-            continue
-    return total
-
-
-def timed(argv, env, marker=""):
-    """Run argv; return its wall time, the peak of process_tree_rss(its pid, marker), polled every 20 ms, and its
-    output."""
-    started = time.monotonic()
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    peak, done = [0], threading.Event()
-
-    def poll():
-        while not done.wait(0.02):
-            peak[0] = max(peak[0], process_tree_rss(proc.pid, marker))
-    poller = threading.Thread(target=poll, daemon=True)
-    poller.start()
-    out, err = proc.communicate()
-    took = time.monotonic() - started
-    done.set()
-    poller.join()
-    if proc.returncode or '"failed": true' in out:
-        raise SystemExit("%s failed:\n%s%s" % (argv[0], out[-3000:], err[-3000:]))
-    return took, peak[0], out
 
 
 def big_file(cache):
@@ -828,51 +1034,111 @@ def big_file(cache):
     return max(found, key=os.path.getsize)
 
 
+def file_digest(path, algorithm, prefix=b""):
+    digest = hashlib.new(algorithm, prefix)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(4 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def snapshot_mismatches(snapshot, listing):
+    """Files of the Hub's listing whose downloaded copy under `snapshot` is missing or differs: LFS files by
+    their SHA-256 (lfs.oid), others by their git blob id."""
+    bad = []
+    for entry in listing:
+        path = Path(snapshot) / entry["path"]
+        if not path.is_file():
+            bad.append(entry["path"] + " (missing)")
+        elif entry.get("lfs"):
+            if file_digest(path, "sha256") != entry["lfs"]["oid"]:
+                bad.append(entry["path"])
+        elif file_digest(path, "sha1", b"blob %d\0" % path.stat().st_size) != entry["oid"]:
+            bad.append(entry["path"])
+    return bad
+
+
+UNCAPPED_WHY = "hf_snapshot of this checkout has no download_memory option"
+
+
+def has_download_memory():
+    """Whether hf_snapshot of this checkout has the download_memory option."""
+    text = (REPO / "plugins/modules/hf_snapshot.py").read_text()
+    return "\n  download_memory:" in text
+
+
 def throughput(work, hubs, collections):
-    """Run THROUGHPUT_PLAN on each transport's Hub ({key: Hub}), interleaved; figures per transport."""
+    """Run THROUGHPUT_PLAN on each transport's Hub ({key: Hub}), interleaved; figures per transport. Each run in
+    a fresh cgroup (benchmarks/procstat.py); after each cold download every file is checked against the Hub's
+    listing, and a cold Xet download that got less than CAS_MIN of the file from the CAS stops the run."""
     size = hubs["xet"].model_bytes(LARGE_REPO, "main")
+    listing = hubs["xet"].listing(LARGE_REPO, "main")
+    uncapped = has_download_memory()
     base = dict(os.environ, HF_HOME=str(work / "tp-home"), ANSIBLE_COLLECTIONS_PATH=str(collections),
                 ANSIBLE_LOCALHOST_WARNING="0", ANSIBLE_INVENTORY_UNPARSED_WARNING="0", ANSIBLE_NOCOLOR="1",
                 ANSIBLE_PIPELINING="0", ANSIBLE_DEPRECATION_WARNINGS="0")
 
     def command(kind, hub, cache):
-        if kind in ("module", "module_plain"):
+        if kind in ("module", "module_uncapped"):
             args = "repo_id=%s revision=main cache_dir=%s endpoint=%s" % (LARGE_REPO, cache, hub.url)
-            if kind == "module_plain":
-                args += " verify_checksums=false"
-            return ([str(BIN / "ansible"), "localhost", "-c", "local", "-i", "localhost,", "-o",
-                     "-e", "ansible_python_interpreter=" + sys.executable,
-                     "-m", "justnews.huggingface.hf_snapshot", "-a", args], "AnsiballZ_hf_snapshot")
+            if kind == "module_uncapped":
+                args += " download_memory=0"
+            return [str(BIN / "ansible"), "localhost", "-c", "local", "-i", "localhost,", "-o",
+                    "-e", "ansible_python_interpreter=" + sys.executable,
+                    "-m", "justnews.huggingface.hf_snapshot", "-a", args]
         if kind == "hf":
-            return [str(BIN / "hf"), "download", LARGE_REPO, "--cache-dir", str(cache)], ""
+            return [str(BIN / "hf"), "download", LARGE_REPO, "--cache-dir", str(cache)]
         if kind == "snapshot_download":
-            return [sys.executable, "-c", SNAPSHOT_CODE, LARGE_REPO, str(cache)], ""
-        return [sys.executable, "-c", SHA256_CODE, big_file(cache)], ""
+            return [sys.executable, "-c", SNAPSHOT_CODE, LARGE_REPO, str(cache)]
+        return [sys.executable, "-c", SHA256_CODE, big_file(cache)]
 
-    result = {"file_bytes": size, "transports": {key: {"runs": []} for key in hubs}}
+    result = {"file_bytes": size, "uncapped": uncapped, "transports": {key: {"runs": []} for key in hubs},
+              "memory": "peak of summed Pss (and of Pss_Anon) over every process of the run's cgroup v2, polled "
+                        "every 20 ms; page cache of written files not counted; the ansible CLI's own processes "
+                        "(the controller) apart"}
     for index, key in interleave(len(THROUGHPUT_PLAN), tuple(hubs)):
         label, kind, cold = THROUGHPUT_PLAN[index]
+        if kind == "module_uncapped" and not uncapped:
+            continue
         hub, cache = hubs[key], work / ("tp-cache-" + key)
         if cold:
             run(["rm", "-rf", str(cache)])
-        argv, marker = command(kind, hub, cache)
+        argv = command(kind, hub, cache)
         hub.reset()
         load = os.getloadavg()[0]
-        seconds, peak, out = timed(argv, dict(base, HF_ENDPOINT=hub.url), marker)
+        m = procstat.measured(argv, dict(base, HF_ENDPOINT=hub.url), controller=kind.startswith("module"))
+        if m["returncode"] or '"failed": true' in m["stdout"]:
+            raise SystemExit("%s failed:\n%s%s" % (label, m["stdout"][-3000:], m["stderr"][-3000:]))
         stats = hub.stats()
         own = None
-        if marker:  # the module's own account of its run, without ansible's start
-            own = json.loads(out.strip().splitlines()[-1].split("=> ", 1)[1]).get("elapsed")
+        if kind.startswith("module"):  # the module's own account of its run, without ansible's start
+            own = json.loads(m["stdout"].strip().splitlines()[-1].split("=> ", 1)[1]).get("elapsed")
+        via = "-" if kind == "sha256" else served_by(stats["requests"], stats["bytes"], size)
+        sha_ok = None
+        if cold:
+            snapshot = cache / ("models--" + LARGE_REPO.replace("/", "--")) / "snapshots" / LARGE_COMMIT
+            bad = snapshot_mismatches(snapshot, listing)
+            sha_ok = not bad
+            if bad:
+                print("  SHA-256 MISMATCH after %s on %s: %s" % (label, key, ", ".join(bad)), flush=True)
+            if via == "xet" and stats["bytes"].get("xorb", 0) < CAS_MIN * size:
+                raise SystemExit("the CAS sent %s for a cold download of the %s file (under %d%%): the test data "
+                                 "deduplicates, so the Xet figures would measure local writes; see "
+                                 "tools/hub/hubserver.py large_block" % (
+                                     human(stats["bytes"].get("xorb", 0)), human(size), CAS_MIN * 100))
         result["transports"][key]["runs"].append({
-            "step": index, "tool": label, "seconds": seconds, "bytes_per_s": size / seconds if cold else None,
-            "peak_rss": peak, "module_elapsed": own, "hub_requests": stats["requests"], "hub_bytes": stats["bytes"],
-            "load": load,
-            "via": "-" if kind == "sha256" else served_by(stats["requests"], stats["bytes"], size)})
-        print("  %-10s %-42s %6.1f s  (load average %.2f at its start)" % (dict(TRANSPORTS)[key], label, seconds, load),
-              flush=True)
+            "step": index, "tool": label, "seconds": m["seconds"], "bytes_per_s": size / m["seconds"] if cold else None,
+            "peak_pss": m["peak_pss"], "peak_anon": m["peak_anon"], "cpu_s": m["cpu_s"],
+            "host_cpu_s": m["host_cpu_s"], "controller_pss": m["controller_pss"], "processes": m["processes"],
+            "stragglers": m["stragglers"], "memory_peak": m["memory_peak"], "module_elapsed": own,
+            "hub_requests": stats["requests"], "hub_bytes": stats["bytes"], "load": load, "via": via,
+            "sha_ok": sha_ok})
+        print("  %-10s %-42s %6.1f s  peak %5.0f MiB  CPU %5.1f s  %s  (load average %.2f at its start)"
+              % (dict(TRANSPORTS)[key], label, m["seconds"], m["peak_pss"] / MIB, m["host_cpu_s"],
+                 "CAS sent %s" % human(stats["bytes"]["xorb"]) if via == "xet" else via, load), flush=True)
     for key in hubs:
         run(["rm", "-rf", str(work / ("tp-cache-" + key))])
-        result["transports"][key].update(summarise(result["transports"][key]["runs"]))
+        result["transports"][key].update(summarise(result["transports"][key]["runs"], size))
     return result
 
 
@@ -961,6 +1227,15 @@ def agent_start(work, hub, collections, limit):
     return results
 
 
+PARTS = ("fleet", "throughput", "warm", "carry", "agent", "hub_requests")
+
+
+def selected_parts(only, skip):
+    """The parts to run: those given by --only-* (all when none is), less those given by --skip-*."""
+    chosen = [p for p in PARTS if only.get(p)] or list(PARTS)
+    return [p for p in chosen if not skip.get(p)]
+
+
 # --- main --------------------------------------------------------------------------------------------------------
 
 def main():  # pylint: disable=too-many-locals,too-many-statements
@@ -974,26 +1249,22 @@ def main():  # pylint: disable=too-many-locals,too-many-statements
                         % MIRROR_IMAGE)
     parser.add_argument("--image", default="localhost/justnews-host:trixie")
     parser.add_argument("--json", default=str(REPO / "benchmark-results/fleet.json"), help="where to write the figures")
-    parser.add_argument("--skip-fleet", action="store_true")
-    parser.add_argument("--skip-throughput", action="store_true")
-    parser.add_argument("--skip-agent", action="store_true")
-    parser.add_argument("--skip-hub-requests", action="store_true")
-    parser.add_argument("--only-throughput", action="store_true",
-                        help="run the throughput part alone (a few minutes; no podman needed)")
-    parser.add_argument("--only-fleet", action="store_true",
-                        help="run the fleet part alone (its plays, targets and loopback; no throughput, agent or "
-                             "hub requests)")
+    for part in PARTS:
+        parser.add_argument("--skip-" + part.replace("_", "-"), action="store_true")
+        parser.add_argument("--only-" + part.replace("_", "-"), action="store_true",
+                            help="run this part (several --only-* run their parts together, in one run)")
+    parser.add_argument("--connections", default=",".join(CONNECTIONS),
+                        help="connections of the warm and carry parts (default %s)" % ",".join(CONNECTIONS))
     parser.add_argument("--agent-limit", type=float, default=300, help="seconds to wait for /ready (default 300)")
     parser.add_argument("--keep", action="store_true", help="leave the containers running")
     opts = parser.parse_args()
-    if opts.only_throughput and opts.only_fleet:
-        parser.error("--only-throughput and --only-fleet exclude each other")
-    if opts.only_fleet:
-        opts.skip_throughput = opts.skip_agent = opts.skip_hub_requests = True
-        opts.skip_fleet = False
-    if opts.only_throughput:
-        opts.skip_fleet = opts.skip_agent = opts.skip_hub_requests = True
-        opts.skip_throughput = False
+    chosen = selected_parts({p: getattr(opts, "only_" + p) for p in PARTS}, {p: getattr(opts, "skip_" + p)
+                                                                               for p in PARTS})
+    for part in PARTS:
+        setattr(opts, "skip_" + part, part not in chosen)
+    connections = [c for c in opts.connections.split(",") if c.strip()]
+    if set(connections) - set(CONNECTIONS):
+        parser.error("--connections: one or more of %s" % ",".join(CONNECTIONS))
     sizes = sorted({int(s) for s in opts.sizes.split(",") if s.strip()})
     if any(n < 1 or n > 10 for n in sizes):
         raise SystemExit("--sizes: each N must be 1..10 (agent ports %d-%d)" % (AGENT_PORT, AGENT_PORT + 9))
@@ -1013,11 +1284,12 @@ def main():  # pylint: disable=too-many-locals,too-many-statements
               "load_start": load_start, "model": {"repo_id": MINILM_REPO, "revision": COMMIT_B}}
     model_bytes = result["model"]["bytes"] = hub.model_bytes(MINILM_REPO, COMMIT_B)
     rows, loopbacks, deploys, tput, agent, hub_http, fleet_used = [], [], [], None, None, None, False
+    warm_rows, carry_rows = [], []
     fleet = Fleet(work, opts.image)
+    plays = Plays(work, hub, fleet, collections)
     mirror = None
     try:
         if not opts.skip_fleet:
-            plays = Plays(work, hub, fleet, collections)
             if mirror_sizes:
                 mirror = Mirror(work, hub, plays.env, opts.mirror_image)
                 why = mirror.missing()
@@ -1057,6 +1329,23 @@ def main():  # pylint: disable=too-many-locals,too-many-statements
                         done = "failed: " + lb["error"] if lb.get("error") else "%s to %d hosts at once, %.2f s" % (
                             human(lb["bytes"]), lb["hosts"], lb["seconds"])
                         print("  N=%-2d loopback   %s" % (count, done), flush=True)
+        if not (opts.skip_warm and opts.skip_carry):
+            if not fleet_used:
+                print("starting %d hosts (%s) ..." % (max(sizes), opts.image), flush=True)
+                fleet_used = True
+                fleet.up(max(sizes))
+                plays.prepare(max(sizes))
+            ssh_why = fleet.enable_ssh() if "ssh" in connections else None
+            if ssh_why:
+                print("  no SSH rows: " + ssh_why, flush=True)
+            if not opts.skip_warm:
+                print("warm runs against the bare hf download task, over %s ..." % " and ".join(connections),
+                      flush=True)
+                warm_rows = warm_part(plays, sizes, connections, ssh_why)
+            if not opts.skip_carry:
+                print("the carry of %s against the raw stream, over %s ..." % (LARGE_REPO, " and ".join(connections)),
+                      flush=True)
+                carry_rows = carry_part(plays, connections, ssh_why)
         if not opts.skip_throughput:
             # A second Hub serves the same repositories as plain LFS, so both transports run side by side.
             hub_http = Hub(work, xet=False)
@@ -1127,14 +1416,39 @@ def main():  # pylint: disable=too-many-locals,too-many-statements
               % (LARGE_REPO, human(tput["file_bytes"])))
         print(throughput_table(tput))
         print("(s: wall time of the whole command, interpreter and ansible start included; MiB/s: file size / s, "
-              "cold runs only; RSS: peak of the sum of VmRSS over the process tree, polled every 20 ms, for the "
-              "module the tree of its AnsiballZ process; via: what the test Hub's counters show served the run.)")
+              "cold runs only; peak MiB: %s; anon MiB: the same for Pss_Anon; CPU s: cpu.stat usage_usec of the "
+              "cgroup, every process until the last exits, less the controller's; via: what the test Hub's counters "
+              "show served the run; load: 1-minute load average at the run's start; every cold download's files "
+              "checked against the Hub's SHA-256 and git ids.)" % tput["memory"])
+        if not tput["uncapped"]:
+            print("(no %r rows: %s)" % (UNCAPPED, UNCAPPED_WHY))
         for key, name in TRANSPORTS:
             summary = tput["transports"][key]
-            print("ratio on %s, mean MiB/s of the module's two cold rows over hf download's: %s; module peak %.0f MiB"
-                  % (name, fmt_ratio(summary["ratio"]), summary["module_peak_rss"] / MIB))
+            print("ratio on %s, mean MiB/s over hf download's: module %s, module uncapped %s; peak of every process: "
+                  "module %.0f MiB, uncapped %.0f MiB, hf download %.0f MiB"
+                  % (name, fmt_ratio(summary["ratio"]), fmt_ratio(summary["ratio_uncapped"]),
+                     summary["module_peak"] / MIB, summary["uncapped_peak"] / MIB, summary["hf_peak"] / MIB))
+        sent = tput["transports"].get("xet", {}).get("cas_sent")
+        if sent:
+            print("CAS bytes per cold Xet download: %s (file %s)" % (", ".join(human(b) for b in sent),
+                                                                  human(tput["file_bytes"])))
         for key, name in TRANSPORTS:
             print(breakdown_text(name, tput["transports"][key]))
+        print()
+    if warm_rows:
+        print("Warm run (model_cache_source hub, the model in every host's cache) against the bare `hf download` "
+              "task on the same caches, per connection and N; plays alternate bare, module, module, bare:")
+        print(warm_table(warm_rows))
+        print("(s: each play's wall time, ansible-playbook start included; x: mean of the module's over mean of "
+              "the bare task's; ssh: ansible_connection ssh with pipelining, sshd per host from tools/hosts/ssh.py; "
+              "load: 1-minute load average at the row's start.)")
+        print()
+    if carry_rows:
+        print("Carry (model_cache_source controller, %s to one host, the controller's cache warm) against the raw "
+              "stream of the same blob files over the same connection:" % LARGE_REPO)
+        print(carry_table(carry_rows))
+        print("(carry s: the cold play less the warm play, which does all the rest; raw: `tar -ch <blobs> | "
+              "<connection> tar -x` into %s; e2e: bytes over the whole cold play; MB = 10^6 bytes.)" % LOOPBACK_DIR)
         print()
     if agent:
         print("Memory agent start (project venv, warm cache) until /ready answers, Hub unreachable:")
@@ -1148,16 +1462,17 @@ def main():  # pylint: disable=too-many-locals,too-many-statements
         print("benchmarks.hub_requests (per host, one machine):")
         print(hub_requests.rstrip())
         print()
+    extra_targets = warm_targets(warm_rows) + carry_targets(carry_rows)
     targets = evaluate_targets(rows, model_bytes, [
-        (name, tput["transports"][key]["ratio"], tput["transports"][key]["module_peak_rss"])
-        for key, name in TRANSPORTS] if tput else (), mirror_sizes)
+        (name, tput["transports"][key], None if tput["uncapped"] else UNCAPPED_WHY)
+        for key, name in TRANSPORTS] if tput else (), mirror_sizes, extra_targets)
     print("Targets:")
     print(targets_text(targets))
     load_end = os.getloadavg()
     print("load average at end: %.2f %.2f %.2f" % load_end)
     result.update(fleet=rows, transfer=transfer, mirror={"deploys": deploys, "rows": mirrored,
                                                          "marginal_requests": marginal_requests(rows)},
-                  throughput=tput, agent=agent, hub_requests=hub_requests,
+                  throughput=tput, warm=warm_rows, carry=carry_rows, agent=agent, hub_requests=hub_requests,
                   load_end=load_end, targets=[{"target": n, "met": m, "detail": d} for n, m, d in targets])
     out = Path(opts.json)
     out.parent.mkdir(parents=True, exist_ok=True)
