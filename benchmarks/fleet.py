@@ -261,7 +261,7 @@ def delivered_file_bytes(stats, xet_sizes):
 def human(n):
     """Bytes as B/KiB/MiB/GiB with three significant digits."""
     for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1000 or unit == "GiB":  # three digits at most: 1000 MiB is 0.977 GiB, not 1e+03 MiB
+        if abs(n) < 1024 or unit == "GiB":
             return ("%d %s" % (n, unit)) if unit == "B" else ("%.3g %s" % (n, unit))
         n /= 1024
     return None

@@ -160,7 +160,7 @@ def test_summary_ratio_is_of_the_mean_speeds_and_the_gap_is_explained_by_measure
     assert summary["cas_sent"] == [1000 * MIB - 400] * 8  # every cold download served by the CAS
     assert summary["sha_checked"] == summary["cold_runs"] == 8 and summary["sha_failed"] == []
     text = breakdown_text("Xet", summary)
-    assert text.startswith("Xet: the Hub sent 0.977 GiB per cold download; module 15.0 s (its own elapsed 13.0 s")
+    assert text.startswith("Xet: the Hub sent 1e+03 MiB per cold download; module 15.0 s (its own elapsed 13.0 s")
     assert "gap +7.0 s" in text and "checksum pass alone 1.5 s" in text and "module 5.0 s" in text
 
 
