@@ -8,6 +8,8 @@ tools/hosts/build-images.sh), from the repository root:
                                          [--skip-throughput] [--skip-agent] [--skip-hub-requests]
     .venv/bin/python -m benchmarks.fleet --only-throughput      (the throughput part alone, a few minutes)
     .venv/bin/python -m benchmarks.fleet --only-fleet           (the fleet part alone, its loopback included)
+    .venv/bin/python -m benchmarks.fleet --only-throughput --only-warm --only-carry   (the speed and memory table
+                                          against hf download, about 25 minutes; --connections podman,ssh)
 
 Parts, all in the same run:
   fleet       per N and mode, a cold run (empty host caches, empty controller cache) then a warm run (the same
@@ -42,13 +44,19 @@ Parts, all in the same run:
               removed. They land in LOOPBACK_DIR, on the same filesystem as the hosts' caches (/tmp is a tmpfs in
               a systemd container, which would flatter the limit). Rates in MB/s (10^6 B/s) and MiB/s, and the
               ratio of the two.
-  throughput  the module against `hf download`, cold, on this machine, for LARGE_REPO's ~2 GiB file, on two
-              Hubs at once: Xet storage (as huggingface.co serves it) and plain LFS from the resolver (hub.sh with
+  throughput  the module against `hf download`, cold, on this machine, for LARGE_REPO's ~2 GiB file (every 1 MiB
+              block distinct: the CAS sends the whole file; a cold Xet download that gets under CAS_MIN of it
+              stops the run), on two Hubs at once: Xet storage and plain LFS from the resolver (hub.sh with
               JUSTNEWS_HUB_XET=0). Each step of THROUGHPUT_PLAN runs on both, the first transport alternating:
-              module, hf, hf, module (the target rows), then, to explain a difference, the module on a warm
-              cache, without its checksum pass, that checksum pass alone, and snapshot_download alone; the
-              module's peak memory (sum of VmRSS over the process tree of its AnsiballZ_hf_snapshot process,
-              polled every 20 ms) and the Hub's counters per run (which show the transport that served it).
+              module, hf, hf, module at the module's default download_memory (the target rows), the module with
+              download_memory=0 around a third hf run, then, to explain a difference, the module on a warm
+              cache, the checksum pass alone and snapshot_download alone. Each run in a fresh cgroup
+              (benchmarks/procstat.py): peak summed Pss and CPU of every process, the async job included; every
+              cold download's files checked against the Hub's ids.
+  warm        per connection (podman, ssh with pipelining) and N, the module's warm prefetch play against the
+              bare `hf download` task on the same warm caches (target WARM_MAX).
+  carry       per connection, hf_carry of LARGE_REPO to one host (cold play less warm play) against a raw tar
+              stream of the same blob files over the same connection (target CARRY_MIN, goal CARRY_GOAL).
   agent       time until the real Memory agent (tools/hosts/rootfs/.../memory.py, project venv, warm cache)
               answers /ready while its Hub is unreachable (a 127.0.0.1 listener that never answers, or a closed
               127.0.0.1 port), with and without HF_HUB_OFFLINE=1 (offline: median of three starts).
