@@ -810,7 +810,8 @@ def warm_part(plays, sizes, connections, ssh_why):
                 for mode in ("baseline", "hub", "hub", "baseline"):
                     seconds = plays.playbook(mode, n, connection=connection, profile=mode == "hub")
                     row["module_s" if mode == "hub" else "baseline_s"].append(seconds)
-                row["tasks"] = profile_tasks(plays.last_output)
+                    if mode == "hub":  # the module's last play: its per-task times
+                        row["tasks"] = profile_tasks(plays.last_output)
             except SystemExit as exc:
                 row["error"] = str(exc)[:500]
             rows.append(row)
