@@ -33,7 +33,7 @@ COMMON_ARGS = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o Lo
 _ENABLE = r"""set -eu
 systemctl stop ssh.service ssh.socket 2>/dev/null || true
 # The machine's loopback is every container's: refuse a port some other process listens on.
-python3 - "$PORT" <<'PY' || { echo "127.0.0.1:$PORT is taken by another process" >&2; exit 3; }
+python3 - "$PORT" 2>/dev/null <<'PY' || { echo "127.0.0.1:$PORT is taken by another process" >&2; exit 3; }
 import socket, sys
 s = socket.socket()
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
