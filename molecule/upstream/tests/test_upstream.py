@@ -19,8 +19,9 @@ def saved(host):
 
 
 def test_reached_over_ssh_on_its_own_port(host):
-    # this verifier connects the way the playbooks did: sshd of this container on the inventory's port
-    assert host.backend.NAME == "ssh", host.backend.NAME
+    # this verifier connects the way the playbooks did: a login to this container's sshd on the inventory's port
+    client, _cport, server, sport = host.check_output("printenv SSH_CONNECTION").split()
+    assert (client, server, sport) == ("127.0.0.1", "127.0.0.1", "22180")
     assert host.check_output("hostname") == "mc-upstream"
     conf = host.file("/etc/ssh/sshd_config.d/jn-test.conf").content_string
     assert "Port 22180" in conf and "ListenAddress 127.0.0.1" in conf, conf
