@@ -3,6 +3,7 @@ SSH with pipelining (tools/hosts/ssh.py)."""
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import jn_checks as c
@@ -99,6 +100,18 @@ def test_remove_removes_what_the_role_made_and_checks_the_agent(host):
 def test_remove_then_carry_returns_the_host_to_the_same_state(host):
     data = saved(host)
     assert data["prefetched"] == data["converged"]
+
+
+def test_first_converge_downloaded_every_file_on_the_host(host):
+    # source hub over SSH: the host's own download job fetched the snapshot from the Hub
+    record = Path(os.environ["UPSTREAM_RECORD_DIR"]) / ("converge-%s.json" % host.check_output("hostname"))
+    result = json.loads(record.read_text())
+    (model,) = result["models"]
+    assert model["source"] == "hub" and model["received_from"] == c.HUB and model["commit"] == c.COMMIT_B, model
+    names = sorted(line.split(None, 1)[1][len("./"):] for line in saved(host)["converged_tree"])
+    assert sorted(model["downloaded_files"]) == names and "model.safetensors" in names, model
+    assert model["downloaded_bytes"] == model["bytes"] > 0, model
+    assert result["restarted"] == [c.UNIT] and result["ready"] == [c.UNIT], result
 
 
 def test_carry_from_the_controller_refilled_the_removed_cache(host):
