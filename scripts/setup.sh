@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Install what the demo and the tests need on a fresh Debian 12 machine (as root): podman, debootstrap,
-# runc and shellcheck (for ansible-test sanity) from Debian, and a project venv (.venv) with the pinned Python requirements.
+# runc, shellcheck (for ansible-test sanity) and openssh-client (test hosts over SSH) from Debian, and a project venv (.venv) with the pinned Python requirements.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
-for cmd in podman:podman debootstrap:debootstrap runc:runc newuidmap:uidmap shellcheck:shellcheck; do
+for cmd in podman:podman debootstrap:debootstrap runc:runc newuidmap:uidmap shellcheck:shellcheck ssh:openssh-client; do
   command -v "${cmd%%:*}" >/dev/null 2>&1 || need_apt+=("${cmd#*:}")
 done
 if ((${#need_apt[@]})); then

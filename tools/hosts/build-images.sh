@@ -17,8 +17,10 @@ set -euo pipefail
 IMAGE="${JUSTNEWS_IMAGE:-localhost/justnews-host}"
 MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 PYTHON="${PYTHON:-python3}"
-# No openssh-server: with host networking it would bind the machine's port 22.
+# openssh-server is installed but disabled: with host networking it would bind the machine's port 22.
+# tools/hosts/ssh.py starts it per container, on a port of its own on 127.0.0.1 (fleets run over SSH).
 PACKAGES="systemd,systemd-sysv,dbus,python3,python3-venv,python3-apt,ca-certificates,procps,sudo,acl"
+PACKAGES="$PACKAGES,openssh-server,openssh-sftp-server"
 
 HUB_HOSTS=(huggingface.co hf.co cdn-lfs.huggingface.co cdn-lfs.hf.co cdn-lfs-us-1.hf.co cas-bridge.xethub.hf.co cas-server.xethub.hf.co transfer.xethub.hf.co)
 
@@ -134,6 +136,10 @@ build() { # suite hash
   # (needs base_hosts_file = "image" in containers.conf; fleet.sh also passes --add-host)
   { printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n'
     printf '127.0.0.1\t%s\n' "${HUB_HOSTS[@]}"; } > "$root/etc/hosts"
+
+  # sshd off until tools/hosts/ssh.py starts it with a port, a host key and an authorized key of its own
+  in_root "$root" systemctl disable --quiet ssh.service ssh.socket
+  rm -f "$root"/etc/ssh/ssh_host_*
 
   # container hygiene: per-container machine-id, no getty on the console, small image
   : > "$root/etc/machine-id"

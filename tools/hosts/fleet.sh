@@ -5,10 +5,14 @@
 #                           and wait until `systemctl is-system-running` says running/degraded
 #   fleet.sh down           remove the fleet's containers
 #   fleet.sh status         list them with their systemd state
+#   fleet.sh ssh DIR        start sshd in each (host i on 127.0.0.1:JUSTNEWS_FLEET_SSH_BASE + i) with the key
+#                           DIR/ssh/id_ed25519 (made if missing) and write DIR/inventory.yml that reaches them
 #
 # Env: JUSTNEWS_FLEET_PREFIX (default justnews-host), JUSTNEWS_IMAGE_CACHE (wheelhouses, mounted
-#      read-only at /opt/wheelhouse), JUSTNEWS_BOOT_TIMEOUT (default 120 s).
-# With host networking every container shares the machine's ports: nothing in the image listens.
+#      read-only at /opt/wheelhouse), JUSTNEWS_BOOT_TIMEOUT (default 120 s), JUSTNEWS_FLEET_SSH_BASE
+#      (default 22100), PYTHON (default python3).
+# With host networking every container shares the machine's ports: nothing in the image listens until
+# `fleet.sh ssh` (tools/hosts/ssh.py) starts sshd on a loopback port of each host's own.
 set -euo pipefail
 
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -98,10 +102,27 @@ status() {
   done
 }
 
+ssh_up() { # DIR: sshd in every member, and an Ansible inventory that reaches them over SSH
+  local dir="${1:?usage: fleet.sh ssh DIR}" base="${JUSTNEWS_FLEET_SSH_BASE:-22100}" py="${PYTHON:-python3}"
+  local key name i=0 m
+  mapfile -t m < <(members)
+  [ "${#m[@]}" -gt 0 ] || die "no containers: fleet.sh up N first"
+  key="$("$py" "$HERE/ssh.py" keypair "$dir")"
+  { echo "all:"; echo "  hosts:"
+    for name in "${m[@]}"; do
+      i="${name##*-}"
+      [[ "$i" =~ ^[0-9]+$ ]] || die "$name: no host number to derive its port from"
+      echo "    $name: $("$py" "$HERE/ssh.py" enable "$name" "$((base + i))" "$key")"
+    done; } > "$dir/inventory.yml.tmp"
+  mv "$dir/inventory.yml.tmp" "$dir/inventory.yml"
+  echo "fleet.sh: ${#m[@]} hosts over SSH, inventory $dir/inventory.yml"
+}
+
 cmd="${1:-}"; shift || true
 case "$cmd" in
   up) up "$@" ;;
   down) down ;;
   status) status ;;
-  *) sed -n '2,11p' "$0"; exit 2 ;;
+  ssh) ssh_up "$@" ;;
+  *) sed -n '2,15p' "$0"; exit 2 ;;
 esac

@@ -1,7 +1,9 @@
-"""An upstream-layout JustNews host (user adra, MCP-bus gate, env files re-sourced, HTTP readiness)."""
+"""An upstream-layout JustNews host (user adra, MCP-bus gate, env files re-sourced, HTTP readiness), reached over
+SSH with pipelining (tools/hosts/ssh.py)."""
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import jn_checks as c
@@ -15,6 +17,17 @@ READY_URL = "http://127.0.0.1:8007/ready"
 
 def saved(host):
     return json.loads(host.file("/var/tmp/molecule-upstream.json").content_string)
+
+
+def test_reached_over_ssh_on_its_own_port(host):
+    # this verifier connects the way the playbooks did: a login to this container's sshd on the inventory's port
+    client, _cport, server, sport = host.check_output("printenv SSH_CONNECTION").split()
+    assert (client, server, sport) == ("127.0.0.1", "127.0.0.1", "22180")
+    assert host.check_output("hostname") == "mc-upstream"
+    conf = host.file("/etc/ssh/sshd_config.d/jn-test.conf").content_string
+    assert "Port 22180" in conf and "ListenAddress 127.0.0.1" in conf, conf
+    # shipped disabled: started for the run, not at boot
+    assert host.run("systemctl is-enabled ssh.service").stdout.strip() == "disabled"
 
 
 def test_host_is_laid_out_like_upstream(host):
@@ -84,6 +97,40 @@ def test_remove_removes_what_the_role_made_and_checks_the_agent(host):
     assert "not back: justnews@memory.service" in msg and "GET http://127.0.0.1:8007/ready" in msg, msg
 
 
-def test_remove_then_prefetch_returns_the_host_to_the_same_state(host):
+def test_remove_then_carry_returns_the_host_to_the_same_state(host):
     data = saved(host)
     assert data["prefetched"] == data["converged"]
+
+
+def test_first_converge_downloaded_every_file_on_the_host(host):
+    # source hub over SSH: the host's own download job fetched the snapshot from the Hub
+    record = Path(os.environ["UPSTREAM_RECORD_DIR"]) / ("converge-%s.json" % host.check_output("hostname"))
+    result = json.loads(record.read_text())
+    (model,) = result["models"]
+    assert model["source"] == "hub" and model["received_from"] == c.HUB and model["commit"] == c.COMMIT_B, model
+    names = sorted(line.split(None, 1)[1][len("./"):] for line in saved(host)["converged_tree"])
+    assert sorted(model["downloaded_files"]) == names and "model.safetensors" in names, model
+    assert model["downloaded_bytes"] == model["bytes"] > 0, model
+    assert result["restarted"] == [c.UNIT] and result["ready"] == [c.UNIT], result
+
+
+def test_carry_from_the_controller_refilled_the_removed_cache(host):
+    data = saved(host)
+    # the cache was removed: every file of the snapshot came from the controller over SSH
+    assert "/var/cache/hf" not in "\n".join(data["removed"]), data["removed"]
+    (model,) = data["carried"]["models"]
+    assert model["source"] == "controller" and model["received_from"] == "controller", model
+    assert model["commit"] == c.COMMIT_B and model["changed"] is True, model
+    names = sorted(line.split(None, 1)[1][len("./"):] for line in data["converged_tree"])
+    assert sorted(model["downloaded_files"]) == names and "model.safetensors" in names, model
+    assert model["downloaded_bytes"] == model["bytes"] > 0, model
+    # the same bytes as the host's own download from the Hub, file for file
+    assert data["carried_tree"] == data["converged_tree"]
+    assert data["carried"]["restarted"] == [c.UNIT] and data["carried"]["ready"] == [c.UNIT], data["carried"]
+
+
+def test_second_carry_sends_and_changes_nothing(host):
+    (model,) = saved(host)["carried_again"]["models"]
+    assert model["changed"] is False and model["received_from"] is None, model
+    assert model["downloaded_files"] == [] and model["downloaded_bytes"] == 0, model
+    assert saved(host)["carried_again"]["restarted"] == []
