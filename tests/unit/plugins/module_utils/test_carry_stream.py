@@ -47,29 +47,28 @@ class Held(_carry.Source):
         data = self.later if self.later is not None and self.reads > 1 else self.data
         return data[pos:pos + size]
 
+    def stamp(self):
+        """What a write moves: the file once read again is the later one."""
+        return self.later is not None and self.reads > 1
+
 
 def write(folder, blobs, data, chunk_size=CHUNK, held=None, sources=None, sent_bytes=None):
     """The controller's side: the chunks in `folder`, and the names it would have sent (their bytes appended to
     `sent_bytes` when given)."""
     plan = _carry.plan_stream(blobs, chunk_size)
-    sent = []
-
-    def on_chunk(chunk, path):
-        if not _carry.held_matches(chunk, held or {}):
-            sent.append(chunk["name"])
-            if sent_bytes is not None:
-                with open(path, "rb") as handle:
-                    sent_bytes.append(handle.read())
-
-    writer = _carry.ChunkWriter(str(folder), plan, on_chunk)
+    sent, done = [], []
     checker = _carry.Prechecker(blobs, lambda b: (sources or {}).get(b["name"]) or Held(data[b["name"]], b["name"]))
     try:
-        with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-            _carry.write_stream(tar, blobs, checker)
-        writer.close()
+        for chunk, path in _carry.write_chunks(plan, blobs, checker, str(folder)):
+            done.append(chunk)
+            if not _carry.held_matches(chunk, held or {}):
+                sent.append(chunk["name"])
+                if sent_bytes is not None:
+                    with open(path, "rb") as handle:
+                        sent_bytes.append(handle.read())
     finally:
         checker.close()
-    return plan, writer.done, sent
+    return plan, done, sent
 
 
 def unpack(folder, chunks, blobs):
@@ -92,6 +91,12 @@ def test_plan_is_the_size_of_the_stream_and_the_same_for_the_same_blobs(tmp_path
     assert _carry.plan_stream(blobs, CHUNK) == plan
     assert _carry.plan_stream(blobs[:2], CHUNK)["id"] != plan["id"]
     assert _carry.plan_stream(blobs, 2 * CHUNK)["id"] != plan["id"]
+    stream = b"".join((tmp_path / c["name"]).read_bytes() for c in done)
+    raw = io.BytesIO()  # the bytes tarfile writes for the same members: what hosts holding chunks already have
+    with tarfile.open(fileobj=raw, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        for blob in blobs:
+            tar.addfile(_carry.tarinfo(blob["name"], blob["size"]), io.BytesIO(data[blob["name"]]))
+    assert stream == raw.getvalue()
     again = tmp_path / "again"
     again.mkdir()
     assert write(again, blobs, data)[1] == done  # same bytes, same chunk hashes: what resume relies on
@@ -180,7 +185,7 @@ def test_a_damaged_chunk_fails_and_leaves_nothing(tmp_path, damage):
 
 
 def hostile(tmp_path, members):
-    """A stream written by hand (not by ChunkWriter), as one chunk."""
+    """A stream written by hand (not by write_chunks), as one chunk."""
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for info, content in members:
