@@ -797,7 +797,7 @@ def _copy_member(stream, member, blob, dest_fd, dest, created):
         while True:
             tmp = ".%s.%s.part" % (name, secrets.token_hex(4))
             try:
-                out_fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=dest_fd)
+                out_fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644, dir_fd=dest_fd)
                 break
             except FileExistsError:
                 continue

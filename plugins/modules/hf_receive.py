@@ -266,17 +266,19 @@ class Receiver:
             _cache.default_cache_dir(os.environ)
         _carry.check_location(self.staging, cache_dir, hf_home or os.environ.get("HF_HOME"))
 
-    def snapshot_params(self, model, blobs_from):
+    def snapshot_params(self, model, blobs_from, checked=None):
         params = {name: spec.get("default") for name, spec in _snapshot.ARGUMENT_SPEC.items()}
         params.update({k: self.p[k] for k in COMMON})
-        params.update(model, state="present", offline=False, blobs_from=blobs_from, staging_dir=self.staging)
+        params.update(model, state="present", offline=False, blobs_from=blobs_from, staging_dir=self.staging,
+                      blobs_checked=checked)
         return params
 
-    def run_model(self, model, check, blobs_from=None):
+    def run_model(self, model, check, blobs_from=None, checked=None):
         where = "%s@%s" % (model["repo_id"], model["revision"])
         snapshot = None
         try:
-            snapshot = _snapshot.Snapshot(_Run(self.module, self.snapshot_params(model, blobs_from), check))
+            snapshot = _snapshot.Snapshot(_Run(self.module, self.snapshot_params(model, blobs_from, checked),
+                                               check))
             return snapshot.run()
         except _snapshot.Failure as failure:
             extra = dict(failure.extra)
@@ -348,13 +350,37 @@ class Receiver:
                     keep = exc.kind == _errors.INCOMPLETE
                     raise ReceiveError(str(exc), exc.kind, corrupt_files=[list(f) for f in exc.files])
                 blobs_from = os.path.join(self.staging, stream_id + _carry.BLOBS_SUFFIX)
+            checked = self.checked_blobs(stream.get("blobs") or [], blobs_from) if blobs_from else None
             for model in self.p["models"]:
-                self.results.append(self.run_model(model, check=False, blobs_from=blobs_from))
+                self.results.append(self.run_model(model, check=False, blobs_from=blobs_from, checked=checked))
         finally:
             if not keep:
                 self.remove_staging()
         return {"models": self.results, "received_bytes": received,
                 "changed": any(r.get("changed") for r in self.results)}
+
+    def checked_blobs(self, blobs, folder):
+        """{blob: its Xet hash or None} of the unpacked blobs that move into the cache rather than being copied
+        and read again: each was checked against its id as it was written into `folder` (root's, 0700), and only
+        one model's listing has it (the next would find it gone). The Xet hash, for a blob that a listing gives
+        one, is computed here from that root-only copy: the shared store's entry is named after it."""
+        users = {}
+        xet = set()
+        for model in self.p["models"]:
+            entries = [e for e in (model.get("listing") or {}).values() if isinstance(e, dict)]
+            for name in {_cache.RepoCache.blob_name(e) for e in entries}:
+                users[name] = users.get(name, 0) + 1
+            xet.update(_cache.RepoCache.blob_name(e) for e in entries if e.get("xet_hash"))
+        checked = {b["name"]: None for b in blobs if users.get(b["name"]) == 1}
+        hashed = sorted(n for n in checked if n in xet)
+        if hashed:
+            try:
+                import hf_xet  # pylint: disable=import-outside-toplevel
+            except ImportError:  # the import says so: the blob stays outside the shared store
+                return checked
+            for name, found in zip(hashed, hf_xet.hash_files([os.path.join(folder, n) for n in hashed])):
+                checked[name] = found.hash
+        return checked
 
     def unpack(self, stream_id, chunks, blobs):
         """Unpack the chunks in the stream's folder into `<stream id>.blobs`, a folder of root's made anew in
