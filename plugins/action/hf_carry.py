@@ -9,7 +9,9 @@ from __future__ import annotations
 import getpass
 import os
 import queue
+import re
 import shutil
+import stat
 import tarfile
 import tempfile
 import threading
@@ -141,6 +143,7 @@ class BundleSource:
 # Folders in memory (tmpfs) where the chunk files may be written, if one has room: a chunk written to disk only to
 # be read back by put_file and removed costs the controller a write, and the disk's writeback slows every writer.
 MEMORY_FOLDERS = ("/dev/shm",)
+DEAD_RUN_RE = re.compile(r"^hf-carry-([0-9]+)-")
 
 
 def chunk_folder(chunk_size):
@@ -155,6 +158,29 @@ def chunk_folder(chunk_size):
         if os.access(folder, os.W_OK | os.X_OK) and free - 4 * chunk_size > size // 4:
             return folder
     return C.DEFAULT_LOCAL_TMP if os.path.isdir(str(C.DEFAULT_LOCAL_TMP)) else None
+
+
+def forget_dead_runs(where):
+    """Remove the chunk folders that runs killed before their cleanup left in `where` (named after their
+    process, which is gone; only this user's real folders): in memory they would hold it until a reboot."""
+    try:
+        names = os.listdir(where or tempfile.gettempdir())
+    except OSError:
+        return
+    for name in names:
+        match = DEAD_RUN_RE.match(name)
+        if not match:
+            continue
+        path = os.path.join(where or tempfile.gettempdir(), name)
+        try:
+            st = os.lstat(path)
+            if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+                continue
+            os.kill(int(match.group(1)), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except OSError:
+            continue
 
 
 def seed_name(seed):
@@ -342,7 +368,9 @@ class ActionModule(ActionBase):
         progress = Progress(task_vars.get("inventory_hostname", "host"), plan["total"])
         reader = BundleSource(args["bundle"]) if source == "bundle" else ControllerSource(seeds)
         checker = None
-        folder = tempfile.mkdtemp(prefix="hf-carry-", dir=chunk_folder(plan["chunk_size"]))
+        where = chunk_folder(plan["chunk_size"])
+        forget_dead_runs(where)
+        folder = tempfile.mkdtemp(prefix="hf-carry-%d-" % os.getpid(), dir=where)
 
         def put(chunk, path):
             if _carry.held_matches(chunk, held):

@@ -368,3 +368,56 @@ def test_links_false_leaves_each_model_link_out():
     with pytest.raises(_carry.CarryError) as info:
         action.check_args(dict(base, links="sometimes"))
     assert info.value.kind == _errors.INVALID_ARGUMENT and "links" in str(info.value)
+
+
+def test_chunks_are_put_in_order_while_the_next_is_written_and_a_failed_put_stops_the_rest(tmp_path):
+    """The sender puts each chunk in a thread of its own and removes its file; a put that fails is raised to the
+    writer at its next hand-over (or at the end), and no later chunk is put."""
+    from ansible_collections.justnews.huggingface.plugins.action import hf_carry
+
+    put = []
+
+    def accept(chunk, path):
+        assert os.path.exists(path)
+        time.sleep(0.01)
+        put.append(chunk["name"])
+
+    paths = []
+    for index in range(4):
+        paths.append(tmp_path / ("c%d" % index))
+        paths[-1].write_bytes(b"x")
+    sender = hf_carry.Sender(accept)
+    for path in paths:
+        sender.send({"name": path.name}, str(path))
+    sender.finish()
+    assert put == ["c0", "c1", "c2", "c3"] and not any(p.exists() for p in paths)
+
+    def refuse(chunk, _path):
+        raise _carry.CarryError("sending %s failed" % chunk["name"], _errors.TRANSIENT)
+
+    sender = hf_carry.Sender(refuse)
+    for path in paths:
+        path.write_bytes(b"x")
+    handed = []
+    with pytest.raises(_carry.CarryError) as info:
+        for path in paths:
+            sender.send({"name": path.name}, str(path))
+            handed.append(path)
+            time.sleep(0.05)
+    sender.finish(raise_error=False)
+    assert info.value.kind == _errors.TRANSIENT and "c0" in str(info.value)
+    assert len(handed) < len(paths) and not any(p.exists() for p in handed)  # the rest: the caller's folder
+
+
+def test_chunk_folders_of_runs_that_are_gone_are_removed_only_theirs(tmp_path):
+    from ansible_collections.justnews.huggingface.plugins.action import hf_carry
+
+    dead = tmp_path / "hf-carry-999999999-abc"
+    alive = tmp_path / ("hf-carry-%d-def" % os.getpid())
+    other = tmp_path / "hf-carry-notapid"
+    for folder in (dead, alive, other):
+        folder.mkdir()
+        (folder / "chunk").write_bytes(b"x")
+    hf_carry.forget_dead_runs(str(tmp_path))
+    assert not dead.exists() and alive.exists() and other.exists()
+    assert hf_carry.chunk_folder(64 * 1024 * 1024) is not None or not os.path.isdir("/dev/shm")
