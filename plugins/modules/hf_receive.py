@@ -26,12 +26,15 @@ description:
     mode C(0700). An existing one is kept (a resumed transfer) only when it is a real folder of O(uploader), mode
     C(0700), holding only chunk files of the stream, each a regular file with one link; anything else there is
     removed (never followed, chowned or chmodded) and the folder made anew.
-  - O(phase=import) checks the chunks of O(stream) (each of its size and SHA-256, none a link, a hard link or a
-    special file), reads them as one tar stream and unpacks every member into C(<staging_dir>/<stream id>.blobs) -
-    only plain regular files named C(blobs/<object id>) for one of the blobs sent, once each, of their size, whose
-    content matches the id (SHA-256, or the git blob id). Links, devices, sparse members, other names and
-    duplicates are refused. Each model is then taken into the cache as M(justnews.huggingface.hf_snapshot) does
-    with O(justnews.huggingface.hf_snapshot#module:blobs_from), each blob checked against its id again, and
+  - O(phase=import) checks the chunks of O(stream) (each of its size, none a link, a hard link or a special file,
+    before a byte is read; each of its SHA-256, in a thread of its own while the stream is unpacked), reads them as
+    one tar stream and unpacks every member into C(<staging_dir>/<stream id>.blobs) - only plain regular files
+    named C(blobs/<object id>) for one of the blobs sent, once each, of their size, whose content matches the id
+    (SHA-256, or the git blob id, computed as the member is written). Links, devices, sparse members, other names
+    and duplicates are refused. Each model is then taken into the cache as M(justnews.huggingface.hf_snapshot) does
+    with O(justnews.huggingface.hf_snapshot#module:blobs_from); a blob that only one model lists moves in by a
+    rename when O(staging_dir) is on the cache's filesystem (it was checked as it was written into that root-only
+    folder, and its Xet hash is computed there), any other is copied and checked against its id again. Then
     O(staging_dir) is removed.
   - O(phase=discard) removes what the host holds of the stream O(stream_id), and O(staging_dir) when that leaves
     it empty.
