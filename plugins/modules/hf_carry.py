@@ -111,7 +111,7 @@ options:
     default: 64M
 notes:
   - Set C(ansible_python_interpreter) of the task to a Python with huggingface_hub on the host.
-  - Over SSH, Ansible's default C(ssh_args) turn on compression (C(-C)), which model weights do not repay: every
+  - Over SSH, Ansible's default C(ssh_args) turn on compression (C(-C)), which model weights do not repay - every
     chunk then travels at the speed of zlib on the connection's one core, well below a local network's. For hosts
     that receive models, set C(ansible_ssh_args) without it, such as C(-o ControlMaster=auto -o ControlPersist=60s).
 seealso:
