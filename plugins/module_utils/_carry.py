@@ -287,8 +287,7 @@ def _stream_pieces(blobs, checker):
     for index, blob in enumerate(blobs):
         source = checker.take(index)
         try:
-            header = tarinfo(blob["name"], blob["size"]).tobuf(tarfile.PAX_FORMAT, tarfile.ENCODING,
-                                                                "surrogateescape")
+            header = tarinfo(blob["name"], blob["size"]).tobuf(tarfile.PAX_FORMAT, tarfile.ENCODING, "surrogateescape")
             yield header
             size, pos = blob["size"], 0
             while pos < size:
