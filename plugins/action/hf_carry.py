@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import getpass
 import os
+import queue
+import re
 import shutil
+import stat
 import tarfile
 import tempfile
+import threading
 import time
 
 from ansible import constants as C
@@ -134,6 +138,49 @@ class BundleSource:
 
     def close(self):
         self.raw.close()
+
+
+# Folders in memory (tmpfs) where the chunk files may be written, if one has room: a chunk written to disk only to
+# be read back by put_file and removed costs the controller a write, and the disk's writeback slows every writer.
+MEMORY_FOLDERS = ("/dev/shm",)
+DEAD_RUN_RE = re.compile(r"^hf-carry-([0-9]+)-")
+
+
+def chunk_folder(chunk_size):
+    """Where the chunk files are written: a tmpfs with room for four chunks and a quarter of its space left,
+    else Ansible's local temporary folder."""
+    for folder in MEMORY_FOLDERS:
+        try:
+            st = os.statvfs(folder)
+        except OSError:
+            continue
+        free, size = st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize
+        if os.access(folder, os.W_OK | os.X_OK) and free - 4 * chunk_size > size // 4:
+            return folder
+    return C.DEFAULT_LOCAL_TMP if os.path.isdir(str(C.DEFAULT_LOCAL_TMP)) else None
+
+
+def forget_dead_runs(where):
+    """Remove the chunk folders that runs killed before their cleanup left in `where` (named after their
+    process, which is gone; only this user's real folders): in memory they would hold it until a reboot."""
+    try:
+        names = os.listdir(where or tempfile.gettempdir())
+    except OSError:
+        return
+    for name in names:
+        match = DEAD_RUN_RE.match(name)
+        if not match:
+            continue
+        path = os.path.join(where or tempfile.gettempdir(), name)
+        try:
+            st = os.lstat(path)
+            if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+                continue
+            os.kill(int(match.group(1)), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except OSError:
+            continue
 
 
 def seed_name(seed):
@@ -315,44 +362,88 @@ class ActionModule(ActionBase):
         """Write the stream chunk by chunk on the controller, each blob checked against its id before a byte of it
         is written, and put each chunk the host does not hold yet into the stream's folder on the host (made by
         the probe for this stream, which only the connection's user can write); returns the chunks
-        [{name, size, sha256}]."""
+        [{name, size, sha256}]. A chunk is put by a thread of its own while the next one is written, so at most
+        three chunk files are on the controller's disk at once (one being put, one waiting, one being written)."""
         held = {c["name"]: c for c in held}
         progress = Progress(task_vars.get("inventory_hostname", "host"), plan["total"])
         reader = BundleSource(args["bundle"]) if source == "bundle" else ControllerSource(seeds)
         checker = None
-        folder = tempfile.mkdtemp(prefix="hf-carry-", dir=C.DEFAULT_LOCAL_TMP if os.path.isdir(
-            str(C.DEFAULT_LOCAL_TMP)) else None)
+        where = chunk_folder(plan["chunk_size"])
+        forget_dead_runs(where)
+        folder = tempfile.mkdtemp(prefix="hf-carry-%d-" % os.getpid(), dir=where)
 
-        def on_chunk(chunk, path):
+        def put(chunk, path):
             if _carry.held_matches(chunk, held):
                 progress.held += chunk["size"]
                 self.stats["bytes_held"] += chunk["size"]
-            else:
-                remote = "%s/%s" % (stream_dir, chunk["name"])
-                try:
-                    self._connection.put_file(path, remote)
-                except AnsibleError as exc:
-                    done = human(progress.sent + progress.held)
-                    raise _carry.CarryError(
-                        "sending %s (%s of %s sent) to %s failed: %s; the chunks already there are kept, and the"
-                        " next run sends only the others" % (chunk["name"], done, human(plan["total"]), remote, exc),
-                        _errors.TRANSIENT)
-                progress.sent += chunk["size"]
-                self.stats["bytes_sent"] += chunk["size"]
-                self.stats["chunks_sent"] += 1
-            os.unlink(path)
+                return
+            remote = "%s/%s" % (stream_dir, chunk["name"])
+            try:
+                self._connection.put_file(path, remote)
+            except AnsibleError as exc:
+                done = human(progress.sent + progress.held)
+                raise _carry.CarryError(
+                    "sending %s (%s of %s sent) to %s failed: %s; the chunks already there are kept, and the"
+                    " next run sends only the others" % (chunk["name"], done, human(plan["total"]), remote, exc),
+                    _errors.TRANSIENT)
+            progress.sent += chunk["size"]
+            self.stats["bytes_sent"] += chunk["size"]
+            self.stats["chunks_sent"] += 1
 
+        sender = Sender(put)
+        done = []
         progress.start()
         try:
             checker = _carry.Prechecker(blobs, reader.open)
-            writer = _carry.ChunkWriter(folder, plan, on_chunk)
-            with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-                _carry.write_stream(tar, blobs, checker)
-            writer.close()
-            return writer.done
+            for chunk, path in _carry.write_chunks(plan, blobs, checker, folder):
+                sender.send(chunk, path)
+                done.append(chunk)
+            sender.finish()
+            return done
         finally:
+            sender.finish(raise_error=False)
             progress.stop()
             if checker is not None:
                 checker.close()
             reader.close()
             shutil.rmtree(folder, ignore_errors=True)
+
+
+class Sender:
+    """Puts chunks, one at a time in a thread of its own, while the caller writes the next: `send` hands one
+    over (waiting while one is still waiting to be put) and raises the failure of an earlier put; `finish` waits
+    for the last and raises a failure. Each chunk's file is removed once put (or skipped)."""
+
+    def __init__(self, put):
+        self.put = put
+        self.queue = queue.Queue(maxsize=1)
+        self.error = None
+        self.finished = False
+        self.thread = threading.Thread(target=self._run, name="hf-carry-put", daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        for chunk, path in iter(self.queue.get, None):
+            try:
+                if self.error is None:
+                    self.put(chunk, path)
+            except BaseException as exc:  # pylint: disable=broad-except  # raised by send() or finish()
+                self.error = exc
+            finally:
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
+
+    def send(self, chunk, path):
+        if self.error is not None:
+            raise self.error
+        self.queue.put((chunk, path))
+
+    def finish(self, raise_error=True):
+        if not self.finished:
+            self.finished = True
+            self.queue.put(None)
+            self.thread.join()
+        if raise_error and self.error is not None:
+            raise self.error

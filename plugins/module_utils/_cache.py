@@ -434,8 +434,12 @@ class RepoCache:
             if victim:
                 self._unlink(victim)
 
-    def import_blob(self, source, name, lock_timeout=300):
+    def import_blob(self, source, name, lock_timeout=300, move=False):
         """Copy a regular file into blobs/<name>, hashing it on the way; only a matching copy is moved in.
+
+        With `move`, `source` is a file that only root can reach and change, whose content was checked against
+        `name` as it was written there (hf_receive's unpacked stream): it is renamed in, with no second read,
+        when it is on the cache's filesystem (else copied and checked as above).
 
         Holds the blob's download lock while copying, as huggingface_hub does, so the partial file is never
         taken for an orphan; the lock is waited for at most `lock_timeout` seconds (its holder may be the cache's
@@ -469,6 +473,20 @@ class RepoCache:
                                           % (name, lock_timeout))
                     time.sleep(0.2)
             blobs = _fs.open_dir(self.cache_dir, os.path.relpath(self.blobs, self.cache_dir))
+            if move:
+                try:
+                    os.rename(source, tmp, dst_dir_fd=blobs)
+                    moved = True
+                except OSError as exc:
+                    if exc.errno != errno.EXDEV:
+                        raise
+                    moved = False
+                if moved:
+                    st = os.stat(tmp, dir_fd=blobs, follow_symlinks=False)
+                    if not stat.S_ISREG(st.st_mode):
+                        raise BlobMismatch("%s is not a regular file" % source)
+                    os.replace(tmp, name, src_dir_fd=blobs, dst_dir_fd=blobs)
+                    return st.st_size
             src = self._open_source(source)
             try:
                 st = os.fstat(src)

@@ -28,6 +28,7 @@ Private to the justnews.huggingface collection: no compatibility promise.
 
 from __future__ import annotations
 
+import bisect
 import errno
 import hashlib
 import json
@@ -53,6 +54,8 @@ BLOBS_SUFFIX = ".blobs"
 BLOCK = tarfile.BLOCKSIZE
 RECORD = tarfile.RECORDSIZE
 _READ = 4 * 1024 * 1024
+# The most tarfile may read at once on the host: a header, or a PAX header's records (ours are under 2 KiB).
+HEADER_MAX = 1024 * 1024
 
 
 class CarryError(Exception):
@@ -131,74 +134,24 @@ def held_matches(chunk, held):
 
 # --- the controller: writing the stream ---------------------------------------------------------------------
 
-class ChunkWriter:
-    """A write-only file for tarfile that cuts what it is given into chunk files of `plan`'s sizes in `folder`,
-    hashing each; `on_chunk(chunk, path)` gets each finished chunk ({name, size, sha256}) and its file (which it
-    may remove)."""
-
-    def __init__(self, folder, plan, on_chunk):
-        self.folder, self.plan, self.on_chunk = folder, plan, on_chunk
-        self.index = 0
-        self.written = 0
-        self.out = None
-        self.sha256 = None
-        self.done = []
-
-    def _open(self):
-        chunk = self.plan["chunks"][self.index]
-        path = os.path.join(self.folder, chunk["name"])
-        self.out = open(path, "wb")  # pylint: disable=consider-using-with
-        self.sha256 = hashlib.sha256()
-        self.written = 0
-        return chunk
-
-    def write(self, data):
-        view = memoryview(data)
-        while view:
-            if self.index >= len(self.plan["chunks"]):
-                raise CarryError("the stream grew past the %d bytes planned for it" % self.plan["total"],
-                                 _errors.INTERNAL)
-            if self.out is None:
-                self._open()
-            chunk = self.plan["chunks"][self.index]
-            part = view[:chunk["size"] - self.written]
-            self.out.write(part)
-            self.sha256.update(part)
-            self.written += len(part)
-            view = view[len(part):]
-            if self.written == chunk["size"]:
-                self._finish(chunk)
-        return len(data)
-
-    def _finish(self, chunk):
-        self.out.close()
-        self.out = None
-        done = {"name": chunk["name"], "size": chunk["size"], "sha256": self.sha256.hexdigest()}
-        self.done.append(done)
-        self.index += 1
-        self.on_chunk(done, os.path.join(self.folder, chunk["name"]))
-
-    def close(self):
-        if self.out is not None:
-            self.out.close()
-            self.out = None
-        if self.index != len(self.plan["chunks"]):
-            raise CarryError("the stream ended after %d of its %d planned chunks" % (self.index,
-                                                                                     len(self.plan["chunks"])),
-                             _errors.INTERNAL)
-
-
 class Source:
     """The bytes of one blob on the controller: from `offset` of the open file `fd`, always read with pread, so
     the check and the stream read the same open file (no path is looked up twice) and neither moves the other's
     place. `kind` and `where` go into the messages; `owned` says whether close() closes `fd`; `wrap`, when
-    given, wraps the file-like reader of the check (reader()) in a further check of the source's own."""
+    given, wraps the file-like reader of the check (reader()) in a further check of the source's own.
+    `checked` is the file's stamp() taken before its check read a byte."""
 
     def __init__(self, fd, offset, kind, where, owned=True, wrap=None):
         self.fd, self.offset, self.kind, self.where, self.owned, self.wrap = fd, offset, kind, where, owned, wrap
+        self.checked = None
 
     def pread(self, size, pos):
         return os.pread(self.fd, size, self.offset + pos)
+
+    def stamp(self):
+        """What every write to the file moves: its size, modification and change times (and which file it is)."""
+        st = os.fstat(self.fd)
+        return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
     def reader(self):
         """A file-like object that reads the blob from its start (its own place, through pread)."""
@@ -235,6 +188,7 @@ def check_source(source, blob, stopped=lambda: False):
     """Read the whole blob from `source` and check its size and id: CarryError of the source's kind, naming the
     files, when it does not match. `stopped()` ends the read early (False is returned then, True once checked)."""
     digest, size, pos = _digest(blob), blob["size"], 0
+    source.checked = source.stamp()
     reader = source.reader()
     try:
         while pos < size:
@@ -322,62 +276,79 @@ class Prechecker:
         self.results.clear()
 
 
-class CheckedReader:
-    """Hands a checked blob's bytes to tarfile from its Source, counting and hashing them again: a file changed
-    on the controller after its check is caught at its end (CarryError with `discard`)."""
-
-    def __init__(self, source, blob):
-        self.source = source
-        self.blob = blob
-        self.count = 0
-        self.digest = _digest(blob)
-        self.buffer = b""
-        self.start = 0
-
-    def read(self, size=-1):
-        left = self.blob["size"] - self.count
-        want = left if size is None or size < 0 else min(size, left)
-        out = []
-        while want > 0:
-            if self.start >= len(self.buffer):
-                self.buffer, self.start = self.source.pread(_READ, self.count), 0
-                if not self.buffer:
-                    break
-            piece = self.buffer[self.start:self.start + want]
-            self.start += len(piece)
-            self.count += len(piece)
-            want -= len(piece)
-            self.digest.update(piece)
-            out.append(piece)
-        return b"".join(out)
-
-    def matches(self):
-        return self.count == self.blob["size"] and self.digest.hexdigest() == self.blob["name"]
-
-
-def write_stream(tar_out, blobs, checker):
-    """Write `blobs` as the members of `tar_out` (a tarfile in write mode), each taken from `checker` (a
-    Prechecker) once its check passed: a blob that failed raises its CarryError before its header is written, so
-    no byte of it reaches a chunk. Each is hashed again as it is written; a blob that changed since its check
-    raises CarryError with `discard` (chunks holding its bytes may have been sent)."""
+def _stream_pieces(blobs, checker):
+    """The stream's bytes in order, in pieces of at most _READ: each blob's header, its data (read with pread
+    from the Source its check passed on) and padding, then the end of the archive as tarfile writes it (two
+    zero blocks, then zeros to a whole record). A blob that failed its check raises its CarryError before its
+    header is given. Each blob is read once more, not hashed again: one whose file changed since its check (its
+    size, or the times every write moves) raises CarryError with `discard` after its last byte, and the host
+    checks every blob against its id as it arrives."""
+    total = 0
     for index, blob in enumerate(blobs):
         source = checker.take(index)
         try:
-            reader = CheckedReader(source, blob)
-            try:
-                tar_out.addfile(tarinfo(blob["name"], blob["size"]), reader)
-            except OSError as exc:
-                raise CarryError("%s ended before its %d bytes (%s) after its check, for %s: it changed while it was"
-                                 " sent; nothing was taken into the cache" % (
-                                     source.where, blob["size"], exc, describe(blob["files"])),
-                                 source.kind, blob["files"], discard=True)
-            if not reader.matches():
-                raise CarryError("%s changed after its check (its content now has id %s, %d bytes), for %s: what"
-                                 " was sent of it is removed from the host, nothing was taken into the cache"
-                                 % (source.where, reader.digest.hexdigest(), reader.count, describe(blob["files"])),
-                                 source.kind, blob["files"], discard=True)
+            header = tarinfo(blob["name"], blob["size"]).tobuf(tarfile.PAX_FORMAT, tarfile.ENCODING, "surrogateescape")
+            yield header
+            size, pos = blob["size"], 0
+            while pos < size:
+                data = source.pread(min(_READ, size - pos), pos)
+                if not data:
+                    raise CarryError("%s ended after %d of its %d bytes after its check, for %s: it changed while it"
+                                     " was sent; nothing was taken into the cache" % (
+                                         source.where, pos, size, describe(blob["files"])),
+                                     source.kind, blob["files"], discard=True)
+                pos += len(data)
+                yield data
+            if source.stamp() != source.checked:
+                raise CarryError("%s changed after its check (its size or times moved while it was sent), for %s:"
+                                 " what was sent of it is removed from the host, nothing was taken into the cache"
+                                 % (source.where, describe(blob["files"])), source.kind, blob["files"],
+                                 discard=True)
+            pad = -size % BLOCK
+            if pad:
+                yield bytes(pad)
+            total += len(header) + size + pad
         finally:
             source.close()
+    total += 2 * BLOCK
+    yield bytes(2 * BLOCK + -total % RECORD)
+
+
+def write_chunks(plan, blobs, checker, folder):
+    """Write the stream of `blobs` (each taken from `checker`, a Prechecker) as chunk files of `plan`'s sizes in
+    `folder`, each hashed as it is written, and yield ({name, size, sha256}, path) for each as soon as it is
+    whole: the caller sends it (and removes it) while the next one is written. No chunk that holds a byte of a
+    blob that failed its check is yielded."""
+    chunks = plan["chunks"]
+    index, out, digest, left = 0, None, None, 0
+    try:
+        for piece in _stream_pieces(blobs, checker):
+            view = memoryview(piece)
+            while view:
+                if out is None:
+                    if index >= len(chunks):
+                        raise CarryError("the stream grew past the %d bytes planned for it" % plan["total"],
+                                         _errors.INTERNAL)
+                    path = os.path.join(folder, chunks[index]["name"])
+                    out = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+                    digest, left = hashlib.sha256(), chunks[index]["size"]
+                part, view = view[:left], view[left:]
+                digest.update(part)
+                left -= len(part)
+                while part:
+                    part = part[os.write(out, part):]
+                if not left:
+                    os.close(out)
+                    out = None
+                    chunk = chunks[index]
+                    index += 1
+                    yield {"name": chunk["name"], "size": chunk["size"], "sha256": digest.hexdigest()}, path
+    finally:
+        if out is not None:
+            os.close(out)
+    if index != len(chunks):
+        raise CarryError("the stream ended after %d of its %d planned chunks" % (index, len(chunks)),
+                         _errors.INTERNAL)
 
 
 # --- the host: the staging folder ---------------------------------------------------------------------------
@@ -597,20 +568,27 @@ def open_stream(staging, stream_id, uid, euid):
         raise
 
 
-class ChunkReader:
-    """Reads the chunks in `staging_fd` one after another as one stream, each opened without following links,
-    checked for its size and SHA-256 when it ends, and removed once checked (`consume`)."""
+class ChunkStream:
+    """The chunks of a stream in `staging_fd`, read as one file: each checked (a regular file with one link, of
+    its size) and opened without following links before a byte is read, then read with pread only. tarfile
+    reads the headers through read() and seek(), at most HEADER_MAX bytes a read (a header that claims more is
+    refused); the members' data is read with pread(). A thread of its own hashes every chunk against the SHA-256
+    the controller computed (`start`), alongside the unpacking; `verdict()` waits for it. `release(offset)`
+    removes the chunks that are checked and wholly before `offset`; `close()` the others."""
 
-    def __init__(self, staging_fd, staging_dir, chunks, consume=True):
-        self.fd, self.where, self.chunks, self.consume = staging_fd, staging_dir, chunks, consume
-        self.index = -1
-        self.handle = None
-        self.sha256 = None
-        self.count = 0
-        self.total = 0
+    def __init__(self, staging_fd, staging_dir, chunks):
+        self.fd, self.where, self.chunks = staging_fd, staging_dir, chunks
+        self.fds = []
+        self.ends = []
+        self.pos = 0
+        self.verified = -1
+        self.released = 0
+        self.error = None
+        self.stopped = False
+        self.thread = None
 
-    def check_present(self):
-        """Before a byte is read: every chunk is there as a regular file of its size."""
+    def open(self):
+        """Before a byte is read: every chunk is there as a regular file of its size, with one link."""
         for chunk in self.chunks:
             if not CHUNK_RE.match(chunk["name"]):
                 raise CarryError("%r is not a chunk name" % chunk["name"], _errors.INVALID_ARGUMENT)
@@ -619,109 +597,167 @@ class ChunkReader:
             except FileNotFoundError:
                 raise CarryError("the chunk %s is not in %s: the transfer did not finish; run again to send what is"
                                  " missing" % (chunk["name"], self.where), _errors.INCOMPLETE)
-            if not stat.S_ISREG(st.st_mode):
-                raise CarryError("the chunk %s in %s is %s, not a regular file: refused" % (
-                    chunk["name"], self.where, _fs.describe(st.st_mode)), _errors.UNSAFE_CACHE)
-            if st.st_nlink != 1:
-                raise CarryError("the chunk %s in %s has %d links (a hard link to a file elsewhere): refused, never"
-                                 " read; run again, the probe removes it" % (chunk["name"], self.where, st.st_nlink),
-                                 _errors.UNSAFE_CACHE)
-            if st.st_size != chunk["size"]:
-                raise CarryError("the chunk %s in %s has %d bytes, not the %d sent: the transfer did not finish;"
-                                 " run again to send it anew" % (chunk["name"], self.where, st.st_size,
-                                                                 chunk["size"]), _errors.INCOMPLETE)
+            self._refuse(chunk, st)
+        end = 0
+        for chunk in self.chunks:
+            try:
+                chunk_fd = os.open(chunk["name"], _fs.FILE_FLAGS, dir_fd=self.fd)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise CarryError("the chunk %s in %s is a symlink: refused" % (chunk["name"], self.where),
+                                     _errors.UNSAFE_CACHE)
+                raise
+            self.fds.append(chunk_fd)
+            self._refuse(chunk, os.fstat(chunk_fd))
+            os.set_blocking(chunk_fd, True)
+            end += chunk["size"]
+            self.ends.append(end)
 
-    def _next(self):
-        if self.handle is not None:
-            self._close_current()
-        self.index += 1
-        if self.index >= len(self.chunks):
-            return False
-        name = self.chunks[self.index]["name"]
-        try:
-            chunk_fd = os.open(name, _fs.FILE_FLAGS, dir_fd=self.fd)
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise CarryError("the chunk %s in %s is a symlink: refused" % (name, self.where),
-                                 _errors.UNSAFE_CACHE)
-            raise
-        st = os.fstat(chunk_fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
-            os.close(chunk_fd)
-            raise CarryError("the chunk %s in %s is not a regular file with one link: refused" % (name, self.where),
+    def _refuse(self, chunk, st):
+        if not stat.S_ISREG(st.st_mode):
+            raise CarryError("the chunk %s in %s is %s, not a regular file: refused" % (
+                chunk["name"], self.where, _fs.describe(st.st_mode)), _errors.UNSAFE_CACHE)
+        if st.st_nlink != 1:
+            raise CarryError("the chunk %s in %s has %d links (a hard link to a file elsewhere): refused, never"
+                             " read; run again, the probe removes it" % (chunk["name"], self.where, st.st_nlink),
                              _errors.UNSAFE_CACHE)
-        os.set_blocking(chunk_fd, True)
-        self.handle = os.fdopen(chunk_fd, "rb")
-        self.sha256 = hashlib.sha256()
-        self.count = 0
-        return True
+        if st.st_size != chunk["size"]:
+            raise CarryError("the chunk %s in %s has %d bytes, not the %d sent: the transfer did not finish; run"
+                             " again to send it anew" % (chunk["name"], self.where, st.st_size, chunk["size"]),
+                             _errors.INCOMPLETE)
 
-    def _close_current(self):
-        chunk = self.chunks[self.index]
-        rest = self.handle.read(1)
-        self.handle.close()
-        self.handle = None
-        if rest or self.count != chunk["size"] or self.sha256.hexdigest() != chunk["sha256"]:
-            raise CarryError("the chunk %s in %s does not match what was sent (%d bytes, SHA-256 %s; sent %d"
-                             " bytes, SHA-256 %s): it was damaged on the way or on the host; nothing was taken into"
-                             " the cache; run again to send it anew" % (
-                                 chunk["name"], self.where, self.count + len(rest), self.sha256.hexdigest(),
-                                 chunk["size"], chunk["sha256"]), _errors.INTEGRITY)
-        if self.consume:
-            os.unlink(chunk["name"], dir_fd=self.fd)
+    # --- the check of every chunk, in a thread of its own ---
+    def start(self):
+        self.thread = threading.Thread(target=self._verify, name="hf-receive-chunks", daemon=True)
+        self.thread.start()
+
+    def _verify(self):
+        try:
+            for index, chunk in enumerate(self.chunks):
+                sha256, pos = hashlib.sha256(), 0
+                while pos < chunk["size"] and not self.stopped:
+                    data = os.pread(self.fds[index], min(_READ, chunk["size"] - pos), pos)
+                    if not data:
+                        break
+                    sha256.update(data)
+                    pos += len(data)
+                if self.stopped:
+                    return
+                if pos != chunk["size"] or sha256.hexdigest() != chunk["sha256"]:
+                    self.error = CarryError(
+                        "the chunk %s in %s does not match what was sent (%d bytes, SHA-256 %s; sent %d bytes,"
+                        " SHA-256 %s): it was damaged on the way or on the host; nothing was taken into the cache;"
+                        " run again to send it anew" % (chunk["name"], self.where, pos, sha256.hexdigest(),
+                                                        chunk["size"], chunk["sha256"]), _errors.INTEGRITY)
+                    return
+                self.verified = index
+        except Exception as exc:  # pylint: disable=broad-except  # raised by verdict(), in the unpacking thread
+            self.error = exc
+
+    def verdict(self):
+        """Wait for the check of every chunk; raise its failure."""
+        if self.thread is not None:
+            self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+    # --- the stream as one file ---
+    def pread(self, size, pos):
+        out = []
+        index = bisect.bisect_right(self.ends, pos)
+        while size > 0 and index < len(self.chunks):
+            start = self.ends[index] - self.chunks[index]["size"]
+            if self.fds[index] is None:
+                raise CarryError("the stream in %s was read again before %d, where its chunks were already"
+                                 " removed" % (self.where, self.ends[index]), _errors.INTERNAL)
+            data = os.pread(self.fds[index], min(size, self.ends[index] - pos), pos - start)
+            if not data:
+                break
+            out.append(data)
+            pos += len(data)
+            size -= len(data)
+            if pos >= self.ends[index]:
+                index += 1
+        return out[0] if len(out) == 1 else b"".join(out)
 
     def read(self, size=-1):
-        out = []
-        want = size if size is not None and size >= 0 else None
-        while want is None or want > 0:
-            if self.handle is None and not self._next():
-                break
-            left = self.chunks[self.index]["size"] - self.count
-            data = self.handle.read(min(left, want if want is not None else _READ)) if left > 0 else b""
-            if not data:
-                self._close_current()
-                continue
-            self.count += len(data)
-            self.total += len(data)
-            self.sha256.update(data)
-            out.append(data)
-            if want is not None:
-                want -= len(data)
-        return b"".join(out)
+        if size is None or size < 0 or size > HEADER_MAX:
+            raise CarryError("the stream in %s holds a header of more than %d bytes: refused, nothing was taken"
+                             " into the cache" % (self.where, HEADER_MAX), _errors.INTEGRITY)
+        data = self.pread(size, self.pos)
+        self.pos += len(data)
+        return data
 
-    def drain(self):
-        """Read to the end (the tar's padding), so that every chunk is checked."""
-        while self.read(_READ):
-            pass
+    def seek(self, pos, whence=0):
+        self.pos = pos if whence == 0 else self.pos + pos if whence == 1 else (self.ends[-1] if self.ends else 0) + pos
+        return self.pos
+
+    def tell(self):
+        return self.pos
+
+    def release(self, offset):
+        """Remove the chunks that are checked and end before `offset` (their bytes are in the blobs now)."""
+        while self.released < len(self.chunks) and self.released <= self.verified and \
+                self.ends[self.released] < offset:
+            self._drop(self.released)
+            self.released += 1
+
+    def _drop(self, index):
+        os.close(self.fds[index])
+        self.fds[index] = None
+        _fs.discard_at(self.fd, self.chunks[index]["name"])
+
+    def close(self, consume=False):
+        self.stopped = True
+        if self.thread is not None:
+            self.thread.join()
+        for index, chunk_fd in enumerate(self.fds):
+            if chunk_fd is not None:
+                if consume:
+                    self._drop(index)
+                else:
+                    os.close(chunk_fd)
+                    self.fds[index] = None
 
 
 def unpack(staging_fd, staging_dir, chunks, blobs, dest_fd, dest):
     """Unpack the stream of `chunks` into the folder `dest_fd`: each member a plain regular file named
-    blobs/<id> for one of `blobs` ({name, size, files}), once, of its size, whose content matches its id.
-    Returns bytes written. On any failure, what this call wrote in `dest` is removed."""
+    blobs/<id> for one of `blobs` ({name, size, files}), once, of its size, whose content matches its id; every
+    chunk of its size and SHA-256 (checked alongside, in a thread of its own). Returns bytes written. On any
+    failure, what this call wrote in `dest` is removed; on success the chunks are removed."""
     wanted = {b["name"]: b for b in blobs}
-    reader = ChunkReader(staging_fd, staging_dir, chunks)
-    reader.check_present()
+    stream = ChunkStream(staging_fd, staging_dir, chunks)
     created = []
     seen = set()
     written = 0
     try:
+        stream.open()
+        stream.start()
         try:
-            with tarfile.open(fileobj=reader, mode="r|") as tar:
-                for member in tar:
-                    blob = _check_member(member, wanted, seen, staging_dir)
-                    seen.add(blob["name"])
-                    written += _copy_member(tar, member, blob, dest_fd, dest, created)
-        except (tarfile.TarError, EOFError, ValueError) as exc:  # a malformed PAX or sparse header: ValueError
-            raise CarryError("the stream in %s is not a readable tar archive (%s): nothing was taken into the"
-                             " cache; run again" % (staging_dir, exc), _errors.INTEGRITY)
-        reader.drain()
-        missing = [b for b in blobs if b["name"] not in seen]
-        if missing:
-            raise CarryError("the stream in %s lacks blob %s, for %s: nothing was taken into the cache; run again"
-                             % (staging_dir, missing[0]["name"], describe(missing[0]["files"])), _errors.INTEGRITY,
-                             missing[0]["files"])
+            try:
+                with tarfile.open(fileobj=stream, mode="r:") as tar:
+                    for member in tar:
+                        blob = _check_member(member, wanted, seen, staging_dir)
+                        seen.add(blob["name"])
+                        written += _copy_member(stream, member, blob, dest_fd, dest, created)
+                        stream.release(member.offset_data + member.size)
+            except (tarfile.TarError, EOFError, ValueError) as exc:  # a malformed PAX or sparse header: ValueError
+                raise CarryError("the stream in %s is not a readable tar archive (%s): nothing was taken into the"
+                                 " cache; run again" % (staging_dir, exc), _errors.INTEGRITY)
+            missing = [b for b in blobs if b["name"] not in seen]
+            if missing:
+                raise CarryError("the stream in %s lacks blob %s, for %s: nothing was taken into the cache; run"
+                                 " again" % (staging_dir, missing[0]["name"], describe(missing[0]["files"])),
+                                 _errors.INTEGRITY, missing[0]["files"])
+        except CarryError as exc:
+            # A damaged chunk explains what followed from it: its failure is the one told.
+            if exc.kind == _errors.INTEGRITY:
+                stream.verdict()
+            raise
+        stream.verdict()
+        stream.close(consume=True)
     except BaseException:
+        stream.close()
         for name in created:
             _fs.discard_at(dest_fd, name)
         raise
@@ -749,46 +785,44 @@ def _check_member(member, wanted, seen, where):
     return info
 
 
-def _copy_member(tar, member, blob, dest_fd, dest, created):
-    """Copy one member to a new name in `dest_fd`, check it, rename it to its id; bytes written."""
+def _copy_member(stream, member, blob, dest_fd, dest, created):
+    """Copy one member's data from the stream to a new name in `dest_fd`, hashing it on the way (one read of
+    each byte), check it, rename it to its id; bytes written."""
     name, size = blob["name"], blob["size"]
-    sha256 = hashlib.sha256()
-    git = hashlib.sha1(b"blob %d\0" % size) if len(name) == 40 else None
+    digest = _digest(blob)
     tmp = None
     count = 0
     try:
         while True:
             tmp = ".%s.%s.part" % (name, secrets.token_hex(4))
             try:
-                out_fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=dest_fd)
+                out_fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644, dir_fd=dest_fd)
                 break
             except FileExistsError:
                 continue
-        handle = tar.extractfile(member)
-        with os.fdopen(out_fd, "wb") as out:
-            while True:
-                data = handle.read(min(_READ, size - count + 1))
+        try:
+            while count < size:
+                data = stream.pread(min(_READ, size - count), member.offset_data + count)
                 if not data:
                     break
                 count += len(data)
-                if count > size:
-                    break
-                sha256.update(data)
-                if git:
-                    git.update(data)
+                digest.update(data)
+                view = memoryview(data)
                 try:
-                    out.write(data)
+                    while view:
+                        view = view[os.write(out_fd, view):]
                 except OSError as exc:
                     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                         raise CarryError("the filesystem of %s is full (%s) while %s was unpacked, for %s: nothing"
                                          " was taken into the cache" % (dest, exc, name, describe(blob["files"])),
                                          _errors.DISK_FULL, blob["files"])
                     raise
-        digest = git.hexdigest() if git else sha256.hexdigest()
-        if count != size or digest != name:
-            files = describe(blob["files"])
+        finally:
+            os.close(out_fd)
+        if count != size or digest.hexdigest() != name:
             raise CarryError("the blob %s arrived with %d bytes and id %s, not %d bytes and its id, for %s: refused,"
-                             " nothing was taken into the cache; run again" % (name, count, digest, size, files),
+                             " nothing was taken into the cache; run again" % (
+                                 name, count, digest.hexdigest(), size, describe(blob["files"])),
                              _errors.INTEGRITY, blob["files"])
         if not _fs.exists_at(dest_fd, name):
             created.append(name)

@@ -594,9 +594,11 @@ class Snapshot:
     def import_blobs(self, plan):
         """Copy the missing files in from blobs_from, each checked against its id on the way; return bytes."""
         copied = 0
+        checked = self.p.get("blobs_checked") or {}  # hf_receive's: checked as unpacked, only root's (import_blob)
         for blob in plan.missing_blobs:
             try:
-                copied += self.repo.import_blob(os.path.join(self.p["blobs_from"], blob["name"]), blob["name"])
+                copied += self.repo.import_blob(os.path.join(self.p["blobs_from"], blob["name"]), blob["name"],
+                                                move=blob["name"] in checked)
             except FileNotFoundError:
                 raise Failure("%s has no file %s (needed for %s): copy every file of missing_blobs there"
                               % (self.p["blobs_from"], blob["name"], ", ".join(blob["files"])), INCOMPLETE)
@@ -620,7 +622,8 @@ class Snapshot:
             if not entry.get("xet_hash"):
                 continue
             why = _store.publish(self.cache_dir, self.repo.blob_path(blob["name"]), entry["xet_hash"],
-                                 entry.get("size"), source=os.path.join(self.p["blobs_from"], blob["name"]))
+                                 entry.get("size"), source=os.path.join(self.p["blobs_from"], blob["name"]),
+                                 computed=(self.p.get("blobs_checked") or {}).get(blob["name"]))
             if why is not None:
                 self.module.warn("%s stays a file of the repository, outside the shared blob store: %s"
                                  % (", ".join(blob["files"]), why))

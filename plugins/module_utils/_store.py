@@ -584,13 +584,14 @@ def xet_hash_of(path):
     return hf_xet.hash_files([path])[0].hash
 
 
-def publish(cache_dir, blob_path, listed_hash, size, source=None, deadline=120):
+def publish(cache_dir, blob_path, listed_hash, size, source=None, deadline=120, computed=None):
     """Move a checked repository blob into the shared store, as huggingface_hub does after a Xet download.
 
     The entry is named after the Xet hash computed from the content itself (from `source`, the root-only copy the
     blob was imported from, when given: the cache's own path is the owner's to swap), and only when it equals the
     listing's: an entry named on trust would let the library link another repository's file to this content by
-    size. Any entry already there is replaced by this checked copy. The library waits on the entry's lock without
+    size (`computed`: that hash, computed by the caller from such a root-only copy before it moved into the cache).
+    Any entry already there is replaced by this checked copy. The library waits on the entry's lock without
     a limit, and the cache's owner can hold it: its publishing runs in a child killed after `deadline` seconds.
     Returns None when published, else the reason.
     """
@@ -598,7 +599,7 @@ def publish(cache_dir, blob_path, listed_hash, size, source=None, deadline=120):
         return "the listing gives no Xet hash"
     if unsound_paths(cache_dir):
         return "the shared store is not sound"
-    computed = xet_hash_of(source or blob_path)
+    computed = computed or xet_hash_of(source or blob_path)
     if computed is None:
         return "hf_xet is not installed"
     if computed != listed_hash:

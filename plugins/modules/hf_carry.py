@@ -17,11 +17,15 @@ description:
   - Otherwise it writes the missing blobs, each once, as one tar stream on the controller, read from the
     controller's cache (O(source=controller)) or from the bundle O(bundle) (O(source=bundle)); every blob is
     checked against its object id (and, from a bundle, every member's name, type and size, and its SHA-256
-    against the manifest's) before a byte of it is written, and again while it is written. A blob that fails
-    sends nothing of it.
+    against the manifest's) before a byte of it is written, the check of the next blob running while this one is
+    sent. A blob that fails sends nothing of it; one whose file changed after its check (its size, or the times
+    every write moves) fails the run and what was sent of the stream is removed from the host, which checks every
+    blob against its id again as it arrives.
   - The stream is cut into chunks of O(chunk_size) that are put over the task's connection into the stream's
     own folder C(<staging_dir>/<stream id>), which the host made for this stream and only the connection's user
-    can write (a connection follows a link where it writes).
+    can write (a connection follows a link where it writes). Each chunk is put while the next is written; the
+    chunk files are written in memory (C(/dev/shm)) when it has room, else in Ansible's local temporary folder,
+    three at most at once.
   - A transfer that was cut short resumes - the host reports the chunks it already holds (name, size and
     SHA-256) and only the others are sent.
   - The host checks every chunk and every member (a plain regular file named by one of the blobs sent, of its
@@ -107,6 +111,9 @@ options:
     default: 64M
 notes:
   - Set C(ansible_python_interpreter) of the task to a Python with huggingface_hub on the host.
+  - Over SSH, Ansible's default C(ssh_args) turn on compression (C(-C)), which model weights do not repay - every
+    chunk then travels at the speed of zlib on the connection's one core, well below a local network's. For hosts
+    that receive models, set C(ansible_ssh_args) without it, such as C(-o ControlMaster=auto -o ControlPersist=60s).
 seealso:
   - module: justnews.huggingface.hf_snapshot
     description: Fetches the models into the controller's cache; its results are what O(models) takes with

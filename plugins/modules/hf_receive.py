@@ -26,12 +26,15 @@ description:
     mode C(0700). An existing one is kept (a resumed transfer) only when it is a real folder of O(uploader), mode
     C(0700), holding only chunk files of the stream, each a regular file with one link; anything else there is
     removed (never followed, chowned or chmodded) and the folder made anew.
-  - O(phase=import) checks the chunks of O(stream) (each of its size and SHA-256, none a link, a hard link or a
-    special file), reads them as one tar stream and unpacks every member into C(<staging_dir>/<stream id>.blobs) -
-    only plain regular files named C(blobs/<object id>) for one of the blobs sent, once each, of their size, whose
-    content matches the id (SHA-256, or the git blob id). Links, devices, sparse members, other names and
-    duplicates are refused. Each model is then taken into the cache as M(justnews.huggingface.hf_snapshot) does
-    with O(justnews.huggingface.hf_snapshot#module:blobs_from), each blob checked against its id again, and
+  - O(phase=import) checks the chunks of O(stream) (each of its size, none a link, a hard link or a special file,
+    before a byte is read; each of its SHA-256, in a thread of its own while the stream is unpacked), reads them as
+    one tar stream and unpacks every member into C(<staging_dir>/<stream id>.blobs) - only plain regular files
+    named C(blobs/<object id>) for one of the blobs sent, once each, of their size, whose content matches the id
+    (SHA-256, or the git blob id, computed as the member is written). Links, devices, sparse members, other names
+    and duplicates are refused. Each model is then taken into the cache as M(justnews.huggingface.hf_snapshot) does
+    with O(justnews.huggingface.hf_snapshot#module:blobs_from); a blob that only one model lists moves in by a
+    rename when O(staging_dir) is on the cache's filesystem (it was checked as it was written into that root-only
+    folder, and its Xet hash is computed there), any other is copied and checked against its id again. Then
     O(staging_dir) is removed.
   - O(phase=discard) removes what the host holds of the stream O(stream_id), and O(staging_dir) when that leaves
     it empty.
@@ -266,17 +269,19 @@ class Receiver:
             _cache.default_cache_dir(os.environ)
         _carry.check_location(self.staging, cache_dir, hf_home or os.environ.get("HF_HOME"))
 
-    def snapshot_params(self, model, blobs_from):
+    def snapshot_params(self, model, blobs_from, checked=None):
         params = {name: spec.get("default") for name, spec in _snapshot.ARGUMENT_SPEC.items()}
         params.update({k: self.p[k] for k in COMMON})
-        params.update(model, state="present", offline=False, blobs_from=blobs_from, staging_dir=self.staging)
+        params.update(model, state="present", offline=False, blobs_from=blobs_from, staging_dir=self.staging,
+                      blobs_checked=checked)
         return params
 
-    def run_model(self, model, check, blobs_from=None):
+    def run_model(self, model, check, blobs_from=None, checked=None):
         where = "%s@%s" % (model["repo_id"], model["revision"])
         snapshot = None
         try:
-            snapshot = _snapshot.Snapshot(_Run(self.module, self.snapshot_params(model, blobs_from), check))
+            snapshot = _snapshot.Snapshot(_Run(self.module, self.snapshot_params(model, blobs_from, checked),
+                                               check))
             return snapshot.run()
         except _snapshot.Failure as failure:
             extra = dict(failure.extra)
@@ -348,13 +353,37 @@ class Receiver:
                     keep = exc.kind == _errors.INCOMPLETE
                     raise ReceiveError(str(exc), exc.kind, corrupt_files=[list(f) for f in exc.files])
                 blobs_from = os.path.join(self.staging, stream_id + _carry.BLOBS_SUFFIX)
+            checked = self.checked_blobs(stream.get("blobs") or [], blobs_from) if blobs_from else None
             for model in self.p["models"]:
-                self.results.append(self.run_model(model, check=False, blobs_from=blobs_from))
+                self.results.append(self.run_model(model, check=False, blobs_from=blobs_from, checked=checked))
         finally:
             if not keep:
                 self.remove_staging()
         return {"models": self.results, "received_bytes": received,
                 "changed": any(r.get("changed") for r in self.results)}
+
+    def checked_blobs(self, blobs, folder):
+        """{blob: its Xet hash or None} of the unpacked blobs that move into the cache rather than being copied
+        and read again: each was checked against its id as it was written into `folder` (root's, 0700), and only
+        one model's listing has it (the next would find it gone). The Xet hash, for a blob that a listing gives
+        one, is computed here from that root-only copy: the shared store's entry is named after it."""
+        users = {}
+        xet = set()
+        for model in self.p["models"]:
+            entries = [e for e in (model.get("listing") or {}).values() if isinstance(e, dict)]
+            for name in {_cache.RepoCache.blob_name(e) for e in entries}:
+                users[name] = users.get(name, 0) + 1
+            xet.update(_cache.RepoCache.blob_name(e) for e in entries if e.get("xet_hash"))
+        checked = {b["name"]: None for b in blobs if users.get(b["name"]) == 1}
+        hashed = sorted(n for n in checked if n in xet)
+        if hashed:
+            try:
+                import hf_xet  # pylint: disable=import-outside-toplevel
+            except ImportError:  # the import says so: the blob stays outside the shared store
+                return checked
+            for name, found in zip(hashed, hf_xet.hash_files([os.path.join(folder, n) for n in hashed])):
+                checked[name] = found.hash
+        return checked
 
     def unpack(self, stream_id, chunks, blobs):
         """Unpack the chunks in the stream's folder into `<stream id>.blobs`, a folder of root's made anew in

@@ -47,29 +47,28 @@ class Held(_carry.Source):
         data = self.later if self.later is not None and self.reads > 1 else self.data
         return data[pos:pos + size]
 
+    def stamp(self):
+        """What a write moves: the file once read again is the later one."""
+        return self.later is not None and self.reads > 1
+
 
 def write(folder, blobs, data, chunk_size=CHUNK, held=None, sources=None, sent_bytes=None):
     """The controller's side: the chunks in `folder`, and the names it would have sent (their bytes appended to
     `sent_bytes` when given)."""
     plan = _carry.plan_stream(blobs, chunk_size)
-    sent = []
-
-    def on_chunk(chunk, path):
-        if not _carry.held_matches(chunk, held or {}):
-            sent.append(chunk["name"])
-            if sent_bytes is not None:
-                with open(path, "rb") as handle:
-                    sent_bytes.append(handle.read())
-
-    writer = _carry.ChunkWriter(str(folder), plan, on_chunk)
+    sent, done = [], []
     checker = _carry.Prechecker(blobs, lambda b: (sources or {}).get(b["name"]) or Held(data[b["name"]], b["name"]))
     try:
-        with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-            _carry.write_stream(tar, blobs, checker)
-        writer.close()
+        for chunk, path in _carry.write_chunks(plan, blobs, checker, str(folder)):
+            done.append(chunk)
+            if not _carry.held_matches(chunk, held or {}):
+                sent.append(chunk["name"])
+                if sent_bytes is not None:
+                    with open(path, "rb") as handle:
+                        sent_bytes.append(handle.read())
     finally:
         checker.close()
-    return plan, writer.done, sent
+    return plan, done, sent
 
 
 def unpack(folder, chunks, blobs):
@@ -92,6 +91,12 @@ def test_plan_is_the_size_of_the_stream_and_the_same_for_the_same_blobs(tmp_path
     assert _carry.plan_stream(blobs, CHUNK) == plan
     assert _carry.plan_stream(blobs[:2], CHUNK)["id"] != plan["id"]
     assert _carry.plan_stream(blobs, 2 * CHUNK)["id"] != plan["id"]
+    stream = b"".join((tmp_path / c["name"]).read_bytes() for c in done)
+    raw = io.BytesIO()  # the bytes tarfile writes for the same members: what hosts holding chunks already have
+    with tarfile.open(fileobj=raw, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        for blob in blobs:
+            tar.addfile(_carry.tarinfo(blob["name"], blob["size"]), io.BytesIO(data[blob["name"]]))
+    assert stream == raw.getvalue()
     again = tmp_path / "again"
     again.mkdir()
     assert write(again, blobs, data)[1] == done  # same bytes, same chunk hashes: what resume relies on
@@ -180,7 +185,7 @@ def test_a_damaged_chunk_fails_and_leaves_nothing(tmp_path, damage):
 
 
 def hostile(tmp_path, members):
-    """A stream written by hand (not by ChunkWriter), as one chunk."""
+    """A stream written by hand (not by write_chunks), as one chunk."""
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for info, content in members:
@@ -363,3 +368,56 @@ def test_links_false_leaves_each_model_link_out():
     with pytest.raises(_carry.CarryError) as info:
         action.check_args(dict(base, links="sometimes"))
     assert info.value.kind == _errors.INVALID_ARGUMENT and "links" in str(info.value)
+
+
+def test_chunks_are_put_in_order_while_the_next_is_written_and_a_failed_put_stops_the_rest(tmp_path):
+    """The sender puts each chunk in a thread of its own and removes its file; a put that fails is raised to the
+    writer at its next hand-over (or at the end), and no later chunk is put."""
+    from ansible_collections.justnews.huggingface.plugins.action import hf_carry
+
+    put = []
+
+    def accept(chunk, path):
+        assert os.path.exists(path)
+        time.sleep(0.01)
+        put.append(chunk["name"])
+
+    paths = []
+    for index in range(4):
+        paths.append(tmp_path / ("c%d" % index))
+        paths[-1].write_bytes(b"x")
+    sender = hf_carry.Sender(accept)
+    for path in paths:
+        sender.send({"name": path.name}, str(path))
+    sender.finish()
+    assert put == ["c0", "c1", "c2", "c3"] and not any(p.exists() for p in paths)
+
+    def refuse(chunk, _path):
+        raise _carry.CarryError("sending %s failed" % chunk["name"], _errors.TRANSIENT)
+
+    sender = hf_carry.Sender(refuse)
+    for path in paths:
+        path.write_bytes(b"x")
+    handed = []
+    with pytest.raises(_carry.CarryError) as info:
+        for path in paths:
+            sender.send({"name": path.name}, str(path))
+            handed.append(path)
+            time.sleep(0.05)
+    sender.finish(raise_error=False)
+    assert info.value.kind == _errors.TRANSIENT and "c0" in str(info.value)
+    assert len(handed) < len(paths) and not any(p.exists() for p in handed)  # the rest: the caller's folder
+
+
+def test_chunk_folders_of_runs_that_are_gone_are_removed_only_theirs(tmp_path):
+    from ansible_collections.justnews.huggingface.plugins.action import hf_carry
+
+    dead = tmp_path / "hf-carry-999999999-abc"
+    alive = tmp_path / ("hf-carry-%d-def" % os.getpid())
+    other = tmp_path / "hf-carry-notapid"
+    for folder in (dead, alive, other):
+        folder.mkdir()
+        (folder / "chunk").write_bytes(b"x")
+    hf_carry.forget_dead_runs(str(tmp_path))
+    assert not dead.exists() and alive.exists() and other.exists()
+    assert hf_carry.chunk_folder(64 * 1024 * 1024) is not None or not os.path.isdir("/dev/shm")
