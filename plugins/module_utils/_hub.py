@@ -15,6 +15,7 @@ from __future__ import annotations
 import ctypes
 import email.utils
 import errno
+import hashlib
 import inspect
 import multiprocessing
 import os
@@ -253,6 +254,113 @@ def _single_attempt_library():
             func.__kwdefaults__[key] = 0
 
 
+# --- memory of the download ------------------------------------------------------------------------------
+
+MIN_DOWNLOAD_MEMORY = 64 * 1024 ** 2
+XET_BUFFER_LIMIT = "HF_XET_RECONSTRUCTION_DOWNLOAD_BUFFER_LIMIT"
+XET_BUFFER_SIZE = "HF_XET_RECONSTRUCTION_DOWNLOAD_BUFFER_SIZE"
+XET_BUFFER_PERFILE = "HF_XET_RECONSTRUCTION_DOWNLOAD_BUFFER_PERFILE_SIZE"
+XET_MIN_PREFETCH = "HF_XET_RECONSTRUCTION_MIN_PREFETCH_BUFFER"
+XET_HIGH_PERFORMANCE = "HF_XET_HIGH_PERFORMANCE"
+
+
+def download_memory_env(cap):
+    """hf_xet's own settings (environment variables, in bytes: hf_xet reads a bare number as bytes and silently
+    ignores '512M') that hold a download's buffers within `cap` bytes; {} for 0 (hf_xet sizes them from the
+    machine's memory: 1/4, 1/16 and 1/64 of it). Half the cap is the buffers' hard limit, the other half is left
+    for the interpreter, the library and the pieces in flight; the shares keep hf_xet's own invariant
+    (size + 8 concurrent files x per-file share <= limit)."""
+    if not cap:
+        return {}
+    limit = cap // 2
+    return {XET_BUFFER_LIMIT: str(limit), XET_BUFFER_SIZE: str(limit // 4), XET_BUFFER_PERFILE: str(limit // 16),
+            XET_MIN_PREFETCH: str(limit // 4)}
+
+
+def apply_download_memory(cap, environ=None):
+    """Set the cap in `environ` (the download child's own os.environ); the high-performance preset would
+    override an explicit cap (hf_xet applies it after the environment), so it goes when a cap is set."""
+    environ = os.environ if environ is None else environ
+    settings = download_memory_env(cap)
+    if settings:
+        environ.pop(XET_HIGH_PERFORMANCE, None)
+        environ.update(settings)
+    return settings
+
+
+# --- checksums in the write path ------------------------------------------------------------------------------
+
+_BLOB_NAME_RE = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
+
+
+def blob_hasher(name, size):
+    """The hash object whose hexdigest a blob named `name` must have: SHA-256 for a 64-hex name (LFS), the git
+    blob id (SHA-1 over "blob <size>\\0" and the content) for a 40-hex one; None for any other name or a git blob
+    of unknown size."""
+    if not _BLOB_NAME_RE.match(name or ""):
+        return None
+    if len(name) == 64:
+        return hashlib.sha256()
+    if size is None:
+        return None
+    return hashlib.sha1(b"blob %d\0" % int(size))
+
+
+def blob_of_partial(path):
+    """The blob name behind the library's partial file `<blob>.<8 hex>.incomplete` (or `<blob>.incomplete`)."""
+    return os.path.basename(str(path)).split(".", 1)[0]
+
+
+class HashingWriter:
+    """A file object that hashes, in order, every byte written through it, for the blob `name` of `size` bytes.
+
+    The digest is only worth anything when the file was written front to back: a seek or truncate (the library
+    restarts a body the server sent whole after a ranged request) spoils it, and hexdigest() is then None, as it
+    is when the bytes written are not `size` - the file is then checked by reading it back."""
+
+    def __init__(self, raw, name, size):
+        self.raw = raw
+        self.name = name
+        self.size = size
+        self.written = 0
+        self.spoiled = False
+        self._hash = blob_hasher(name, size)
+
+    def write(self, data):
+        count = self.raw.write(data)
+        if self._hash is not None:
+            self._hash.update(data)
+        self.written += len(data)
+        return count
+
+    def seek(self, *args):
+        self.spoiled = True
+        return self.raw.seek(*args)
+
+    def truncate(self, *args):
+        self.spoiled = True
+        return self.raw.truncate(*args)
+
+    def __getattr__(self, attribute):
+        return getattr(self.raw, attribute)
+
+    def hexdigest(self):
+        if self._hash is None or self.spoiled or (self.size is not None and self.written != self.size):
+            return None
+        return self._hash.hexdigest()
+
+    def record(self, digests):
+        """Put [digest, device, inode, size] of the written file into `digests` under the blob's name: the
+        digest vouches only for that file (the module compares what the snapshot links to with it), not for a
+        store entry the library may link instead."""
+        digest = self.hexdigest()
+        if digest is None:
+            return
+        self.raw.flush()
+        st = os.fstat(self.raw.fileno())
+        digests[self.name] = [digest, st.st_dev, st.st_ino, self.written]
+
+
 def _child(conn, parent_pid, func, args):
     _die_with_parent(parent_pid)
     try:
@@ -393,18 +501,21 @@ class Hub:
             files[item.path] = entry
         return files
 
-    def download(self, commit, cache_dir, allow_patterns, ignore_patterns, expected, received=None):
-        """snapshot_download of a commit, each file's metadata checked against the listing before use.
+    def download(self, commit, cache_dir, allow_patterns, ignore_patterns, expected, received=None, memory=0):
+        """snapshot_download of a commit, each file's metadata checked against the listing before use; returns
+        {"digests": {blob: [hexdigest, device, inode, size]}} of the blobs hashed while their bytes arrived.
 
         `expected` maps file names to the blob name the listing promises. The library names blobs and snapshot
         folders after the ETag and X-Repo-Commit headers without checking them, so a header that is not the
         listed id would put files anywhere: it is refused before the library acts on it.
 
         `received`, a Received made before the fork, counts the bytes this attempt took from the network.
+        `memory` caps hf_xet's download buffers (bytes, 0: hf_xet's own sizing), in this process only.
         """
         from huggingface_hub import file_download, snapshot_download
         from huggingface_hub.errors import RemoteEntryNotFoundError
 
+        apply_download_memory(memory)
         real_metadata = file_download.get_hf_file_metadata
         marker = "/resolve/%s/" % commit
 
@@ -428,11 +539,65 @@ class Hub:
                                    % (name, meta.etag, expected.get(name)))
             return meta
 
+        digests = {}
         file_download.get_hf_file_metadata = checked_metadata
+        file_download.http_get = hashing_http_get(file_download.http_get, digests)
+        file_download.xet_get = streamed_xet_get(digests)
         extra = {"tqdm_class": received.counting_bars()} if received is not None else {}
-        return snapshot_download(repo_id=self.repo_id, repo_type=self.repo_type, revision=commit,
-                                 cache_dir=cache_dir, endpoint=self.endpoint, token=self.token,
-                                 allow_patterns=allow_patterns, ignore_patterns=ignore_patterns, **extra)
+        snapshot_download(repo_id=self.repo_id, repo_type=self.repo_type, revision=commit, cache_dir=cache_dir,
+                          endpoint=self.endpoint, token=self.token, allow_patterns=allow_patterns,
+                          ignore_patterns=ignore_patterns, **extra)
+        return {"digests": digests}
+
+
+def hashing_http_get(real_http_get, digests):
+    """file_download.http_get with the SHA-256 (or git blob id) of the body computed as it is written to the
+    library's partial file; the digest lands in `digests` under the blob's name once the body is complete."""
+
+    def http_get(url, temp_file, *args, **kwargs):
+        name = blob_of_partial(getattr(temp_file, "name", ""))
+        writer = HashingWriter(temp_file, name, kwargs.get("expected_size"))
+        real_http_get(url, writer, *args, **kwargs)
+        writer.record(digests)
+
+    return http_get
+
+
+def streamed_xet_get(digests):
+    """A stand-in for file_download.xet_get (same keyword arguments) that takes the file from hf_xet as an
+    ordered stream (XetDownloadStreamGroup.download_stream) and writes and hashes each piece as it comes, so the
+    file needs no second read. Token, refresh route and headers are those the library's xet_get uses; hf_xet
+    renews the token through the refresh route itself."""
+
+    def xet_get(*, incomplete_path, xet_file_data, headers, expected_size=None, displayed_filename=None,
+                tqdm_class=None, _tqdm_bar=None):
+        from hf_xet import XetFileInfo
+        from huggingface_hub.utils._xet import get_xet_session, refresh_xet_connection_info, xet_headers_without_auth
+
+        del displayed_filename
+        info = refresh_xet_connection_info(file_data=xet_file_data, headers=headers)
+        bar = _tqdm_bar or (tqdm_class(total=expected_size) if tqdm_class is not None else None)
+        transfer = getattr(bar, "update_transfer", None)
+        name = blob_of_partial(incomplete_path)
+        group = get_xet_session().new_download_stream_group(
+            endpoint=info.endpoint, token=info.access_token, token_expiry_unix_secs=info.expiration_unix_epoch,
+            token_refresh_url=xet_file_data.refresh_route, token_refresh_headers=headers,
+            custom_headers=xet_headers_without_auth(headers))
+        # pieces (about 1 MiB each) are larger than the file object's buffer, so they go to the file as they are
+        with group, open(incomplete_path, "wb") as raw:
+            writer = HashingWriter(raw, name, expected_size)
+            for piece in group.download_stream(XetFileInfo(xet_file_data.file_hash, expected_size)):
+                writer.write(piece)
+                if bar is not None:
+                    bar.update(len(piece))
+                    if callable(transfer):
+                        transfer(len(piece))
+            if expected_size is not None and writer.written != expected_size:
+                raise OSError("Consistency check failed: file should be of size %d but has size %d (%s)"
+                              % (expected_size, writer.written, name))
+            writer.record(digests)
+
+    return xet_get
 
 
 class Received:

@@ -244,6 +244,23 @@ options:
         every blob is a regular file of its repository (as with O(shared_blobs=false)).
     type: bool
     default: true
+  download_memory:
+    description:
+      - Memory the download may take for its buffers, so that the agents beside it on the host are not pushed
+        out. Stock C(hf_xet) sizes its download buffers from the machine's memory (a quarter of it as their
+        limit) and has been seen to take gigabytes for one file.
+      - A size such as V(512M) or V(1G) (K, M, G and T are powers of 1024), at least V(64M). Half of it is the
+        hard limit of C(hf_xet)'s reconstruction buffers, set through C(hf_xet)'s own settings
+        (E(HF_XET_RECONSTRUCTION_DOWNLOAD_BUFFER_LIMIT), E(HF_XET_RECONSTRUCTION_DOWNLOAD_BUFFER_SIZE),
+        E(HF_XET_RECONSTRUCTION_DOWNLOAD_BUFFER_PERFILE_SIZE), E(HF_XET_RECONSTRUCTION_MIN_PREFETCH_BUFFER)) in
+        the download's own process only, never for the agents; E(HF_XET_HIGH_PERFORMANCE), which would override
+        them, is dropped there. The rest is left for the interpreter and the pieces in flight.
+      - V(0) sets no cap and leaves C(hf_xet) its own sizing (and E(HF_XET_HIGH_PERFORMANCE), if the host sets
+        it).
+      - The trade-off is throughput on a fast link; a smaller buffer keeps fewer ranges in flight. Plain HTTP
+        downloads stream each file through a small fixed buffer either way.
+    type: str
+    default: 512M
   defer_download:
     description:
       - Set by the action plugin of this module, not by playbooks. When files are to be downloaded from the Hub,
@@ -470,6 +487,20 @@ missing_blobs:
   type: list
   elements: dict
   sample: [{"name": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db", "size": 90868376}]
+download_memory:
+  description: The cap in bytes that O(download_memory) set on the download's buffers; V(0) when uncapped.
+  returned: when files were downloaded from the Hub
+  type: int
+  sample: 536870912
+verified_while_downloading:
+  description:
+    - How many of the downloaded files were checked against the listing's checksum from the digest computed
+      while their bytes were written (SHA-256 for LFS files, the git blob id for the others), so they were not
+      read a second time. The other files of RV(downloaded_files) were read back and checked after the download
+      (a file an earlier attempt of the same run completed, or one the library linked from the shared store).
+  returned: when files were downloaded from the Hub and O(verify_checksums) is true
+  type: int
+  sample: 3
 lock_wait:
   description: Seconds this run waited for another run on the same repository to finish.
   returned: when the run changed or checked the cache
