@@ -1,15 +1,18 @@
 """Retry policy and error classification of the hf_snapshot module."""
 
 import email.utils
+import hashlib
 import inspect
 import os
+import subprocess
+import sys
 import time
 
 import httpx2
 import pytest
 from huggingface_hub import errors
 
-from ansible_collections.justnews.huggingface.plugins.module_utils import _hub
+from ansible_collections.justnews.huggingface.plugins.module_utils import _cache, _hub
 
 
 def test_retry_after_in_seconds_and_as_http_date():
@@ -326,3 +329,81 @@ def test_a_429_on_the_xet_path_is_one_attempt_and_the_retrier_waits(hub, tmp_pat
     path = r.call(step.download, COMMIT_B, str(tmp_path / "cache"), lfs, None, expected)
     assert os.path.isfile(os.path.join(path, lfs[0]))
     assert clock.sleeps == [wait] and r.retries_used == 1
+
+
+# --- download_memory: hf_xet's own settings, in the download process only ----------------------------------------
+
+def test_a_cap_becomes_hf_xets_buffer_settings_in_bytes_within_its_own_invariant():
+    cap = 512 * 1024 ** 2
+    env = _hub.download_memory_env(cap)
+    limit, size, perfile = (int(env[k]) for k in (_hub.XET_BUFFER_LIMIT, _hub.XET_BUFFER_SIZE,
+                                                   _hub.XET_BUFFER_PERFILE))
+    assert limit == cap // 2 and size + 8 * perfile <= limit  # 8: hf_xet's concurrent file downloads
+    assert int(env[_hub.XET_MIN_PREFETCH]) <= limit
+    assert all(value.isdigit() for value in env.values())  # hf_xet ignores '512M' without a word
+    assert _hub.download_memory_env(0) == {}
+
+
+def test_hf_xet_reads_the_cap_and_the_high_performance_preset_goes():
+    environ = {_hub.XET_HIGH_PERFORMANCE: "1", "PATH": os.environ.get("PATH", "")}
+    _hub.apply_download_memory(256 * 1024 ** 2, environ)
+    assert _hub.XET_HIGH_PERFORMANCE not in environ
+    code = ("import hf_xet; c = hf_xet.XetConfig(); print(c.get('reconstruction.download_buffer_limit'),"
+            " c.get('reconstruction.download_buffer_size'), c.get('reconstruction.download_buffer_perfile_size'))")
+    out = subprocess.run([sys.executable, "-c", code], env=environ, capture_output=True, text=True, check=True)
+    assert [int(v) for v in out.stdout.split()] == [128 * 1024 ** 2, 32 * 1024 ** 2, 8 * 1024 ** 2]
+    uncapped = {_hub.XET_HIGH_PERFORMANCE: "1"}
+    assert _hub.apply_download_memory(0, uncapped) == {} and uncapped == {_hub.XET_HIGH_PERFORMANCE: "1"}
+
+
+# --- hashing in the write path ------------------------------------------------------------------------------------
+
+DATA = os.urandom(3 * 1024 * 1024 + 17)
+SHA256 = hashlib.sha256(DATA).hexdigest()
+GIT = hashlib.sha1(b"blob %d\0" % len(DATA) + DATA).hexdigest()
+
+
+@pytest.mark.parametrize("name", [SHA256, GIT])
+def test_the_writer_hashes_what_it_writes_as_the_content_check_reads_it(tmp_path, name):
+    path = tmp_path / ("%s.0123abcd.incomplete" % name)
+    digests = {}
+    with open(path, "wb") as raw:
+        writer = _hub.HashingWriter(raw, _hub.blob_of_partial(path), len(DATA))
+        for start in range(0, len(DATA), 1 << 20):
+            writer.write(DATA[start:start + (1 << 20)])
+        writer.record(digests)
+    st = os.stat(path)
+    assert digests == {name: [name, st.st_dev, st.st_ino, len(DATA)]}
+    assert _cache.blob_digest(str(path), git=len(name) == 40) == name
+
+
+def test_a_seek_a_short_body_or_an_unknown_name_leaves_the_file_to_the_read_back(tmp_path):
+    def written(name, size, seek=False, data=DATA):
+        with open(tmp_path / "f", "wb") as raw:
+            writer = _hub.HashingWriter(raw, name, size)
+            writer.write(data)
+            if seek:
+                writer.seek(0)
+                writer.truncate()
+                writer.write(data)
+            digests = {}
+            writer.record(digests)
+            return digests
+
+    assert written(SHA256, len(DATA))
+    assert written(SHA256, len(DATA), seek=True) == {}  # the library restarted the body: not front to back
+    assert written(SHA256, len(DATA), data=DATA[:-1]) == {}
+    assert written(GIT, None) == {} and written("model.safetensors", len(DATA)) == {}
+
+
+def test_http_get_is_wrapped_so_the_library_writes_through_the_hash(tmp_path):
+    def library_http_get(url, temp_file, *, expected_size=None, **_kw):
+        assert url == "http://hub/f"
+        for start in range(0, len(DATA), 10 << 20):
+            temp_file.write(DATA[start:start + (10 << 20)])
+
+    digests = {}
+    path = tmp_path / ("%s.89abcdef.incomplete" % SHA256)
+    with open(path, "wb") as f:
+        _hub.hashing_http_get(library_http_get, digests)("http://hub/f", f, expected_size=len(DATA))
+    assert digests[SHA256][0] == SHA256 and path.read_bytes() == DATA
