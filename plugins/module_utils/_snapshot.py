@@ -679,19 +679,19 @@ class Snapshot:
 
     def check_content(self, commit, paths, tree, hashed=None):
         """Every file of `paths` against the listing's checksum. A file whose blob is in `hashed` (blob name ->
-        the digest computed while its bytes arrived, in the process that wrote them) is judged by that digest and
-        not read again; the others are read back. RV(verified_while_downloading) counts the first kind."""
-        judged, bad = [], []
+        [digest, device, inode, size] computed while its bytes arrived, in the download process) and that is
+        still that very file passes on that digest, without being read again; every other file, and one whose
+        digest does not match (confirmed by the read), is read back. RV(verified_while_downloading) counts the
+        first kind."""
+        passed = []
         for path in paths if hashed else ():
             expected = self.repo.blob_name(tree.get(path) or {})
             seen = hashed.get(expected)
-            if seen and self.file_identity(commit, path) == tuple(seen[1:]):
-                judged.append(path)
-                if seen[0] != expected:
-                    bad.append((path, expected, seen[0]))
+            if seen and seen[0] == expected and self.file_identity(commit, path) == tuple(seen[1:]):
+                passed.append(path)
         if hashed:
-            self.result["verified_while_downloading"] = len(judged) - len(bad)
-        bad += self.repo.verify(commit, [f for f in paths if f not in judged], tree)
+            self.result["verified_while_downloading"] = len(passed)
+        bad = self.repo.verify(commit, [f for f in paths if f not in passed], tree)
         if not bad:
             return
         if not self.check:

@@ -280,8 +280,9 @@ notes:
     15 seconds - C(hf_snapshot <host> <repo_id>: <done> of <total> (<pct>%) at <rate>/s). The action plugin
     first runs the module to plan (with nothing to download, this is the whole task: one module run, no more
     requests); when there are files to fetch, it runs the module again as an async job, with the commit and the
-    listing found (so no metadata request is repeated), and polls it with C(async_status). The result is the
-    module's, with RV(elapsed) and RV(mean_rate) over the whole task. Check mode, and a task made async by its
+    listing found (so no metadata request is repeated), and watches it with one shell command at a time that
+    waits on the host for the job's result (up to 5 seconds each, seeing its end within a tenth of a second;
+    the host needs a POSIX C(sh), C(grep) and C(cat)). The result is the module's, with RV(elapsed) and RV(mean_rate) over the whole task. Check mode, and a task made async by its
     own C(async) keyword, run the module once, as any module."
   - Runs the network steps in a child process that is killed at O(timeout), because C(huggingface_hub) sets no
     timeout on some requests. The child dies with the module process, however that ends.
@@ -495,9 +496,11 @@ download_memory:
 verified_while_downloading:
   description:
     - How many of the downloaded files were checked against the listing's checksum from the digest computed
-      while their bytes were written (SHA-256 for LFS files, the git blob id for the others), so they were not
-      read a second time. The other files of RV(downloaded_files) were read back and checked after the download
-      (a file an earlier attempt of the same run completed, or one the library linked from the shared store).
+      while their bytes arrived (SHA-256 for LFS files, the git blob id for the others; on plain HTTP in the
+      write path, on Xet by following the file as C(hf_xet) writes it in order), so they were not read again
+      after the download. The other files of RV(downloaded_files) were read back and checked after it (one an
+      earlier attempt of the same run completed, one the library linked from the shared store, or one whose
+      digest did not match, to confirm the mismatch).
   returned: when files were downloaded from the Hub and O(verify_checksums) is true
   type: int
   sample: 3

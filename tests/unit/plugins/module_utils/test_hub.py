@@ -407,3 +407,35 @@ def test_http_get_is_wrapped_so_the_library_writes_through_the_hash(tmp_path):
     with open(path, "wb") as f:
         _hub.hashing_http_get(library_http_get, digests)("http://hub/f", f, expected_size=len(DATA))
     assert digests[SHA256][0] == SHA256 and path.read_bytes() == DATA
+
+
+def test_the_tail_hasher_follows_a_file_written_front_to_back_while_it_grows(tmp_path):
+    path = tmp_path / ("%s.0123abcd.incomplete" % SHA256)
+    path.write_bytes(b"")
+    hasher = _hub.TailHasher(path, SHA256, len(DATA)).start()
+    with open(path, "r+b") as out:  # as hf_xet writes: in order, in pieces, while the hasher follows
+        for start in range(0, len(DATA), 256 * 1024):
+            out.write(DATA[start:start + 256 * 1024])
+            out.flush()
+            time.sleep(0.005)
+    digests = {}
+    hasher.finish(digests)
+    st = os.stat(path)
+    assert digests == {SHA256: [SHA256, st.st_dev, st.st_ino, len(DATA)]}
+
+
+def test_a_hole_the_writer_fills_later_gives_a_digest_that_does_not_pass(tmp_path):
+    path = tmp_path / ("%s.0123abcd.incomplete" % SHA256)
+    half = len(DATA) // 2
+    with open(path, "wb") as out:
+        out.seek(half)
+        out.write(DATA[half:])  # the second half first: zeros below it until the first half lands
+    hasher = _hub.TailHasher(path, SHA256, len(DATA)).start()
+    time.sleep(0.3)
+    with open(path, "r+b") as out:
+        out.write(DATA[:half])
+    digests = {}
+    hasher.finish(digests)
+    assert digests[SHA256][0] != SHA256  # check_content then reads the file back before judging it
+    unfinished = _hub.TailHasher(path, SHA256, len(DATA)).start()
+    unfinished.finish(None)  # a download that failed records nothing, and the file is closed either way

@@ -267,13 +267,16 @@ def test_files_hashed_while_written_are_not_read_again_and_the_rest_are(tmp_path
     assert sorted(read) == ["1_Pooling/config.json", "README.md"]
 
 
-def test_a_digest_taken_while_written_that_is_not_the_listings_fails_and_removes_the_file(tmp_path):
+def test_a_digest_that_is_not_the_listings_is_confirmed_by_reading_the_file(tmp_path):
     lay_out(tmp_path, COMMIT_A, FILES_A)
     snap = snapshot(tmp_path, revision=COMMIT_A)
     name = oid(FILES_A["README.md"])
+    wrong = {name: ["f" * 40] + identity(tmp_path, "README.md")}
+    # the file is sound (a follower that read a hole would see this): it passes on the read, not on the digest
+    snap.check_content(COMMIT_A, ["README.md"], listing(FILES_A), wrong)
+    assert snap.result["verified_while_downloading"] == 0
+    (tmp_path / FOLDER / "blobs" / name).write_bytes(b"model X\n")
     with pytest.raises(hf_snapshot.Failure) as failure:
-        snap.check_content(COMMIT_A, ["README.md"], listing(FILES_A),
-                           {name: ["f" * 40] + identity(tmp_path, "README.md")})
+        snap.check_content(COMMIT_A, ["README.md"], listing(FILES_A), wrong)
     assert failure.value.extra["error_kind"] == _hub.INTEGRITY and failure.value.extra["corrupt_files"] == ["README.md"]
     assert "checksum mismatch" in failure.value.msg and not (tmp_path / FOLDER / "blobs" / name).exists()
-    assert snap.result["verified_while_downloading"] == 0
