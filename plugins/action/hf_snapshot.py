@@ -35,7 +35,7 @@ JOB_KEYS = ("ansible_job_id", "started", "finished", "results_file", "stdout", "
             "stderr_lines", "erased", "child_pid")
 INTERNAL = ("defer_download", "progress_file")
 WAIT = 5.0
-STEP = 0.1
+STEP = 0.2
 SEPARATOR = "--hf_snapshot-progress--"
 # A results file missing this many looks in a row: the job is gone (async_status says "could not find job").
 MISSING_LOOKS = 3
@@ -104,13 +104,14 @@ def public_invocation(result):
 
 def wait_command(results_file, progress_file, seconds=WAIT, step=STEP):
     """A POSIX shell command that waits on the host, up to `seconds`, while the job's results file is missing,
-    empty or still async_wrapper's first {"started": true, ...}, then prints that file, SEPARATOR on a line of
-    its own, and the progress file."""
+    empty or still async_wrapper's first {"started": true, ...} (one line), then prints that file, SEPARATOR on
+    a line of its own, and the progress file. Each look at the file is the shell's own (test, read, case): the
+    only process a step starts is its sleep."""
     results, progress = shlex.quote(results_file), shlex.quote(progress_file)
-    return ("i=0; while [ $i -lt %d ] && { [ ! -s %s ] || grep -q '\"started\": true' %s; }; do"
-            " sleep %s 2>/dev/null || sleep 1; i=$((i+1)); done; cat -- %s 2>/dev/null; echo; echo %s;"
-            " cat -- %s 2>/dev/null; exit 0" % (max(1, int(seconds / step)), results, results, step, results,
-                                                 SEPARATOR, progress))
+    return ("i=0; while [ $i -lt %d ]; do if [ -s %s ]; then l=; IFS= read -r l < %s || :; case $l in"
+            " *'\"started\": true'*) ;; *) break ;; esac; fi; sleep %s 2>/dev/null || sleep 1; i=$((i+1)); done;"
+            " cat -- %s 2>/dev/null; echo; echo %s; cat -- %s 2>/dev/null; exit 0"
+            % (max(1, int(seconds / step)), results, results, step, results, SEPARATOR, progress))
 
 
 def read_job(text):

@@ -281,7 +281,7 @@ notes:
     first runs the module to plan (with nothing to download, this is the whole task: one module run, no more
     requests); when there are files to fetch, it runs the module again as an async job, with the commit and the
     listing found (so no metadata request is repeated), and watches it with one shell command at a time that
-    waits on the host for the job's result (up to 5 seconds each, seeing its end within a tenth of a second;
+    waits on the host for the job's result (up to 5 seconds each, seeing its end within a fifth of a second;
     the host needs a POSIX C(sh), C(grep) and C(cat)). The result is the module's, with RV(elapsed) and RV(mean_rate) over the whole task. Check mode, and a task made async by its
     own C(async) keyword, run the module once, as any module."
   - Runs the network steps in a child process that is killed at O(timeout), because C(huggingface_hub) sets no
