@@ -282,8 +282,9 @@ notes:
     requests); when there are files to fetch, it runs the module again as an async job, with the commit and the
     listing found (so no metadata request is repeated), and watches it with one shell command at a time that
     waits on the host for the job's result (up to 5 seconds each, seeing its end within a fifth of a second;
-    the host needs a POSIX C(sh), C(grep) and C(cat)). The result is the module's, with RV(elapsed) and RV(mean_rate) over the whole task. Check mode, and a task made async by its
-    own C(async) keyword, run the module once, as any module."
+    the host needs a POSIX C(sh), C(sleep) and C(cat)). The result is the module's, with RV(elapsed) and
+    RV(mean_rate) over the whole task. Check mode, and a task made async by its own C(async) keyword, run the
+    module once, as any module."
   - Runs the network steps in a child process that is killed at O(timeout), because C(huggingface_hub) sets no
     timeout on some requests. The child dies with the module process, however that ends.
   - Runs on one repository of one cache are serialised by a lock in C(<cache>/.locks/<repo folder>/); a second
