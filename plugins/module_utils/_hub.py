@@ -503,7 +503,8 @@ class Hub:
 
     def download(self, commit, cache_dir, allow_patterns, ignore_patterns, expected, received=None, memory=0):
         """snapshot_download of a commit, each file's metadata checked against the listing before use; returns
-        {"digests": {blob: [hexdigest, device, inode, size]}} of the blobs hashed while their bytes arrived.
+        {"path": the snapshot folder, "digests": {blob: [hexdigest, device, inode, size]}} of the blobs hashed
+        while their bytes arrived.
 
         `expected` maps file names to the blob name the listing promises. The library names blobs and snapshot
         folders after the ETag and X-Repo-Commit headers without checking them, so a header that is not the
@@ -544,10 +545,10 @@ class Hub:
         file_download.http_get = hashing_http_get(file_download.http_get, digests)
         file_download.xet_get = hashing_xet_get(file_download.xet_get, digests)
         extra = {"tqdm_class": received.counting_bars()} if received is not None else {}
-        snapshot_download(repo_id=self.repo_id, repo_type=self.repo_type, revision=commit, cache_dir=cache_dir,
-                          endpoint=self.endpoint, token=self.token, allow_patterns=allow_patterns,
-                          ignore_patterns=ignore_patterns, **extra)
-        return {"digests": digests}
+        path = snapshot_download(repo_id=self.repo_id, repo_type=self.repo_type, revision=commit,
+                                 cache_dir=cache_dir, endpoint=self.endpoint, token=self.token,
+                                 allow_patterns=allow_patterns, ignore_patterns=ignore_patterns, **extra)
+        return {"path": path, "digests": digests}
 
 
 def hashing_http_get(real_http_get, digests):

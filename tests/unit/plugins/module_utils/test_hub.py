@@ -4,6 +4,7 @@ import email.utils
 import hashlib
 import inspect
 import os
+import random
 import subprocess
 import sys
 import time
@@ -326,8 +327,9 @@ def test_a_429_on_the_xet_path_is_one_attempt_and_the_retrier_waits(hub, tmp_pat
     _xet.XET_CONNECTION_INFO_CACHE.clear()
     clock = FakeClock()
     r = hub_retrier(clock)
-    path = r.call(step.download, COMMIT_B, str(tmp_path / "cache"), lfs, None, expected)
-    assert os.path.isfile(os.path.join(path, lfs[0]))
+    done = r.call(step.download, COMMIT_B, str(tmp_path / "cache"), lfs, None, expected)
+    assert os.path.isfile(os.path.join(done["path"], lfs[0]))
+    assert done["digests"][expected[lfs[0]]][0] == expected[lfs[0]]  # hashed while hf_xet wrote it
     assert clock.sleeps == [wait] and r.retries_used == 1
 
 
@@ -358,12 +360,12 @@ def test_hf_xet_reads_the_cap_and_the_high_performance_preset_goes():
 
 # --- hashing in the write path ------------------------------------------------------------------------------------
 
-DATA = os.urandom(3 * 1024 * 1024 + 17)
+DATA = random.Random(26).randbytes(3 * 1024 * 1024 + 17)  # the same in every pytest worker
 SHA256 = hashlib.sha256(DATA).hexdigest()
 GIT = hashlib.sha1(b"blob %d\0" % len(DATA) + DATA).hexdigest()
 
 
-@pytest.mark.parametrize("name", [SHA256, GIT])
+@pytest.mark.parametrize("name", [SHA256, GIT], ids=["sha256", "git"])
 def test_the_writer_hashes_what_it_writes_as_the_content_check_reads_it(tmp_path, name):
     path = tmp_path / ("%s.0123abcd.incomplete" % name)
     digests = {}
