@@ -98,6 +98,9 @@ XetObjectNotFoundError = type("XetObjectNotFoundError", (FileNotFoundError,), {}
     (RuntimeError("Task error: File reconstruction error: CAS Client Error: Request error: HTTP status client"
                   " error (401 Unauthorized), domain: http://127.0.0.1:1/v2/reconstructions/ab"),
      _hub.TRANSIENT, 401, None),
+    # the writer's error reported instead of the failed fetch's (seen against a CAS failing with 500): tried again
+    (RuntimeError("Task error: File reconstruction error: Internal Writer Error: Data sender was dropped before"
+                  " sending data."), _hub.TRANSIENT, None, None),
     # hf_xet writes the file itself: a full disk is only its text (measured on a full tmpfs)
     (RuntimeError("Task error: File reconstruction error: IO Error: No space left on device (os error 28)"),
      _hub.DISK_FULL, None, None),
