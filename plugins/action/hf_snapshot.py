@@ -6,8 +6,12 @@
 The module runs once, as any module does; when it finds files to download it stops before changing anything
 (defer_download) and returns the commit, the listing and the bytes to fetch. The download then runs as an async
 job of the same module, given that commit and listing (so it asks the Hub for no metadata again), and this plugin
-polls the job, printing the bytes done, the total and the rate past FIRST seconds every EVERY seconds. The
+watches the job, printing the bytes done, the total and the rate past FIRST seconds every EVERY seconds. The
 task's result is the module's, with `elapsed` and `mean_rate` over both runs.
+
+The job is watched by one shell command at a time that waits on the host, up to WAIT seconds, for the job's
+results file to hold the result, then prints it and the progress file: the end of the job is seen within STEP
+seconds, and no module (async_status) is run per look.
 """
 
 from __future__ import annotations
@@ -30,7 +34,11 @@ MODULE = "justnews.huggingface.hf_snapshot"
 JOB_KEYS = ("ansible_job_id", "started", "finished", "results_file", "stdout", "stderr", "stdout_lines",
             "stderr_lines", "erased", "child_pid")
 INTERNAL = ("defer_download", "progress_file")
-POLL = 1.5
+WAIT = 5.0
+STEP = 0.2
+SEPARATOR = "--hf_snapshot-progress--"
+# A results file missing this many looks in a row: the job is gone (async_status says "could not find job").
+MISSING_LOOKS = 3
 # The job's limit is the module's own timeout plus this much, for the checks after the download (checksums of
 # large files) and the start-up: the module stops itself first.
 JOB_MARGIN = 600
@@ -94,6 +102,34 @@ def public_invocation(result):
     return result
 
 
+def wait_command(results_file, progress_file, seconds=WAIT, step=STEP):
+    """A POSIX shell command that waits on the host, up to `seconds`, while the job's results file is missing,
+    empty or still async_wrapper's first {"started": true, ...} (one line), then prints that file, SEPARATOR on
+    a line of its own, and the progress file. Each look at the file is the shell's own (test, read, case): the
+    only process a step starts is its sleep."""
+    results, progress = shlex.quote(results_file), shlex.quote(progress_file)
+    return ("i=0; while [ $i -lt %d ]; do if [ -s %s ]; then l=; IFS= read -r l < %s || :; case $l in"
+            " *'\"started\": true'*) ;; *) break ;; esac; fi; sleep %s 2>/dev/null || sleep 1; i=$((i+1)); done;"
+            " cat -- %s 2>/dev/null; echo; echo %s; cat -- %s 2>/dev/null; exit 0"
+            % (max(1, int(seconds / step)), results, results, step, results, SEPARATOR, progress))
+
+
+def read_job(text):
+    """(job, progress) from wait_command's output: job is None while the job runs, {} when its results file is
+    missing, else the job's result with finished=True; progress is read_progress() of the progress file."""
+    results, _sep, progress_text = text.partition("\n%s\n" % SEPARATOR)
+    results = results.strip()
+    if not results:
+        return {}, read_progress(progress_text)
+    try:
+        data = json.loads(results)
+    except ValueError:
+        return None, read_progress(progress_text)  # being written: still running, as async_status sees it
+    if not isinstance(data, dict) or ("started" in data and not data.get("finished")):
+        return None, read_progress(progress_text)
+    return dict(data, finished=True), read_progress(progress_text)
+
+
 def read_progress(text):
     """(done, total) from the progress file's text, or None."""
     try:
@@ -146,7 +182,7 @@ class ActionModule(ActionBase):
         progress = DownloadProgress(host, args.get("repo_id"), sum(b.get("size", 0) for b in first.get(
             "missing_blobs") or []), started=started)
         try:
-            job = self.poll(jid, async_dir, progress_file, progress, limit, task_vars)
+            job = self.watch(results_file, progress_file, progress, limit)
         finally:
             self.remove(results_file, progress_file)
         return clean_result(job, dict(first, repo_id=args.get("repo_id")), started, time.monotonic(), limit)
@@ -162,31 +198,31 @@ class ActionModule(ActionBase):
         finally:
             self._task.async_val = saved
 
-    def poll(self, jid, async_dir, progress_file, progress, limit, task_vars):
+    def watch(self, results_file, progress_file, progress, limit):
+        """The job's result, looking at the host with wait_command until it is there or the limit passed."""
         deadline = time.monotonic() + limit + 60
+        missing = 0
         while True:
-            time.sleep(POLL)
-            status = self._execute_module(module_name="ansible.legacy.async_status",
-                                          module_args={"jid": jid, "mode": "status", "_async_dir": async_dir},
-                                          task_vars=task_vars)
-            if status.get("finished") or status.get("failed"):
-                return status
+            try:
+                res = self._low_level_execute_command(wait_command(results_file, progress_file), sudoable=True)
+                job, seen = read_job(res.get("stdout", ""))
+            except AnsibleError:
+                job, seen = None, None
+            if job == {}:
+                missing += 1
+                if missing >= MISSING_LOOKS:
+                    return {"failed": True, "msg": "could not find job"}
+            elif job is not None:
+                return job
+            else:
+                missing = 0
             now = time.monotonic()
             if now > deadline:
                 return {"failed": True, "msg": "Timeout exceeded"}
             if progress.due(now):
-                seen = self.read(progress_file)
                 if seen is not None:
                     progress.sent, progress.total = seen
                 display.display(progress.line(now))
-
-    def read(self, path):
-        """(done, total) from the job's progress file, or None (not written yet, or gone)."""
-        try:
-            res = self._low_level_execute_command("cat -- %s" % shlex.quote(path), sudoable=True)
-        except AnsibleError:
-            return None
-        return read_progress(res.get("stdout", "")) if res.get("rc") == 0 else None
 
     def remove(self, *paths):
         """The job's results file and the progress file; rm removes a link itself, never what it leads to."""

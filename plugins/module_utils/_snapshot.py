@@ -49,6 +49,7 @@ UNSAFE_CACHE = _errors.UNSAFE_CACHE
 LOCKED = _errors.LOCKED
 INCOMPLETE = _errors.INCOMPLETE
 NO_SPACE = _errors.NO_SPACE
+DEFAULT_DOWNLOAD_MEMORY = "512M"
 
 # What went wrong with the Hub, for the message; the fix comes from _errors, after it.
 HUB_FAILURES = {
@@ -144,6 +145,7 @@ class Snapshot:
         except ValueError:
             raise Failure("free_space_margin must be bytes (an integer >= 0) or a size such as '512M' or '1G', got"
                           " %r" % (p["free_space_margin"],), INVALID_ARGUMENT)
+        self.memory = self._parse_memory(p.get("download_memory", DEFAULT_DOWNLOAD_MEMORY))
         try:
             self.uid, self.gid = _cache.resolve_ids(p["owner"], p["group"])
         except KeyError as exc:
@@ -210,6 +212,18 @@ class Snapshot:
             raise Failure("mode %r must be plain permissions that let the owner read, such as '0644' (no setuid,"
                           " setgid or sticky bit)" % (mode,), INVALID_ARGUMENT)
         return value
+
+    @staticmethod
+    def _parse_memory(value):
+        """download_memory in bytes: 0 (no cap) or at least MIN_DOWNLOAD_MEMORY."""
+        try:
+            cap = _cache.parse_size(DEFAULT_DOWNLOAD_MEMORY if value is None else value)
+        except ValueError:
+            cap = -1
+        if cap != 0 and cap < _hub.MIN_DOWNLOAD_MEMORY:
+            raise Failure("download_memory must be a size such as '512M' or '1G' (at least 64M), or 0 for no cap,"
+                          " got %r" % (value,), INVALID_ARGUMENT)
+        return cap
 
     @staticmethod
     def _parse_dir_mode(mode):
@@ -529,6 +543,7 @@ class Snapshot:
 
     def apply(self, plan):
         p = self.p
+        hashed = {}
         self.repo.check_layout(plan.commit, create=True)
         self.repo.remove_incomplete(plan.orphans)
         if plan.tree_fetched:
@@ -546,11 +561,16 @@ class Snapshot:
             self.repo.write_pending(expected.values())
             progress = ProgressFile.start(p.get("progress_file"), self.repo.blobs, plan.missing_blobs,
                                           self.module.warn)
+            self.result["download_memory"] = self.memory
+            if p["verify_checksums"]:
+                self.result["verified_while_downloading"] = 0
             try:
-                self.network("downloading %d file(s) of %s at %s" % (len(plan.missing), p["repo_id"],
-                                                                     plan.commit),
-                             self.hub.download, plan.commit, self.cache_dir, p["allow_patterns"],
-                             p["ignore_patterns"], expected, progress.received if progress else None)
+                outcome = self.network("downloading %d file(s) of %s at %s" % (len(plan.missing), p["repo_id"],
+                                                                               plan.commit),
+                                       self.hub.download, plan.commit, self.cache_dir, p["allow_patterns"],
+                                       p["ignore_patterns"], expected, progress.received if progress else None,
+                                       self.memory)
+                hashed = dict((outcome or {}).get("digests") or {})
             finally:
                 if progress:
                     progress.stop()
@@ -562,7 +582,7 @@ class Snapshot:
             self.result["downloaded_bytes"] = sum(
                 self.repo.blob_size(b) for b in new_blobs) or plan.missing_bytes
         if p["verify_checksums"]:
-            self.check_content(plan.commit, plan.wanted if p["offline"] else plan.absent, plan.tree)
+            self.check_content(plan.commit, plan.wanted if p["offline"] else plan.absent, plan.tree, hashed)
         self.repo.clear_pending()
         # Only now is the snapshot complete and checked: make it the one applications load.
         if plan.old_ref != plan.commit:
@@ -644,8 +664,37 @@ class Snapshot:
         except (OSError, _cache.UnsafeName) as exc:
             self.module.warn("could not undo every change of the failed run: %s" % exc)
 
-    def check_content(self, commit, paths, tree):
-        bad = self.repo.verify(commit, paths, tree)
+    def file_identity(self, commit, path):
+        """(device, inode, size) of the file a snapshot entry leads to, opened as the content checks open it;
+        None when it cannot be."""
+        blob = self.repo.linked_blob(commit, path)
+        if not blob:
+            return None
+        try:
+            fd = _store.open_blob(self.cache_dir, blob)
+        except (OSError, _store.StoreRefused):
+            return None
+        try:
+            st = os.fstat(fd)
+            return st.st_dev, st.st_ino, st.st_size
+        finally:
+            os.close(fd)
+
+    def check_content(self, commit, paths, tree, hashed=None):
+        """Every file of `paths` against the listing's checksum. A file whose blob is in `hashed` (blob name ->
+        [digest, device, inode, size] computed while its bytes arrived, in the download process) and that is
+        still that very file passes on that digest, without being read again; every other file, and one whose
+        digest does not match (confirmed by the read), is read back. RV(verified_while_downloading) counts the
+        first kind."""
+        passed = []
+        for path in paths if hashed else ():
+            expected = self.repo.blob_name(tree.get(path) or {})
+            seen = hashed.get(expected)
+            if seen and seen[0] == expected and self.file_identity(commit, path) == tuple(seen[1:]):
+                passed.append(path)
+        if hashed:
+            self.result["verified_while_downloading"] = len(passed)
+        bad = self.repo.verify(commit, [f for f in paths if f not in passed], tree)
         if not bad:
             return
         if not self.check:
@@ -775,6 +824,7 @@ ARGUMENT_SPEC = dict(
     xet=dict(type="bool", default=True),
     hf_home=dict(type="path"),
     dir_mode=dict(type="str"),
+    download_memory=dict(type="str", default=DEFAULT_DOWNLOAD_MEMORY),
     defer_download=dict(type="bool", default=False),
     progress_file=dict(type="str"),
 )

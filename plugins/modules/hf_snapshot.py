@@ -244,6 +244,23 @@ options:
         every blob is a regular file of its repository (as with O(shared_blobs=false)).
     type: bool
     default: true
+  download_memory:
+    description:
+      - Memory the download may take for its buffers, so that the agents beside it on the host are not pushed
+        out. Stock C(hf_xet) sizes its download buffers from the machine's memory (a quarter of it as their
+        limit) and has been seen to take gigabytes for one file.
+      - A size such as V(512M) or V(1G) (K, M, G and T are powers of 1024), at least V(64M). Half of it is the
+        hard limit of C(hf_xet)'s reconstruction buffers, set through C(hf_xet)'s own settings
+        (E(HF_XET_RECONSTRUCTION_DOWNLOAD_BUFFER_LIMIT), E(HF_XET_RECONSTRUCTION_DOWNLOAD_BUFFER_SIZE),
+        E(HF_XET_RECONSTRUCTION_DOWNLOAD_BUFFER_PERFILE_SIZE), E(HF_XET_RECONSTRUCTION_MIN_PREFETCH_BUFFER)) in
+        the download's own process only, never for the agents; E(HF_XET_HIGH_PERFORMANCE), which would override
+        them, is dropped there. The rest is left for the interpreter and the pieces in flight.
+      - V(0) sets no cap and leaves C(hf_xet) its own sizing (and E(HF_XET_HIGH_PERFORMANCE), if the host sets
+        it).
+      - The trade-off is throughput on a fast link; a smaller buffer keeps fewer ranges in flight. Plain HTTP
+        downloads stream each file through a small fixed buffer either way.
+    type: str
+    default: 512M
   defer_download:
     description:
       - Set by the action plugin of this module, not by playbooks. When files are to be downloaded from the Hub,
@@ -263,9 +280,11 @@ notes:
     15 seconds - C(hf_snapshot <host> <repo_id>: <done> of <total> (<pct>%) at <rate>/s). The action plugin
     first runs the module to plan (with nothing to download, this is the whole task: one module run, no more
     requests); when there are files to fetch, it runs the module again as an async job, with the commit and the
-    listing found (so no metadata request is repeated), and polls it with C(async_status). The result is the
-    module's, with RV(elapsed) and RV(mean_rate) over the whole task. Check mode, and a task made async by its
-    own C(async) keyword, run the module once, as any module."
+    listing found (so no metadata request is repeated), and watches it with one shell command at a time that
+    waits on the host for the job's result (up to 5 seconds each, seeing its end within a fifth of a second;
+    the host needs a POSIX C(sh), C(sleep) and C(cat)). The result is the module's, with RV(elapsed) and
+    RV(mean_rate) over the whole task. Check mode, and a task made async by its own C(async) keyword, run the
+    module once, as any module."
   - Runs the network steps in a child process that is killed at O(timeout), because C(huggingface_hub) sets no
     timeout on some requests. The child dies with the module process, however that ends.
   - Runs on one repository of one cache are serialised by a lock in C(<cache>/.locks/<repo folder>/); a second
@@ -470,6 +489,22 @@ missing_blobs:
   type: list
   elements: dict
   sample: [{"name": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db", "size": 90868376}]
+download_memory:
+  description: The cap in bytes that O(download_memory) set on the download's buffers; V(0) when uncapped.
+  returned: when files were downloaded from the Hub
+  type: int
+  sample: 536870912
+verified_while_downloading:
+  description:
+    - How many of the downloaded files were checked against the listing's checksum from the digest computed
+      while their bytes arrived (SHA-256 for LFS files, the git blob id for the others; on plain HTTP in the
+      write path, on Xet by following the file as C(hf_xet) writes it in order), so they were not read again
+      after the download. The other files of RV(downloaded_files) were read back and checked after it (one an
+      earlier attempt of the same run completed, one the library linked from the shared store, or one whose
+      digest did not match, to confirm the mismatch).
+  returned: when files were downloaded from the Hub and O(verify_checksums) is true
+  type: int
+  sample: 3
 lock_wait:
   description: Seconds this run waited for another run on the same repository to finish.
   returned: when the run changed or checked the cache

@@ -50,6 +50,9 @@ def test_cold_fetch_then_agent_loads_offline(hub, cache, run):
     assert LFS_FILE in result["downloaded_files"]
     assert result["downloaded_bytes"] > 80_000_000
     assert set(result["downloaded_files"]) == set(result["files"])
+    # every file was checked against the listing from the digest taken while it was written, none read again
+    assert result["verified_while_downloading"] == len(result["downloaded_files"])
+    assert result["download_memory"] == 512 * 1024 ** 2  # the default cap
     assert (cache / FOLDER / "refs" / "main").read_text() == COMMIT_B
     assert offline_embedding(cache) == 384
 
@@ -171,6 +174,7 @@ def test_corrupt_download_is_caught_removed_and_ref_not_moved(hub, cache, run):
     result = run(args(hub, cache, revision=COMMIT_A))
     assert result["failed"] is True
     assert "checksum mismatch" in result["msg"] and LFS_FILE in result["msg"]
+    assert result["corrupt_files"] == [LFS_FILE]
     assert not (cache / FOLDER / "refs" / "main").exists()
     assert not (cache / FOLDER / "snapshots" / COMMIT_A / LFS_FILE).exists()
     # a corrupt file the library put into the shared store is gone too, or the next download would link it again
@@ -476,6 +480,8 @@ def test_xet_false_takes_every_byte_from_the_endpoint_not_the_cas(hub, cache, ru
     sent, asked = hub.stats()["bytes"], hub.stats()["requests"]
     assert sent.get("xorb", 0) == 0 and asked.get("xet_token", 0) == 0 and asked.get("reconstruction", 0) == 0, asked
     assert sum(sent.values()) >= result["downloaded_bytes"] > 80_000_000, sent
+    # plain HTTP hashes in the write path too: no file read back after the download
+    assert result["verified_while_downloading"] == len(result["downloaded_files"])
     blobs = cache / FOLDER / "blobs"
     assert all(p.is_file() and not p.is_symlink() for p in blobs.iterdir())
     assert library_snapshot(cache, COMMIT_A) == result["snapshot_path"]

@@ -1,15 +1,19 @@
 """Retry policy and error classification of the hf_snapshot module."""
 
 import email.utils
+import hashlib
 import inspect
 import os
+import random
+import subprocess
+import sys
 import time
 
 import httpx2
 import pytest
 from huggingface_hub import errors
 
-from ansible_collections.justnews.huggingface.plugins.module_utils import _hub
+from ansible_collections.justnews.huggingface.plugins.module_utils import _cache, _hub
 
 
 def test_retry_after_in_seconds_and_as_http_date():
@@ -94,6 +98,9 @@ XetObjectNotFoundError = type("XetObjectNotFoundError", (FileNotFoundError,), {}
     (RuntimeError("Task error: File reconstruction error: CAS Client Error: Request error: HTTP status client"
                   " error (401 Unauthorized), domain: http://127.0.0.1:1/v2/reconstructions/ab"),
      _hub.TRANSIENT, 401, None),
+    # the writer's error reported instead of the failed fetch's (seen against a CAS failing with 500): tried again
+    (RuntimeError("Task error: File reconstruction error: Internal Writer Error: Data sender was dropped before"
+                  " sending data."), _hub.TRANSIENT, None, None),
     # hf_xet writes the file itself: a full disk is only its text (measured on a full tmpfs)
     (RuntimeError("Task error: File reconstruction error: IO Error: No space left on device (os error 28)"),
      _hub.DISK_FULL, None, None),
@@ -323,6 +330,117 @@ def test_a_429_on_the_xet_path_is_one_attempt_and_the_retrier_waits(hub, tmp_pat
     _xet.XET_CONNECTION_INFO_CACHE.clear()
     clock = FakeClock()
     r = hub_retrier(clock)
-    path = r.call(step.download, COMMIT_B, str(tmp_path / "cache"), lfs, None, expected)
-    assert os.path.isfile(os.path.join(path, lfs[0]))
+    done = r.call(step.download, COMMIT_B, str(tmp_path / "cache"), lfs, None, expected)
+    assert os.path.isfile(os.path.join(done["path"], lfs[0]))
+    assert done["digests"][expected[lfs[0]]][0] == expected[lfs[0]]  # hashed while hf_xet wrote it
     assert clock.sleeps == [wait] and r.retries_used == 1
+
+
+# --- download_memory: hf_xet's own settings, in the download process only ----------------------------------------
+
+def test_a_cap_becomes_hf_xets_buffer_settings_in_bytes_within_its_own_invariant():
+    cap = 512 * 1024 ** 2
+    env = _hub.download_memory_env(cap)
+    limit, size, perfile = (int(env[k]) for k in (_hub.XET_BUFFER_LIMIT, _hub.XET_BUFFER_SIZE,
+                                                   _hub.XET_BUFFER_PERFILE))
+    assert limit == cap // 2 and size + 8 * perfile <= limit  # 8: hf_xet's concurrent file downloads
+    assert int(env[_hub.XET_MIN_PREFETCH]) <= limit
+    assert all(value.isdigit() for value in env.values())  # hf_xet ignores '512M' without a word
+    assert _hub.download_memory_env(0) == {}
+
+
+def test_hf_xet_reads_the_cap_and_the_high_performance_preset_goes():
+    environ = {_hub.XET_HIGH_PERFORMANCE: "1", "PATH": os.environ.get("PATH", "")}
+    _hub.apply_download_memory(256 * 1024 ** 2, environ)
+    assert _hub.XET_HIGH_PERFORMANCE not in environ
+    code = ("import hf_xet; c = hf_xet.XetConfig(); print(c.get('reconstruction.download_buffer_limit'),"
+            " c.get('reconstruction.download_buffer_size'), c.get('reconstruction.download_buffer_perfile_size'))")
+    out = subprocess.run([sys.executable, "-c", code], env=environ, capture_output=True, text=True, check=True)
+    assert [int(v) for v in out.stdout.split()] == [128 * 1024 ** 2, 32 * 1024 ** 2, 8 * 1024 ** 2]
+    uncapped = {_hub.XET_HIGH_PERFORMANCE: "1"}
+    assert _hub.apply_download_memory(0, uncapped) == {} and uncapped == {_hub.XET_HIGH_PERFORMANCE: "1"}
+
+
+# --- hashing in the write path ------------------------------------------------------------------------------------
+
+DATA = random.Random(26).randbytes(3 * 1024 * 1024 + 17)  # the same in every pytest worker
+SHA256 = hashlib.sha256(DATA).hexdigest()
+GIT = hashlib.sha1(b"blob %d\0" % len(DATA) + DATA).hexdigest()
+
+
+@pytest.mark.parametrize("name", [SHA256, GIT], ids=["sha256", "git"])
+def test_the_writer_hashes_what_it_writes_as_the_content_check_reads_it(tmp_path, name):
+    path = tmp_path / ("%s.0123abcd.incomplete" % name)
+    digests = {}
+    with open(path, "wb") as raw:
+        writer = _hub.HashingWriter(raw, _hub.blob_of_partial(path), len(DATA))
+        for start in range(0, len(DATA), 1 << 20):
+            writer.write(DATA[start:start + (1 << 20)])
+        writer.record(digests)
+    st = os.stat(path)
+    assert digests == {name: [name, st.st_dev, st.st_ino, len(DATA)]}
+    assert _cache.blob_digest(str(path), git=len(name) == 40) == name
+
+
+def test_a_seek_a_short_body_or_an_unknown_name_leaves_the_file_to_the_read_back(tmp_path):
+    def written(name, size, seek=False, data=DATA):
+        with open(tmp_path / "f", "wb") as raw:
+            writer = _hub.HashingWriter(raw, name, size)
+            writer.write(data)
+            if seek:
+                writer.seek(0)
+                writer.truncate()
+                writer.write(data)
+            digests = {}
+            writer.record(digests)
+            return digests
+
+    assert written(SHA256, len(DATA))
+    assert written(SHA256, len(DATA), seek=True) == {}  # the library restarted the body: not front to back
+    assert written(SHA256, len(DATA), data=DATA[:-1]) == {}
+    assert written(GIT, None) == {} and written("model.safetensors", len(DATA)) == {}
+
+
+def test_http_get_is_wrapped_so_the_library_writes_through_the_hash(tmp_path):
+    def library_http_get(url, temp_file, *, expected_size=None, **_kw):
+        assert url == "http://hub/f"
+        for start in range(0, len(DATA), 10 << 20):
+            temp_file.write(DATA[start:start + (10 << 20)])
+
+    digests = {}
+    path = tmp_path / ("%s.89abcdef.incomplete" % SHA256)
+    with open(path, "wb") as f:
+        _hub.hashing_http_get(library_http_get, digests)("http://hub/f", f, expected_size=len(DATA))
+    assert digests[SHA256][0] == SHA256 and path.read_bytes() == DATA
+
+
+def test_the_tail_hasher_follows_a_file_written_front_to_back_while_it_grows(tmp_path):
+    path = tmp_path / ("%s.0123abcd.incomplete" % SHA256)
+    path.write_bytes(b"")
+    hasher = _hub.TailHasher(path, SHA256, len(DATA)).start()
+    with open(path, "r+b") as out:  # as hf_xet writes: in order, in pieces, while the hasher follows
+        for start in range(0, len(DATA), 256 * 1024):
+            out.write(DATA[start:start + 256 * 1024])
+            out.flush()
+            time.sleep(0.005)
+    digests = {}
+    hasher.finish(digests)
+    st = os.stat(path)
+    assert digests == {SHA256: [SHA256, st.st_dev, st.st_ino, len(DATA)]}
+
+
+def test_a_hole_the_writer_fills_later_gives_a_digest_that_does_not_pass(tmp_path):
+    path = tmp_path / ("%s.0123abcd.incomplete" % SHA256)
+    half = len(DATA) // 2
+    with open(path, "wb") as out:
+        out.seek(half)
+        out.write(DATA[half:])  # the second half first: zeros below it until the first half lands
+    hasher = _hub.TailHasher(path, SHA256, len(DATA)).start()
+    time.sleep(0.3)
+    with open(path, "r+b") as out:
+        out.write(DATA[:half])
+    digests = {}
+    hasher.finish(digests)
+    assert digests[SHA256][0] != SHA256  # check_content then reads the file back before judging it
+    unfinished = _hub.TailHasher(path, SHA256, len(DATA)).start()
+    unfinished.finish(None)  # a download that failed records nothing, and the file is closed either way

@@ -3,6 +3,9 @@ and the module's side of it (defer_download, the progress file)."""
 
 import json
 import os
+import subprocess
+import threading
+import time
 from unittest import mock
 
 import pytest
@@ -180,8 +183,10 @@ class Calls:
 
     def low_level(self, cmd, sudoable=True):
         self.commands.append(cmd)
-        if cmd.startswith("cat "):
-            return {"rc": 0, "stdout": json.dumps({"done": 5 * MIB, "total": 10 * MIB, "elapsed": 31})}
+        if action.SEPARATOR in cmd:
+            job = self.polls.pop(0)
+            return {"rc": 0, "stdout": "%s\n\n%s\n%s" % (json.dumps(job), action.SEPARATOR, json.dumps(
+                {"done": 5 * MIB, "total": 10 * MIB, "elapsed": 31}))}
         return {"rc": 0, "stdout": ""}
 
 
@@ -196,7 +201,6 @@ def plugin_with(calls, monkeypatch, check_mode=False, async_val=0):
     monkeypatch.setattr(plugin, "_execute_module", calls.execute(plugin))
     monkeypatch.setattr(plugin, "_low_level_execute_command", calls.low_level)
     monkeypatch.setattr(plugin, "_remove_tmp_path", lambda path: None)
-    monkeypatch.setattr(action, "POLL", 0)
     return plugin
 
 
@@ -232,11 +236,61 @@ def test_a_download_is_launched_as_a_job_polled_and_cleaned_up(monkeypatch):
     assert launch[1]["revision"] == COMMIT_A and launch[1]["listing"] == FIRST["listing"]
     assert launch[1]["defer_download"] is False and launch[1]["progress_file"].startswith("hf_snapshot-")
     assert calls.async_vals[1] == 60 + action.JOB_MARGIN and plugin._task.async_val == 0  # restored
-    polls = [a for m, a, _w in calls.modules if m == "ansible.legacy.async_status"]
-    assert polls and all(a == {"jid": "j1.2", "mode": "status", "_async_dir": "/home/u/.ansible_async"}
-                         for a in polls)
+    # no async_status module run: one waiting shell command per look
+    assert [m for m, _a, _w in calls.modules] == [action.MODULE, action.MODULE]
+    looks = [c for c in calls.commands if action.SEPARATOR in c]
+    assert len(looks) == 3 and all("/home/u/.ansible_async/j1.2" in c for c in looks)
     assert shown == ["hf_snapshot web1 org/model: 5.00 MB of 10.00 MB (50%) at 124.88 KB/s"]  # at 41 s
     progress_file = "/home/u/.ansible_async/" + launch[1]["progress_file"]
     assert calls.commands[-1] == "rm -f -- /home/u/.ansible_async/j1.2 " + progress_file
     assert not [k for k in action.JOB_KEYS if k in result] and result["changed"] is True
     assert "secret" not in json.dumps(result)
+
+
+# --- the waiting command, run by a real shell ----------------------------------------------------------------
+
+def run_wait(results, progress, seconds, step=0.05):
+    cmd = action.wait_command(str(results), str(progress), seconds=seconds, step=step)
+    started = time.monotonic()
+    out = subprocess.run(["/bin/sh", "-c", cmd], capture_output=True, text=True, check=True).stdout
+    return action.read_job(out), time.monotonic() - started
+
+
+def test_the_wait_returns_as_soon_as_the_job_wrote_its_result(tmp_path):
+    results, progress = tmp_path / "j1.2", tmp_path / "hf_snapshot-1.progress"
+    results.write_text(json.dumps({"started": True, "finished": False, "ansible_job_id": "j1.2"}))
+    progress.write_text(json.dumps({"done": 1, "total": 2, "elapsed": 0.5}))
+
+    def finish():
+        time.sleep(0.5)
+        done = tmp_path / "j1.2.tmp"
+        done.write_text(json.dumps({"changed": True, "commit": COMMIT_A}))
+        os.replace(done, results)  # as async_wrapper writes it
+
+    writer = threading.Thread(target=finish)
+    writer.start()
+    (job, seen), took = run_wait(results, progress, seconds=10)
+    writer.join()
+    assert job == {"changed": True, "commit": COMMIT_A, "finished": True} and seen == (1, 2)
+    assert took < 3
+
+
+def test_the_wait_gives_up_after_its_window_while_the_job_runs_and_tells_a_missing_job(tmp_path):
+    results, progress = tmp_path / "j1.2", tmp_path / "none.progress"
+    results.write_text(json.dumps({"started": True, "finished": False, "ansible_job_id": "j1.2"}))
+    (job, seen), took = run_wait(results, progress, seconds=0.3)
+    assert job is None and seen is None and 0.2 < took < 3
+    results.unlink()
+    (job, seen), _took = run_wait(results, progress, seconds=0.2)
+    assert job == {} and seen is None
+    results.write_text('{"changed": tr')  # half written: still running
+    assert run_wait(results, progress, seconds=0.1)[0][0] is None
+
+
+def test_a_job_whose_results_file_is_gone_fails_as_async_status_would(monkeypatch):
+    calls = Calls(FIRST, [{}, {}, {}])
+    calls.low_level = lambda cmd, sudoable=True: (calls.commands.append(cmd) or {
+        "rc": 0, "stdout": "\n%s\n" % action.SEPARATOR})
+    plugin = plugin_with(calls, monkeypatch)
+    result = plugin.run(task_vars={"inventory_hostname": "web1"})
+    assert result["failed"] is True and result["error_kind"] == "other" and "could not find job" in result["msg"]

@@ -231,3 +231,52 @@ def test_a_listing_needs_a_pinned_commit(tmp_path):
     with pytest.raises(hf_snapshot.Failure) as info:
         snapshot(tmp_path, listing=listing(FILES_A))
     assert info.value.extra["error_kind"] == hf_snapshot.INVALID_ARGUMENT and "revision" in info.value.msg
+
+
+# --- download_memory and the checksums taken while the bytes arrived --------------------------------------------
+
+@pytest.mark.parametrize("value, cap", [("512M", 512 * 1024 ** 2), ("1G", 1024 ** 3), ("0", 0),
+                                        (None, 512 * 1024 ** 2), ("2GiB", 2 * 1024 ** 3), ("64M", 64 * 1024 ** 2)])
+def test_download_memory_is_a_size_or_zero(tmp_path, value, cap):
+    assert snapshot(tmp_path, download_memory=value).memory == cap
+
+
+@pytest.mark.parametrize("value", ["32M", "lots", "-1", "1000"])
+def test_a_download_memory_too_small_or_not_a_size_names_the_option(tmp_path, value):
+    with pytest.raises(hf_snapshot.Failure) as failure:
+        snapshot(tmp_path, download_memory=value)
+    assert failure.value.extra["error_kind"] == hf_snapshot.INVALID_ARGUMENT and "download_memory" in failure.value.msg
+
+
+def identity(cache, name):
+    st = os.stat(cache / FOLDER / "blobs" / oid(FILES_A[name]))
+    return [st.st_dev, st.st_ino, st.st_size]
+
+
+def test_files_hashed_while_written_are_not_read_again_and_the_rest_are(tmp_path, monkeypatch):
+    lay_out(tmp_path, COMMIT_A, FILES_A)
+    snap = snapshot(tmp_path, revision=COMMIT_A)
+    tree, read = listing(FILES_A), []
+    real_verify = snap.repo.verify
+    monkeypatch.setattr(snap.repo, "verify", lambda c, paths, t: read.extend(paths) or real_verify(c, paths, t))
+    hashed = {oid(FILES_A["config.json"]): [oid(FILES_A["config.json"])] + identity(tmp_path, "config.json"),
+              # a digest of another file than the one linked now (the library linked a store entry instead)
+              oid(FILES_A["README.md"]): [oid(FILES_A["README.md"]), 0, 0, 8]}
+    snap.check_content(COMMIT_A, sorted(FILES_A), tree, hashed)
+    assert snap.result["verified_while_downloading"] == 1
+    assert sorted(read) == ["1_Pooling/config.json", "README.md"]
+
+
+def test_a_digest_that_is_not_the_listings_is_confirmed_by_reading_the_file(tmp_path):
+    lay_out(tmp_path, COMMIT_A, FILES_A)
+    snap = snapshot(tmp_path, revision=COMMIT_A)
+    name = oid(FILES_A["README.md"])
+    wrong = {name: ["f" * 40] + identity(tmp_path, "README.md")}
+    # the file is sound (a follower that read a hole would see this): it passes on the read, not on the digest
+    snap.check_content(COMMIT_A, ["README.md"], listing(FILES_A), wrong)
+    assert snap.result["verified_while_downloading"] == 0
+    (tmp_path / FOLDER / "blobs" / name).write_bytes(b"model X\n")
+    with pytest.raises(hf_snapshot.Failure) as failure:
+        snap.check_content(COMMIT_A, ["README.md"], listing(FILES_A), wrong)
+    assert failure.value.extra["error_kind"] == _hub.INTEGRITY and failure.value.extra["corrupt_files"] == ["README.md"]
+    assert "checksum mismatch" in failure.value.msg and not (tmp_path / FOLDER / "blobs" / name).exists()
