@@ -204,3 +204,12 @@ def test_the_readme_documents_every_playbook_variable_in_one_table():
     rows = re.findall(r"^\| `(model_cache_[a-z_]+)` \|", section, re.M)
     assert len(rows) == len(set(rows)), rows
     assert sorted(rows) == sorted(playbook_variables())
+
+
+def test_a_settled_models_record_has_the_keys_of_the_fetchs():
+    """model_cache_result.models is the same list whether the preflight found nothing to do (hf_units' records,
+    _settle.model_record) or the fetch ran (the role's __model_cache_models_yaml)."""
+    from ansible_collections.justnews.huggingface.plugins.module_utils import _settle  # pylint: disable=import-outside-toplevel
+    text = yaml.safe_load((ROLE / "vars" / "main.yml").read_text())["__model_cache_models_yaml"]
+    keys = re.findall(r"^(?:- |  )([a-z_]+):", text, re.M)
+    assert keys and keys == list(_settle.model_record({"repo_id": "o/m"}, {}, "hub", "").keys())

@@ -1,0 +1,212 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, JustNews contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Whether a model_cache run has anything to do on a host, decided in the preflight's one call (hf_units): the
+fetch plan of every model, made offline by hf_snapshot's own planning code in check mode, and the environment
+that hf_agent_env would write, checked by its own code in check mode. A host where neither would change anything
+is settled: the role then skips the fetch and the environment tasks, and the run costs one module call.
+
+The fetch plan needs huggingface_hub (the patterns are the library's), which the interpreter that runs hf_units
+may lack: it runs in a child of the fetch interpreter (the role's venv), which imports this file from the
+module's own payload. The child never reaches the network: a step that would ask the Hub (a branch the cache does
+not hold complete, state latest) makes the model unsettled, and the fetch task then runs as before.
+
+Private to the justnews.huggingface collection: no compatibility promise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from ansible_collections.justnews.huggingface.plugins.module_utils import _agent_env
+
+# The options of a model_cache_models entry that hf_snapshot reads, and those the fetch task sets for all models.
+MODEL_KEYS = ("repo_id", "repo_type", "revision", "ref", "allow_patterns", "ignore_patterns", "link", "state")
+FETCH_KEYS = ("hf_home", "cache_dir", "dir_mode", "mode", "endpoint", "shared_blobs", "xet", "free_space_margin",
+              "verify_checksums", "retries", "timeout", "read_timeout")
+# What the child may take: it reads caches, listings and links of every model (the checks of hf_snapshot).
+CHILD_TIMEOUT = 120
+DEFAULT_ENDPOINT = "https://huggingface.co"
+COMMIT_LEN = 40
+
+CHILD = r"""
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from ansible_collections.justnews.huggingface.plugins.module_utils import _settle
+print(json.dumps(_settle.plan_models(json.loads(sys.argv[2]))))
+"""
+
+
+def payload_root(path=__file__):
+    """The sys.path entry this collection was imported from (the module's payload zip, or a folder)."""
+    marker = os.sep + "ansible_collections" + os.sep
+    index = path.rfind(marker)
+    return path[:index] if index > 0 else None
+
+
+def is_commit(revision):
+    return isinstance(revision, str) and len(revision) == COMMIT_LEN and all(c in "0123456789abcdef" for c in revision)
+
+
+# --- the fetch plan, in the child ---------------------------------------------------------------------------------
+
+class _Module:
+    """What Snapshot reads of a module: params, check_mode, warn."""
+
+    def __init__(self, params):
+        self.params = params
+        self.check_mode = True
+        self.warnings = []
+
+    def warn(self, text):
+        self.warnings.append(text)
+
+
+class NeedsHub(Exception):
+    """The plan would ask the Hub: the host is not settled for this model."""
+
+
+def plan_model(model, fetch, owner, group):
+    """{settled, why, result} for one model: hf_snapshot's own plan in check mode, without the network."""
+    # Imported here, in the child that has huggingface_hub; the preflight's own process never loads them.
+    from ansible_collections.justnews.huggingface.plugins.module_utils import _snapshot
+
+    class Planner(_snapshot.Snapshot):
+        def network(self, step, func, *args):
+            raise NeedsHub(step)
+
+    if _snapshot.HF_IMPORT_ERROR:
+        return {"settled": False, "why": "huggingface_hub cannot be imported"}
+    # The library's own check (_library) is left to the fetch: a settled run does not use the library.
+    params = dict((name, spec.get("default")) for name, spec in _snapshot.ARGUMENT_SPEC.items())
+    params.update((k, fetch[k]) for k in FETCH_KEYS if fetch.get(k) is not None)
+    params.update((k, model[k]) for k in MODEL_KEYS if model.get(k) is not None)
+    params.update(owner=owner or None, group=group or None, offline=False, token=None, listing=None,
+                  blobs_from=None, defer_download=False, progress_file=None, staging_dir=None)
+    try:
+        result = Planner(_Module(params)).run()
+    except NeedsHub as exc:
+        return {"settled": False, "why": "the fetch asks the Hub (%s)" % exc}
+    except _snapshot.Failure as exc:
+        return {"settled": False, "why": "the fetch would fail: %s" % exc.msg}
+    except Exception as exc:  # any other surprise: the fetch task runs and says what it is
+        return {"settled": False, "why": "%s: %s" % (type(exc).__name__, exc)}
+    if result.get("changed"):
+        return {"settled": False, "why": "the fetch would change the cache", "result": result}
+    return {"settled": True, "why": "", "result": result}
+
+
+def plan_models(job):
+    """Every model's plan (the child's answer): [{settled, why, result}]."""
+    return [plan_model(model, job.get("fetch") or {}, job.get("owner"), job.get("group"))
+            for model in job.get("models") or []]
+
+
+def run_child(python, job, run_command, root=None):
+    """plan_models(job) in a child of `python` (the fetch interpreter); [] and the reason when it cannot run."""
+    root = root or payload_root()
+    if not root:
+        return None, "the collection's code was not found"
+    rc, out, err = run_command([python, "-I", "-c", CHILD, root, json.dumps(job)], timeout=CHILD_TIMEOUT)
+    if rc != 0:
+        return None, "the fetch plan did not run (%s): %s" % ("timed out" if rc is None else "rc %s" % rc,
+                                                             (err or out).strip()[-300:])
+    try:
+        plans = json.loads(out.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return None, "the fetch plan answered no result"
+    if not isinstance(plans, list) or len(plans) != len(job.get("models") or []):
+        return None, "the fetch plan answered %r" % (plans,)
+    return plans, None
+
+
+# --- what the role records per model ------------------------------------------------------------------------------
+
+def model_record(model, result, source, endpoint):
+    """The model's entry of model_cache_result.models from hf_snapshot's result, as tasks/main.yml shapes the
+    fetch task's: the same keys and values."""
+    before = (result.get("diff") or {}).get("before") or {}
+    listing = result.get("listing") or {}
+    files = result.get("files") or []
+    downloaded = int(result.get("downloaded_bytes") or 0)
+    received = None
+    if downloaded:
+        received = source if source in ("controller", "bundle") else (endpoint or DEFAULT_ENDPOINT)
+    return {
+        "repo_id": model.get("repo_id"),
+        "repo_type": model.get("repo_type") or "model",
+        "revision": model.get("revision") or "main",
+        "ref": result.get("ref"),
+        "commit": result.get("commit"),
+        "previous_commit": before.get("commit"),
+        "previous_link": before.get("link"),
+        "snapshot_path": result.get("snapshot_path"),
+        "link": model.get("link"),
+        "downloaded_files": result.get("downloaded_files") or [],
+        "downloaded_bytes": downloaded,
+        "files": len(files),
+        "bytes": sum(int((listing.get(name) or {}).get("size") or 0) for name in files),
+        "source": source,
+        "received_from": received,
+        "changed": bool(result.get("changed")),
+        "skipped": False,
+    }
+
+
+# --- the whole check ------------------------------------------------------------------------------------------------
+
+def settle(spec, owner, group, booted, fetch_python, run_command):
+    """{settled, models, unsettled}: whether neither the fetch nor hf_agent_env would change anything, the models'
+    records (when every model is settled) and, per part that is not, why. `spec` is hf_units' option settle."""
+    source = spec.get("source") or "hub"
+    models = list(spec.get("models") or [])
+    fetch = dict(spec.get("fetch") or {})
+    answer = {"settled": False, "models": [], "unsettled": []}
+    if not models:
+        answer["unsettled"].append("no model to check")
+        return answer
+    if source != "hub":
+        # The controller's fetch or the bundle's manifest decides a branch's commit, not the host's refs.
+        branches = [m.get("repo_id") for m in models if not is_commit(m.get("revision") or "main")]
+        if branches:
+            answer["unsettled"].append("model_cache_source %s resolves branches on the controller: %s"
+                                       % (source, ", ".join(map(str, branches))))
+            return answer
+    plans, why = run_child(fetch_python, {"models": models, "fetch": fetch, "owner": owner, "group": group},
+                           run_command)
+    if plans is None:
+        answer["unsettled"].append(why)
+        return answer
+    for model, plan in zip(models, plans):
+        if not plan.get("settled"):
+            answer["unsettled"].append("%s: %s" % (model.get("repo_id"), plan.get("why")))
+    if answer["unsettled"]:
+        return answer
+    records = [model_record(m, plan["result"], source, fetch.get("endpoint")) for m, plan in zip(models, plans)]
+    env = dict(spec.get("environment") or {})
+    env["backup"] = bool(env.get("backup", True)) and booted
+    env["models"] = records
+    try:
+        changed, _result = _agent_env.check(env)
+    except _agent_env.Failure as exc:
+        answer["unsettled"].append("the environment: %s" % exc.msg)
+        return answer
+    except Exception as exc:  # hf_agent_env's own run reports it
+        answer["unsettled"].append("the environment: %s" % type(exc).__name__)
+        return answer
+    if changed:
+        answer["unsettled"].append("the environment would change")
+        return answer
+    answer.update(settled=True, models=records)
+    return answer
+
+
+def settle_preflight(params, preflight, run_command):
+    """The settle part of hf_units' preflight result, from its parameters and what the preflight found (the owner
+    and group, whether systemd runs, the fetch tool)."""
+    tool = preflight.get("fetch_tool") or {}
+    if not params.get("fetch_python") or not tool.get("satisfied"):
+        return {"settled": False, "models": [], "unsettled": ["the fetch tool is not installed as required"]}
+    return settle(params["settle"], preflight.get("owner"), preflight.get("group"), preflight.get("booted"),
+                  params["fetch_python"], run_command)
