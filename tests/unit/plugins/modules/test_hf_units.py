@@ -3,6 +3,8 @@ failure has its error_kind and fix, and the readiness URL is read from a real lo
 
 import http.server
 import json
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -148,15 +150,13 @@ def test_the_preflight_settles_a_host_with_nothing_to_do_in_its_one_call(capsys,
     huggingface_hub); the cache lacks the model, so the host is not settled, and the token stays hidden."""
     import subprocess
     import sys
-    answer = systemd.show
+    fake_systemd = _systemd.run_command
 
     def run_command(module, argv, timeout=30):
         if argv[0] != sys.executable:
-            systemd.show = answer
             return fake_systemd(module, argv, timeout)
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
         return proc.returncode, proc.stdout, proc.stderr
-    fake_systemd = _systemd.run_command
     monkeypatch.setattr(_systemd, "run_command", run_command)
     settle = {"models": [{"repo_id": "org/model", "revision": "a" * 40}],
               "fetch": {"cache_dir": str(tmp_path / "hub"), "endpoint": "http://127.0.0.1:9"},
