@@ -30,11 +30,14 @@ CHILD_TIMEOUT = 120
 DEFAULT_ENDPOINT = "https://huggingface.co"
 COMMIT_LEN = 40
 
+# The fetch plan, run by the fetch interpreter: after the check of its requirements in the same child
+# (_units.fetch_tool's `then`), or alone. Its args, after "--": the collection's sys.path entry and the job.
 CHILD = r"""
 import json, sys
-sys.path.insert(0, sys.argv[1])
+_args = sys.argv[sys.argv.index("--") + 1:]
+sys.path.insert(0, _args[0])
 from ansible_collections.justnews.huggingface.plugins.module_utils import _settle
-print(json.dumps(_settle.plan_models(json.loads(sys.argv[2]))))
+print(json.dumps(_settle.plan_models(json.loads(_args[1]))))
 """
 
 
@@ -103,12 +106,20 @@ def plan_models(job):
             for model in job.get("models") or []]
 
 
-def run_child(python, job, run_command, root=None):
-    """plan_models(job) in a child of `python` (the fetch interpreter); [] and the reason when it cannot run."""
+def then(job, root=None):
+    """The fetch plan of `job` as _units.fetch_tool's follow-up: (script, args, timeout); None when the
+    collection's code cannot be found for the child."""
     root = root or payload_root()
     if not root:
-        return None, "the collection's code was not found"
-    rc, out, err = run_command([python, "-I", "-c", CHILD, root, json.dumps(job)], timeout=CHILD_TIMEOUT)
+        return None
+    return CHILD, [root, json.dumps(job)], CHILD_TIMEOUT
+
+
+def read_plans(answer, job):
+    """(plans, None) from the child's (rc, out, err), else (None, why)."""
+    if answer is None:
+        return None, "the fetch plan did not run"
+    rc, out, err = answer
     if rc != 0:
         return None, "the fetch plan did not run (%s): %s" % ("timed out" if rc is None else "rc %s" % rc,
                                                              (err or out).strip()[-300:])
@@ -119,6 +130,15 @@ def run_child(python, job, run_command, root=None):
     if not isinstance(plans, list) or len(plans) != len(job.get("models") or []):
         return None, "the fetch plan answered %r" % (plans,)
     return plans, None
+
+
+def run_child(python, job, run_command, root=None):
+    """plan_models(job) in a child of `python` of its own: (plans, None), else (None, why)."""
+    follow = then(job, root)
+    if follow is None:
+        return None, "the collection's code was not found"
+    script, args, timeout = follow
+    return read_plans(run_command([python, "-I", "-c", "import sys\n" + script, "--"] + args, timeout=timeout), job)
 
 
 # --- what the role records per model ------------------------------------------------------------------------------
@@ -156,57 +176,78 @@ def model_record(model, result, source, endpoint):
 
 # --- the whole check ------------------------------------------------------------------------------------------------
 
-def settle(spec, owner, group, booted, fetch_python, run_command):
-    """{settled, models, unsettled}: whether neither the fetch nor hf_agent_env would change anything, the models'
-    records (when every model is settled) and, per part that is not, why. `spec` is hf_units' option settle."""
+def plan_job(spec, owner, group):
+    """(job for the child, None), or (None, why the host cannot be settled without it)."""
     source = spec.get("source") or "hub"
     models = list(spec.get("models") or [])
-    fetch = dict(spec.get("fetch") or {})
-    answer = {"settled": False, "models": [], "unsettled": []}
     if not models:
-        answer["unsettled"].append("no model to check")
-        return answer
+        return None, "no model to check"
     if source != "hub":
         # The controller's fetch or the bundle's manifest decides a branch's commit, not the host's refs.
         branches = [m.get("repo_id") for m in models if not is_commit(m.get("revision") or "main")]
         if branches:
-            answer["unsettled"].append("model_cache_source %s resolves branches on the controller: %s"
-                                       % (source, ", ".join(map(str, branches))))
-            return answer
-    plans, why = run_child(fetch_python, {"models": models, "fetch": fetch, "owner": owner, "group": group},
-                           run_command)
+            return None, ("model_cache_source %s resolves branches on the controller: %s"
+                          % (source, ", ".join(map(str, branches))))
+    return {"models": models, "fetch": dict(spec.get("fetch") or {}), "owner": owner, "group": group}, None
+
+
+_RUN = object()
+
+
+def settle(spec, owner, group, booted, fetch_python, run_command, answer=_RUN):
+    """{settled, models, unsettled}: whether neither the fetch nor hf_agent_env would change anything, the models'
+    records (when every model is settled) and, per part that is not, why. `spec` is hf_units' option settle;
+    `answer` the child's (rc, out, err) when fetch_tool ran the plan, else the plan runs in a child here."""
+    answer_out = {"settled": False, "models": [], "unsettled": []}
+    job, why = plan_job(spec, owner, group)
+    if job is None:
+        answer_out["unsettled"].append(why)
+        return answer_out
+    if answer is _RUN:
+        plans, why = run_child(fetch_python, job, run_command)
+    else:
+        plans, why = read_plans(answer, job)
     if plans is None:
-        answer["unsettled"].append(why)
-        return answer
+        answer_out["unsettled"].append(why)
+        return answer_out
+    models, source, endpoint = job["models"], spec.get("source") or "hub", job["fetch"].get("endpoint")
     for model, plan in zip(models, plans):
         if not plan.get("settled"):
-            answer["unsettled"].append("%s: %s" % (model.get("repo_id"), plan.get("why")))
-    if answer["unsettled"]:
-        return answer
-    records = [model_record(m, plan["result"], source, fetch.get("endpoint")) for m, plan in zip(models, plans)]
+            answer_out["unsettled"].append("%s: %s" % (model.get("repo_id"), plan.get("why")))
+    if answer_out["unsettled"]:
+        return answer_out
+    records = [model_record(m, plan["result"], source, endpoint) for m, plan in zip(models, plans)]
     env = dict(spec.get("environment") or {})
     env["backup"] = bool(env.get("backup", True)) and booted
     env["models"] = records
     try:
         changed, _result = _agent_env.check(env)
     except _agent_env.Failure as exc:
-        answer["unsettled"].append("the environment: %s" % exc.msg)
-        return answer
+        answer_out["unsettled"].append("the environment: %s" % exc.msg)
+        return answer_out
     except Exception as exc:  # hf_agent_env's own run reports it
-        answer["unsettled"].append("the environment: %s" % type(exc).__name__)
-        return answer
+        answer_out["unsettled"].append("the environment: %s" % type(exc).__name__)
+        return answer_out
     if changed:
-        answer["unsettled"].append("the environment would change")
-        return answer
-    answer.update(settled=True, models=records)
-    return answer
+        answer_out["unsettled"].append("the environment would change")
+        return answer_out
+    answer_out.update(settled=True, models=records)
+    return answer_out
 
 
-def settle_preflight(params, preflight, run_command):
-    """The settle part of hf_units' preflight result, from its parameters and what the preflight found (the owner
-    and group, whether systemd runs, the fetch tool)."""
+def follow_up(params, preflight):
+    """The fetch plan for _units.fetch_tool to run after its check (None when there is nothing to plan)."""
+    if not params.get("settle") or params["state"] != "present" or preflight.get("problems"):
+        return None
+    job, _why = plan_job(params["settle"], preflight.get("owner"), preflight.get("group"))
+    return then(job) if job else None
+
+
+def settle_preflight(params, preflight, answer):
+    """The settle part of hf_units' preflight result, from its parameters, what the preflight found (the owner
+    and group, whether systemd runs, the fetch tool) and the answer of the plan that fetch_tool ran."""
     tool = preflight.get("fetch_tool") or {}
     if not params.get("fetch_python") or not tool.get("satisfied"):
         return {"settled": False, "models": [], "unsettled": ["the fetch tool is not installed as required"]}
     return settle(params["settle"], preflight.get("owner"), preflight.get("group"), preflight.get("booted"),
-                  params["fetch_python"], run_command)
+                  params["fetch_python"], None, answer=answer)

@@ -213,8 +213,8 @@ options:
         host, so that the role can skip its fetch and environment tasks (RV(settled)). Nothing is written and no
         request is made.
       - The fetch plan of each model is C(justnews.huggingface.hf_snapshot)'s own, in check mode, run by
-        O(fetch_python) (which has C(huggingface_hub)) in a child process, with the cache owner and group of this
-        preflight. A model whose plan would ask the Hub (a branch the cache does not hold complete,
+        O(fetch_python) (which has C(huggingface_hub)) in a child process, the one that checks
+        O(fetch_requirements), with the cache owner and group of this preflight. A model whose plan would ask the Hub (a branch the cache does not hold complete,
         V(state=latest)) or change the cache is not settled.
       - Then the environment check is C(justnews.huggingface.hf_agent_env)'s own run in check mode, given the
         models' records - whether a drop-in, the token file or the facts file would change.
@@ -690,15 +690,18 @@ def main():
         _errors.fail(module, _errors.INTERNAL, checks.mask("hf_units stopped in phase %s: %s: %s"
                                                            % (p["phase"], type(exc).__name__, exc)))
     module.no_log_values.update(checks.secrets.values)
+    answer = None
     if p["phase"] == "preflight" and p["state"] == "present" and p["fetch_python"]:
-        result["fetch_tool"], problem = _units.fetch_tool(p["fetch_python"], p["fetch_requirements"], run_command,
-                                                          named=p["fetch_python_named"])
+        # the fetch plan of settle runs in the same child as the check of the fetch tool: one interpreter start
+        result["fetch_tool"], problem, answer = _units.fetch_tool(
+            p["fetch_python"], p["fetch_requirements"], run_command, named=p["fetch_python_named"],
+            then=_settle.follow_up(p, result))
         if problem:
             result["problems"].append(problem)
     if p["phase"] == "preflight":
         result.update(settled=False, models=[], unsettled=[])
         if p["settle"] and p["state"] == "present" and not result["problems"]:
-            result.update(_settle.settle_preflight(p, result, run_command))
+            result.update(_settle.settle_preflight(p, result, answer))
         for warning in result.pop("warnings"):
             module.warn(warning)
         if result["problems"]:

@@ -151,10 +151,12 @@ def test_the_preflight_settles_a_host_with_nothing_to_do_in_its_one_call(capsys,
     import subprocess
     import sys
     fake_systemd = _systemd.run_command
+    children = []
 
     def run_command(module, argv, timeout=30):
         if argv[0] != sys.executable:
             return fake_systemd(module, argv, timeout)
+        children.append(argv)
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
         return proc.returncode, proc.stdout, proc.stderr
     monkeypatch.setattr(_systemd, "run_command", run_command)
@@ -169,6 +171,17 @@ def test_the_preflight_settles_a_host_with_nothing_to_do_in_its_one_call(capsys,
     assert result["unsettled"] == ["org/model: the fetch asks the Hub (listing the files of %s)" % ("a" * 40)]
     assert "hf_s3cretTOKEN42" not in json.dumps(result)
     assert not (tmp_path / "hub").exists() and not (tmp_path / "systemd").exists()
+
+    assert len(children) == 1
+
+    # with requirements to check, the check and the plan share one child: the interpreter starts once
+    children.clear()
+    result = run(dict(args, fetch_requirements=["huggingface_hub>=2.0"]), capsys)
+    assert result["fetch_tool"]["satisfied"] and len(children) == 1
+    assert result["unsettled"] == ["org/model: the fetch asks the Hub (listing the files of %s)" % ("a" * 40)]
+    # a requirement that is not met: the plan is not run, and the host is not settled
+    result = run(dict(args, fetch_requirements=["huggingface_hub<1"]), capsys)
+    assert result["settled"] is False and result["unsettled"] == ["the fetch tool is not installed as required"]
 
     # without the fetch tool the plan is not even tried
     result = run(dict(args, fetch_python=str(tmp_path / "none"), fetch_python_named=False), capsys)
