@@ -121,8 +121,8 @@ def read_plans(answer, job):
         return None, "the fetch plan did not run"
     rc, out, err = answer
     if rc != 0:
-        return None, "the fetch plan did not run (%s): %s" % ("timed out" if rc is None else "rc %s" % rc,
-                                                             (err or out).strip()[-300:])
+        how = "timed out" if rc is None else "rc %s" % rc
+        return None, "the fetch plan did not run (%s): %s" % (how, (err or out).strip()[-300:])
     try:
         plans = json.loads(out.strip().splitlines()[-1])
     except (ValueError, IndexError):

@@ -214,8 +214,8 @@ options:
         request is made.
       - The fetch plan of each model is C(justnews.huggingface.hf_snapshot)'s own, in check mode, run by
         O(fetch_python) (which has C(huggingface_hub)) in a child process, the one that checks
-        O(fetch_requirements), with the cache owner and group of this preflight. A model whose plan would ask the Hub (a branch the cache does not hold complete,
-        V(state=latest)) or change the cache is not settled.
+        O(fetch_requirements), with the cache owner and group of this preflight. A model whose plan would ask the
+        Hub (a branch the cache does not hold complete, V(state=latest)) or change the cache is not settled.
       - Then the environment check is C(justnews.huggingface.hf_agent_env)'s own run in check mode, given the
         models' records - whether a drop-in, the token file or the facts file would change.
       - Skipped (RV(settled) false) when there is a problem or O(fetch_requirements) are not satisfied.
