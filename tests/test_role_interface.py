@@ -1,5 +1,6 @@
 """meta/argument_specs.yml is the single source of each role's variables: defaults and README agree."""
 
+import ast
 import re
 from pathlib import Path
 
@@ -204,3 +205,15 @@ def test_the_readme_documents_every_playbook_variable_in_one_table():
     rows = re.findall(r"^\| `(model_cache_[a-z_]+)` \|", section, re.M)
     assert len(rows) == len(set(rows)), rows
     assert sorted(rows) == sorted(playbook_variables())
+
+
+def test_a_settled_models_record_has_the_keys_of_the_fetchs():
+    """model_cache_result.models is the same list whether the preflight found nothing to do (hf_units' records,
+    _settle.model_record) or the fetch ran (the role's __model_cache_models_yaml)."""
+    text = yaml.safe_load((ROLE / "vars" / "main.yml").read_text())["__model_cache_models_yaml"]
+    keys = re.findall(r"^(?:- |  )([a-z_]+):", text, re.M)
+    source = (ROLES.parent / "plugins" / "module_utils" / "_settle.py").read_text()
+    function = next(node for node in ast.walk(ast.parse(source))
+                    if isinstance(node, ast.FunctionDef) and node.name == "model_record")
+    returned = next(node.value for node in ast.walk(function) if isinstance(node, ast.Return))
+    assert keys and keys == [key.value for key in returned.keys]

@@ -336,6 +336,24 @@ def facts_text(facts):
     return (json.dumps(facts, indent=4, sort_keys=True, separators=(",", ": ")) + "\n").encode("utf-8")
 
 
+# The defaults of hf_agent_env's options that check() may be given without (the role passes the others).
+CHECK_DEFAULTS = dict(state="present", dropin_name="60-hf-cache.conf", systemd_dir="/etc/systemd/system",
+                      hub_cache=None, offline=True, endpoint="", token="",
+                      token_file="/etc/justnews/huggingface-token.env", backup=True, backup_dir=BACKUP_DIR,
+                      facts_file="/etc/ansible/facts.d/justnews_huggingface.fact", models=None, now=None,
+                      backups=None)
+
+
+def check(params):
+    """Whether hf_agent_env given `params` would change anything: (changed, result), decided by its own run in
+    check mode (nothing is written). Raises Failure as that run would."""
+    p = dict(CHECK_DEFAULTS)
+    p.update((k, v) for k, v in params.items() if v is not None)
+    check_params(p)
+    result, _diffs = AgentEnv(p, check_mode=True).run()
+    return result["changed"], result
+
+
 # --- the plan ------------------------------------------------------------------------------------------------
 
 class Target:

@@ -459,7 +459,10 @@ try:
 except ImportError:
     from pip._vendor.packaging.requirements import Requirement
 found = {}
-for spec in sys.argv[1:]:
+# the requirements, then after "--" what a follow-up (fetch_tool's `then`) reads
+args = sys.argv[1:]
+specs = args[:args.index("--")] if "--" in args else args
+for spec in specs:
     try:
         req = Requirement(spec)
     except Exception:
@@ -475,29 +478,45 @@ print(json.dumps(found))
 """
 
 
-def fetch_tool(python, requirements, run_command, named=False):
+def fetch_tool(python, requirements, run_command, named=False, then=None):
     """Whether the interpreter that runs the fetch exists and has `requirements` installed, so that a run whose
     tool is ready skips the install. A requirement that is not a name with a version range (a path, a URL) counts
-    as unsatisfied: the install then runs and decides. Returns (state, problem or None)."""
+    as unsatisfied: the install then runs and decides. Returns (state, problem or None, follow-up's answer).
+
+    `then` (script, args, timeout): more work for the fetch interpreter once the tool is there (the preflight's
+    fetch plan), run by the same child after the check when every requirement is satisfied, so that a warm run
+    starts that interpreter once; the script reads its args after "--" in sys.argv and prints its answer as the
+    last line (returned, else None)."""
     state = {"python": python, "exists": False, "satisfied": False, "installed": {}}
     if not python:
-        return state, None
+        return state, None, None
     if not (os.path.isfile(python) and os.access(python, os.X_OK)):
         if named:
             return state, ("model_cache_python %s does not exist: name an interpreter that has huggingface_hub"
-                           " (e.g. the agents' venv) or leave it empty to build a venv for the fetch" % python)
-        return state, None
+                           " (e.g. the agents' venv) or leave it empty to build a venv for the fetch" % python), None
+        return state, None, None
     state["exists"] = True
+    script, args, timeout = then if then else ("", [], None)
     if not requirements:
         state["satisfied"] = True
-        return state, None
-    rc, out, _err = run_command([python, "-I", "-c", _TOOL_SCRIPT] + list(requirements))
+        if not then:
+            return state, None, None
+        rc, out, err = run_command([python, "-I", "-c", "import sys\n" + script, "--"] + list(args), timeout=timeout)
+        return state, None, (rc, out, err)
+    argv = [python, "-I", "-c", _TOOL_SCRIPT]
+    if then:
+        argv[-1] += ("if all(v and v['ok'] for v in found.values()):\n"
+                     + "".join("    " + line + "\n" for line in script.strip().splitlines()))
+        rc, out, err = run_command(argv + list(requirements) + ["--"] + list(args), timeout=timeout)
+    else:
+        rc, out, err = run_command(argv + list(requirements))
     if rc != 0:
-        return state, None
+        return state, None, (rc, out, err) if then else None
+    lines = out.strip().splitlines()
     try:
-        found = json.loads(out.strip().splitlines()[-1])
+        found = json.loads(lines[0])
     except (ValueError, IndexError):
-        return state, None
+        return state, None, None
     state["installed"] = dict((v["name"], v["version"]) for v in found.values() if v)
     state["satisfied"] = all(v and v["ok"] for v in found.values())
-    return state, None
+    return state, None, (rc, "\n".join(lines[1:]), err) if then and state["satisfied"] else None

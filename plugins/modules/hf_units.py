@@ -207,6 +207,95 @@ options:
     type: list
     elements: str
     default: []
+  settle:
+    description:
+      - With O(phase=preflight) and O(state=present), also works out whether the rollout has anything to do on the
+        host, so that the role can skip its fetch and environment tasks (RV(settled)). Nothing is written and no
+        request is made.
+      - The fetch plan of each model is C(justnews.huggingface.hf_snapshot)'s own, in check mode, run by
+        O(fetch_python) (which has C(huggingface_hub)) in a child process, the one that checks
+        O(fetch_requirements), with the cache owner and group of this preflight. A model whose plan would ask the
+        Hub (a branch the cache does not hold complete, V(state=latest)) or change the cache is not settled.
+      - Then the environment check is C(justnews.huggingface.hf_agent_env)'s own run in check mode, given the
+        models' records - whether a drop-in, the token file or the facts file would change.
+      - Skipped (RV(settled) false) when there is a problem or O(fetch_requirements) are not satisfied.
+    type: dict
+    suboptions:
+      source:
+        description:
+          - Where the models come from (C(model_cache_source)). With V(controller) or V(bundle) a model whose
+            revision is a branch or tag is never settled, as the controller decides its commit.
+        type: str
+        choices: [hub, controller, bundle]
+        default: hub
+      models:
+        description:
+          - The models, as C(model_cache_models) lists them (C(repo_id), C(repo_type), C(revision), C(ref),
+            C(allow_patterns), C(ignore_patterns), C(link), C(state)).
+        type: list
+        elements: dict
+        default: []
+      fetch:
+        description:
+          - The options of C(justnews.huggingface.hf_snapshot) that the fetch task sets for every model -
+            C(hf_home), C(cache_dir), C(dir_mode), C(mode), C(endpoint), C(shared_blobs), C(xet),
+            C(free_space_margin), C(verify_checksums), C(retries), C(timeout), C(read_timeout).
+        type: dict
+        default: {}
+      environment:
+        description:
+          - The options of C(justnews.huggingface.hf_agent_env) that the environment task sets, but C(models)
+            (the records of this check) and C(backup), which applies only where systemd runs.
+        type: dict
+        default: {}
+        suboptions:
+          units:
+            description: The units whose drop-in is written.
+            type: list
+            elements: str
+            default: []
+          dropin_name:
+            description: The drop-in's file name.
+            type: str
+            default: 60-hf-cache.conf
+          systemd_dir:
+            description: Where the units' drop-in folders are.
+            type: path
+            default: /etc/systemd/system
+          hf_home:
+            description: C(HF_HOME) of the drop-in.
+            type: path
+          hub_cache:
+            description: C(HF_HUB_CACHE) of the drop-in.
+            type: path
+          offline:
+            description: Whether the drop-in sets C(HF_HUB_OFFLINE=1).
+            type: bool
+            default: true
+          endpoint:
+            description: C(HF_ENDPOINT) of the drop-in, when not empty.
+            type: str
+            default: ""
+          token:
+            description: The token the token file holds (never returned).
+            type: str
+            default: ""
+          token_file:
+            description: The root-only token file.
+            type: path
+            default: /etc/justnews/huggingface-token.env
+          backup:
+            description: Whether a replaced drop-in is kept for a rollback (only where systemd runs).
+            type: bool
+            default: true
+          backup_dir:
+            description: Where those copies are kept.
+            type: path
+            default: /var/lib/justnews-huggingface/dropin-backups
+          facts_file:
+            description: The local facts file.
+            type: path
+            default: /etc/ansible/facts.d/justnews_huggingface.fact
 extends_documentation_fragment:
   - justnews.huggingface.attributes
   - justnews.huggingface.attributes.info_module
@@ -356,6 +445,28 @@ fetch_tool:
   type: dict
   sample: {python: /opt/justnews-huggingface/venv/bin/python, exists: true, satisfied: true,
            installed: {huggingface_hub: 2.4.0}}
+settled:
+  description:
+    - Whether the rollout has nothing to do on the host (O(settle)) - every model's fetch plan and the environment
+      would change nothing - so that the role skips the fetch and the environment tasks.
+  returned: phase=preflight
+  type: bool
+  sample: true
+models:
+  description:
+    - When RV(settled), each model's record as the role's C(model_cache_result.models) lists it (commit, ref, files,
+      bytes, link, source, C(changed) false); else empty.
+  returned: phase=preflight
+  type: list
+  elements: dict
+  sample: [{repo_id: sentence-transformers/all-MiniLM-L6-v2, revision: main, commit: 1d4f2d2..., files: 14,
+            bytes: 91472291, changed: false, skipped: false}]
+unsettled:
+  description: Why RV(settled) is false, one text per reason (empty when settled).
+  returned: phase=preflight
+  type: list
+  elements: str
+  sample: ["sentence-transformers/all-MiniLM-L6-v2: the fetch would change the cache"]
 problems:
   description: Every problem found (O(problems) first); the preflight fails when there is one.
   returned: phase=preflight
@@ -440,6 +551,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.urls import open_url
 
 from ansible_collections.justnews.huggingface.plugins.module_utils import _errors
+from ansible_collections.justnews.huggingface.plugins.module_utils import _settle
 from ansible_collections.justnews.huggingface.plugins.module_utils import _systemd
 from ansible_collections.justnews.huggingface.plugins.module_utils import _units
 
@@ -500,6 +612,25 @@ def argument_spec():
         fetch_python=dict(type="path"),
         fetch_python_named=dict(type="bool", default=False),
         fetch_requirements=dict(type="list", elements="str", default=[]),
+        settle=dict(type="dict", options=dict(
+            source=dict(type="str", default="hub", choices=["hub", "controller", "bundle"]),
+            models=dict(type="list", elements="dict", default=[]),
+            fetch=dict(type="dict", default={}),
+            environment=dict(type="dict", default={}, options=dict(
+                units=dict(type="list", elements="str", default=[]),
+                dropin_name=dict(type="str", default="60-hf-cache.conf"),
+                systemd_dir=dict(type="path", default="/etc/systemd/system"),
+                hf_home=dict(type="path"),
+                hub_cache=dict(type="path"),
+                offline=dict(type="bool", default=True),
+                endpoint=dict(type="str", default=""),
+                token=dict(type="str", default="", no_log=True),
+                token_file=dict(type="path", default="/etc/justnews/huggingface-token.env"),
+                backup=dict(type="bool", default=True),
+                backup_dir=dict(type="path", default="/var/lib/justnews-huggingface/dropin-backups"),
+                facts_file=dict(type="path", default="/etc/ansible/facts.d/justnews_huggingface.fact"),
+            )),
+        )),
     )
 
 
@@ -559,12 +690,18 @@ def main():
         _errors.fail(module, _errors.INTERNAL, checks.mask("hf_units stopped in phase %s: %s: %s"
                                                            % (p["phase"], type(exc).__name__, exc)))
     module.no_log_values.update(checks.secrets.values)
+    answer = None
     if p["phase"] == "preflight" and p["state"] == "present" and p["fetch_python"]:
-        result["fetch_tool"], problem = _units.fetch_tool(p["fetch_python"], p["fetch_requirements"], run_command,
-                                                          named=p["fetch_python_named"])
+        # the fetch plan of settle runs in the same child as the check of the fetch tool: one interpreter start
+        result["fetch_tool"], problem, answer = _units.fetch_tool(
+            p["fetch_python"], p["fetch_requirements"], run_command, named=p["fetch_python_named"],
+            then=_settle.follow_up(p, result))
         if problem:
             result["problems"].append(problem)
     if p["phase"] == "preflight":
+        result.update(settled=False, models=[], unsettled=[])
+        if p["settle"] and p["state"] == "present" and not result["problems"]:
+            result.update(_settle.settle_preflight(p, result, answer))
         for warning in result.pop("warnings"):
             module.warn(warning)
         if result["problems"]:

@@ -3,6 +3,8 @@ failure has its error_kind and fix, and the readiness URL is read from a real lo
 
 import http.server
 import json
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -141,3 +143,46 @@ def test_http_get_reads_the_answer_the_status_and_a_refused_connection():
         server.server_close()
     status, text = hf_units.http_get(url + "/ready", 5)  # nothing listens there any more
     assert status is None and "refused" in text.lower(), text
+
+
+def test_the_preflight_settles_a_host_with_nothing_to_do_in_its_one_call(capsys, systemd, monkeypatch, tmp_path):
+    """settle: the fetch plan runs in a real child of the fetch interpreter (here this one, which has
+    huggingface_hub); the cache lacks the model, so the host is not settled, and the token stays hidden."""
+    import subprocess
+    import sys
+    fake_systemd = _systemd.run_command
+    children = []
+
+    def run_command(module, argv, timeout=30):
+        if argv[0] != sys.executable:
+            return fake_systemd(module, argv, timeout)
+        children.append(argv)
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+        return proc.returncode, proc.stdout, proc.stderr
+    monkeypatch.setattr(_systemd, "run_command", run_command)
+    settle = {"models": [{"repo_id": "org/model", "revision": "a" * 40}],
+              "fetch": {"cache_dir": str(tmp_path / "hub"), "endpoint": "http://127.0.0.1:9"},
+              "environment": {"units": [UNIT], "systemd_dir": str(tmp_path / "systemd"), "hf_home": str(tmp_path),
+                              "token": "hf_s3cretTOKEN42", "facts_file": str(tmp_path / "f.fact")}}
+    args = {"phase": "preflight", "units": [{"name": UNIT}], "agent_ports": {"memory": 8007},
+            "fetch_python": sys.executable, "fetch_python_named": True, "settle": settle}
+    result = run(args, capsys)
+    assert not result.get("failed") and result["settled"] is False and result["models"] == []
+    assert result["unsettled"] == ["org/model: the fetch asks the Hub (listing the files of %s)" % ("a" * 40)]
+    assert "hf_s3cretTOKEN42" not in json.dumps(result)
+    assert not (tmp_path / "hub").exists() and not (tmp_path / "systemd").exists()
+
+    assert len(children) == 1
+
+    # with requirements to check, the check and the plan share one child: the interpreter starts once
+    children.clear()
+    result = run(dict(args, fetch_requirements=["huggingface_hub>=2.0"]), capsys)
+    assert result["fetch_tool"]["satisfied"] and len(children) == 1
+    assert result["unsettled"] == ["org/model: the fetch asks the Hub (listing the files of %s)" % ("a" * 40)]
+    # a requirement that is not met: the plan is not run, and the host is not settled
+    result = run(dict(args, fetch_requirements=["huggingface_hub<1"]), capsys)
+    assert result["settled"] is False and result["unsettled"] == ["the fetch tool is not installed as required"]
+
+    # without the fetch tool the plan is not even tried
+    result = run(dict(args, fetch_python=str(tmp_path / "none"), fetch_python_named=False), capsys)
+    assert result["settled"] is False and result["unsettled"] == ["the fetch tool is not installed as required"]
