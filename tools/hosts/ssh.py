@@ -79,6 +79,10 @@ def inventory_vars(port, private_key):
         "ansible_user": "root",
         "ansible_ssh_private_key_file": str(private_key),
         "ansible_ssh_common_args": COMMON_ARGS,
+        # Ansible's default ssh_args without -C: compressing model weights costs CPU and saves nothing (the
+        # setting hf_carry's notes recommend for hosts that receive models), and the raw stream it is compared
+        # with (ssh_argv) is not compressed either.
+        "ansible_ssh_args": "-o ControlMaster=auto -o ControlPersist=60s",
         "ansible_pipelining": True,
     }
 
