@@ -442,19 +442,26 @@ class Retrier:
         return self.deadline - self.clock()
 
     def call(self, func, *args):
-        attempt = 0
+        attempt, said = 0, None
         while True:
             try:
                 return run_with_deadline(func, args, self.remaining())
-            except HubFailure as failure:
+            except HubFailure as caught:
                 attempt += 1
+                failure = caught
+                if _XET_WRITER_DROPPED in failure.message and said is not None:
+                    # hf_xet reported its writer's end instead of the answer behind it: the cause an earlier
+                    # attempt was told (a 500, a 429) is the one to report and to retry on.
+                    failure = said
+                elif failure.status is not None:
+                    said = failure
                 failure.attempts = attempt
                 if failure.kind == TIMEOUT:
                     failure.message = ("no answer from the Hub within the %ds timeout (attempt %d)"
                                        % (self.timeout, attempt))
-                    raise
+                    raise failure
                 if failure.kind not in RETRYABLE or attempt > self.retries:
-                    raise
+                    raise failure
                 asked, why = asked_wait(failure)
                 if asked is not None:
                     self.waited_for_hub = asked
@@ -466,7 +473,7 @@ class Retrier:
                     else:
                         failure.message += (" (no time left for retry %d within the %ds timeout)"
                                             % (attempt, self.timeout))
-                    raise
+                    raise failure
                 self.retries_used += 1
                 self.sleep(wait)
 

@@ -22,6 +22,9 @@ import os
 from ansible_collections.justnews.huggingface.plugins.module_utils import _agent_env
 
 # The options of a model_cache_models entry that hf_snapshot reads, and those the fetch task sets for all models.
+# The modules whose checks this file runs: every failure of theirs becomes a reason the host is not settled (the
+# fetch or hf_agent_env then runs and reports it), so their error kinds never leave hf_units.
+CONTAINS_FAILURES_OF = ("_snapshot", "_agent_env")
 MODEL_KEYS = ("repo_id", "repo_type", "revision", "ref", "allow_patterns", "ignore_patterns", "link", "state")
 FETCH_KEYS = ("hf_home", "cache_dir", "dir_mode", "mode", "endpoint", "shared_blobs", "xet", "free_space_margin",
               "verify_checksums", "retries", "timeout", "read_timeout")

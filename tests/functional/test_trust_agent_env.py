@@ -138,7 +138,7 @@ def test_the_roles_rollback_puts_the_previous_dropin_back_through_the_module(pla
         **{name: internal[name] for name in ("__model_cache_unit_names", "__model_cache_hub_cache",
                                              "__model_cache_dropins_written")},
     }
-    write = role_task("main.yml", "Write the agents' Hugging Face environment")
+    write = role_task("rollout.yml", "Write the agents' Hugging Face environment")
     restore = role_task("rollback.yml", "Put the previous drop-ins back")
     cleanup = role_task("verify.yml", "Remove the previous drop-ins kept for a rollback")
     for task in (write, restore):

@@ -160,6 +160,20 @@ def test_exponential_backoff_then_success(monkeypatch):
     assert r.retries_used == 3
 
 
+def test_a_writer_error_of_hf_xet_reports_the_status_an_earlier_attempt_was_given(monkeypatch):
+    """hf_xet at times reports its writer's end ("Data sender was dropped") instead of the 503 behind it."""
+    clock = FakeClock()
+    monkeypatch.setattr(_hub, "run_with_deadline", lambda func, args, seconds: func(*args))
+    told = _hub.HubFailure(_hub.SERVER_ERROR, "CAS answered 503", status=503)
+    failures = [told, _hub.HubFailure(_hub.TRANSIENT, "RuntimeError: Data sender was dropped before sending data")]
+
+    def step():
+        raise failures.pop(0)
+    with pytest.raises(_hub.HubFailure) as info:
+        retrier(clock, retries=1).call(step)
+    assert info.value.kind == _hub.SERVER_ERROR and info.value.status == 503 and info.value.attempts == 2
+
+
 def test_retry_after_is_honoured(monkeypatch):
     clock = FakeClock()
     monkeypatch.setattr(_hub, "run_with_deadline", lambda func, args, seconds: func(*args))

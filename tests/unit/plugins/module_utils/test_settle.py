@@ -164,3 +164,24 @@ def test_the_payload_root_is_the_entry_above_ansible_collections():
     assert _settle.payload_root("/tmp/p/x_payload.zip/ansible_collections/justnews/huggingface/plugins/"
                                 "module_utils/_settle.py") == "/tmp/p/x_payload.zip"
     assert _settle.payload_root("/elsewhere/_settle.py") is None
+
+
+def test_the_failures_of_the_checks_it_runs_leave_the_host_unsettled_instead_of_failing(tmp_path, monkeypatch):
+    """CONTAINS_FAILURES_OF: hf_units never returns the error kinds of hf_snapshot or hf_agent_env."""
+    assert set(_settle.CONTAINS_FAILURES_OF) == {"_snapshot", "_agent_env"}
+    not_a_folder = tmp_path / "hub"
+    not_a_folder.write_text("a file where the cache should be")
+    plan = _settle.plan_model({"repo_id": REPO_ID, "revision": COMMIT}, fetch(not_a_folder), "root", "root")
+    assert not plan["settled"] and plan["why"].startswith("the fetch would fail: "), plan
+
+    cache = tmp_path / "cache"
+    lay_out(cache)
+
+    def refuse(params):
+        raise _agent_env.Failure("a drop-in folder another user can write to", "unsafe_destination")
+    monkeypatch.setattr(_agent_env, "check", refuse)
+    spec = {"source": "hub", "models": [{"repo_id": REPO_ID, "revision": COMMIT}], "fetch": fetch(cache),
+            "environment": env_params(tmp_path)}
+    answer = _settle.settle(spec, "root", "root", True, sys.executable, run_command)
+    assert not answer["settled"] and answer["unsettled"] == [
+        "the environment: a drop-in folder another user can write to"], answer
