@@ -117,7 +117,8 @@ def wait_command(results_file, progress_file, seconds=WAIT, step=STEP):
 def read_job(text):
     """(job, progress) from wait_command's output: job is None while the job runs, {} when its results file is
     missing, else the job's result with finished=True; progress is read_progress() of the progress file."""
-    results, _sep, progress_text = text.partition("\n%s\n" % SEPARATOR)
+    # Over SSH with become, Ansible asks for a terminal (-tt), which ends every line with CR LF.
+    results, _sep, progress_text = text.replace("\r\n", "\n").partition("\n%s\n" % SEPARATOR)
     results = results.strip()
     if not results:
         return {}, read_progress(progress_text)

@@ -294,3 +294,14 @@ def test_a_job_whose_results_file_is_gone_fails_as_async_status_would(monkeypatc
     plugin = plugin_with(calls, monkeypatch)
     result = plugin.run(task_vars={"inventory_hostname": "web1"})
     assert result["failed"] is True and result["error_kind"] == "other" and "could not find job" in result["msg"]
+
+
+def test_the_wait_is_read_the_same_through_a_terminal(tmp_path):
+    """Over SSH with become Ansible allocates a terminal (ssh -tt): every line of the wait's output ends in CR LF."""
+    results, progress = tmp_path / "job", tmp_path / "progress"
+    results.write_text(json.dumps({"changed": True, "commit": "c" * 40}))
+    progress.write_text(json.dumps({"done": 5, "total": 10}))
+    out = subprocess.run(["sh", "-c", action.wait_command(str(results), str(progress), seconds=1, step=0.05)],
+                         capture_output=True, text=True, check=True).stdout
+    job, seen = action.read_job(out.replace("\n", "\r\n"))
+    assert job == {"changed": True, "commit": "c" * 40, "finished": True} and seen == (5, 10)
