@@ -47,8 +47,9 @@ class ControllerSource:
         for seed in seeds:
             snapshot = seed.get("snapshot_path")
             if not isinstance(snapshot, str) or not os.path.isabs(snapshot):
-                raise _carry.CarryError("the controller's result for %s has no snapshot_path: fetch the model into"
-                                        " the controller's cache first" % seed_name(seed), _errors.INVALID_ARGUMENT)
+                raise _errors.Failure(_errors.INVALID_ARGUMENT,
+                                      "the controller's result for %s has no snapshot_path: fetch the model into"
+                                      " the controller's cache first" % seed_name(seed))
             repo = os.path.dirname(os.path.dirname(os.path.normpath(snapshot)))
             for entry in (seed.get("listing") or {}).values():
                 name = _cache.RepoCache.blob_name(entry)
@@ -56,28 +57,30 @@ class ControllerSource:
 
     def open(self, blob):
         if blob["name"] not in self.where:
-            raise _carry.CarryError("no controller result lists blob %s, for %s" % (
-                blob["name"], _carry.describe(blob["files"])), _errors.INCOMPLETE, blob["files"])
+            raise _errors.Failure(_errors.INCOMPLETE, "no controller result lists blob %s, for %s" % (
+                blob["name"], _carry.describe(blob["files"])), files=blob["files"])
         cache_dir, path = self.where[blob["name"]]
         try:
             fd = _store.open_blob(cache_dir, path)
         except FileNotFoundError:
-            raise _carry.CarryError("the controller's cache has no %s, for %s: fetch the model into it again"
-                                    % (path, _carry.describe(blob["files"])), _errors.INCOMPLETE, blob["files"])
+            raise _errors.Failure(_errors.INCOMPLETE,
+                                  "the controller's cache has no %s, for %s: fetch the model into it again"
+                                  % (path, _carry.describe(blob["files"])), files=blob["files"])
         except (_store.StoreRefused, OSError) as exc:
-            raise _carry.CarryError("the controller's %s is refused (%s), for %s: remove the repository from the"
-                                    " controller's cache (hf_snapshot state=absent) and fetch it again"
-                                    % (path, exc, _carry.describe(blob["files"])), _errors.UNSAFE_CACHE,
-                                    blob["files"])
+            raise _errors.Failure(_errors.UNSAFE_CACHE,
+                                  "the controller's %s is refused (%s), for %s: remove the repository from the"
+                                  " controller's cache (hf_snapshot state=absent) and fetch it again"
+                                  % (path, exc, _carry.describe(blob["files"])),
+                                  files=blob["files"])
         os.set_blocking(fd, True)
         size = os.fstat(fd).st_size
         if size != blob["size"]:
             os.close(fd)
-            raise _carry.CarryError("the controller's %s has %d bytes, not %d, for %s: remove the repository from"
-                                    " the controller's cache and fetch it again; nothing of it was sent, nothing"
-                                    " was taken into the cache" % (path, size, blob["size"],
-                                                                   _carry.describe(blob["files"])),
-                                    _errors.INTEGRITY, blob["files"])
+            raise _errors.Failure(_errors.INTEGRITY,
+                                  "the controller's %s has %d bytes, not %d, for %s: remove the repository from"
+                                  " the controller's cache and fetch it again; nothing of it was sent, nothing"
+                                  " was taken into the cache" % (path, size, blob["size"],
+                                                                 _carry.describe(blob["files"])), files=blob["files"])
         return _carry.Source(fd, 0, _errors.INTEGRITY, "the controller's %s" % path)
 
     def close(self):
@@ -90,11 +93,8 @@ class BundleSource:
     manifest (_bundle.check_header, _bundle.MemberCheck)."""
 
     def __init__(self, path):
-        try:
-            manifest = _bundle.read_manifest(path)
-            self.table = _bundle.blob_table(manifest["models"])
-        except _bundle.BundleError as exc:
-            raise _carry.CarryError(str(exc), exc.kind, exc.files)
+        manifest = _bundle.read_manifest(path)
+        self.table = _bundle.blob_table(manifest["models"])
         self.path = path
         self.raw = os.fdopen(_bundle.open_regular(path), "rb")
         size = os.fstat(self.raw.fileno()).st_size
@@ -108,9 +108,10 @@ class BundleSource:
                 member = self.tar.next()
         except (tarfile.TarError, EOFError) as exc:
             self.close()
-            raise _carry.CarryError("%s is not a readable tar archive (%s): copy it again or rebuild it"
-                                    % (path, exc), _errors.CORRUPT_BUNDLE)
-        except _carry.CarryError:
+            raise _errors.Failure(_errors.CORRUPT_BUNDLE,
+                                  "%s is not a readable tar archive (%s): copy it again or rebuild it"
+                                  % (path, exc))
+        except _errors.Failure:
             self.close()
             raise
 
@@ -119,22 +120,22 @@ class BundleSource:
         if name == _bundle.MANIFEST and not self.members:
             self.members[name] = member
             return
-        _bundle.check_header(member, self.table, self.members, archive_size, self.path, _carry.CarryError)
+        _bundle.check_header(member, self.table, self.members, archive_size, self.path)
         self.members[name] = member
 
     def open(self, blob):
         member = self.members.get("blobs/" + blob["name"])
         if member is None or self.table[blob["name"]]["size"] != blob["size"]:
-            raise _carry.CarryError("the bundle %s has no blob %s, which the host needs for %s: build the bundle"
-                                    " with the same revision, allow_patterns and ignore_patterns"
-                                    % (self.path, blob["name"], _carry.describe(blob["files"])),
-                                    _errors.NOT_IN_BUNDLE, blob["files"])
+            raise _errors.Failure(_errors.NOT_IN_BUNDLE,
+                                  "the bundle %s has no blob %s, which the host needs for %s: build the bundle"
+                                  " with the same revision, allow_patterns and ignore_patterns"
+                                  % (self.path, blob["name"], _carry.describe(blob["files"])), files=blob["files"])
         # A plain member (check) is its stored bytes: read them where they lie, with pread on the bundle's file,
         # checked whole against the manifest as they are read: size, object id and SHA-256.
         return _carry.Source(self.raw.fileno(), member.offset_data, _errors.CORRUPT_BUNDLE,
                              "the bundle's member %s" % member.name, owned=False,
                              wrap=lambda handle: _bundle.MemberCheck(handle, blob["name"], self.table[blob["name"]],
-                                                                     self.path, _carry.CarryError))
+                                                                     self.path))
 
     def close(self):
         self.raw.close()
@@ -194,8 +195,9 @@ def model_args(seed, links=True):
     item = seed.get("item") if isinstance(seed.get("item"), dict) else {}
     if not item.get("repo_id") or not _cache.is_commit(seed.get("commit") or "") or \
             not isinstance(seed.get("listing"), dict):
-        raise _carry.CarryError("each entry of models needs item.repo_id, a 40-hex commit and a listing; got %s"
-                                % seed_name(seed), _errors.INVALID_ARGUMENT)
+        raise _errors.Failure(_errors.INVALID_ARGUMENT,
+                              "each entry of models needs item.repo_id, a 40-hex commit and a listing; got %s"
+                              % seed_name(seed))
     args = {"repo_id": item["repo_id"], "repo_type": item.get("repo_type") or "model", "revision": seed["commit"],
             "ref": seed.get("ref") or "main", "listing": seed["listing"]}
     args.update({k: item[k] for k in MODEL_KEYS if item.get(k) is not None and (links or k != "link")})
@@ -216,9 +218,9 @@ class ActionModule(ActionBase):
                       "blobs_sent": 0}
         try:
             result.update(self.carry(task_vars or {}))
-        except _carry.CarryError as exc:
-            result.update(failed=True, msg=str(exc), error_kind=exc.kind, fix=_errors.fix(exc.kind),
-                          corrupt_files=[list(f) for f in exc.files], changed=False)
+        except _errors.Failure as exc:
+            result.update(failed=True, msg=exc.msg, error_kind=exc.kind, fix=_errors.fix(exc.kind),
+                          corrupt_files=[list(f) for f in exc.extra.get("files", [])], changed=False)
         finally:
             self._remove_tmp_path(self._connection._shell.tmpdir)  # pylint: disable=protected-access
         elapsed = time.monotonic() - started
@@ -244,10 +246,10 @@ class ActionModule(ActionBase):
         plan = _carry.plan_stream(missing, chunk_size) if missing else None
         if plan:
             if probe.get("stream_id") != plan["id"]:
-                raise _carry.CarryError("the host names the stream %r, the controller %s: the collection on the"
-                                        " controller and the module on the host differ" % (probe.get("stream_id"),
-                                                                                           plan["id"]),
-                                        _errors.INTERNAL)
+                raise _errors.Failure(_errors.INTERNAL,
+                                      "the host names the stream %r, the controller %s: the collection on the"
+                                      " controller and the module on the host differ" % (probe.get("stream_id"),
+                                                                                         plan["id"]))
             out["stream_dir"] = "%s/%s" % (staging.rstrip("/"), plan["id"])
             self.stats.update(bytes_total=plan["total"], chunks_total=len(plan["chunks"]), blobs_sent=len(missing))
         changed = any(r.get("changed") for r in probe["models"])
@@ -260,9 +262,9 @@ class ActionModule(ActionBase):
                 stream = {"chunks": self.send(plan, missing, source, seeds, args, held, out["stream_dir"],
                                               task_vars),
                           "blobs": missing}
-            except _carry.CarryError as exc:
+            except _errors.Failure as exc:
                 # Nothing worth resuming (no chunk there, none sent), or bytes there that failed their check.
-                if exc.discard or not (held or self.stats["chunks_sent"]):
+                if exc.extra.get("discard") or not (held or self.stats["chunks_sent"]):
                     self.discard(common, staging, plan["id"], task_vars)
                 raise
         progress = Progress(task_vars.get("inventory_hostname", "host"), plan["total"] if plan else 0)
@@ -303,23 +305,23 @@ class ActionModule(ActionBase):
     def check_args(self, args):
         seeds = args.get("models")
         if not isinstance(seeds, list) or not all(isinstance(s, dict) for s in seeds):
-            raise _carry.CarryError("models must be a list of the controller's results or the bundle's entries",
-                                    _errors.INVALID_ARGUMENT)
+            raise _errors.Failure(_errors.INVALID_ARGUMENT,
+                                  "models must be a list of the controller's results or the bundle's entries")
         source = args.get("source", "controller")
         if source not in ("controller", "bundle"):
-            raise _carry.CarryError("source must be controller or bundle, got %r" % (source,),
-                                    _errors.INVALID_ARGUMENT)
+            raise _errors.Failure(_errors.INVALID_ARGUMENT, "source must be controller or bundle, got %r" % (source,))
         if source == "bundle" and not args.get("bundle"):
-            raise _carry.CarryError("source is bundle but no bundle is given: set bundle to the bundle file on the"
-                                    " controller", _errors.INVALID_ARGUMENT)
+            raise _errors.Failure(_errors.INVALID_ARGUMENT,
+                                  "source is bundle but no bundle is given: set bundle to the bundle file on the"
+                                  " controller")
         staging = args.get("staging_dir")
         if not isinstance(staging, str) or not staging.startswith("/"):
-            raise _carry.CarryError("staging_dir must be an absolute path on the host", _errors.INVALID_ARGUMENT)
+            raise _errors.Failure(_errors.INVALID_ARGUMENT, "staging_dir must be an absolute path on the host")
         links = args.get("links", True)
         try:
             links = boolean(links, strict=True)
         except TypeError:
-            raise _carry.CarryError("links must be true or false, got %r" % (links,), _errors.INVALID_ARGUMENT)
+            raise _errors.Failure(_errors.INVALID_ARGUMENT, "links must be true or false, got %r" % (links,))
         common = {k: args[k] for k in COMMON if args.get(k) is not None}
         return seeds, common, source, links
 
@@ -328,8 +330,8 @@ class ActionModule(ActionBase):
         try:
             size = _cache.parse_size(args.get("chunk_size", _carry.DEFAULT_CHUNK))
         except ValueError:
-            raise _carry.CarryError("chunk_size must be bytes or a size such as '64M', got %r"
-                                    % (args.get("chunk_size"),), _errors.INVALID_ARGUMENT)
+            raise _errors.Failure(_errors.INVALID_ARGUMENT, "chunk_size must be bytes or a size such as '64M', got %r"
+                                  % (args.get("chunk_size"),))
         _carry.plan_stream([], size)  # the minimum
         return size
 
@@ -382,10 +384,9 @@ class ActionModule(ActionBase):
                 self._connection.put_file(path, remote)
             except AnsibleError as exc:
                 done = human(progress.sent + progress.held)
-                raise _carry.CarryError(
-                    "sending %s (%s of %s sent) to %s failed: %s; the chunks already there are kept, and the"
-                    " next run sends only the others" % (chunk["name"], done, human(plan["total"]), remote, exc),
-                    _errors.TRANSIENT)
+                raise _errors.Failure(
+                  _errors.TRANSIENT, "sending %s (%s of %s sent) to %s failed: %s; the chunks already there are kept, and the"
+                  " next run sends only the others" % (chunk["name"], done, human(plan["total"]), remote, exc))
             progress.sent += chunk["size"]
             self.stats["bytes_sent"] += chunk["size"]
             self.stats["chunks_sent"] += 1

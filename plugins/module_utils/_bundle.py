@@ -48,13 +48,26 @@ PLAIN_TYPES = _members.PLAIN_TYPES
 plain_member = _members.plain_member
 
 
-class BundleError(Exception):
-    """The bundle or an argument is wrong; the message names the file and the fix. `files`: [(repo, path)]."""
+# The failures of this file are _errors.Failure with `files` in their extra: the [(repo, path)] they concern.
 
-    def __init__(self, message, kind=_errors.CORRUPT_BUNDLE, files=None):
-        super().__init__(message)
-        self.kind = kind
-        self.files = files or []
+
+def run(module, work, result, os_failure):
+    """Call `work` for hf_bundle or hf_bundle_info, and end the module as failed on what it raises: a Failure
+    with `bad_files` from its files, a name refused as invalid_argument, an OSError as `os_failure` (a format of
+    the path and the error). The result keeps no diff of a run that failed."""
+    try:
+        work()
+    except (_errors.Failure, _cache.UnsafeName, OSError) as exc:
+        result.update(changed=False)
+        if isinstance(exc, _cache.UnsafeName):
+            _errors.fail(module, _errors.INVALID_ARGUMENT, "%s: fix the argument" % exc, **result)
+        result.pop("diff", None)
+        if isinstance(exc, OSError):
+            _errors.fail(module, _errors.OTHER, os_failure % (exc.filename or result["path"], exc), **result)
+        files = exc.extra.get("files")
+        if files:
+            result["bad_files"] = [{"repo_id": r, "path": f} for r, f in files]
+        _errors.fail(module, exc.kind, exc.msg, **result)
 
 
 def member_name(blob):
@@ -78,8 +91,8 @@ def model_entry(snapshot):
     repo_id = _cache.check_repo_id(snapshot.get("repo_id"))
     repo_type = snapshot.get("repo_type") or "model"
     if repo_type not in REPO_TYPES:
-        raise BundleError("repo_type of %s must be one of %s, got %r" % (repo_id, ", ".join(REPO_TYPES), repo_type),
-                          _errors.INVALID_ARGUMENT)
+        raise _errors.Failure(_errors.INVALID_ARGUMENT,
+                              "repo_type of %s must be one of %s, got %r" % (repo_id, ", ".join(REPO_TYPES), repo_type))
     commit = _cache.check_commit(snapshot.get("commit"), "the snapshot of %s" % repo_id)
     ref = _cache.check_ref_name(snapshot.get("ref") or "main")
     revision = snapshot.get("revision") or ("main" if item else commit)
@@ -91,8 +104,8 @@ def model_entry(snapshot):
     for path in sorted(names):
         _cache.check_file_name(path, "the snapshot of %s" % repo_id)
         if path not in listing:
-            raise BundleError("%s of %s is not in the listing of %s" % (path, repo_id, commit),
-                              _errors.INVALID_ARGUMENT, [(repo_id, path)])
+            raise _errors.Failure(_errors.INVALID_ARGUMENT,
+                                  "%s of %s is not in the listing of %s" % (path, repo_id, commit), files=[(repo_id, path)])
         entry = listing[path]
         files.append({"path": path, "blob": _cache.RepoCache.blob_name(entry), "size": int(entry.get("size") or 0)})
     return {"repo_id": repo_id, "repo_type": repo_type, "revision": revision, "ref": ref, "commit": commit,
@@ -106,15 +119,16 @@ def identity(manifest):
 
 
 def blob_table(models):
-    """blob -> {size, sha256, files: [(repo, path)]} over every model; one size per blob, or BundleError."""
+    """blob -> {size, sha256, files: [(repo, path)]} over every model; one size per blob, or Failure."""
     blobs = {}
     for model in models:
         for f in model["files"]:
             item = blobs.setdefault(f["blob"], {"size": f["size"], "sha256": f.get("sha256"), "files": []})
             item["files"].append((model["repo_id"], f["path"]))
             if item["size"] != f["size"] or (f.get("sha256") and item["sha256"] not in (None, f["sha256"])):
-                raise BundleError("the manifest gives blob %s two sizes or checksums (%s): rebuild the bundle"
-                                  % (f["blob"], describe(item["files"])), _errors.CORRUPT_BUNDLE, item["files"])
+                raise _errors.Failure(_errors.CORRUPT_BUNDLE,
+                                      "the manifest gives blob %s two sizes or checksums (%s): rebuild the bundle"
+                                      % (f["blob"], describe(item["files"])), files=item["files"])
     return blobs
 
 
@@ -122,36 +136,40 @@ def check_manifest(data, source):
     """Validate a manifest read from an archive: every name, id, size and checksum, and its agreement with the
     listings. Returns it."""
     if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise BundleError("%s has no %s manifest: it is not a bundle written by justnews.huggingface.hf_bundle"
-                          % (source, FORMAT))
+        raise _errors.Failure(_errors.CORRUPT_BUNDLE,
+                              "%s has no %s manifest: it is not a bundle written by justnews.huggingface.hf_bundle"
+                              % (source, FORMAT))
     if data.get("format_version") != FORMAT_VERSION:
-        raise BundleError("%s is bundle format version %r; this collection reads version %d: build the bundle with"
-                          " this collection's bundle playbook" % (source, data.get("format_version"), FORMAT_VERSION),
-                          _errors.INVALID_ARGUMENT)
+        raise _errors.Failure(_errors.INVALID_ARGUMENT,
+                              "%s is bundle format version %r; this collection reads version %d: build the bundle with"
+                              " this collection's bundle playbook" % (source, data.get("format_version"), FORMAT_VERSION))
     models = data.get("models")
     if not isinstance(models, list) or not models:
-        raise BundleError("the manifest of %s lists no model" % source)
+        raise _errors.Failure(_errors.CORRUPT_BUNDLE, "the manifest of %s lists no model" % source)
     for model in models:
         if not isinstance(model, dict) or not isinstance(model.get("files"), list):
-            raise BundleError("the manifest of %s has a malformed model entry" % source)
+            raise _errors.Failure(_errors.CORRUPT_BUNDLE, "the manifest of %s has a malformed model entry" % source)
         try:
             checked = model_entry(dict(model, files=[f.get("path") if isinstance(f, dict) else None
                                                      for f in model["files"]]))
         except (_cache.UnsafeName, TypeError, AttributeError) as exc:
-            raise BundleError("the manifest of %s is unsafe: %s" % (source, exc))
+            raise _errors.Failure(_errors.CORRUPT_BUNDLE, "the manifest of %s is unsafe: %s" % (source, exc))
         if checked["ref"] != model.get("ref") or checked["repo_type"] != model.get("repo_type"):
-            raise BundleError("the manifest of %s has a malformed entry for %s" % (source, checked["repo_id"]))
+            raise _errors.Failure(_errors.CORRUPT_BUNDLE,
+                                  "the manifest of %s has a malformed entry for %s" % (source, checked["repo_id"]))
         for given, want in zip(sorted(model["files"], key=lambda f: f["path"]), checked["files"]):
             where = [(checked["repo_id"], want["path"])]
             if given.get("blob") != want["blob"] or given.get("size") != want["size"]:
-                raise BundleError("the manifest of %s contradicts its own listing for %s (blob or size): the bundle"
-                                  " was altered; rebuild it" % (source, describe(where)), _errors.CORRUPT_BUNDLE, where)
+                raise _errors.Failure(_errors.CORRUPT_BUNDLE,
+                                      "the manifest of %s contradicts its own listing for %s (blob or size): the bundle"
+                                      " was altered; rebuild it" % (source, describe(where)), files=where)
             if not (isinstance(given.get("sha256"), str) and SHA256_RE.match(given["sha256"])):
-                raise BundleError("the manifest of %s gives %s no valid SHA-256" % (source, describe(where)),
-                                  _errors.CORRUPT_BUNDLE, where)
+                raise _errors.Failure(_errors.CORRUPT_BUNDLE,
+                                      "the manifest of %s gives %s no valid SHA-256" % (source, describe(where)), files=where)
             if len(want["blob"]) == 64 and given["sha256"] != want["blob"]:
-                raise BundleError("the manifest of %s gives %s a SHA-256 other than its object id: the bundle was"
-                                  " altered; rebuild it" % (source, describe(where)), _errors.CORRUPT_BUNDLE, where)
+                raise _errors.Failure(_errors.CORRUPT_BUNDLE,
+                                      "the manifest of %s gives %s a SHA-256 other than its object id: the bundle was"
+                                      " altered; rebuild it" % (source, describe(where)), files=where)
     blob_table(models)
     return data
 
@@ -167,9 +185,10 @@ def match_models(manifest, wanted, source):
                  and revision in (m["revision"], m["commit"])]
         if not found:
             held = ", ".join("%s@%s" % (m["repo_id"], m["revision"]) for m in manifest["models"])
-            raise BundleError("the bundle %s holds no %s@%s (it holds %s): build one with this model in"
-                              " model_cache_models (playbook justnews.huggingface.bundle)"
-                              % (source, repo_id, revision, held), _errors.NOT_IN_BUNDLE)
+            raise _errors.Failure(_errors.NOT_IN_BUNDLE,
+                                  "the bundle %s holds no %s@%s (it holds %s): build one with this model in"
+                                  " model_cache_models (playbook justnews.huggingface.bundle)"
+                                  % (source, repo_id, revision, held))
         model = found[0]
         ref = want.get("ref") or ("main" if _cache.is_commit(revision) else revision)
         out.append({"item": want, "repo_id": repo_id, "repo_type": repo_type, "revision": revision,
@@ -194,31 +213,35 @@ def _open_regular(path):
         fd = os.open(path, _fs.FILE_FLAGS)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            raise BundleError("%s is a symlink; give the path of the bundle itself" % path, _errors.INVALID_ARGUMENT)
+            raise _errors.Failure(_errors.INVALID_ARGUMENT,
+                                  "%s is a symlink; give the path of the bundle itself" % path)
         if exc.errno in (errno.ENOENT, errno.ENOTDIR):
-            raise BundleError("%s does not exist: build it with the playbook justnews.huggingface.bundle" % path,
-                              _errors.INVALID_ARGUMENT)
+            raise _errors.Failure(_errors.INVALID_ARGUMENT,
+                                  "%s does not exist: build it with the playbook justnews.huggingface.bundle" % path)
         if exc.errno in (errno.ENXIO, errno.ENODEV, errno.EISDIR, errno.EWOULDBLOCK):
-            raise BundleError("%s is not a regular file (%s): give the path of the bundle file itself"
-                              % (path, os.strerror(exc.errno)), _errors.INVALID_ARGUMENT)
+            raise _errors.Failure(_errors.INVALID_ARGUMENT,
+                                  "%s is not a regular file (%s): give the path of the bundle file itself"
+                                  % (path, os.strerror(exc.errno)))
         raise
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
-        raise BundleError("%s is %s, not a regular file: give the path of the bundle file itself"
-                          % (path, _fs.describe(st.st_mode)), _errors.INVALID_ARGUMENT)
+        raise _errors.Failure(_errors.INVALID_ARGUMENT,
+                              "%s is %s, not a regular file: give the path of the bundle file itself"
+                              % (path, _fs.describe(st.st_mode)))
     os.set_blocking(fd, True)
     return fd
 
 
 def _read_member(tar, member, limit, source):
     if member.size > limit:
-        raise BundleError("%s: the member %s is %d bytes, more than a manifest can be" % (source, member.name,
-                                                                                          member.size))
+        raise _errors.Failure(_errors.CORRUPT_BUNDLE,
+                              "%s: the member %s is %d bytes, more than a manifest can be" % (source, member.name,
+                                                                                              member.size))
     handle = tar.extractfile(member)
     data = handle.read(limit + 1)
     if len(data) != member.size:
-        raise BundleError("%s is truncated or damaged in %s" % (source, member.name))
+        raise _errors.Failure(_errors.CORRUPT_BUNDLE, "%s is truncated or damaged in %s" % (source, member.name))
     return data
 
 
@@ -226,16 +249,17 @@ def _check_member(member, source):
     """Only plain regular members under the two names a bundle uses; the name says which."""
     name = member.name
     if name != MANIFEST and not (name.startswith("blobs/") and _cache.BLOB_RE.match(name[6:])):
-        raise BundleError("%s holds the member %r, which no bundle has (only %s and blobs/<object id>): refused;"
-                          " rebuild the bundle" % (source, name, MANIFEST), _errors.UNSAFE_BUNDLE)
+        raise _errors.Failure(_errors.UNSAFE_BUNDLE,
+                              "%s holds the member %r, which no bundle has (only %s and blobs/<object id>): refused;"
+                              " rebuild the bundle" % (source, name, MANIFEST))
     why = plain_member(member)
     if why:
-        raise BundleError("%s holds %s as %s, not a plain regular file: refused; rebuild the"
-                          " bundle" % (source, name, why), _errors.UNSAFE_BUNDLE)
+        raise _errors.Failure(_errors.UNSAFE_BUNDLE, "%s holds %s as %s, not a plain regular file: refused; rebuild the"
+                              " bundle" % (source, name, why))
 
 
 def read_manifest(path, whole=False):
-    """The checked manifest of the archive at `path` (its first member), or BundleError.
+    """The checked manifest of the archive at `path` (its first member), or Failure.
 
     With `whole`, every other member is read too and must be a blob of the manifest whose bytes agree with it
     (check_header, MemberCheck), and every blob of the manifest must be there."""
@@ -252,21 +276,23 @@ def _read_manifest(path, whole=False):
             with tarfile.open(fileobj=raw, mode="r|") as tar:
                 first = tar.next()
                 if first is None:
-                    raise BundleError("%s is empty" % path)
+                    raise _errors.Failure(_errors.CORRUPT_BUNDLE, "%s is empty" % path)
                 if first.name != MANIFEST:
-                    raise BundleError("%s does not start with %s (found %r): not a bundle, or altered"
-                                      % (path, MANIFEST, first.name))
+                    raise _errors.Failure(_errors.CORRUPT_BUNDLE,
+                                          "%s does not start with %s (found %r): not a bundle, or altered"
+                                          % (path, MANIFEST, first.name))
                 _check_member(first, path)
                 data = _read_member(tar, first, MANIFEST_MAX, path)
                 try:
                     manifest = json.loads(data.decode("utf-8"))
                 except ValueError as exc:
-                    raise BundleError("the manifest of %s is not JSON (%s)" % (path, exc))
+                    raise _errors.Failure(_errors.CORRUPT_BUNDLE, "the manifest of %s is not JSON (%s)" % (path, exc))
                 check_manifest(manifest, path)
                 if whole:
                     _check_members(tar, blob_table(manifest["models"]), size, path)
         except (tarfile.TarError, EOFError) as exc:
-            raise BundleError("%s is not a readable tar archive (%s): copy it again or rebuild it" % (path, exc))
+            raise _errors.Failure(_errors.CORRUPT_BUNDLE,
+                                  "%s is not a readable tar archive (%s): copy it again or rebuild it" % (path, exc))
     return manifest, size
 
 
@@ -284,32 +310,34 @@ def _check_members(tar, table, archive_size, source):
     missing = sorted(blob for blob in table if member_name(blob) not in seen)
     if missing:
         files = table[missing[0]]["files"]
-        raise BundleError("%s has no member %s, which its manifest lists for %s: the bundle is truncated or altered;"
-                          " rebuild it" % (source, member_name(missing[0]), describe(files)),
-                          _errors.CORRUPT_BUNDLE, files)
+        raise _errors.Failure(_errors.CORRUPT_BUNDLE,
+                              "%s has no member %s, which its manifest lists for %s: the bundle is truncated or altered;"
+                              " rebuild it" % (source, member_name(missing[0]), describe(files)), files=files)
 
 
-def check_header(member, table, seen, archive_size, source, error=BundleError):
+def check_header(member, table, seen, archive_size, source):
     """Judge a member after the manifest by its header, before a byte of it is read: a plain regular file named
     blobs/<id> of a blob of the manifest's `table`, not in `seen` (the names met so far), with the manifest's
-    size and its bytes within the archive's `archive_size`. Returns the blob's entry of `table`; raises `error`
-    (BundleError, or hf_carry's CarryError: message, kind, files) naming the member."""
+    size and its bytes within the archive's `archive_size`. Returns the blob's entry of `table`; raises Failure
+    naming the member and its files."""
     name = member.name
     blob = name[6:] if name.startswith("blobs/") else ""
     if not _cache.BLOB_RE.match(blob) or name in seen or blob not in table:
-        raise error("%s holds the member %r, which is not a blob of its manifest, or is there twice: refused;"
-                    " nothing was taken from it" % (source, name), _errors.UNSAFE_BUNDLE, [])
+        raise _errors.Failure(_errors.UNSAFE_BUNDLE,
+                              "%s holds the member %r, which is not a blob of its manifest, or is there twice: refused;"
+                              " nothing was taken from it" % (source, name), files=[])
     why = plain_member(member)
     if why:
-        raise error("%s holds %s as %s, not a plain regular file: refused; nothing was taken from it"
-                    % (source, name, why), _errors.UNSAFE_BUNDLE, [])
+        raise _errors.Failure(_errors.UNSAFE_BUNDLE,
+                              "%s holds %s as %s, not a plain regular file: refused; nothing was taken from it"
+                              % (source, name, why), files=[])
     info = table[blob]
     if member.size != info["size"] or member.offset_data + member.size > archive_size:
-        raise error("%s: the member %s has %d bytes (ending at %d of %d) but the manifest says %d, for %s: the bundle"
-                    " is truncated or altered; rebuild it" % (source, name, member.size,
-                                                              member.offset_data + member.size, archive_size,
-                                                              info["size"], describe(info["files"])),
-                    _errors.CORRUPT_BUNDLE, info["files"])
+        raise _errors.Failure(_errors.CORRUPT_BUNDLE,
+                              "%s: the member %s has %d bytes (ending at %d of %d) but the manifest says %d, for %s: the bundle"
+                              " is truncated or altered; rebuild it" % (source, name, member.size,
+                                                                        member.offset_data + member.size, archive_size,
+                                                                        info["size"], describe(info["files"])), files=info["files"])
     return info
 
 
@@ -317,11 +345,11 @@ class MemberCheck:
     """A member's bytes, handed on as they are read and checked whole against the manifest once the last one is
     read (or, for an empty member, when it is closed): their count against the manifest's size, their SHA-256 or
     git blob id against the object id (corrupt_bundle: the member is damaged), and their SHA-256 against the
-    manifest's sha256 (integrity: the manifest contradicts the content). `error` as for check_header, raised
-    naming the member, the field and the files."""
+    manifest's sha256 (integrity: the manifest contradicts the content). Failure raised naming the member, the field
+    and the files."""
 
-    def __init__(self, handle, blob, info, source, error=BundleError):
-        self.handle, self.blob, self.info, self.source, self.error = handle, blob, info, source, error
+    def __init__(self, handle, blob, info, source):
+        self.handle, self.blob, self.info, self.source = handle, blob, info, source
         self.count = 0
         self.sha256 = hashlib.sha256()
         self.git = hashlib.sha1(b"blob %d\0" % info["size"]) if len(blob) == 40 else None
@@ -354,27 +382,30 @@ class MemberCheck:
         self.checked = True
         name, files, want = member_name(self.blob), self.info["files"], self.info["size"]
         if self.count != want:
-            raise self.error("%s: the member %s ends after %d of the %d bytes its manifest gives (size), for %s:"
-                             " the bundle is truncated or altered; rebuild it; nothing was taken from it"
-                             % (self.source, name, self.count, want, describe(files)), _errors.CORRUPT_BUNDLE, files)
+            raise _errors.Failure(_errors.CORRUPT_BUNDLE,
+                                  "%s: the member %s ends after %d of the %d bytes its manifest gives (size), for %s:"
+                                  " the bundle is truncated or altered; rebuild it; nothing was taken from it"
+                                  % (self.source, name, self.count, want, describe(files)), files=files)
         digest = self.git.hexdigest() if self.git else self.sha256.hexdigest()
         if digest != self.blob:
-            raise self.error("%s: the member %s does not match its object id (blob): its bytes have %s %s, for %s:"
-                             " the bundle is damaged; nothing was taken from it"
-                             % (self.source, name, "the git blob id" if self.git else "the SHA-256", digest,
-                                describe(files)), _errors.CORRUPT_BUNDLE, files)
+            raise _errors.Failure(_errors.CORRUPT_BUNDLE,
+                                  "%s: the member %s does not match its object id (blob): its bytes have %s %s, for %s:"
+                                  " the bundle is damaged; nothing was taken from it"
+                                  % (self.source, name, "the git blob id" if self.git else "the SHA-256", digest,
+                                     describe(files)), files=files)
         if self.sha256.hexdigest() != self.info.get("sha256"):
-            raise self.error("%s: the manifest gives the member %s the SHA-256 %s (sha256) but its bytes have %s, for"
-                             " %s: the manifest contradicts the content; nothing was taken from it"
-                             % (self.source, name, self.info.get("sha256"), self.sha256.hexdigest(),
-                                describe(files)), _errors.INTEGRITY, files)
+            raise _errors.Failure(_errors.INTEGRITY,
+                                  "%s: the manifest gives the member %s the SHA-256 %s (sha256) but its bytes have %s, for"
+                                  " %s: the manifest contradicts the content; nothing was taken from it"
+                                  % (self.source, name, self.info.get("sha256"), self.sha256.hexdigest(),
+                                     describe(files)), files=files)
 
 
 def members(path):
     """[(name, size)] of the archive's members, from their headers only; None when it is not a plain tar file."""
     try:
         fd = _open_regular(path)
-    except (BundleError, OSError):
+    except (_errors.Failure, OSError):
         return None
     with os.fdopen(fd, "rb") as raw:
         try:
@@ -396,30 +427,32 @@ def _unlink(path):
 
 def open_cached_blob(cache_dir, path, where):
     """A descriptor of a build-cache blob's content: the regular file, or the shared-store entry it links to
-    (validated by _store, never followed by path); BundleError naming the files otherwise."""
+    (validated by _store, never followed by path); Failure naming the files otherwise."""
     try:
         fd = _store.open_blob(cache_dir, path)
     except FileNotFoundError:
-        raise BundleError("the build cache has no file %s for %s: fetch the model into it first (the bundle"
-                          " playbook does)" % (path, describe(where)), _errors.INCOMPLETE, where)
+        raise _errors.Failure(_errors.INCOMPLETE,
+                              "the build cache has no file %s for %s: fetch the model into it first (the bundle"
+                              " playbook does)" % (path, describe(where)), files=where)
     except (_store.StoreRefused, OSError) as exc:
-        raise BundleError("the build cache's %s for %s is refused (%s): remove the repository from the build"
-                          " cache (hf_snapshot state=absent) and fetch it again" % (path, describe(where), exc),
-                          _errors.INTEGRITY, where)
+        raise _errors.Failure(_errors.INTEGRITY,
+                              "the build cache's %s for %s is refused (%s): remove the repository from the build"
+                              " cache (hf_snapshot state=absent) and fetch it again" % (path, describe(where), exc), files=where)
     os.set_blocking(fd, True)
     return fd
 
 
 def hash_blob(path, blob, where, cache_dir=None):
-    """SHA-256 of a cached blob, checked against its object id; BundleError naming the files when it differs.
+    """SHA-256 of a cached blob, checked against its object id; Failure naming the files when it differs.
 
     With `cache_dir`, a blob that links into the cache's shared store is read from its entry."""
     if cache_dir is None:
         try:
             fd = _open_regular(path)
-        except BundleError:
-            raise BundleError("the build cache has no file %s for %s: fetch the model into it first (the bundle"
-                              " playbook does)" % (path, describe(where)), _errors.INCOMPLETE, where)
+        except _errors.Failure:
+            raise _errors.Failure(_errors.INCOMPLETE,
+                                  "the build cache has no file %s for %s: fetch the model into it first (the bundle"
+                                  " playbook does)" % (path, describe(where)), files=where)
     else:
         fd = open_cached_blob(cache_dir, path, where)
     sha256 = hashlib.sha256()
@@ -431,8 +464,9 @@ def hash_blob(path, blob, where, cache_dir=None):
             if git:
                 git.update(chunk)
     if (git.hexdigest() if git else sha256.hexdigest()) != blob:
-        raise BundleError("%s in the build cache does not match its object id, for %s: remove the repository from"
-                          " the build cache and fetch it again" % (path, describe(where)), _errors.INTEGRITY, where)
+        raise _errors.Failure(_errors.INTEGRITY,
+                              "%s in the build cache does not match its object id, for %s: remove the repository from"
+                              " the build cache and fetch it again" % (path, describe(where)), files=where)
     return sha256.hexdigest(), size
 
 
@@ -479,8 +513,9 @@ def write_archive(path, manifest, blob_paths, mode, cache_dir=None):
                         reader = _HashingReader(handle)
                         tar.addfile(_tarinfo(member_name(blob), os.fstat(src).st_size), reader)
                     if sums.get(blob) and reader.sha256.hexdigest() != sums[blob]:
-                        raise BundleError("%s changed in the build cache while the bundle was written: fetch it"
-                                          " again and rebuild" % blob_paths[blob], _errors.INTEGRITY)
+                        raise _errors.Failure(_errors.INTEGRITY,
+                                              "%s changed in the build cache while the bundle was written: fetch it"
+                                              " again and rebuild" % blob_paths[blob])
             raw.flush()
             os.fsync(raw.fileno())
         os.chmod(tmp, mode)

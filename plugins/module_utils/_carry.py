@@ -58,15 +58,8 @@ _READ = 4 * 1024 * 1024
 HEADER_MAX = 1024 * 1024
 
 
-class CarryError(Exception):
-    """A failure with its error_kind; `files` are the (repository, path) pairs it concerns."""
-
-    def __init__(self, message, kind=_errors.INTEGRITY, files=None, discard=False):
-        super().__init__(message)
-        self.kind = kind
-        self.files = files or []
-        # Bytes that failed their check may already be on the host: its staging of the stream must go.
-        self.discard = discard
+# The failures of this file are _errors.Failure, with in their extra `files`, the (repository, path) pairs they
+# concern, and `discard`: bytes that failed their check may already be on the host, so its staging must go.
 
 
 def describe(files):
@@ -90,19 +83,18 @@ def header_size(name, size):
 
 def merge_blobs(groups):
     """One list of blobs [{name, size, files}] from several lists (a probe's missing_blobs per model), each blob
-    once, sorted by name; `files` are [repository, path] pairs. CarryError when two give one blob two sizes."""
+    once, sorted by name; `files` are [repository, path] pairs. Failure when two give one blob two sizes."""
     merged = {}
     for repo_id, blobs in groups:
         for blob in blobs:
             name = blob["name"]
             if not (isinstance(name, str) and _cache.BLOB_RE.match(name)):
-                raise CarryError("%r is not an object id (of %s)" % (name, repo_id), _errors.UNSAFE_LISTING)
+                raise _errors.Failure(_errors.UNSAFE_LISTING, "%r is not an object id (of %s)" % (name, repo_id))
             size = int(blob["size"])
             item = merged.setdefault(name, {"name": name, "size": size, "files": []})
             if item["size"] != size:
-                raise CarryError("blob %s is given two sizes (%d and %d), for %s" % (
-                    name, item["size"], size, describe(item["files"] + [[repo_id, f] for f in blob["files"]])),
-                    _errors.UNSAFE_LISTING)
+                raise _errors.Failure(_errors.UNSAFE_LISTING, "blob %s is given two sizes (%d and %d), for %s" % (
+                    name, item["size"], size, describe(item["files"] + [[repo_id, f] for f in blob["files"]])))
             item["files"].extend([repo_id, f] for f in blob.get("files", []))
     return [merged[n] for n in sorted(merged)]
 
@@ -110,8 +102,8 @@ def merge_blobs(groups):
 def plan_stream(blobs, chunk_size=DEFAULT_CHUNK):
     """{id, total, chunk_size, chunks: [{name, size}]} of the stream of `blobs` (sorted by name, each once)."""
     if chunk_size < MIN_CHUNK:
-        raise CarryError("chunk_size must be at least %d bytes, got %d" % (MIN_CHUNK, chunk_size),
-                         _errors.INVALID_ARGUMENT)
+        raise _errors.Failure(_errors.INVALID_ARGUMENT,
+                              "chunk_size must be at least %d bytes, got %d" % (MIN_CHUNK, chunk_size))
     total = 0
     for blob in blobs:
         total += header_size(blob["name"], blob["size"]) + -(-blob["size"] // BLOCK) * BLOCK
@@ -185,7 +177,7 @@ def _digest(blob):
 
 
 def check_source(source, blob, stopped=lambda: False):
-    """Read the whole blob from `source` and check its size and id: CarryError of the source's kind, naming the
+    """Read the whole blob from `source` and check its size and id: Failure of the source's kind, naming the
     files, when it does not match. `stopped()` ends the read early (False is returned then, True once checked)."""
     digest, size, pos = _digest(blob), blob["size"], 0
     source.checked = source.stamp()
@@ -202,13 +194,13 @@ def check_source(source, blob, stopped=lambda: False):
     finally:
         reader.close()
     if pos != size:
-        raise CarryError("%s ended after %d of its %d bytes, for %s: nothing of it was sent" % (
-            source.where, pos, size, describe(blob["files"])), source.kind, blob["files"])
+        raise _errors.Failure(source.kind, "%s ended after %d of its %d bytes, for %s: nothing of it was sent" % (
+            source.where, pos, size, describe(blob["files"])), files=blob["files"])
     if digest.hexdigest() != blob["name"]:
-        raise CarryError("%s does not match its object id %s (its content has id %s, %d bytes), for %s: nothing of"
-                         " it was sent, nothing was taken into the cache" % (
-                             source.where, blob["name"], digest.hexdigest(), pos, describe(blob["files"])),
-                         source.kind, blob["files"])
+        raise _errors.Failure(source.kind,
+                              "%s does not match its object id %s (its content has id %s, %d bytes), for %s: nothing of"
+                              " it was sent, nothing was taken into the cache" % (
+                                  source.where, blob["name"], digest.hexdigest(), pos, describe(blob["files"])), files=blob["files"])
     return True
 
 
@@ -216,7 +208,7 @@ class Prechecker:
     """Checks each blob against its id before the stream takes a byte of it: a thread of its own opens and
     hashes the blobs in stream order, at most `ahead` blobs before the one being written, so that the check of
     the next blob overlaps the writing and sending of this one (hashlib and pread leave the GIL). `open_blob(blob)`
-    gives a Source; `take(i)` waits for blob i's verdict and returns its Source or raises its CarryError."""
+    gives a Source; `take(i)` waits for blob i's verdict and returns its Source or raises its Failure."""
 
     def __init__(self, blobs, open_blob, ahead=1):
         self.blobs, self.open_blob, self.ahead = blobs, open_blob, ahead
@@ -257,8 +249,8 @@ class Prechecker:
             self.cond.notify_all()
             while index not in self.results:
                 if not self.thread.is_alive():
-                    raise CarryError("the check of blob %s ended without a verdict" % self.blobs[index]["name"],
-                                     _errors.INTERNAL)
+                    raise _errors.Failure(_errors.INTERNAL,
+                                          "the check of blob %s ended without a verdict" % self.blobs[index]["name"])
                 self.cond.wait(0.5)
             source, exc = self.results.pop(index)
         if exc is not None:
@@ -279,9 +271,9 @@ class Prechecker:
 def _stream_pieces(blobs, checker):
     """The stream's bytes in order, in pieces of at most _READ: each blob's header, its data (read with pread
     from the Source its check passed on) and padding, then the end of the archive as tarfile writes it (two
-    zero blocks, then zeros to a whole record). A blob that failed its check raises its CarryError before its
+    zero blocks, then zeros to a whole record). A blob that failed its check raises its Failure before its
     header is given. Each blob is read once more, not hashed again: one whose file changed since its check (its
-    size, or the times every write moves) raises CarryError with `discard` after its last byte, and the host
+    size, or the times every write moves) raises Failure with `discard` after its last byte, and the host
     checks every blob against its id as it arrives."""
     total = 0
     for index, blob in enumerate(blobs):
@@ -293,17 +285,18 @@ def _stream_pieces(blobs, checker):
             while pos < size:
                 data = source.pread(min(_READ, size - pos), pos)
                 if not data:
-                    raise CarryError("%s ended after %d of its %d bytes after its check, for %s: it changed while it"
-                                     " was sent; nothing was taken into the cache" % (
-                                         source.where, pos, size, describe(blob["files"])),
-                                     source.kind, blob["files"], discard=True)
+                    raise _errors.Failure(source.kind,
+                                          "%s ended after %d of its %d bytes after its check, for %s: it changed while it"
+                                          " was sent; nothing was taken into the cache" % (
+                                              source.where, pos, size, describe(blob["files"])), files=blob["files"], discard=True)
                 pos += len(data)
                 yield data
             if source.stamp() != source.checked:
-                raise CarryError("%s changed after its check (its size or times moved while it was sent), for %s:"
-                                 " what was sent of it is removed from the host, nothing was taken into the cache"
-                                 % (source.where, describe(blob["files"])), source.kind, blob["files"],
-                                 discard=True)
+                raise _errors.Failure(source.kind,
+                                      "%s changed after its check (its size or times moved while it was sent), for %s:"
+                                      " what was sent of it is removed from the host, nothing was taken into the cache"
+                                      % (source.where, describe(blob["files"])), files=blob["files"],
+                                      discard=True)
             pad = -size % BLOCK
             if pad:
                 yield bytes(pad)
@@ -327,8 +320,8 @@ def write_chunks(plan, blobs, checker, folder):
             while view:
                 if out is None:
                     if index >= len(chunks):
-                        raise CarryError("the stream grew past the %d bytes planned for it" % plan["total"],
-                                         _errors.INTERNAL)
+                        raise _errors.Failure(_errors.INTERNAL,
+                                              "the stream grew past the %d bytes planned for it" % plan["total"])
                     path = os.path.join(folder, chunks[index]["name"])
                     out = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
                     digest, left = hashlib.sha256(), chunks[index]["size"]
@@ -347,27 +340,29 @@ def write_chunks(plan, blobs, checker, folder):
         if out is not None:
             os.close(out)
     if index != len(chunks):
-        raise CarryError("the stream ended after %d of its %d planned chunks" % (index, len(chunks)),
-                         _errors.INTERNAL)
+        raise _errors.Failure(_errors.INTERNAL,
+                              "the stream ended after %d of its %d planned chunks" % (index, len(chunks)))
 
 
 # --- the host: the staging folder ---------------------------------------------------------------------------
 
 def check_location(staging, cache_dir, hf_home=None):
-    """CarryError when staging_dir lies in the cache or HF_HOME, whose owner (the agents' user) could plant a
+    """Failure when staging_dir lies in the cache or HF_HOME, whose owner (the agents' user) could plant a
     link where a chunk is written, or holds one of them (its removal after the import would take the cache)."""
     tops = [(option, top) for option, top in (("cache_dir", cache_dir), ("hf_home", hf_home)) if top]
     for option, top in tops:
         if _cache.location_inside(staging, top):
-            raise CarryError("staging_dir %s lies inside %s %s, which the cache's owner can write: a link planted"
-                             " there would lead the chunks elsewhere. Nothing was sent. Set staging_dir to a folder"
-                             " of root's outside the cache, such as /var/lib/justnews-huggingface/incoming (the"
-                             " role's)" % (staging, option, top), _errors.UNSAFE_CACHE)
+            raise _errors.Failure(_errors.UNSAFE_CACHE,
+                                  "staging_dir %s lies inside %s %s, which the cache's owner can write: a link planted"
+                                  " there would lead the chunks elsewhere. Nothing was sent. Set staging_dir to a folder"
+                                  " of root's outside the cache, such as /var/lib/justnews-huggingface/incoming (the"
+                                  " role's)" % (staging, option, top))
     for option, top in tops:
         if _cache.location_inside(top, staging):
-            raise CarryError("staging_dir %s holds %s %s, and is removed once the models are in: set staging_dir to"
-                             " a folder of its own outside the cache, such as /var/lib/justnews-huggingface/incoming"
-                             % (staging, option, top), _errors.INVALID_ARGUMENT)
+            raise _errors.Failure(_errors.INVALID_ARGUMENT,
+                                  "staging_dir %s holds %s %s, and is removed once the models are in: set staging_dir to"
+                                  " a folder of its own outside the cache, such as /var/lib/justnews-huggingface/incoming"
+                                  % (staging, option, top))
 
 
 def unsafe_folder(st, euid, last):
@@ -388,8 +383,9 @@ def _refuse_staging(staging, where, why):
            " can write, outside the cache, such as /var/lib/justnews-huggingface/incoming")
     if os.path.normpath(staging) == where:
         fix = "remove it (rm removes a link itself, never its target) and run again: the run makes it anew, or " + fix
-    return CarryError("staging_dir %s: %s %s, so another user could swap it for a link or plant one in it; nothing"
-                      " was sent. %s%s" % (staging, where, why, fix[0].upper(), fix[1:]), _errors.UNSAFE_CACHE)
+    return _errors.Failure(_errors.UNSAFE_CACHE,
+                           "staging_dir %s: %s %s, so another user could swap it for a link or plant one in it; nothing"
+                           " was sent. %s%s" % (staging, where, why, fix[0].upper(), fix[1:]))
 
 
 def _open_folder(dir_fd, name, staging, where):
@@ -405,7 +401,7 @@ def _open_folder(dir_fd, name, staging, where):
 def open_staging(staging, euid, create, mode=0o700):
     """A descriptor of staging_dir, reached from / one folder at a time, never through a link (the connection
     would follow one), each folder on the way checked with unsafe_folder. Missing folders are made when
-    `create` (root's, 0755, staging_dir itself `mode`), else None is returned. CarryError unsafe_cache naming
+    `create` (root's, 0755, staging_dir itself `mode`), else None is returned. Failure unsafe_cache naming
     the folder that is not safe."""
     parts = [p for p in os.path.normpath(staging).split("/") if p]
     fd = os.open("/", _fs.DIR_FLAGS)
@@ -464,7 +460,7 @@ def adopt_stream(staging_fd, staging, stream_id, uid, gid):
     removed, never followed, chowned or chmodded, and a new folder made with mkdir. Returns (descriptor, whether
     something was removed)."""
     if not STREAM_RE.match(stream_id):
-        raise CarryError("%r is not a stream id" % (stream_id,), _errors.INVALID_ARGUMENT)
+        raise _errors.Failure(_errors.INVALID_ARGUMENT, "%r is not a stream id" % (stream_id,))
     removed = False
     try:
         st = os.stat(stream_id, dir_fd=staging_fd, follow_symlinks=False)
@@ -528,40 +524,43 @@ def _hash_at(dir_fd, name):
 
 
 def stream_of(chunks):
-    """The stream id that every chunk name of `chunks` starts with; CarryError when they disagree."""
+    """The stream id that every chunk name of `chunks` starts with; Failure when they disagree."""
     ids = {c["name"][:16] for c in chunks if isinstance(c.get("name"), str) and CHUNK_RE.match(c["name"])}
     if len(ids) != 1 or any(not CHUNK_RE.match(str(c.get("name"))) for c in chunks):
-        raise CarryError("the chunks of a stream must all be named <stream id>-<index>, got %s"
-                         % ", ".join(str(c.get("name")) for c in chunks[:3]), _errors.INVALID_ARGUMENT)
+        raise _errors.Failure(_errors.INVALID_ARGUMENT,
+                              "the chunks of a stream must all be named <stream id>-<index>, got %s"
+                              % ", ".join(str(c.get("name")) for c in chunks[:3]))
     return ids.pop()
 
 
 def open_stream(staging, stream_id, uid, euid):
     """(staging_dir's descriptor, the stream folder's) for the import: both as the probe left them (the chain to
-    staging_dir safe, the stream's folder a real folder of `uid`, mode 0700); CarryError otherwise: incomplete
+    staging_dir safe, the stream's folder a real folder of `uid`, mode 0700); Failure otherwise: incomplete
     when they are missing, unsafe_cache when they are not what the probe made."""
     staging_fd = open_staging(staging, euid, create=False)
     if staging_fd is None:
-        raise CarryError("staging_dir %s does not exist: the transfer did not happen; run again" % staging,
-                         _errors.INCOMPLETE)
+        raise _errors.Failure(_errors.INCOMPLETE,
+                              "staging_dir %s does not exist: the transfer did not happen; run again" % staging)
     try:
         try:
             fd = os.open(stream_id, _fs.DIR_FLAGS, dir_fd=staging_fd)
         except FileNotFoundError:
-            raise CarryError("the stream's folder %s/%s does not exist: the transfer did not happen; run again"
-                             % (staging, stream_id), _errors.INCOMPLETE)
+            raise _errors.Failure(_errors.INCOMPLETE,
+                                  "the stream's folder %s/%s does not exist: the transfer did not happen; run again"
+                                  % (staging, stream_id))
         except OSError as exc:
             if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                raise CarryError("the stream's folder %s/%s is not a folder (a link is never followed): nothing was"
-                                 " read; run again, the probe makes it anew" % (staging, stream_id),
-                                 _errors.UNSAFE_CACHE)
+                raise _errors.Failure(_errors.UNSAFE_CACHE,
+                                      "the stream's folder %s/%s is not a folder (a link is never followed): nothing was"
+                                      " read; run again, the probe makes it anew" % (staging, stream_id))
             raise
         st = os.fstat(fd)
         if (st.st_uid, stat.S_IMODE(st.st_mode)) != (uid, 0o700):
             os.close(fd)
-            raise CarryError("the stream's folder %s/%s is owned by uid %d with mode %04o, not the uid %d and mode"
-                             " 0700 the probe gave it: nothing was read; run again, the probe makes it anew"
-                             % (staging, stream_id, st.st_uid, stat.S_IMODE(st.st_mode), uid), _errors.UNSAFE_CACHE)
+            raise _errors.Failure(_errors.UNSAFE_CACHE,
+                                  "the stream's folder %s/%s is owned by uid %d with mode %04o, not the uid %d and mode"
+                                  " 0700 the probe gave it: nothing was read; run again, the probe makes it anew"
+                                  % (staging, stream_id, st.st_uid, stat.S_IMODE(st.st_mode), uid))
         return staging_fd, fd
     except BaseException:
         os.close(staging_fd)
@@ -591,12 +590,13 @@ class ChunkStream:
         """Before a byte is read: every chunk is there as a regular file of its size, with one link."""
         for chunk in self.chunks:
             if not CHUNK_RE.match(chunk["name"]):
-                raise CarryError("%r is not a chunk name" % chunk["name"], _errors.INVALID_ARGUMENT)
+                raise _errors.Failure(_errors.INVALID_ARGUMENT, "%r is not a chunk name" % chunk["name"])
             try:
                 st = os.stat(chunk["name"], dir_fd=self.fd, follow_symlinks=False)
             except FileNotFoundError:
-                raise CarryError("the chunk %s is not in %s: the transfer did not finish; run again to send what is"
-                                 " missing" % (chunk["name"], self.where), _errors.INCOMPLETE)
+                raise _errors.Failure(_errors.INCOMPLETE,
+                                      "the chunk %s is not in %s: the transfer did not finish; run again to send what is"
+                                      " missing" % (chunk["name"], self.where))
             self._refuse(chunk, st)
         end = 0
         for chunk in self.chunks:
@@ -604,8 +604,8 @@ class ChunkStream:
                 chunk_fd = os.open(chunk["name"], _fs.FILE_FLAGS, dir_fd=self.fd)
             except OSError as exc:
                 if exc.errno == errno.ELOOP:
-                    raise CarryError("the chunk %s in %s is a symlink: refused" % (chunk["name"], self.where),
-                                     _errors.UNSAFE_CACHE)
+                    raise _errors.Failure(_errors.UNSAFE_CACHE,
+                                          "the chunk %s in %s is a symlink: refused" % (chunk["name"], self.where))
                 raise
             self.fds.append(chunk_fd)
             self._refuse(chunk, os.fstat(chunk_fd))
@@ -615,16 +615,16 @@ class ChunkStream:
 
     def _refuse(self, chunk, st):
         if not stat.S_ISREG(st.st_mode):
-            raise CarryError("the chunk %s in %s is %s, not a regular file: refused" % (
-                chunk["name"], self.where, _fs.describe(st.st_mode)), _errors.UNSAFE_CACHE)
+            raise _errors.Failure(_errors.UNSAFE_CACHE, "the chunk %s in %s is %s, not a regular file: refused" % (
+                chunk["name"], self.where, _fs.describe(st.st_mode)))
         if st.st_nlink != 1:
-            raise CarryError("the chunk %s in %s has %d links (a hard link to a file elsewhere): refused, never"
-                             " read; run again, the probe removes it" % (chunk["name"], self.where, st.st_nlink),
-                             _errors.UNSAFE_CACHE)
+            raise _errors.Failure(_errors.UNSAFE_CACHE,
+                                  "the chunk %s in %s has %d links (a hard link to a file elsewhere): refused, never"
+                                  " read; run again, the probe removes it" % (chunk["name"], self.where, st.st_nlink))
         if st.st_size != chunk["size"]:
-            raise CarryError("the chunk %s in %s has %d bytes, not the %d sent: the transfer did not finish; run"
-                             " again to send it anew" % (chunk["name"], self.where, st.st_size, chunk["size"]),
-                             _errors.INCOMPLETE)
+            raise _errors.Failure(_errors.INCOMPLETE,
+                                  "the chunk %s in %s has %d bytes, not the %d sent: the transfer did not finish; run"
+                                  " again to send it anew" % (chunk["name"], self.where, st.st_size, chunk["size"]))
 
     # --- the check of every chunk, in a thread of its own ---
     def start(self):
@@ -644,11 +644,11 @@ class ChunkStream:
                 if self.stopped:
                     return
                 if pos != chunk["size"] or sha256.hexdigest() != chunk["sha256"]:
-                    self.error = CarryError(
-                        "the chunk %s in %s does not match what was sent (%d bytes, SHA-256 %s; sent %d bytes,"
-                        " SHA-256 %s): it was damaged on the way or on the host; nothing was taken into the cache;"
-                        " run again to send it anew" % (chunk["name"], self.where, pos, sha256.hexdigest(),
-                                                        chunk["size"], chunk["sha256"]), _errors.INTEGRITY)
+                    self.error = _errors.Failure(
+                             _errors.INTEGRITY, "the chunk %s in %s does not match what was sent (%d bytes, SHA-256 %s; sent %d bytes,"
+                             " SHA-256 %s): it was damaged on the way or on the host; nothing was taken into the cache;"
+                             " run again to send it anew" % (chunk["name"], self.where, pos, sha256.hexdigest(),
+                                                             chunk["size"], chunk["sha256"]))
                     return
                 self.verified = index
         except Exception as exc:  # pylint: disable=broad-except  # raised by verdict(), in the unpacking thread
@@ -668,8 +668,9 @@ class ChunkStream:
         while size > 0 and index < len(self.chunks):
             start = self.ends[index] - self.chunks[index]["size"]
             if self.fds[index] is None:
-                raise CarryError("the stream in %s was read again before %d, where its chunks were already"
-                                 " removed" % (self.where, self.ends[index]), _errors.INTERNAL)
+                raise _errors.Failure(_errors.INTERNAL,
+                                      "the stream in %s was read again before %d, where its chunks were already"
+                                      " removed" % (self.where, self.ends[index]))
             data = os.pread(self.fds[index], min(size, self.ends[index] - pos), pos - start)
             if not data:
                 break
@@ -682,8 +683,9 @@ class ChunkStream:
 
     def read(self, size=-1):
         if size is None or size < 0 or size > HEADER_MAX:
-            raise CarryError("the stream in %s holds a header of more than %d bytes: refused, nothing was taken"
-                             " into the cache" % (self.where, HEADER_MAX), _errors.INTEGRITY)
+            raise _errors.Failure(_errors.INTEGRITY,
+                                  "the stream in %s holds a header of more than %d bytes: refused, nothing was taken"
+                                  " into the cache" % (self.where, HEADER_MAX))
         data = self.pread(size, self.pos)
         self.pos += len(data)
         return data
@@ -742,14 +744,15 @@ def unpack(staging_fd, staging_dir, chunks, blobs, dest_fd, dest):
                         written += _copy_member(stream, member, blob, dest_fd, dest, created)
                         stream.release(member.offset_data + member.size)
             except (tarfile.TarError, EOFError, ValueError) as exc:  # a malformed PAX or sparse header: ValueError
-                raise CarryError("the stream in %s is not a readable tar archive (%s): nothing was taken into the"
-                                 " cache; run again" % (staging_dir, exc), _errors.INTEGRITY)
+                raise _errors.Failure(_errors.INTEGRITY,
+                                      "the stream in %s is not a readable tar archive (%s): nothing was taken into the"
+                                      " cache; run again" % (staging_dir, exc))
             missing = [b for b in blobs if b["name"] not in seen]
             if missing:
-                raise CarryError("the stream in %s lacks blob %s, for %s: nothing was taken into the cache; run"
-                                 " again" % (staging_dir, missing[0]["name"], describe(missing[0]["files"])),
-                                 _errors.INTEGRITY, missing[0]["files"])
-        except CarryError as exc:
+                raise _errors.Failure(_errors.INTEGRITY,
+                                      "the stream in %s lacks blob %s, for %s: nothing was taken into the cache; run"
+                                      " again" % (staging_dir, missing[0]["name"], describe(missing[0]["files"])), files=missing[0]["files"])
+        except _errors.Failure as exc:
             # A damaged chunk explains what followed from it: its failure is the one told.
             if exc.kind == _errors.INTEGRITY:
                 stream.verdict()
@@ -768,20 +771,24 @@ def _check_member(member, wanted, seen, where):
     name = member.name
     blob = name[6:] if name.startswith("blobs/") else None
     if blob is None or not _cache.BLOB_RE.match(blob) or blob not in wanted:
-        raise CarryError("the stream in %s holds the member %r, which is none of the blobs sent: refused, nothing"
-                         " was taken into the cache" % (where, name), _errors.INTEGRITY)
+        raise _errors.Failure(_errors.INTEGRITY,
+                              "the stream in %s holds the member %r, which is none of the blobs sent: refused, nothing"
+                              " was taken into the cache" % (where, name))
     info = wanted[blob]
     if blob in seen:
-        raise CarryError("the stream in %s holds %s twice: refused, nothing was taken into the cache"
-                         % (where, name), _errors.INTEGRITY, info["files"])
+        raise _errors.Failure(_errors.INTEGRITY,
+                              "the stream in %s holds %s twice: refused, nothing was taken into the cache"
+                              % (where, name), files=info["files"])
     why = _members.plain_member(member)
     if why:
-        raise CarryError("the stream in %s holds %s as %s, not a plain regular file: refused, nothing was taken"
-                         " into the cache" % (where, name, why), _errors.INTEGRITY, info["files"])
+        raise _errors.Failure(_errors.INTEGRITY,
+                              "the stream in %s holds %s as %s, not a plain regular file: refused, nothing was taken"
+                              " into the cache" % (where, name, why), files=info["files"])
     if member.size != info["size"]:
-        raise CarryError("the stream in %s: the member %s has %d bytes but %d were wanted, for %s: refused"
-                         % (where, name, member.size, info["size"], describe(info["files"])), _errors.INTEGRITY,
-                         info["files"])
+        raise _errors.Failure(_errors.INTEGRITY,
+                              "the stream in %s: the member %s has %d bytes but %d were wanted, for %s: refused"
+                              % (where, name, member.size, info["size"], describe(info["files"])),
+                              files=info["files"])
     return info
 
 
@@ -813,17 +820,17 @@ def _copy_member(stream, member, blob, dest_fd, dest, created):
                         view = view[os.write(out_fd, view):]
                 except OSError as exc:
                     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                        raise CarryError("the filesystem of %s is full (%s) while %s was unpacked, for %s: nothing"
-                                         " was taken into the cache" % (dest, exc, name, describe(blob["files"])),
-                                         _errors.DISK_FULL, blob["files"])
+                        raise _errors.Failure(_errors.DISK_FULL,
+                                              "the filesystem of %s is full (%s) while %s was unpacked, for %s: nothing"
+                                              " was taken into the cache" % (dest, exc, name, describe(blob["files"])), files=blob["files"])
                     raise
         finally:
             os.close(out_fd)
         if count != size or digest.hexdigest() != name:
-            raise CarryError("the blob %s arrived with %d bytes and id %s, not %d bytes and its id, for %s: refused,"
-                             " nothing was taken into the cache; run again" % (
-                                 name, count, digest.hexdigest(), size, describe(blob["files"])),
-                             _errors.INTEGRITY, blob["files"])
+            raise _errors.Failure(_errors.INTEGRITY,
+                                  "the blob %s arrived with %d bytes and id %s, not %d bytes and its id, for %s: refused,"
+                                  " nothing was taken into the cache; run again" % (
+                                      name, count, digest.hexdigest(), size, describe(blob["files"])), files=blob["files"])
         if not _fs.exists_at(dest_fd, name):
             created.append(name)
         os.replace(tmp, name, src_dir_fd=dest_fd, dst_dir_fd=dest_fd)

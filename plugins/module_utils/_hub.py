@@ -28,34 +28,18 @@ from urllib.parse import unquote, urlsplit
 
 from ansible_collections.justnews.huggingface.plugins.module_utils import _errors
 
-# Outcome kinds, the module's error_kind. RETRYABLE ones are tried again while retries and time remain.
-RATE_LIMITED = _errors.RATE_LIMITED
-SERVER_ERROR = _errors.SERVER_ERROR
-UNREACHABLE = _errors.UNREACHABLE
-TRANSIENT = _errors.TRANSIENT
-TIMEOUT = _errors.TIMEOUT
-NOT_FOUND = _errors.REPO_NOT_FOUND
-REVISION_NOT_FOUND = _errors.REVISION_NOT_FOUND
-ENTRY_NOT_FOUND = _errors.ENTRY_NOT_FOUND
-GATED = _errors.GATED
-UNAUTHORIZED = _errors.UNAUTHORIZED
-DISK_FULL = _errors.DISK_FULL
-NOT_WRITABLE = _errors.NOT_WRITABLE
-INTEGRITY = _errors.INTEGRITY
-UNSAFE_LISTING = _errors.UNSAFE_LISTING
-OTHER = _errors.OTHER
-RETRYABLE = frozenset((RATE_LIMITED, SERVER_ERROR, UNREACHABLE, TRANSIENT))
+# The kinds (_errors) tried again while retries and time remain.
+RETRYABLE = frozenset((_errors.RATE_LIMITED, _errors.SERVER_ERROR, _errors.UNREACHABLE, _errors.TRANSIENT))
 
 MAX_BACKOFF = 60.0
 
 
-class HubFailure(Exception):
-    """A network step that failed for good (or ran out of retries or time)."""
+class HubFailure(_errors.Failure):
+    """A network step that failed for good (or ran out of retries or time): caught apart by _snapshot, which words
+    it with the step and the attempts."""
 
-    def __init__(self, kind, message, status=None, attempts=1):
-        super().__init__(message)
-        self.kind = kind
-        self.message = message
+    def __init__(self, kind, msg, status=None, attempts=1):
+        super().__init__(kind, msg)
         self.status = status
         self.attempts = attempts
         self.retry_after = None  # the Retry-After header as sent
@@ -106,8 +90,8 @@ def parse_ratelimit(headers):
 # 429 and 5xx alike, told apart by the message's prefix; a failure inside a download task comes as RuntimeError
 # ("Task error: ... CAS Client Error: Request error: HTTP status client error (429 Too Many Requests) ...").
 # Its retries are off in the download child, so these reach the Retrier.
-_XET_KINDS = (("Rate limited:", RATE_LIMITED), ("Server error:", SERVER_ERROR), ("Network error:", UNREACHABLE),
-              ("Timeout:", TRANSIENT), ("Authentication error:", UNAUTHORIZED))
+_XET_KINDS = (("Rate limited:", _errors.RATE_LIMITED), ("Server error:", _errors.SERVER_ERROR), ("Network error:", _errors.UNREACHABLE),
+              ("Timeout:", _errors.TRANSIENT), ("Authentication error:", _errors.UNAUTHORIZED))
 _XET_WRITER_DROPPED = "Data sender was dropped before sending data"
 _XET_OS_ERROR_RE = re.compile(r"\(os error (\d+)\)")
 _XET_STATUS_RE = re.compile(r"HTTP status (?:client|server) error \((\d{3})[ )]|\((\d{3}) [A-Z][a-z]")
@@ -116,13 +100,13 @@ _XET_RETRY_AFTER_RE = re.compile(r"retry-after[\"']?\s*[:=]\s*[\"']?(\d+)", re.I
 
 def _xet_status_kind(status):
     if status == 429:
-        return RATE_LIMITED
+        return _errors.RATE_LIMITED
     if status >= 500:
-        return SERVER_ERROR
+        return _errors.SERVER_ERROR
     if status in (401, 403, 408):
         # The CAS refused its short-lived token or a presigned URL, not the Hub token: hf_xet renews a token by
         # its expiry time only, and the next attempt's process asks the Hub for a fresh one.
-        return TRANSIENT
+        return _errors.TRANSIENT
     return None
 
 
@@ -135,15 +119,15 @@ def classify_xet(exc):
     os_error = _XET_OS_ERROR_RE.search(text)
     if os_error and int(os_error.group(1)) in (errno.ENOSPC, errno.EACCES, errno.EROFS):
         # hf_xet writes the file itself and reports the OS error in its text ("IO Error: ... (os error 28)").
-        return (DISK_FULL if int(os_error.group(1)) == errno.ENOSPC else NOT_WRITABLE), None, None
+        return (_errors.DISK_FULL if int(os_error.group(1)) == errno.ENOSPC else _errors.NOT_WRITABLE), None, None
     if name == "XetAuthenticationError":
-        kind = UNAUTHORIZED
+        kind = _errors.UNAUTHORIZED
     elif name == "XetObjectNotFoundError":
-        kind = ENTRY_NOT_FOUND
+        kind = _errors.ENTRY_NOT_FOUND
     elif isinstance(exc, RuntimeError) and _XET_WRITER_DROPPED in text and status is None:
         # The fetch feeding hf_xet's file writer failed and the writer's error won the race to be reported (seen
         # about once in five runs against a CAS failing with 500): the cause is unsaid, a new attempt may tell.
-        kind = TRANSIENT
+        kind = _errors.TRANSIENT
     elif isinstance(exc, (ConnectionError, TimeoutError, RuntimeError)):
         kind = next((k for prefix, k in _XET_KINDS if text.startswith(prefix)), None)
         if status is not None and (kind is None or isinstance(exc, RuntimeError)):
@@ -196,38 +180,38 @@ def classify(exc):
         message = next("%s: %s" % (type(item).__name__, str(item).strip().splitlines()[0])
                        for item in chain if classify_xet(item))
     elif has(UnsafeRemote):
-        kind = UNSAFE_LISTING
+        kind = _errors.UNSAFE_LISTING
         message = str(next(item for item in chain if isinstance(item, UnsafeRemote)))
     elif "Consistency check failed" in str(exc):
-        kind = INTEGRITY
+        kind = _errors.INTEGRITY
     elif has(hf_errors.GatedRepoError):
-        kind = GATED
+        kind = _errors.GATED
     elif has(hf_errors.RevisionNotFoundError):
-        kind = REVISION_NOT_FOUND
+        kind = _errors.REVISION_NOT_FOUND
     elif has(hf_errors.RepositoryNotFoundError):
-        kind = NOT_FOUND
+        kind = _errors.REPO_NOT_FOUND
     elif has(hf_errors.RemoteEntryNotFoundError):
-        kind = ENTRY_NOT_FOUND
+        kind = _errors.ENTRY_NOT_FOUND
     elif status == 429:
-        kind = RATE_LIMITED
+        kind = _errors.RATE_LIMITED
     elif status is not None and status >= 500:
-        kind = SERVER_ERROR
+        kind = _errors.SERVER_ERROR
     elif status in (401, 403):
-        kind = UNAUTHORIZED
+        kind = _errors.UNAUTHORIZED
     elif status == 408:
-        kind = TRANSIENT
+        kind = _errors.TRANSIENT
     elif any(isinstance(item, OSError) and item.errno == errno.ENOSPC for item in chain):
-        kind = DISK_FULL
+        kind = _errors.DISK_FULL
     elif any(isinstance(item, PermissionError) for item in chain):
-        kind = NOT_WRITABLE
+        kind = _errors.NOT_WRITABLE
     elif any(type(item).__name__ in ("ConnectError", "ProxyError") for item in chain):
-        kind = UNREACHABLE
+        kind = _errors.UNREACHABLE
     elif any(type(item).__name__ in ("ReadError", "RemoteProtocolError", "ReadTimeout", "ConnectTimeout",
                                      "WriteError", "PoolTimeout", "TimeoutException", "ReadTimeoutError")
              for item in chain):
-        kind = TRANSIENT
+        kind = _errors.TRANSIENT
     else:
-        kind = OTHER
+        kind = _errors.OTHER
     return kind, status, retry_after, message, ratelimit
 
 
@@ -375,7 +359,7 @@ def _child(conn, parent_pid, func, args):
         try:
             outcome = classify(exc)
         except Exception:
-            outcome = OTHER, None, None, traceback.format_exc(limit=1), None
+            outcome = _errors.OTHER, None, None, traceback.format_exc(limit=1), None
         conn.send(("error", outcome))
     finally:
         conn.close()
@@ -392,12 +376,12 @@ def run_with_deadline(func, args, seconds):
         if not parent.poll(max(0.0, seconds)):
             process.kill()
             process.join(5)
-            raise HubFailure(TIMEOUT, "no answer from the Hub within %d seconds" % max(0, round(seconds)))
+            raise HubFailure(_errors.TIMEOUT, "no answer from the Hub within %d seconds" % max(0, round(seconds)))
         try:
             status, payload = parent.recv()
         except EOFError:
             process.join(5)
-            raise HubFailure(OTHER, "the download process died (exit code %s)" % process.exitcode)
+            raise HubFailure(_errors.OTHER, "the download process died (exit code %s)" % process.exitcode)
     finally:
         parent.close()
     process.join(5)
@@ -418,7 +402,7 @@ def asked_wait(failure):
     asked = parse_retry_after(failure.retry_after)
     if asked is not None:
         return asked, "Retry-After"
-    if failure.kind == RATE_LIMITED and failure.ratelimit is not None:
+    if failure.kind == _errors.RATE_LIMITED and failure.ratelimit is not None:
         reset, _remaining, policy = failure.ratelimit
         return float(reset), "RateLimit %s, t=%d" % (policy, reset)
     return None, None
@@ -449,15 +433,15 @@ class Retrier:
             except HubFailure as caught:
                 attempt += 1
                 failure = caught
-                if _XET_WRITER_DROPPED in failure.message and said is not None:
+                if _XET_WRITER_DROPPED in failure.msg and said is not None:
                     # hf_xet reported its writer's end instead of the answer behind it: the cause an earlier
                     # attempt was told (a 500, a 429) is the one to report and to retry on.
                     failure = said
                 elif failure.status is not None:
                     said = failure
                 failure.attempts = attempt
-                if failure.kind == TIMEOUT:
-                    failure.message = ("no answer from the Hub within the %ds timeout (attempt %d)"
+                if failure.kind == _errors.TIMEOUT:
+                    failure.msg = ("no answer from the Hub within the %ds timeout (attempt %d)"
                                        % (self.timeout, attempt))
                     raise failure
                 if failure.kind not in RETRYABLE or attempt > self.retries:
@@ -468,10 +452,10 @@ class Retrier:
                 wait = asked if asked is not None else min(MAX_BACKOFF, self.backoff * (2 ** (attempt - 1)))
                 if wait >= self.remaining():
                     if asked is not None:
-                        failure.message += (" (the Hub asked to wait %ds (%s), longer than the %ds left of"
+                        failure.msg += (" (the Hub asked to wait %ds (%s), longer than the %ds left of"
                                             " the timeout)" % (round(asked), why, max(0, round(self.remaining()))))
                     else:
-                        failure.message += (" (no time left for retry %d within the %ds timeout)"
+                        failure.msg += (" (no time left for retry %d within the %ds timeout)"
                                             % (attempt, self.timeout))
                     raise failure
                 self.retries_used += 1

@@ -27,35 +27,28 @@ from ansible_collections.justnews.huggingface.plugins.module_utils import _fs
 ETC_MAX = 4 * 1024 * 1024
 
 
-class ImageRootError(Exception):
-    """The image root or an argument is wrong; the message names the path and the fix."""
-
-    def __init__(self, message, kind=_errors.UNSAFE_IMAGE_ROOT):
-        super().__init__(message)
-        self.kind = kind
-
-
 def check_image_root(root):
     """The real path of an image root: an existing directory that is not the controller's own '/'."""
     if not root or not os.path.isabs(root):
-        raise ImageRootError("image_root must be an absolute path, got %r" % (root,), _errors.INVALID_ARGUMENT)
+        raise _errors.Failure(_errors.INVALID_ARGUMENT, "image_root must be an absolute path, got %r" % (root,))
     real = os.path.realpath(root)
     if real == "/":
-        raise ImageRootError("image_root %s is the controller's own root directory: give the directory that is built"
-                             " into the image" % root, _errors.INVALID_ARGUMENT)
+        raise _errors.Failure(_errors.INVALID_ARGUMENT,
+                              "image_root %s is the controller's own root directory: give the directory that is built"
+                              " into the image" % root)
     if not os.path.isdir(real):
-        raise ImageRootError("image_root %s does not exist or is not a directory: create the image tree first" % root,
-                             _errors.INVALID_ARGUMENT)
+        raise _errors.Failure(_errors.INVALID_ARGUMENT,
+                              "image_root %s does not exist or is not a directory: create the image tree first" % root)
     return real
 
 
 def image_parts(path):
     """The components of `path`, absolute as the image sees it; '..' and NUL refused."""
     if not isinstance(path, str) or not path.startswith("/") or "\x00" in path:
-        raise ImageRootError("%r must be an absolute path as the image sees it" % (path,), _errors.INVALID_ARGUMENT)
+        raise _errors.Failure(_errors.INVALID_ARGUMENT, "%r must be an absolute path as the image sees it" % (path,))
     parts = [p for p in path.split("/") if p not in ("", ".")]
     if ".." in parts:
-        raise ImageRootError("%s must not contain '..'" % path, _errors.INVALID_ARGUMENT)
+        raise _errors.Failure(_errors.INVALID_ARGUMENT, "%s must not contain '..'" % path)
     return parts
 
 
@@ -71,9 +64,10 @@ def path_in_root(root, path):
         except FileNotFoundError:
             break
         if stat.S_ISLNK(st.st_mode):
-            raise ImageRootError("%s in the image root is a symlink (to %s); the controller would follow it outside"
-                                 " the image: make it a directory in the image, or choose another path"
-                                 % (current, os.readlink(current)), _errors.UNSAFE_IMAGE_ROOT)
+            raise _errors.Failure(_errors.UNSAFE_IMAGE_ROOT,
+                                  "%s in the image root is a symlink (to %s); the controller would follow it outside"
+                                  " the image: make it a directory in the image, or choose another path"
+                                  % (current, os.readlink(current)))
     return os.path.join(root, *parts) if parts else root
 
 
@@ -94,8 +88,9 @@ def parse_id_table(data, want_fields):
 def parse_id(value, where, number, what):
     """An id of /etc/passwd or /etc/group: decimal digits only, else invalid_argument naming the file and line."""
     if not re.match(r"^[0-9]{1,10}$", value or "") or int(value) > 0xFFFFFFFE:
-        raise ImageRootError("%s line %d gives %s the id %r, which is not a number: fix that line of the image's"
-                             " file" % (where, number, what, value), _errors.INVALID_ARGUMENT)
+        raise _errors.Failure(_errors.INVALID_ARGUMENT,
+                              "%s line %d gives %s the id %r, which is not a number: fix that line of the image's"
+                              " file" % (where, number, what, value))
     return int(value)
 
 
@@ -105,11 +100,13 @@ def _read_etc(root, name):
     try:
         data = _fs.read_file(root, "etc/" + name, ETC_MAX)
     except _fs.Refused as exc:
-        raise ImageRootError("%s is refused (%s): the image root needs its /etc/%s as a regular file, with no"
-                             " symlink on the way" % (where, exc, name), _errors.UNSAFE_IMAGE_ROOT)
+        raise _errors.Failure(_errors.UNSAFE_IMAGE_ROOT,
+                              "%s is refused (%s): the image root needs its /etc/%s as a regular file, with no"
+                              " symlink on the way" % (where, exc, name))
     if data is None:
-        raise ImageRootError("%s is missing or not a regular file: the image root needs its /etc/%s to give the"
-                             " service user's ids" % (where, name), _errors.INVALID_ARGUMENT)
+        raise _errors.Failure(_errors.INVALID_ARGUMENT,
+                              "%s is missing or not a regular file: the image root needs its /etc/%s to give the"
+                              " service user's ids" % (where, name))
     return data, where
 
 
@@ -122,8 +119,9 @@ def image_ids(root, owner, group, allow_root=False):
     data, where = _read_etc(root, "passwd")
     users = parse_id_table(data, 4)
     if owner not in users:
-        raise ImageRootError("user %s is not in %s: create it in the image first, or fix model_cache_owner"
-                             % (owner, where), _errors.INVALID_ARGUMENT)
+        raise _errors.Failure(_errors.INVALID_ARGUMENT,
+                              "user %s is not in %s: create it in the image first, or fix model_cache_owner"
+                              % (owner, where))
     number, fields = users[owner]
     uid = parse_id(fields[2], where, number, "user %s" % owner)
     gid = parse_id(fields[3], where, number, "the primary group of %s" % owner)
@@ -132,22 +130,23 @@ def image_ids(root, owner, group, allow_root=False):
         data, gwhere = _read_etc(root, "group")
         groups = parse_id_table(data, 3)
         if group not in groups:
-            raise ImageRootError("group %s is not in %s: create it in the image first, or fix model_cache_group"
-                                 % (group, gwhere), _errors.INVALID_ARGUMENT)
+            raise _errors.Failure(_errors.INVALID_ARGUMENT,
+                                  "group %s is not in %s: create it in the image first, or fix model_cache_group"
+                                  % (group, gwhere))
         gnumber, gfields = groups[group]
         gid = parse_id(gfields[2], gwhere, gnumber, "group %s" % group)
         gid_from = "%s line %d" % (gwhere, gnumber)
     if not allow_root:
         if uid == 0:
-            raise ImageRootError("%s line %d gives the service user %s uid 0 (root): refused, nothing was written; give"
-                                 " the image an unprivileged user, or set allow_root (model_cache_bake_allow_root)"
-                                 " if the cache must belong to root" % (where, number, owner),
-                                 _errors.UNSAFE_IMAGE_ROOT)
+            raise _errors.Failure(_errors.UNSAFE_IMAGE_ROOT,
+                                  "%s line %d gives the service user %s uid 0 (root): refused, nothing was written; give"
+                                  " the image an unprivileged user, or set allow_root (model_cache_bake_allow_root)"
+                                  " if the cache must belong to root" % (where, number, owner))
         if gid == 0:
-            raise ImageRootError("%s gives the service user %s gid 0 (the root group): refused, nothing was written;"
-                                 " give the image an unprivileged group, or set allow_root"
-                                 " (model_cache_bake_allow_root) if the cache must belong to it" % (gid_from, owner),
-                                 _errors.UNSAFE_IMAGE_ROOT)
+            raise _errors.Failure(_errors.UNSAFE_IMAGE_ROOT,
+                                  "%s gives the service user %s gid 0 (the root group): refused, nothing was written;"
+                                  " give the image an unprivileged group, or set allow_root"
+                                  " (model_cache_bake_allow_root) if the cache must belong to it" % (gid_from, owner))
     return uid, gid
 
 
@@ -156,9 +155,9 @@ def parse_mode(value, what):
     try:
         mode = int(value, 8) if isinstance(value, str) else int(value)
     except (TypeError, ValueError):
-        raise ImageRootError("%s must be octal, such as '0644', got %r" % (what, value), _errors.INVALID_ARGUMENT)
+        raise _errors.Failure(_errors.INVALID_ARGUMENT, "%s must be octal, such as '0644', got %r" % (what, value))
     if mode & ~0o777 or mode < 0:
-        raise ImageRootError("%s must be plain permission bits, got %r" % (what, value), _errors.INVALID_ARGUMENT)
+        raise _errors.Failure(_errors.INVALID_ARGUMENT, "%s must be plain permission bits, got %r" % (what, value))
     return mode
 
 
@@ -182,11 +181,12 @@ class ImageWriter:
             st = None
         if st is not None and stat.S_ISLNK(st.st_mode):
             target = os.readlink(name, dir_fd=dir_fd)
-            raise ImageRootError("%s in the image root is a symlink (to %s): refused, nothing was written through it;"
-                                 " make it a directory in the image, or choose another path" % (where, target),
-                                 _errors.UNSAFE_IMAGE_ROOT)
-        raise ImageRootError("%s in the image root is %s, not a directory: refused, nothing was written through it"
-                             % (where, _fs.describe(st.st_mode) if st else "not there"), _errors.UNSAFE_IMAGE_ROOT)
+            raise _errors.Failure(_errors.UNSAFE_IMAGE_ROOT,
+                                  "%s in the image root is a symlink (to %s): refused, nothing was written through it;"
+                                  " make it a directory in the image, or choose another path" % (where, target))
+        raise _errors.Failure(_errors.UNSAFE_IMAGE_ROOT,
+                              "%s in the image root is %s, not a directory: refused, nothing was written through it"
+                              % (where, _fs.describe(st.st_mode) if st else "not there"))
 
     def open_dir(self, parts):
         """A descriptor of the folder `parts` below the root, made (root's, 0755) where missing; None in check
@@ -225,8 +225,8 @@ class ImageWriter:
             return 0, 0
         if owner == "service":
             return self.uid, self.gid
-        raise ImageRootError("owner of an image entry must be root or service, got %r" % (owner,),
-                             _errors.INVALID_ARGUMENT)
+        raise _errors.Failure(_errors.INVALID_ARGUMENT,
+                              "owner of an image entry must be root or service, got %r" % (owner,))
 
     def directory(self, path, owner=None, mode=None):
         """The folder `path` (as the image sees it); owner and mode set when given, else a new one is root's
@@ -259,7 +259,7 @@ class ImageWriter:
     def _parent(self, path):
         parts = image_parts(path)
         if not parts:
-            raise ImageRootError("%s is the image root itself, not a file in it" % path, _errors.INVALID_ARGUMENT)
+            raise _errors.Failure(_errors.INVALID_ARGUMENT, "%s is the image root itself, not a file in it" % path)
         return self.open_dir(parts[:-1]), parts[-1]
 
     def file(self, path, content, mode="0644", force=True):
@@ -273,8 +273,9 @@ class ImageWriter:
         try:
             st = self._lstat(dir_fd, name)
             if st is not None and stat.S_ISDIR(st.st_mode):
-                raise ImageRootError("%s in the image root is a directory, not a file: refused"
-                                     % os.path.join(self.root, path.lstrip("/")), _errors.UNSAFE_IMAGE_ROOT)
+                raise _errors.Failure(_errors.UNSAFE_IMAGE_ROOT,
+                                      "%s in the image root is a directory, not a file: refused"
+                                      % os.path.join(self.root, path.lstrip("/")))
             if st is not None and (not force or self._same_file(dir_fd, name, st, data, want_mode)):
                 return
             self._did(path)
@@ -305,9 +306,9 @@ class ImageWriter:
         try:
             st = self._lstat(dir_fd, name)
             if st is not None and stat.S_ISDIR(st.st_mode):
-                raise ImageRootError("%s in the image root is a directory, not a link: refused; remove it or choose"
-                                     " another link" % os.path.join(self.root, path.lstrip("/")),
-                                     _errors.UNSAFE_IMAGE_ROOT)
+                raise _errors.Failure(_errors.UNSAFE_IMAGE_ROOT,
+                                      "%s in the image root is a directory, not a link: refused; remove it or choose"
+                                      " another link" % os.path.join(self.root, path.lstrip("/")))
             if st is not None and stat.S_ISLNK(st.st_mode) and os.readlink(name, dir_fd=dir_fd) == src:
                 if (st.st_uid, st.st_gid) != (self.uid, self.gid):
                     self._did(path)
@@ -370,12 +371,12 @@ class ImageWriter:
 def paths_in_root(root, paths):
     """{name: path under `root`} for {name: path as the image sees it}, each checked as path_in_root does."""
     if not isinstance(paths, dict):
-        raise ImageRootError("paths must be a dict of names and paths as the image sees them, got %r" % (paths,),
-                             _errors.INVALID_ARGUMENT)
+        raise _errors.Failure(_errors.INVALID_ARGUMENT,
+                              "paths must be a dict of names and paths as the image sees them, got %r" % (paths,))
     out = {}
     for name, path in paths.items():
         if not isinstance(name, str) or not name:
-            raise ImageRootError("the names of paths must be non-empty strings, got %r" % (name,),
-                                 _errors.INVALID_ARGUMENT)
+            raise _errors.Failure(_errors.INVALID_ARGUMENT,
+                                  "the names of paths must be non-empty strings, got %r" % (name,))
         out[name] = path_in_root(root, path)
     return out

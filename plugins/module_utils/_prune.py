@@ -504,16 +504,6 @@ PROBE = ".hf_prune.probe"
 PARTS = ("snapshots", "trees", "blobs")
 
 
-class ApplyError(Exception):
-    """Removing a plan failed; `kind` is the module's error_kind, `path` what could not be removed."""
-
-    def __init__(self, kind, msg, path=None):
-        super().__init__(msg)
-        self.kind = kind
-        self.msg = msg
-        self.path = path
-
-
 def error_kind(exc):
     """The error_kind for an OSError whose cause is known; 'other' when it is not."""
     if isinstance(exc, _fs.Refused) or getattr(exc, "errno", None) in (errno.ELOOP, errno.ENOTDIR):
@@ -682,7 +672,7 @@ def apply(plan):
        in the repository folder (`.hf_prune.trash`, same filesystem: each rename is atomic), from descriptors of
        real folders only.
     2. Check that everything in the trash can be removed (_probe).
-    3. On any failure so far, put everything back and raise ApplyError with the cause's kind; only when that
+    3. On any failure so far, put everything back and raise Failure with the cause's kind (`path` in its extra: what could not be removed); only when that
        fails too, `partial_failure` naming the trash, which the next run settles (recover).
     4. Mark the trash `committed` - the point of no return - and delete it; a failure now is
        `partial_failure`: the revisions are gone from snapshots/, the next run finishes the trash.
@@ -698,7 +688,7 @@ def apply(plan):
         try:
             root_fd = _fs.open_dir(cache_dir, folder)
         except _fs.Refused as exc:
-            raise ApplyError(_errors.UNSAFE_CACHE, "%s; nothing was removed" % exc, exc.path)
+            raise _errors.Failure(_errors.UNSAFE_CACHE, "%s; nothing was removed" % exc, path=exc.path)
         try:
             _move_out(root_fd, repo.root, trash, moves)
         finally:
@@ -710,10 +700,11 @@ def _move_out(root_fd, root, trash, moves):
     try:
         os.mkdir(TRASH, 0o700, dir_fd=root_fd)
     except FileExistsError:
-        raise ApplyError(_errors.UNSAFE_CACHE, "%s appeared while the run held the repository's lock; nothing was"
-                         " removed. Find out what made it; the next run settles it" % trash, trash)
+        raise _errors.Failure(_errors.UNSAFE_CACHE, "%s appeared while the run held the repository's lock; nothing was"
+                              " removed. Find out what made it; the next run settles it" % trash, path=trash)
     except OSError as exc:
-        raise ApplyError(error_kind(exc), "cannot make %s: %s; nothing was removed" % (trash, exc.strerror), trash)
+        raise _errors.Failure(error_kind(exc),
+                              "cannot make %s: %s; nothing was removed" % (trash, exc.strerror), path=trash)
     trash_fd = os.open(TRASH, _fs.DIR_FLAGS, dir_fd=root_fd)
     fds = {}
     try:
@@ -747,19 +738,20 @@ def _move_out(root_fd, root, trash, moves):
                 _clear(trash_fd, trash)
                 os.rmdir(TRASH, dir_fd=root_fd)
             except OSError as again:
-                raise ApplyError(_errors.PARTIAL_FAILURE,
-                                 "%s cannot be removed (%s), and putting back what was moved to %s failed too"
-                                 " (%s: %s). The revisions are whole in %s; the next run puts them back."
-                                 " Fix: make %s removable (chattr -i, a writable mount), then run again"
-                                 % (where, cause.strerror, trash, _where(trash, again), again.strerror, trash, where),
-                                 where)
+                raise _errors.Failure(_errors.PARTIAL_FAILURE,
+                                      "%s cannot be removed (%s), and putting back what was moved to %s failed too"
+                                      " (%s: %s). The revisions are whole in %s; the next run puts them back."
+                                      " Fix: make %s removable (chattr -i, a writable mount), then run again"
+                                      % (where, cause.strerror, trash, _where(trash, again), again.strerror, trash, where),
+                                      path=where)
             kind = error_kind(cause)
-            raise ApplyError(kind, "%s cannot be removed (%s); nothing was removed, everything was put back. Fix: %s"
-                             % (where, cause.strerror,
-                                "remove the link or special file by hand (rm removes the entry itself)"
-                                if kind == _errors.UNSAFE_CACHE else
-                                "make %s removable (chattr -i, a writable mount, the folder's permissions), then run"
-                                " again" % where), where)
+            raise _errors.Failure(kind,
+                                  "%s cannot be removed (%s); nothing was removed, everything was put back. Fix: %s"
+                                  % (where, cause.strerror,
+                                     "remove the link or special file by hand (rm removes the entry itself)"
+                                     if kind == _errors.UNSAFE_CACHE else
+                                     "make %s removable (chattr -i, a writable mount, the folder's permissions), then run"
+                                     " again" % where), path=where)
         fd = os.open(COMMITTED, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=trash_fd)
         try:
             os.fsync(fd)
@@ -772,9 +764,10 @@ def _move_out(root_fd, root, trash, moves):
             os.rmdir(TRASH, dir_fd=root_fd)
         except OSError as exc:
             where = _where(trash, exc)
-            raise ApplyError(_errors.PARTIAL_FAILURE, "the revisions are gone from snapshots/, but %s cannot be deleted"
-                             " (%s); the next run finishes %s. Fix: make %s removable, then run again"
-                             % (where, exc.strerror, trash, where), where)
+            raise _errors.Failure(_errors.PARTIAL_FAILURE,
+                                  "the revisions are gone from snapshots/, but %s cannot be deleted"
+                                  " (%s); the next run finishes %s. Fix: make %s removable, then run again"
+                                  % (where, exc.strerror, trash, where), path=where)
     finally:
         for pair in fds.values():
             for fd in pair:
@@ -804,8 +797,8 @@ def _remove_incomplete(plan):
                 continue
             except OSError as exc:
                 path = os.path.join(repo.blobs, name)
-                raise ApplyError(error_kind(exc), "cannot remove the partial download %s (%s). Fix: make it"
-                                 " removable, then run again" % (path, exc.strerror), path)
+                raise _errors.Failure(error_kind(exc), "cannot remove the partial download %s (%s). Fix: make it"
+                                      " removable, then run again" % (path, exc.strerror), path=path)
     finally:
         os.close(blobs)
 
@@ -1096,3 +1089,151 @@ def apply_store(store, busy, timeout=60):
         finally:
             lock.release()
     return freed
+
+
+# A repository the prune refuses is reported in `refused` with the fix of the run's own failure.
+UNSAFE_FIX = _errors.fix(_errors.UNSAFE_CACHE)
+
+
+class Prune:
+    """hf_prune's run: every repository planned before anything is removed, re-planned under its lock, then
+    applied through a trash; the result and its diff come from the plans."""
+
+    def __init__(self, module):
+        self.module = module
+        self.p = module.params
+        self.cache_dir = self.p["cache_dir"] or _cache.default_cache_dir(os.environ)
+        self.result = {"changed": False, "cache_dir": self.cache_dir, "removed_revisions": [], "kept": [],
+                       "removed_blobs": [], "removed_incomplete": [], "removed_store_entries": [], "refused": [],
+                       "recovered": [], "freed_bytes": 0}
+        self.validate()
+        self.links = {link: link_targets(link) for link in self.p["links"]}
+
+    def validate(self):
+        p = self.p
+        if p["keep"] < 0 or p["incomplete_age"] < 0 or p["timeout"] < 0:
+            raise _errors.Failure(_errors.INVALID_ARGUMENT, "keep, incomplete_age and timeout must be >= 0")
+        try:
+            if p["repo_id"] is not None:
+                _cache.check_repo_id(p["repo_id"])
+            for rev in p["pinned"]:
+                if not _cache.is_commit(rev):
+                    _cache.check_ref_name(rev, "pinned revision")
+        except _cache.UnsafeName as exc:
+            raise _errors.Failure(_errors.INVALID_ARGUMENT, "%s: fix the argument" % exc)
+        if os.path.lexists(self.cache_dir) and not os.path.isdir(self.cache_dir):
+            raise _errors.Failure(_errors.CACHE_DIR_INVALID,
+                                  "cache_dir %s is not a directory: point cache_dir at the hub cache" % self.cache_dir)
+
+    def repos(self):
+        if self.p["repo_id"] is not None:
+            return [(self.p["repo_id"], self.p["repo_type"])]
+        return repos_in(self.cache_dir)
+
+    def plan(self, repo_id, repo_type, busy):
+        try:
+            return plan_repo(self.cache_dir, repo_id, repo_type, self.p["keep"], self.p["pinned"],
+                             self.links, busy, self.p["incomplete_age"])
+        except _cache.UnsafeName as exc:
+            self.result["refused"].append({"path": exc.name or repo_id, "reason": str(exc), "fix": UNSAFE_FIX})
+            raise _errors.Failure(_errors.UNSAFE_CACHE, "%s. Refusing to prune %s; nothing %s removed from it. Fix: %s"
+                                  % (exc, repo_id, "would be" if self.module.check_mode else "was", UNSAFE_FIX))
+
+    def run(self):
+        if not os.path.isdir(self.cache_dir):
+            return self.result
+        busy = open_paths()
+        # Every repository is checked before anything is removed from any of them.
+        plans = [self.plan(repo_id, repo_type, busy) for repo_id, repo_type in self.repos()]
+        whole = self.p["repo_id"] is None
+        store = plan_store(self.cache_dir, plans, busy, scope=None if whole else set())
+        done = []
+        for plan in plans:
+            if plan.trash and self.module.check_mode:
+                self.module.warn("%s/%s was left by a prune that stopped part-way; the next run settles it (puts"
+                                 " it back, or finishes it once it was past the point of no return)"
+                                 % (plan.repo.root, TRASH))
+            if not self.module.check_mode and (plan.remove or plan.incomplete or plan.trash):
+                plan = self.apply(plan)
+            done.append(plan)
+        freed = store.entries
+        if not self.module.check_mode:
+            # The store is planned again from the links left on disk once the revisions are gone.
+            busy = open_paths()
+            store = plan_store(self.cache_dir, [], busy, scope=None if whole else store.released)
+            freed = apply_store(store, busy, self.p["timeout"])
+            self.result["changed"] |= bool(freed)
+        self.report(done, store, freed)
+        return self.result
+
+    def apply(self, plan):
+        """Plan again under the repository's lock, with a fresh look at running processes, then remove."""
+        lock = RepoLock(plan.repo, self.p["timeout"])
+        try:
+            lock.acquire()
+        except _cache.LockTimeout as exc:
+            raise _errors.Failure(_errors.LOCKED, "%s: let it finish, or raise 'timeout'" % exc)
+        except _fs.Refused as exc:
+            self.result["refused"].append({"path": exc.path, "reason": exc.reason, "fix": UNSAFE_FIX})
+            raise _errors.Failure(_errors.UNSAFE_CACHE, "%s. Refusing to prune %s; nothing was removed from it. Fix: %s"
+                                  % (exc, plan.repo_id, UNSAFE_FIX))
+        try:
+            try:
+                settled = recover(plan.repo)
+            except OSError as exc:
+                where = getattr(exc, "filename", None) or os.path.join(plan.repo.root, TRASH)
+                raise _errors.Failure(error_kind(exc) if error_kind(exc) != _errors.OTHER
+                                      else _errors.PARTIAL_FAILURE, "cannot settle %s, left by a prune that stopped part-way: %s. Fix: make %s removable,"
+                                      " then run again" % (os.path.join(plan.repo.root, TRASH), exc, where))
+            if settled:
+                action, path, refused = settled
+                self.result["recovered"].append({"repo_id": plan.repo_id, "repo_type": plan.repo_type,
+                                                 "path": path, "action": action})
+                self.result["refused"] += [item.as_dict() for item in refused]
+                self.result["changed"] = True
+            plan = self.plan(plan.repo_id, plan.repo_type, open_paths())
+            try:
+                apply(plan)
+            except _errors.Failure as exc:  # its `path` is in the message; the result has no key for it
+                raise _errors.Failure(exc.kind, exc.msg)
+        finally:
+            lock.release()
+        if plan.remove or plan.incomplete:
+            self.result["changed"] = True
+        return plan
+
+    def report(self, plans, store, freed):
+        r = self.result
+        for plan in plans:
+            who = {"repo_id": plan.repo_id, "repo_type": plan.repo_type}
+            r["removed_revisions"] += [dict(who, commit=rev.commit) for rev in plan.remove]
+            r["kept"] += [dict(who, commit=rev.commit, reasons=rev.reasons) for rev in plan.keep]
+            r["removed_blobs"] += [dict(who, name=name, size=size) for name, size in plan.blobs]
+            r["removed_incomplete"] += [dict(who, file=name, size=size) for name, size in plan.incomplete]
+            r["refused"] += [item.as_dict() for item in plan.refused]
+            r["freed_bytes"] += plan.freed
+        r["removed_store_entries"] = [
+            {"xet_hash": h, "size": size, "path": _store.entry_path(self.cache_dir, h)} for h, size in freed]
+        r["freed_bytes"] += sum(size for _h, size in freed)
+        r["refused"] += [item.as_dict() for item in store.refused]
+        for item in r["refused"]:
+            self.module.warn("hf_prune left %s alone: %s. Fix: %s" % (item["path"], item["reason"], item["fix"]))
+        if self.module.check_mode:
+            r["changed"] = bool(r["removed_revisions"] or r["removed_incomplete"] or freed)
+        r["diff"] = {"before": self.state(plans, removed=False), "after": self.state(plans, removed=True)}
+        if store.entries or freed:
+            r["diff"]["before"]["blobs"] = {"entries": sorted({h for h, _size in store.entries + list(freed)})}
+            r["diff"]["after"]["blobs"] = {"entries": sorted(
+                {h for h, _size in store.entries} - {h for h, _size in freed})}
+
+    @staticmethod
+    def state(plans, removed):
+        """{repo folder: {revisions, incomplete}} as planned, or as left after the removals."""
+        out = {}
+        for plan in plans:
+            gone = {rev.commit for rev in plan.remove} | {name for name, _size in plan.incomplete} if removed \
+                else set()
+            out[plan.repo.folder_name] = {
+                "revisions": sorted(rev.commit for rev in plan.revisions if rev.commit not in gone),
+                "incomplete": sorted(name for name in plan.partial if name not in gone)}
+        return out

@@ -43,43 +43,32 @@ except ImportError:
     HF_IMPORT_ERROR = traceback.format_exc()
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
-INVALID_ARGUMENT = _errors.INVALID_ARGUMENT
-CACHE_DIR_INVALID = _errors.CACHE_DIR_INVALID
-UNSAFE_CACHE = _errors.UNSAFE_CACHE
-LOCKED = _errors.LOCKED
+# Old names, still imported by hf_snapshot (module file): Failure, INCOMPLETE, INVALID_ARGUMENT.
+Failure = _errors.Failure
 INCOMPLETE = _errors.INCOMPLETE
-NO_SPACE = _errors.NO_SPACE
+INVALID_ARGUMENT = _errors.INVALID_ARGUMENT
 DEFAULT_DOWNLOAD_MEMORY = "512M"
 
 # What went wrong with the Hub, for the message; the fix comes from _errors, after it.
 HUB_FAILURES = {
-    _hub.NOT_FOUND: "repository %(repo)s was not found on %(endpoint)s",
-    _hub.REVISION_NOT_FOUND: "revision '%(revision)s' does not exist in %(repo)s",
-    _hub.ENTRY_NOT_FOUND: "a file listed in %(repo)s could not be fetched from %(endpoint)s",
-    _hub.GATED: "%(repo)s is gated: only an account that accepted its terms may fetch it",
-    _hub.UNAUTHORIZED: "the Hub refused access to %(repo)s: the token is missing, invalid or lacks read access",
-    _hub.RATE_LIMITED: "rate-limited by %(endpoint)s (HTTP 429)",
-    _hub.SERVER_ERROR: "%(endpoint)s kept failing with server errors",
-    _hub.UNREACHABLE: "cannot connect to %(endpoint)s",
-    _hub.TRANSIENT: "the connection to %(endpoint)s kept dropping",
-    _hub.TIMEOUT: "%(endpoint)s did not answer in time",
-    _hub.INTEGRITY: "%(endpoint)s sent a file whose size or content does not match its own listing (a mirror or"
+    _errors.REPO_NOT_FOUND: "repository %(repo)s was not found on %(endpoint)s",
+    _errors.REVISION_NOT_FOUND: "revision '%(revision)s' does not exist in %(repo)s",
+    _errors.ENTRY_NOT_FOUND: "a file listed in %(repo)s could not be fetched from %(endpoint)s",
+    _errors.GATED: "%(repo)s is gated: only an account that accepted its terms may fetch it",
+    _errors.UNAUTHORIZED: "the Hub refused access to %(repo)s: the token is missing, invalid or lacks read access",
+    _errors.RATE_LIMITED: "rate-limited by %(endpoint)s (HTTP 429)",
+    _errors.SERVER_ERROR: "%(endpoint)s kept failing with server errors",
+    _errors.UNREACHABLE: "cannot connect to %(endpoint)s",
+    _errors.TRANSIENT: "the connection to %(endpoint)s kept dropping",
+    _errors.TIMEOUT: "%(endpoint)s did not answer in time",
+    _errors.INTEGRITY: "%(endpoint)s sent a file whose size or content does not match its own listing (a mirror or"
                     " proxy may serve stale or damaged files)",
-    _hub.UNSAFE_LISTING: "%(endpoint)s answered with a name that would lead outside the cache, or contradicts its"
+    _errors.UNSAFE_LISTING: "%(endpoint)s answered with a name that would lead outside the cache, or contradicts its"
                          " own listing",
-    _hub.DISK_FULL: "no space left in %(cache_dir)s",
-    _hub.NOT_WRITABLE: "%(cache_dir)s is not writable by the user running the module",
-    _hub.OTHER: "fetching %(repo)s failed",
+    _errors.DISK_FULL: "no space left in %(cache_dir)s",
+    _errors.NOT_WRITABLE: "%(cache_dir)s is not writable by the user running the module",
+    _errors.OTHER: "fetching %(repo)s failed",
 }
-
-
-class Failure(Exception):
-    """Ends the run with a message that names the fix; `extra` goes into the result."""
-
-    def __init__(self, msg, kind, **extra):
-        super().__init__(msg)
-        self.msg = msg
-        self.extra = dict(extra, error_kind=kind)
 
 
 class Plan:
@@ -143,14 +132,16 @@ class Snapshot:
         try:
             self.margin = _cache.parse_size(p["free_space_margin"])
         except ValueError:
-            raise Failure("free_space_margin must be bytes (an integer >= 0) or a size such as '512M' or '1G', got"
-                          " %r" % (p["free_space_margin"],), INVALID_ARGUMENT)
+            raise _errors.Failure(_errors.INVALID_ARGUMENT,
+                                  "free_space_margin must be bytes (an integer >= 0) or a size such as '512M' or '1G', got"
+                                  " %r" % (p["free_space_margin"],))
         self.memory = self._parse_memory(p.get("download_memory", DEFAULT_DOWNLOAD_MEMORY))
         try:
             self.uid, self.gid = _cache.resolve_ids(p["owner"], p["group"])
         except KeyError as exc:
-            raise Failure("owner or group does not exist on the host: %s; create it first or fix 'owner'/'group'"
-                          % exc, INVALID_ARGUMENT)
+            raise _errors.Failure(_errors.INVALID_ARGUMENT,
+                                  "owner or group does not exist on the host: %s; create it first or fix 'owner'/'group'"
+                                  % exc)
         self.lock = None
         if p.get("shared_blobs") is False:
             # Read by the library at import (already done here) and at each download: set both before the fork.
@@ -181,25 +172,27 @@ class Snapshot:
             if p["ref"] is not None:
                 _cache.check_ref_name(p["ref"], "ref")
         except _cache.UnsafeName as exc:
-            raise Failure("%s: fix the argument" % exc, INVALID_ARGUMENT)
+            raise _errors.Failure(_errors.INVALID_ARGUMENT, "%s: fix the argument" % exc)
         if p["ref"] and _cache.is_commit(p["ref"]):
-            raise Failure("ref names a branch or tag under refs/, not a commit: got %r" % p["ref"], INVALID_ARGUMENT)
+            raise _errors.Failure(_errors.INVALID_ARGUMENT,
+                                  "ref names a branch or tag under refs/, not a commit: got %r" % p["ref"])
         if p["listing"] is not None and not _cache.is_commit(self.revision):
-            raise Failure("listing describes one commit: pin 'revision' to the 40-character commit it lists",
-                          INVALID_ARGUMENT)
+            raise _errors.Failure(_errors.INVALID_ARGUMENT,
+                                  "listing describes one commit: pin 'revision' to the 40-character commit it lists")
         if p["blobs_from"] and not os.path.isdir(p["blobs_from"]):
-            raise Failure("blobs_from %s is not a directory: copy the files of missing_blobs there first"
-                          % p["blobs_from"], INVALID_ARGUMENT)
+            raise _errors.Failure(_errors.INVALID_ARGUMENT,
+                                  "blobs_from %s is not a directory: copy the files of missing_blobs there first"
+                                  % p["blobs_from"])
         if p["retries"] < 0 or p["timeout"] <= 0:
-            raise Failure("retries must be >= 0 and timeout > 0 (seconds)", INVALID_ARGUMENT)
+            raise _errors.Failure(_errors.INVALID_ARGUMENT, "retries must be >= 0 and timeout > 0 (seconds)")
         if p.get("read_timeout") is not None and not 0 < p["read_timeout"] <= p["timeout"]:
-            raise Failure("read_timeout must be > 0 and at most timeout (%d s), got %d"
-                          % (p["timeout"], p["read_timeout"]), INVALID_ARGUMENT)
+            raise _errors.Failure(_errors.INVALID_ARGUMENT, "read_timeout must be > 0 and at most timeout (%d s), got %d"
+                                  % (p["timeout"], p["read_timeout"]))
         link = p["link"]
         if link and _cache.location_inside(link, self.cache_dir):
-            raise Failure("link %s lies inside cache_dir %s, where it would replace the cache's own files: choose"
-                          " a path outside the cache, such as /opt/justnews/models/<name>" % (link, self.cache_dir),
-                          INVALID_ARGUMENT)
+            raise _errors.Failure(_errors.INVALID_ARGUMENT,
+                                  "link %s lies inside cache_dir %s, where it would replace the cache's own files: choose"
+                                  " a path outside the cache, such as /opt/justnews/models/<name>" % (link, self.cache_dir))
 
     def _parse_mode(self, mode):
         if mode is None or mode == "":
@@ -207,10 +200,11 @@ class Snapshot:
         try:
             value = int(str(mode), 8) if isinstance(mode, str) else int(mode)
         except ValueError:
-            raise Failure("mode must be an octal string such as '0644', got %r" % (mode,), INVALID_ARGUMENT)
+            raise _errors.Failure(_errors.INVALID_ARGUMENT, "mode must be an octal string such as '0644', got %r" % (mode,))
         if value & ~0o777 or not value & 0o400:
-            raise Failure("mode %r must be plain permissions that let the owner read, such as '0644' (no setuid,"
-                          " setgid or sticky bit)" % (mode,), INVALID_ARGUMENT)
+            raise _errors.Failure(_errors.INVALID_ARGUMENT,
+                                  "mode %r must be plain permissions that let the owner read, such as '0644' (no setuid,"
+                                  " setgid or sticky bit)" % (mode,))
         return value
 
     @staticmethod
@@ -221,8 +215,9 @@ class Snapshot:
         except ValueError:
             cap = -1
         if cap != 0 and cap < _hub.MIN_DOWNLOAD_MEMORY:
-            raise Failure("download_memory must be a size such as '512M' or '1G' (at least 64M), or 0 for no cap,"
-                          " got %r" % (value,), INVALID_ARGUMENT)
+            raise _errors.Failure(_errors.INVALID_ARGUMENT,
+                                  "download_memory must be a size such as '512M' or '1G' (at least 64M), or 0 for no cap,"
+                                  " got %r" % (value,))
         return cap
 
     @staticmethod
@@ -230,11 +225,11 @@ class Snapshot:
         if mode is None or mode == "":
             return None
         if not re.match(r"^0?[0-7]{3}$", str(mode)):
-            raise Failure("dir_mode must be an octal string such as '0750', got %r" % (mode,), INVALID_ARGUMENT)
+            raise _errors.Failure(_errors.INVALID_ARGUMENT, "dir_mode must be an octal string such as '0750', got %r" % (mode,))
         value = int(str(mode), 8)
         if value & 0o500 != 0o500:
-            raise Failure("dir_mode %r must let the owner read and enter the folder, such as '0750'" % (mode,),
-                          INVALID_ARGUMENT)
+            raise _errors.Failure(_errors.INVALID_ARGUMENT,
+                                  "dir_mode %r must let the owner read and enter the folder, such as '0750'" % (mode,))
         return value
 
     def ensure_dirs(self):
@@ -247,8 +242,9 @@ class Snapshot:
             except FileNotFoundError:
                 st = None
             if st is not None and not stat.S_ISDIR(st.st_mode):
-                raise Failure("%s is not a directory: point cache_dir (hf_home) at a directory, or move the file"
-                              " away" % path, CACHE_DIR_INVALID)
+                raise _errors.Failure(_errors.CACHE_DIR_INVALID,
+                                      "%s is not a directory: point cache_dir (hf_home) at a directory, or move the file"
+                                      " away" % path)
             uid = self.uid if self.uid != -1 else (st.st_uid if st else 0)
             gid = self.gid if self.gid != -1 else (st.st_gid if st else 0)
             if st is not None and (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (uid, gid, self.dir_mode):
@@ -278,43 +274,47 @@ class Snapshot:
         while not os.path.lexists(existing):
             existing = os.path.dirname(existing) or "/"
         if not os.path.isdir(existing):
-            raise Failure("cache_dir %s is not a directory (%s is a file): point cache_dir at a directory, or move"
-                          " the file away" % (path, existing), CACHE_DIR_INVALID)
+            raise _errors.Failure(_errors.CACHE_DIR_INVALID,
+                                  "cache_dir %s is not a directory (%s is a file): point cache_dir at a directory, or move"
+                                  " the file away" % (path, existing))
         if os.statvfs(existing).f_flag & os.ST_RDONLY:
             if self.p["offline"]:
                 return
-            raise Failure("cache_dir %s is on a read-only filesystem: remount it read-write, or choose another"
-                          " cache_dir" % path, _hub.NOT_WRITABLE)
+            raise _errors.Failure(_errors.NOT_WRITABLE,
+                                  "cache_dir %s is on a read-only filesystem: remount it read-write, or choose another"
+                                  " cache_dir" % path)
         if not os.access(existing, os.W_OK | os.X_OK) and not self.p["offline"]:
-            raise Failure("cache_dir %s is not writable by %s: use become, or fix the directory's owner"
-                          % (path, os.getuid()), _hub.NOT_WRITABLE)
+            raise _errors.Failure(_errors.NOT_WRITABLE,
+                                  "cache_dir %s is not writable by %s: use become, or fix the directory's owner"
+                                  % (path, os.getuid()))
 
     # --- results -----------------------------------------------------------
     def hub_failure(self, failure, step):
         extra = {"status_code": failure.status}
-        if failure.kind == _hub.RATE_LIMITED and self.retrier.waited_for_hub is not None:
+        if failure.kind == _errors.RATE_LIMITED and self.retrier.waited_for_hub is not None:
             extra["retry_after"] = round(self.retrier.waited_for_hub)
-        return Failure("%s while %s: %s (%d attempt(s)). The existing cache was left as it was. Fix: %s. [%s]"
-                       % (self.what(failure.kind), step, failure.message, failure.attempts,
-                          _errors.fix(failure.kind), failure.kind), failure.kind, **extra)
+        return _errors.Failure(failure.kind,
+                               "%s while %s: %s (%d attempt(s)). The existing cache was left as it was. Fix: %s. [%s]"
+                               % (self.what(failure.kind), step, failure.msg, failure.attempts,
+                                  _errors.fix(failure.kind), failure.kind), **extra)
 
     def what(self, kind):
-        return HUB_FAILURES.get(kind, HUB_FAILURES[_hub.OTHER]) % {
+        return HUB_FAILURES.get(kind, HUB_FAILURES[_errors.OTHER]) % {
             "repo": self.p["repo_id"], "endpoint": self.endpoint, "revision": self.revision,
             "cache_dir": self.cache_dir}
 
     def os_failure(self, exc):
         if getattr(exc, "errno", None) == 28:
-            kind = _hub.DISK_FULL
+            kind = _errors.DISK_FULL
         elif isinstance(exc, PermissionError):
-            kind = _hub.NOT_WRITABLE
+            kind = _errors.NOT_WRITABLE
         else:
-            return Failure("cannot update %s: %s" % (self.cache_dir, exc), _hub.OTHER)
+            return _errors.Failure(_errors.OTHER, "cannot update %s: %s" % (self.cache_dir, exc))
         return self.named_failure(kind, exc)
 
     def named_failure(self, kind, cause, **extra):
         """What happened, the cause and the fix, in one message."""
-        return Failure("%s: %s. Fix: %s" % (self.what(kind), cause, _errors.fix(kind)), kind, **extra)
+        return _errors.Failure(kind, "%s: %s. Fix: %s" % (self.what(kind), cause, _errors.fix(kind)), **extra)
 
     def network(self, step, func, *args):
         try:
@@ -343,10 +343,10 @@ class Snapshot:
                 try:
                     self.lock.acquire()
                 except _cache.LockTimeout as exc:
-                    raise Failure("%s: let it finish, or raise 'timeout'" % exc, LOCKED)
+                    raise _errors.Failure(_errors.LOCKED, "%s: let it finish, or raise 'timeout'" % exc)
                 except _fs.Refused as exc:
-                    raise Failure("%s: remove it as root (rm removes the link itself) and run again" % exc,
-                                  UNSAFE_CACHE)
+                    raise _errors.Failure(_errors.UNSAFE_CACHE,
+                                          "%s: remove it as root (rm removes the link itself) and run again" % exc)
                 except OSError as exc:
                     if exc.errno != 30 or not self.p["offline"]:  # EROFS: an offline check writes nothing
                         raise
@@ -358,11 +358,12 @@ class Snapshot:
             else:
                 self.present()
         except _fs.Refused as exc:
-            raise Failure("%s. Nothing was changed through it" % exc, UNSAFE_CACHE, unsafe_name=exc.path)
+            raise _errors.Failure(_errors.UNSAFE_CACHE, "%s. Nothing was changed through it" % exc, unsafe_name=exc.path)
         except _cache.UnsafeName as exc:
-            raise Failure("%s. Nothing outside the repository's folder was touched and no ref moved; remove the"
-                          " repository from the cache (state=absent) if it persists" % exc, UNSAFE_CACHE,
-                          unsafe_name=exc.name)
+            raise _errors.Failure(_errors.UNSAFE_CACHE,
+                                  "%s. Nothing outside the repository's folder was touched and no ref moved; remove the"
+                                  " repository from the cache (state=absent) if it persists" % exc,
+                                  unsafe_name=exc.name)
         except OSError as exc:
             raise self.os_failure(exc)
         finally:
@@ -401,14 +402,15 @@ class Snapshot:
             if cached and (self.p["offline"] or self.complete_offline(cached)):
                 return cached
             if self.p["offline"]:
-                raise Failure("revision '%s' of %s is not in %s (no refs/%s) and offline=true: run once online, or"
-                              " pin 'revision' to a cached commit" % (self.revision, self.p["repo_id"],
-                                                                      self.cache_dir, self.revision), INCOMPLETE)
+                raise _errors.Failure(_errors.INCOMPLETE,
+                                      "revision '%s' of %s is not in %s (no refs/%s) and offline=true: run once online, or"
+                                      " pin 'revision' to a cached commit" % (self.revision, self.p["repo_id"],
+                                                                              self.cache_dir, self.revision))
         commit = self.network("resolving revision '%s'" % self.revision, self.hub.resolve_commit, self.revision)
         try:
             return _cache.check_commit(commit, self.endpoint)
         except _cache.UnsafeName as exc:
-            raise self.named_failure(_hub.UNSAFE_LISTING, exc, unsafe_name=commit)
+            raise self.named_failure(_errors.UNSAFE_LISTING, exc, unsafe_name=commit)
 
     def complete_offline(self, commit):
         tree = self.repo.read_tree(commit)
@@ -426,11 +428,12 @@ class Snapshot:
             try:
                 given = _cache.check_tree(given, "the listing argument")
             except _cache.UnsafeName as exc:
-                raise Failure("%s: fix the listing" % exc, INVALID_ARGUMENT, unsafe_name=exc.name)
+                raise _errors.Failure(_errors.INVALID_ARGUMENT, "%s: fix the listing" % exc, unsafe_name=exc.name)
             if tree is not None and tree != given:
-                raise Failure("the listing given for %s differs from the cache's own %s: one of them was altered;"
-                              " remove the repository from the cache (state=absent) or check where the listing"
-                              " came from" % (commit, self.repo.tree_path(commit)), _hub.INTEGRITY)
+                raise _errors.Failure(_errors.INTEGRITY,
+                                      "the listing given for %s differs from the cache's own %s: one of them was altered;"
+                                      " remove the repository from the cache (state=absent) or check where the listing"
+                                      " came from" % (commit, self.repo.tree_path(commit)))
             return given, tree is None
         if tree is not None or self.p["offline"]:
             return tree, False
@@ -438,7 +441,7 @@ class Snapshot:
         try:
             return _cache.check_tree(tree, "%s's listing of %s" % (self.endpoint, commit)), True
         except _cache.UnsafeName as exc:
-            raise self.named_failure(_hub.UNSAFE_LISTING, exc, unsafe_name=exc.name)
+            raise self.named_failure(_errors.UNSAFE_LISTING, exc, unsafe_name=exc.name)
 
     def plan(self):
         p = self.p
@@ -454,8 +457,9 @@ class Snapshot:
         else:
             wanted = self.select(tree)
         if not wanted:
-            raise Failure("no file of %s at %s matches allow_patterns/ignore_patterns: fix the patterns"
-                          % (p["repo_id"], commit), INVALID_ARGUMENT)
+            raise _errors.Failure(_errors.INVALID_ARGUMENT,
+                                  "no file of %s at %s matches allow_patterns/ignore_patterns: fix the patterns"
+                                  % (p["repo_id"], commit))
         absent = self.repo.missing_files(commit, wanted)
         # Files whose content is already cached under another commit only need a link, not a download.
         reusable = [f for f in absent if self.repo.has_blob(self.repo.blob_name(tree.get(f, {})))
@@ -491,10 +495,11 @@ class Snapshot:
         plan = self.plan()
         snapshot = self.repo.snapshot_path(plan.commit)
         if plan.missing and p["offline"]:
-            raise Failure("%d file(s) of %s at %s are missing from %s and offline=true: %s. Run without offline to"
-                          " fetch them" % (len(plan.missing), p["repo_id"], plan.commit, self.cache_dir,
-                                           ", ".join(plan.missing)), INCOMPLETE, commit=plan.commit,
-                          missing_files=plan.missing)
+            raise _errors.Failure(_errors.INCOMPLETE,
+                                  "%d file(s) of %s at %s are missing from %s and offline=true: %s. Run without offline to"
+                                  " fetch them" % (len(plan.missing), p["repo_id"], plan.commit, self.cache_dir,
+                                                   ", ".join(plan.missing)), commit=plan.commit,
+                                  missing_files=plan.missing)
         if plan.missing:
             self.check_space(plan)
         self.result.update(commit=plan.commit, ref=self.ref, snapshot_path=snapshot, files=plan.wanted,
@@ -534,12 +539,13 @@ class Snapshot:
             return
         parts = "%d to download%s + %d margin" % (
             incoming, " + %d for the staged copy in %s" % (staged, staging) if staged else "", self.margin)
-        raise Failure("not enough free space for %s at %s: needs %d bytes (%s; %s) but the filesystem of %s has"
-                      " %d bytes (%s) free; nothing was downloaded. Free space there (remove old revisions with"
-                      " justnews.huggingface.hf_prune), choose another cache_dir, or lower free_space_margin"
-                      " (0 turns the check off)"
-                      % (self.p["repo_id"], plan.commit, needed, parts, bytes_to_human(needed), self.cache_dir,
-                         free, bytes_to_human(free)), NO_SPACE, needed_bytes=needed, free_bytes=free)
+        raise _errors.Failure(_errors.NO_SPACE,
+                              "not enough free space for %s at %s: needs %d bytes (%s; %s) but the filesystem of %s has"
+                              " %d bytes (%s) free; nothing was downloaded. Free space there (remove old revisions with"
+                              " justnews.huggingface.hf_prune), choose another cache_dir, or lower free_space_margin"
+                              " (0 turns the check off)"
+                              % (self.p["repo_id"], plan.commit, needed, parts, bytes_to_human(needed), self.cache_dir,
+                                 free, bytes_to_human(free)), needed_bytes=needed, free_bytes=free)
 
     def apply(self, plan):
         p = self.p
@@ -576,8 +582,8 @@ class Snapshot:
                     progress.stop()
             still_missing = self.repo.missing_files(plan.commit, plan.wanted)
             if still_missing:
-                raise Failure("the download of %s ended without %s; the ref was not moved"
-                              % (p["repo_id"], ", ".join(still_missing)), _hub.OTHER)
+                raise _errors.Failure(_errors.OTHER, "the download of %s ended without %s; the ref was not moved"
+                                      % (p["repo_id"], ", ".join(still_missing)))
             new_blobs = self.repo.blob_names() - blobs_before
             self.result["downloaded_bytes"] = sum(
                 self.repo.blob_size(b) for b in new_blobs) or plan.missing_bytes
@@ -620,14 +626,17 @@ class Snapshot:
                 copied += self.repo.import_blob(os.path.join(self.p["blobs_from"], blob["name"]), blob["name"],
                                                 move=blob["name"] in checked)
             except FileNotFoundError:
-                raise Failure("%s has no file %s (needed for %s): copy every file of missing_blobs there"
-                              % (self.p["blobs_from"], blob["name"], ", ".join(blob["files"])), INCOMPLETE)
+                raise _errors.Failure(_errors.INCOMPLETE,
+                                      "%s has no file %s (needed for %s): copy every file of missing_blobs there"
+                                      % (self.p["blobs_from"], blob["name"], ", ".join(blob["files"])))
             except _cache.BlobMismatch as exc:
-                raise Failure("%s; nothing was linked and the ref was not moved: copy the file again from a"
-                              " verified cache" % exc, _hub.INTEGRITY, corrupt_files=blob["files"])
+                raise _errors.Failure(_errors.INTEGRITY,
+                                      "%s; nothing was linked and the ref was not moved: copy the file again from a"
+                                      " verified cache" % exc, corrupt_files=blob["files"])
             except _cache.LockTimeout as exc:
-                raise Failure("%s (the cache's owner may hold it): nothing was linked and the ref was not moved;"
-                              " run again when it is released" % exc, LOCKED)
+                raise _errors.Failure(_errors.LOCKED,
+                                      "%s (the cache's owner may hold it): nothing was linked and the ref was not moved;"
+                                      " run again when it is released" % exc)
         for path in plan.missing:
             self.repo.link_existing_blob(plan.commit, path, self.repo.blob_name(plan.tree[path]))
         if hf_constants is not None and not hf_constants.HF_HUB_DISABLE_SHARED_BLOBS:
@@ -700,11 +709,11 @@ class Snapshot:
         if not self.check:
             for path, _expected, _actual in bad:
                 self.repo.discard(commit, path)
-        raise Failure("checksum mismatch for %s of %s at %s (expected %s, got %s): the corrupt file%s removed and"
-                      " the ref was not moved; run again to fetch %s anew, and check the endpoint or proxy if it"
-                      " repeats" % (", ".join(b[0] for b in bad), self.p["repo_id"], commit, bad[0][1], bad[0][2],
-                                    " was not" if self.check else " was", "it" if len(bad) == 1 else "them"),
-                      _hub.INTEGRITY, corrupt_files=[b[0] for b in bad])
+        raise _errors.Failure(_errors.INTEGRITY,
+                              "checksum mismatch for %s of %s at %s (expected %s, got %s): the corrupt file%s removed and"
+                              " the ref was not moved; run again to fetch %s anew, and check the endpoint or proxy if it"
+                              " repeats" % (", ".join(b[0] for b in bad), self.p["repo_id"], commit, bad[0][1], bad[0][2],
+                                            " was not" if self.check else " was", "it" if len(bad) == 1 else "them"), corrupt_files=[b[0] for b in bad])
 
 
 class ProgressFile:

@@ -165,32 +165,31 @@ from ansible_collections.justnews.huggingface.plugins.module_utils import _fs
 
 def build(module, p, result):
     if not p["cache_dir"] or not p["snapshots"]:
-        raise _bundle.BundleError("cache_dir and snapshots are needed", _errors.INVALID_ARGUMENT)
+        raise _errors.Failure(_errors.INVALID_ARGUMENT, "cache_dir and snapshots are needed")
     try:
         mode = int(p["mode"], 8) if isinstance(p["mode"], str) else int(p["mode"])
     except ValueError:
-        raise _bundle.BundleError("mode must be octal, such as '0644', got %r" % (p["mode"],), _errors.INVALID_ARGUMENT)
+        raise _errors.Failure(_errors.INVALID_ARGUMENT, "mode must be octal, such as '0644', got %r" % (p["mode"],))
     if mode & ~0o777:
-        raise _bundle.BundleError("mode must be plain permission bits, got %r" % (p["mode"],), _errors.INVALID_ARGUMENT)
+        raise _errors.Failure(_errors.INVALID_ARGUMENT, "mode must be plain permission bits, got %r" % (p["mode"],))
     try:
         models = [_bundle.model_entry(s) for s in p["snapshots"]]
     except _cache.UnsafeName as exc:
-        raise _bundle.BundleError("%s: pass the results of justnews.huggingface.hf_snapshot" % exc,
-                                  _errors.INVALID_ARGUMENT)
+        raise _errors.Failure(_errors.INVALID_ARGUMENT,
+                              "%s: pass the results of justnews.huggingface.hf_snapshot" % exc)
     table = _bundle.blob_table(models)
     path = p["path"]
     if not os.path.isdir(os.path.dirname(os.path.abspath(path))):
-        raise _bundle.BundleError("the directory of %s does not exist: create it first" % path,
-                                  _errors.INVALID_ARGUMENT)
+        raise _errors.Failure(_errors.INVALID_ARGUMENT, "the directory of %s does not exist: create it first" % path)
     old = None
     if os.path.lexists(path) and not stat.S_ISREG(os.lstat(path).st_mode):
-        raise _bundle.BundleError("%s is %s, not a regular file: give the path of the bundle file itself (it is"
-                                  " replaced only when it is a bundle)" % (path, _fs.describe(os.lstat(path).st_mode)),
-                                  _errors.INVALID_ARGUMENT)
+        raise _errors.Failure(_errors.INVALID_ARGUMENT,
+                              "%s is %s, not a regular file: give the path of the bundle file itself (it is"
+                              " replaced only when it is a bundle)" % (path, _fs.describe(os.lstat(path).st_mode)))
     if os.path.lexists(path):
         try:
             old = _bundle.read_manifest(path, whole=True)  # a manifest that lies about a member is rebuilt
-        except _bundle.BundleError as exc:
+        except _errors.Failure as exc:
             module.warn("%s will be replaced: %s" % (path, exc))
     before = [m["repo_id"] + "@" + m["commit"] for m in (old or {}).get("models", [])]
     after = [m["repo_id"] + "@" + m["commit"] for m in models]
@@ -243,22 +242,7 @@ def main():
     )
     p = module.params
     result = {"changed": False, "path": p["path"]}
-    try:
-        build(module, p, result)
-    except _bundle.BundleError as exc:
-        result.update(changed=False)
-        result.pop("diff", None)
-        if exc.files:
-            result["bad_files"] = [{"repo_id": r, "path": f} for r, f in exc.files]
-        _errors.fail(module, exc.kind, str(exc), **result)
-    except _cache.UnsafeName as exc:
-        result.update(changed=False)
-        _errors.fail(module, _errors.INVALID_ARGUMENT, "%s: fix the argument" % exc, **result)
-    except OSError as exc:
-        result.update(changed=False)
-        result.pop("diff", None)
-        _errors.fail(module, _errors.OTHER, "writing the bundle failed on %s: %s" % (exc.filename or p["path"], exc),
-                     **result)
+    _bundle.run(module, lambda: build(module, p, result), result, "writing the bundle failed on %s: %s")
     module.exit_json(**result)
 
 

@@ -140,8 +140,6 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.justnews.huggingface.plugins.module_utils import _bundle
-from ansible_collections.justnews.huggingface.plugins.module_utils import _cache
-from ansible_collections.justnews.huggingface.plugins.module_utils import _errors
 
 
 def inspect(p):
@@ -166,16 +164,7 @@ def main():
     )
     p = module.params
     result = {"changed": False, "path": p["path"]}
-    try:
-        result.update(inspect(p))
-    except _bundle.BundleError as exc:
-        if exc.files:
-            result["bad_files"] = [{"repo_id": r, "path": f} for r, f in exc.files]
-        _errors.fail(module, exc.kind, str(exc), **result)
-    except _cache.UnsafeName as exc:
-        _errors.fail(module, _errors.INVALID_ARGUMENT, "%s: fix the argument" % exc, **result)
-    except OSError as exc:
-        _errors.fail(module, _errors.OTHER, "reading %s failed: %s" % (exc.filename or p["path"], exc), **result)
+    _bundle.run(module, lambda: result.update(inspect(p)), result, "reading %s failed: %s")
     module.exit_json(**result)
 
 

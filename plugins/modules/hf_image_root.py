@@ -239,8 +239,8 @@ from ansible_collections.justnews.huggingface.plugins.module_utils import _image
 def run(module, p, result):
     root = _image_root.check_image_root(p["image_root"])
     if not p["owner"]:
-        raise _image_root.ImageRootError("owner must name the service user of the image (set model_cache_owner)",
-                                         _errors.INVALID_ARGUMENT)
+        raise _errors.Failure(_errors.INVALID_ARGUMENT,
+                              "owner must name the service user of the image (set model_cache_owner)")
     uid, gid = _image_root.image_ids(root, p["owner"], p["group"], p["allow_root"])
     result.update(image_root=root, uid=uid, gid=gid, paths=_image_root.paths_in_root(root, p["paths"]))
     writer = _image_root.ImageWriter(root, uid, gid, check=module.check_mode)
@@ -280,9 +280,8 @@ def main():
     result = {"changed": False}
     try:
         run(module, p, result)
-    except _image_root.ImageRootError as exc:
-        result.update(changed=False)
-        _errors.fail(module, exc.kind, str(exc), **result)
+    except _errors.Failure as exc:
+        _errors.fail_with(module, exc, **result)
     except OSError as exc:
         result.update(changed=False)
         _errors.fail(module, _errors.OTHER, "writing into the image root failed on %s: %s"

@@ -255,169 +255,11 @@ fix:
     no immutable flag (chattr -i)"
 """
 
-import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.justnews.huggingface.plugins.module_utils import _cache
 from ansible_collections.justnews.huggingface.plugins.module_utils import _errors
-from ansible_collections.justnews.huggingface.plugins.module_utils import _fs
 from ansible_collections.justnews.huggingface.plugins.module_utils import _prune
-from ansible_collections.justnews.huggingface.plugins.module_utils import _store
-
-
-# A repository the prune refuses is reported in `refused` with the fix of the run's own failure.
-UNSAFE_FIX = _errors.fix(_errors.UNSAFE_CACHE)
-
-
-class Failure(Exception):
-    def __init__(self, msg, kind):
-        super().__init__(msg)
-        self.msg = msg
-        self.kind = kind
-
-
-class Prune:
-    def __init__(self, module):
-        self.module = module
-        self.p = module.params
-        self.cache_dir = self.p["cache_dir"] or _cache.default_cache_dir(os.environ)
-        self.result = {"changed": False, "cache_dir": self.cache_dir, "removed_revisions": [], "kept": [],
-                       "removed_blobs": [], "removed_incomplete": [], "removed_store_entries": [], "refused": [],
-                       "recovered": [], "freed_bytes": 0}
-        self.validate()
-        self.links = {link: _prune.link_targets(link) for link in self.p["links"]}
-
-    def validate(self):
-        p = self.p
-        if p["keep"] < 0 or p["incomplete_age"] < 0 or p["timeout"] < 0:
-            raise Failure("keep, incomplete_age and timeout must be >= 0", _errors.INVALID_ARGUMENT)
-        try:
-            if p["repo_id"] is not None:
-                _cache.check_repo_id(p["repo_id"])
-            for rev in p["pinned"]:
-                if not _cache.is_commit(rev):
-                    _cache.check_ref_name(rev, "pinned revision")
-        except _cache.UnsafeName as exc:
-            raise Failure("%s: fix the argument" % exc, _errors.INVALID_ARGUMENT)
-        if os.path.lexists(self.cache_dir) and not os.path.isdir(self.cache_dir):
-            raise Failure("cache_dir %s is not a directory: point cache_dir at the hub cache" % self.cache_dir,
-                          _errors.CACHE_DIR_INVALID)
-
-    def repos(self):
-        if self.p["repo_id"] is not None:
-            return [(self.p["repo_id"], self.p["repo_type"])]
-        return _prune.repos_in(self.cache_dir)
-
-    def plan(self, repo_id, repo_type, busy):
-        try:
-            return _prune.plan_repo(self.cache_dir, repo_id, repo_type, self.p["keep"], self.p["pinned"],
-                                    self.links, busy, self.p["incomplete_age"])
-        except _cache.UnsafeName as exc:
-            self.result["refused"].append({"path": exc.name or repo_id, "reason": str(exc), "fix": UNSAFE_FIX})
-            raise Failure("%s. Refusing to prune %s; nothing %s removed from it. Fix: %s"
-                          % (exc, repo_id, "would be" if self.module.check_mode else "was", UNSAFE_FIX),
-                          _errors.UNSAFE_CACHE)
-
-    def run(self):
-        if not os.path.isdir(self.cache_dir):
-            return self.result
-        busy = _prune.open_paths()
-        # Every repository is checked before anything is removed from any of them.
-        plans = [self.plan(repo_id, repo_type, busy) for repo_id, repo_type in self.repos()]
-        whole = self.p["repo_id"] is None
-        store = _prune.plan_store(self.cache_dir, plans, busy, scope=None if whole else set())
-        done = []
-        for plan in plans:
-            if plan.trash and self.module.check_mode:
-                self.module.warn("%s/%s was left by a prune that stopped part-way; the next run settles it (puts"
-                                 " it back, or finishes it once it was past the point of no return)"
-                                 % (plan.repo.root, _prune.TRASH))
-            if not self.module.check_mode and (plan.remove or plan.incomplete or plan.trash):
-                plan = self.apply(plan)
-            done.append(plan)
-        freed = store.entries
-        if not self.module.check_mode:
-            # The store is planned again from the links left on disk once the revisions are gone.
-            busy = _prune.open_paths()
-            store = _prune.plan_store(self.cache_dir, [], busy, scope=None if whole else store.released)
-            freed = _prune.apply_store(store, busy, self.p["timeout"])
-            self.result["changed"] |= bool(freed)
-        self.report(done, store, freed)
-        return self.result
-
-    def apply(self, plan):
-        """Plan again under the repository's lock, with a fresh look at running processes, then remove."""
-        lock = _prune.RepoLock(plan.repo, self.p["timeout"])
-        try:
-            lock.acquire()
-        except _cache.LockTimeout as exc:
-            raise Failure("%s: let it finish, or raise 'timeout'" % exc, _errors.LOCKED)
-        except _fs.Refused as exc:
-            self.result["refused"].append({"path": exc.path, "reason": exc.reason, "fix": UNSAFE_FIX})
-            raise Failure("%s. Refusing to prune %s; nothing was removed from it. Fix: %s"
-                          % (exc, plan.repo_id, UNSAFE_FIX), _errors.UNSAFE_CACHE)
-        try:
-            try:
-                settled = _prune.recover(plan.repo)
-            except OSError as exc:
-                where = getattr(exc, "filename", None) or os.path.join(plan.repo.root, _prune.TRASH)
-                raise Failure("cannot settle %s, left by a prune that stopped part-way: %s. Fix: make %s removable,"
-                              " then run again" % (os.path.join(plan.repo.root, _prune.TRASH), exc, where),
-                              _prune.error_kind(exc) if _prune.error_kind(exc) != _errors.OTHER
-                              else _errors.PARTIAL_FAILURE)
-            if settled:
-                action, path, refused = settled
-                self.result["recovered"].append({"repo_id": plan.repo_id, "repo_type": plan.repo_type,
-                                                 "path": path, "action": action})
-                self.result["refused"] += [item.as_dict() for item in refused]
-                self.result["changed"] = True
-            plan = self.plan(plan.repo_id, plan.repo_type, _prune.open_paths())
-            try:
-                _prune.apply(plan)
-            except _prune.ApplyError as exc:
-                raise Failure(exc.msg, exc.kind)
-        finally:
-            lock.release()
-        if plan.remove or plan.incomplete:
-            self.result["changed"] = True
-        return plan
-
-    def report(self, plans, store, freed):
-        r = self.result
-        for plan in plans:
-            who = {"repo_id": plan.repo_id, "repo_type": plan.repo_type}
-            r["removed_revisions"] += [dict(who, commit=rev.commit) for rev in plan.remove]
-            r["kept"] += [dict(who, commit=rev.commit, reasons=rev.reasons) for rev in plan.keep]
-            r["removed_blobs"] += [dict(who, name=name, size=size) for name, size in plan.blobs]
-            r["removed_incomplete"] += [dict(who, file=name, size=size) for name, size in plan.incomplete]
-            r["refused"] += [item.as_dict() for item in plan.refused]
-            r["freed_bytes"] += plan.freed
-        r["removed_store_entries"] = [
-            {"xet_hash": h, "size": size, "path": _store.entry_path(self.cache_dir, h)} for h, size in freed]
-        r["freed_bytes"] += sum(size for _h, size in freed)
-        r["refused"] += [item.as_dict() for item in store.refused]
-        for item in r["refused"]:
-            self.module.warn("hf_prune left %s alone: %s. Fix: %s" % (item["path"], item["reason"], item["fix"]))
-        if self.module.check_mode:
-            r["changed"] = bool(r["removed_revisions"] or r["removed_incomplete"] or freed)
-        r["diff"] = {"before": self.state(plans, removed=False), "after": self.state(plans, removed=True)}
-        if store.entries or freed:
-            r["diff"]["before"]["blobs"] = {"entries": sorted({h for h, _size in store.entries + list(freed)})}
-            r["diff"]["after"]["blobs"] = {"entries": sorted(
-                {h for h, _size in store.entries} - {h for h, _size in freed})}
-
-    @staticmethod
-    def state(plans, removed):
-        """{repo folder: {revisions, incomplete}} as planned, or as left after the removals."""
-        out = {}
-        for plan in plans:
-            gone = {rev.commit for rev in plan.remove} | {name for name, _size in plan.incomplete} if removed \
-                else set()
-            out[plan.repo.folder_name] = {
-                "revisions": sorted(rev.commit for rev in plan.revisions if rev.commit not in gone),
-                "incomplete": sorted(name for name in plan.partial if name not in gone)}
-        return out
 
 
 def main():
@@ -436,11 +278,11 @@ def main():
     )
     prune = None
     try:
-        prune = Prune(module)
+        prune = _prune.Prune(module)
         result = prune.run()
-    except Failure as failure:
-        result = dict(prune.result if prune else {}, changed=prune.result["changed"] if prune else False)
-        _errors.fail(module, failure.kind, failure.msg, **result)
+    except _errors.Failure as failure:
+        _errors.fail_with(module, failure, **dict(prune.result if prune else {},
+                                                   changed=prune.result["changed"] if prune else False))
     except OSError as exc:
         kind = _prune.error_kind(exc)
         result = dict(prune.result if prune else {}, changed=bool(prune and prune.result["changed"]))

@@ -241,12 +241,6 @@ COMMON = ("cache_dir", "hf_home", "dir_mode", "owner", "group", "mode", "free_sp
 BLOBS = "blobs"
 
 
-class ReceiveError(Exception):
-    def __init__(self, msg, kind, **extra):
-        super().__init__(msg)
-        self.msg, self.kind, self.extra = msg, kind, extra
-
-
 class _Run:
     """What Snapshot needs of a module: the parameters of one model, check mode, warnings."""
 
@@ -283,11 +277,10 @@ class Receiver:
             snapshot = _snapshot.Snapshot(_Run(self.module, self.snapshot_params(model, blobs_from, checked),
                                                check))
             return snapshot.run()
-        except _snapshot.Failure as failure:
-            extra = dict(failure.extra)
-            kind = extra.pop("error_kind")
+        except _errors.Failure as failure:
             partial = snapshot.finish() if snapshot else {}
-            raise ReceiveError("%s: %s" % (where, failure.msg), kind, model=where, model_result=dict(partial, **extra))
+            raise _errors.Failure(failure.kind, "%s: %s" % (where, failure.msg), model=where,
+                                  model_result=dict(partial, error_kind=failure.kind, **failure.extra))
 
     def uploader_ids(self):
         """(uid, gid) of the user whose connection writes the chunks: uploader, else the module's own."""
@@ -296,7 +289,8 @@ class Receiver:
         try:
             entry = pwd.getpwnam(self.p["uploader"])
         except KeyError:
-            raise ReceiveError("uploader %s does not exist on the host" % self.p["uploader"], _errors.INVALID_ARGUMENT)
+            raise _errors.Failure(_errors.INVALID_ARGUMENT,
+                                  "uploader %s does not exist on the host" % self.p["uploader"])
         return entry.pw_uid, entry.pw_gid
 
     # --- probe ------------------------------------------------------------------------------------------
@@ -348,10 +342,10 @@ class Receiver:
                 try:
                     stream_id = _carry.stream_of(chunks)
                     received = self.unpack(stream_id, chunks, stream.get("blobs") or [])
-                except _carry.CarryError as exc:
+                except _errors.Failure as exc:
                     # A chunk that is missing or short is the transfer's: keep the others for the next run.
                     keep = exc.kind == _errors.INCOMPLETE
-                    raise ReceiveError(str(exc), exc.kind, corrupt_files=[list(f) for f in exc.files])
+                    raise
                 blobs_from = os.path.join(self.staging, stream_id + _carry.BLOBS_SUFFIX)
             checked = self.checked_blobs(stream.get("blobs") or [], blobs_from) if blobs_from else None
             for model in self.p["models"]:
@@ -413,7 +407,7 @@ class Receiver:
                 return
             os.close(fd)
             _fs.rmtree_at(parent or "/", name)
-        except (OSError, _carry.CarryError) as exc:
+        except (OSError, _errors.Failure) as exc:
             self.module.warn("could not remove %s: %s" % (self.staging, exc))
 
     # --- discard ----------------------------------------------------------------------------------------
@@ -423,8 +417,8 @@ class Receiver:
         longer matched their check."""
         stream_id = self.p["stream_id"] or ""
         if not _carry.STREAM_RE.match(stream_id):
-            raise ReceiveError("stream_id must be the 16 hex characters of a stream, got %r" % stream_id,
-                               _errors.INVALID_ARGUMENT)
+            raise _errors.Failure(_errors.INVALID_ARGUMENT,
+                                  "stream_id must be the 16 hex characters of a stream, got %r" % stream_id)
         fd = _carry.open_staging(self.staging, self.euid, create=False)
         if fd is None:
             return {"changed": False, "models": []}
@@ -498,13 +492,13 @@ def main():
             result = receiver.take_in()
         else:
             result = receiver.discard()
-    except ReceiveError as exc:
+    except _errors.Failure as exc:
         results = receiver.results if receiver else []
-        _errors.fail(module, exc.kind, exc.msg, models=results, changed=any(r.get("changed") for r in results),
-                     **exc.extra)
-    except _carry.CarryError as exc:
-        _errors.fail(module, exc.kind, str(exc), models=receiver.results if receiver else [],
-                     corrupt_files=[list(f) for f in exc.files])
+        extra = {}
+        if "model" not in exc.extra:  # a failure of the stream, not of a model's snapshot
+            extra = dict(corrupt_files=[list(f) for f in exc.extra.pop("files", [])])
+            exc.extra.pop("discard", None)
+        _errors.fail_with(module, exc, models=results, changed=any(r.get("changed") for r in results), **extra)
     except OSError as exc:
         _errors.fail(module, _errors.DISK_FULL if exc.errno == 28 else _errors.OTHER,
                      "%s: %s" % (module.params["staging_dir"], exc), models=receiver.results if receiver else [])

@@ -630,8 +630,7 @@ def main():
         result = snapshot.run()
     except Failure as failure:
         result = snapshot.finish() if snapshot else {"changed": False}
-        result.update(failure.extra, changed=False)
-        _errors.fail(module, result.pop("error_kind"), failure.msg, **result)
+        _errors.fail_with(module, failure, **dict(result, changed=False))
     module.exit_json(**result)
 
 

@@ -67,7 +67,7 @@ def open_top():
 
 
 def refused(func, *args, **kwargs):
-    with pytest.raises(_carry.CarryError) as info:
+    with pytest.raises(_errors.Failure) as info:
         func(*args, **kwargs)
     return info.value
 

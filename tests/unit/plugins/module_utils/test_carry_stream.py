@@ -103,7 +103,7 @@ def test_plan_is_the_size_of_the_stream_and_the_same_for_the_same_blobs(tmp_path
 
 
 def test_chunk_size_below_the_minimum_is_refused():
-    with pytest.raises(_carry.CarryError) as info:
+    with pytest.raises(_errors.Failure) as info:
         _carry.plan_stream([], 1024)
     assert info.value.kind == _errors.INVALID_ARGUMENT
 
@@ -112,9 +112,9 @@ def test_merge_keeps_each_blob_once_with_every_file():
     a = {"name": "a" * 64, "size": 3, "files": ["x.bin"]}
     merged = _carry.merge_blobs([("org/one", [a]), ("org/two", [dict(a, files=["y.bin"])])])
     assert merged == [{"name": "a" * 64, "size": 3, "files": [["org/one", "x.bin"], ["org/two", "y.bin"]]}]
-    with pytest.raises(_carry.CarryError):
+    with pytest.raises(_errors.Failure):
         _carry.merge_blobs([("org/one", [a]), ("org/two", [dict(a, size=4)])])
-    with pytest.raises(_carry.CarryError):
+    with pytest.raises(_errors.Failure):
         _carry.merge_blobs([("org/one", [dict(a, name="../etc/passwd")])])
 
 
@@ -176,7 +176,7 @@ def test_a_damaged_chunk_fails_and_leaves_nothing(tmp_path, damage):
             chunk.symlink_to(target)
         else:
             os.link(target, chunk)
-    with pytest.raises(_carry.CarryError) as info:
+    with pytest.raises(_errors.Failure) as info:
         unpack(tmp_path, done, blobs)
     want = {"missing": _errors.INCOMPLETE, "short": _errors.INCOMPLETE, "flipped": _errors.INTEGRITY,
             "symlink": _errors.UNSAFE_CACHE, "hardlink": _errors.UNSAFE_CACHE}[damage]
@@ -232,7 +232,7 @@ def test_unpack_refuses_hostile_members(tmp_path, case):
         info.pax_headers = {"GNU.sparse.map": "0,6", "GNU.sparse.size": "6"}
         members = [(info, content)]
     chunks = hostile(tmp_path, members)
-    with pytest.raises(_carry.CarryError) as info:
+    with pytest.raises(_errors.Failure) as info:
         unpack(tmp_path, chunks, [good])
     assert info.value.kind == _errors.INTEGRITY, info.value
     assert not list((tmp_path / "blobs").iterdir())
@@ -242,12 +242,12 @@ def test_unpack_refuses_hostile_members(tmp_path, case):
 def test_a_source_that_does_not_match_its_id_stops_the_stream(tmp_path):
     blobs, data = make_blobs()
     data[blobs[0]["name"]] = b"X" * blobs[0]["size"]
-    with pytest.raises(_carry.CarryError) as info:
+    with pytest.raises(_errors.Failure) as info:
         write(tmp_path, blobs, data)
     assert info.value.kind == _errors.INTEGRITY and "org/model" in str(info.value)
     short = dict(blobs[0], size=blobs[0]["size"] + 5)
     (tmp_path / "x").mkdir()
-    with pytest.raises(_carry.CarryError):
+    with pytest.raises(_errors.Failure):
         write(tmp_path / "x", [short], {short["name"]: data[blobs[0]["name"]]})
 
 
@@ -274,9 +274,9 @@ def test_no_byte_of_a_blob_that_fails_its_check_is_sent(tmp_path, which):
     forged[-1] ^= 1
     data[bad["name"]] = bytes(forged)
     sent_bytes = []
-    with pytest.raises(_carry.CarryError) as info:
+    with pytest.raises(_errors.Failure) as info:
         write(tmp_path, blobs, data, sent_bytes=sent_bytes)
-    assert info.value.kind == _errors.INTEGRITY and bad["name"] in str(info.value) and not info.value.discard
+    assert info.value.kind == _errors.INTEGRITY and bad["name"] in str(info.value) and not info.value.extra.get("discard")
     start = stream_offset(blobs, bad["name"])
     prefix = b"".join(sent_bytes)
     assert len(prefix) == start // CHUNK * CHUNK  # every chunk wholly before it went out, no other
@@ -289,9 +289,9 @@ def test_a_blob_changed_after_its_check_is_caught_and_marked_for_discard(tmp_pat
     changed = bytearray(data[big["name"]])
     changed[5] ^= 1
     source = Held(data[big["name"]], "the controller's file", later=bytes(changed))
-    with pytest.raises(_carry.CarryError) as info:
+    with pytest.raises(_errors.Failure) as info:
         write(tmp_path, blobs, data, sources={big["name"]: source})
-    assert info.value.kind == _errors.INTEGRITY and info.value.discard and "changed after its check" in str(info.value)
+    assert info.value.kind == _errors.INTEGRITY and info.value.extra.get("discard") and "changed after its check" in str(info.value)
 
 
 def test_a_sources_own_check_runs_before_a_byte_of_the_blob_is_written(tmp_path):
@@ -304,14 +304,14 @@ def test_a_sources_own_check_runs_before_a_byte_of_the_blob_is_written(tmp_path)
             self.handle = handle
 
         def read(self, size=-1):
-            raise _carry.CarryError("the manifest says otherwise", _errors.CORRUPT_BUNDLE)
+            raise _errors.Failure(_errors.CORRUPT_BUNDLE, "the manifest says otherwise")
 
         def close(self):
             self.handle.close()
 
     sent_bytes = []
     sources = {blobs[0]["name"]: Held(data[blobs[0]["name"]], "member", wrap=Refusing)}
-    with pytest.raises(_carry.CarryError) as info:
+    with pytest.raises(_errors.Failure) as info:
         write(tmp_path, blobs, data, sources=sources, sent_bytes=sent_bytes)
     assert info.value.kind == _errors.CORRUPT_BUNDLE and sent_bytes == []
 
@@ -365,7 +365,7 @@ def test_links_false_leaves_each_model_link_out():
     base = {"models": [seed], "staging_dir": "/var/lib/x"}
     assert action.check_args(base)[3] is True
     assert action.check_args(dict(base, links="no"))[3] is False
-    with pytest.raises(_carry.CarryError) as info:
+    with pytest.raises(_errors.Failure) as info:
         action.check_args(dict(base, links="sometimes"))
     assert info.value.kind == _errors.INVALID_ARGUMENT and "links" in str(info.value)
 
@@ -393,13 +393,13 @@ def test_chunks_are_put_in_order_while_the_next_is_written_and_a_failed_put_stop
     assert put == ["c0", "c1", "c2", "c3"] and not any(p.exists() for p in paths)
 
     def refuse(chunk, _path):
-        raise _carry.CarryError("sending %s failed" % chunk["name"], _errors.TRANSIENT)
+        raise _errors.Failure(_errors.TRANSIENT, "sending %s failed" % chunk["name"])
 
     sender = hf_carry.Sender(refuse)
     for path in paths:
         path.write_bytes(b"x")
     handed = []
-    with pytest.raises(_carry.CarryError) as info:
+    with pytest.raises(_errors.Failure) as info:
         for path in paths:
             sender.send({"name": path.name}, str(path))
             handed.append(path)

@@ -15,9 +15,18 @@ PLUGINS = Path(__file__).resolve().parents[4] / "plugins"
 PACKAGE = "ansible_collections.justnews.huggingface.plugins"
 MODULES = sorted(p.stem for p in (PLUGINS / "modules").glob("*.py"))
 
-# Where a kind is handed over: (callable name, index of the kind among its positional arguments).
-KIND_ARGUMENT = {"Failure": 1, "BundleError": 1, "ImageRootError": 1, "fail": 1, "ApplyError": 0, "HubFailure": 0,
-                 "CarryError": 1, "ReceiveError": 1}
+# Where a kind is handed over: (callable name, index of the kind among its positional arguments). `Failure` alone
+# is _agent_env's own exception (message first) until it raises _errors.Failure too.
+KIND_ARGUMENT = {"_errors.Failure": 0, "HubFailure": 0, "_errors.fail": 1, "fail": 1, "Failure": 1}
+
+
+def callee(node):
+    """The name a call is made through: `_errors.Failure` for the collection's exception, else the last name."""
+    func = node.func
+    if isinstance(func, ast.Attribute):
+        owner = getattr(func.value, "id", None)
+        return "_errors." + func.attr if owner == "_errors" else func.attr
+    return getattr(func, "id", None)
 
 
 def module_of(path):
@@ -29,7 +38,7 @@ def kind_nodes(tree):
     """Every expression that the source hands over, returns or compares as an error kind."""
     for node in ast.walk(tree):
         if isinstance(node, ast.Call):
-            name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", None)
+            name = callee(node)
             if name in KIND_ARGUMENT and len(node.args) > KIND_ARGUMENT[name]:
                 yield node.args[KIND_ARGUMENT[name]]
             yield from (k.value for k in node.keywords if k.arg in ("kind", "error_kind"))
@@ -148,7 +157,7 @@ def test_every_kind_in_the_source_is_in_the_vocabulary():
 
 
 def test_the_scan_sees_literals_and_constants(tmp_path):
-    source = ('raise Failure("m", "rate_limited")\nraise ApplyError(_errors.DISK_FULL, "m")\n'
+    source = ('raise _errors.Failure("rate_limited", "m")\nraise HubFailure(_errors.DISK_FULL, "m")\n'
               'kind = "no_space" if x else OTHER\nresult.update(error_kind="gated")\n')
     namespace = type("M", (), {"OTHER": "other", "_errors": _errors})
     found = set().union(*(resolve(n, namespace) for n in kind_nodes(ast.parse(source))))

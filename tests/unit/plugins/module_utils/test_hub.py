@@ -13,7 +13,7 @@ import httpx2
 import pytest
 from huggingface_hub import errors
 
-from ansible_collections.justnews.huggingface.plugins.module_utils import _cache, _hub
+from ansible_collections.justnews.huggingface.plugins.module_utils import _cache, _errors, _hub
 
 
 def test_retry_after_in_seconds_and_as_http_date():
@@ -33,16 +33,16 @@ def http_error(status, cls=errors.HfHubHTTPError, headers=None):
 
 
 @pytest.mark.parametrize("exc, kind", [
-    (http_error(429, headers={"Retry-After": "3"}), _hub.RATE_LIMITED),
-    (http_error(503), _hub.SERVER_ERROR),
-    (http_error(401, errors.GatedRepoError), _hub.GATED),
-    (http_error(404, errors.RevisionNotFoundError), _hub.REVISION_NOT_FOUND),
-    (http_error(401, errors.RepositoryNotFoundError), _hub.NOT_FOUND),
-    (http_error(403), _hub.UNAUTHORIZED),
-    (OSError(28, "No space left on device"), _hub.DISK_FULL),
-    (PermissionError(13, "Permission denied"), _hub.NOT_WRITABLE),
-    (httpx2.ConnectError("refused"), _hub.UNREACHABLE),
-    (httpx2.ReadError("reset"), _hub.TRANSIENT),
+    (http_error(429, headers={"Retry-After": "3"}), _errors.RATE_LIMITED),
+    (http_error(503), _errors.SERVER_ERROR),
+    (http_error(401, errors.GatedRepoError), _errors.GATED),
+    (http_error(404, errors.RevisionNotFoundError), _errors.REVISION_NOT_FOUND),
+    (http_error(401, errors.RepositoryNotFoundError), _errors.REPO_NOT_FOUND),
+    (http_error(403), _errors.UNAUTHORIZED),
+    (OSError(28, "No space left on device"), _errors.DISK_FULL),
+    (PermissionError(13, "Permission denied"), _errors.NOT_WRITABLE),
+    (httpx2.ConnectError("refused"), _errors.UNREACHABLE),
+    (httpx2.ReadError("reset"), _errors.TRANSIENT),
 ])
 def test_classify(exc, kind):
     assert _hub.classify(exc)[0] == kind
@@ -53,7 +53,7 @@ def test_status_is_found_through_the_library_wrapping():
     wrapped = errors.LocalEntryNotFoundError("not cached")
     wrapped.__cause__ = http_error(429, headers={"Retry-After": "2"})
     kind, status, retry_after, _message, _ratelimit = _hub.classify(wrapped)
-    assert (kind, status, retry_after) == (_hub.RATE_LIMITED, 429, "2")
+    assert (kind, status, retry_after) == (_errors.RATE_LIMITED, 429, "2")
 
 
 HUB_LIMIT = {"RateLimit": '"api";r=0;t=55', "RateLimit-Policy": '"fixed window";"api";q=500;w=300'}
@@ -65,7 +65,7 @@ def test_the_hub_ratelimit_headers_are_read_as_the_library_reads_them():
     assert _hub.parse_ratelimit({"RateLimit": "garbage"}) is None
     assert _hub.parse_ratelimit({}) is None
     kind, status, retry_after, _message, ratelimit = _hub.classify(http_error(429, headers=HUB_LIMIT))
-    assert (kind, status, retry_after, ratelimit[0]) == (_hub.RATE_LIMITED, 429, None, 55)
+    assert (kind, status, retry_after, ratelimit[0]) == (_errors.RATE_LIMITED, 429, None, 55)
 
 
 class RuntimeXetError(ConnectionError):
@@ -78,32 +78,32 @@ XetObjectNotFoundError = type("XetObjectNotFoundError", (FileNotFoundError,), {}
 
 @pytest.mark.parametrize("exc, kind, status, retry_after", [
     (ConnectionError("Rate limited: Request error: HTTP status client error (429 Too Many Requests) for url"
-                     " (http://cas/v1/reconstructions/ab), domain: cas"), _hub.RATE_LIMITED, 429, None),
-    (ConnectionError("Rate limited: 429 Too Many Requests; retry-after: 12"), _hub.RATE_LIMITED, None, "12"),
+                     " (http://cas/v1/reconstructions/ab), domain: cas"), _errors.RATE_LIMITED, 429, None),
+    (ConnectionError("Rate limited: 429 Too Many Requests; retry-after: 12"), _errors.RATE_LIMITED, None, "12"),
     (ConnectionError("Server error: Request error: HTTP status server error (503 Service Unavailable) for url"
-                     " (http://cas/x), domain: cas"), _hub.SERVER_ERROR, 503, None),
-    (ConnectionError("Network error: Request middleware error: error sending request"), _hub.UNREACHABLE, None,
+                     " (http://cas/x), domain: cas"), _errors.SERVER_ERROR, 503, None),
+    (ConnectionError("Network error: Request middleware error: error sending request"), _errors.UNREACHABLE, None,
      None),
-    (TimeoutError("Timeout: Request error: operation timed out"), _hub.TRANSIENT, None, None),
-    (XetAuthenticationError("Authentication error: Auth error: token expired"), _hub.UNAUTHORIZED, None, None),
-    (XetObjectNotFoundError("Not found: File not found for hash: ab"), _hub.ENTRY_NOT_FOUND, None, None),
+    (TimeoutError("Timeout: Request error: operation timed out"), _errors.TRANSIENT, None, None),
+    (XetAuthenticationError("Authentication error: Auth error: token expired"), _errors.UNAUTHORIZED, None, None),
+    (XetObjectNotFoundError("Not found: File not found for hash: ab"), _errors.ENTRY_NOT_FOUND, None, None),
     # what hf_xet 1.8 raises when the CAS answers 429 or 503 inside a download task (measured)
     (RuntimeError("Task error: File reconstruction error: CAS Client Error: Request error: HTTP status client"
                   " error (429 Too Many Requests), domain: http://127.0.0.1:1/v2/reconstructions/ab"),
-     _hub.RATE_LIMITED, 429, None),
+     _errors.RATE_LIMITED, 429, None),
     (RuntimeError("Task error: File reconstruction error: CAS Client Error: Request error: HTTP status server"
                   " error (503 Service Unavailable), domain: http://127.0.0.1:1/v1/xorbs/default/ab"),
-     _hub.SERVER_ERROR, 503, None),
+     _errors.SERVER_ERROR, 503, None),
     # a refused CAS token: the next attempt's process gets a fresh one from the Hub (measured)
     (RuntimeError("Task error: File reconstruction error: CAS Client Error: Request error: HTTP status client"
                   " error (401 Unauthorized), domain: http://127.0.0.1:1/v2/reconstructions/ab"),
-     _hub.TRANSIENT, 401, None),
+     _errors.TRANSIENT, 401, None),
     # the writer's error reported instead of the failed fetch's (seen against a CAS failing with 500): tried again
     (RuntimeError("Task error: File reconstruction error: Internal Writer Error: Data sender was dropped before"
-                  " sending data."), _hub.TRANSIENT, None, None),
+                  " sending data."), _errors.TRANSIENT, None, None),
     # hf_xet writes the file itself: a full disk is only its text (measured on a full tmpfs)
     (RuntimeError("Task error: File reconstruction error: IO Error: No space left on device (os error 28)"),
-     _hub.DISK_FULL, None, None),
+     _errors.DISK_FULL, None, None),
 ])
 def test_hf_xet_errors_are_classified_by_their_category(exc, kind, status, retry_after):
     """hf_xet raises ConnectionError for 429, 5xx and network failures alike: the message prefix tells them apart,
@@ -114,9 +114,9 @@ def test_hf_xet_errors_are_classified_by_their_category(exc, kind, status, retry
 
 
 def test_plain_os_errors_are_not_taken_for_hf_xet_errors():
-    assert _hub.classify(ConnectionRefusedError(111, "Connection refused"))[0] != _hub.RATE_LIMITED
-    assert _hub.classify(RuntimeError("something else (500 things)"))[0] == _hub.OTHER
-    assert _hub.classify(PermissionError(13, "Permission denied"))[0] == _hub.NOT_WRITABLE
+    assert _hub.classify(ConnectionRefusedError(111, "Connection refused"))[0] != _errors.RATE_LIMITED
+    assert _hub.classify(RuntimeError("something else (500 things)"))[0] == _errors.OTHER
+    assert _hub.classify(PermissionError(13, "Permission denied"))[0] == _errors.NOT_WRITABLE
 
 
 class FakeClock:
@@ -152,7 +152,7 @@ def retrier(clock, retries=5, timeout=100):
 
 def test_exponential_backoff_then_success(monkeypatch):
     clock = FakeClock()
-    step = failing(_hub.SERVER_ERROR, 3)
+    step = failing(_errors.SERVER_ERROR, 3)
     monkeypatch.setattr(_hub, "run_with_deadline", lambda func, args, seconds: func(*args))
     r = retrier(clock)
     assert r.call(step) == "done"
@@ -164,21 +164,21 @@ def test_a_writer_error_of_hf_xet_reports_the_status_an_earlier_attempt_was_give
     """hf_xet at times reports its writer's end ("Data sender was dropped") instead of the 503 behind it."""
     clock = FakeClock()
     monkeypatch.setattr(_hub, "run_with_deadline", lambda func, args, seconds: func(*args))
-    told = _hub.HubFailure(_hub.SERVER_ERROR, "CAS answered 503", status=503)
-    failures = [told, _hub.HubFailure(_hub.TRANSIENT, "RuntimeError: Data sender was dropped before sending data")]
+    told = _hub.HubFailure(_errors.SERVER_ERROR, "CAS answered 503", status=503)
+    failures = [told, _hub.HubFailure(_errors.TRANSIENT, "RuntimeError: Data sender was dropped before sending data")]
 
     def step():
         raise failures.pop(0)
     with pytest.raises(_hub.HubFailure) as info:
         retrier(clock, retries=1).call(step)
-    assert info.value.kind == _hub.SERVER_ERROR and info.value.status == 503 and info.value.attempts == 2
+    assert info.value.kind == _errors.SERVER_ERROR and info.value.status == 503 and info.value.attempts == 2
 
 
 def test_retry_after_is_honoured(monkeypatch):
     clock = FakeClock()
     monkeypatch.setattr(_hub, "run_with_deadline", lambda func, args, seconds: func(*args))
     r = retrier(clock)
-    assert r.call(failing(_hub.RATE_LIMITED, 1, retry_after="9")) == "done"
+    assert r.call(failing(_errors.RATE_LIMITED, 1, retry_after="9")) == "done"
     assert clock.sleeps == [9.0]
 
 
@@ -186,14 +186,14 @@ def test_a_429_without_retry_after_waits_for_the_ratelimit_window(monkeypatch):
     clock = FakeClock()
     monkeypatch.setattr(_hub, "run_with_deadline", lambda func, args, seconds: func(*args))
     r = retrier(clock)
-    assert r.call(failing(_hub.RATE_LIMITED, 1, ratelimit=(55, 0, '"api" r=0'))) == "done"
+    assert r.call(failing(_errors.RATE_LIMITED, 1, ratelimit=(55, 0, '"api" r=0'))) == "done"
     assert clock.sleeps == [55.0] and r.waited_for_hub == 55.0 and r.retries_used == 1
 
 
 def test_retry_after_wins_over_the_ratelimit_reset(monkeypatch):
     clock = FakeClock()
     monkeypatch.setattr(_hub, "run_with_deadline", lambda func, args, seconds: func(*args))
-    assert retrier(clock).call(failing(_hub.RATE_LIMITED, 1, retry_after="4", ratelimit=(55, 0, "x"))) == "done"
+    assert retrier(clock).call(failing(_errors.RATE_LIMITED, 1, retry_after="4", ratelimit=(55, 0, "x"))) == "done"
     assert clock.sleeps == [4.0]
 
 
@@ -201,7 +201,7 @@ def test_a_server_error_with_ratelimit_headers_backs_off_as_usual(monkeypatch):
     """The reset time says when the quota refills, which is no reason to wait after a 503."""
     clock = FakeClock()
     monkeypatch.setattr(_hub, "run_with_deadline", lambda func, args, seconds: func(*args))
-    assert retrier(clock).call(failing(_hub.SERVER_ERROR, 1, ratelimit=(55, 3, "x"))) == "done"
+    assert retrier(clock).call(failing(_errors.SERVER_ERROR, 1, ratelimit=(55, 3, "x"))) == "done"
     assert clock.sleeps == [1.0]
 
 
@@ -210,10 +210,10 @@ def test_a_ratelimit_reset_beyond_the_deadline_fails_naming_both_numbers(monkeyp
     monkeypatch.setattr(_hub, "run_with_deadline", lambda func, args, seconds: func(*args))
     r = retrier(clock, timeout=30)
     with pytest.raises(_hub.HubFailure) as info:
-        r.call(failing(_hub.RATE_LIMITED, 1, ratelimit=(280, 0, '"api" r=0, 500 requests per 300s')))
-    assert info.value.kind == _hub.RATE_LIMITED and clock.sleeps == []
-    assert "asked to wait 280s" in info.value.message and "30s left" in info.value.message
-    assert 'RateLimit "api" r=0, 500 requests per 300s, t=280' in info.value.message
+        r.call(failing(_errors.RATE_LIMITED, 1, ratelimit=(280, 0, '"api" r=0, 500 requests per 300s')))
+    assert info.value.kind == _errors.RATE_LIMITED and clock.sleeps == []
+    assert "asked to wait 280s" in info.value.msg and "30s left" in info.value.msg
+    assert 'RateLimit "api" r=0, 500 requests per 300s, t=280' in info.value.msg
     assert r.waited_for_hub == 280.0
 
 
@@ -221,15 +221,15 @@ def test_permanent_errors_are_not_retried(monkeypatch):
     clock = FakeClock()
     monkeypatch.setattr(_hub, "run_with_deadline", lambda func, args, seconds: func(*args))
     with pytest.raises(_hub.HubFailure) as info:
-        retrier(clock).call(failing(_hub.GATED, 1))
-    assert info.value.kind == _hub.GATED and clock.sleeps == []
+        retrier(clock).call(failing(_errors.GATED, 1))
+    assert info.value.kind == _errors.GATED and clock.sleeps == []
 
 
 def test_gives_up_when_retries_run_out(monkeypatch):
     clock = FakeClock()
     monkeypatch.setattr(_hub, "run_with_deadline", lambda func, args, seconds: func(*args))
     with pytest.raises(_hub.HubFailure) as info:
-        retrier(clock, retries=2).call(failing(_hub.RATE_LIMITED, 10))
+        retrier(clock, retries=2).call(failing(_errors.RATE_LIMITED, 10))
     assert info.value.attempts == 3 and len(clock.sleeps) == 2
 
 
@@ -237,9 +237,9 @@ def test_a_wait_beyond_the_timeout_fails_at_once(monkeypatch):
     clock = FakeClock()
     monkeypatch.setattr(_hub, "run_with_deadline", lambda func, args, seconds: func(*args))
     with pytest.raises(_hub.HubFailure) as info:
-        retrier(clock, timeout=10).call(failing(_hub.RATE_LIMITED, 1, retry_after="3600"))
-    assert info.value.kind == _hub.RATE_LIMITED and clock.sleeps == []
-    assert "the Hub asked to wait 3600s (Retry-After)" in info.value.message
+        retrier(clock, timeout=10).call(failing(_errors.RATE_LIMITED, 1, retry_after="3600"))
+    assert info.value.kind == _errors.RATE_LIMITED and clock.sleeps == []
+    assert "the Hub asked to wait 3600s (Retry-After)" in info.value.msg
 
 
 def test_a_short_deadline_keeps_the_real_cause_and_says_whose_wait_it_was(monkeypatch):
@@ -247,9 +247,9 @@ def test_a_short_deadline_keeps_the_real_cause_and_says_whose_wait_it_was(monkey
     monkeypatch.setattr(_hub, "run_with_deadline", lambda func, args, seconds: func(*args))
     r = retrier(clock, timeout=5)
     with pytest.raises(_hub.HubFailure) as info:
-        r.call(failing(_hub.SERVER_ERROR, 100))
-    assert info.value.kind == _hub.SERVER_ERROR  # not "timeout": the Hub answered, with errors
-    assert "no time left for retry" in info.value.message and "asked" not in info.value.message
+        r.call(failing(_errors.SERVER_ERROR, 100))
+    assert info.value.kind == _errors.SERVER_ERROR  # not "timeout": the Hub answered, with errors
+    assert "no time left for retry" in info.value.msg and "asked" not in info.value.msg
     assert r.retries_used == len(clock.sleeps) == 2 and r.waited_for_hub is None
 
 
@@ -257,7 +257,7 @@ def test_every_retry_is_counted(monkeypatch):
     clock = FakeClock()
     monkeypatch.setattr(_hub, "run_with_deadline", lambda func, args, seconds: func(*args))
     r = retrier(clock)
-    assert r.call(failing(_hub.UNREACHABLE, 4)) == "done"
+    assert r.call(failing(_errors.UNREACHABLE, 4)) == "done"
     assert r.retries_used == 4
 
 
@@ -288,7 +288,7 @@ def test_a_step_that_never_answers_is_killed_at_the_deadline():
     started = time.monotonic()
     with pytest.raises(_hub.HubFailure) as info:
         _hub.run_with_deadline(time.sleep, (60,), 1.0)
-    assert info.value.kind == _hub.TIMEOUT
+    assert info.value.kind == _errors.TIMEOUT
     assert time.monotonic() - started < 10
 
 
@@ -296,7 +296,7 @@ def test_child_results_and_errors_come_back():
     assert _hub.run_with_deadline(sum, ([1, 2, 3],), 30) == 6
     with pytest.raises(_hub.HubFailure) as info:
         _hub.run_with_deadline(open, ("/nonexistent/x",), 30)
-    assert "FileNotFoundError" in info.value.message
+    assert "FileNotFoundError" in info.value.msg
 
 
 # --- against the test Hub: the real library and hf_xet, the module's clock -----------------------------------
@@ -321,8 +321,8 @@ def test_a_ratelimit_reset_beyond_the_timeout_fails_at_once_naming_both(hub):
     clock = FakeClock()
     with pytest.raises(_hub.HubFailure) as info:
         hub_retrier(clock, timeout=60).call(_hub.Hub(hub.url, None, MINILM_REPO, "model").list_tree, "main")
-    assert info.value.kind == _hub.RATE_LIMITED and clock.sleeps == []
-    assert "asked to wait 280s (RateLimit" in info.value.message and "60s left" in info.value.message
+    assert info.value.kind == _errors.RATE_LIMITED and clock.sleeps == []
+    assert "asked to wait 280s (RateLimit" in info.value.msg and "60s left" in info.value.msg
     assert hub.stats()["requests"]["tree"] == 1
 
 

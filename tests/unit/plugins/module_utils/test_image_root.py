@@ -5,6 +5,7 @@ import os
 
 import pytest
 
+from ansible_collections.justnews.huggingface.plugins.module_utils import _errors
 from ansible_collections.justnews.huggingface.plugins.module_utils import _image_root
 
 
@@ -18,7 +19,7 @@ def test_image_ids_and_root_refused(tmp_path):
     write_etc(tmp_path, "root:x:0:0::/root:/bin/sh\njustnews:x:4321:4322::/:/bin/sh\nevil:x:0:4322::/:/bin/sh\n")
     assert _image_root.image_ids(str(tmp_path), "justnews", None) == (4321, 4322)
     for owner, group in (("evil", None), ("root", None), ("justnews", "root")):
-        with pytest.raises(_image_root.ImageRootError) as info:
+        with pytest.raises(_errors.Failure) as info:
             _image_root.image_ids(str(tmp_path), owner, group)
         assert info.value.kind == "unsafe_image_root", (owner, group)
         assert "etc/passwd" in str(info.value) or "etc/group" in str(info.value)
@@ -27,7 +28,7 @@ def test_image_ids_and_root_refused(tmp_path):
 
 def test_a_non_numeric_id_names_the_file_and_line(tmp_path):
     write_etc(tmp_path, "root:x:0:0::/root:/bin/sh\n# comment\njustnews:x:12ab:4322::/:/bin/sh\n")
-    with pytest.raises(_image_root.ImageRootError) as info:
+    with pytest.raises(_errors.Failure) as info:
         _image_root.image_ids(str(tmp_path), "justnews", None)
     assert info.value.kind == "invalid_argument"
     assert "etc/passwd line 3" in str(info.value) and "12ab" in str(info.value)
@@ -39,12 +40,12 @@ def test_passwd_that_is_a_symlink_or_fifo_is_refused(tmp_path):
     outside.write_text("justnews:x:4321:4322::/:/bin/sh\n")
     (tmp_path / "etc" / "passwd").unlink()
     (tmp_path / "etc" / "passwd").symlink_to(outside)
-    with pytest.raises(_image_root.ImageRootError) as info:
+    with pytest.raises(_errors.Failure) as info:
         _image_root.image_ids(str(tmp_path), "justnews", None)
     assert info.value.kind == "unsafe_image_root" and "symlink" in str(info.value)
     (tmp_path / "etc" / "passwd").unlink()
     os.mkfifo(tmp_path / "etc" / "passwd")
-    with pytest.raises(_image_root.ImageRootError) as info:
+    with pytest.raises(_errors.Failure) as info:
         _image_root.image_ids(str(tmp_path), "justnews", None)
     assert info.value.kind == "unsafe_image_root" and "FIFO" in str(info.value)
 
@@ -58,7 +59,7 @@ def test_image_writer_refuses_a_symlinked_component(tmp_path):
     for call in (lambda: writer.directory("/var/cache/hf", "service", "0750"),
                  lambda: writer.file("/var/x.conf", "data"),
                  lambda: writer.link("/var/model", "/var/cache/hf/hub/x")):
-        with pytest.raises(_image_root.ImageRootError) as info:
+        with pytest.raises(_errors.Failure) as info:
             call()
         assert info.value.kind == "unsafe_image_root" and str(root / "var") in str(info.value)
     assert list(outside.iterdir()) == []
@@ -101,11 +102,11 @@ def test_named_paths_are_returned_under_the_root_by_name(tmp_path):
     paths = _image_root.paths_in_root(str(tmp_path), {"hf_home": "/var/cache/hf", "hub_cache": "/var/cache/hf/hub"})
     assert paths == {"hf_home": str(tmp_path / "var/cache/hf"), "hub_cache": str(tmp_path / "var/cache/hf/hub")}
     for bad in ({"x": "/var/../etc"}, {"x": "relative"}, {"": "/var"}, ["/var"]):
-        with pytest.raises(_image_root.ImageRootError) as info:
+        with pytest.raises(_errors.Failure) as info:
             _image_root.paths_in_root(str(tmp_path), bad)
         assert info.value.kind == "invalid_argument", bad
     (tmp_path / "var").symlink_to("/var")
-    with pytest.raises(_image_root.ImageRootError) as info:
+    with pytest.raises(_errors.Failure) as info:
         _image_root.paths_in_root(str(tmp_path), {"hub_cache": "/var/cache/hf/hub"})
     assert info.value.kind == "unsafe_image_root" and str(tmp_path / "var") in str(info.value)
 

@@ -8,6 +8,7 @@ import stat
 import pytest
 
 from ansible_collections.justnews.huggingface.plugins.module_utils import _cache
+from ansible_collections.justnews.huggingface.plugins.module_utils import _errors
 from ansible_collections.justnews.huggingface.plugins.module_utils import _fs
 from ansible_collections.justnews.huggingface.plugins.module_utils import _prune
 from ansible_collections.justnews.huggingface.plugins.module_utils import _store
@@ -206,11 +207,11 @@ def test_a_failure_before_the_point_of_no_return_puts_everything_back(tmp_path, 
         return real_rename(*args, **kwargs)
 
     monkeypatch.setattr(os, "rename", rename)
-    with pytest.raises(_prune.ApplyError) as caught:
+    with pytest.raises(_errors.Failure) as caught:
         _prune.apply(result)
     monkeypatch.undo()
     assert caught.value.kind == "not_writable" and "everything was put back" in caught.value.msg
-    assert caught.value.path.startswith(repo.root) and _prune.TRASH not in caught.value.path
+    assert caught.value.extra["path"].startswith(repo.root) and _prune.TRASH not in caught.value.extra["path"]
     assert tree_of(repo.root) == before
 
 
@@ -227,7 +228,7 @@ def test_a_failure_while_putting_back_leaves_the_trash_for_the_next_run(tmp_path
         return real_rename(*args, **kwargs)
 
     monkeypatch.setattr(os, "rename", rename)
-    with pytest.raises(_prune.ApplyError) as caught:
+    with pytest.raises(_errors.Failure) as caught:
         _prune.apply(result)
     monkeypatch.undo()
     trash = os.path.join(repo.root, _prune.TRASH)
@@ -246,7 +247,7 @@ def test_a_failure_past_the_point_of_no_return_is_finished_by_the_next_run(tmp_p
         raise PermissionError(errno.EPERM, "Operation not permitted")
 
     monkeypatch.setattr(os, "rmdir", rmdir)
-    with pytest.raises(_prune.ApplyError) as caught:
+    with pytest.raises(_errors.Failure) as caught:
         _prune.apply(result)
     monkeypatch.setattr(os, "rmdir", real_rmdir)
     trash = os.path.join(repo.root, _prune.TRASH)

@@ -7,8 +7,7 @@ import os
 
 import pytest
 
-from ansible_collections.justnews.huggingface.plugins.module_utils import _cache, _hub
-from ansible_collections.justnews.huggingface.plugins.modules import hf_snapshot
+from ansible_collections.justnews.huggingface.plugins.module_utils import _cache, _errors, _hub, _snapshot
 
 REPO_ID = "org/model"
 FOLDER = "models--org--model"
@@ -78,7 +77,7 @@ def in_process(monkeypatch):
 
 
 def snapshot(cache, hub=None, **params):
-    snap = hf_snapshot.Snapshot(FakeModule(cache_dir=str(cache), **params))
+    snap = _snapshot.Snapshot(FakeModule(cache_dir=str(cache), **params))
     snap.hub = hub or FakeHub(COMMIT_A, FILES_A)
     return snap
 
@@ -141,9 +140,9 @@ def test_an_orphaned_partial_download_is_planned_for_removal_unless_its_lock_is_
 def test_a_hostile_listing_fails_the_plan_before_anything_is_written(tmp_path, name):
     hub = FakeHub(COMMIT_A, FILES_A)
     hub.tree[name] = {"size": 1, "blob_id": "1" * 40}
-    with pytest.raises(hf_snapshot.Failure) as info:
+    with pytest.raises(_errors.Failure) as info:
         snapshot(tmp_path, hub, revision=COMMIT_A).plan()
-    assert info.value.extra["error_kind"] == _hub.UNSAFE_LISTING and repr(name) in info.value.msg
+    assert info.value.kind == _errors.UNSAFE_LISTING and repr(name) in info.value.msg
     assert not (tmp_path / FOLDER).exists()
 
 
@@ -157,7 +156,7 @@ def test_ownership_is_planned_only_for_the_repository_folders(tmp_path):
 
 def test_check_mode_plans_without_locking_or_writing(tmp_path):
     lay_out(tmp_path, COMMIT_A, FILES_A)
-    snap = hf_snapshot.Snapshot(FakeModule(check_mode=True, cache_dir=str(tmp_path), revision=COMMIT_B))
+    snap = _snapshot.Snapshot(FakeModule(check_mode=True, cache_dir=str(tmp_path), revision=COMMIT_B))
     snap.hub = FakeHub(COMMIT_B, FILES_B)
     result = snap.run()
     assert result["changed"] is True and result["downloaded_files"] == ["README.md"]
@@ -208,10 +207,10 @@ def test_a_bad_blob_offered_changes_nothing(tmp_path, damage):
     else:
         victim.unlink()
     snap = snapshot(cache, revision=COMMIT_A, listing=listing(FILES_A), blobs_from=str(source))
-    with pytest.raises(hf_snapshot.Failure) as info:
+    with pytest.raises(_errors.Failure) as info:
         snap.run()
-    kind = {"corrupt": _hub.INTEGRITY, "symlink": _hub.INTEGRITY, "missing": hf_snapshot.INCOMPLETE}[damage]
-    assert info.value.extra["error_kind"] == kind and oid(FILES_A["README.md"]) in info.value.msg
+    kind = {"corrupt": _errors.INTEGRITY, "symlink": _errors.INTEGRITY, "missing": _errors.INCOMPLETE}[damage]
+    assert info.value.kind == kind and oid(FILES_A["README.md"]) in info.value.msg
     assert not (cache / FOLDER / "refs").exists() or not list((cache / FOLDER / "refs").iterdir())
     assert not (cache / FOLDER / "snapshots" / COMMIT_A).exists()
     assert not (cache / FOLDER / "trees" / (COMMIT_A + ".json")).exists()
@@ -222,15 +221,15 @@ def test_a_bad_blob_offered_changes_nothing(tmp_path, damage):
 def test_a_listing_that_contradicts_the_cache_is_refused(tmp_path):
     lay_out(tmp_path, COMMIT_A, FILES_A)
     altered = listing(dict(FILES_A, **{"README.md": b"other\n"}))
-    with pytest.raises(hf_snapshot.Failure) as info:
+    with pytest.raises(_errors.Failure) as info:
         snapshot(tmp_path, revision=COMMIT_A, listing=altered).plan()
-    assert info.value.extra["error_kind"] == _hub.INTEGRITY
+    assert info.value.kind == _errors.INTEGRITY
 
 
 def test_a_listing_needs_a_pinned_commit(tmp_path):
-    with pytest.raises(hf_snapshot.Failure) as info:
+    with pytest.raises(_errors.Failure) as info:
         snapshot(tmp_path, listing=listing(FILES_A))
-    assert info.value.extra["error_kind"] == hf_snapshot.INVALID_ARGUMENT and "revision" in info.value.msg
+    assert info.value.kind == _errors.INVALID_ARGUMENT and "revision" in info.value.msg
 
 
 # --- download_memory and the checksums taken while the bytes arrived --------------------------------------------
@@ -243,9 +242,9 @@ def test_download_memory_is_a_size_or_zero(tmp_path, value, cap):
 
 @pytest.mark.parametrize("value", ["32M", "lots", "-1", "1000"])
 def test_a_download_memory_too_small_or_not_a_size_names_the_option(tmp_path, value):
-    with pytest.raises(hf_snapshot.Failure) as failure:
+    with pytest.raises(_errors.Failure) as failure:
         snapshot(tmp_path, download_memory=value)
-    assert failure.value.extra["error_kind"] == hf_snapshot.INVALID_ARGUMENT and "download_memory" in failure.value.msg
+    assert failure.value.kind == _errors.INVALID_ARGUMENT and "download_memory" in failure.value.msg
 
 
 def identity(cache, name):
@@ -276,7 +275,7 @@ def test_a_digest_that_is_not_the_listings_is_confirmed_by_reading_the_file(tmp_
     snap.check_content(COMMIT_A, ["README.md"], listing(FILES_A), wrong)
     assert snap.result["verified_while_downloading"] == 0
     (tmp_path / FOLDER / "blobs" / name).write_bytes(b"model X\n")
-    with pytest.raises(hf_snapshot.Failure) as failure:
+    with pytest.raises(_errors.Failure) as failure:
         snap.check_content(COMMIT_A, ["README.md"], listing(FILES_A), wrong)
-    assert failure.value.extra["error_kind"] == _hub.INTEGRITY and failure.value.extra["corrupt_files"] == ["README.md"]
+    assert failure.value.kind == _errors.INTEGRITY and failure.value.extra["corrupt_files"] == ["README.md"]
     assert "checksum mismatch" in failure.value.msg and not (tmp_path / FOLDER / "blobs" / name).exists()

@@ -28,11 +28,17 @@ COMMON = frozenset(("changed", "failed", "msg", "diff", "invocation", "warnings"
 # Names that hold a result (or a part of one, such as the `extra` of a failure) in the plugins' source.
 RESULT_NAMES = frozenset(("result", "out", "failed", "extra", "stats"))
 # Calls whose keyword arguments become keys of the result.
-EMITTERS = frozenset(("exit_json", "fail_json", "fail", "Failure", "ReceiveError", "named_failure"))
+EMITTERS = frozenset(("exit_json", "fail_json", "fail", "fail_with", "Failure", "named_failure"))
+# Keys of a Failure's extra that the module turns into a result key of another name (files: bad_files or
+# corrupt_files) or leaves out (discard, path: what the message names).
+FAILURE_ONLY = frozenset(("files", "discard", "path"))
 # Where a module's result is built besides plugins/modules/<name>.py and plugins/action/<name>.py: the
 # module_utils whose code makes the top-level keys (not those that only fill a nested value).
 RESULT_UTILS = {
     "hf_agent_env": ("_agent_env",),
+    "hf_bundle": ("_bundle",),
+    "hf_bundle_info": ("_bundle",),
+    "hf_prune": ("_prune",),
     "hf_snapshot": ("_snapshot",),
     "hf_units": ("_units",),
 }
@@ -103,7 +109,8 @@ def result_keys(trees):
             if isinstance(node, ast.Call):
                 func = _name(node.func)
                 if func in EMITTERS or (func == "update" and _name(node.func.value) in RESULT_NAMES):
-                    add((k.arg for k in node.keywords if k.arg), node)
+                    add((k.arg for k in node.keywords if k.arg and not (func == "Failure" and k.arg in FAILURE_ONLY)),
+                        node)
                 if func == "update" and _name(node.func.value) in RESULT_NAMES:
                     for arg in node.args:
                         add(_dict_keys(arg), node)
