@@ -105,7 +105,8 @@ def model_entry(snapshot):
         _cache.check_file_name(path, "the snapshot of %s" % repo_id)
         if path not in listing:
             raise _errors.Failure(_errors.INVALID_ARGUMENT,
-                                  "%s of %s is not in the listing of %s" % (path, repo_id, commit), files=[(repo_id, path)])
+                                  "%s of %s is not in the listing of %s" % (path, repo_id, commit),
+                                  files=[(repo_id, path)])
         entry = listing[path]
         files.append({"path": path, "blob": _cache.RepoCache.blob_name(entry), "size": int(entry.get("size") or 0)})
     return {"repo_id": repo_id, "repo_type": repo_type, "revision": revision, "ref": ref, "commit": commit,
@@ -165,7 +166,8 @@ def check_manifest(data, source):
                                       " was altered; rebuild it" % (source, describe(where)), files=where)
             if not (isinstance(given.get("sha256"), str) and SHA256_RE.match(given["sha256"])):
                 raise _errors.Failure(_errors.CORRUPT_BUNDLE,
-                                      "the manifest of %s gives %s no valid SHA-256" % (source, describe(where)), files=where)
+                                      "the manifest of %s gives %s no valid SHA-256" % (source, describe(where)),
+                                      files=where)
             if len(want["blob"]) == 64 and given["sha256"] != want["blob"]:
                 raise _errors.Failure(_errors.CORRUPT_BUNDLE,
                                       "the manifest of %s gives %s a SHA-256 other than its object id: the bundle was"
@@ -337,7 +339,8 @@ def check_header(member, table, seen, archive_size, source):
                               "%s: the member %s has %d bytes (ending at %d of %d) but the manifest says %d, for %s: the bundle"
                               " is truncated or altered; rebuild it" % (source, name, member.size,
                                                                         member.offset_data + member.size, archive_size,
-                                                                        info["size"], describe(info["files"])), files=info["files"])
+                                                                        info["size"], describe(info["files"])),
+                              files=info["files"])
     return info
 
 
@@ -437,7 +440,8 @@ def open_cached_blob(cache_dir, path, where):
     except (_store.StoreRefused, OSError) as exc:
         raise _errors.Failure(_errors.INTEGRITY,
                               "the build cache's %s for %s is refused (%s): remove the repository from the build"
-                              " cache (hf_snapshot state=absent) and fetch it again" % (path, describe(where), exc), files=where)
+                              " cache (hf_snapshot state=absent) and fetch it again" % (path, describe(where), exc),
+                              files=where)
     os.set_blocking(fd, True)
     return fd
 

@@ -154,14 +154,6 @@ def location_inside(path, top):
 
 # --- content checks ---------------------------------------------------------------------------------------
 
-def git_blob_sha1(path, cache_dir=None):
-    return blob_digest(path, git=True, cache_dir=cache_dir)
-
-
-def sha256_file(path, cache_dir=None):
-    return blob_digest(path, git=False, cache_dir=cache_dir)
-
-
 def blob_digest(path, git, cache_dir=None):
     """SHA-256 or git blob id of a blob's content, read through a descriptor that never follows a link.
 

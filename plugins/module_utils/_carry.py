@@ -200,7 +200,8 @@ def check_source(source, blob, stopped=lambda: False):
         raise _errors.Failure(source.kind,
                               "%s does not match its object id %s (its content has id %s, %d bytes), for %s: nothing of"
                               " it was sent, nothing was taken into the cache" % (
-                                  source.where, blob["name"], digest.hexdigest(), pos, describe(blob["files"])), files=blob["files"])
+                                  source.where, blob["name"], digest.hexdigest(), pos, describe(blob["files"])),
+                              files=blob["files"])
     return True
 
 
@@ -288,7 +289,8 @@ def _stream_pieces(blobs, checker):
                     raise _errors.Failure(source.kind,
                                           "%s ended after %d of its %d bytes after its check, for %s: it changed while it"
                                           " was sent; nothing was taken into the cache" % (
-                                              source.where, pos, size, describe(blob["files"])), files=blob["files"], discard=True)
+                                              source.where, pos, size, describe(blob["files"])),
+                                          files=blob["files"], discard=True)
                 pos += len(data)
                 yield data
             if source.stamp() != source.checked:
@@ -751,7 +753,8 @@ def unpack(staging_fd, staging_dir, chunks, blobs, dest_fd, dest):
             if missing:
                 raise _errors.Failure(_errors.INTEGRITY,
                                       "the stream in %s lacks blob %s, for %s: nothing was taken into the cache; run"
-                                      " again" % (staging_dir, missing[0]["name"], describe(missing[0]["files"])), files=missing[0]["files"])
+                                      " again" % (staging_dir, missing[0]["name"], describe(missing[0]["files"])),
+                                      files=missing[0]["files"])
         except _errors.Failure as exc:
             # A damaged chunk explains what followed from it: its failure is the one told.
             if exc.kind == _errors.INTEGRITY:
@@ -822,7 +825,8 @@ def _copy_member(stream, member, blob, dest_fd, dest, created):
                     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                         raise _errors.Failure(_errors.DISK_FULL,
                                               "the filesystem of %s is full (%s) while %s was unpacked, for %s: nothing"
-                                              " was taken into the cache" % (dest, exc, name, describe(blob["files"])), files=blob["files"])
+                                              " was taken into the cache" % (dest, exc, name, describe(blob["files"])),
+                                              files=blob["files"])
                     raise
         finally:
             os.close(out_fd)
@@ -830,7 +834,8 @@ def _copy_member(stream, member, blob, dest_fd, dest, created):
             raise _errors.Failure(_errors.INTEGRITY,
                                   "the blob %s arrived with %d bytes and id %s, not %d bytes and its id, for %s: refused,"
                                   " nothing was taken into the cache; run again" % (
-                                      name, count, digest.hexdigest(), size, describe(blob["files"])), files=blob["files"])
+                                      name, count, digest.hexdigest(), size, describe(blob["files"])),
+                                  files=blob["files"])
         if not _fs.exists_at(dest_fd, name):
             created.append(name)
         os.replace(tmp, name, src_dir_fd=dest_fd, dst_dir_fd=dest_fd)

@@ -208,12 +208,6 @@ def unlink_at(top, rel):
         os.close(dir_fd)
 
 
-def free_bytes(fd_or_path):
-    """Bytes an unprivileged writer may still use on the filesystem of a descriptor or path."""
-    st = os.fstatvfs(fd_or_path) if isinstance(fd_or_path, int) else os.statvfs(fd_or_path)
-    return st.f_bavail * st.f_frsize
-
-
 def wait_child(pid, deadline, poll=0.05):
     """Wait for a child until `deadline` (time.monotonic); past it the child is killed. Returns its status, or
     None when it was killed for running too long."""

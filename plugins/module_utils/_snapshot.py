@@ -17,17 +17,19 @@ import json
 import os
 import re
 import stat
+import sys
 import threading
 import time
 import traceback
 
-from ansible.module_utils.basic import env_fallback
+from ansible.module_utils.basic import env_fallback, missing_required_lib
 from ansible.module_utils.common.text.formatters import bytes_to_human
 
 from ansible_collections.justnews.huggingface.plugins.module_utils import _cache
 from ansible_collections.justnews.huggingface.plugins.module_utils import _errors
 from ansible_collections.justnews.huggingface.plugins.module_utils import _fs
 from ansible_collections.justnews.huggingface.plugins.module_utils import _hub
+from ansible_collections.justnews.huggingface.plugins.module_utils import _library
 from ansible_collections.justnews.huggingface.plugins.module_utils import _store
 
 # huggingface_hub reads these at import time; a module run must reach the Hub and print nothing on stdout.
@@ -48,6 +50,20 @@ Failure = _errors.Failure
 INCOMPLETE = _errors.INCOMPLETE
 INVALID_ARGUMENT = _errors.INVALID_ARGUMENT
 DEFAULT_DOWNLOAD_MEMORY = "512M"
+
+
+def require_library(module, reason):
+    """End the run as missing_library when huggingface_hub cannot be imported, or lacks a part the modules rely
+    on (_library); `reason` says what the module needs it for."""
+    if HF_IMPORT_ERROR:
+        _errors.fail(module, _errors.MISSING_LIBRARY,
+                     missing_required_lib("huggingface_hub", reason=reason) +
+                     " Install it for %s, or point ansible_python_interpreter at a venv that has it."
+                     % sys.executable, exception=HF_IMPORT_ERROR)
+    unsupported = _library.check()
+    if unsupported:
+        _errors.fail(module, _errors.MISSING_LIBRARY, unsupported)
+
 
 # What went wrong with the Hub, for the message; the fix comes from _errors, after it.
 HUB_FAILURES = {
@@ -713,7 +729,8 @@ class Snapshot:
                               "checksum mismatch for %s of %s at %s (expected %s, got %s): the corrupt file%s removed and"
                               " the ref was not moved; run again to fetch %s anew, and check the endpoint or proxy if it"
                               " repeats" % (", ".join(b[0] for b in bad), self.p["repo_id"], commit, bad[0][1], bad[0][2],
-                                            " was not" if self.check else " was", "it" if len(bad) == 1 else "them"), corrupt_files=[b[0] for b in bad])
+                                            " was not" if self.check else " was", "it" if len(bad) == 1 else "them"),
+                              corrupt_files=[b[0] for b in bad])
 
 
 class ProgressFile:

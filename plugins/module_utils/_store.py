@@ -283,22 +283,6 @@ def _lstat(path):
         return None
 
 
-def is_store(cache_dir):
-    """True when <cache>/blobs is a real directory holding the library's marker as a regular file."""
-    st = _lstat(store_dir(cache_dir))
-    if st is None or not stat.S_ISDIR(st.st_mode):
-        return False
-    marker = os.path.join(store_dir(cache_dir), MARKER)
-    try:
-        fd = os.open(marker, _FILE_FLAGS)
-    except OSError:
-        return False
-    try:
-        return stat.S_ISREG(os.fstat(fd).st_mode) and os.read(fd, 16) == MARKER_CONTENT
-    finally:
-        os.close(fd)
-
-
 def describe(mode):
     """What a file of this mode is, for messages that say why it was refused."""
     for test, name in ((stat.S_ISLNK, "a symlink"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),

@@ -18,9 +18,8 @@ from ansible.utils.display import Display
 display = Display()
 
 
-def human(size):
-    """A size as Ansible writes one (powers of 1024: '87.37 MB')."""
-    return bytes_to_human(size)
+# A size as Ansible and the modules write one (powers of 1024: '87.37 MB').
+human = bytes_to_human
 
 
 class Progress:

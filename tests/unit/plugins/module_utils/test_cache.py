@@ -64,7 +64,7 @@ def test_ownership_plan_sees_the_library_0600_tree_file(tmp_path):
 def test_git_blob_sha1_matches_git(tmp_path):
     path = tmp_path / "f"
     path.write_bytes(b"hello\n")
-    assert _cache.git_blob_sha1(str(path)) == "ce013625030ba8dba906f756967f9e9ca394464a"
+    assert _cache.blob_digest(str(path), git=True) == "ce013625030ba8dba906f756967f9e9ca394464a"
 
 
 # --- writes and removals inside the repository reach nothing through a folder swapped for a link ------------

@@ -43,7 +43,6 @@ def test_the_library_layout_is_a_present_store_blob(cache):
     found = _store.inspect_blob(str(cache), blob(cache))
     assert (found.kind, found.xet_hash, found.size) == (_store.STORE, XET, len(CONTENT))
     assert b"".join(_store.read_chunks(_store.open_blob(str(cache), blob(cache)))) == CONTENT
-    assert _store.is_store(str(cache))
     assert _store.entries(str(cache)) == {XET: len(CONTENT)}
     assert _store.read_manifest(str(cache), XET) == [FOLDER + "/blobs/" + ETAG]
     assert _store.referrers(str(cache), XET) == [blob(cache)]

@@ -39,6 +39,7 @@ RESULT_UTILS = {
     "hf_bundle": ("_bundle",),
     "hf_bundle_info": ("_bundle",),
     "hf_prune": ("_prune",),
+    "hf_receive": ("_receive",),
     "hf_snapshot": ("_snapshot",),
     "hf_units": ("_units",),
 }
