@@ -55,37 +55,61 @@ def _parts(rel):
     return parts
 
 
+def descend(fd, parts, where, make=None, refuse=None, follow_above=False):
+    """Walk from the open folder `fd` (consumed) down `parts`, each component opened from its parent's descriptor
+    with O_NOFOLLOW, so that no link swapped in on the way is followed. `where` names `fd` in messages.
+
+    A missing component is made by `make(parent_fd, name, where)`, which returns its descriptor (or None: the
+    walk stops and returns None); without `make`, FileNotFoundError. A component that is a symlink or not a
+    directory is handed to `refuse(parent_fd, name, where)`, which raises (default: Refused). With
+    `follow_above`, the components above the last are the operator's and are followed. Returns (descriptor of the
+    last folder, the `where` of each folder made)."""
+    made = []
+    try:
+        for i, part in enumerate(parts):
+            where = os.path.join(where, part)
+            flags = os.O_RDONLY | os.O_DIRECTORY if follow_above and i < len(parts) - 1 else DIR_FLAGS
+            try:
+                nxt = os.open(part, flags, dir_fd=fd)
+            except FileNotFoundError:
+                if make is None:
+                    raise
+                nxt = make(fd, part, where)
+                if nxt is None:
+                    os.close(fd)
+                    return None, made
+                made.append(where)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    (refuse or _refuse)(fd, part, where)
+                raise
+            os.close(fd)
+            fd = nxt
+        return fd, made
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _refuse(dir_fd, name, where):
+    raise Refused(where, "is %s, not a directory" % _kind_at(dir_fd, name))
+
+
 def open_dir(top, rel="", create=False, mode=0o755):
     """A descriptor of the directory `rel` below `top`, each component a real directory (never followed).
 
     `top` itself is the operator's and is followed. Raises FileNotFoundError when a component is missing (with
     `create`, it is made), Refused when one is a symlink or not a directory.
     """
-    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
-    where = top
-    try:
-        for part in _parts(rel):
-            where = os.path.join(where, part)
-            try:
-                nxt = os.open(part, DIR_FLAGS, dir_fd=fd)
-            except FileNotFoundError:
-                if not create:
-                    raise
-                try:
-                    os.mkdir(part, mode, dir_fd=fd)
-                except FileExistsError:
-                    pass
-                nxt = os.open(part, DIR_FLAGS, dir_fd=fd)
-            except OSError as exc:
-                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                    raise Refused(where, "is %s, not a directory" % _kind_at(fd, part))
-                raise
-            os.close(fd)
-            fd = nxt
-        return fd
-    except BaseException:
-        os.close(fd)
-        raise
+
+    def make(fd, part, _where):
+        try:
+            os.mkdir(part, mode, dir_fd=fd)
+        except FileExistsError:
+            pass
+        return os.open(part, DIR_FLAGS, dir_fd=fd)
+
+    return descend(os.open(top, os.O_RDONLY | os.O_DIRECTORY), _parts(rel), top, make if create else None)[0]
 
 
 def _kind_at(dir_fd, name):
@@ -295,32 +319,16 @@ def open_dir_path(path, create=False, mode=0o755, uid=None, gid=None):
     Refused); the folders above it are the operator's and are followed. FileNotFoundError when one is missing,
     unless `create`: each missing folder is then made with `mode` (whatever the umask) and, when given, `uid` and
     `gid`, set through its descriptor. Returns (descriptor, list of the folders made)."""
+
+    def make(fd, part, where):
+        os.mkdir(part, 0o700, dir_fd=fd)
+        nxt = os.open(part, DIR_FLAGS, dir_fd=fd)
+        own_fd(nxt, *_ids(uid, gid), mode=mode, where=where, made=True)
+        return nxt
+
     parts = [p for p in os.path.normpath(path).split("/") if p]
-    fd = os.open("/", os.O_RDONLY | os.O_DIRECTORY)
-    where, made = "/", []
-    try:
-        for i, part in enumerate(parts):
-            where = os.path.join(where, part)
-            flags = DIR_FLAGS if i == len(parts) - 1 else os.O_RDONLY | os.O_DIRECTORY
-            try:
-                nxt = os.open(part, flags, dir_fd=fd)
-            except FileNotFoundError:
-                if not create:
-                    raise
-                os.mkdir(part, 0o700, dir_fd=fd)
-                nxt = os.open(part, DIR_FLAGS, dir_fd=fd)
-                own_fd(nxt, *_ids(uid, gid), mode=mode, where=where, made=True)
-                made.append(where)
-            except OSError as exc:
-                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                    raise Refused(where, "is %s, not a directory" % _kind_at(fd, part))
-                raise
-            os.close(fd)
-            fd = nxt
-        return fd, made
-    except BaseException:
-        os.close(fd)
-        raise
+    return descend(os.open("/", os.O_RDONLY | os.O_DIRECTORY), parts, "/", make if create else None,
+                   follow_above=True)
 
 
 def read_at(dir_fd, name, limit, where=None):

@@ -173,8 +173,7 @@ class ImageWriter:
         self.changed = []
         self.made = False
 
-    def _refuse(self, dir_fd, rel, name):
-        where = os.path.join(self.root, rel)
+    def _refuse(self, dir_fd, name, where):
         try:
             st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
         except OSError:
@@ -190,35 +189,20 @@ class ImageWriter:
 
     def open_dir(self, parts):
         """A descriptor of the folder `parts` below the root, made (root's, 0755) where missing; None in check
-        mode when it does not exist yet."""
-        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
-        rel = ""
-        self.made = False
-        try:
-            for part in parts:
-                rel = os.path.join(rel, part)
-                try:
-                    nxt = os.open(part, _fs.DIR_FLAGS, dir_fd=fd)
-                    self.made = False
-                except FileNotFoundError:
-                    self.made = True
-                    self._did("/" + rel)
-                    if self.check:
-                        os.close(fd)
-                        return None
-                    os.mkdir(part, 0o700, dir_fd=fd)
-                    nxt = os.open(part, _fs.DIR_FLAGS, dir_fd=fd)
-                    _fs.own_fd(nxt, 0, 0, 0o755, made=True)
-                except OSError as exc:
-                    if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                        self._refuse(fd, rel, part)
-                    raise
-                os.close(fd)
-                fd = nxt
-            return fd
-        except BaseException:
-            os.close(fd)
-            raise
+        mode when it does not exist yet. `made`: the last folder was made by this call."""
+        def make(fd, part, where):
+            self._did("/" + os.path.relpath(where, self.root))
+            if self.check:
+                return None
+            os.mkdir(part, 0o700, dir_fd=fd)
+            nxt = os.open(part, _fs.DIR_FLAGS, dir_fd=fd)
+            _fs.own_fd(nxt, 0, 0, 0o755, made=True)
+            return nxt
+
+        fd, made = _fs.descend(os.open(self.root, os.O_RDONLY | os.O_DIRECTORY), parts, self.root, make,
+                               self._refuse)
+        self.made = bool(parts) and made[-1:] == [os.path.join(self.root, *parts)]
+        return fd
 
     def ids(self, owner):
         if owner in (None, "root"):

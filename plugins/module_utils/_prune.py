@@ -922,7 +922,7 @@ def store_anomalies(cache_dir, hashes=None):
     found = []
     try:
         if not stat.S_ISDIR(os.lstat(top).st_mode):
-            return [Refused(top, "the shared store is %s, not a directory" % _store.describe(os.lstat(top).st_mode),
+            return [Refused(top, "the shared store is %s, not a directory" % _fs.describe(os.lstat(top).st_mode),
                             "remove %s (it is not huggingface_hub's store); downloads make it again" % top)]
         prefixes = _listdir(cache_dir, _store.STORE_DIR)
     except OSError:
@@ -936,7 +936,7 @@ def store_anomalies(cache_dir, hashes=None):
         if not _store.PREFIX_RE.match(prefix):
             continue
         if not stat.S_ISDIR(st.st_mode):
-            found.append(Refused(folder, "store folder is %s" % _store.describe(st.st_mode),
+            found.append(Refused(folder, "store folder is %s" % _fs.describe(st.st_mode),
                                  "remove %s by hand (rm removes the link itself); downloads make it again" % folder))
             continue
         for name in _safe_listdir(cache_dir, "%s/%s" % (_store.STORE_DIR, prefix)):
@@ -952,7 +952,7 @@ def store_anomalies(cache_dir, hashes=None):
                 continue
             if not stat.S_ISREG(st.st_mode):
                 what = "store entry" if name == xet_hash else "manifest"
-                found.append(Refused(path, "%s is %s, not a regular file; never opened" % (what, _store.describe(st.st_mode)),
+                found.append(Refused(path, "%s is %s, not a regular file; never opened" % (what, _fs.describe(st.st_mode)),
                                      "remove %s by hand after finding out what made it (rm removes it without"
                                      " following it); a download of the file makes the entry again" % path))
             elif name != xet_hash:

@@ -54,8 +54,6 @@ TARGET_RE = re.compile(r"^\.\./\.\./blobs/([0-9a-f]{2})/([0-9a-f]{64})$")
 REPO_BLOB_RE = re.compile(r"^(?:models|datasets|spaces)--[A-Za-z0-9][A-Za-z0-9._-]*(?:--[A-Za-z0-9][A-Za-z0-9._-]*)?"
                           r"/blobs/(?:[0-9a-f]{40}|[0-9a-f]{64})$")
 REPO_FOLDER_RE = re.compile(r"^(?:models|datasets|spaces)--[A-Za-z0-9][A-Za-z0-9._-]*$")
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
-_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
 _CHUNK = 4 * 1024 * 1024
 
 FILE = "file"          # a regular file in the repository's blobs folder: the plain layout
@@ -143,7 +141,7 @@ def link_hash(blob_path):
 
 def _open_dir(name, dir_fd, what):
     try:
-        return os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+        return os.open(name, _fs.DIR_FLAGS, dir_fd=dir_fd)
     except FileNotFoundError:
         raise
     except OSError as exc:
@@ -166,7 +164,7 @@ def open_entry(cache_dir, xet_hash):
         fds.append(_open_dir(STORE_DIR, top, store_dir(cache_dir)))
         fds.append(_open_dir(xet_hash[:2], fds[-1], os.path.dirname(where)))
         try:
-            fd = os.open(xet_hash, _FILE_FLAGS, dir_fd=fds[-1])
+            fd = os.open(xet_hash, _fs.FILE_FLAGS, dir_fd=fds[-1])
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 raise StoreRefused("store entry %s is a symlink" % where, where, "symlink")
@@ -243,7 +241,7 @@ def open_blob(cache_dir, blob_path):
     except _fs.Refused as exc:
         raise StoreRefused(str(exc), blob_path, "folder on the way is not a real directory")
     try:
-        fd = os.open(name, _FILE_FLAGS, dir_fd=dir_fd)
+        fd = os.open(name, _fs.FILE_FLAGS, dir_fd=dir_fd)
     except OSError as exc:
         if exc.errno != errno.ELOOP:
             raise
@@ -281,15 +279,6 @@ def _lstat(path):
         return os.lstat(path)
     except (FileNotFoundError, NotADirectoryError):
         return None
-
-
-def describe(mode):
-    """What a file of this mode is, for messages that say why it was refused."""
-    for test, name in ((stat.S_ISLNK, "a symlink"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory")):
-        if test(mode):
-            return name
-    return "not a regular file"
 
 
 def unsound_paths(cache_dir):
@@ -342,7 +331,7 @@ def read_manifest(cache_dir, xet_hash, limit=MANIFEST_MAX):
     """
     path = manifest_path(cache_dir, xet_hash)
     try:
-        fd = os.open(path, _FILE_FLAGS)
+        fd = os.open(path, _fs.FILE_FLAGS)
     except OSError:
         return []
     try:
