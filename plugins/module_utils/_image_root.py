@@ -110,30 +110,30 @@ def _read_etc(root, name):
     return data, where
 
 
+def _entry(root, table, name):
+    """(line number, fields, file) of `name` in the image's /etc/passwd or /etc/group (`table`)."""
+    data, where = _read_etc(root, table)
+    entries = parse_id_table(data, 4 if table == "passwd" else 3)
+    if name not in entries:
+        what, variable = ("user", "model_cache_owner") if table == "passwd" else ("group", "model_cache_group")
+        raise _errors.Failure(_errors.INVALID_ARGUMENT, "%s %s is not in %s: create it in the image first, or fix %s"
+                              % (what, name, where, variable))
+    number, fields = entries[name]
+    return number, fields, where
+
+
 def image_ids(root, owner, group, allow_root=False):
     """(uid, gid) of `owner`/`group` as the image's own /etc/passwd and /etc/group give them.
 
     An id of 0 (root, or the root group) is refused with unsafe_image_root unless `allow_root`: the cache and
     every link would belong to root in the image, and a passwd line that makes the service user root is
     more likely an altered image than a choice."""
-    data, where = _read_etc(root, "passwd")
-    users = parse_id_table(data, 4)
-    if owner not in users:
-        raise _errors.Failure(_errors.INVALID_ARGUMENT,
-                              "user %s is not in %s: create it in the image first, or fix model_cache_owner"
-                              % (owner, where))
-    number, fields = users[owner]
+    number, fields, where = _entry(root, "passwd", owner)
     uid = parse_id(fields[2], where, number, "user %s" % owner)
     gid = parse_id(fields[3], where, number, "the primary group of %s" % owner)
     gid_from = "%s line %d (the primary group of %s)" % (where, number, owner)
     if group:
-        data, gwhere = _read_etc(root, "group")
-        groups = parse_id_table(data, 3)
-        if group not in groups:
-            raise _errors.Failure(_errors.INVALID_ARGUMENT,
-                                  "group %s is not in %s: create it in the image first, or fix model_cache_group"
-                                  % (group, gwhere))
-        gnumber, gfields = groups[group]
+        gnumber, gfields, gwhere = _entry(root, "group", group)
         gid = parse_id(gfields[2], gwhere, gnumber, "group %s" % group)
         gid_from = "%s line %d" % (gwhere, gnumber)
     if not allow_root:
