@@ -249,6 +249,30 @@ def wait_child(pid, deadline, poll=0.05):
         time.sleep(poll)
 
 
+def clear(dir_fd, path):
+    """Remove everything in the directory `dir_fd` (named `path`): names are unlinked, folders entered with
+    O_NOFOLLOW; nothing is followed. An OSError names the entry in its `filename`."""
+    for name in os.listdir(dir_fd):
+        where = os.path.join(path, name)
+        try:
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                sub = os.open(name, DIR_FLAGS, dir_fd=dir_fd)
+                try:
+                    clear(sub, where)
+                finally:
+                    os.close(sub)
+                os.rmdir(name, dir_fd=dir_fd)
+            else:
+                os.unlink(name, dir_fd=dir_fd)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            if getattr(exc, "filename", None) and os.path.isabs(str(exc.filename)):
+                raise
+            raise type(exc)(exc.errno, exc.strerror, where)
+
+
 def rmtree_at(top, rel):
     """Remove the entry `rel` below `top` and, when it is a real directory, everything in it, through
     descriptors: a folder swapped for a symlink while this runs is unlinked as a link, never entered. A symlink
@@ -268,16 +292,7 @@ def rmtree_at(top, rel):
             return True
         sub = os.open(name, DIR_FLAGS, dir_fd=dir_fd)
         try:
-            for _path, dirs, files, fd in os.fwalk(".", dir_fd=sub, topdown=False, follow_symlinks=False):
-                for entry in files + dirs:
-                    try:
-                        is_dir = stat.S_ISDIR(os.stat(entry, dir_fd=fd, follow_symlinks=False).st_mode)
-                        if is_dir:
-                            os.rmdir(entry, dir_fd=fd)
-                        else:
-                            os.unlink(entry, dir_fd=fd)
-                    except FileNotFoundError:
-                        continue
+            clear(sub, os.path.join(top, rel))
         finally:
             os.close(sub)
         os.rmdir(name, dir_fd=dir_fd)

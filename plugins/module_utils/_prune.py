@@ -534,30 +534,6 @@ def _open_sub(parent_fd, name, create=False):
         return os.open(name, _fs.DIR_FLAGS, dir_fd=parent_fd)
 
 
-def _clear(dir_fd, path):
-    """Remove everything in the directory `dir_fd` (named `path`): names are unlinked, folders entered with
-    O_NOFOLLOW; nothing is followed. An OSError names the entry in its `filename`."""
-    for name in os.listdir(dir_fd):
-        where = os.path.join(path, name)
-        try:
-            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-            if stat.S_ISDIR(st.st_mode):
-                sub = os.open(name, _fs.DIR_FLAGS, dir_fd=dir_fd)
-                try:
-                    _clear(sub, where)
-                finally:
-                    os.close(sub)
-                os.rmdir(name, dir_fd=dir_fd)
-            else:
-                os.unlink(name, dir_fd=dir_fd)
-        except FileNotFoundError:
-            continue
-        except OSError as exc:
-            if getattr(exc, "filename", None) and os.path.isabs(str(exc.filename)):
-                raise
-            raise type(exc)(exc.errno, exc.strerror, where)
-
-
 def _probe(dir_fd, path):
     """Check that every entry below the folder `dir_fd` can be removed, by renaming each in place and back: a
     file or folder that is immutable, append-only, on a read-only mount or a mount point fails here, before
@@ -656,7 +632,7 @@ def recover(repo):
             done = "finished" if committed else "restored"
             if not committed:
                 _put_back(root_fd, trash_fd)
-            _clear(trash_fd, path)
+            _fs.clear(trash_fd, path)
         finally:
             os.close(trash_fd)
         os.rmdir(TRASH, dir_fd=root_fd)
@@ -735,7 +711,7 @@ def _move_out(root_fd, root, trash, moves):
                 where = os.path.join(root, os.path.relpath(where, trash))
             try:
                 _put_back(root_fd, trash_fd)
-                _clear(trash_fd, trash)
+                _fs.clear(trash_fd, trash)
                 os.rmdir(TRASH, dir_fd=root_fd)
             except OSError as again:
                 raise _errors.Failure(_errors.PARTIAL_FAILURE,
@@ -760,7 +736,7 @@ def _move_out(root_fd, root, trash, moves):
         os.fsync(trash_fd)
         # the point of no return: from here the next run finishes, never puts back
         try:
-            _clear(trash_fd, trash)
+            _fs.clear(trash_fd, trash)
             os.rmdir(TRASH, dir_fd=root_fd)
         except OSError as exc:
             where = _where(trash, exc)
