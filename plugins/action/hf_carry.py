@@ -385,8 +385,9 @@ class ActionModule(ActionBase):
             except AnsibleError as exc:
                 done = human(progress.sent + progress.held)
                 raise _errors.Failure(
-                  _errors.TRANSIENT, "sending %s (%s of %s sent) to %s failed: %s; the chunks already there are kept, and the"
-                  " next run sends only the others" % (chunk["name"], done, human(plan["total"]), remote, exc))
+                    _errors.TRANSIENT,
+                    "sending %s (%s of %s sent) to %s failed: %s; the chunks already there are kept, and the"
+                    " next run sends only the others" % (chunk["name"], done, human(plan["total"]), remote, exc))
             progress.sent += chunk["size"]
             self.stats["bytes_sent"] += chunk["size"]
             self.stats["chunks_sent"] += 1

@@ -647,10 +647,11 @@ class ChunkStream:
                     return
                 if pos != chunk["size"] or sha256.hexdigest() != chunk["sha256"]:
                     self.error = _errors.Failure(
-                             _errors.INTEGRITY, "the chunk %s in %s does not match what was sent (%d bytes, SHA-256 %s; sent %d bytes,"
-                             " SHA-256 %s): it was damaged on the way or on the host; nothing was taken into the cache;"
-                             " run again to send it anew" % (chunk["name"], self.where, pos, sha256.hexdigest(),
-                                                             chunk["size"], chunk["sha256"]))
+                        _errors.INTEGRITY,
+                        "the chunk %s in %s does not match what was sent (%d bytes, SHA-256 %s; sent %d bytes,"
+                        " SHA-256 %s): it was damaged on the way or on the host; nothing was taken into the cache;"
+                        " run again to send it anew" % (chunk["name"], self.where, pos, sha256.hexdigest(),
+                                                        chunk["size"], chunk["sha256"]))
                     return
                 self.verified = index
         except Exception as exc:  # pylint: disable=broad-except  # raised by verdict(), in the unpacking thread

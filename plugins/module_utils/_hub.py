@@ -90,8 +90,9 @@ def parse_ratelimit(headers):
 # 429 and 5xx alike, told apart by the message's prefix; a failure inside a download task comes as RuntimeError
 # ("Task error: ... CAS Client Error: Request error: HTTP status client error (429 Too Many Requests) ...").
 # Its retries are off in the download child, so these reach the Retrier.
-_XET_KINDS = (("Rate limited:", _errors.RATE_LIMITED), ("Server error:", _errors.SERVER_ERROR), ("Network error:", _errors.UNREACHABLE),
-              ("Timeout:", _errors.TRANSIENT), ("Authentication error:", _errors.UNAUTHORIZED))
+_XET_KINDS = (("Rate limited:", _errors.RATE_LIMITED), ("Server error:", _errors.SERVER_ERROR),
+              ("Network error:", _errors.UNREACHABLE), ("Timeout:", _errors.TRANSIENT),
+              ("Authentication error:", _errors.UNAUTHORIZED))
 _XET_WRITER_DROPPED = "Data sender was dropped before sending data"
 _XET_OS_ERROR_RE = re.compile(r"\(os error (\d+)\)")
 _XET_STATUS_RE = re.compile(r"HTTP status (?:client|server) error \((\d{3})[ )]|\((\d{3}) [A-Z][a-z]")
@@ -442,7 +443,7 @@ class Retrier:
                 failure.attempts = attempt
                 if failure.kind == _errors.TIMEOUT:
                     failure.msg = ("no answer from the Hub within the %ds timeout (attempt %d)"
-                                       % (self.timeout, attempt))
+                                   % (self.timeout, attempt))
                     raise failure
                 if failure.kind not in RETRYABLE or attempt > self.retries:
                     raise failure
@@ -453,10 +454,10 @@ class Retrier:
                 if wait >= self.remaining():
                     if asked is not None:
                         failure.msg += (" (the Hub asked to wait %ds (%s), longer than the %ds left of"
-                                            " the timeout)" % (round(asked), why, max(0, round(self.remaining()))))
+                                        " the timeout)" % (round(asked), why, max(0, round(self.remaining()))))
                     else:
                         failure.msg += (" (no time left for retry %d within the %ds timeout)"
-                                            % (attempt, self.timeout))
+                                        % (attempt, self.timeout))
                     raise failure
                 self.retries_used += 1
                 self.sleep(wait)

@@ -15,7 +15,6 @@ Private to the justnews.huggingface collection: no compatibility promise.
 
 from __future__ import annotations
 
-import errno
 import os
 import re
 import secrets

@@ -648,8 +648,8 @@ def apply(plan):
        in the repository folder (`.hf_prune.trash`, same filesystem: each rename is atomic), from descriptors of
        real folders only.
     2. Check that everything in the trash can be removed (_probe).
-    3. On any failure so far, put everything back and raise Failure with the cause's kind (`path` in its extra: what could not be removed); only when that
-       fails too, `partial_failure` naming the trash, which the next run settles (recover).
+    3. On any failure so far, put everything back and raise Failure with the cause's kind (`path` in its extra:
+       what could not be removed); only when that fails too, `partial_failure` naming the trash, which the next run settles (recover).
     4. Mark the trash `committed` - the point of no return - and delete it; a failure now is
        `partial_failure`: the revisions are gone from snapshots/, the next run finishes the trash.
 
@@ -1158,9 +1158,9 @@ class Prune:
                 settled = recover(plan.repo)
             except OSError as exc:
                 where = getattr(exc, "filename", None) or os.path.join(plan.repo.root, TRASH)
-                raise _errors.Failure(error_kind(exc) if error_kind(exc) != _errors.OTHER
-                                      else _errors.PARTIAL_FAILURE, "cannot settle %s, left by a prune that stopped part-way: %s. Fix: make %s removable,"
-                                      " then run again" % (os.path.join(plan.repo.root, TRASH), exc, where))
+                raise _errors.Failure(error_kind(exc) if error_kind(exc) != _errors.OTHER else _errors.PARTIAL_FAILURE,
+                                      "cannot settle %s, left by a prune that stopped part-way: %s. Fix: make %s"
+                                      " removable, then run again" % (os.path.join(plan.repo.root, TRASH), exc, where))
             if settled:
                 action, path, refused = settled
                 self.result["recovered"].append({"repo_id": plan.repo_id, "repo_type": plan.repo_type,

@@ -78,9 +78,9 @@ HUB_FAILURES = {
     _errors.TRANSIENT: "the connection to %(endpoint)s kept dropping",
     _errors.TIMEOUT: "%(endpoint)s did not answer in time",
     _errors.INTEGRITY: "%(endpoint)s sent a file whose size or content does not match its own listing (a mirror or"
-                    " proxy may serve stale or damaged files)",
+                       " proxy may serve stale or damaged files)",
     _errors.UNSAFE_LISTING: "%(endpoint)s answered with a name that would lead outside the cache, or contradicts its"
-                         " own listing",
+                            " own listing",
     _errors.DISK_FULL: "no space left in %(cache_dir)s",
     _errors.NOT_WRITABLE: "%(cache_dir)s is not writable by the user running the module",
     _errors.OTHER: "fetching %(repo)s failed",

@@ -281,8 +281,8 @@ def main():
         prune = _prune.Prune(module)
         result = prune.run()
     except _errors.Failure as failure:
-        _errors.fail_with(module, failure, **dict(prune.result if prune else {},
-                                                   changed=prune.result["changed"] if prune else False))
+        result = dict(prune.result if prune else {}, changed=prune.result["changed"] if prune else False)
+        _errors.fail_with(module, failure, **result)
     except OSError as exc:
         kind = _prune.error_kind(exc)
         result = dict(prune.result if prune else {}, changed=bool(prune and prune.result["changed"]))

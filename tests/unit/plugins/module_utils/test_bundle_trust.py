@@ -8,7 +8,7 @@ import tarfile
 
 import pytest
 
-from ansible_collections.justnews.huggingface.plugins.module_utils import _bundle, _carry, _errors
+from ansible_collections.justnews.huggingface.plugins.module_utils import _bundle, _errors
 
 BLOB = "a" * 64
 
