@@ -281,7 +281,8 @@ def main():
     try:
         run(module, p, result)
     except _errors.Failure as exc:
-        _errors.fail_with(module, exc, **dict(result, changed=False))
+        result.update(changed=False)
+        _errors.fail_with(module, exc, **result)
     except OSError as exc:
         result.update(changed=False)
         _errors.fail(module, _errors.OTHER, "writing into the image root failed on %s: %s"

@@ -630,7 +630,8 @@ def main():
         result = snapshot.run()
     except Failure as failure:
         result = snapshot.finish() if snapshot else {"changed": False}
-        _errors.fail_with(module, failure, **dict(result, changed=False))
+        result.update(changed=False)
+        _errors.fail_with(module, failure, **result)
     module.exit_json(**result)
 
 
