@@ -101,7 +101,7 @@ def closure(path, seen=None):
     it turns into an answer of its own (CONTAINS_FAILURES_OF; tests/unit/plugins/module_utils/test_settle.py)."""
     seen = set() if seen is None else seen
     seen.add(path)
-    contained = getattr(module_of(path), "CONTAINS_FAILURES_OF", ()) if path.parent.name == "module_utils" else ()
+    contained = getattr(module_of(path), "CONTAINS_FAILURES_OF", ())
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.module == PACKAGE + ".module_utils":
             for alias in node.names:
