@@ -19,6 +19,7 @@ import re
 import stat
 
 from ansible_collections.justnews.huggingface.plugins.module_utils import _cache
+from ansible_collections.justnews.huggingface.plugins.module_utils import _errors
 from ansible_collections.justnews.huggingface.plugins.module_utils import _fs
 from ansible_collections.justnews.huggingface.plugins.module_utils import _store
 from ansible_collections.justnews.huggingface.plugins.module_utils import _systemd
@@ -55,12 +56,13 @@ class Doctor:
         self.p = params
         self.run_command = run_command  # argv -> (rc, out, err); rc None when it did not finish in time
         self.as_user = as_user  # (user, func, *args) -> func's JSON-able result, None or a ChildTimeout
-        self.http_get = http_get  # (url, token) -> (status or None, headers, body or error text)
+        self.http_get = http_get  # _systemd.http_get: (url, timeout, token, proxy) -> (status, headers, body)
         self.findings = []
         self.units = {}
+        self.entries = {unit["name"]: unit for unit in params["units"]}  # _systemd.UNIT_OPTIONS
         self.secrets = _systemd.Secrets()
         self.secrets.add(params.get("token"))
-        self._env_files = {}
+        self.env_files = _systemd.EnvFiles(self.secrets, params["cache_dir"])
 
     def add(self, *args, **kwargs):
         self.findings.append(finding(*args, **kwargs))
@@ -69,7 +71,7 @@ class Doctor:
         return self.secrets.mask(text)
 
     def run(self):
-        for name in self.p["units"]:
+        for name in self.entries:
             self.units[name] = self.unit(name)
         self.collect_secrets()
         self.check_cache()
@@ -90,41 +92,37 @@ class Doctor:
     def collect_secrets(self):
         """Every token value the units can see, read before any check quotes a line that may hold one."""
         if self.p["token_file"]:
-            self.secrets.add_tokens(self.env_file(self.p["token_file"], "token", self.p["token_file"]))
+            self.env_file(self.p["token_file"], "token", self.p["token_file"])
         for name, props in self.units.items():
             if not props:
                 continue
             self.secrets.add_tokens(props["Environment"])
             for path in self.env_paths(name, props):
-                self.secrets.add_tokens(self.env_file(path, "environment", name))
+                self.env_file(path, "environment", name)
 
     def env_paths(self, name, props):
-        return [path.replace("%i", _systemd.instance(name)) for path in props["EnvironmentFiles"] + self.p["sourced_files"]]
+        return [path.replace("%i", _systemd.instance(name))
+                for path in props["EnvironmentFiles"] + self.p["sourced_files"]]
 
     def env_file(self, path, check, subject):
-        """read_env_file, once per path; a file that may not be read is a finding (once), then None."""
-        if path not in self._env_files:
-            try:
-                self._env_files[path] = _systemd.read_env_file(path, self.p["cache_dir"])
-            except _fs.Refused as exc:
-                self._env_files[path] = None
-                self.add(check, path, FAIL, "%s; it was not read (subject: %s)" % (exc, subject),
-                         "replace %s with a regular file only root can write (rm it as root first; do not"
-                         " follow a link or read a FIFO there)" % path)
-            except OSError as exc:
-                self._env_files[path] = None
-                self.add(check, path, FAIL, "cannot read %s: %s" % (path, exc.strerror or exc),
-                         "check the file's path and permissions")
-        return self._env_files[path]
+        """The file's {key: value}, read once; a file that is not read is a finding (once), then None."""
+        first = path not in self.env_files.values
+        values = self.env_files.read(path)
+        if first and path in self.env_files.unread:
+            self.add(check, path, FAIL, "%s (subject: %s)" % (self.env_files.unread[path], subject),
+                     "replace %s with a regular file only root can write (rm it as root first; do not follow a"
+                     " link or read a FIFO there)" % path if path in self.env_files.refused
+                     else "check the file's path and permissions")
+        return values
 
     # units -------------------------------------------------------------------------------------------------
     def unit(self, name):
         try:
             props = _systemd.show(self.run_command, name, SHOW_PROPS)
-        except _systemd.ShowError as exc:
-            self.add("unit", name, FAIL, str(exc),
-                     "check systemd on the host (systemctl status), then run the doctor again" if exc.timed_out
-                     else "run the doctor on a host booted with systemd")
+        except _errors.Failure as exc:
+            self.add("unit", name, FAIL, exc.msg,
+                     "check systemd on the host (systemctl status), then run the doctor again"
+                     if exc.kind == _errors.TIMEOUT else "run the doctor on a host booted with systemd")
             return None
         self.secrets.add_tokens(props["Environment"])
         if props.get("LoadState") != "loaded":
@@ -132,13 +130,14 @@ class Doctor:
                      "install the unit, or remove it from model_cache_units")
             return None
         state = "%s/%s" % (props.get("ActiveState"), props.get("SubState"))
-        url = self.p["ready_urls"].get(name)
+        how, target = _systemd.ready_check(self.entries[name], self.p["agent_ports"])
+        url = self.p["ready_urls"].get(name) or (target if how == "http" else "")
         if props.get("ActiveState") != "active":
             self.add("unit", name, FAIL, "the unit is %s" % state,
                      "journalctl -u %s -n 50, then systemctl restart %s" % (name, name))
         elif url:
-            status, _headers, body = self.http_get(url, None)
-            if _systemd.ready_answer(status, body):
+            ready, status, body = _systemd.ready_url(self.http_get, url, self.p["timeout"])
+            if ready:
                 self.add("unit", name, OK, "%s, GET %s answers 200" % (state, url))
             else:
                 self.add("unit", name, FAIL, "%s but GET %s answers %s"
@@ -343,7 +342,7 @@ class Doctor:
                      " offline by design)")
             return
         url = self.p["endpoint"].rstrip("/") + "/api/whoami-v2"
-        status, _headers, body = self.http_get(url, self.token())
+        status, _headers, body = self.http_get(url, self.p["timeout"], self.token(), proxy=True)
         if status == 200:
             self.add("token", path, OK, "present, root-only and accepted by %s" % self.p["endpoint"])
         elif status == 401:
@@ -365,7 +364,7 @@ class Doctor:
             subject = "%s (%s@%s)" % (endpoint, model["repo_id"], model["revision"])
             kind = {"model": "models", "dataset": "datasets", "space": "spaces"}[model["repo_type"]]
             url = "%s/api/%s/%s/revision/%s" % (endpoint, kind, model["repo_id"], model["revision"])
-            status, headers, body = self.http_get(url, token)
+            status, headers, body = self.http_get(url, self.p["timeout"], token, proxy=True)
             if status == 200:
                 self.add("hub", subject, OK,
                          "reachable; the revision resolves" + (" with the token" if token else ""))
@@ -393,12 +392,10 @@ class Doctor:
         if not props:
             return
         expected = self.p["expected_env"]
-        effective = dict(props["Environment"])
-        source = {k: "the unit or its drop-ins" for k in effective}
-        for path, values in _systemd.overriding(self.env_paths(name, props), self.p["managed_env"],
-                                                lambda path: self.env_file(path, "environment", name)):
-            effective.update(values)
-            source.update(dict.fromkeys(values, path))
+        effective, sources = _systemd.effective_environment(
+            props["Environment"], self.env_paths(name, props), self.p["managed_env"],
+            lambda path: self.env_file(path, "environment", name))
+        source = {k: sources[k][-1] if k in sources else "the unit or its drop-ins" for k in effective}
         if self.p["token_expected"] and self.token() and self.p["token_file"] in props["EnvironmentFiles"]:
             effective.setdefault("HF_TOKEN", "<from %s>" % self.p["token_file"])
         unit_problems = []
@@ -418,20 +415,18 @@ class Doctor:
         if pid <= 0:
             return
         subject = "%s (pid %d)" % (name, pid)
-        environ = self.as_user(props["user"], _systemd.process_environment, pid,
-                               sorted(set(expected) | set(_systemd.TOKEN_KEYS)))
-        if isinstance(environ, _systemd.ChildTimeout):
+        found = _systemd.process_differences(self.as_user, props["user"], pid, expected, self.secrets,
+                                             _systemd.TOKEN_KEYS)
+        if isinstance(found, _systemd.ChildTimeout):
             self.add("environment", subject, FAIL, "reading the process environment as %s %s"
-                     % (props["user"], environ.describe()),
+                     % (props["user"], found.describe()),
                      "check the process (cat /proc/%d/status) and the host's load, then run the doctor again" % pid)
             return
-        if not environ:
+        if found is None:
             self.add("environment", subject, WARN,
                      "the process environment could not be read as %s" % props["user"], "")
             return
-        for _pid, env in environ:
-            self.secrets.add_tokens(env)
-        stale = ["%s=%s" % (key, value) for _pid, key, value in _systemd.differences(environ, expected)]
+        stale = ["%s=%s" % (key, value) for _pid, key, value in found]
         if stale and not unit_problems:
             self.add("environment", subject, FAIL,
                      "the running process has %s, unlike the unit's settings" % ", ".join(sorted(set(stale))),

@@ -165,3 +165,13 @@ def fail(module, kind, msg, **result):
     result.update(error_kind=kind, fix=fix(kind))
     result.setdefault("changed", False)
     module.fail_json(msg=msg, **result)
+
+
+class Failure(Exception):
+    """The one exception of the collection: an error kind of this module, the message, and extra result keys."""
+
+    def __init__(self, kind, msg, **extra):
+        super().__init__(msg)
+        self.kind = kind
+        self.msg = msg
+        self.extra = extra
