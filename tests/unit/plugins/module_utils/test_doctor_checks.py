@@ -17,8 +17,8 @@ def show(env_files, environment='HF_HOME=/var/cache/hf HF_HUB_CACHE=/var/cache/h
 
 
 def doctor(tmp_path, env_files, process_env=None, journal="", **params):
-    p = dict(cache_dir=str(tmp_path / "hub"), models=[], units=[UNIT], ready_urls={}, expected_env=EXPECTED,
-             managed_env=sorted(EXPECTED), sourced_files=[], endpoint="http://127.0.0.1:9", reach_hub=False,
+    p = dict(cache_dir=str(tmp_path / "hub"), models=[], units=[{"name": UNIT}], agent_ports={}, ready_urls={},
+             expected_env=EXPECTED, managed_env=sorted(EXPECTED), sourced_files=[], endpoint="http://127.0.0.1:9", reach_hub=False,
              token_file=None, token_expected=False, verify_checksums=True, journal=True, timeout=1)
     p.update(params)
 
@@ -36,7 +36,7 @@ def doctor(tmp_path, env_files, process_env=None, journal="", **params):
             return [[4242, {k: (process_env or {}).get(k) for k in args[1]}]]
         return []
 
-    return _doctor.Doctor(p, run_command, as_user, lambda url, token: (None, {}, "no route")).run()
+    return _doctor.Doctor(p, run_command, as_user, lambda url, timeout, token=None, proxy=False: (None, {}, "no route")).run()
 
 
 def by_check(findings, check):
@@ -160,7 +160,8 @@ def store_cache(tmp_path, files):
 
 def model_doctor(cache):
     p = dict(cache_dir=str(cache), models=[{"repo_id": "org/name", "repo_type": "model", "revision": "main"}],
-             units=[], ready_urls={}, expected_env={}, managed_env=[], sourced_files=[], endpoint="http://127.0.0.1:9",
+             units=[], agent_ports={}, ready_urls={}, expected_env={}, managed_env=[], sourced_files=[],
+             endpoint="http://127.0.0.1:9",
              reach_hub=False, token_file=None, token_expected=False, verify_checksums=True, journal=False, timeout=1)
     return _doctor.Doctor(p, None, lambda user, func, *args: [], None)
 

@@ -136,12 +136,13 @@ def test_http_get_reads_the_answer_the_status_and_a_refused_connection():
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         url = "http://127.0.0.1:%d" % server.server_port
-        assert hf_units.http_get(url + "/ready", 5) == (200, '{"ready": true}')
-        assert hf_units.http_get(url + "/no-such-path", 5) == (404, "not here")
+        assert _systemd.http_get(url + "/ready", 5)[::2] == (200, '{"ready": true}')
+        assert _systemd.http_get(url + "/no-such-path", 5)[::2] == (404, "not here")
+        assert _systemd.ready_url(_systemd.http_get, url + "/ready", 5) == (True, 200, '{"ready": true}')
     finally:
         server.shutdown()
         server.server_close()
-    status, text = hf_units.http_get(url + "/ready", 5)  # nothing listens there any more
+    status, _headers, text = _systemd.http_get(url + "/ready", 5)  # nothing listens there any more
     assert status is None and "refused" in text.lower(), text
 
 
