@@ -486,6 +486,19 @@ def _refused(exc):
                                  " %s" % (exc.path, REFETCH)))
 
 
+def _foreign(link, what, target, where):
+    """A link (`what` of the file) that names something the library would not link to."""
+    return SnapshotFile(problem=(
+        "blob", link, FAIL, "foreign link: %s links to %r, %s" % (what, target, where),
+        "rm %s (removes the link only; do not follow it), find out what made it, %s" % (link, REFETCH)))
+
+
+def _dangling(link, what, missing):
+    """A link (`what` of the file) whose target `missing` is not there."""
+    return SnapshotFile(problem=("blob", link, FAIL, "dangling link: %s links to %s, which is not there"
+                                 % (what, missing), "rm %s, %s" % (link, REFETCH)))
+
+
 def snapshot_file(cache, folder, commit, path):
     """Classify `<folder>/snapshots/<commit>/<path>` with lstat and readlink from descriptors of the cache's
     folders: a snapshot link must name `../../blobs/<id>` of this repository, and that blob must be a regular
@@ -500,16 +513,11 @@ def snapshot_file(cache, folder, commit, path):
         named = posixpath.normpath(posixpath.join(posixpath.dirname(entry_rel), target))
         if target.startswith("/") or posixpath.dirname(named) != posixpath.join(folder, "blobs") \
                 or not _cache.BLOB_RE.match(posixpath.basename(named)):
-            return SnapshotFile(problem=(
-                "blob", entry, FAIL, "foreign link: the snapshot file %s links to %r, outside this repository's"
-                " blobs folder" % (path, target),
-                "rm %s (removes the link only; do not follow it), find out what made it, %s" % (entry, REFETCH)))
+            return _foreign(entry, "the snapshot file %s" % path, target, "outside this repository's blobs folder")
         blob = os.path.join(cache, named)
         bst = _fs.lstat_at(cache, named)
         if bst is None:
-            return SnapshotFile(problem=(
-                "blob", entry, FAIL, "dangling link: the snapshot file %s links to the blob %s, which is not there"
-                % (path, blob), "rm %s, %s" % (entry, REFETCH)))
+            return _dangling(entry, "the snapshot file %s" % path, "the blob %s" % blob)
         if stat.S_ISREG(bst.st_mode):
             return SnapshotFile(_store.FILE, named)
         if not stat.S_ISLNK(bst.st_mode):
@@ -520,17 +528,13 @@ def snapshot_file(cache, folder, commit, path):
         btarget = _fs.readlink_at(cache, named) or ""
         xet_hash = _store.parse_target(btarget)
         if xet_hash is None:
-            return SnapshotFile(problem=(
-                "blob", blob, FAIL, "foreign link: the blob of %s links to %r, not into the shared store"
-                " (../../blobs/<2 hex>/<xet hash>)" % (path, btarget),
-                "rm %s (removes the link only; do not follow it), find out what made it, %s" % (blob, REFETCH)))
+            return _foreign(blob, "the blob of %s" % path, btarget,
+                            "not into the shared store (../../blobs/<2 hex>/<xet hash>)")
         entry_rel = posixpath.join(_store.STORE_DIR, xet_hash[:2], xet_hash)
         where = os.path.join(cache, entry_rel)
         est = _fs.lstat_at(cache, entry_rel)
         if est is None:
-            return SnapshotFile(problem=(
-                "blob", blob, FAIL, "dangling link: the blob of %s links to the store entry %s, which is not there"
-                % (path, where), "rm %s, %s" % (blob, REFETCH)))
+            return _dangling(blob, "the blob of %s" % path, "the store entry %s" % where)
         if not stat.S_ISREG(est.st_mode):
             return SnapshotFile(problem=(
                 "blob", where, FAIL, "the store entry of %s is %s, not a regular file (never opened)"
