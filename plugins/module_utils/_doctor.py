@@ -52,7 +52,7 @@ def worst(findings):
 # --- the checks ------------------------------------------------------------------------------------------------
 
 class Doctor:
-    def __init__(self, params, run_command, as_user, http_get):
+    def __init__(self, params, run_command, as_user, http_get, secrets=None):
         self.p = params
         self.run_command = run_command  # argv -> (rc, out, err); rc None when it did not finish in time
         self.as_user = as_user  # (user, func, *args) -> func's JSON-able result, None or a ChildTimeout
@@ -60,7 +60,7 @@ class Doctor:
         self.findings = []
         self.units = {}
         self.entries = {unit["name"]: unit for unit in params["units"]}  # _systemd.UNIT_OPTIONS
-        self.secrets = _systemd.Secrets()
+        self.secrets = secrets or _systemd.Secrets()  # the module's, so that its failures mask them too
         self.secrets.add(params.get("token"))
         self.env_files = _systemd.EnvFiles(self.secrets, params["cache_dir"])
 

@@ -361,8 +361,7 @@ def main():
     doctor = _doctor.Doctor(p, lambda argv: _systemd.run_command(module, argv, timeout=limit),
                             lambda user, func, *args: _systemd.run_as(user, func, *args, timeout=limit),
                             lambda url, timeout, token=None, proxy=False: _systemd.http_get(
-                                url, timeout, token, proxy, agent="justnews.huggingface hf_doctor"))
-    doctor.secrets = secrets
+                                url, timeout, token, proxy, agent="justnews.huggingface hf_doctor"), secrets)
     try:
         findings = doctor.run()
     except Exception as exc:  # a check that breaks is reported, never a traceback that may quote a file
