@@ -51,14 +51,17 @@ def worst(findings):
 
 # --- the checks ------------------------------------------------------------------------------------------------
 
-class Doctor:
+class Checks:
+    """What every check shares: the parameters, the injected side effects, the findings so far, the token values
+    seen and the environment files read (each once)."""
+
     def __init__(self, params, run_command, as_user, http_get, secrets=None):
         self.p = params
         self.run_command = run_command  # argv -> (rc, out, err); rc None when it did not finish in time
         self.as_user = as_user  # (user, func, *args) -> func's JSON-able result, None or a ChildTimeout
         self.http_get = http_get  # _systemd.http_get: (url, timeout, token, proxy) -> (status, headers, body)
         self.findings = []
-        self.units = {}
+        self.units = {}  # name -> its systemctl show properties (None when it is not loaded or not read)
         self.entries = {unit["name"]: unit for unit in params["units"]}  # _systemd.UNIT_OPTIONS
         self.secrets = secrets or _systemd.Secrets()  # the module's, so that its failures mask them too
         self.secrets.add(params.get("token"))
@@ -70,24 +73,25 @@ class Doctor:
     def mask(self, text):
         return self.secrets.mask(text)
 
-    def run(self):
-        for name in self.entries:
-            self.units[name] = self.unit(name)
-        self.collect_secrets()
-        self.check_cache()
-        for model in self.p["models"]:
-            self.check_model(model)
-        self.check_token()
-        self.check_hub()
-        for name, props in self.units.items():
-            self.check_environment(name, props)
-        if self.p["journal"]:
-            for name, props in self.units.items():
-                self.check_journal(name, props)
-        for item in self.findings:  # whatever a check quoted (a journal line, a Hub's answer), no token in it
-            for key in ("subject", "detail", "fix"):
-                item[key] = self.mask(item[key])
-        return self.findings
+    def env_file(self, path, check, subject):
+        """The file's {key: value}, read once; a file that is not read is a finding (once), then None."""
+        first = path not in self.env_files.values
+        values = self.env_files.read(path)
+        if first and path in self.env_files.unread:
+            self.add(check, path, FAIL, "%s (subject: %s)" % (self.env_files.unread[path], subject),
+                     "replace %s with a regular file only root can write (rm it as root first; do not follow a"
+                     " link or read a FIFO there)" % path if path in self.env_files.refused
+                     else "check the file's path and permissions")
+        return values
+
+    def token(self):
+        """The token the token file holds, or None."""
+        values = self.env_file(self.p["token_file"], "token", self.p["token_file"]) if self.p["token_file"] else None
+        return (values or {}).get("HF_TOKEN") or (values or {}).get("HF_HUB_TOKEN")
+
+
+class UnitChecks(Checks):
+    """Each unit: loaded, active and ready; the environment it gets and its process runs with; its journal."""
 
     def collect_secrets(self):
         """Every token value the units can see, read before any check quotes a line that may hold one."""
@@ -104,18 +108,6 @@ class Doctor:
         return [path.replace("%i", _systemd.instance(name))
                 for path in props["EnvironmentFiles"] + self.p["sourced_files"]]
 
-    def env_file(self, path, check, subject):
-        """The file's {key: value}, read once; a file that is not read is a finding (once), then None."""
-        first = path not in self.env_files.values
-        values = self.env_files.read(path)
-        if first and path in self.env_files.unread:
-            self.add(check, path, FAIL, "%s (subject: %s)" % (self.env_files.unread[path], subject),
-                     "replace %s with a regular file only root can write (rm it as root first; do not follow a"
-                     " link or read a FIFO there)" % path if path in self.env_files.refused
-                     else "check the file's path and permissions")
-        return values
-
-    # units -------------------------------------------------------------------------------------------------
     def unit(self, name):
         try:
             props = _systemd.show(self.run_command, name, SHOW_PROPS)
@@ -148,7 +140,91 @@ class Doctor:
         props["user"] = props.get("User") or "root"
         return props
 
-    # cache -------------------------------------------------------------------------------------------------
+    def check_environment(self, name, props):
+        if not props:
+            return
+        expected = self.p["expected_env"]
+        effective, sources = _systemd.effective_environment(
+            props["Environment"], self.env_paths(name, props), self.p["managed_env"],
+            lambda path: self.env_file(path, "environment", name))
+        source = {k: sources[k][-1] if k in sources else "the unit or its drop-ins" for k in effective}
+        if self.p["token_expected"] and self.token() and self.p["token_file"] in props["EnvironmentFiles"]:
+            effective.setdefault("HF_TOKEN", "<from %s>" % self.p["token_file"])
+        unit_problems = []
+        for key, want in sorted(expected.items()):
+            got = effective.get(key)
+            if not _systemd.matches(want, got):
+                unit_problems.append((key, _systemd.shown(key, got), source.get(key, "nowhere")))
+        if unit_problems:
+            detail = "; ".join("%s=%s set by %s, the role sets %s" % (k, v, s, _systemd.shown(k, expected[k]))
+                               for k, v, s in unit_problems)
+            self.add("environment", name, FAIL, detail,
+                     "; ".join(("remove %s from %s (the start script re-sources it after systemd)" % (k, s))
+                               if s != "nowhere" and s != "the unit or its drop-ins"
+                               else "run justnews.huggingface.prefetch to rewrite the drop-in"
+                               for k, v, s in unit_problems))
+        pid = int(props.get("MainPID") or 0)
+        if pid <= 0:
+            return
+        subject = "%s (pid %d)" % (name, pid)
+        found = _systemd.process_differences(self.as_user, props["user"], pid, expected, self.secrets,
+                                             _systemd.TOKEN_KEYS)
+        if isinstance(found, _systemd.ChildTimeout):
+            self.add("environment", subject, FAIL, "reading the process environment as %s %s"
+                     % (props["user"], found.describe()),
+                     "check the process (cat /proc/%d/status) and the host's load, then run the doctor again" % pid)
+            return
+        if found is None:
+            self.add("environment", subject, WARN,
+                     "the process environment could not be read as %s" % props["user"], "")
+            return
+        stale = ["%s=%s" % (key, value) for _pid, key, value in found]
+        if stale and not unit_problems:
+            self.add("environment", subject, FAIL,
+                     "the running process has %s, unlike the unit's settings" % ", ".join(sorted(set(stale))),
+                     "systemctl restart %s (it runs with settings from before the last change)" % name)
+        elif stale:
+            self.add("environment", subject, FAIL,
+                     "the running process has %s" % ", ".join(sorted(set(stale))),
+                     "fix the unit's environment above, then systemctl restart %s" % name)
+        else:
+            self.add("environment", subject, OK,
+                     "the unit and its running process use %s as the role sets them"
+                     % ", ".join(sorted(expected)))
+
+    def check_journal(self, name, props):
+        if not props:
+            return
+        invocation = props.get("InvocationID")
+        argv = ["journalctl", "--no-pager", "-q", "-o", "cat"]
+        argv += ["_SYSTEMD_INVOCATION_ID=" + invocation] if invocation else ["-b", "-u", name]
+        rc, out, err = self.run_command(argv)
+        if rc is None:
+            self.add("journal", name, FAIL, "journalctl %s" % err,
+                     "check systemd-journald on the host (systemctl status systemd-journald; a journal that"
+                     " large may need journalctl --vacuum-size), then run the doctor again")
+            return
+        if rc != 0:
+            self.add("journal", name, WARN, "journalctl failed: %s" % self.mask(err.strip())[:200], "")
+            return
+        counts, samples = journal_counts(out.splitlines())
+        detail = "since the last start: %d download line(s), %d rate-limit line(s), %d offline error(s)" % (
+            counts["downloads"], counts["rate_limited"], counts["offline_errors"])
+        first = [self.mask(line)[:160] for line in samples]
+        if counts["rate_limited"] or counts["offline_errors"]:
+            self.add("journal", name, FAIL, detail + "; first: " + " | ".join(first),
+                     "the agent goes to the Hub: fix the environment findings (HF_HUB_OFFLINE=1, HF_HUB_CACHE),"
+                     " complete the model with justnews.huggingface.prefetch, then restart %s" % name)
+        elif counts["downloads"]:
+            self.add("journal", name, WARN, detail + "; first: " + " | ".join(first),
+                     "the agent downloaded at start: fix the environment and model findings, then restart")
+        else:
+            self.add("journal", name, OK, detail)
+
+
+class CacheChecks(Checks):
+    """The cache as the units' users read it, and each model complete at its commit (read offline)."""
+
     def users(self):
         """The units' users; root when no unit is given, so that the cache is still checked."""
         return sorted({props["user"] for props in self.units.values() if props}) or (
@@ -300,10 +376,9 @@ class Doctor:
         except (_cache.UnsafeName, OSError) as exc:
             self.add("model", subject, FAIL, "the cache cannot be read safely: %s" % exc, unsafe)
 
-    # token and Hub -----------------------------------------------------------------------------------------
-    def token(self):
-        values = self.env_file(self.p["token_file"], "token", self.p["token_file"]) if self.p["token_file"] else None
-        return (values or {}).get("HF_TOKEN") or (values or {}).get("HF_HUB_TOKEN")
+
+class HubChecks(Checks):
+    """The token file and the route to the Hub, when the host is meant to reach it."""
 
     def check_token(self):
         path = self.p["token_file"]
@@ -387,87 +462,28 @@ class Doctor:
             else:
                 self.add("hub", subject, WARN, "answered %d" % status, "check %s and run again" % endpoint)
 
-    # environment and journal -------------------------------------------------------------------------------
-    def check_environment(self, name, props):
-        if not props:
-            return
-        expected = self.p["expected_env"]
-        effective, sources = _systemd.effective_environment(
-            props["Environment"], self.env_paths(name, props), self.p["managed_env"],
-            lambda path: self.env_file(path, "environment", name))
-        source = {k: sources[k][-1] if k in sources else "the unit or its drop-ins" for k in effective}
-        if self.p["token_expected"] and self.token() and self.p["token_file"] in props["EnvironmentFiles"]:
-            effective.setdefault("HF_TOKEN", "<from %s>" % self.p["token_file"])
-        unit_problems = []
-        for key, want in sorted(expected.items()):
-            got = effective.get(key)
-            if not _systemd.matches(want, got):
-                unit_problems.append((key, _systemd.shown(key, got), source.get(key, "nowhere")))
-        if unit_problems:
-            detail = "; ".join("%s=%s set by %s, the role sets %s" % (k, v, s, _systemd.shown(k, expected[k]))
-                               for k, v, s in unit_problems)
-            self.add("environment", name, FAIL, detail,
-                     "; ".join(("remove %s from %s (the start script re-sources it after systemd)" % (k, s))
-                               if s != "nowhere" and s != "the unit or its drop-ins"
-                               else "run justnews.huggingface.prefetch to rewrite the drop-in"
-                               for k, v, s in unit_problems))
-        pid = int(props.get("MainPID") or 0)
-        if pid <= 0:
-            return
-        subject = "%s (pid %d)" % (name, pid)
-        found = _systemd.process_differences(self.as_user, props["user"], pid, expected, self.secrets,
-                                             _systemd.TOKEN_KEYS)
-        if isinstance(found, _systemd.ChildTimeout):
-            self.add("environment", subject, FAIL, "reading the process environment as %s %s"
-                     % (props["user"], found.describe()),
-                     "check the process (cat /proc/%d/status) and the host's load, then run the doctor again" % pid)
-            return
-        if found is None:
-            self.add("environment", subject, WARN,
-                     "the process environment could not be read as %s" % props["user"], "")
-            return
-        stale = ["%s=%s" % (key, value) for _pid, key, value in found]
-        if stale and not unit_problems:
-            self.add("environment", subject, FAIL,
-                     "the running process has %s, unlike the unit's settings" % ", ".join(sorted(set(stale))),
-                     "systemctl restart %s (it runs with settings from before the last change)" % name)
-        elif stale:
-            self.add("environment", subject, FAIL,
-                     "the running process has %s" % ", ".join(sorted(set(stale))),
-                     "fix the unit's environment above, then systemctl restart %s" % name)
-        else:
-            self.add("environment", subject, OK,
-                     "the unit and its running process use %s as the role sets them"
-                     % ", ".join(sorted(expected)))
 
-    def check_journal(self, name, props):
-        if not props:
-            return
-        invocation = props.get("InvocationID")
-        argv = ["journalctl", "--no-pager", "-q", "-o", "cat"]
-        argv += ["_SYSTEMD_INVOCATION_ID=" + invocation] if invocation else ["-b", "-u", name]
-        rc, out, err = self.run_command(argv)
-        if rc is None:
-            self.add("journal", name, FAIL, "journalctl %s" % err,
-                     "check systemd-journald on the host (systemctl status systemd-journald; a journal that"
-                     " large may need journalctl --vacuum-size), then run the doctor again")
-            return
-        if rc != 0:
-            self.add("journal", name, WARN, "journalctl failed: %s" % self.mask(err.strip())[:200], "")
-            return
-        counts, samples = journal_counts(out.splitlines())
-        detail = "since the last start: %d download line(s), %d rate-limit line(s), %d offline error(s)" % (
-            counts["downloads"], counts["rate_limited"], counts["offline_errors"])
-        first = [self.mask(line)[:160] for line in samples]
-        if counts["rate_limited"] or counts["offline_errors"]:
-            self.add("journal", name, FAIL, detail + "; first: " + " | ".join(first),
-                     "the agent goes to the Hub: fix the environment findings (HF_HUB_OFFLINE=1, HF_HUB_CACHE),"
-                     " complete the model with justnews.huggingface.prefetch, then restart %s" % name)
-        elif counts["downloads"]:
-            self.add("journal", name, WARN, detail + "; first: " + " | ".join(first),
-                     "the agent downloaded at start: fix the environment and model findings, then restart")
-        else:
-            self.add("journal", name, OK, detail)
+class Doctor(UnitChecks, CacheChecks, HubChecks):
+    """Every check, in the order the findings are reported: `run()` returns them."""
+
+    def run(self):
+        for name in self.entries:
+            self.units[name] = self.unit(name)
+        self.collect_secrets()
+        self.check_cache()
+        for model in self.p["models"]:
+            self.check_model(model)
+        self.check_token()
+        self.check_hub()
+        for name, props in self.units.items():
+            self.check_environment(name, props)
+        if self.p["journal"]:
+            for name, props in self.units.items():
+                self.check_journal(name, props)
+        for item in self.findings:  # whatever a check quoted (a journal line, a Hub's answer), no token in it
+            for key in ("subject", "detail", "fix"):
+                item[key] = self.mask(item[key])
+        return self.findings
 
 
 # --- a snapshot's files, read below the cache without following anything --------------------------------------
