@@ -3,12 +3,13 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """What a host's agents are and see, read the one way that hf_doctor and hf_units share.
 
-- systemd: whether it manages the host, a unit's settings (`systemctl show`), its readiness check and whether an
-  answer of that check means ready;
+- systemd: whether it manages the host, a unit's settings (`systemctl show`), its readiness check (from its
+  model_cache_units entry and the agents' ports), one GET of a readiness URL and whether its answer means ready;
 - the EnvironmentFiles a unit reads (which the JustNews start script re-sources, so that they win over a drop-in):
-  read without following a link another user could plant, never a FIFO or a device, capped;
+  each read once per run (EnvFiles), without following a link another user could plant, never a FIFO or a device,
+  capped; the environment a unit's process starts with, and which file set each variable;
 - a running process's environment (MainPID and its children), read in a child that runs with the unit's user's
-  ids, as the kernel lets that user;
+  ids, as the kernel lets that user, and where it differs from what is expected;
 - commands and children under a deadline: `systemctl`, `journalctl`, a readiness command and every check run as a
   unit's user are killed when it passes;
 - token values: known values and anything shaped like a Hub token are masked in every text a module returns.
