@@ -112,6 +112,22 @@ def test_processes_with_other_settings_fail_with_env_overridden(capsys, systemd,
     assert "'env_conflicts' (model_cache_env_conflicts)" in result["fix"]
 
 
+def test_without_expected_env_the_processes_must_see_what_the_dropin_sets(capsys, systemd, monkeypatch):
+    seen = {}
+
+    def run_as(user, func, *args, **kw):
+        seen["keys"] = args[1]
+        return [[4242, {"HF_HOME": "/srv/hf", "HF_HUB_CACHE": "/srv/hf/hub", "HF_HUB_OFFLINE": None,
+                        "HF_TOKEN": "secret", "HF_ENDPOINT": "https://mirror.example"}]]
+
+    monkeypatch.setattr(_systemd, "run_as", run_as)
+    result = run({"phase": "verify", "units": [{"name": UNIT}], "environment": {
+        "hf_home": "/srv/hf", "offline": True, "endpoint": "https://mirror.example", "token": "secret"}}, capsys)
+    assert seen["keys"] == ["HF_ENDPOINT", "HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "HF_TOKEN"]
+    assert result["error_kind"] == "env_overridden"
+    assert [(e["key"], e["value"]) for e in result["environment"]] == [("HF_HUB_OFFLINE", "<unset>")]
+
+
 def test_a_verification_that_passes_changes_nothing(capsys, systemd):
     result = run({"phase": "verify", "units": [{"name": UNIT, "ready": False}], "restarted": [UNIT]}, capsys)
     assert not result.get("failed") and not result["changed"] and result["ready"] == [UNIT]
