@@ -367,7 +367,7 @@ class EnvFiles:
 def effective_environment(environment, paths, keys, read):
     """What a unit's process starts with, of `keys`: its Environment= (the unit and its drop-ins), then each
     file of `paths` that sets one (overriding). ({key: value}, {key: [the files that set it, in order]})."""
-    effective = {key: value for key, value in environment.items()}
+    effective = dict(environment)
     sources = {}
     for path, values in overriding(paths, keys, read):
         effective.update(values)
