@@ -60,6 +60,8 @@ LEGACY_BACKUP = r"\.[0-9]+\.[0-9]{4}-[0-9]{2}-[0-9]{2}@[0-9]{2}:[0-9]{2}:[0-9]{2
 # Variables whose value is a secret, besides the token variables of the Hub's libraries (_systemd.TOKEN_KEYS).
 SECRET_NAME_RE = re.compile(r"TOKEN|SECRET|PASSW|CREDENTIAL|(^|_)(API_?)?KEY($|_)", re.IGNORECASE)
 _MISSING = object()
+# Only _systemd's names and masking are used here: none of its failures can reach hf_agent_env.
+CONTAINS_FAILURES_OF = ("_systemd",)
 
 
 def _invalid(msg):

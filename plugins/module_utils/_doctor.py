@@ -24,6 +24,11 @@ from ansible_collections.justnews.huggingface.plugins.module_utils import _fs
 from ansible_collections.justnews.huggingface.plugins.module_utils import _store
 from ansible_collections.justnews.huggingface.plugins.module_utils import _systemd
 
+# A unit that systemctl cannot show (_systemd.show's failure) is a finding, never the module's error kind.
+CONTAINS_FAILURES_OF = ("_systemd",)
+# The fix of a unit that systemctl cannot show, by the kind of _systemd.show's failure.
+SHOW_FIXES = {_errors.TIMEOUT: "check systemd on the host (systemctl status), then run the doctor again",
+              None: "run the doctor on a host booted with systemd"}
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
 RANK = {SKIP: 0, OK: 1, WARN: 2, FAIL: 3}
 SHOW_PROPS = "Id,LoadState,ActiveState,SubState,User,MainPID,InvocationID,Environment,EnvironmentFiles"
@@ -112,9 +117,7 @@ class UnitChecks(Checks):
         try:
             props = _systemd.show(self.run_command, name, SHOW_PROPS)
         except _errors.Failure as exc:
-            self.add("unit", name, FAIL, exc.msg,
-                     "check systemd on the host (systemctl status), then run the doctor again"
-                     if exc.kind == _errors.TIMEOUT else "run the doctor on a host booted with systemd")
+            self.add("unit", name, FAIL, exc.msg, SHOW_FIXES.get(exc.kind, SHOW_FIXES[None]))
             return None
         self.secrets.add_tokens(props["Environment"])
         if props.get("LoadState") != "loaded":

@@ -35,6 +35,9 @@ from ansible_collections.justnews.huggingface.plugins.module_utils import _syste
 SHOW_PROPS = ("Id,LoadState,ActiveState,SubState,Result,User,Group,SupplementaryGroups,MainPID,NRestarts,"
               "InvocationID,Environment,EnvironmentFiles")
 STATE_PROPS = ("ActiveState", "SubState", "Result", "MainPID", "NRestarts")
+# A unit that systemctl cannot show (_systemd.show's failure) is a problem or a state the result names, never the
+# module's error kind.
+CONTAINS_FAILURES_OF = ("_systemd",)
 ANSWER_MAX = 200  # characters of a readiness answer quoted in a message
 
 

@@ -288,6 +288,10 @@ from ansible_collections.justnews.huggingface.plugins.module_utils import _docto
 from ansible_collections.justnews.huggingface.plugins.module_utils import _errors
 from ansible_collections.justnews.huggingface.plugins.module_utils import _systemd
 
+# Of these only names and checks are used whose failures _doctor turns into findings; an entry of units that
+# _systemd refuses fails this module with invalid_argument, which it returns itself.
+CONTAINS_FAILURES_OF = ("_agent_env", "_systemd")
+
 
 def main():
     module = AnsibleModule(

@@ -614,6 +614,9 @@ from ansible_collections.justnews.huggingface.plugins.module_utils import _settl
 from ansible_collections.justnews.huggingface.plugins.module_utils import _systemd
 from ansible_collections.justnews.huggingface.plugins.module_utils import _units
 
+# Of these only names, specs and checks are used whose failures _units and _settle turn into problems or states:
+# none becomes this module's error kind.
+CONTAINS_FAILURES_OF = ("_agent_env", "_systemd")
 MODE_RE = re.compile(r"^0?[0-7]{3}$")
 
 
