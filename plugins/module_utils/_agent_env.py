@@ -60,59 +60,55 @@ LEGACY_BACKUP = r"\.[0-9]+\.[0-9]{4}-[0-9]{2}-[0-9]{2}@[0-9]{2}:[0-9]{2}:[0-9]{2
 # Variables whose value is a secret, besides the token variables of the Hub's libraries (_systemd.TOKEN_KEYS).
 SECRET_NAME_RE = re.compile(r"TOKEN|SECRET|PASSW|CREDENTIAL|(^|_)(API_?)?KEY($|_)", re.IGNORECASE)
 _MISSING = object()
+# Only _systemd's names and masking are used here: none of its failures can reach hf_agent_env.
+CONTAINS_FAILURES_OF = ("_systemd",)
 
 
-class Failure(Exception):
-    """A failure of the run, with its error_kind (from _errors)."""
-
-    def __init__(self, msg, kind):
-        super().__init__(msg)
-        self.msg = msg
-        self.kind = kind
+def _invalid(msg):
+    return _errors.Failure(_errors.INVALID_ARGUMENT, msg)
 
 
 def check_params(p):
-    """The parameters as the run reads them (hub_cache filled in); raises Failure(invalid_argument) naming the
-    option. The token's value is never quoted."""
+    """The parameters as the run reads them (hub_cache filled in); raises _errors.Failure(invalid_argument)
+    naming the option. The token's value is never quoted."""
     for option in LINE_VALUES:
         value = p.get(option)
         if value is not None and ("\n" in value or "\r" in value or "\0" in value):
-            raise Failure("%s must not contain a newline or a NUL character: it is written into a line of a file"
-                          % option, _errors.INVALID_ARGUMENT)
+            raise _invalid("%s must not contain a newline or a NUL character: it is written into a line of a file"
+                           % option)
     if not DROPIN_RE.match(p["dropin_name"]) or "\n" in p["dropin_name"] or "\0" in p["dropin_name"] or \
             p["dropin_name"].startswith(".tmp-"):
-        raise Failure("dropin_name must be a file name ending in .conf (systemd reads only those), got %r"
-                      % p["dropin_name"], _errors.INVALID_ARGUMENT)
+        raise _invalid("dropin_name must be a file name ending in .conf (systemd reads only those), got %r"
+                       % p["dropin_name"])
     for unit in p["units"]:
         if not isinstance(unit, str) or len(unit) > UNIT_NAME_MAX or not UNIT_RE.match(unit) or "/" in unit:
-            raise Failure("units: %r is not a systemd unit name such as justnews@memory.service (letters, digits,"
-                          " ':', '_', '.', '@', '-', then a type such as .service; at most %d characters)"
-                          % (unit, UNIT_NAME_MAX), _errors.INVALID_ARGUMENT)
+            raise _invalid("units: %r is not a systemd unit name such as justnews@memory.service (letters, digits,"
+                           " ':', '_', '.', '@', '-', then a type such as .service; at most %d characters)"
+                           % (unit, UNIT_NAME_MAX))
     if len(set(p["units"])) != len(p["units"]):
-        raise Failure("units names a unit more than once", _errors.INVALID_ARGUMENT)
+        raise _invalid("units names a unit more than once")
     p.setdefault("backup_dir", BACKUP_DIR)
     for option in ("systemd_dir", "token_file", "facts_file", "backup_dir"):
         if not os.path.isabs(p[option]) or os.path.basename(os.path.normpath(p[option])) in ("", ".", ".."):
-            raise Failure("%s must be an absolute path, got %r" % (option, p[option]), _errors.INVALID_ARGUMENT)
+            raise _invalid("%s must be an absolute path, got %r" % (option, p[option]))
     if p["state"] == "restored":
         p["backups"] = check_backups(p)
     elif p.get("backups"):
-        raise Failure("backups is only read with state=restored", _errors.INVALID_ARGUMENT)
+        raise _invalid("backups is only read with state=restored")
     if p["state"] == "present":
         if not p.get("hf_home"):
-            raise Failure("hf_home is required with state=present", _errors.INVALID_ARGUMENT)
+            raise _invalid("hf_home is required with state=present")
         if not p.get("hub_cache"):
             p["hub_cache"] = p["hf_home"] + "/hub"  # the role's __model_cache_hub_cache
         for option in ("hf_home", "hub_cache"):
             if not os.path.isabs(p[option]):
-                raise Failure("%s must be an absolute path, got %r" % (option, p[option]), _errors.INVALID_ARGUMENT)
+                raise _invalid("%s must be an absolute path, got %r" % (option, p[option]))
     if p.get("now") is not None and not re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$", p["now"]):
-        raise Failure("now must be a UTC time such as 2026-01-31T12:00:00Z, got %r" % p["now"],
-                      _errors.INVALID_ARGUMENT)
+        raise _invalid("now must be a UTC time such as 2026-01-31T12:00:00Z, got %r" % p["now"])
     models = p.get("models") or []
     for i, model in enumerate(models if not any(m.get("skipped") for m in models) else []):
         if "repo_id" not in model:
-            raise Failure("models[%d] must be a model's fetch result with its repo_id" % i, _errors.INVALID_ARGUMENT)
+            raise _invalid("models[%d] must be a model's fetch result with its repo_id" % i)
     return p
 
 
@@ -127,33 +123,33 @@ def dropin_path(p, unit):
 
 def check_backups(p):
     """The entries of `backups` (the `dropins` of a run's result) as (unit, backup name or None, mode, created);
-    raises Failure(invalid_argument) naming the entry. A backup must be a file of backup_dir taken from that
-    unit's drop-in: nothing else is read or put back."""
+    raises _errors.Failure(invalid_argument) naming the entry. A backup must be a file of backup_dir taken from
+    that unit's drop-in: nothing else is read or put back."""
     entries = []
     for i, entry in enumerate(p.get("backups") or []):
         if not isinstance(entry, dict) or entry.get("unit") not in p["units"]:
-            raise Failure("backups[%d] must be an entry of the dropins of hf_agent_env's result, for a unit of units"
-                          % i, _errors.INVALID_ARGUMENT)
+            raise _invalid("backups[%d] must be an entry of the dropins of hf_agent_env's result, for a unit of units"
+                           % i)
         unit, dest = entry["unit"], dropin_path(p, entry["unit"])
         if entry.get("dest") and os.path.normpath(entry["dest"]) != dest:
-            raise Failure("backups[%d] is the drop-in %s, not %s: give the same systemd_dir and dropin_name as the"
-                          " run that kept it" % (i, entry["dest"], dest), _errors.INVALID_ARGUMENT)
+            raise _invalid("backups[%d] is the drop-in %s, not %s: give the same systemd_dir and dropin_name as the"
+                           " run that kept it" % (i, entry["dest"], dest))
         name = None
         if entry.get("backup_file"):
             folder, name = os.path.split(os.path.normpath(str(entry["backup_file"])))
             if folder != os.path.normpath(p["backup_dir"]) or _backup_key_of(name) != backup_key(dest):
-                raise Failure("backups[%d]: %s is not a backup of %s in backup_dir %s" % (
-                    i, entry["backup_file"], dest, p["backup_dir"]), _errors.INVALID_ARGUMENT)
+                raise _invalid("backups[%d]: %s is not a backup of %s in backup_dir %s" % (
+                    i, entry["backup_file"], dest, p["backup_dir"]))
         mode = DROPIN_MODE
         if entry.get("backup_mode") is not None:
             try:
                 mode = int(str(entry["backup_mode"]), 8) & DROPIN_MODE  # never more open than a drop-in of ours
             except ValueError:
-                raise Failure("backups[%d].backup_mode must be octal such as '0644', got %r"
-                              % (i, entry["backup_mode"]), _errors.INVALID_ARGUMENT)
+                raise _invalid("backups[%d].backup_mode must be octal such as '0644', got %r"
+                               % (i, entry["backup_mode"]))
         entries.append((unit, name, mode, bool(entry.get("created"))))
     if len({e[0] for e in entries}) != len(entries):
-        raise Failure("backups names a unit more than once", _errors.INVALID_ARGUMENT)
+        raise _invalid("backups names a unit more than once")
     return entries
 
 
@@ -245,6 +241,23 @@ class Secrets:
 
 # --- the texts ---------------------------------------------------------------------------------------------------
 
+# Variables the drop-in sets or that would redirect the agents' cache, endpoint or token. An EnvironmentFile of a
+# unit that sets one of them wins over the drop-in (the JustNews start script re-sources those files), so hf_units
+# and hf_doctor report them.
+MANAGED_ENV = ("HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "HF_ENDPOINT") + _systemd.TOKEN_KEYS + (
+    "HUGGINGFACE_HUB_CACHE", "TRANSFORMERS_OFFLINE", "SENTENCE_TRANSFORMERS_HOME")
+
+
+def expected_env(hf_home, hub_cache, offline, endpoint, token_set):
+    """What the agents' processes see once they run with dropin_text's drop-in (hub_cache defaults as in
+    check_params): "<set>"/"<unset>" test presence only, for the token, whose value never leaves the host."""
+    env = {"HF_HOME": hf_home, "HF_HUB_CACHE": hub_cache or hf_home + "/hub",
+           "HF_HUB_OFFLINE": "1" if offline else "<unset>", "HF_TOKEN": "<set>" if token_set else "<unset>"}
+    if endpoint:
+        env["HF_ENDPOINT"] = endpoint
+    return env
+
+
 def dropin_text(unit, hf_home, hub_cache, offline, endpoint, token, token_file):
     """templates/hf-cache.conf.j2 of the role, rendered as Ansible's template module renders it."""
     lines = ["# managed by Ansible (justnews.huggingface.model_cache): local changes are overwritten.",
@@ -282,17 +295,9 @@ def mask_token_text(data):
     return "\n".join(out) + ("\n" if out else "")
 
 
-def _jinja_int(value):
-    """Jinja's int filter: the number, else the float's integer part, else 0."""
-    if isinstance(value, bool):
-        return int(value)
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        try:
-            return int(float(value))
-        except (TypeError, ValueError, OverflowError):
-            return 0
+def _count(value):
+    """A count of a model's record (an int, or none)."""
+    return int(value or 0)
 
 
 def previous_models(data):
@@ -314,15 +319,15 @@ def facts_data(hub_cache, models, previous, now):
     for m in models:
         old = next((o for o in previous if o.get("repo_id") == m.get("repo_id")), {})
         commit = m.get("commit")
-        fetched = bool(m.get("changed")) and (_jinja_int(m.get("downloaded_bytes")) > 0
+        fetched = bool(m.get("changed")) and (_count(m.get("downloaded_bytes")) > 0
                                               or m.get("previous_commit", _MISSING) != commit)
         moved = fetched or old.get("commit") != commit
         entries.append({
             "repo_id": m.get("repo_id"),
             "revision": m.get("revision"),
             "commit": commit,
-            "files": _jinja_int(m.get("files")),
-            "bytes": _jinja_int(m.get("bytes")),
+            "files": _count(m.get("files")),
+            "bytes": _count(m.get("bytes")),
             "link": m.get("link"),
             "source": m.get("source"),
             "last_fetched": now if moved else old.get("last_fetched"),
@@ -336,17 +341,33 @@ def facts_text(facts):
     return (json.dumps(facts, indent=4, sort_keys=True, separators=(",", ": ")) + "\n").encode("utf-8")
 
 
+def options():
+    """The argument spec of what the agents' environment is: hf_agent_env's options, and those of the
+    `environment` that hf_units' settle and verify are given, so that all three read the same values."""
+    return dict(
+        units=dict(type="list", elements="str", default=[]),
+        dropin_name=dict(type="str", default="60-hf-cache.conf"),
+        systemd_dir=dict(type="path", default="/etc/systemd/system"),
+        hf_home=dict(type="path"),
+        hub_cache=dict(type="path"),
+        offline=dict(type="bool", default=True),
+        endpoint=dict(type="str", default=""),
+        token=dict(type="str", default="", no_log=True),
+        token_file=dict(type="path", default="/etc/justnews/huggingface-token.env"),
+        backup=dict(type="bool", default=True),
+        backup_dir=dict(type="path", default=BACKUP_DIR),
+        facts_file=dict(type="path", default="/etc/ansible/facts.d/justnews_huggingface.fact"),
+    )
+
+
 # The defaults of hf_agent_env's options that check() may be given without (the role passes the others).
-CHECK_DEFAULTS = dict(state="present", dropin_name="60-hf-cache.conf", systemd_dir="/etc/systemd/system",
-                      hub_cache=None, offline=True, endpoint="", token="",
-                      token_file="/etc/justnews/huggingface-token.env", backup=True, backup_dir=BACKUP_DIR,
-                      facts_file="/etc/ansible/facts.d/justnews_huggingface.fact", models=None, now=None,
-                      backups=None)
+CHECK_DEFAULTS = dict(state="present", models=None, now=None, backups=None,
+                      **{name: spec.get("default") for name, spec in options().items()})
 
 
 def check(params):
     """Whether hf_agent_env given `params` would change anything: (changed, result), decided by its own run in
-    check mode (nothing is written). Raises Failure as that run would."""
+    check mode (nothing is written). Raises _errors.Failure as that run would."""
     p = dict(CHECK_DEFAULTS)
     p.update((k, v) for k, v in params.items() if v is not None)
     check_params(p)
@@ -683,17 +704,17 @@ class AgentEnv:
         return self.secrets.mask(text)
 
     def apply(self, target, backups=None, then=None):
-        """Write `target` (and run `then`), a failure of either as the module's Failure."""
+        """Write `target` (and run `then`), a failure of either as an _errors.Failure."""
         try:
             target.apply(self.uid, self.gid, backups)
             if then is not None:
                 then()
         except _fs.Refused as exc:
-            raise Failure(self.mask("the %s %s (it changed while the module ran)" % (target.label, exc)),
-                          _errors.UNSAFE_DESTINATION)
+            raise _errors.Failure(_errors.UNSAFE_DESTINATION, self.mask(
+                "the %s %s (it changed while the module ran)" % (target.label, exc)))
         except OSError as exc:
-            raise Failure(self.mask("the %s %s could not be written: %s" % (target.label, target.path, exc)),
-                          _os_kind(exc))
+            raise _errors.Failure(_os_kind(exc), self.mask(
+                "the %s %s could not be written: %s" % (target.label, target.path, exc)))
 
     def _facts_target(self):
         p = self.p
@@ -744,8 +765,8 @@ class AgentEnv:
             except _fs.Refused as exc:
                 refused.append("the %s %s" % (target.label, exc))
             except OSError as exc:
-                raise Failure(self.mask("the %s %s could not be read: %s" % (target.label, target.path, exc)),
-                              _os_kind(exc))
+                raise _errors.Failure(_os_kind(exc), self.mask(
+                    "the %s %s could not be read: %s" % (target.label, target.path, exc)))
             if target is not facts:
                 found = set()
                 target.secrets(found)
@@ -760,7 +781,8 @@ class AgentEnv:
             except _fs.Refused as exc:
                 refused.append("the folder of drop-in backups (backup_dir): %s" % exc)
         if refused:
-            raise Failure(self.mask("Nothing was written: %s." % "; ".join(refused)), _errors.UNSAFE_DESTINATION)
+            raise _errors.Failure(_errors.UNSAFE_DESTINATION,
+                                  self.mask("Nothing was written: %s." % "; ".join(refused)))
 
         if not self.check_mode:
             for target in targets:
@@ -815,15 +837,14 @@ class AgentEnv:
                 try:
                     want = self.backups.read(name)
                 except FileNotFoundError:
-                    raise Failure("the backup %s of the drop-in of %s is not there (put back or removed already?):"
-                                  " nothing was restored" % (os.path.join(self.backups.path, name), unit),
-                                  _errors.INVALID_ARGUMENT)
+                    raise _invalid("the backup %s of the drop-in of %s is not there (put back or removed already?):"
+                                   " nothing was restored" % (os.path.join(self.backups.path, name), unit))
                 except _fs.Refused as exc:
                     refused.append("the backup of the drop-in of %s: %s" % (unit, exc))
                     continue
                 except OSError as exc:
-                    raise Failure("the backup %s could not be read: %s" % (os.path.join(self.backups.path, name),
-                                                                           exc), _os_kind(exc))
+                    raise _errors.Failure(_os_kind(exc), "the backup %s could not be read: %s"
+                                          % (os.path.join(self.backups.path, name), exc))
             target = Target("drop-in of %s" % unit, dropin_path(p, unit), want, mode, unit=unit)
             try:
                 target.inspect()
@@ -832,14 +853,16 @@ class AgentEnv:
                 refused.append("the %s %s" % (target.label, exc))
                 continue
             except OSError as exc:
-                raise Failure("the %s %s could not be read: %s" % (target.label, target.path, exc), _os_kind(exc))
+                raise _errors.Failure(_os_kind(exc),
+                                      "the %s %s could not be read: %s" % (target.label, target.path, exc))
             found = set()
             target.secrets(found)
             for value in found:
                 self.secrets.add(value)
             plan.append((target, name))
         if refused:
-            raise Failure(self.mask("Nothing was restored: %s." % "; ".join(refused)), _errors.UNSAFE_DESTINATION)
+            raise _errors.Failure(_errors.UNSAFE_DESTINATION,
+                                  self.mask("Nothing was restored: %s." % "; ".join(refused)))
         if not self.check_mode:
             for target, name in plan:
                 self.apply(target, then=None if name is None else functools.partial(self.backups.discard, name))

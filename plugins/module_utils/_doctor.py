@@ -19,10 +19,16 @@ import re
 import stat
 
 from ansible_collections.justnews.huggingface.plugins.module_utils import _cache
+from ansible_collections.justnews.huggingface.plugins.module_utils import _errors
 from ansible_collections.justnews.huggingface.plugins.module_utils import _fs
 from ansible_collections.justnews.huggingface.plugins.module_utils import _store
 from ansible_collections.justnews.huggingface.plugins.module_utils import _systemd
 
+# A unit that systemctl cannot show (_systemd.show's failure) is a finding, never the module's error kind.
+CONTAINS_FAILURES_OF = ("_systemd",)
+# The fix of a unit that systemctl cannot show, by the kind of _systemd.show's failure.
+SHOW_FIXES = {_errors.TIMEOUT: "check systemd on the host (systemctl status), then run the doctor again",
+              None: "run the doctor on a host booted with systemd"}
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
 RANK = {SKIP: 0, OK: 1, WARN: 2, FAIL: 3}
 SHOW_PROPS = "Id,LoadState,ActiveState,SubState,User,MainPID,InvocationID,Environment,EnvironmentFiles"
@@ -50,17 +56,21 @@ def worst(findings):
 
 # --- the checks ------------------------------------------------------------------------------------------------
 
-class Doctor:
-    def __init__(self, params, run_command, as_user, http_get):
+class Checks:
+    """What every check shares: the parameters, the injected side effects, the findings so far, the token values
+    seen and the environment files read (each once)."""
+
+    def __init__(self, params, run_command, as_user, http_get, secrets=None):
         self.p = params
         self.run_command = run_command  # argv -> (rc, out, err); rc None when it did not finish in time
         self.as_user = as_user  # (user, func, *args) -> func's JSON-able result, None or a ChildTimeout
-        self.http_get = http_get  # (url, token) -> (status or None, headers, body or error text)
+        self.http_get = http_get  # _systemd.http_get: (url, timeout, token, proxy) -> (status, headers, body)
         self.findings = []
-        self.units = {}
-        self.secrets = _systemd.Secrets()
+        self.units = {}  # name -> its systemctl show properties (None when it is not loaded or not read)
+        self.entries = {unit["name"]: unit for unit in params["units"]}  # _systemd.UNIT_OPTIONS
+        self.secrets = secrets or _systemd.Secrets()  # the module's, so that its failures mask them too
         self.secrets.add(params.get("token"))
-        self._env_files = {}
+        self.env_files = _systemd.EnvFiles(self.secrets, params["cache_dir"])
 
     def add(self, *args, **kwargs):
         self.findings.append(finding(*args, **kwargs))
@@ -68,63 +78,46 @@ class Doctor:
     def mask(self, text):
         return self.secrets.mask(text)
 
-    def run(self):
-        for name in self.p["units"]:
-            self.units[name] = self.unit(name)
-        self.collect_secrets()
-        self.check_cache()
-        for model in self.p["models"]:
-            self.check_model(model)
-        self.check_token()
-        self.check_hub()
-        for name, props in self.units.items():
-            self.check_environment(name, props)
-        if self.p["journal"]:
-            for name, props in self.units.items():
-                self.check_journal(name, props)
-        for item in self.findings:  # whatever a check quoted (a journal line, a Hub's answer), no token in it
-            for key in ("subject", "detail", "fix"):
-                item[key] = self.mask(item[key])
-        return self.findings
+    def env_file(self, path, check, subject):
+        """The file's {key: value}, read once; a file that is not read is a finding (once), then None."""
+        first = path not in self.env_files.values
+        values = self.env_files.read(path)
+        if first and path in self.env_files.unread:
+            self.add(check, path, FAIL, "%s (subject: %s)" % (self.env_files.unread[path], subject),
+                     "replace %s with a regular file only root can write (rm it as root first; do not follow a"
+                     " link or read a FIFO there)" % path if path in self.env_files.refused
+                     else "check the file's path and permissions")
+        return values
+
+    def token(self):
+        """The token the token file holds, or None."""
+        values = self.env_file(self.p["token_file"], "token", self.p["token_file"]) if self.p["token_file"] else None
+        return (values or {}).get("HF_TOKEN") or (values or {}).get("HF_HUB_TOKEN")
+
+
+class UnitChecks(Checks):
+    """Each unit: loaded, active and ready; the environment it gets and its process runs with; its journal."""
 
     def collect_secrets(self):
         """Every token value the units can see, read before any check quotes a line that may hold one."""
         if self.p["token_file"]:
-            self.secrets.add_tokens(self.env_file(self.p["token_file"], "token", self.p["token_file"]))
+            self.env_file(self.p["token_file"], "token", self.p["token_file"])
         for name, props in self.units.items():
             if not props:
                 continue
             self.secrets.add_tokens(props["Environment"])
             for path in self.env_paths(name, props):
-                self.secrets.add_tokens(self.env_file(path, "environment", name))
+                self.env_file(path, "environment", name)
 
     def env_paths(self, name, props):
-        return [path.replace("%i", _systemd.instance(name)) for path in props["EnvironmentFiles"] + self.p["sourced_files"]]
+        return [path.replace("%i", _systemd.instance(name))
+                for path in props["EnvironmentFiles"] + self.p["sourced_files"]]
 
-    def env_file(self, path, check, subject):
-        """read_env_file, once per path; a file that may not be read is a finding (once), then None."""
-        if path not in self._env_files:
-            try:
-                self._env_files[path] = _systemd.read_env_file(path, self.p["cache_dir"])
-            except _fs.Refused as exc:
-                self._env_files[path] = None
-                self.add(check, path, FAIL, "%s; it was not read (subject: %s)" % (exc, subject),
-                         "replace %s with a regular file only root can write (rm it as root first; do not"
-                         " follow a link or read a FIFO there)" % path)
-            except OSError as exc:
-                self._env_files[path] = None
-                self.add(check, path, FAIL, "cannot read %s: %s" % (path, exc.strerror or exc),
-                         "check the file's path and permissions")
-        return self._env_files[path]
-
-    # units -------------------------------------------------------------------------------------------------
     def unit(self, name):
         try:
             props = _systemd.show(self.run_command, name, SHOW_PROPS)
-        except _systemd.ShowError as exc:
-            self.add("unit", name, FAIL, str(exc),
-                     "check systemd on the host (systemctl status), then run the doctor again" if exc.timed_out
-                     else "run the doctor on a host booted with systemd")
+        except _errors.Failure as exc:
+            self.add("unit", name, FAIL, exc.msg, SHOW_FIXES.get(exc.kind, SHOW_FIXES[None]))
             return None
         self.secrets.add_tokens(props["Environment"])
         if props.get("LoadState") != "loaded":
@@ -132,13 +125,14 @@ class Doctor:
                      "install the unit, or remove it from model_cache_units")
             return None
         state = "%s/%s" % (props.get("ActiveState"), props.get("SubState"))
-        url = self.p["ready_urls"].get(name)
+        how, target = _systemd.ready_check(self.entries[name], self.p["agent_ports"])
+        url = self.p["ready_urls"].get(name) or (target if how == "http" else "")
         if props.get("ActiveState") != "active":
             self.add("unit", name, FAIL, "the unit is %s" % state,
                      "journalctl -u %s -n 50, then systemctl restart %s" % (name, name))
         elif url:
-            status, _headers, body = self.http_get(url, None)
-            if _systemd.ready_answer(status, body):
+            ready, status, body = _systemd.ready_url(self.http_get, url, self.p["timeout"])
+            if ready:
                 self.add("unit", name, OK, "%s, GET %s answers 200" % (state, url))
             else:
                 self.add("unit", name, FAIL, "%s but GET %s answers %s"
@@ -149,7 +143,91 @@ class Doctor:
         props["user"] = props.get("User") or "root"
         return props
 
-    # cache -------------------------------------------------------------------------------------------------
+    def check_environment(self, name, props):
+        if not props:
+            return
+        expected = self.p["expected_env"]
+        effective, sources = _systemd.effective_environment(
+            props["Environment"], self.env_paths(name, props), self.p["managed_env"],
+            lambda path: self.env_file(path, "environment", name))
+        source = {k: sources[k][-1] if k in sources else "the unit or its drop-ins" for k in effective}
+        if self.p["token_expected"] and self.token() and self.p["token_file"] in props["EnvironmentFiles"]:
+            effective.setdefault("HF_TOKEN", "<from %s>" % self.p["token_file"])
+        unit_problems = []
+        for key, want in sorted(expected.items()):
+            got = effective.get(key)
+            if not _systemd.matches(want, got):
+                unit_problems.append((key, _systemd.shown(key, got), source.get(key, "nowhere")))
+        if unit_problems:
+            detail = "; ".join("%s=%s set by %s, the role sets %s" % (k, v, s, _systemd.shown(k, expected[k]))
+                               for k, v, s in unit_problems)
+            self.add("environment", name, FAIL, detail,
+                     "; ".join(("remove %s from %s (the start script re-sources it after systemd)" % (k, s))
+                               if s != "nowhere" and s != "the unit or its drop-ins"
+                               else "run justnews.huggingface.prefetch to rewrite the drop-in"
+                               for k, v, s in unit_problems))
+        pid = int(props.get("MainPID") or 0)
+        if pid <= 0:
+            return
+        subject = "%s (pid %d)" % (name, pid)
+        found = _systemd.process_differences(self.as_user, props["user"], pid, expected, self.secrets,
+                                             _systemd.TOKEN_KEYS)
+        if isinstance(found, _systemd.ChildTimeout):
+            self.add("environment", subject, FAIL, "reading the process environment as %s %s"
+                     % (props["user"], found.describe()),
+                     "check the process (cat /proc/%d/status) and the host's load, then run the doctor again" % pid)
+            return
+        if found is None:
+            self.add("environment", subject, WARN,
+                     "the process environment could not be read as %s" % props["user"], "")
+            return
+        stale = ["%s=%s" % (key, value) for _pid, key, value in found]
+        if stale and not unit_problems:
+            self.add("environment", subject, FAIL,
+                     "the running process has %s, unlike the unit's settings" % ", ".join(sorted(set(stale))),
+                     "systemctl restart %s (it runs with settings from before the last change)" % name)
+        elif stale:
+            self.add("environment", subject, FAIL,
+                     "the running process has %s" % ", ".join(sorted(set(stale))),
+                     "fix the unit's environment above, then systemctl restart %s" % name)
+        else:
+            self.add("environment", subject, OK,
+                     "the unit and its running process use %s as the role sets them"
+                     % ", ".join(sorted(expected)))
+
+    def check_journal(self, name, props):
+        if not props:
+            return
+        invocation = props.get("InvocationID")
+        argv = ["journalctl", "--no-pager", "-q", "-o", "cat"]
+        argv += ["_SYSTEMD_INVOCATION_ID=" + invocation] if invocation else ["-b", "-u", name]
+        rc, out, err = self.run_command(argv)
+        if rc is None:
+            self.add("journal", name, FAIL, "journalctl %s" % err,
+                     "check systemd-journald on the host (systemctl status systemd-journald; a journal that"
+                     " large may need journalctl --vacuum-size), then run the doctor again")
+            return
+        if rc != 0:
+            self.add("journal", name, WARN, "journalctl failed: %s" % self.mask(err.strip())[:200], "")
+            return
+        counts, samples = journal_counts(out.splitlines())
+        detail = "since the last start: %d download line(s), %d rate-limit line(s), %d offline error(s)" % (
+            counts["downloads"], counts["rate_limited"], counts["offline_errors"])
+        first = [self.mask(line)[:160] for line in samples]
+        if counts["rate_limited"] or counts["offline_errors"]:
+            self.add("journal", name, FAIL, detail + "; first: " + " | ".join(first),
+                     "the agent goes to the Hub: fix the environment findings (HF_HUB_OFFLINE=1, HF_HUB_CACHE),"
+                     " complete the model with justnews.huggingface.prefetch, then restart %s" % name)
+        elif counts["downloads"]:
+            self.add("journal", name, WARN, detail + "; first: " + " | ".join(first),
+                     "the agent downloaded at start: fix the environment and model findings, then restart")
+        else:
+            self.add("journal", name, OK, detail)
+
+
+class CacheChecks(Checks):
+    """The cache as the units' users read it, and each model complete at its commit (read offline)."""
+
     def users(self):
         """The units' users; root when no unit is given, so that the cache is still checked."""
         return sorted({props["user"] for props in self.units.values() if props}) or (
@@ -301,10 +379,9 @@ class Doctor:
         except (_cache.UnsafeName, OSError) as exc:
             self.add("model", subject, FAIL, "the cache cannot be read safely: %s" % exc, unsafe)
 
-    # token and Hub -----------------------------------------------------------------------------------------
-    def token(self):
-        values = self.env_file(self.p["token_file"], "token", self.p["token_file"]) if self.p["token_file"] else None
-        return (values or {}).get("HF_TOKEN") or (values or {}).get("HF_HUB_TOKEN")
+
+class HubChecks(Checks):
+    """The token file and the route to the Hub, when the host is meant to reach it."""
 
     def check_token(self):
         path = self.p["token_file"]
@@ -343,7 +420,7 @@ class Doctor:
                      " offline by design)")
             return
         url = self.p["endpoint"].rstrip("/") + "/api/whoami-v2"
-        status, _headers, body = self.http_get(url, self.token())
+        status, _headers, body = self.http_get(url, self.p["timeout"], self.token(), proxy=True)
         if status == 200:
             self.add("token", path, OK, "present, root-only and accepted by %s" % self.p["endpoint"])
         elif status == 401:
@@ -365,7 +442,7 @@ class Doctor:
             subject = "%s (%s@%s)" % (endpoint, model["repo_id"], model["revision"])
             kind = {"model": "models", "dataset": "datasets", "space": "spaces"}[model["repo_type"]]
             url = "%s/api/%s/%s/revision/%s" % (endpoint, kind, model["repo_id"], model["revision"])
-            status, headers, body = self.http_get(url, token)
+            status, headers, body = self.http_get(url, self.p["timeout"], token, proxy=True)
             if status == 200:
                 self.add("hub", subject, OK,
                          "reachable; the revision resolves" + (" with the token" if token else ""))
@@ -388,91 +465,28 @@ class Doctor:
             else:
                 self.add("hub", subject, WARN, "answered %d" % status, "check %s and run again" % endpoint)
 
-    # environment and journal -------------------------------------------------------------------------------
-    def check_environment(self, name, props):
-        if not props:
-            return
-        expected = self.p["expected_env"]
-        effective = dict(props["Environment"])
-        source = {k: "the unit or its drop-ins" for k in effective}
-        for path, values in _systemd.overriding(self.env_paths(name, props), self.p["managed_env"],
-                                                lambda path: self.env_file(path, "environment", name)):
-            effective.update(values)
-            source.update(dict.fromkeys(values, path))
-        if self.p["token_expected"] and self.token() and self.p["token_file"] in props["EnvironmentFiles"]:
-            effective.setdefault("HF_TOKEN", "<from %s>" % self.p["token_file"])
-        unit_problems = []
-        for key, want in sorted(expected.items()):
-            got = effective.get(key)
-            if not _systemd.matches(want, got):
-                unit_problems.append((key, _systemd.shown(key, got), source.get(key, "nowhere")))
-        if unit_problems:
-            detail = "; ".join("%s=%s set by %s, the role sets %s" % (k, v, s, _systemd.shown(k, expected[k]))
-                               for k, v, s in unit_problems)
-            self.add("environment", name, FAIL, detail,
-                     "; ".join(("remove %s from %s (the start script re-sources it after systemd)" % (k, s))
-                               if s != "nowhere" and s != "the unit or its drop-ins"
-                               else "run justnews.huggingface.prefetch to rewrite the drop-in"
-                               for k, v, s in unit_problems))
-        pid = int(props.get("MainPID") or 0)
-        if pid <= 0:
-            return
-        subject = "%s (pid %d)" % (name, pid)
-        environ = self.as_user(props["user"], _systemd.process_environment, pid,
-                               sorted(set(expected) | set(_systemd.TOKEN_KEYS)))
-        if isinstance(environ, _systemd.ChildTimeout):
-            self.add("environment", subject, FAIL, "reading the process environment as %s %s"
-                     % (props["user"], environ.describe()),
-                     "check the process (cat /proc/%d/status) and the host's load, then run the doctor again" % pid)
-            return
-        if not environ:
-            self.add("environment", subject, WARN,
-                     "the process environment could not be read as %s" % props["user"], "")
-            return
-        for _pid, env in environ:
-            self.secrets.add_tokens(env)
-        stale = ["%s=%s" % (key, value) for _pid, key, value in _systemd.differences(environ, expected)]
-        if stale and not unit_problems:
-            self.add("environment", subject, FAIL,
-                     "the running process has %s, unlike the unit's settings" % ", ".join(sorted(set(stale))),
-                     "systemctl restart %s (it runs with settings from before the last change)" % name)
-        elif stale:
-            self.add("environment", subject, FAIL,
-                     "the running process has %s" % ", ".join(sorted(set(stale))),
-                     "fix the unit's environment above, then systemctl restart %s" % name)
-        else:
-            self.add("environment", subject, OK,
-                     "the unit and its running process use %s as the role sets them"
-                     % ", ".join(sorted(expected)))
 
-    def check_journal(self, name, props):
-        if not props:
-            return
-        invocation = props.get("InvocationID")
-        argv = ["journalctl", "--no-pager", "-q", "-o", "cat"]
-        argv += ["_SYSTEMD_INVOCATION_ID=" + invocation] if invocation else ["-b", "-u", name]
-        rc, out, err = self.run_command(argv)
-        if rc is None:
-            self.add("journal", name, FAIL, "journalctl %s" % err,
-                     "check systemd-journald on the host (systemctl status systemd-journald; a journal that"
-                     " large may need journalctl --vacuum-size), then run the doctor again")
-            return
-        if rc != 0:
-            self.add("journal", name, WARN, "journalctl failed: %s" % self.mask(err.strip())[:200], "")
-            return
-        counts, samples = journal_counts(out.splitlines())
-        detail = "since the last start: %d download line(s), %d rate-limit line(s), %d offline error(s)" % (
-            counts["downloads"], counts["rate_limited"], counts["offline_errors"])
-        first = [self.mask(line)[:160] for line in samples]
-        if counts["rate_limited"] or counts["offline_errors"]:
-            self.add("journal", name, FAIL, detail + "; first: " + " | ".join(first),
-                     "the agent goes to the Hub: fix the environment findings (HF_HUB_OFFLINE=1, HF_HUB_CACHE),"
-                     " complete the model with justnews.huggingface.prefetch, then restart %s" % name)
-        elif counts["downloads"]:
-            self.add("journal", name, WARN, detail + "; first: " + " | ".join(first),
-                     "the agent downloaded at start: fix the environment and model findings, then restart")
-        else:
-            self.add("journal", name, OK, detail)
+class Doctor(UnitChecks, CacheChecks, HubChecks):
+    """Every check, in the order the findings are reported: `run()` returns them."""
+
+    def run(self):
+        for name in self.entries:
+            self.units[name] = self.unit(name)
+        self.collect_secrets()
+        self.check_cache()
+        for model in self.p["models"]:
+            self.check_model(model)
+        self.check_token()
+        self.check_hub()
+        for name, props in self.units.items():
+            self.check_environment(name, props)
+        if self.p["journal"]:
+            for name, props in self.units.items():
+                self.check_journal(name, props)
+        for item in self.findings:  # whatever a check quoted (a journal line, a Hub's answer), no token in it
+            for key in ("subject", "detail", "fix"):
+                item[key] = self.mask(item[key])
+        return self.findings
 
 
 # --- a snapshot's files, read below the cache without following anything --------------------------------------
@@ -491,6 +505,19 @@ def _refused(exc):
                                  " %s" % (exc.path, REFETCH)))
 
 
+def _foreign(link, what, target, where):
+    """A link (`what` of the file) that names something the library would not link to."""
+    return SnapshotFile(problem=(
+        "blob", link, FAIL, "foreign link: %s links to %r, %s" % (what, target, where),
+        "rm %s (removes the link only; do not follow it), find out what made it, %s" % (link, REFETCH)))
+
+
+def _dangling(link, what, missing):
+    """A link (`what` of the file) whose target `missing` is not there."""
+    return SnapshotFile(problem=("blob", link, FAIL, "dangling link: %s links to %s, which is not there"
+                                 % (what, missing), "rm %s, %s" % (link, REFETCH)))
+
+
 def snapshot_file(cache, folder, commit, path):
     """Classify `<folder>/snapshots/<commit>/<path>` with lstat and readlink from descriptors of the cache's
     folders: a snapshot link must name `../../blobs/<id>` of this repository, and that blob must be a regular
@@ -505,16 +532,11 @@ def snapshot_file(cache, folder, commit, path):
         named = posixpath.normpath(posixpath.join(posixpath.dirname(entry_rel), target))
         if target.startswith("/") or posixpath.dirname(named) != posixpath.join(folder, "blobs") \
                 or not _cache.BLOB_RE.match(posixpath.basename(named)):
-            return SnapshotFile(problem=(
-                "blob", entry, FAIL, "foreign link: the snapshot file %s links to %r, outside this repository's"
-                " blobs folder" % (path, target),
-                "rm %s (removes the link only; do not follow it), find out what made it, %s" % (entry, REFETCH)))
+            return _foreign(entry, "the snapshot file %s" % path, target, "outside this repository's blobs folder")
         blob = os.path.join(cache, named)
         bst = _fs.lstat_at(cache, named)
         if bst is None:
-            return SnapshotFile(problem=(
-                "blob", entry, FAIL, "dangling link: the snapshot file %s links to the blob %s, which is not there"
-                % (path, blob), "rm %s, %s" % (entry, REFETCH)))
+            return _dangling(entry, "the snapshot file %s" % path, "the blob %s" % blob)
         if stat.S_ISREG(bst.st_mode):
             return SnapshotFile(_store.FILE, named)
         if not stat.S_ISLNK(bst.st_mode):
@@ -525,17 +547,13 @@ def snapshot_file(cache, folder, commit, path):
         btarget = _fs.readlink_at(cache, named) or ""
         xet_hash = _store.parse_target(btarget)
         if xet_hash is None:
-            return SnapshotFile(problem=(
-                "blob", blob, FAIL, "foreign link: the blob of %s links to %r, not into the shared store"
-                " (../../blobs/<2 hex>/<xet hash>)" % (path, btarget),
-                "rm %s (removes the link only; do not follow it), find out what made it, %s" % (blob, REFETCH)))
+            return _foreign(blob, "the blob of %s" % path, btarget,
+                            "not into the shared store (../../blobs/<2 hex>/<xet hash>)")
         entry_rel = posixpath.join(_store.STORE_DIR, xet_hash[:2], xet_hash)
         where = os.path.join(cache, entry_rel)
         est = _fs.lstat_at(cache, entry_rel)
         if est is None:
-            return SnapshotFile(problem=(
-                "blob", blob, FAIL, "dangling link: the blob of %s links to the store entry %s, which is not there"
-                % (path, where), "rm %s, %s" % (blob, REFETCH)))
+            return _dangling(blob, "the blob of %s" % path, "the store entry %s" % where)
         if not stat.S_ISREG(est.st_mode):
             return SnapshotFile(problem=(
                 "blob", where, FAIL, "the store entry of %s is %s, not a regular file (never opened)"

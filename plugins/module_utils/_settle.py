@@ -20,6 +20,7 @@ import json
 import os
 
 from ansible_collections.justnews.huggingface.plugins.module_utils import _agent_env
+from ansible_collections.justnews.huggingface.plugins.module_utils import _errors
 
 # The options of a model_cache_models entry that hf_snapshot reads, and those the fetch task sets for all models.
 # The modules whose checks this file runs: every failure of theirs becomes a reason the host is not settled (the
@@ -225,7 +226,7 @@ def settle(spec, owner, group, booted, fetch_python, run_command, answer=_RUN):
     env["models"] = records
     try:
         changed, _result = _agent_env.check(env)
-    except _agent_env.Failure as exc:
+    except _errors.Failure as exc:
         answer_out["unsettled"].append("the environment: %s" % exc.msg)
         return answer_out
     except Exception as exc:  # hf_agent_env's own run reports it

@@ -3,12 +3,13 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """What a host's agents are and see, read the one way that hf_doctor and hf_units share.
 
-- systemd: whether it manages the host, a unit's settings (`systemctl show`), its readiness check and whether an
-  answer of that check means ready;
+- systemd: whether it manages the host, a unit's settings (`systemctl show`), its readiness check (from its
+  model_cache_units entry and the agents' ports), one GET of a readiness URL and whether its answer means ready;
 - the EnvironmentFiles a unit reads (which the JustNews start script re-sources, so that they win over a drop-in):
-  read without following a link another user could plant, never a FIFO or a device, capped;
+  each read once per run (EnvFiles), without following a link another user could plant, never a FIFO or a device,
+  capped; the environment a unit's process starts with, and which file set each variable;
 - a running process's environment (MainPID and its children), read in a child that runs with the unit's user's
-  ids, as the kernel lets that user;
+  ids, as the kernel lets that user, and where it differs from what is expected;
 - commands and children under a deadline: `systemctl`, `journalctl`, a readiness command and every check run as a
   unit's user are killed when it passes;
 - token values: known values and anything shaped like a Hub token are masked in every text a module returns.
@@ -28,7 +29,12 @@ import shlex
 import signal
 import stat
 import time
+from urllib.error import HTTPError
 
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible.module_utils.urls import open_url
+
+from ansible_collections.justnews.huggingface.plugins.module_utils import _errors
 from ansible_collections.justnews.huggingface.plugins.module_utils import _fs
 
 TOKEN_KEYS = ("HF_TOKEN", "HF_HUB_TOKEN", "HUGGINGFACE_HUB_TOKEN", "HUGGING_FACE_HUB_TOKEN")
@@ -87,14 +93,6 @@ class ChildTimeout:
 
 # --- systemd ---------------------------------------------------------------------------------------------------
 
-class ShowError(Exception):
-    """`systemctl show` failed (`timed_out`: it was killed at its deadline); the text says how."""
-
-    def __init__(self, text, timed_out=False):
-        super().__init__(text)
-        self.timed_out = timed_out
-
-
 def parse_show(text):
     """`systemctl show` output -> dict; EnvironmentFiles is a list (one line each), Environment a dict."""
     props = {"EnvironmentFiles": [], "Environment": {}}
@@ -119,12 +117,13 @@ def parse_show(text):
 
 
 def show(run_command, name, properties):
-    """parse_show of `systemctl show --property=<properties> -- <name>`; ShowError when it fails or hangs."""
+    """parse_show of `systemctl show --property=<properties> -- <name>`; _errors.Failure when it fails, of kind
+    timeout when it was killed at its deadline."""
     rc, out, err = run_command(["systemctl", "show", "--property=" + properties, "--", name])
     if rc is None:
-        raise ShowError("systemctl show %s" % err, timed_out=True)
+        raise _errors.Failure(_errors.TIMEOUT, "systemctl show %s" % err)
     if rc != 0:
-        raise ShowError("systemctl show failed: %s" % (err.strip()[:300] or rc))
+        raise _errors.Failure(_errors.OTHER, "systemctl show failed: %s" % (err.strip()[:300] or rc))
     return parse_show(out)
 
 
@@ -141,6 +140,39 @@ def instance(unit):
     """The instance of a template unit (`memory` of `justnews@memory.service`), else ''."""
     match = re.match(r"^[^@]*@([^.]*)\.", unit)
     return match.group(1) if match else ""
+
+
+# Agent -> HTTP port, as upstream JustNews' health_check.sh maps them: the default readiness check of
+# justnews@<agent>.service is GET http://127.0.0.1:<port>/ready.
+AGENT_PORTS = {"mcp_bus": 8000, "chief_editor": 8001, "scout": 8002, "fact_checker": 8003, "analyst": 8004,
+               "synthesizer": 8005, "critic": 8006, "memory": 8007, "reasoning": 8008, "newsreader": 8009,
+               "analytics": 8011, "archive": 8012, "dashboard": 8013, "gpu_orchestrator": 8014, "crawler": 8015}
+
+# A unit as the role's model_cache_units lists it: its name and its readiness check (ready_check).
+UNIT_OPTIONS = dict(
+    name=dict(type="str", required=True),
+    ready=dict(type="bool", default=True),
+    ready_url=dict(type="str"),
+    ready_port=dict(type="int"),
+    ready_path=dict(type="str", default="/ready"),
+    ready_command=dict(type="str"),
+)
+
+
+def unit_entries(values):
+    """Units given as names or as model_cache_units entries, as entries with every key of UNIT_OPTIONS;
+    _errors.Failure(invalid_argument) naming the first that is neither."""
+    entries = []
+    for index, value in enumerate(values):
+        result = ArgumentSpecValidator(UNIT_OPTIONS).validate({"name": value} if isinstance(value, str) else value) \
+            if isinstance(value, (str, dict)) else None
+        if result is None or result.error_messages:
+            raise _errors.Failure(_errors.INVALID_ARGUMENT, "units[%d] must be a unit name or an entry of"
+                                  " model_cache_units (name, ready, ready_url, ready_port, ready_path,"
+                                  " ready_command): %s" % (index, "; ".join(result.error_messages) if result
+                                                           else "got %s" % type(value).__name__))
+        entries.append(result.validated_parameters)
+    return entries
 
 
 def ready_check(unit, agent_ports):
@@ -168,6 +200,30 @@ def ready_answer(status, body):
     except (TypeError, ValueError):
         return True
     return not (isinstance(answer, dict) and answer.get("ready", True) is not True)
+
+
+def http_get(url, timeout, token=None, proxy=False, agent="justnews.huggingface"):
+    """(status or None, headers, body or the error's text) of a GET (the body of an error answer too); a
+    readiness URL is local, so only a Hub's request goes through the host's proxy."""
+    headers = {"Authorization": "Bearer " + token} if token else {}
+    try:
+        response = open_url(url, headers=headers, timeout=timeout, use_proxy=proxy, follow_redirects="safe",
+                            validate_certs=True, http_agent=agent)
+        return response.status, dict(response.headers), response.read(65536).decode("utf-8", "replace")
+    except HTTPError as exc:
+        try:
+            body = exc.read(65536).decode("utf-8", "replace")
+        except Exception:  # the status is the answer; a body that cannot be read adds nothing
+            body = ""
+        return exc.code, dict(exc.headers or {}), body
+    except Exception as exc:  # any failure to get an answer is the answer: it is quoted as such
+        return None, {}, "%s: %s" % (type(exc).__name__, exc)
+
+
+def ready_url(http_get, url, timeout):
+    """(ready, status or None, body or the error's text) of one GET of a readiness URL (ready_answer)."""
+    status, _headers, body = http_get(url, timeout)
+    return bool(status) and ready_answer(status, body), status, body
 
 
 def restarted_since(before, now):
@@ -282,6 +338,54 @@ def overriding(paths, keys, read):
         if values:
             found.append((path, values))
     return found
+
+
+class EnvFiles:
+    """The environment files a run reads, each once (read_env_file): every token value in them joins `secrets`;
+    one that is not read (refused, or an error) is None, and `unread[path]` says why."""
+
+    def __init__(self, secrets, cache_dir=None):
+        self.secrets = secrets
+        self.cache_dir = cache_dir
+        self.values = {}
+        self.unread = {}
+        self.refused = set()  # of unread: those refused (a link, a FIFO, a device, too large)
+
+    def read(self, path):
+        if path not in self.values:
+            try:
+                self.values[path] = read_env_file(path, self.cache_dir)
+            except _fs.Refused as exc:
+                self.values[path], self.unread[path] = None, "%s; it was not read" % exc
+                self.refused.add(path)
+            except OSError as exc:
+                self.values[path], self.unread[path] = None, "%s cannot be read (%s)" % (path, exc.strerror or exc)
+            self.secrets.add_tokens(self.values[path])
+        return self.values[path]
+
+
+def effective_environment(environment, paths, keys, read):
+    """What a unit's process starts with, of `keys`: its Environment= (the unit and its drop-ins), then each
+    file of `paths` that sets one (overriding). ({key: value}, {key: [the files that set it, in order]})."""
+    effective = dict(environment)
+    sources = {}
+    for path, values in overriding(paths, keys, read):
+        effective.update(values)
+        for key in values:
+            sources.setdefault(key, []).append(path)
+    return effective, sources
+
+
+def process_differences(as_user, user, pid, expected, secrets, keys=()):
+    """Where the process `pid` and its children, read as `user`, differ from `expected`: [(pid, key, shown
+    value)]; a ChildTimeout when the read did not finish, None when it could not be done. Every token value seen
+    joins `secrets` (`keys`: more variables to read for that)."""
+    environ = as_user(user, process_environment, pid, sorted(set(expected) | set(keys)))
+    if not environ or isinstance(environ, ChildTimeout):
+        return environ or None
+    for _pid, env in environ:
+        secrets.add_tokens(env)
+    return differences(environ, expected)
 
 
 def shown(key, value):

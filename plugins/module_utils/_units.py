@@ -29,12 +29,15 @@ import pwd
 import shlex
 import time
 
-from ansible_collections.justnews.huggingface.plugins.module_utils import _fs
+from ansible_collections.justnews.huggingface.plugins.module_utils import _errors
 from ansible_collections.justnews.huggingface.plugins.module_utils import _systemd
 
 SHOW_PROPS = ("Id,LoadState,ActiveState,SubState,Result,User,Group,SupplementaryGroups,MainPID,NRestarts,"
               "InvocationID,Environment,EnvironmentFiles")
 STATE_PROPS = ("ActiveState", "SubState", "Result", "MainPID", "NRestarts")
+# A unit that systemctl cannot show (_systemd.show's failure) is a problem or a state the result names, never the
+# module's error kind.
+CONTAINS_FAILURES_OF = ("_systemd",)
 ANSWER_MAX = 200  # characters of a readiness answer quoted in a message
 
 
@@ -80,22 +83,8 @@ class Checks:
         self.run_command = run_command  # (argv, timeout=None) -> (rc, out, err); rc None past the deadline
         self.as_user = as_user  # (user, func, *args) -> func's JSON-able result, None, or a ChildTimeout
         self.secrets = _systemd.Secrets()
-        self._env_files = {}
-        self.unreadable = {}  # EnvironmentFile -> why it was not read
+        self.env_files = _systemd.EnvFiles(self.secrets)
         self.units = {unit["name"]: unit for unit in params["units"]}
-
-    def env_file(self, path):
-        """The file's {key: value} (None when absent or refused; `unreadable` says why)."""
-        if path not in self._env_files:
-            try:
-                self._env_files[path] = _systemd.read_env_file(path)
-            except _fs.Refused as exc:
-                self._env_files[path], self.unreadable[path] = None, "%s; it was not read" % exc
-            except OSError as exc:
-                self._env_files[path], self.unreadable[path] = None, "%s cannot be read (%s)" % (
-                    path, exc.strerror or exc)
-            self.secrets.add_tokens(self._env_files[path])
-        return self._env_files[path]
 
     def overrides(self, env_files):
         """Of a unit's EnvironmentFiles, those that may override its drop-in: all but the drop-in's token file."""
@@ -103,7 +92,7 @@ class Checks:
 
     def read_token_file(self):
         if self.p["token_file"]:
-            self.env_file(self.p["token_file"])  # only its token values matter: they are masked everywhere
+            self.env_files.read(self.p["token_file"])  # only its token values matter: they are masked everywhere
 
     def mask(self, text):
         return self.secrets.mask(text)
@@ -161,7 +150,7 @@ class Preflight(Checks):
             return unit
         try:
             props = _systemd.show(self.run_command, name, SHOW_PROPS)
-        except _systemd.ShowError as exc:
+        except _errors.Failure as exc:
             self.problems.append("unit %s cannot be read (%s): check systemd on the host (systemctl status %s)"
                                  % (name, exc, name))
             unit["load_state"] = ""
@@ -220,12 +209,12 @@ class Preflight(Checks):
         """The EnvironmentFiles (of any unit, in order) that set a variable the drop-in manages."""
         paths = unique(path for unit in info.values() for path in self.overrides(unit["env_files"]))
         found = [dict(file=path, names=list(values)) for path, values in
-                 _systemd.overriding(paths, self.p["managed_env"], self.env_file)]
+                 _systemd.overriding(paths, self.p["managed_env"], self.env_files.read)]
         for path in paths:
-            if path in self.unreadable:
+            if path in self.env_files.unread:
                 self.problems.append("the EnvironmentFile %s: replace it with a regular file only root can write"
                                      " (rm it as root first; a link or a FIFO there is never followed)"
-                                     % self.unreadable[path])
+                                     % self.env_files.unread[path])
         if not found:
             return found
         files = "; ".join("%s (%s)" % (c["file"], ", ".join(c["names"])) for c in found)
@@ -259,7 +248,7 @@ class Verify(Checks):
 
     def __init__(self, params, run_command, as_user, http_get, clock=time.monotonic, sleep=time.sleep):
         super().__init__(params, run_command, as_user)
-        self.http_get = http_get  # (url, timeout) -> (status or None, body or the error's text)
+        self.http_get = http_get  # _systemd.http_get: (url, timeout) -> (status or None, headers, body or error)
         self.clock, self.sleep = clock, sleep
         self.env_failed = False
         self.unread = {}  # unit -> why its process's environment was not read
@@ -276,8 +265,8 @@ class Verify(Checks):
                 props_of[name] = _systemd.show(self.run_command, name, SHOW_PROPS)
                 self.secrets.add_tokens(props_of[name]["Environment"])
                 states[name], texts[name] = unit_state(props_of[name]), state_text(props_of[name])
-            except _systemd.ShowError as exc:
-                states[name], texts[name] = unit_state({}), str(exc)
+            except _errors.Failure as exc:
+                states[name], texts[name] = unit_state({}), exc.msg
         not_ready = []
         for name in names:
             was_restarted = name in restarted
@@ -325,8 +314,8 @@ class Verify(Checks):
         """(ready, what the unit answered) for one look at a restarted unit."""
         try:
             props = _systemd.show(self.run_command, name, SHOW_PROPS)
-        except _systemd.ShowError as exc:
-            return False, str(exc)
+        except _errors.Failure as exc:
+            return False, exc.msg
         self.secrets.add_tokens(props["Environment"])
         now = unit_state(props)
         if now["active_state"] != "active":
@@ -339,10 +328,10 @@ class Verify(Checks):
         if how == "none":
             return True, "active"
         if how == "http":
-            status, body = self.http_get(target, min(self.p["http_timeout"], left))
+            ready, status, body = _systemd.ready_url(self.http_get, target, min(self.p["http_timeout"], left))
             if not status:
                 return False, "no answer: %s" % clip(body)
-            return _systemd.ready_answer(status, body), "HTTP %d%s" % (
+            return ready, "HTTP %d%s" % (
                 status, " " + clip(body) if status == 200 and body.strip() else "")
         if how == "command":
             try:
@@ -379,21 +368,16 @@ class Verify(Checks):
                 continue
             checked.append(name)
             user = props_of[name].get("User") or "root"
-            sources = {}
-            files = self.overrides(props_of[name]["EnvironmentFiles"])
-            for path, values in _systemd.overriding(files, self.p["managed_env"], self.env_file):
-                for key in values:
-                    sources.setdefault(key, []).append(path)
-            environ = self.as_user(user, _systemd.process_environment, pid, sorted(expected))
-            if not environ or isinstance(environ, _systemd.ChildTimeout):
-                self.unread[name] = "could not be read as %s" % user if not environ else \
-                    "was not read as %s: reading it %s" % (user, environ.describe())
+            _effective, sources = _systemd.effective_environment(
+                {}, self.overrides(props_of[name]["EnvironmentFiles"]), self.p["managed_env"], self.env_files.read)
+            found = _systemd.process_differences(self.as_user, user, pid, expected, self.secrets)
+            if found is None or isinstance(found, _systemd.ChildTimeout):
+                self.unread[name] = "could not be read as %s" % user if found is None else \
+                    "was not read as %s: reading it %s" % (user, found.describe())
                 findings.append(dict(unit=name, pid=pid, key="/proc/%d/environ" % pid, value="not readable",
                                      source=""))
                 continue
-            for _pid, env in environ:
-                self.secrets.add_tokens(env)
-            for process, key, value in _systemd.differences(environ, expected):
+            for process, key, value in found:
                 findings.append(dict(unit=name, pid=process, key=key, value=value,
                                      source=", ".join(sources.get(key, []))))
         for item in findings:

@@ -305,24 +305,15 @@ from ansible_collections.justnews.huggingface.plugins.module_utils import _error
 
 
 def argument_spec():
-    return dict(
+    spec = _agent_env.options()
+    spec.update(
         state=dict(type="str", default="present", choices=["present", "absent", "restored"]),
         units=dict(type="list", elements="str", required=True),
-        dropin_name=dict(type="str", default="60-hf-cache.conf"),
-        systemd_dir=dict(type="path", default="/etc/systemd/system"),
-        hf_home=dict(type="path"),
-        hub_cache=dict(type="path"),
-        offline=dict(type="bool", default=True),
-        endpoint=dict(type="str", default=""),
-        token=dict(type="str", default="", no_log=True),
-        token_file=dict(type="path", default="/etc/justnews/huggingface-token.env"),
-        backup=dict(type="bool", default=True),
-        backup_dir=dict(type="path", default="/var/lib/justnews-huggingface/dropin-backups"),
         backups=dict(type="list", elements="dict"),
-        facts_file=dict(type="path", default="/etc/ansible/facts.d/justnews_huggingface.fact"),
         models=dict(type="list", elements="dict"),
         now=dict(type="str"),
     )
+    return spec
 
 
 def main():
@@ -332,16 +323,16 @@ def main():
     p["token"] = p["token"] or ""
     try:
         _agent_env.check_params(p)
-    except _agent_env.Failure as exc:
-        _errors.fail(module, exc.kind, exc.msg)
+    except _errors.Failure as exc:
+        _errors.fail(module, exc.kind, exc.msg, **exc.extra)
     if os.geteuid() != 0:
         _errors.fail(module, _errors.NOT_ROOT, "hf_agent_env must run as root to give the drop-ins, the token file"
                                                " and the facts file the owner root")
     run = _agent_env.AgentEnv(p, check_mode=module.check_mode)
     try:
         result, diffs = run.run()
-    except _agent_env.Failure as exc:
-        _errors.fail(module, exc.kind, exc.msg)
+    except _errors.Failure as exc:
+        _errors.fail(module, exc.kind, exc.msg, **exc.extra)
     except Exception as exc:  # reported with its kind, never a traceback; the token masked in the text
         _errors.fail(module, _errors.INTERNAL, run.mask("hf_agent_env stopped: %s: %s" % (type(exc).__name__, exc)))
     if module._diff:  # pylint: disable=protected-access

@@ -85,25 +85,54 @@ options:
         type: list
         elements: str
   units:
-    description: The systemd units of the agents that load the models.
+    description:
+      - The systemd units of the agents that load the models - each a unit name, or an entry of the role's
+        C(model_cache_units) (C(name), C(ready), C(ready_url), C(ready_port), C(ready_path), C(ready_command), as
+        O(justnews.huggingface.hf_units#module:units) of C(justnews.huggingface.hf_units) reads them).
+      - A unit's readiness URL is worked out as C(justnews.huggingface.hf_units) does - its C(ready_url), else
+        C(http://127.0.0.1:<ready_port, else the port of its agent in O(agent_ports)><ready_path>); a unit with
+        C(ready) false or a C(ready_command) is checked for being active only.
     type: list
-    elements: str
+    elements: raw
     default: []
+  agent_ports:
+    description:
+      - Port of each agent's HTTP server, by the instance name of its unit (C(memory) of C(justnews@memory.service)).
+      - The default maps the upstream JustNews agents as its C(health_check.sh) does.
+    type: dict
+    default: {mcp_bus: 8000, chief_editor: 8001, scout: 8002, fact_checker: 8003, analyst: 8004, synthesizer: 8005,
+              critic: 8006, memory: 8007, reasoning: 8008, newsreader: 8009, analytics: 8011, archive: 8012,
+              dashboard: 8013, gpu_orchestrator: 8014, crawler: 8015}
   ready_urls:
-    description: Readiness URL per unit (C(GET) must answer 200, and C(ready) must not be false in a JSON body).
+    description:
+      - Readiness URL per unit (C(GET) must answer 200, and C(ready) must not be false in a JSON body), instead of
+        the one worked out from O(units).
     type: dict
     default: {}
+  hf_home:
+    description:
+      - C(HF_HOME) of the units' drop-in. With O(expected_env) empty, the units and their processes must see what
+        C(justnews.huggingface.hf_agent_env)'s drop-in sets - this, O(cache_dir) as C(HF_HUB_CACHE),
+        C(HF_HUB_OFFLINE) by O(offline), C(HF_ENDPOINT) when O(endpoint) is set, and C(HF_TOKEN) present exactly
+        when O(token_expected).
+    type: path
+  offline:
+    description: Whether the units' drop-in sets C(HF_HUB_OFFLINE=1) (see O(hf_home)).
+    type: bool
+    default: true
   expected_env:
     description:
       - What the units and their processes must see. V(<set>) and V(<unset>) test presence only; the values of
         token variables are never compared or shown.
+      - Empty takes what the drop-in sets (O(hf_home)); without O(hf_home) too, nothing is compared.
     type: dict
     default: {}
   managed_env:
     description: Variables read from the units' EnvironmentFiles, because they decide where the agents look.
     type: list
     elements: str
-    default: [HF_HOME, HF_HUB_CACHE, HF_HUB_OFFLINE, HF_ENDPOINT, HF_TOKEN]
+    default: [HF_HOME, HF_HUB_CACHE, HF_HUB_OFFLINE, HF_ENDPOINT, HF_TOKEN, HF_HUB_TOKEN, HUGGINGFACE_HUB_TOKEN,
+              HUGGING_FACE_HUB_TOKEN, HUGGINGFACE_HUB_CACHE, TRANSFORMERS_OFFLINE, SENTENCE_TRANSFORMERS_HOME]
   sourced_files:
     description:
       - Files that the units' start scripts source besides their EnvironmentFiles (C(%i) is the unit's instance).
@@ -111,9 +140,9 @@ options:
     elements: str
     default: []
   endpoint:
-    description: The Hub or mirror the host fetches from.
+    description: The Hub or mirror the host fetches from; empty is C(https://huggingface.co).
     type: str
-    default: https://huggingface.co
+    default: ""
   reach_hub:
     description:
       - Whether the host is meant to reach O(endpoint). When false (models sent from the controller or a
@@ -183,14 +212,9 @@ EXAMPLES = r"""
     models:
       - repo_id: sentence-transformers/all-MiniLM-L6-v2
         revision: c9745ed1d9f207416be6d2e6f8de32d1f16199bf
-    units: [justnews@memory.service]
-    ready_urls:
-      justnews@memory.service: http://127.0.0.1:8007/ready
-    expected_env:
-      HF_HOME: /var/cache/hf
-      HF_HUB_CACHE: /var/cache/hf/hub
-      HF_HUB_OFFLINE: "1"
-      HF_TOKEN: <unset>
+    units:
+      - name: justnews@memory.service  # GET http://127.0.0.1:8007/ready, from agent_ports
+    hf_home: /var/cache/hf  # the units must see HF_HOME, HF_HUB_CACHE, HF_HUB_OFFLINE=1, no HF_TOKEN
   register: doctor
 
 - name: Show what is wrong
@@ -255,30 +279,18 @@ fix:
 """
 
 import os
-from urllib.error import HTTPError
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.urls import open_url
 
+from ansible_collections.justnews.huggingface.plugins.module_utils import _agent_env
+from ansible_collections.justnews.huggingface.plugins.module_utils import _cache
 from ansible_collections.justnews.huggingface.plugins.module_utils import _doctor
 from ansible_collections.justnews.huggingface.plugins.module_utils import _errors
 from ansible_collections.justnews.huggingface.plugins.module_utils import _systemd
 
-
-def http_get(timeout):
-    def get(url, token):
-        headers = {"User-Agent": "justnews.huggingface hf_doctor"}
-        if token:
-            headers["Authorization"] = "Bearer " + token
-        try:
-            response = open_url(url, headers=headers, timeout=timeout, use_proxy=True, follow_redirects="safe",
-                                validate_certs=True)
-            return response.status, dict(response.headers), response.read(65536).decode("utf-8", "replace")
-        except HTTPError as exc:
-            return exc.code, dict(exc.headers or {}), ""
-        except Exception as exc:  # any failure to get an answer is the finding itself
-            return None, {}, "%s: %s" % (type(exc).__name__, exc)
-    return get
+# Of these only names and checks are used whose failures _doctor turns into findings; an entry of units that
+# _systemd refuses fails this module with invalid_argument, which it returns itself.
+CONTAINS_FAILURES_OF = ("_agent_env", "_systemd")
 
 
 def main():
@@ -293,13 +305,15 @@ def main():
                 allow_patterns=dict(type="list", elements="str"),
                 ignore_patterns=dict(type="list", elements="str"),
             )),
-            units=dict(type="list", elements="str", default=[]),
+            units=dict(type="list", elements="raw", default=[]),
+            agent_ports=dict(type="dict", default=dict(_systemd.AGENT_PORTS)),
             ready_urls=dict(type="dict", default={}),
+            hf_home=dict(type="path"),
+            offline=dict(type="bool", default=True),
             expected_env=dict(type="dict", default={}),
-            managed_env=dict(type="list", elements="str",
-                             default=["HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "HF_ENDPOINT", "HF_TOKEN"]),
+            managed_env=dict(type="list", elements="str", default=list(_agent_env.MANAGED_ENV)),
             sourced_files=dict(type="list", elements="str", default=[]),
-            endpoint=dict(type="str", default="https://huggingface.co"),
+            endpoint=dict(type="str", default=""),
             reach_hub=dict(type="bool", default=True),
             token_file=dict(type="path"),
             token_expected=dict(type="bool", default=False),
@@ -324,17 +338,25 @@ def main():
             fail("%s must be a positive number of seconds (default %d), got %d"
                  % (option, 10 if option == "timeout" else _systemd.DEFAULT_CHECK_TIMEOUT, p[option]),
                  _errors.INVALID_ARGUMENT)
+    if not p["expected_env"] and p["hf_home"]:  # what hf_agent_env's drop-in sets
+        p["expected_env"] = _agent_env.expected_env(p["hf_home"], p["cache_dir"], p["offline"], p["endpoint"],
+                                                    p["token_expected"])
     p["expected_env"] = {k: str(v) for k, v in p["expected_env"].items()}
     p["managed_env"] = sorted(set(p["managed_env"]) | set(p["expected_env"]))
     p["endpoint"] = p["endpoint"] or "https://huggingface.co"
+    p["agent_ports"] = {str(k): v for k, v in p["agent_ports"].items()}
+    try:
+        p["units"] = _systemd.unit_entries(p["units"])
+    except _errors.Failure as exc:
+        fail(exc.msg, exc.kind)
     for model in p["models"]:
         try:
-            _doctor._cache.check_repo_id(model["repo_id"])
-            if not _doctor._cache.is_commit(model["revision"]):
-                _doctor._cache.check_ref_name(model["revision"], "revision")
+            _cache.check_repo_id(model["repo_id"])
+            if not _cache.is_commit(model["revision"]):
+                _cache.check_ref_name(model["revision"], "revision")
             if model.get("ref"):
-                _doctor._cache.check_ref_name(model["ref"], "ref")
-        except _doctor._cache.UnsafeName as exc:
+                _cache.check_ref_name(model["ref"], "ref")
+        except _cache.UnsafeName as exc:
             fail("models: %s: give repo_id as owner/name, revision as a branch, tag or 40-hex commit" % exc,
                  _errors.INVALID_ARGUMENT)
     if os.geteuid() != 0:
@@ -342,8 +364,8 @@ def main():
     limit = p["check_timeout"]
     doctor = _doctor.Doctor(p, lambda argv: _systemd.run_command(module, argv, timeout=limit),
                             lambda user, func, *args: _systemd.run_as(user, func, *args, timeout=limit),
-                            http_get(p["timeout"]))
-    doctor.secrets = secrets
+                            lambda url, timeout, token=None, proxy=False: _systemd.http_get(
+                                url, timeout, token, proxy, agent="justnews.huggingface hf_doctor"), secrets)
     try:
         findings = doctor.run()
     except Exception as exc:  # a check that breaks is reported, never a traceback that may quote a file

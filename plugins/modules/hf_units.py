@@ -89,9 +89,13 @@ options:
         description: Command (split into words, no shell, run as root) that exits 0 when the unit is ready.
         type: str
   agent_ports:
-    description: Port of each agent's HTTP server, by the instance name of its unit (C(memory) of C(justnews@memory.service)).
+    description:
+      - Port of each agent's HTTP server, by the instance name of its unit (C(memory) of C(justnews@memory.service)).
+      - The default maps the upstream JustNews agents as its C(health_check.sh) does.
     type: dict
-    default: {}
+    default: {mcp_bus: 8000, chief_editor: 8001, scout: 8002, fact_checker: 8003, analyst: 8004, synthesizer: 8005,
+              critic: 8006, memory: 8007, reasoning: 8008, newsreader: 8009, analytics: 8011, archive: 8012,
+              dashboard: 8013, gpu_orchestrator: 8014, crawler: 8015}
   owner:
     description: Owner of the cache; empty takes the units' C(User=) (C(root) when unset). O(phase=preflight).
     type: str
@@ -165,9 +169,65 @@ options:
   expected_env:
     description:
       - What the units' processes must see. V(<set>) and V(<unset>) test presence only; the values of token
-        variables are never compared or returned. Empty skips the check. O(phase=verify).
+        variables are never compared or returned. O(phase=verify).
+      - Empty takes what O(environment) sets; without O(environment) too, the check is skipped.
     type: dict
     default: {}
+  environment:
+    description:
+      - The agents' environment as C(justnews.huggingface.hf_agent_env) writes it (its options). With
+        O(phase=verify) and O(expected_env) empty, the processes must see what its drop-in sets - O(environment.hf_home),
+        O(environment.hub_cache), C(HF_HUB_OFFLINE) by O(environment.offline), C(HF_ENDPOINT) when
+        O(environment.endpoint) is set, and C(HF_TOKEN) present exactly when O(environment.token) is.
+    type: dict
+    suboptions:
+      units:
+        description: The units whose drop-in is written.
+        type: list
+        elements: str
+        default: []
+      dropin_name:
+        description: The drop-in's file name.
+        type: str
+        default: 60-hf-cache.conf
+      systemd_dir:
+        description: Where the units' drop-in folders are.
+        type: path
+        default: /etc/systemd/system
+      hf_home:
+        description: C(HF_HOME) of the drop-in.
+        type: path
+      hub_cache:
+        description: C(HF_HUB_CACHE) of the drop-in.
+        type: path
+      offline:
+        description: Whether the drop-in sets C(HF_HUB_OFFLINE=1).
+        type: bool
+        default: true
+      endpoint:
+        description: C(HF_ENDPOINT) of the drop-in, when not empty.
+        type: str
+        default: ""
+      token:
+        description: The token the token file holds (never returned).
+        type: str
+        default: ""
+      token_file:
+        description: The root-only token file.
+        type: path
+        default: /etc/justnews/huggingface-token.env
+      backup:
+        description: Whether a replaced drop-in is kept for a rollback (only where systemd runs).
+        type: bool
+        default: true
+      backup_dir:
+        description: Where those copies are kept.
+        type: path
+        default: /var/lib/justnews-huggingface/dropin-backups
+      facts_file:
+        description: The local facts file.
+        type: path
+        default: /etc/ansible/facts.d/justnews_huggingface.fact
   ready_timeout:
     description: Seconds from the start of the verification within which the restarted units must be ready.
     type: int
@@ -545,56 +605,32 @@ fix:
 import os
 import platform
 import re
-from urllib.error import HTTPError
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.urls import open_url
 
+from ansible_collections.justnews.huggingface.plugins.module_utils import _agent_env
 from ansible_collections.justnews.huggingface.plugins.module_utils import _errors
 from ansible_collections.justnews.huggingface.plugins.module_utils import _settle
 from ansible_collections.justnews.huggingface.plugins.module_utils import _systemd
 from ansible_collections.justnews.huggingface.plugins.module_utils import _units
 
-MANAGED_ENV = ["HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "HF_ENDPOINT", "HF_TOKEN", "HF_HUB_TOKEN",
-               "HUGGINGFACE_HUB_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HUGGINGFACE_HUB_CACHE", "TRANSFORMERS_OFFLINE",
-               "SENTENCE_TRANSFORMERS_HOME"]
+# Of these only names, specs and checks are used whose failures _units and _settle turn into problems or states:
+# none becomes this module's error kind.
+CONTAINS_FAILURES_OF = ("_agent_env", "_systemd")
 MODE_RE = re.compile(r"^0?[0-7]{3}$")
-
-
-def http_get(url, timeout):
-    """(status or None, body or the error's text) of a GET, without a proxy (readiness URLs are local)."""
-    try:
-        response = open_url(url, timeout=timeout, use_proxy=False, follow_redirects="safe", validate_certs=True,
-                            http_agent="justnews.huggingface hf_units")
-        return response.status, response.read(65536).decode("utf-8", "replace")
-    except HTTPError as exc:
-        try:
-            body = exc.read(65536).decode("utf-8", "replace")
-        except Exception:  # the status is the answer; a body that cannot be read adds nothing
-            body = ""
-        return exc.code, body
-    except Exception as exc:  # any failure to get an answer is the answer: it is quoted as the last result
-        return None, "%s: %s" % (type(exc).__name__, exc)
 
 
 def argument_spec():
     return dict(
         phase=dict(type="str", required=True, choices=["preflight", "verify"]),
         state=dict(type="str", default="present", choices=["present", "absent"]),
-        units=dict(type="list", elements="dict", default=[], options=dict(
-            name=dict(type="str", required=True),
-            ready=dict(type="bool", default=True),
-            ready_url=dict(type="str"),
-            ready_port=dict(type="int"),
-            ready_path=dict(type="str", default="/ready"),
-            ready_command=dict(type="str"),
-        )),
-        agent_ports=dict(type="dict", default={}),
+        units=dict(type="list", elements="dict", default=[], options=_systemd.UNIT_OPTIONS),
+        agent_ports=dict(type="dict", default=dict(_systemd.AGENT_PORTS)),
         owner=dict(type="str", default=""),
         group=dict(type="str", default=""),
         dir_mode=dict(type="str", default="0750"),
         file_mode=dict(type="str", default="0640"),
-        managed_env=dict(type="list", elements="str", default=MANAGED_ENV),
+        managed_env=dict(type="list", elements="str", default=list(_agent_env.MANAGED_ENV)),
         token_file=dict(type="path"),
         env_conflicts=dict(type="str", default="fail", choices=["fail", "warn"]),
         dropin_name=dict(type="str"),
@@ -604,6 +640,7 @@ def argument_spec():
         previous=dict(type="dict", default={}),
         restart_errors=dict(type="dict", default={}),
         expected_env=dict(type="dict", default={}),
+        environment=dict(type="dict", options=_agent_env.options()),
         ready_timeout=dict(type="int", default=300),
         interval=dict(type="float", default=2),
         http_timeout=dict(type="int", default=5),
@@ -616,20 +653,7 @@ def argument_spec():
             source=dict(type="str", default="hub", choices=["hub", "controller", "bundle"]),
             models=dict(type="list", elements="dict", default=[]),
             fetch=dict(type="dict", default={}),
-            environment=dict(type="dict", default={}, options=dict(
-                units=dict(type="list", elements="str", default=[]),
-                dropin_name=dict(type="str", default="60-hf-cache.conf"),
-                systemd_dir=dict(type="path", default="/etc/systemd/system"),
-                hf_home=dict(type="path"),
-                hub_cache=dict(type="path"),
-                offline=dict(type="bool", default=True),
-                endpoint=dict(type="str", default=""),
-                token=dict(type="str", default="", no_log=True),
-                token_file=dict(type="path", default="/etc/justnews/huggingface-token.env"),
-                backup=dict(type="bool", default=True),
-                backup_dir=dict(type="path", default="/var/lib/justnews-huggingface/dropin-backups"),
-                facts_file=dict(type="path", default="/etc/ansible/facts.d/justnews_huggingface.fact"),
-            )),
+            environment=dict(type="dict", default={}, options=_agent_env.options()),
         )),
     )
 
@@ -647,6 +671,10 @@ def check_params(p):
         return "restarted names %s, which units does not list" % ", ".join(unknown)
     p["host_name"] = p["host_name"] or platform.node()
     p["agent_ports"] = {str(k): v for k, v in p["agent_ports"].items()}
+    env = p["environment"]
+    if not p["expected_env"] and env and env["hf_home"]:
+        p["expected_env"] = _agent_env.expected_env(env["hf_home"], env["hub_cache"], env["offline"],
+                                                    env["endpoint"], bool(env["token"]))
     p["expected_env"] = {str(k): str(v) for k, v in p["expected_env"].items()}
     p["managed_env"] = list(p["managed_env"]) + [k for k in p["expected_env"] if k not in p["managed_env"]]
     p["restart_errors"] = {str(k): str(v) for k, v in p["restart_errors"].items() if v}
@@ -682,7 +710,8 @@ def main():
     if p["phase"] == "preflight":
         checks = _units.Preflight(p, run_command, as_user)
     else:
-        checks = _units.Verify(p, run_command, as_user, http_get)
+        checks = _units.Verify(p, run_command, as_user, lambda url, timeout: _systemd.http_get(
+            url, timeout, agent="justnews.huggingface hf_units"))
     try:
         result = checks.run()
     except Exception as exc:  # a check that breaks is reported, never a traceback that may quote a file

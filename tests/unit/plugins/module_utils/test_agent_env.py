@@ -1,24 +1,16 @@
-"""_agent_env: the drop-ins, the token file and the facts file are byte for byte what the role wrote before
-hf_agent_env (its template rendered with Jinja as Ansible renders it, its facts.yml run by Ansible's own templar;
-both kept in previous_role), written atomically with their owner and mode, never through a link, and nothing is
-written when one destination is refused."""
+"""_agent_env: the drop-ins, the token file and the facts file have the texts the role's hosts have (a host set
+up by an earlier run sees no change), written atomically with their owner and mode, never through a link, and
+nothing is written when one destination is refused."""
 
-import base64
 import json
 import os
 import stat
 from pathlib import Path
 
-import jinja2
 import pytest
-import yaml
 
 from ansible_collections.justnews.huggingface.plugins.module_utils import _agent_env, _errors
 
-# What the role wrote before hf_agent_env (its template and task files, kept here): a host set up by an earlier
-# release must see no change.
-PREVIOUS = Path(__file__).resolve().parent / "previous_role"
-ROLE_TEMPLATES = Path(__file__).resolve().parents[4] / "roles" / "model_cache" / "templates"
 UNIT = "justnews@memory.service"
 TOKEN = "hf_s3cretTOKENvalue42"
 
@@ -61,72 +53,78 @@ def snapshot(root):
     return out
 
 
-# --- the texts are the role's ----------------------------------------------------------------------------------
+# --- the texts ----------------------------------------------------------------------------------------------
 
-def render_template(unit, hf_home, hub_cache, offline, endpoint, token, token_file):
-    """templates/hf-cache.conf.j2 as Ansible's template module renders it: trim_blocks, no lstrip_blocks, and the
-    template's trailing newlines kept."""
-    # bake renders it into an image root: the module and the template must stay the same text
-    source = (ROLE_TEMPLATES / "hf-cache.conf.j2").read_text()
-    env = jinja2.Environment(trim_blocks=True, lstrip_blocks=False, undefined=jinja2.StrictUndefined)
-    env.filters["bool"] = bool
-    text = env.from_string(source).render(
-        __model_cache_unit=unit, model_cache_dir=hf_home, __model_cache_hub_cache=hub_cache,
-        model_cache_offline=offline, model_cache_endpoint=endpoint, model_cache_token=token,
-        model_cache_token_file=token_file)
-    wanted, got = len(source) - len(source.rstrip("\n")), len(text) - len(text.rstrip("\n"))
-    return (text + "\n" * max(0, wanted - got)).encode()
+def test_the_dropin_sets_the_cache_offline_mode_endpoint_and_token_file():
+    text = _agent_env.dropin_text("justnews@scout.service", "/srv/hf home", "/srv/hf home/hub", True,
+                                  "https://mirror.example/hf", TOKEN, "/etc/justnews/huggingface-token.env")
+    assert text.decode() == (
+        "# managed by Ansible (justnews.huggingface.model_cache): local changes are overwritten.\n"
+        "# Points justnews@scout.service at the pre-fetched Hugging Face cache.\n"
+        "# The token is read from /etc/justnews/huggingface-token.env (root-only); it is never written here.\n"
+        "[Service]\n"
+        'Environment="HF_HOME=/srv/hf home"\n'
+        'Environment="HF_HUB_CACHE=/srv/hf home/hub"\n'
+        'Environment="HF_HUB_OFFLINE=1"\n'
+        'Environment="HF_HUB_DISABLE_TELEMETRY=1"\n'
+        'Environment="HF_ENDPOINT=https://mirror.example/hf"\n'
+        "EnvironmentFile=-/etc/justnews/huggingface-token.env\n")
+    plain = _agent_env.dropin_text(UNIT, "/h", "/h/hub", False, "", "", "/t").decode()
+    assert "OFFLINE" not in plain and "ENDPOINT" not in plain and "EnvironmentFile" not in plain
+    assert TOKEN not in text.decode()
 
 
 @pytest.mark.parametrize("offline", [True, False])
 @pytest.mark.parametrize("endpoint", ["", "https://mirror.example/hf"])
 @pytest.mark.parametrize("token", ["", TOKEN])
-def test_the_dropin_is_the_template_byte_for_byte(offline, endpoint, token):
-    args = ("justnews@scout.service", "/srv/hf home", "/srv/hf home/hub", offline, endpoint, token,
-            "/etc/justnews/huggingface-token.env")
-    assert _agent_env.dropin_text(*args) == render_template(*args)
+def test_the_expected_environment_is_what_the_dropin_sets(offline, endpoint, token):
+    text = _agent_env.dropin_text(UNIT, "/srv/hf", "/srv/hf/hub", offline, endpoint, token, "/t").decode()
+    expected = _agent_env.expected_env("/srv/hf", None, offline, endpoint, bool(token))
+    for key, value in expected.items():
+        if key == "HF_TOKEN":
+            assert ("EnvironmentFile=-/t" in text) == (value == "<set>")
+        elif value == "<unset>":
+            assert key + "=" not in text
+        else:
+            assert 'Environment="%s=%s"' % (key, value) in text
 
 
-def test_the_token_file_is_the_tasks_content():
-    task = yaml.safe_load((PREVIOUS / "token.yml").read_text())[1]["ansible.builtin.copy"]
-    assert _agent_env.token_text(TOKEN) == task["content"].replace("{{ model_cache_token }}", TOKEN).encode()
-
-
-def role_facts(previous, models, hub_cache, now):
-    """The facts file as tasks/facts.yml writes it, rendered by Ansible's own templar."""
-    from ansible.parsing.dataloader import DataLoader
-    from ansible.template import Templar, trust_as_template
-
-    task = yaml.safe_load((PREVIOUS / "facts.yml").read_text())[1]["block"][1]
-    variables = {"__model_cache_models_result": models, "__model_cache_hub_cache": hub_cache,
-                 "__model_cache_fact_previous": {} if previous is None else
-                 {"content": base64.b64encode(previous).decode()}}
-    for name, value in task["vars"].items():
-        variables[name] = trust_as_template(value) if isinstance(value, str) else \
-            {k: trust_as_template(v) for k, v in value.items()}
-    variables["__now"] = now
-    return Templar(loader=DataLoader(), variables=variables).template(
-        trust_as_template(task["ansible.builtin.copy"]["content"])).encode()
+def test_the_token_file_holds_both_token_variables_under_its_header():
+    assert _agent_env.token_text(TOKEN) == (
+        "# managed by Ansible (justnews.huggingface.model_cache)\nHF_TOKEN=%s\nHF_HUB_TOKEN=%s\n"
+        % (TOKEN, TOKEN)).encode()
 
 
 OLD = [model(last_fetched="t0", last_verified="t1")]
+NOW = "2026-01-31T12:00:00Z"
+# (case, models, the previous file's models, whether the first model's times are now)
 FACT_CASES = [
-    ("nothing fetched: times kept", [model()], OLD),
-    ("fetched: bytes downloaded", [model(changed=True, downloaded_bytes=5)], OLD),
-    ("changed but nothing downloaded, same commit", [model(changed=True)], OLD),
-    ("commit moved", [model(commit="d" * 40, previous_commit="d" * 40)], OLD),
-    ("new model and unicode", [model(), model(repo_id="org/caf\u00e9", link="/srv/l", files="7", bytes=None)], OLD),
-    ("no previous file", [model()], None),
-    ("no models", [], []),
+    ("nothing fetched: times kept", [model()], OLD, False),
+    ("fetched: bytes downloaded", [model(changed=True, downloaded_bytes=5)], OLD, True),
+    ("changed but nothing downloaded, same commit", [model(changed=True)], OLD, False),
+    ("commit moved", [model(commit="d" * 40, previous_commit="d" * 40)], OLD, True),
+    ("no previous file", [model()], None, True),
 ]
 
 
-@pytest.mark.parametrize("name, models, previous", FACT_CASES, ids=[c[0] for c in FACT_CASES])
-def test_the_facts_are_the_roles_byte_for_byte(name, models, previous):
+@pytest.mark.parametrize("name, models, previous, moved", FACT_CASES, ids=[c[0] for c in FACT_CASES])
+def test_the_facts_keep_the_times_of_a_model_that_did_not_move(name, models, previous, moved):
     prev = None if previous is None else json.dumps({"cache_dir": "/x", "models": previous}).encode()
-    ours = _agent_env.facts_text(_agent_env.facts_data("/var/cache/hf/hub", models,
-                                                       _agent_env.previous_models(prev), "2026-01-31T12:00:00Z"))
-    assert ours == role_facts(prev, models, "/var/cache/hf/hub", "2026-01-31T12:00:00Z"), name
+    facts = _agent_env.facts_data("/var/cache/hf/hub", models, _agent_env.previous_models(prev), NOW)
+    entry = facts["models"][0]
+    assert (entry["last_fetched"], entry["last_verified"]) == ((NOW, NOW) if moved else ("t0", "t1")), name
+    assert facts["cache_dir"] == "/var/cache/hf/hub"
+
+
+def test_the_facts_file_is_sorted_indented_json_with_a_final_newline():
+    models = [model(), model(repo_id="org/caf\u00e9", link="/srv/l", files=7, bytes=None)]
+    text = _agent_env.facts_text(_agent_env.facts_data("/h/hub", models, [], NOW)).decode()
+    assert text.endswith("}\n") and text.startswith('{\n    "cache_dir": "/h/hub",\n    "models": [\n')
+    assert json.loads(text)["models"][1] == {
+        "repo_id": "org/caf\u00e9", "revision": "main", "commit": "c" * 40, "files": 7, "bytes": 0, "link": "/srv/l",
+        "source": "hub", "last_fetched": NOW, "last_verified": NOW}
+    assert json.loads(_agent_env.facts_text(_agent_env.facts_data("/h/hub", [], [], NOW))) == {
+        "cache_dir": "/h/hub", "models": []}
 
 
 # --- writes ------------------------------------------------------------------------------------------------------
@@ -271,13 +269,13 @@ def test_a_destination_that_is_not_a_regular_file_is_refused_and_nothing_is_writ
     else:
         target.mkdir()
     before = snapshot(tmp_path)
-    with pytest.raises(_agent_env.Failure) as err:
+    with pytest.raises(_errors.Failure) as err:
         run(params)
     assert err.value.kind == _errors.UNSAFE_DESTINATION and str(target) in err.value.msg
     assert {"symlink": "a symlink", "fifo": "a FIFO", "directory": "a directory"}[kind] in err.value.msg
     assert TOKEN not in err.value.msg and snapshot(tmp_path) == before
     params["state"] = "absent"
-    with pytest.raises(_agent_env.Failure):
+    with pytest.raises(_errors.Failure):
         run(params)
     assert snapshot(tmp_path) == before
 
@@ -288,7 +286,7 @@ def test_a_dot_d_folder_that_is_a_symlink_is_refused(params, tmp_path):
     Path(params["systemd_dir"]).mkdir()
     dropin(params).parent.symlink_to(elsewhere)
     before = snapshot(tmp_path)
-    with pytest.raises(_agent_env.Failure) as err:
+    with pytest.raises(_errors.Failure) as err:
         run(params)
     assert err.value.kind == _errors.UNSAFE_DESTINATION and "a symlink" in err.value.msg
     assert str(dropin(params).parent) in err.value.msg
@@ -315,7 +313,7 @@ def test_a_dot_d_folder_that_is_a_symlink_is_refused(params, tmp_path):
 ])
 def test_bad_values_are_refused_naming_the_option(params, tmp_path, change, words):
     params.update(change)
-    with pytest.raises(_agent_env.Failure) as err:
+    with pytest.raises(_errors.Failure) as err:
         run(params)
     assert err.value.kind == _errors.INVALID_ARGUMENT and words in err.value.msg
     assert TOKEN not in err.value.msg and os.listdir(tmp_path) == []
@@ -474,7 +472,7 @@ def test_an_unsafe_backup_folder_is_refused_and_nothing_is_written(params, tmp_p
         where = backups
     params.update(offline=False)
     before = snapshot(tmp_path)
-    with pytest.raises(_agent_env.Failure) as err:
+    with pytest.raises(_errors.Failure) as err:
         run(params)
     assert err.value.kind == _errors.UNSAFE_DESTINATION and "backup_dir" in err.value.msg
     assert str(where) in err.value.msg
@@ -498,7 +496,7 @@ def test_a_dropin_too_large_to_keep_is_refused_before_anything_is_written(params
     path.parent.mkdir(parents=True)
     path.write_bytes(b"#" * (_agent_env.READ_LIMIT + 1))
     before = snapshot(tmp_path)
-    with pytest.raises(_agent_env.Failure) as err:
+    with pytest.raises(_errors.Failure) as err:
         run(params)
     assert err.value.kind == _errors.UNSAFE_DESTINATION and str(path) in err.value.msg
     assert snapshot(tmp_path) == before
@@ -556,7 +554,7 @@ def test_restored_refuses_a_backup_it_did_not_keep_for_that_dropin(params, tmp_p
     params.update(offline=False)
     written, _diffs = run(params)
     before = snapshot(tmp_path)
-    with pytest.raises(_agent_env.Failure) as err:
+    with pytest.raises(_errors.Failure) as err:
         restore(params, [change(written["dropins"][0], params)])
     assert err.value.kind == _errors.INVALID_ARGUMENT and words in err.value.msg
     assert snapshot(tmp_path) == before
@@ -569,7 +567,7 @@ def test_restored_refuses_a_backup_of_another_dropin(params, tmp_path):
     params.update(offline=False)
     written, _diffs = run(params)
     swapped = dict(written["dropins"][0], backup_file=written["dropins"][1]["backup_file"])
-    with pytest.raises(_agent_env.Failure) as err:
+    with pytest.raises(_errors.Failure) as err:
         restore(params, [swapped])
     assert err.value.kind == _errors.INVALID_ARGUMENT and "is not a backup of" in err.value.msg
 
@@ -588,7 +586,7 @@ def test_restored_never_reads_a_backup_swapped_for_a_link(params, tmp_path, plan
     elif plant == "hardlink":
         os.link(secret, backup)
     current = dropin(params).read_bytes()
-    with pytest.raises(_agent_env.Failure) as err:
+    with pytest.raises(_errors.Failure) as err:
         restore(params, written["dropins"])
     kind = _errors.INVALID_ARGUMENT if plant == "missing" else _errors.UNSAFE_DESTINATION
     assert err.value.kind == kind and str(backup) in err.value.msg
@@ -597,7 +595,7 @@ def test_restored_never_reads_a_backup_swapped_for_a_link(params, tmp_path, plan
 
 def test_backups_are_read_only_with_state_restored(params):
     params.update(backups=[{"unit": UNIT}])
-    with pytest.raises(_agent_env.Failure) as err:
+    with pytest.raises(_errors.Failure) as err:
         run(params)
     assert err.value.kind == _errors.INVALID_ARGUMENT and "state=restored" in err.value.msg
 

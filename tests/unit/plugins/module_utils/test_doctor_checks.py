@@ -2,7 +2,7 @@
 
 import os
 
-from ansible_collections.justnews.huggingface.plugins.module_utils import _doctor, _systemd
+from ansible_collections.justnews.huggingface.plugins.module_utils import _doctor, _errors, _systemd
 
 UNIT = "justnews@memory.service"
 EXPECTED = {"HF_HOME": "/var/cache/hf", "HF_HUB_CACHE": "/var/cache/hf/hub", "HF_HUB_OFFLINE": "1",
@@ -16,10 +16,10 @@ def show(env_files, environment='HF_HOME=/var/cache/hf HF_HUB_CACHE=/var/cache/h
     return "\n".join(lines) + "\n"
 
 
-def doctor(tmp_path, env_files, process_env=None, journal="", **params):
-    p = dict(cache_dir=str(tmp_path / "hub"), models=[], units=[UNIT], ready_urls={}, expected_env=EXPECTED,
-             managed_env=sorted(EXPECTED), sourced_files=[], endpoint="http://127.0.0.1:9", reach_hub=False,
-             token_file=None, token_expected=False, verify_checksums=True, journal=True, timeout=1)
+def doctor(tmp_path, env_files, process_env=None, journal="", http_get=None, **params):
+    p = dict(cache_dir=str(tmp_path / "hub"), models=[], units=[{"name": UNIT}], agent_ports={}, ready_urls={},
+             expected_env=EXPECTED, managed_env=sorted(EXPECTED), sourced_files=[], endpoint="http://127.0.0.1:9",
+             reach_hub=False, token_file=None, token_expected=False, verify_checksums=True, journal=True, timeout=1)
     p.update(params)
 
     def run_command(argv):
@@ -36,7 +36,10 @@ def doctor(tmp_path, env_files, process_env=None, journal="", **params):
             return [[4242, {k: (process_env or {}).get(k) for k in args[1]}]]
         return []
 
-    return _doctor.Doctor(p, run_command, as_user, lambda url, token: (None, {}, "no route")).run()
+    def no_route(url, timeout, token=None, proxy=False):
+        return None, {}, "no route"
+
+    return _doctor.Doctor(p, run_command, as_user, http_get or no_route).run()
 
 
 def by_check(findings, check):
@@ -65,6 +68,37 @@ def test_healthy_unit_and_process(tmp_path):
     env = by_check(findings, "environment")
     assert [f["verdict"] for f in env] == ["ok"], env
     assert [f["verdict"] for f in by_check(findings, "journal")] == ["ok"]
+
+
+def test_the_readiness_url_is_worked_out_from_the_units_entry_as_hf_units_does(tmp_path):
+    asked = []
+
+    def http_get(url, timeout, token=None, proxy=False):
+        asked.append((url, proxy))
+        return 200, {}, '{"ready": false}' if url.endswith("/loading") else '{"ready": true}'
+
+    units = [_systemd.unit_entries([UNIT])[0]]
+    findings = doctor(tmp_path, [], process_env=EXPECTED, http_get=http_get, units=units,
+                      agent_ports=dict(_systemd.AGENT_PORTS))
+    assert asked == [("http://127.0.0.1:8007/ready", False)]  # memory's port; a local URL, no proxy
+    assert by_check(findings, "unit")[0]["verdict"] == "ok"
+    findings = doctor(tmp_path, [], process_env=EXPECTED, http_get=http_get,
+                      units=_systemd.unit_entries([{"name": UNIT, "ready_port": 9000, "ready_path": "/loading"}]))
+    assert asked[-1] == ("http://127.0.0.1:9000/loading", False)
+    assert by_check(findings, "unit")[0]["verdict"] == "fail"
+    doctor(tmp_path, [], process_env=EXPECTED, http_get=http_get,
+           units=_systemd.unit_entries([{"name": UNIT, "ready_command": "true"}, {"name": "b.service", "ready": False}]))
+    assert len(asked) == 2  # a command or ready: false: active is all the doctor checks
+
+
+def test_a_unit_that_is_neither_a_name_nor_an_entry_is_refused():
+    for value in ([{"ready_url": "http://x"}], [{"name": UNIT, "colour": "red"}], [7]):
+        try:
+            _systemd.unit_entries(value)
+        except _errors.Failure as exc:
+            assert exc.kind == _errors.INVALID_ARGUMENT and "units[0]" in exc.msg
+        else:
+            raise AssertionError(value)
 
 
 def test_env_file_that_overrides_the_drop_in_is_named_with_its_fix(tmp_path):
@@ -160,7 +194,8 @@ def store_cache(tmp_path, files):
 
 def model_doctor(cache):
     p = dict(cache_dir=str(cache), models=[{"repo_id": "org/name", "repo_type": "model", "revision": "main"}],
-             units=[], ready_urls={}, expected_env={}, managed_env=[], sourced_files=[], endpoint="http://127.0.0.1:9",
+             units=[], agent_ports={}, ready_urls={}, expected_env={}, managed_env=[], sourced_files=[],
+             endpoint="http://127.0.0.1:9",
              reach_hub=False, token_file=None, token_expected=False, verify_checksums=True, journal=False, timeout=1)
     return _doctor.Doctor(p, None, lambda user, func, *args: [], None)
 

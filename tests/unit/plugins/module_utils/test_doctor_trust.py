@@ -26,8 +26,8 @@ COMMIT = "c" * 40
 
 
 def params(tmp_path, **extra):
-    p = dict(cache_dir=str(tmp_path / "hub"), models=[], units=[UNIT], ready_urls={}, expected_env={},
-             managed_env=["HF_HUB_OFFLINE", "HF_TOKEN"], sourced_files=[], endpoint="http://mirror.invalid",
+    p = dict(cache_dir=str(tmp_path / "hub"), models=[], units=[{"name": UNIT}], agent_ports={}, ready_urls={},
+             expected_env={}, managed_env=["HF_HUB_OFFLINE", "HF_TOKEN"], sourced_files=[], endpoint="http://mirror.invalid",
              reach_hub=False, token_file=None, token_expected=False, verify_checksums=True, journal=True, timeout=1)
     p.update(extra)
     return p
@@ -81,7 +81,7 @@ def test_every_known_token_is_masked_in_journal_hub_and_readiness_texts(tmp_path
             return [[4242, {k: "process-secret-000" if k == "HUGGINGFACE_HUB_TOKEN" else None for k in args[1]}]]
         return []
 
-    def http_get(url, token):
+    def http_get(url, timeout, token=None, proxy=False):
         return None, {}, "BadStatusLine: you sent Bearer %s and %s" % (token, "unit-secret-456")
 
     p = params(tmp_path, token_file=str(token_file), token_expected=True, reach_hub=True, token="given-secret-789",

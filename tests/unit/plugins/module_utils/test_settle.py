@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from ansible_collections.justnews.huggingface.plugins.module_utils import _agent_env, _settle
+from ansible_collections.justnews.huggingface.plugins.module_utils import _agent_env, _errors, _settle
 
 REPO_ID = "org/model"
 FOLDER = "models--org--model"
@@ -178,7 +178,7 @@ def test_the_failures_of_the_checks_it_runs_leave_the_host_unsettled_instead_of_
     lay_out(cache)
 
     def refuse(params):
-        raise _agent_env.Failure("a drop-in folder another user can write to", "unsafe_destination")
+        raise _errors.Failure("unsafe_destination", "a drop-in folder another user can write to")
     monkeypatch.setattr(_agent_env, "check", refuse)
     spec = {"source": "hub", "models": [{"repo_id": REPO_ID, "revision": COMMIT}], "fetch": fetch(cache),
             "environment": env_params(tmp_path)}

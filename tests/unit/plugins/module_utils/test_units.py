@@ -13,7 +13,7 @@ import pytest
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.justnews.huggingface.plugins.module_utils import _systemd, _units
+from ansible_collections.justnews.huggingface.plugins.module_utils import _agent_env, _systemd, _units
 from ansible_collections.justnews.huggingface.plugins.modules import hf_units
 
 UNIT = "justnews@memory.service"
@@ -21,7 +21,7 @@ OTHER = "justnews@critic.service"
 PORTS = {"memory": 8007, "critic": 8006}
 EXPECTED = {"HF_HOME": "/var/cache/hf", "HF_HUB_CACHE": "/var/cache/hf/hub", "HF_HUB_OFFLINE": "1",
             "HF_TOKEN": "<unset>"}
-MANAGED = hf_units.MANAGED_ENV
+MANAGED = list(_agent_env.MANAGED_ENV)
 TOKEN = "s3cr3t-mirror-token-42"  # a mirror's token: not shaped like hf_...
 
 
@@ -313,7 +313,7 @@ def agent():
 
 
 def verify(systemd, as_user=real_as_user, **extra):
-    checks = _units.Verify(params(phase="verify", **extra), systemd, as_user, hf_units.http_get)
+    checks = _units.Verify(params(phase="verify", **extra), systemd, as_user, _systemd.http_get)
     return checks.run(), checks
 
 
@@ -413,7 +413,7 @@ def test_the_wait_ends_at_its_deadline_with_a_fake_clock(agent):
 
     agent.answers = [(200, '{"ready": false}')]
     checks = _units.Verify(params(phase="verify", **restarted_unit(agent.server_port, ready_timeout=7, interval=2)),
-                           Systemd({UNIT: show(invocation="new")}), real_as_user, hf_units.http_get,
+                           Systemd({UNIT: show(invocation="new")}), real_as_user, _systemd.http_get,
                            clock=lambda: now[0], sleep=sleep)
     result = checks.run()
     assert slept == [2, 2, 2, 1] and result["not_ready"][0]["last"] == 'HTTP 200 {"ready": false}'

@@ -112,6 +112,22 @@ def test_processes_with_other_settings_fail_with_env_overridden(capsys, systemd,
     assert "'env_conflicts' (model_cache_env_conflicts)" in result["fix"]
 
 
+def test_without_expected_env_the_processes_must_see_what_the_dropin_sets(capsys, systemd, monkeypatch):
+    seen = {}
+
+    def run_as(user, func, *args, **kw):
+        seen["keys"] = args[1]
+        return [[4242, {"HF_HOME": "/srv/hf", "HF_HUB_CACHE": "/srv/hf/hub", "HF_HUB_OFFLINE": None,
+                        "HF_TOKEN": "secret", "HF_ENDPOINT": "https://mirror.example"}]]
+
+    monkeypatch.setattr(_systemd, "run_as", run_as)
+    result = run({"phase": "verify", "units": [{"name": UNIT}], "environment": {
+        "hf_home": "/srv/hf", "offline": True, "endpoint": "https://mirror.example", "token": "secret"}}, capsys)
+    assert seen["keys"] == ["HF_ENDPOINT", "HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "HF_TOKEN"]
+    assert result["error_kind"] == "env_overridden"
+    assert [(e["key"], e["value"]) for e in result["environment"]] == [("HF_HUB_OFFLINE", "<unset>")]
+
+
 def test_a_verification_that_passes_changes_nothing(capsys, systemd):
     result = run({"phase": "verify", "units": [{"name": UNIT, "ready": False}], "restarted": [UNIT]}, capsys)
     assert not result.get("failed") and not result["changed"] and result["ready"] == [UNIT]
@@ -136,12 +152,13 @@ def test_http_get_reads_the_answer_the_status_and_a_refused_connection():
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         url = "http://127.0.0.1:%d" % server.server_port
-        assert hf_units.http_get(url + "/ready", 5) == (200, '{"ready": true}')
-        assert hf_units.http_get(url + "/no-such-path", 5) == (404, "not here")
+        assert _systemd.http_get(url + "/ready", 5)[::2] == (200, '{"ready": true}')
+        assert _systemd.http_get(url + "/no-such-path", 5)[::2] == (404, "not here")
+        assert _systemd.ready_url(_systemd.http_get, url + "/ready", 5) == (True, 200, '{"ready": true}')
     finally:
         server.shutdown()
         server.server_close()
-    status, text = hf_units.http_get(url + "/ready", 5)  # nothing listens there any more
+    status, _headers, text = _systemd.http_get(url + "/ready", 5)  # nothing listens there any more
     assert status is None and "refused" in text.lower(), text
 
 
