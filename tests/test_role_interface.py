@@ -167,9 +167,7 @@ def set_by(text):
     return found
 
 
-ENTRY_FILES = {"prune": ["prune.yml"], "doctor": ["doctor.yml"], "bake": ["bake.yml", "../templates/hf-cache.conf.j2"]}
-# The bake renders the drop-in with an empty token (template_vars): the template's token lines are never read there.
-TOKEN_LINES = re.compile(r"{% if model_cache_token \| length > 0 %}.*?{% endif %}", re.S)
+ENTRY_FILES = {"prune": ["prune.yml"], "doctor": ["doctor.yml"], "bake": ["bake.yml"]}
 
 
 @pytest.mark.parametrize("entry_point", sorted(ENTRY_FILES))
@@ -177,9 +175,6 @@ def test_every_variable_an_entry_point_reads_is_in_its_argument_spec(entry_point
     """Validated and documented: nothing an entry point reads comes from main's defaults without being said."""
     internal = yaml.safe_load((ROLE / "vars" / "main.yml").read_text())
     texts = [(ROLE / "tasks" / name).read_text() for name in ENTRY_FILES[entry_point]]
-    if len(texts) > 1:
-        assert "'model_cache_token': ''" in texts[0]
-        texts[1:] = [TOKEN_LINES.sub("", text) for text in texts[1:]]
     read = set().union(*(read_by(text, internal) for text in texts))
     made = set().union(*(set_by(text) for text in texts[:1]))
     assert read - made - set(entry_points()[entry_point]["options"]) == set()

@@ -22,6 +22,7 @@ from ansible.errors import AnsibleError
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 
+from ansible_collections.justnews.huggingface.plugins.module_utils import _agent_env
 from ansible_collections.justnews.huggingface.plugins.module_utils import _bundle
 from ansible_collections.justnews.huggingface.plugins.module_utils import _cache
 from ansible_collections.justnews.huggingface.plugins.module_utils import _carry
@@ -250,7 +251,7 @@ class ActionModule(ActionBase):
             return probe
         missing = probe["missing_blobs"]
         out = {"results": self.results(seeds, probe["models"]), "missing_blobs": missing,
-               "missing_bytes": sum(b["size"] for b in missing)}
+               "missing_bytes": sum(b["size"] for b in missing), "cachedir_tag": _agent_env.CACHEDIR_TAG}
         plan = _carry.plan_stream(missing, chunk_size) if missing else None
         if plan:
             if probe.get("stream_id") != plan["id"]:

@@ -879,3 +879,11 @@ class AgentEnv:
             text += " %s %d drop-in backup(s) an earlier release left readable beside the drop-ins." % (
                 "Would remove" if self.check_mode else "Removed", len(result["removed_backups"]))
         return text
+
+
+# The CACHEDIR.TAG that huggingface_hub writes into a cache it downloads into: written where the models arrive
+# by another way (the controller's or a bundle's blobs, a bake), so that every source leaves the same tree.
+CACHEDIR_TAG = ("Signature: 8a477f597d28d172789f06886806bc55\n"
+                "# This file is a cache directory tag created by huggingface_hub.\n"
+                "# For information about cache directory tags, see:\n"
+                "#\thttps://bford.info/cachedir/\n")

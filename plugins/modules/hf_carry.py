@@ -186,6 +186,15 @@ missing_bytes:
   returned: success
   type: int
   sample: 90868376
+cachedir_tag:
+  description:
+    - The C(CACHEDIR.TAG) text that C(huggingface_hub) writes into a cache it downloads into, for the task that
+      tags O(cache_dir) after blobs arrived another way (the role model_cache writes it), so that every source
+      leaves the same tree.
+  returned: success
+  type: str
+  sample: "Signature: 8a477f597d28d172789f06886806bc55\n# This file is a cache directory tag created by huggingface_hub.\n"
+  version_added: 0.1.1
 stream_dir:
   description: The folder on the host that holds the chunks of the stream until the models are in.
   returned: success, when blobs are missing

@@ -9,7 +9,6 @@ import os
 import stat
 from pathlib import Path
 
-import jinja2
 import pytest
 import yaml
 
@@ -18,7 +17,6 @@ from ansible_collections.justnews.huggingface.plugins.module_utils import _agent
 # What the role wrote before hf_agent_env (its template and task files, kept here): a host set up by an earlier
 # release must see no change.
 PREVIOUS = Path(__file__).resolve().parent / "previous_role"
-ROLE_TEMPLATES = Path(__file__).resolve().parents[4] / "roles" / "model_cache" / "templates"
 UNIT = "justnews@memory.service"
 TOKEN = "hf_s3cretTOKENvalue42"
 
@@ -62,30 +60,6 @@ def snapshot(root):
 
 
 # --- the texts are the role's ----------------------------------------------------------------------------------
-
-def render_template(unit, hf_home, hub_cache, offline, endpoint, token, token_file):
-    """templates/hf-cache.conf.j2 as Ansible's template module renders it: trim_blocks, no lstrip_blocks, and the
-    template's trailing newlines kept."""
-    # bake renders it into an image root: the module and the template must stay the same text
-    source = (ROLE_TEMPLATES / "hf-cache.conf.j2").read_text()
-    env = jinja2.Environment(trim_blocks=True, lstrip_blocks=False, undefined=jinja2.StrictUndefined)
-    env.filters["bool"] = bool
-    text = env.from_string(source).render(
-        __model_cache_unit=unit, model_cache_dir=hf_home, __model_cache_hub_cache=hub_cache,
-        model_cache_offline=offline, model_cache_endpoint=endpoint, model_cache_token=token,
-        model_cache_token_file=token_file)
-    wanted, got = len(source) - len(source.rstrip("\n")), len(text) - len(text.rstrip("\n"))
-    return (text + "\n" * max(0, wanted - got)).encode()
-
-
-@pytest.mark.parametrize("offline", [True, False])
-@pytest.mark.parametrize("endpoint", ["", "https://mirror.example/hf"])
-@pytest.mark.parametrize("token", ["", TOKEN])
-def test_the_dropin_is_the_template_byte_for_byte(offline, endpoint, token):
-    args = ("justnews@scout.service", "/srv/hf home", "/srv/hf home/hub", offline, endpoint, token,
-            "/etc/justnews/huggingface-token.env")
-    assert _agent_env.dropin_text(*args) == render_template(*args)
-
 
 def test_the_token_file_is_the_tasks_content():
     task = yaml.safe_load((PREVIOUS / "token.yml").read_text())[1]["ansible.builtin.copy"]
