@@ -149,7 +149,7 @@ options:
   dropins:
     description:
       - The agents' Hugging Face environment, written for each of O(dropins.units) as
-        C(/etc/systemd/system/<unit>.d/<name>) (root's, C(0644), in a folder of root's, C(0755)) - the drop-in
+        C(/etc/systemd/system/<unit>.d/<dropin_name>) (root's, C(0644), in a folder of root's, C(0755)) - the drop-in
         M(justnews.huggingface.hf_agent_env) writes on a host, without a token; give the agents one at deploy time
         if they need it.
     type: dict
@@ -160,7 +160,7 @@ options:
         type: list
         elements: str
         required: true
-      name:
+      dropin_name:
         description: The drop-in's file name.
         type: str
         default: 60-hf-cache.conf
@@ -309,7 +309,7 @@ def planned(p):
         text = _agent_env.dropin_text(unit, env["hf_home"], env["hub_cache"], env["offline"], env["endpoint"], "",
                                       None).decode("utf-8")
         dirs.append({"path": folder, "owner": "root", "mode": "0755"})
-        files.append({"path": "%s/%s" % (folder, env["name"]), "content": text, "mode": "0644", "force": True})
+        files.append({"path": "%s/%s" % (folder, env["dropin_name"]), "content": text, "mode": "0644", "force": True})
     return dirs, files, links
 
 
@@ -355,7 +355,7 @@ def main():
             models=dict(type="list", elements="dict", default=[]),
             dropins=dict(type="dict", options=dict(
                 units=dict(type="list", elements="str", required=True),
-                name=dict(type="str", default="60-hf-cache.conf"),
+                dropin_name=dict(type="str", default="60-hf-cache.conf"),
                 hf_home=dict(type="str", required=True),
                 hub_cache=dict(type="str", required=True),
                 offline=dict(type="bool", default=True),
