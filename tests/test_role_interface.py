@@ -1,6 +1,5 @@
 """meta/argument_specs.yml is the single source of each role's variables: defaults and README agree."""
 
-import ast
 import re
 from pathlib import Path
 
@@ -204,11 +203,14 @@ def test_the_readme_documents_every_playbook_variable_in_one_table():
 
 def test_a_settled_models_record_has_the_keys_of_the_fetchs():
     """model_cache_result.models is the same list whether the preflight found nothing to do (hf_units' records,
-    _settle.model_record) or the fetch ran (the role's __model_cache_models_yaml)."""
-    text = yaml.safe_load((ROLE / "vars" / "main.yml").read_text())["__model_cache_models_yaml"]
-    keys = re.findall(r"^(?:- |  )([a-z_]+):", text, re.M)
-    source = (ROLES.parent / "plugins" / "module_utils" / "_settle.py").read_text()
-    function = next(node for node in ast.walk(ast.parse(source))
-                    if isinstance(node, ast.FunctionDef) and node.name == "model_record")
-    returned = next(node.value for node in ast.walk(function) if isinstance(node, ast.Return))
-    assert keys and keys == [key.value for key in returned.keys]
+    _settle.model_record) or the fetch ran (each module's record, _record.build): the same keys in the same order,
+    but those of a failure and a rollback, which a settled model never has."""
+    from ansible_collections.justnews.huggingface.plugins.module_utils import _record, _settle
+
+    result = {"commit": "a" * 40, "ref": "main", "files": ["config.json"], "listing": {"config.json": {"size": 1}}}
+    settled = list(_settle.model_record({"repo_id": "org/name"}, result, "hub", None))
+    fetched = list(_record.build({"repo_id": "org/name"}, result))
+    assert [key for key in fetched if key in settled] == settled
+    assert set(fetched) - set(settled) <= {"failed", "msg", "error_kind", "fix", "rollback_to"}
+    internal = yaml.safe_load((ROLE / "vars" / "main.yml").read_text())
+    assert "__model_cache_models_yaml" not in internal and "__model_cache_fetch_results" not in internal

@@ -31,6 +31,9 @@ from ansible_collections.justnews.huggingface.plugins.module_utils import _recor
 from ansible_collections.justnews.huggingface.plugins.module_utils import _store
 from ansible_collections.justnews.huggingface.plugins.plugin_utils._progress import Progress, human
 
+# Only the texts of _agent_env are used here (CACHEDIR_TAG), none of its writers: none of its failures reaches this
+# module's result.
+CONTAINS_FAILURES_OF = ("_agent_env",)
 RECEIVER = "justnews.huggingface.hf_receive"
 # The modules this action runs on the host, whose failures it passes on (tests/unit: the documented kinds).
 RUNS = ("hf_receive",)

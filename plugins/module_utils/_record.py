@@ -17,7 +17,7 @@ DEFAULT_ENDPOINT = "https://huggingface.co"
 SOURCES = ("hub", "controller", "bundle")
 # The keys of every record, in the order they are listed.
 KEYS = ("repo_id", "repo_type", "revision", "ref", "commit", "previous_commit", "previous_link", "snapshot_path",
-        "link", "files", "bytes", "downloaded_files", "downloaded_bytes", "received_from", "source", "changed",
+        "link", "downloaded_files", "downloaded_bytes", "files", "bytes", "source", "received_from", "changed",
         "skipped", "failed", "msg", "error_kind", "fix", "rollback_to")
 # A token was given and the Hub still refused it: the kind's own fix (pass a token) would not help.
 REFUSED_TOKEN_KINDS = (_errors.GATED, _errors.UNAUTHORIZED)
@@ -70,12 +70,12 @@ def build(model, result, source="hub", endpoint=None, token=False, skipped=False
         "previous_link": before.get("link"),
         "snapshot_path": result.get("snapshot_path"),
         "link": model.get("link"),
-        "files": len(files),
-        "bytes": sum(int((listing.get(name) or {}).get("size") or 0) for name in files),
         "downloaded_files": list(result.get("downloaded_files") or []),
         "downloaded_bytes": downloaded,
-        "received_from": received_from(source, endpoint, downloaded),
+        "files": len(files),
+        "bytes": sum(int((listing.get(name) or {}).get("size") or 0) for name in files),
         "source": source,
+        "received_from": received_from(source, endpoint, downloaded),
         "changed": changed,
         "skipped": bool(skipped),
         "failed": failed,

@@ -41,8 +41,8 @@ requirements:
 extends_documentation_fragment:
   - justnews.huggingface.attributes
   - justnews.huggingface.attributes.platform
+  - justnews.huggingface.attributes.actiongroup_fetch
   - justnews.huggingface.attributes.flow
-  - justnews.huggingface.attributes.actiongroup_cache
   - justnews.huggingface.cache
   - justnews.huggingface.cache.snapshot_options
   - justnews.huggingface.model_cache

@@ -287,6 +287,10 @@ from ansible_collections.justnews.huggingface.plugins.module_utils import _cache
 from ansible_collections.justnews.huggingface.plugins.module_utils import _errors
 from ansible_collections.justnews.huggingface.plugins.module_utils import _image_root
 
+# Only the texts of _agent_env are used here (dropin_text, CACHEDIR_TAG), none of its writers: none of its failures reaches this
+# module's result.
+CONTAINS_FAILURES_OF = ("_agent_env",)
+
 
 def planned(p):
     """O(dirs), O(files) and O(links) with what O(hub_cache), O(models) and O(dropins) add to them."""

@@ -35,8 +35,8 @@ requirements:
 extends_documentation_fragment:
   - justnews.huggingface.attributes
   - justnews.huggingface.attributes.platform
+  - justnews.huggingface.attributes.actiongroup_fetch
   - justnews.huggingface.attributes.flow
-  - justnews.huggingface.attributes.actiongroup_cache
   - justnews.huggingface.cache
   - justnews.huggingface.model_cache
 attributes:
