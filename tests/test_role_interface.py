@@ -166,7 +166,7 @@ def set_by(text):
     return found
 
 
-ENTRY_FILES = {"prune": ["prune.yml"], "doctor": ["doctor.yml"], "bake": ["bake.yml"]}
+ENTRY_FILES = {"prune": ["prune.yml"], "doctor": ["doctor.yml"], "bake": ["bake.yml"], "bundle": ["bundle.yml"]}
 
 
 @pytest.mark.parametrize("entry_point", sorted(ENTRY_FILES))
@@ -201,16 +201,11 @@ def test_the_readme_documents_every_playbook_variable_in_one_table():
     assert sorted(rows) == sorted(playbook_variables())
 
 
-def test_a_settled_models_record_has_the_keys_of_the_fetchs():
-    """model_cache_result.models is the same list whether the preflight found nothing to do (hf_units' records,
-    _settle.model_record) or the fetch ran (each module's record, _record.build): the same keys in the same order,
-    but those of a failure and a rollback, which a settled model never has."""
-    from ansible_collections.justnews.huggingface.plugins.module_utils import _record, _settle
-
-    result = {"commit": "a" * 40, "ref": "main", "files": ["config.json"], "listing": {"config.json": {"size": 1}}}
-    settled = list(_settle.model_record({"repo_id": "org/name"}, result, "hub", None))
-    fetched = list(_record.build({"repo_id": "org/name"}, result))
-    assert [key for key in fetched if key in settled] == settled
-    assert set(fetched) - set(settled) <= {"failed", "msg", "error_kind", "fix", "rollback_to"}
+def test_the_role_reads_the_models_records_by_name():
+    """model_cache_result.models is the modules' records (module_utils/_record.py), read by name: no record rebuilt
+    as YAML text, no nested item (tests/unit/plugins/module_utils/test_record.py checks the records' keys)."""
     internal = yaml.safe_load((ROLE / "vars" / "main.yml").read_text())
     assert "__model_cache_models_yaml" not in internal and "__model_cache_fetch_results" not in internal
+    for path in sorted(ROLE.rglob("*.yml")):
+        text = path.read_text()
+        assert "item.item" not in text and ("from_yaml" not in text or path.name == "doctor.yml"), path.name

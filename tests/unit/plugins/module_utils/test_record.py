@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from ansible_collections.justnews.huggingface.plugins.module_utils import _errors
 from ansible_collections.justnews.huggingface.plugins.module_utils import _record
+from ansible_collections.justnews.huggingface.plugins.module_utils import _settle
 
 COMMIT_A = "a" * 40
 COMMIT_B = "b" * 40
@@ -71,3 +72,13 @@ def test_a_failed_msg_names_the_failed_models_once():
     assert _record.failed_msg([good, bad], "stream cut") == "org/other@%s: stream cut" % COMMIT_A
     assert _record.failed_msg([good, bad], "org/other: no space") == "org/other: no space"
     assert _record.failed_msg([good], "stream cut") == "stream cut"
+
+
+def test_a_settled_models_record_has_the_keys_of_a_fetched_ones():
+    """model_cache_result.models is the same list whether the preflight found nothing to do (hf_units' records,
+    _settle.model_record) or the fetch ran: the same keys in the same order, but those of a failure and a
+    rollback, which a settled model never has."""
+    settled = list(_settle.model_record(MODEL, fetched(changed=False), "hub", None))
+    built = list(_record.build(MODEL, fetched(changed=False)))
+    assert [key for key in built if key in settled] == settled
+    assert set(built) - set(settled) <= {"failed", "msg", "error_kind", "fix", "rollback_to"}
