@@ -1,6 +1,5 @@
 """meta/argument_specs.yml is the single source of each role's variables: defaults and README agree."""
 
-import ast
 import re
 from pathlib import Path
 
@@ -167,9 +166,7 @@ def set_by(text):
     return found
 
 
-ENTRY_FILES = {"prune": ["prune.yml"], "doctor": ["doctor.yml"], "bake": ["bake.yml", "../templates/hf-cache.conf.j2"]}
-# The bake renders the drop-in with an empty token (template_vars): the template's token lines are never read there.
-TOKEN_LINES = re.compile(r"{% if model_cache_token \| length > 0 %}.*?{% endif %}", re.S)
+ENTRY_FILES = {"prune": ["prune.yml"], "doctor": ["doctor.yml"], "bake": ["bake.yml"], "bundle": ["bundle.yml"]}
 
 
 @pytest.mark.parametrize("entry_point", sorted(ENTRY_FILES))
@@ -177,9 +174,6 @@ def test_every_variable_an_entry_point_reads_is_in_its_argument_spec(entry_point
     """Validated and documented: nothing an entry point reads comes from main's defaults without being said."""
     internal = yaml.safe_load((ROLE / "vars" / "main.yml").read_text())
     texts = [(ROLE / "tasks" / name).read_text() for name in ENTRY_FILES[entry_point]]
-    if len(texts) > 1:
-        assert "'model_cache_token': ''" in texts[0]
-        texts[1:] = [TOKEN_LINES.sub("", text) for text in texts[1:]]
     read = set().union(*(read_by(text, internal) for text in texts))
     made = set().union(*(set_by(text) for text in texts[:1]))
     assert read - made - set(entry_points()[entry_point]["options"]) == set()
@@ -207,13 +201,11 @@ def test_the_readme_documents_every_playbook_variable_in_one_table():
     assert sorted(rows) == sorted(playbook_variables())
 
 
-def test_a_settled_models_record_has_the_keys_of_the_fetchs():
-    """model_cache_result.models is the same list whether the preflight found nothing to do (hf_units' records,
-    _settle.model_record) or the fetch ran (the role's __model_cache_models_yaml)."""
-    text = yaml.safe_load((ROLE / "vars" / "main.yml").read_text())["__model_cache_models_yaml"]
-    keys = re.findall(r"^(?:- |  )([a-z_]+):", text, re.M)
-    source = (ROLES.parent / "plugins" / "module_utils" / "_settle.py").read_text()
-    function = next(node for node in ast.walk(ast.parse(source))
-                    if isinstance(node, ast.FunctionDef) and node.name == "model_record")
-    returned = next(node.value for node in ast.walk(function) if isinstance(node, ast.Return))
-    assert keys and keys == [key.value for key in returned.keys]
+def test_the_role_reads_the_models_records_by_name():
+    """model_cache_result.models is the modules' records (module_utils/_record.py), read by name: no record rebuilt
+    as YAML text, no nested item (tests/unit/plugins/module_utils/test_record.py checks the records' keys)."""
+    internal = yaml.safe_load((ROLE / "vars" / "main.yml").read_text())
+    assert "__model_cache_models_yaml" not in internal and "__model_cache_fetch_results" not in internal
+    for path in sorted(ROLE.rglob("*.yml")):
+        text = path.read_text()
+        assert "item.item" not in text and ("from_yaml" not in text or path.name == "doctor.yml"), path.name

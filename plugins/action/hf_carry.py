@@ -22,13 +22,18 @@ from ansible.errors import AnsibleError
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 
+from ansible_collections.justnews.huggingface.plugins.module_utils import _agent_env
 from ansible_collections.justnews.huggingface.plugins.module_utils import _bundle
 from ansible_collections.justnews.huggingface.plugins.module_utils import _cache
 from ansible_collections.justnews.huggingface.plugins.module_utils import _carry
 from ansible_collections.justnews.huggingface.plugins.module_utils import _errors
+from ansible_collections.justnews.huggingface.plugins.module_utils import _record
 from ansible_collections.justnews.huggingface.plugins.module_utils import _store
 from ansible_collections.justnews.huggingface.plugins.plugin_utils._progress import Progress, human
 
+# Only the texts of _agent_env are used here (CACHEDIR_TAG), none of its writers: none of its failures reaches this
+# module's result.
+CONTAINS_FAILURES_OF = ("_agent_env",)
 RECEIVER = "justnews.huggingface.hf_receive"
 # The modules this action runs on the host, whose failures it passes on (tests/unit: the documented kinds).
 RUNS = ("hf_receive",)
@@ -185,14 +190,19 @@ def forget_dead_runs(where):
 
 
 def seed_name(seed):
-    item = seed.get("item") if isinstance(seed.get("item"), dict) else {}
+    item = seed_model(seed)
     return "%s@%s" % (item.get("repo_id") or seed.get("repo_id"), seed.get("commit"))
+
+
+def seed_model(seed):
+    """The model of a seed (the controller's result, or the bundle's entry): its `item`."""
+    return seed.get("item") if isinstance(seed.get("item"), dict) else {}
 
 
 def model_args(seed, links=True):
     """What hf_receive needs of one model, from a seed (the controller's result, or the bundle's entry); without
     `links`, the model's link is left out (a bake links the models itself, to the image's path)."""
-    item = seed.get("item") if isinstance(seed.get("item"), dict) else {}
+    item = seed_model(seed)
     if not item.get("repo_id") or not _cache.is_commit(seed.get("commit") or "") or \
             not isinstance(seed.get("listing"), dict):
         raise _errors.Failure(_errors.INVALID_ARGUMENT,
@@ -219,8 +229,12 @@ class ActionModule(ActionBase):
         try:
             result.update(self.carry(task_vars or {}))
         except _errors.Failure as exc:
-            result.update(failed=True, msg=exc.msg, error_kind=exc.kind, fix=_errors.fix(exc.kind),
-                          corrupt_files=[list(f) for f in exc.extra.get("files", [])], changed=False)
+            failed = {"failed": True, "msg": exc.msg, "error_kind": exc.kind, "fix": _errors.fix(exc.kind),
+                      "corrupt_files": [list(f) for f in exc.extra.get("files", [])], "changed": False}
+            seeds = self._task.args.get("models")
+            if isinstance(seeds, list) and all(isinstance(seed, dict) for seed in seeds):
+                failed["results"] = self.results(seeds, [], failed)
+            result.update(self.named(failed))
         finally:
             self._remove_tmp_path(self._connection._shell.tmpdir)  # pylint: disable=protected-access
         elapsed = time.monotonic() - started
@@ -242,7 +256,7 @@ class ActionModule(ActionBase):
             return probe
         missing = probe["missing_blobs"]
         out = {"results": self.results(seeds, probe["models"]), "missing_blobs": missing,
-               "missing_bytes": sum(b["size"] for b in missing)}
+               "missing_bytes": sum(b["size"] for b in missing), "cachedir_tag": _agent_env.CACHEDIR_TAG}
         plan = _carry.plan_stream(missing, chunk_size) if missing else None
         if plan:
             if probe.get("stream_id") != plan["id"]:
@@ -298,9 +312,32 @@ class ActionModule(ActionBase):
             out["diff"] = diffs
         return out
 
+    def results(self, seeds, models, failure=None):
+        """Per model, in the order of `seeds`: hf_receive's result for it, the model as `item` and its `record`.
+        With `failure` (the failed run of hf_receive), the model it names fails with it and the models after it,
+        which it did not reach, are left out of `results` but not of `records`."""
+        out = []
+        for seed, result in zip(seeds, models):
+            out.append(dict(result, item=seed_model(seed), record=self.record(seed, result)))
+        if failure is not None:
+            for seed in seeds[len(models):]:
+                result = dict(failure.get("model_result") or {}, failed=True, msg=failure.get("msg"),
+                              error_kind=failure.get("error_kind"), fix=failure.get("fix"))
+                if self.concerns(failure, seed):
+                    out.append(dict(result, item=seed_model(seed), record=self.record(seed, result)))
+        return out
+
     @staticmethod
-    def results(seeds, models):
-        return [dict(result, item=seed) for seed, result in zip(seeds, models)]
+    def concerns(failure, seed):
+        """Whether `failure` is the model's: the one it names, else one of its refused files, else any."""
+        if failure.get("model"):
+            return failure["model"] == seed_name(seed)
+        repos = set(f[0] for f in failure.get("corrupt_files") or [] if f)
+        return not repos or seed_model(seed).get("repo_id") in repos
+
+    def record(self, seed, result):
+        return _record.build(seed_model(seed), dict(result, listing=result.get("listing") or seed.get("listing")),
+                             self._task.args.get("source", "controller"))
 
     def check_args(self, args):
         seeds = args.get("models")
@@ -356,8 +393,13 @@ class ActionModule(ActionBase):
         for key in ("model", "model_result", "corrupt_files", "exception"):
             if key in res:
                 failed[key] = res[key]
-        if res.get("models"):
-            failed["results"] = self.results(seeds, res["models"])
+        failed["results"] = self.results(seeds, res.get("models") or [], failed)
+        return self.named(failed)
+
+    @staticmethod
+    def named(failed):
+        """A failure's msg names the models that failed."""
+        failed["msg"] = _record.failed_msg([r["record"] for r in failed.get("results") or []], failed.get("msg"))
         return failed
 
     def send(self, plan, blobs, source, seeds, args, held, stream_dir, task_vars):

@@ -27,6 +27,7 @@ from ansible.plugins.action import ActionBase
 from ansible.utils.vars import merge_hash
 
 from ansible_collections.justnews.huggingface.plugins.module_utils import _errors
+from ansible_collections.justnews.huggingface.plugins.module_utils import _record
 from ansible_collections.justnews.huggingface.plugins.plugin_utils._progress import DownloadProgress, display
 
 MODULE = "justnews.huggingface.hf_snapshot"
@@ -90,6 +91,13 @@ def clean_result(job, first, started, now, limit=None):
     result["elapsed"] = elapsed
     moved = result.get("downloaded_bytes", 0) if result.get("changed") and not result.get("failed") else 0
     result["mean_rate"] = round(moved / elapsed) if moved and elapsed > 0 else 0
+    return result
+
+
+def job_record(result, args, first):
+    """The task's record: the job was given the commit as its revision, so the model is the first run's."""
+    result["record"] = _record.build(first.get("record") or args, result, "hub", args.get("endpoint"),
+                                     bool(args.get("token")))
     return result
 
 
@@ -174,7 +182,8 @@ class ActionModule(ActionBase):
         limit = job_limit(args)
         launched = self.launch(deferred_args(args, first, name), limit, task_vars)
         if launched.get("failed") or not launched.get("ansible_job_id") or not launched.get("results_file"):
-            return clean_result(dict(launched, failed=True), first, started, time.monotonic())
+            return job_record(clean_result(dict(launched, failed=True), first, started, time.monotonic()), args,
+                              first)
         jid, results_file = launched["ansible_job_id"], launched["results_file"]
         # The folder async_wrapper actually used, as the job's user expanded it: the progress file is there too.
         async_dir = posixpath.dirname(results_file)
@@ -186,7 +195,8 @@ class ActionModule(ActionBase):
             job = self.watch(results_file, progress_file, progress, limit)
         finally:
             self.remove(results_file, progress_file)
-        return clean_result(job, dict(first, repo_id=args.get("repo_id")), started, time.monotonic(), limit)
+        return job_record(clean_result(job, dict(first, repo_id=args.get("repo_id")), started, time.monotonic(),
+                                       limit), args, first)
 
     def launch(self, module_args, limit, task_vars):
         """The module as an async job (async_wrapper); the task's async_val is its limit only for the launch,

@@ -81,6 +81,21 @@ attributes:
     description: Supports being used with the C(async) keyword.
 """
 
+    # The modules that fetch a model (hf_snapshot, hf_carry) are in both groups.
+    ACTIONGROUP_FETCH = r"""
+options: {}
+attributes:
+  action_group:
+    description:
+      - Use C(group/justnews.huggingface.cache) in C(module_defaults) to set defaults for this module, or
+        C(group/justnews.huggingface.fetch) for the options every fetch of a model shares (free_space_margin,
+        shared_blobs, verify_checksums, retries, timeout, and where and as whom it writes).
+    support: full
+    membership:
+      - justnews.huggingface.cache
+      - justnews.huggingface.fetch
+"""
+
     ACTIONGROUP_CACHE = r"""
 options: {}
 attributes:

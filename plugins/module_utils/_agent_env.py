@@ -313,7 +313,7 @@ def previous_models(data):
 
 
 def facts_data(hub_cache, models, previous, now):
-    """The facts of tasks/facts.yml: per model its commit, files and bytes, and when a run last fetched and
+    """The local facts (ansible_local.justnews_huggingface): per model its commit, files and bytes, and when a run last fetched and
     verified it (kept from the previous entry of the same repo_id unless it was fetched or its commit moved)."""
     entries = []
     for m in models:
@@ -902,3 +902,11 @@ class AgentEnv:
             text += " %s %d drop-in backup(s) an earlier release left readable beside the drop-ins." % (
                 "Would remove" if self.check_mode else "Removed", len(result["removed_backups"]))
         return text
+
+
+# The CACHEDIR.TAG that huggingface_hub writes into a cache it downloads into: written where the models arrive
+# by another way (the controller's or a bundle's blobs, a bake), so that every source leaves the same tree.
+CACHEDIR_TAG = ("Signature: 8a477f597d28d172789f06886806bc55\n"
+                "# This file is a cache directory tag created by huggingface_hub.\n"
+                "# For information about cache directory tags, see:\n"
+                "#\thttps://bford.info/cachedir/\n")

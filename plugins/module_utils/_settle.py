@@ -21,6 +21,7 @@ import os
 
 from ansible_collections.justnews.huggingface.plugins.module_utils import _agent_env
 from ansible_collections.justnews.huggingface.plugins.module_utils import _errors
+from ansible_collections.justnews.huggingface.plugins.module_utils import _record
 
 # The options of a model_cache_models entry that hf_snapshot reads, and those the fetch task sets for all models.
 # The modules whose checks this file runs: every failure of theirs becomes a reason the host is not settled (the
@@ -31,7 +32,6 @@ FETCH_KEYS = ("hf_home", "cache_dir", "dir_mode", "mode", "endpoint", "shared_bl
               "verify_checksums", "retries", "timeout", "read_timeout")
 # What the child may take: it reads caches, listings and links of every model (the checks of hf_snapshot).
 CHILD_TIMEOUT = 120
-DEFAULT_ENDPOINT = "https://huggingface.co"
 COMMIT_LEN = 40
 
 # The fetch plan, run by the fetch interpreter: after the check of its requirements in the same child
@@ -147,37 +147,6 @@ def run_child(python, job, run_command, root=None):
 
 # --- what the role records per model ------------------------------------------------------------------------------
 
-def model_record(model, result, source, endpoint):
-    """The model's entry of model_cache_result.models from hf_snapshot's result, as tasks/main.yml shapes the
-    fetch task's: the same keys and values."""
-    before = (result.get("diff") or {}).get("before") or {}
-    listing = result.get("listing") or {}
-    files = result.get("files") or []
-    downloaded = int(result.get("downloaded_bytes") or 0)
-    received = None
-    if downloaded:
-        received = source if source in ("controller", "bundle") else (endpoint or DEFAULT_ENDPOINT)
-    return {
-        "repo_id": model.get("repo_id"),
-        "repo_type": model.get("repo_type") or "model",
-        "revision": model.get("revision") or "main",
-        "ref": result.get("ref"),
-        "commit": result.get("commit"),
-        "previous_commit": before.get("commit"),
-        "previous_link": before.get("link"),
-        "snapshot_path": result.get("snapshot_path"),
-        "link": model.get("link"),
-        "downloaded_files": result.get("downloaded_files") or [],
-        "downloaded_bytes": downloaded,
-        "files": len(files),
-        "bytes": sum(int((listing.get(name) or {}).get("size") or 0) for name in files),
-        "source": source,
-        "received_from": received,
-        "changed": bool(result.get("changed")),
-        "skipped": False,
-    }
-
-
 # --- the whole check ------------------------------------------------------------------------------------------------
 
 def plan_job(spec, owner, group):
@@ -220,7 +189,7 @@ def settle(spec, owner, group, booted, fetch_python, run_command, answer=_RUN):
             answer_out["unsettled"].append("%s: %s" % (model.get("repo_id"), plan.get("why")))
     if answer_out["unsettled"]:
         return answer_out
-    records = [model_record(m, plan["result"], source, endpoint) for m, plan in zip(models, plans)]
+    records = [_record.build(m, plan["result"], source, endpoint) for m, plan in zip(models, plans)]
     env = dict(spec.get("environment") or {})
     env["backup"] = bool(env.get("backup", True)) and booted
     env["models"] = records

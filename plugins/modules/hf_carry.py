@@ -41,8 +41,8 @@ requirements:
 extends_documentation_fragment:
   - justnews.huggingface.attributes
   - justnews.huggingface.attributes.platform
+  - justnews.huggingface.attributes.actiongroup_fetch
   - justnews.huggingface.attributes.flow
-  - justnews.huggingface.attributes.actiongroup_cache
   - justnews.huggingface.cache
   - justnews.huggingface.cache.snapshot_options
   - justnews.huggingface.model_cache
@@ -158,10 +158,24 @@ results:
   description:
     - Per model, in the order of O(models), the result of M(justnews.huggingface.hf_snapshot) (C(commit), C(ref),
       C(changed), C(downloaded_files), C(downloaded_bytes), C(files), C(listing), C(diff), C(snapshot_path)), with
-      C(item) the entry of O(models) it is for.
-  returned: always
+      C(item) the model it is for (the C(item) of its entry of O(models)) and C(record) the model's record, the
+      same keys as M(justnews.huggingface.hf_snapshot)'s RV(justnews.huggingface.hf_snapshot#module:record), with
+      C(source) V(controller) or V(bundle) and C(received_from) the same when blobs arrived.
+    - On failure, the models taken in before it, then the model that failed (its C(record) with C(failed),
+      C(msg), C(error_kind) and C(fix)); a failure of the whole stream fails every model it concerns.
+  returned: always, but on a failure before the models were read
   type: list
   elements: dict
+  sample: [{"item": {"repo_id": "sentence-transformers/all-MiniLM-L6-v2", "revision": "main"},
+            "commit": "c9745ed1d9f207416be6d2e6f8de32d1f16199bf", "changed": true,
+            "record": {"repo_id": "sentence-transformers/all-MiniLM-L6-v2", "repo_type": "model",
+                       "revision": "main", "ref": "main", "commit": "c9745ed1d9f207416be6d2e6f8de32d1f16199bf",
+                       "previous_commit": null, "previous_link": null,
+                       "snapshot_path": "/var/cache/hf/hub/models--sentence-transformers--all-MiniLM-L6-v2/snapshots/c9745ed1d9f207416be6d2e6f8de32d1f16199bf",
+                       "link": null, "files": 3, "bytes": 91517224, "downloaded_files": ["model.safetensors"],
+                       "downloaded_bytes": 90868376, "received_from": "controller", "source": "controller",
+                       "changed": true, "skipped": false, "failed": false, "msg": null, "error_kind": null,
+                       "fix": null, "rollback_to": null}}]
 missing_blobs:
   description: The blobs the host lacked, each once (name, size, files as [repository, path]).
   returned: success
@@ -172,6 +186,15 @@ missing_bytes:
   returned: success
   type: int
   sample: 90868376
+cachedir_tag:
+  description:
+    - The C(CACHEDIR.TAG) text that C(huggingface_hub) writes into a cache it downloads into, for the task that
+      tags O(cache_dir) after blobs arrived another way (the role model_cache writes it), so that every source
+      leaves the same tree.
+  returned: success
+  type: str
+  sample: "Signature: 8a477f597d28d172789f06886806bc55\n# This file is a cache directory tag created by huggingface_hub.\n"
+  version_added: 0.1.1
 stream_dir:
   description: The folder on the host that holds the chunks of the stream until the models are in.
   returned: success, when blobs are missing
@@ -255,4 +278,10 @@ fix:
   description: On failure, what to do about RV(error_kind).
   returned: on failure
   type: str
+  sample: "run again, or raise 'retries' (model_cache_retries): the connection kept dropping"
+msg:
+  description: On failure, what happened, led by the models that failed (C(<repo_id>@<commit>)) unless it names them.
+  returned: on failure
+  type: str
+  sample: "sentence-transformers/all-MiniLM-L6-v2@c9745ed1d9f207416be6d2e6f8de32d1f16199bf: no space left"
 """

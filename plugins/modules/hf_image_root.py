@@ -130,6 +130,56 @@ options:
         description: Its target, as the image sees it (absolute; never followed here).
         type: str
         required: true
+  hub_cache:
+    description:
+      - The hub cache as the image sees it. Its C(CACHEDIR.TAG) is written there (root's, C(0644), an existing one
+        kept), the text C(huggingface_hub) writes into a cache it downloads into, and the links of O(models)
+        point into it.
+    type: str
+    version_added: 0.1.1
+  models:
+    description:
+      - The models' records (the C(record) that M(justnews.huggingface.hf_snapshot) and
+        M(justnews.huggingface.hf_carry) return per model); each whose C(link) is set gets that link, as O(links)
+        does, to its snapshot under O(hub_cache) (C(<hub_cache>/models--owner--name/snapshots/<commit>)).
+    type: list
+    elements: dict
+    default: []
+    version_added: 0.1.1
+  dropins:
+    description:
+      - The agents' Hugging Face environment, written for each of O(dropins.units) as
+        C(/etc/systemd/system/<unit>.d/<dropin_name>) (root's, C(0644), in a folder of root's, C(0755)) - the drop-in
+        M(justnews.huggingface.hf_agent_env) writes on a host, without a token; give the agents one at deploy time
+        if they need it.
+    type: dict
+    version_added: 0.1.1
+    suboptions:
+      units:
+        description: The units, such as C(justnews@memory.service).
+        type: list
+        elements: str
+        required: true
+      dropin_name:
+        description: The drop-in's file name.
+        type: str
+        default: 60-hf-cache.conf
+      hf_home:
+        description: C(HF_HOME) of the agents.
+        type: str
+        required: true
+      hub_cache:
+        description: C(HF_HUB_CACHE) of the agents.
+        type: str
+        required: true
+      offline:
+        description: Set C(HF_HUB_OFFLINE=1).
+        type: bool
+        default: true
+      endpoint:
+        description: C(HF_ENDPOINT), when not empty.
+        type: str
+        default: ""
 notes:
   - Runs on the machine that builds the image (the controller, as a rule), as root so that ownership can be set.
 seealso:
@@ -232,8 +282,39 @@ fix:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.justnews.huggingface.plugins.module_utils import _agent_env
+from ansible_collections.justnews.huggingface.plugins.module_utils import _cache
 from ansible_collections.justnews.huggingface.plugins.module_utils import _errors
 from ansible_collections.justnews.huggingface.plugins.module_utils import _image_root
+
+# Only the texts of _agent_env are used here (dropin_text, CACHEDIR_TAG), none of its writers: none of its failures reaches this
+# module's result.
+CONTAINS_FAILURES_OF = ("_agent_env",)
+
+
+def planned(p):
+    """O(dirs), O(files) and O(links) with what O(hub_cache), O(models) and O(dropins) add to them."""
+    dirs, files, links = list(p["dirs"]), list(p["files"]), list(p["links"])
+    if p["hub_cache"]:
+        files.append({"path": p["hub_cache"].rstrip("/") + "/CACHEDIR.TAG", "content": _agent_env.CACHEDIR_TAG,
+                      "mode": "0644", "force": False})
+    for record in p["models"]:
+        if not record.get("link"):
+            continue
+        if not p["hub_cache"] or not _cache.is_commit(record.get("commit") or ""):
+            raise _image_root.ImageRootError("models: %s needs hub_cache and a 40-hex commit to be linked"
+                                             % record.get("repo_id"), _errors.INVALID_ARGUMENT)
+        folder = _cache.repo_folder_name(record.get("repo_id") or "", record.get("repo_type") or "model")
+        links.append({"path": record["link"],
+                      "src": "%s/%s/snapshots/%s" % (p["hub_cache"].rstrip("/"), folder, record["commit"])})
+    env = p["dropins"]
+    for unit in (env or {}).get("units") or []:
+        folder = "/etc/systemd/system/%s.d" % unit
+        text = _agent_env.dropin_text(unit, env["hf_home"], env["hub_cache"], env["offline"], env["endpoint"], "",
+                                      None).decode("utf-8")
+        dirs.append({"path": folder, "owner": "root", "mode": "0755"})
+        files.append({"path": "%s/%s" % (folder, env["dropin_name"]), "content": text, "mode": "0644", "force": True})
+    return dirs, files, links
 
 
 def run(module, p, result):
@@ -244,11 +325,12 @@ def run(module, p, result):
     uid, gid = _image_root.image_ids(root, p["owner"], p["group"], p["allow_root"])
     result.update(image_root=root, uid=uid, gid=gid, paths=_image_root.paths_in_root(root, p["paths"]))
     writer = _image_root.ImageWriter(root, uid, gid, check=module.check_mode)
-    for entry in p["dirs"]:
+    dirs, files, links = planned(p)
+    for entry in dirs:
         writer.directory(entry["path"], entry.get("owner"), entry.get("mode"))
-    for entry in p["files"]:
+    for entry in files:
         writer.file(entry["path"], entry["content"], entry.get("mode") or "0644", entry.get("force", True))
-    for entry in p["links"]:
+    for entry in links:
         writer.link(entry["path"], entry["src"])
     result.update(changed=bool(writer.changed), written=writer.changed)
 
@@ -273,6 +355,15 @@ def main():
             links=dict(type="list", elements="dict", default=[], options=dict(
                 path=dict(type="str", required=True),
                 src=dict(type="str", required=True))),
+            hub_cache=dict(type="str"),
+            models=dict(type="list", elements="dict", default=[]),
+            dropins=dict(type="dict", options=dict(
+                units=dict(type="list", elements="str", required=True),
+                dropin_name=dict(type="str", default="60-hf-cache.conf"),
+                hf_home=dict(type="str", required=True),
+                hub_cache=dict(type="str", required=True),
+                offline=dict(type="bool", default=True),
+                endpoint=dict(type="str", default=""))),
         ),
         supports_check_mode=True,
     )

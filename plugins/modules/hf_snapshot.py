@@ -35,8 +35,8 @@ requirements:
 extends_documentation_fragment:
   - justnews.huggingface.attributes
   - justnews.huggingface.attributes.platform
+  - justnews.huggingface.attributes.actiongroup_fetch
   - justnews.huggingface.attributes.flow
-  - justnews.huggingface.attributes.actiongroup_cache
   - justnews.huggingface.cache
   - justnews.huggingface.model_cache
 attributes:
@@ -593,6 +593,26 @@ link:
   returned: when O(link) is set
   type: str
   sample: /opt/justnews/models/memory/all-MiniLM-L6-v2
+record:
+  description:
+    - The model's record, the same keys as M(justnews.huggingface.hf_carry) returns per model and the role
+      justnews.huggingface.model_cache lists in C(model_cache_result.models) - C(repo_id), C(repo_type),
+      C(revision), C(ref), C(commit), C(previous_commit) and C(previous_link) (before this run, when it changed
+      them), C(snapshot_path), C(link), C(files) (how many), C(bytes) (theirs), C(downloaded_files),
+      C(downloaded_bytes), C(received_from) (the Hub's address, or null when nothing arrived), C(source)
+      (V(hub)), C(changed), C(skipped), C(failed), and on failure C(msg), C(error_kind) and C(fix) (else null).
+    - C(rollback_to) is the commit a rollback puts the model back on - C(previous_commit) when this run changed
+      the model and it had one, else null.
+  returned: always
+  type: dict
+  sample: {"repo_id": "sentence-transformers/all-MiniLM-L6-v2", "repo_type": "model", "revision": "main",
+           "ref": "main", "commit": "c9745ed1d9f207416be6d2e6f8de32d1f16199bf",
+           "previous_commit": "8b3219a92973c328a8e22fadcfa821b5dc75636a", "previous_link": null,
+           "snapshot_path": "/var/cache/hf/hub/models--sentence-transformers--all-MiniLM-L6-v2/snapshots/c9745ed1d9f207416be6d2e6f8de32d1f16199bf",
+           "link": null, "files": 3, "bytes": 91517224, "downloaded_files": ["model.safetensors"],
+           "downloaded_bytes": 90868376, "received_from": "https://huggingface.co", "source": "hub",
+           "changed": true, "skipped": false, "failed": false, "msg": null, "error_kind": null, "fix": null,
+           "rollback_to": "8b3219a92973c328a8e22fadcfa821b5dc75636a"}
 """
 
 import sys
@@ -601,6 +621,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.justnews.huggingface.plugins.module_utils import _errors
 from ansible_collections.justnews.huggingface.plugins.module_utils import _library
+from ansible_collections.justnews.huggingface.plugins.module_utils import _record
 from ansible_collections.justnews.huggingface.plugins.module_utils import _snapshot
 
 # The work itself lives in module_utils/_snapshot.py (hf_receive runs it too); these names stay importable here.
@@ -630,9 +651,16 @@ def main():
         result = snapshot.run()
     except Failure as failure:
         result = snapshot.finish() if snapshot else {"changed": False}
-        result.update(changed=False)
+        result.update(failure.extra, changed=False)
+        result["record"] = record(module.params, dict(result, failed=True, msg=failure.msg, error_kind=failure.kind))
         _errors.fail_with(module, failure, **result)
+    result["record"] = record(module.params, result)
     module.exit_json(**result)
+
+
+def record(params, result):
+    """The model's record (_record.build) from this run's parameters and result."""
+    return _record.build(params, result, "hub", params.get("endpoint"), bool(params.get("token")))
 
 
 if __name__ == "__main__":

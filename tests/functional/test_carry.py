@@ -71,7 +71,13 @@ def test_controller_source_carries_once_then_sends_nothing(hub, play, controller
     assert first["chunks_sent"] == first["chunks_total"] > 1 and first["bytes_held"] == 0
     assert first["host_calls"] == 2 and first["mean_rate"] > 0 and first["elapsed"] > 0
     model = first["results"][0]
-    assert model["item"]["item"] == MODEL and model["changed"] and model["commit"] == seed["commit"]
+    assert model["item"] == MODEL and model["changed"] and model["commit"] == seed["commit"]
+    record = model["record"]  # the same keys as hf_snapshot's, whatever the source
+    assert (record["repo_id"], record["revision"], record["commit"], record["source"]) == (
+        MODEL["repo_id"], "main", seed["commit"], "controller")
+    assert record["received_from"] == "controller" and record["changed"] and not record["failed"]
+    assert record["files"] == len(seed["files"]) and record["bytes"] > 0 and record["rollback_to"] is None
+    assert set(record) == set(seed["record"])
     assert set(model["downloaded_files"]) == set(seed["files"]) and model["downloaded_bytes"] > 0
     assert model["snapshot_path"] == str(host / "hub" / os.path.relpath(seed["snapshot_path"], cache))
     assert tree(host / "hub") == tree(cache)  # as the controller's own fetch left it, shared store included
@@ -80,7 +86,8 @@ def test_controller_source_carries_once_then_sends_nothing(hub, play, controller
     second = carry(play, host, [seed])
     assert not second.get("failed") and not second["changed"], second
     assert (second["bytes_sent"], second["chunks_total"], second["host_calls"]) == (0, 0, 1)
-    assert second["results"][0]["item"] == seed and not second["results"][0]["changed"]
+    assert second["results"][0]["item"] == MODEL and not second["results"][0]["changed"]
+    assert second["results"][0]["record"]["received_from"] is None and not second["results"][0]["record"]["changed"]
     assert not staging_of(host).exists()
 
 
@@ -105,6 +112,9 @@ def test_a_corrupt_blob_fails_with_integrity_then_the_run_resumes(play, controll
     failed = carry(play, host, [seed])
     assert failed.get("failed") and failed["error_kind"] == "integrity", failed
     assert last in failed["msg"] and MINILM_REPO in failed["msg"] and failed["fix"]
+    record = failed["results"][0]["record"]  # the model whose blob was refused fails, with the msg and fix
+    assert record["failed"] and record["error_kind"] == "integrity" and record["fix"] == failed["fix"]
+    assert failed["results"][0]["item"] == MODEL and not record["changed"]
     assert not (host / "hub" / "models--sentence-transformers--all-MiniLM-L6-v2").exists()
     held = chunks_in(staging_of(host))
     assert held and failed["chunks_sent"] == len(held)

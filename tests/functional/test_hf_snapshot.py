@@ -55,6 +55,12 @@ def test_cold_fetch_then_agent_loads_offline(hub, cache, run):
     assert result["download_memory"] == 512 * 1024 ** 2  # the default cap
     assert (cache / FOLDER / "refs" / "main").read_text() == COMMIT_B
     assert offline_embedding(cache) == 384
+    # the model's record: the task's revision (not the commit the download job was given), where the bytes came from
+    record = result["record"]
+    assert (record["revision"], record["commit"], record["source"], record["received_from"]) == (
+        "main", COMMIT_B, "hub", hub.url)
+    assert record["files"] == len(result["files"]) and record["downloaded_bytes"] == result["downloaded_bytes"]
+    assert record["changed"] and not record["failed"] and record["rollback_to"] is None
 
 
 def test_pinned_commit_is_what_main_loads_offline(hub, cache, run):
@@ -117,6 +123,7 @@ def test_diff_shows_commit_move(hub, cache, run):
     assert result["diff"]["before"]["commit"] == COMMIT_A
     assert result["diff"]["after"]["commit"] == COMMIT_B
     assert COMMIT_B in run.output
+    assert result["record"]["previous_commit"] == result["record"]["rollback_to"] == COMMIT_A
 
 
 def test_rate_limit_bursts_are_survived(hub, cache, run):
@@ -248,6 +255,7 @@ def test_gated_repo_needs_token_and_never_prints_it(hub, cache, run):
     assert result["failed"] is True
     assert result["error_kind"] == "gated"
     assert "token" in result["msg"]
+    assert result["record"]["failed"] and result["record"]["fix"] == result["fix"]
     result = run({"repo_id": GATED_REPO, "cache_dir": str(cache), "endpoint": hub.url,
                  "token": hub.token}, verbosity=4)
     assert result["changed"] is True and result["commit"] == GATED_COMMIT

@@ -98,7 +98,8 @@ def kinds_in(path):
 
 def closure(path, seen=None):
     """The file and every module_utils file it imports, directly or not, but for those whose failures it declares
-    it turns into an answer of its own (CONTAINS_FAILURES_OF; tests/unit/plugins/module_utils/test_settle.py)."""
+    it turns into an answer of its own, or never meets as it takes only their texts (CONTAINS_FAILURES_OF;
+    tests/unit/plugins/module_utils/test_settle.py)."""
     seen = set() if seen is None else seen
     seen.add(path)
     contained = getattr(module_of(path), "CONTAINS_FAILURES_OF", ())

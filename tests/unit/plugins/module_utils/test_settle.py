@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from ansible_collections.justnews.huggingface.plugins.module_utils import _agent_env, _errors, _settle
+from ansible_collections.justnews.huggingface.plugins.module_utils import _agent_env, _errors, _record, _settle
 
 REPO_ID = "org/model"
 FOLDER = "models--org--model"
@@ -87,7 +87,7 @@ def test_a_complete_pinned_commit_is_settled_and_its_record_is_the_fetchs(tmp_pa
     before = tree(tmp_path)
     [plan] = plans([{"repo_id": REPO_ID, "revision": COMMIT}], cache)
     assert plan["settled"], plan
-    record = _settle.model_record({"repo_id": REPO_ID, "revision": COMMIT}, plan["result"], "hub", CLOSED)
+    record = _record.build({"repo_id": REPO_ID, "revision": COMMIT}, plan["result"], "hub", CLOSED)
     assert record == {
         "repo_id": REPO_ID, "repo_type": "model", "revision": COMMIT, "ref": "main", "commit": COMMIT,
         "previous_commit": COMMIT, "previous_link": None,
@@ -134,7 +134,7 @@ def test_settle_checks_the_environment_with_hf_agent_env_own_run(tmp_path):
     assert not (tmp_path / "systemd").exists()  # the check wrote nothing
 
     # hf_agent_env writes what the role's environment task would, given the fetch's records: then nothing is left
-    models = [_settle.model_record(spec["models"][0], plans(spec["models"], cache)[0]["result"], "hub", CLOSED)]
+    models = [_record.build(spec["models"][0], plans(spec["models"], cache)[0]["result"], "hub", CLOSED)]
     p = _agent_env.check_params(dict(_agent_env.CHECK_DEFAULTS, **dict(env_params(tmp_path), models=models)))
     _agent_env.AgentEnv(p).run()
     second = _settle.settle(spec, "root", "root", True, sys.executable, run_command)
