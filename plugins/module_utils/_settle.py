@@ -95,7 +95,7 @@ def plan_model(model, fetch, owner, group):
         result = Planner(_Module(params)).run()
     except NeedsHub as exc:
         return {"settled": False, "why": "the fetch asks the Hub (%s)" % exc}
-    except _snapshot.Failure as exc:
+    except _errors.Failure as exc:
         return {"settled": False, "why": "the fetch would fail: %s" % exc.msg}
     except Exception as exc:  # any other surprise: the fetch task runs and says what it is
         return {"settled": False, "why": "%s: %s" % (type(exc).__name__, exc)}

@@ -45,10 +45,6 @@ except ImportError:
     HF_IMPORT_ERROR = traceback.format_exc()
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
-# Old names, still imported by hf_snapshot (module file): Failure, INCOMPLETE, INVALID_ARGUMENT.
-Failure = _errors.Failure
-INCOMPLETE = _errors.INCOMPLETE
-INVALID_ARGUMENT = _errors.INVALID_ARGUMENT
 DEFAULT_DOWNLOAD_MEMORY = "512M"
 
 

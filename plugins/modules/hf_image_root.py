@@ -302,8 +302,8 @@ def planned(p):
         if not record.get("link"):
             continue
         if not p["hub_cache"] or not _cache.is_commit(record.get("commit") or ""):
-            raise _image_root.ImageRootError("models: %s needs hub_cache and a 40-hex commit to be linked"
-                                             % record.get("repo_id"), _errors.INVALID_ARGUMENT)
+            raise _errors.Failure(_errors.INVALID_ARGUMENT, "models: %s needs hub_cache and a 40-hex commit to be"
+                                  " linked" % record.get("repo_id"))
         folder = _cache.repo_folder_name(record.get("repo_id") or "", record.get("repo_type") or "model")
         links.append({"path": record["link"],
                       "src": "%s/%s/snapshots/%s" % (p["hub_cache"].rstrip("/"), folder, record["commit"])})

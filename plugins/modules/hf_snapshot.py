@@ -615,21 +615,11 @@ record:
            "rollback_to": "8b3219a92973c328a8e22fadcfa821b5dc75636a"}
 """
 
-import sys
-
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.justnews.huggingface.plugins.module_utils import _errors
-from ansible_collections.justnews.huggingface.plugins.module_utils import _library
 from ansible_collections.justnews.huggingface.plugins.module_utils import _record
 from ansible_collections.justnews.huggingface.plugins.module_utils import _snapshot
-
-# The work itself lives in module_utils/_snapshot.py (hf_receive runs it too); these names stay importable here.
-Failure = _snapshot.Failure
-Plan = _snapshot.Plan
-Snapshot = _snapshot.Snapshot
-INCOMPLETE = _snapshot.INCOMPLETE
-INVALID_ARGUMENT = _snapshot.INVALID_ARGUMENT
 
 
 def main():
@@ -637,19 +627,12 @@ def main():
         argument_spec=_snapshot.ARGUMENT_SPEC,
         supports_check_mode=True,
     )
-    if _snapshot.HF_IMPORT_ERROR:
-        _errors.fail(module, _errors.MISSING_LIBRARY,
-                     missing_required_lib("huggingface_hub", reason="to fetch Hub snapshots") +
-                     " Install it for %s, or point ansible_python_interpreter at a venv that has it."
-                     % sys.executable, exception=_snapshot.HF_IMPORT_ERROR)
-    unsupported = _library.check()
-    if unsupported:
-        _errors.fail(module, _errors.MISSING_LIBRARY, unsupported)
+    _snapshot.require_library(module, "to fetch Hub snapshots")
     snapshot = None
     try:
-        snapshot = Snapshot(module)
+        snapshot = _snapshot.Snapshot(module)
         result = snapshot.run()
-    except Failure as failure:
+    except _errors.Failure as failure:
         result = snapshot.finish() if snapshot else {"changed": False}
         result.update(failure.extra, changed=False)
         result["record"] = record(module.params, dict(result, failed=True, msg=failure.msg, error_kind=failure.kind))

@@ -93,7 +93,8 @@ def test_a_complete_pinned_commit_is_settled_and_its_record_is_the_fetchs(tmp_pa
         "previous_commit": COMMIT, "previous_link": None,
         "snapshot_path": str(cache / FOLDER / "snapshots" / COMMIT), "link": None, "downloaded_files": [],
         "downloaded_bytes": 0, "files": 3, "bytes": sum(len(d) for d in FILES.values()), "source": "hub",
-        "received_from": None, "changed": False, "skipped": False}
+        "received_from": None, "changed": False, "skipped": False, "failed": False, "msg": None,
+        "error_kind": None, "fix": None, "rollback_to": None}
     assert tree(tmp_path) == before  # nothing written, not even a lock
 
 

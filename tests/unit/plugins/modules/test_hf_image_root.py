@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.justnews.huggingface.plugins.module_utils import _agent_env, _image_root
+from ansible_collections.justnews.huggingface.plugins.module_utils import _agent_env, _errors, _image_root
 from ansible_collections.justnews.huggingface.plugins.modules import hf_image_root
 
 COMMIT = "c" * 40
@@ -45,7 +45,7 @@ def test_each_record_with_a_link_is_linked_to_its_snapshot_as_the_image_sees_it(
 
 def test_a_link_without_a_commit_or_a_cache_is_refused():
     record = {"repo_id": "org/name", "commit": None, "link": "/opt/models/name"}
-    with pytest.raises(_image_root.ImageRootError):
+    with pytest.raises(_errors.Failure):
         hf_image_root.planned(params(hub_cache="/var/cache/hf/hub", models=[record]))
-    with pytest.raises(_image_root.ImageRootError):
+    with pytest.raises(_errors.Failure):
         hf_image_root.planned(params(models=[dict(record, commit=COMMIT)]))
