@@ -84,6 +84,14 @@ options:
         description: Files matching these patterns do not belong to the snapshot.
         type: list
         elements: str
+      link:
+        description: The model's link, as an entry of the role's C(model_cache_models) gives it; not checked.
+        type: str
+      state:
+        description: V(absent) leaves the model out of the checks (an entry of C(model_cache_models) being removed).
+        type: str
+        default: present
+        choices: [present, absent]
   units:
     description:
       - The systemd units of the agents that load the models - each a unit name, or an entry of the role's
@@ -304,6 +312,8 @@ def main():
                 ref=dict(type="str"),
                 allow_patterns=dict(type="list", elements="str"),
                 ignore_patterns=dict(type="list", elements="str"),
+                link=dict(type="str"),
+                state=dict(type="str", default="present", choices=["present", "absent"]),
             )),
             units=dict(type="list", elements="raw", default=[]),
             agent_ports=dict(type="dict", default=dict(_systemd.AGENT_PORTS)),
@@ -349,6 +359,7 @@ def main():
         p["units"] = _systemd.unit_entries(p["units"])
     except _errors.Failure as exc:
         fail(exc.msg, exc.kind)
+    p["models"] = [model for model in p["models"] if model["state"] == "present"]
     for model in p["models"]:
         try:
             _cache.check_repo_id(model["repo_id"])
