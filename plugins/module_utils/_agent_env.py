@@ -259,7 +259,7 @@ def expected_env(hf_home, hub_cache, offline, endpoint, token_set):
 
 
 def dropin_text(unit, hf_home, hub_cache, offline, endpoint, token, token_file):
-    """templates/hf-cache.conf.j2 of the role, rendered as Ansible's template module renders it."""
+    """The drop-in of `unit`: the hub cache, offline mode, endpoint and the token file to read; never the token."""
     lines = ["# managed by Ansible (justnews.huggingface.model_cache): local changes are overwritten.",
              "# Points %s at the pre-fetched Hugging Face cache." % unit]
     if token:
@@ -276,7 +276,7 @@ def dropin_text(unit, hf_home, hub_cache, offline, endpoint, token, token_file):
 
 
 def token_text(token):
-    """The token file of tasks/token.yml."""
+    """The root-only token file that the drop-in reads with EnvironmentFile=-."""
     return ("%s\nHF_TOKEN=%s\nHF_HUB_TOKEN=%s\n" % (TOKEN_HEADER, token, token)).encode("utf-8")
 
 
