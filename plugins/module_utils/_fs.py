@@ -164,19 +164,31 @@ def read_file(top, rel, limit):
     return data
 
 
-def lstat_at(top, rel):
-    """lstat of `rel` below `top`, reached through real directories only; None when it is not there."""
+def at_entry(top, rel, act, missing=None, refused=()):
+    """act(descriptor of rel's folder, opened through real directories only, rel's name), the folder closed after;
+    `missing` when the folder is not there (or is one of `refused`'s errors)."""
     parent, name = os.path.split(rel)
     try:
         dir_fd = open_dir(top, parent)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
+    except (FileNotFoundError, NotADirectoryError) + tuple(refused):
+        return missing
+    try:
+        return act(dir_fd, name)
+    finally:
+        os.close(dir_fd)
+
+
+def lstat_in(dir_fd, name):
+    """lstat of `name` in the folder `dir_fd`; None when it is not there."""
     try:
         return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
     except (FileNotFoundError, NotADirectoryError):
         return None
-    finally:
-        os.close(dir_fd)
+
+
+def lstat_at(top, rel):
+    """lstat of `rel` below `top`, reached through real directories only; None when it is not there."""
+    return at_entry(top, rel, lstat_in)
 
 
 def walk(top, rel=""):
@@ -202,34 +214,24 @@ def walk(top, rel=""):
 
 def readlink_at(top, rel):
     """The text of the symlink `rel` below `top` (never followed), None when it is not a symlink."""
-    parent, name = os.path.split(rel)
-    try:
-        dir_fd = open_dir(top, parent)
-    except (FileNotFoundError, NotADirectoryError, Refused):
-        return None
-    try:
-        return os.readlink(name, dir_fd=dir_fd)
-    except OSError:
-        return None
-    finally:
-        os.close(dir_fd)
+    def read(dir_fd, name):
+        try:
+            return os.readlink(name, dir_fd=dir_fd)
+        except OSError:
+            return None
+    return at_entry(top, rel, read, refused=(Refused,))
 
 
 def unlink_at(top, rel):
     """Remove the entry `rel` below `top` (a file, link or special file: the link itself, never its target).
     True when it was there; Refused when a folder on the way is a symlink."""
-    parent, name = os.path.split(rel)
-    try:
-        dir_fd = open_dir(top, parent)
-    except (FileNotFoundError, NotADirectoryError):
-        return False
-    try:
-        os.unlink(name, dir_fd=dir_fd)
-        return True
-    except FileNotFoundError:
-        return False
-    finally:
-        os.close(dir_fd)
+    def unlink(dir_fd, name):
+        try:
+            os.unlink(name, dir_fd=dir_fd)
+            return True
+        except FileNotFoundError:
+            return False
+    return at_entry(top, rel, unlink, missing=False)
 
 
 def wait_child(pid, deadline, poll=0.05):
@@ -277,15 +279,9 @@ def rmtree_at(top, rel):
     """Remove the entry `rel` below `top` and, when it is a real directory, everything in it, through
     descriptors: a folder swapped for a symlink while this runs is unlinked as a link, never entered. A symlink
     at `rel` itself is removed as a link. True when something was there."""
-    parent, name = os.path.split(rel)
-    try:
-        dir_fd = open_dir(top, parent)
-    except (FileNotFoundError, NotADirectoryError):
-        return False
-    try:
-        try:
-            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-        except FileNotFoundError:
+    def remove(dir_fd, name):
+        st = lstat_in(dir_fd, name)
+        if st is None:
             return False
         if not stat.S_ISDIR(st.st_mode):
             os.unlink(name, dir_fd=dir_fd)
@@ -297,8 +293,7 @@ def rmtree_at(top, rel):
             os.close(sub)
         os.rmdir(name, dir_fd=dir_fd)
         return True
-    finally:
-        os.close(dir_fd)
+    return at_entry(top, rel, remove, missing=False)
 
 
 def write_file_at(top, rel, data, mode=0o644):

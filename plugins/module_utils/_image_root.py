@@ -254,11 +254,7 @@ class ImageWriter:
         if dir_fd is None:
             return
         try:
-            st = self._lstat(dir_fd, name)
-            if st is not None and stat.S_ISDIR(st.st_mode):
-                raise _errors.Failure(_errors.UNSAFE_IMAGE_ROOT,
-                                      "%s in the image root is a directory, not a file: refused"
-                                      % os.path.join(self.root, path.lstrip("/")))
+            st = self._entry(dir_fd, name, path, "a file")
             if st is not None and (not force or self._same_file(dir_fd, name, st, data, want_mode)):
                 return
             self._did(path)
@@ -266,16 +262,14 @@ class ImageWriter:
                 return
             tmp = self._new_name(dir_fd, name, lambda tmp: os.open(
                 tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=dir_fd))
-            try:
+
+            def write():
                 with os.fdopen(tmp[1], "wb") as out:
                     out.write(data)
                     out.flush()
                     _fs.own_fd(out.fileno(), 0, 0, want_mode, made=True)
                     os.fsync(out.fileno())
-                os.replace(tmp[0], name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-            except BaseException:
-                _fs.discard_at(dir_fd, tmp[0])
-                raise
+            self._replace(dir_fd, tmp[0], name, write)
         finally:
             os.close(dir_fd)
 
@@ -287,11 +281,7 @@ class ImageWriter:
         if dir_fd is None:
             return
         try:
-            st = self._lstat(dir_fd, name)
-            if st is not None and stat.S_ISDIR(st.st_mode):
-                raise _errors.Failure(_errors.UNSAFE_IMAGE_ROOT,
-                                      "%s in the image root is a directory, not a link: refused; remove it or choose"
-                                      " another link" % os.path.join(self.root, path.lstrip("/")))
+            st = self._entry(dir_fd, name, path, "a link", "; remove it or choose another link")
             if st is not None and stat.S_ISLNK(st.st_mode) and os.readlink(name, dir_fd=dir_fd) == src:
                 if (st.st_uid, st.st_gid) != (self.uid, self.gid):
                     self._did(path)
@@ -308,21 +298,29 @@ class ImageWriter:
                 os.symlink(src, tmp, dir_fd=dir_fd)
                 return None
             tmp = self._new_name(dir_fd, name, make)
-            try:
-                os.chown(tmp[0], self.uid, self.gid, dir_fd=dir_fd, follow_symlinks=False)  # the run's new link
-                os.replace(tmp[0], name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-            except BaseException:
-                _fs.discard_at(dir_fd, tmp[0])
-                raise
+            # the run's new link
+            self._replace(dir_fd, tmp[0], name,
+                          lambda: os.chown(tmp[0], self.uid, self.gid, dir_fd=dir_fd, follow_symlinks=False))
         finally:
             os.close(dir_fd)
 
     @staticmethod
-    def _lstat(dir_fd, name):
+    def _replace(dir_fd, tmp, name, prepare):
+        """prepare() the new entry `tmp`, then rename it over `name`; on any failure the new entry is removed."""
         try:
-            return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-        except FileNotFoundError:
-            return None
+            prepare()
+            os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        except BaseException:
+            _fs.discard_at(dir_fd, tmp)
+            raise
+
+    def _entry(self, dir_fd, name, path, wanted, then=""):
+        """lstat of the entry that a file or link replaces (None when there is none); a directory is refused."""
+        st = _fs.lstat_in(dir_fd, name)
+        if st is not None and stat.S_ISDIR(st.st_mode):
+            raise _errors.Failure(_errors.UNSAFE_IMAGE_ROOT, "%s in the image root is a directory, not %s: refused%s"
+                                  % (os.path.join(self.root, path.lstrip("/")), wanted, then))
+        return st
 
     @staticmethod
     def _new_name(dir_fd, name, make):

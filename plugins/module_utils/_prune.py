@@ -606,16 +606,11 @@ def recover(repo):
 
     Returns None when there was none, else (what was done, the trash's path, [Refused]).
     """
-    cache_dir, folder = repo.cache_dir, repo.folder_name
     path = os.path.join(repo.root, TRASH)
-    try:
-        root_fd = _fs.open_dir(cache_dir, folder)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    try:
-        try:
-            st = os.stat(TRASH, dir_fd=root_fd, follow_symlinks=False)
-        except FileNotFoundError:
+
+    def settle(root_fd, _name):
+        st = _fs.lstat_in(root_fd, TRASH)
+        if st is None:
             return None
         if not stat.S_ISDIR(st.st_mode):
             os.unlink(TRASH, dir_fd=root_fd)
@@ -637,8 +632,7 @@ def recover(repo):
             os.close(trash_fd)
         os.rmdir(TRASH, dir_fd=root_fd)
         return (done, path, [])
-    finally:
-        os.close(root_fd)
+    return _fs.at_entry(repo.cache_dir, os.path.join(repo.folder_name, TRASH), settle)
 
 
 def apply(plan):
