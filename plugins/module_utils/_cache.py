@@ -100,7 +100,7 @@ class RepoCache:
             return False
         except _fs.Refused as exc:
             raise _names.UnsafeName("%s in the cache %s; remove it (state=absent) and fetch again"
-                             % (exc.path, exc.reason), exc.path)
+                                    % (exc.path, exc.reason), exc.path)
         return True
 
     def root_dir(self, create=True):
@@ -423,8 +423,8 @@ class RepoCache:
             if blob.kind != _store.REFUSED:
                 continue
             if stat.S_ISDIR(os.lstat(blob.path).st_mode):
-                raise _names.UnsafeName("%s in the cache is a directory where a blob belongs (%s)" % (blob.path, blob.reason),
-                                 blob.path)
+                raise _names.UnsafeName("%s in the cache is a directory where a blob belongs (%s)"
+                                        % (blob.path, blob.reason), blob.path)
             self._unlink(blob.path)
             cleared.append(name)
         return cleared

@@ -488,7 +488,7 @@ class Snapshot:
         if self.uid != -1 or self.gid != -1 or self.mode is not None:
             # Judged now, whatever else changes: a hard link with no sound copy is refused before any write.
             plan.ownership = _ownership.plan_ownership(self.repo.owned_paths(), self.uid, self.gid, self.mode,
-                                                   self.cache_dir, self.repo.copy_rule)
+                                                       self.cache_dir, self.repo.copy_rule)
         return plan
 
     def diff(self, plan):
@@ -609,7 +609,7 @@ class Snapshot:
         if plan.old_ref != plan.commit:
             self.repo.write_ref(self.ref, plan.commit)
         _ownership.apply_ownership(_ownership.plan_ownership(self.repo.owned_paths(), self.uid, self.gid, self.mode),
-                               self.uid, self.gid, self.mode, self.cache_dir, self.repo.copy_rule)
+                                   self.uid, self.gid, self.mode, self.cache_dir, self.repo.copy_rule)
         snapshot = self.repo.snapshot_path(plan.commit)
         if p["link"] and plan.old_link != snapshot:
             _ownership.swap_link(p["link"], snapshot, self.uid, self.gid)
