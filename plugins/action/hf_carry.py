@@ -22,9 +22,10 @@ from ansible.errors import AnsibleError
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 
+from ansible_collections.justnews.huggingface.plugins.module_utils import _space
+from ansible_collections.justnews.huggingface.plugins.module_utils import _names
 from ansible_collections.justnews.huggingface.plugins.module_utils import _agent_env
 from ansible_collections.justnews.huggingface.plugins.module_utils import _bundle
-from ansible_collections.justnews.huggingface.plugins.module_utils import _cache
 from ansible_collections.justnews.huggingface.plugins.module_utils import _carry
 from ansible_collections.justnews.huggingface.plugins.module_utils import _errors
 from ansible_collections.justnews.huggingface.plugins.module_utils import _record
@@ -57,7 +58,7 @@ class ControllerSource:
                                       " the controller's cache first" % seed_name(seed))
             repo = os.path.dirname(os.path.dirname(os.path.normpath(snapshot)))
             for entry in (seed.get("listing") or {}).values():
-                name = _cache.RepoCache.blob_name(entry)
+                name = _names.blob_name(entry)
                 self.where.setdefault(name, (os.path.dirname(repo), os.path.join(repo, "blobs", name)))
 
     def open(self, blob):
@@ -203,7 +204,7 @@ def model_args(seed, links=True):
     """What hf_receive needs of one model, from a seed (the controller's result, or the bundle's entry); without
     `links`, the model's link is left out (a bake links the models itself, to the image's path)."""
     item = seed_model(seed)
-    if not item.get("repo_id") or not _cache.is_commit(seed.get("commit") or "") or \
+    if not item.get("repo_id") or not _names.is_commit(seed.get("commit") or "") or \
             not isinstance(seed.get("listing"), dict):
         raise _errors.Failure(_errors.INVALID_ARGUMENT,
                               "each entry of models needs item.repo_id, a 40-hex commit and a listing; got %s"
@@ -365,7 +366,7 @@ class ActionModule(ActionBase):
     @staticmethod
     def chunk_size(args):
         try:
-            size = _cache.parse_size(args.get("chunk_size", _carry.DEFAULT_CHUNK))
+            size = _space.parse_size(args.get("chunk_size", _carry.DEFAULT_CHUNK))
         except ValueError:
             raise _errors.Failure(_errors.INVALID_ARGUMENT, "chunk_size must be bytes or a size such as '64M', got %r"
                                   % (args.get("chunk_size"),))

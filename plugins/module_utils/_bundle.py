@@ -30,7 +30,7 @@ import stat
 import tarfile
 import tempfile
 
-from ansible_collections.justnews.huggingface.plugins.module_utils import _cache
+from ansible_collections.justnews.huggingface.plugins.module_utils import _names
 from ansible_collections.justnews.huggingface.plugins.module_utils import _errors
 from ansible_collections.justnews.huggingface.plugins.module_utils import _fs
 from ansible_collections.justnews.huggingface.plugins.module_utils import _members
@@ -57,9 +57,9 @@ def run(module, work, result, os_failure):
     the path and the error). The result keeps no diff of a run that failed."""
     try:
         work()
-    except (_errors.Failure, _cache.UnsafeName, OSError) as exc:
+    except (_errors.Failure, _names.UnsafeName, OSError) as exc:
         result.update(changed=False)
-        if isinstance(exc, _cache.UnsafeName):
+        if isinstance(exc, _names.UnsafeName):
             _errors.fail(module, _errors.INVALID_ARGUMENT, "%s: fix the argument" % exc, **result)
         result.pop("diff", None)
         if isinstance(exc, OSError):
@@ -88,27 +88,27 @@ def model_entry(snapshot):
     item = snapshot.get("item") if isinstance(snapshot.get("item"), dict) else {}
     snapshot = dict(snapshot, **{k: item[k] for k in ("repo_id", "repo_type", "revision")
                                  if item.get(k) and not snapshot.get(k)})
-    repo_id = _cache.check_repo_id(snapshot.get("repo_id"))
+    repo_id = _names.check_repo_id(snapshot.get("repo_id"))
     repo_type = snapshot.get("repo_type") or "model"
     if repo_type not in REPO_TYPES:
         raise _errors.Failure(_errors.INVALID_ARGUMENT,
                               "repo_type of %s must be one of %s, got %r" % (repo_id, ", ".join(REPO_TYPES), repo_type))
-    commit = _cache.check_commit(snapshot.get("commit"), "the snapshot of %s" % repo_id)
-    ref = _cache.check_ref_name(snapshot.get("ref") or "main")
+    commit = _names.check_commit(snapshot.get("commit"), "the snapshot of %s" % repo_id)
+    ref = _names.check_ref_name(snapshot.get("ref") or "main")
     revision = snapshot.get("revision") or ("main" if item else commit)
-    if not _cache.is_commit(revision):
-        _cache.check_ref_name(revision, "revision")
-    listing = _cache.check_tree(snapshot.get("listing"), "the listing of %s@%s" % (repo_id, commit))
+    if not _names.is_commit(revision):
+        _names.check_ref_name(revision, "revision")
+    listing = _names.check_tree(snapshot.get("listing"), "the listing of %s@%s" % (repo_id, commit))
     names = snapshot.get("files") or sorted(listing)
     files = []
     for path in sorted(names):
-        _cache.check_file_name(path, "the snapshot of %s" % repo_id)
+        _names.check_file_name(path, "the snapshot of %s" % repo_id)
         if path not in listing:
             raise _errors.Failure(_errors.INVALID_ARGUMENT,
                                   "%s of %s is not in the listing of %s" % (path, repo_id, commit),
                                   files=[(repo_id, path)])
         entry = listing[path]
-        files.append({"path": path, "blob": _cache.RepoCache.blob_name(entry), "size": int(entry.get("size") or 0)})
+        files.append({"path": path, "blob": _names.blob_name(entry), "size": int(entry.get("size") or 0)})
     return {"repo_id": repo_id, "repo_type": repo_type, "revision": revision, "ref": ref, "commit": commit,
             "listing": listing, "files": files}
 
@@ -153,7 +153,7 @@ def check_manifest(data, source):
         try:
             checked = model_entry(dict(model, files=[f.get("path") if isinstance(f, dict) else None
                                                      for f in model["files"]]))
-        except (_cache.UnsafeName, TypeError, AttributeError) as exc:
+        except (_names.UnsafeName, TypeError, AttributeError) as exc:
             raise _errors.Failure(_errors.CORRUPT_BUNDLE, "the manifest of %s is unsafe: %s" % (source, exc))
         if checked["ref"] != model.get("ref") or checked["repo_type"] != model.get("repo_type"):
             raise _errors.Failure(_errors.CORRUPT_BUNDLE,
@@ -192,9 +192,9 @@ def match_models(manifest, wanted, source):
                                   " model_cache_models (playbook justnews.huggingface.bundle)"
                                   % (source, repo_id, revision, held))
         model = found[0]
-        ref = want.get("ref") or ("main" if _cache.is_commit(revision) else revision)
+        ref = want.get("ref") or ("main" if _names.is_commit(revision) else revision)
         out.append({"item": want, "repo_id": repo_id, "repo_type": repo_type, "revision": revision,
-                    "commit": model["commit"], "ref": _cache.check_ref_name(ref), "listing": model["listing"],
+                    "commit": model["commit"], "ref": _names.check_ref_name(ref), "listing": model["listing"],
                     "files": [f["path"] for f in model["files"]], "bytes": sum(f["size"] for f in model["files"])})
     return out
 
@@ -250,7 +250,7 @@ def _read_member(tar, member, limit, source):
 def _check_member(member, source):
     """Only plain regular members under the two names a bundle uses; the name says which."""
     name = member.name
-    if name != MANIFEST and not (name.startswith("blobs/") and _cache.BLOB_RE.match(name[6:])):
+    if name != MANIFEST and not (name.startswith("blobs/") and _names.BLOB_RE.match(name[6:])):
         raise _errors.Failure(_errors.UNSAFE_BUNDLE,
                               "%s holds the member %r, which no bundle has (only %s and blobs/<object id>): refused;"
                               " rebuild the bundle" % (source, name, MANIFEST))
@@ -324,7 +324,7 @@ def check_header(member, table, seen, archive_size, source):
     naming the member and its files."""
     name = member.name
     blob = name[6:] if name.startswith("blobs/") else ""
-    if not _cache.BLOB_RE.match(blob) or name in seen or blob not in table:
+    if not _names.BLOB_RE.match(blob) or name in seen or blob not in table:
         raise _errors.Failure(_errors.UNSAFE_BUNDLE,
                               "%s holds the member %r, which is not a blob of its manifest, or is there twice: refused;"
                               " nothing was taken from it" % (source, name), files=[])

@@ -4,7 +4,7 @@
 """Read and shape the huggingface_hub cache layout without importing huggingface_hub.
 
 Everything here treats the cache's own files (refs, tree listings, snapshot links) and every name that came
-from the Hub as untrusted: a path is written, linked or removed only after it was checked to lie inside the
+from the Hub as untrusted: a path is written, linked or removed only after it was checked to lie _names.inside the
 repository's own folders, ``<cache>/<repo folder>`` and ``<cache>/.locks/<repo folder>``.
 
 Private to the justnews.huggingface collection: no compatibility promise.
@@ -14,39 +14,22 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import grp
 import hashlib
 import json
 import os
 import posixpath
-import pwd
-import re
 import stat
 import time
 
-from ansible.module_utils.common.text.formatters import human_to_bytes
-
 from ansible_collections.justnews.huggingface.plugins.module_utils import _fs
+from ansible_collections.justnews.huggingface.plugins.module_utils import _names
 from ansible_collections.justnews.huggingface.plugins.module_utils import _store
 
-COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
-BLOB_RE = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
-REPO_PART_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
-# Characters git forbids in ref names, plus controls and space.
-REF_BAD_RE = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
 TREE_FORMAT_VERSION = 1
 TREE_MAX = 64 * 1024 * 1024  # a listing of a few hundred thousand files; a bigger one is not the module's
 LOCK_NAME = "hf_snapshot.lock"
 PENDING_NAME = "hf_snapshot.pending"
 _CHUNK = 4 * 1024 * 1024
-
-
-class UnsafeName(ValueError):
-    """A name from the Hub, the cache or an argument that would lead outside the repository's folder."""
-
-    def __init__(self, message, name=None):
-        super().__init__(message)
-        self.name = name
 
 
 class BlobMismatch(ValueError):
@@ -55,101 +38,6 @@ class BlobMismatch(ValueError):
 
 class LockTimeout(Exception):
     """Another run held the repository's lock for longer than this run may wait."""
-
-
-def default_cache_dir(environ):
-    """Where huggingface_hub itself looks: HF_HUB_CACHE, then HUGGINGFACE_HUB_CACHE, then $HF_HOME/hub."""
-    for key in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
-        if environ.get(key):
-            return os.path.expanduser(environ[key])
-    home = environ.get("HF_HOME") or os.path.join(environ.get("XDG_CACHE_HOME") or "~/.cache", "huggingface")
-    return os.path.join(os.path.expanduser(home), "hub")
-
-
-def repo_folder_name(repo_id, repo_type):
-    return "--".join([repo_type + "s"] + repo_id.split("/"))
-
-
-def is_commit(revision):
-    return bool(COMMIT_RE.match(revision or ""))
-
-
-# --- validation of untrusted names ---------------------------------------------------------------------
-
-def check_repo_id(repo_id):
-    """'owner/name' or 'name' as the Hub allows them; '--' and '..' would be ambiguous in the folder name."""
-    parts = repo_id.split("/") if isinstance(repo_id, str) else []
-    if not 1 <= len(parts) <= 2 or not all(REPO_PART_RE.match(p) for p in parts) or "--" in repo_id \
-            or ".." in repo_id:
-        raise UnsafeName("repo_id must look like 'owner/name' (letters, digits, '-', '_', '.'; no '--' or '..'),"
-                         " got %r" % (repo_id,), repo_id)
-    return repo_id
-
-
-def check_ref_name(name, what="ref"):
-    """Git's ref-name rules (git check-ref-format), which also keep a ref inside refs/."""
-    bad = (not isinstance(name, str) or not name or len(name) > 255 or REF_BAD_RE.search(name)
-           or ".." in name or "@{" in name or name == "@" or name.endswith((".", "/")) or name.startswith("/"))
-    if not bad:
-        for part in name.split("/"):
-            if not part or part.startswith(".") or part.endswith(".lock"):
-                bad = True
-    if bad:
-        raise UnsafeName("%s %r is not a valid branch or tag name (git ref-name rules: no '..', no leading '/'"
-                         " or '.', no empty component, no spaces or ~^:?*[\\)" % (what, name), name)
-    return name
-
-
-def check_commit(value, source):
-    if not is_commit(value):
-        raise UnsafeName("%s gave %r as a commit, which is not 40 hexadecimal characters" % (source, value), value)
-    return value
-
-
-def check_file_name(name, source):
-    """A repository file name: relative, normalised, no '..', no empty or '.' component."""
-    ok = (isinstance(name, str) and 0 < len(name) <= 4096 and "\x00" not in name and "\\" not in name
-          and not name.startswith("/") and posixpath.normpath(name) == name
-          and all(part not in ("", ".", "..") for part in name.split("/")))
-    if not ok:
-        raise UnsafeName("%s lists the file name %r, which is not a plain relative path inside the repository"
-                         % (source, name), name)
-    return name
-
-
-def check_tree(files, source):
-    """Validate a listing {path: {size, blob_id, lfs_sha256?}}; return it."""
-    if not isinstance(files, dict):
-        raise UnsafeName("%s is not a file listing" % source)
-    for name, entry in files.items():
-        check_file_name(name, source)
-        if not isinstance(entry, dict):
-            raise UnsafeName("%s has no metadata for %r" % (source, name), name)
-        blob = RepoCache.blob_name(entry)
-        if not (isinstance(blob, str) and BLOB_RE.match(blob)):
-            raise UnsafeName("%s gives %r the object id %r, which is not a SHA-1 or SHA-256 in hexadecimal"
-                             % (source, name, blob), name)
-        size = entry.get("size")
-        if size is not None and (not isinstance(size, int) or size < 0):
-            raise UnsafeName("%s gives %r the size %r" % (source, name, size), name)
-        xet_hash = entry.get("xet_hash")
-        if xet_hash is not None and not (isinstance(xet_hash, str) and re.match(r"^[0-9a-f]{64}$", xet_hash)):
-            raise UnsafeName("%s gives %r the Xet hash %r, which is not 64 hexadecimal digits"
-                             % (source, name, xet_hash), name)
-    return files
-
-
-def inside(path, top):
-    """True when the real path of `path` lies under the real path of `top`."""
-    real, base = os.path.realpath(path), os.path.realpath(top)
-    return real == base or real.startswith(base.rstrip(os.sep) + os.sep)
-
-
-def location_inside(path, top):
-    """True when the entry `path` itself (not what a symlink there points to) lies in or at `top`."""
-    real = os.path.join(os.path.realpath(os.path.dirname(path) or "."), os.path.basename(path))
-    base = os.path.realpath(top)
-    return real == base or real.startswith(base.rstrip(os.sep) + os.sep)
 
 
 # --- content checks ---------------------------------------------------------------------------------------
@@ -189,7 +77,7 @@ class RepoCache:
 
     def __init__(self, cache_dir, repo_id, repo_type="model"):
         self.cache_dir = cache_dir
-        self.folder_name = repo_folder_name(repo_id, repo_type)
+        self.folder_name = _names.repo_folder_name(repo_id, repo_type)
         self.root = os.path.join(cache_dir, self.folder_name)
         self.locks = os.path.join(cache_dir, ".locks", self.folder_name)
         self.blobs = os.path.join(self.root, "blobs")
@@ -200,10 +88,10 @@ class RepoCache:
         descriptor of cache_dir, each folder opened (or made) with O_NOFOLLOW relative to its parent."""
         rel = os.path.relpath(path, top)
         if rel.startswith(".."):
-            raise UnsafeName("%s is outside %s" % (path, top), path)
+            raise _names.UnsafeName("%s is outside %s" % (path, top), path)
         from_cache = os.path.relpath(path, self.cache_dir)
         if from_cache.startswith(".."):
-            raise UnsafeName("%s is outside %s" % (path, self.cache_dir), path)
+            raise _names.UnsafeName("%s is outside %s" % (path, self.cache_dir), path)
         try:
             os.close(_fs.open_dir(self.cache_dir, from_cache, create=create))
         except (FileNotFoundError, NotADirectoryError):
@@ -211,8 +99,8 @@ class RepoCache:
                 raise
             return False
         except _fs.Refused as exc:
-            raise UnsafeName("%s in the cache %s; remove it (state=absent) and fetch again"
-                             % (exc.path, exc.reason), exc.path)
+            raise _names.UnsafeName("%s in the cache %s; remove it (state=absent) and fetch again"
+                                    % (exc.path, exc.reason), exc.path)
         return True
 
     def root_dir(self, create=True):
@@ -222,7 +110,7 @@ class RepoCache:
         return self._real_dir(self.root, self.cache_dir, create)
 
     def check_layout(self, commit=None, create=False):
-        """The repository's folders, where they exist, are real directories inside the cache, never symlinks."""
+        """The repository's folders, where they exist, are real directories _names.inside the cache, never symlinks."""
         subdirs = ["blobs", "refs", "trees", "snapshots"] + ([os.path.join("snapshots", commit)] if commit else [])
         if self.root_dir(create):
             for rel in subdirs:
@@ -237,28 +125,28 @@ class RepoCache:
     def locks_dir(self, create=True):
         if create:
             os.makedirs(os.path.join(self.cache_dir, ".locks"), exist_ok=True)
-        if not inside(os.path.join(self.cache_dir, ".locks"), self.cache_dir):
-            raise UnsafeName("%s/.locks leads outside the cache" % self.cache_dir, ".locks")
+        if not _names.inside(os.path.join(self.cache_dir, ".locks"), self.cache_dir):
+            raise _names.UnsafeName("%s/.locks leads outside the cache" % self.cache_dir, ".locks")
         return self._real_dir(self.locks, os.path.join(self.cache_dir, ".locks"), create)
 
     # --- reading -------------------------------------------------------------
     def snapshot_path(self, commit):
-        return os.path.join(self.root, "snapshots", check_commit(commit, "the cache"))
+        return os.path.join(self.root, "snapshots", _names.check_commit(commit, "the cache"))
 
     def read_ref(self, ref):
         """The commit a ref names, or None: a ref that is a symlink or not a regular file is never read."""
         try:
-            data = _fs.read_file(self.cache_dir, posixpath.join(self.folder_name, "refs", check_ref_name(ref)), 256)
+            data = _fs.read_file(self.cache_dir, posixpath.join(self.folder_name, "refs", _names.check_ref_name(ref)), 256)
         except (_fs.Refused, IsADirectoryError, NotADirectoryError):
             return None
         value = (data or b"").decode("ascii", "replace").strip()
-        return value if is_commit(value) else None
+        return value if _names.is_commit(value) else None
 
     def tree_path(self, commit):
-        return os.path.join(self.root, "trees", check_commit(commit, "the cache") + ".json")
+        return os.path.join(self.root, "trees", _names.check_commit(commit, "the cache") + ".json")
 
     def read_tree(self, commit):
-        """The cached listing for a commit: {path: {size, blob_id, lfs_sha256?}}, None, or UnsafeName."""
+        """The cached listing for a commit: {path: {size, blob_id, lfs_sha256?}}, None, or _names.UnsafeName."""
         path = self.tree_path(commit)
         try:
             raw = _fs.read_file(self.cache_dir, os.path.relpath(path, self.cache_dir), TREE_MAX)
@@ -272,11 +160,11 @@ class RepoCache:
         files = data.get("files")
         if not isinstance(files, dict):
             return None
-        return check_tree(files, "the cached listing %s" % path)
+        return _names.check_tree(files, "the cached listing %s" % path)
 
     def blob_path(self, name):
-        if not (isinstance(name, str) and BLOB_RE.match(name)):
-            raise UnsafeName("%r is not a blob name" % (name,), name)
+        if not (isinstance(name, str) and _names.BLOB_RE.match(name)):
+            raise _names.UnsafeName("%r is not a blob name" % (name,), name)
         return os.path.join(self.blobs, name)
 
     def linked_blob(self, commit, path):
@@ -285,7 +173,7 @@ class RepoCache:
 
         The snapshot link's target is read, not followed, so a blob that is itself a link is judged by _store.
         """
-        entry = os.path.join(self.snapshot_path(commit), check_file_name(path, "the snapshot"))
+        entry = os.path.join(self.snapshot_path(commit), _names.check_file_name(path, "the snapshot"))
         try:
             if not stat.S_ISLNK(os.lstat(entry).st_mode):
                 return None
@@ -293,7 +181,7 @@ class RepoCache:
         except (FileNotFoundError, NotADirectoryError):
             return None
         blob = os.path.normpath(os.path.join(os.path.realpath(os.path.dirname(entry)), target))
-        if os.path.dirname(blob) != os.path.realpath(self.blobs) or not BLOB_RE.match(os.path.basename(blob)):
+        if os.path.dirname(blob) != os.path.realpath(self.blobs) or not _names.BLOB_RE.match(os.path.basename(blob)):
             return None
         return blob if _store.inspect_blob(self.cache_dir, blob).present else None
 
@@ -315,23 +203,18 @@ class RepoCache:
                 try:
                     if self.linked_blob(commit, rel):
                         found.append(rel)
-                except UnsafeName:
+                except _names.UnsafeName:
                     continue
         return sorted(found)
 
     def missing_files(self, commit, wanted):
         return [path for path in wanted if not self.linked_blob(commit, path)]
 
-    @staticmethod
-    def blob_name(entry):
-        """The library names a blob after its ETag: the SHA-256 for LFS files, the git blob id otherwise."""
-        return entry.get("lfs_sha256") or entry.get("blob_id")
-
     def has_blob(self, name):
         """blobs/<name> is a regular file, or a link to a valid entry of the shared store."""
         try:
             return self.inspect_blob(name).present
-        except (OSError, UnsafeName):
+        except (OSError, _names.UnsafeName):
             return False
 
     def blob_size(self, name):
@@ -340,7 +223,7 @@ class RepoCache:
 
     def blob_names(self):
         try:
-            return {n for n in os.listdir(self.blobs) if BLOB_RE.match(n)}
+            return {n for n in os.listdir(self.blobs) if _names.BLOB_RE.match(n)}
         except (FileNotFoundError, NotADirectoryError):
             return set()
 
@@ -350,7 +233,7 @@ class RepoCache:
             names = os.listdir(self.blobs)
         except (FileNotFoundError, NotADirectoryError):
             return []
-        return sorted(n for n in names if n.endswith(".incomplete") and BLOB_RE.match(n.split(".")[0]))
+        return sorted(n for n in names if n.endswith(".incomplete") and _names.BLOB_RE.match(n.split(".")[0]))
 
     def orphaned_incomplete(self):
         """Partial downloads whose download lock nobody holds: left by a run that died."""
@@ -435,7 +318,7 @@ class RepoCache:
 
         Holds the blob's download lock while copying, as huggingface_hub does, so the partial file is never
         taken for an orphan; the lock is waited for at most `lock_timeout` seconds (its holder may be the cache's
-        owner). The partial file is made and renamed inside the real blobs folder, reached without following
+        owner). The partial file is made and renamed _names.inside the real blobs folder, reached without following
         links. Returns the bytes copied.
         """
         self.blob_path(name)
@@ -451,7 +334,7 @@ class RepoCache:
         tmp = "%s.import%d.incomplete" % (name, os.getpid())
         try:
             if not stat.S_ISREG(os.fstat(lock).st_mode):
-                raise UnsafeName("%s in the cache is not a lock file" % os.path.join(self.locks, name + ".lock"))
+                raise _names.UnsafeName("%s in the cache is not a lock file" % os.path.join(self.locks, name + ".lock"))
             deadline = time.monotonic() + lock_timeout
             while True:
                 try:
@@ -540,8 +423,8 @@ class RepoCache:
             if blob.kind != _store.REFUSED:
                 continue
             if stat.S_ISDIR(os.lstat(blob.path).st_mode):
-                raise UnsafeName("%s in the cache is a directory where a blob belongs (%s)" % (blob.path, blob.reason),
-                                 blob.path)
+                raise _names.UnsafeName("%s in the cache is a directory where a blob belongs (%s)"
+                                        % (blob.path, blob.reason), blob.path)
             self._unlink(blob.path)
             cleared.append(name)
         return cleared
@@ -556,11 +439,11 @@ class RepoCache:
 
     # --- writing -------------------------------------------------------------
     def write_ref(self, ref, commit):
-        check_ref_name(ref)
+        _names.check_ref_name(ref)
         path = os.path.join(self.root, "refs", ref)
         self.dir_in_repo(os.path.dirname(os.path.relpath(path, self.root)))
         _fs.write_file_at(self.cache_dir, os.path.relpath(path, self.cache_dir),
-                          check_commit(commit, "the run").encode("ascii"))
+                          _names.check_commit(commit, "the run").encode("ascii"))
 
     def write_tree(self, commit, files):
         """Store the listing in the library's own format, so snapshot_download skips its tree request."""
@@ -574,7 +457,7 @@ class RepoCache:
 
     def link_existing_blob(self, commit, path, name):
         """Add a file to a snapshot from a blob already in the cache, with the library's relative link."""
-        check_file_name(path, "the listing")
+        _names.check_file_name(path, "the listing")
         blob = self.blob_path(name)
         link = os.path.join(self.snapshot_path(commit), path)
         self.dir_in_repo(os.path.dirname(os.path.relpath(link, self.root)))
@@ -587,7 +470,7 @@ class RepoCache:
                 st = None
             if st is not None:
                 if stat.S_ISDIR(st.st_mode):
-                    raise UnsafeName("%s in the cache is a directory where the file %s belongs" % (link, path), path)
+                    raise _names.UnsafeName("%s in the cache is a directory where the file %s belongs" % (link, path), path)
                 os.unlink(name_in, dir_fd=folder)
             os.symlink(os.path.relpath(blob, os.path.dirname(link)), name_in, dir_fd=folder)
         finally:
@@ -669,10 +552,10 @@ class RepoCache:
             return None
         parts = rel.split(os.sep)
         name = parts[-1]
-        if parts[0] == self.folder_name and len(parts) == 3 and parts[1] == "blobs" and BLOB_RE.match(name):
+        if parts[0] == self.folder_name and len(parts) == 3 and parts[1] == "blobs" and _names.BLOB_RE.match(name):
             return _blob_copy(name)
         if parts[0] == self.folder_name and len(parts) >= 3 and parts[1] == "refs":
-            return _fs.checked(256, _vouch(lambda data: is_commit(data.decode("ascii", "replace").strip()),
+            return _fs.checked(256, _vouch(lambda data: _names.is_commit(data.decode("ascii", "replace").strip()),
                                            "does not hold a commit"))
         if parts[0] == self.folder_name and len(parts) == 3 and parts[1] == "trees" and name.endswith(".json"):
             return _fs.checked(TREE_MAX, _vouch(_is_listing, "is not a file listing"))
@@ -709,7 +592,7 @@ class RepoCache:
             names = json.loads(raw.decode("utf-8")) if raw is not None else []
         except (OSError, ValueError):
             return []
-        return [n for n in names if isinstance(n, str) and BLOB_RE.match(n)] if isinstance(names, list) else []
+        return [n for n in names if isinstance(n, str) and _names.BLOB_RE.match(n)] if isinstance(names, list) else []
 
     def clear_pending(self):
         self._unlink(self.pending_path())
@@ -751,13 +634,13 @@ def _is_listing(data):
     payload = json.loads(data.decode("utf-8"))
     if not isinstance(payload, dict) or payload.get("format_version") != TREE_FORMAT_VERSION:
         return False
-    check_tree(payload.get("files"), "a listing")
+    _names.check_tree(payload.get("files"), "a listing")
     return True
 
 
 def _is_pending(data):
     names = json.loads(data.decode("utf-8"))
-    return isinstance(names, list) and all(isinstance(n, str) and BLOB_RE.match(n) for n in names)
+    return isinstance(names, list) and all(isinstance(n, str) and _names.BLOB_RE.match(n) for n in names)
 
 
 class RepoLock:
@@ -848,131 +731,3 @@ class RepoLock:
 
     def __exit__(self, *exc):
         self.release()
-
-
-SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
-
-
-def parse_size(value):
-    """Bytes from an int or a size such as '512M' or '1.5G' (K, M, G, T are powers of 1024, as Ansible's
-    human_to_bytes reads them; '2GiB', '10 KB' and '1g' are read too); ValueError else."""
-    if isinstance(value, bool):
-        raise ValueError(value)
-    if isinstance(value, int):
-        if value < 0:
-            raise ValueError(value)
-        return value
-    match = SIZE_RE.match(str(value))
-    if not match:
-        raise ValueError(value)
-    return human_to_bytes(match.group(1), default_unit=match.group(2).upper() or None)
-
-
-def nearest_existing(path):
-    """The path itself or its closest ancestor that exists: where a folder about to be created will live."""
-    while not os.path.lexists(path):
-        parent = os.path.dirname(path) or "/"
-        if parent == path:
-            break
-        path = parent
-    return path
-
-
-def free_space(path):
-    """(bytes free for unprivileged writers, device) of the filesystem that holds or will hold `path`."""
-    existing = nearest_existing(os.path.abspath(path))
-    st = os.statvfs(existing)
-    return st.f_bavail * st.f_frsize, os.stat(existing).st_dev
-
-
-def resolve_ids(owner, group):
-    """Map owner/group names (or numbers) to ids; -1 keeps the current one."""
-    uid = gid = -1
-    if owner is not None:
-        uid = int(owner) if str(owner).isdigit() else pwd.getpwnam(owner).pw_uid
-    if group is not None:
-        gid = int(group) if str(group).isdigit() else grp.getgrnam(group).gr_gid
-    return uid, gid
-
-
-def dir_mode(file_mode):
-    """Directories get an x bit wherever the file mode grants r, so the same readers can traverse."""
-    return file_mode | ((file_mode & 0o444) >> 2) | 0o700
-
-
-def plan_ownership(paths, uid, gid, file_mode, top=None, copies=None):
-    """Return the paths whose owner, group or mode differ from what is wanted.
-
-    With `top` (the cache), a hard link among them (a regular file with more than one name) is judged now,
-    before anything is written: apply_ownership will replace it by a private copy, so its content is read
-    through its copy rule (`copies`, see apply_ownership) and _fs.Refused raised when it has none or the content
-    does not belong there."""
-    pending, linked = [], []
-    for path in paths:
-        st = os.lstat(path)
-        if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
-            continue  # FIFOs and devices are never handed out (apply_ownership skips them too)
-        wrong_owner = (uid != -1 and st.st_uid != uid) or (gid != -1 and st.st_gid != gid)
-        wrong_mode = False
-        if file_mode is not None and not stat.S_ISLNK(st.st_mode):
-            want = dir_mode(file_mode) if stat.S_ISDIR(st.st_mode) else file_mode
-            wrong_mode = stat.S_IMODE(st.st_mode) != want
-        if wrong_owner or wrong_mode:
-            pending.append(path)
-            if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
-                linked.append(path)
-    if top is not None and linked:
-        apply_ownership(linked, uid, gid, file_mode, top, copies, check=True)
-    return pending
-
-
-def apply_ownership(paths, uid, gid, file_mode, top, copies=None, check=False):
-    """Owner, group and mode of paths below `top` (the cache), each reached from a descriptor of `top` through
-    real folders and opened without following the last component: an entry or a folder on the way swapped for a
-    symlink after it was planned is never chowned or chmodded through; links get an lchown only.
-
-    An entry with more than one name is never changed in place (_fs.own_at): a symlink is made anew, a regular
-    file replaced by a private copy made by `copies(path)`, its copy rule (an _fs copy function, None: no copy
-    makes sense and _fs.Refused is raised). With `check`, nothing is changed; the copies are only judged."""
-    for path in paths:
-        base, rel = _store.below(top, path)
-        parent, name = os.path.split(rel)
-        try:
-            dir_fd = _fs.open_dir(base, parent)
-        except (_fs.Refused, FileNotFoundError, NotADirectoryError):
-            continue
-        try:
-            # The rule is looked up for a hard link only; one made after this look finds no rule and is refused.
-            try:
-                linked = os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_nlink > 1
-            except FileNotFoundError:
-                continue
-            _fs.own_at(dir_fd, name, uid, gid, file_mode, None if file_mode is None else dir_mode(file_mode),
-                       where=path, copy=copies(path) if copies and linked else None, check=check)
-        finally:
-            os.close(dir_fd)
-
-
-def link_target(link):
-    try:
-        return os.readlink(link)
-    except OSError as exc:
-        if exc.errno in (errno.ENOENT, errno.EINVAL):
-            return None
-        raise
-
-
-def swap_link(link, target, uid=-1, gid=-1):
-    """Point link at target atomically: readers see the old or the new snapshot, never neither."""
-    if os.path.lexists(link) and not os.path.islink(link):
-        raise IsADirectoryError(
-            "%s exists and is not a symlink; move it away or choose another 'link' path" % link)
-    directory = os.path.dirname(link) or "."
-    os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, ".%s.tmp-%d" % (os.path.basename(link), os.getpid()))
-    if os.path.lexists(tmp):
-        os.unlink(tmp)
-    os.symlink(target, tmp)
-    if uid != -1 or gid != -1:
-        os.lchown(tmp, uid, gid)
-    os.replace(tmp, link)

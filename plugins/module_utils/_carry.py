@@ -39,7 +39,7 @@ import stat
 import tarfile
 import threading
 
-from ansible_collections.justnews.huggingface.plugins.module_utils import _cache
+from ansible_collections.justnews.huggingface.plugins.module_utils import _names
 from ansible_collections.justnews.huggingface.plugins.module_utils import _errors
 from ansible_collections.justnews.huggingface.plugins.module_utils import _fs
 from ansible_collections.justnews.huggingface.plugins.module_utils import _members
@@ -88,7 +88,7 @@ def merge_blobs(groups):
     for repo_id, blobs in groups:
         for blob in blobs:
             name = blob["name"]
-            if not (isinstance(name, str) and _cache.BLOB_RE.match(name)):
+            if not (isinstance(name, str) and _names.BLOB_RE.match(name)):
                 raise _errors.Failure(_errors.UNSAFE_LISTING, "%r is not an object id (of %s)" % (name, repo_id))
             size = int(blob["size"])
             item = merged.setdefault(name, {"name": name, "size": size, "files": []})
@@ -353,14 +353,14 @@ def check_location(staging, cache_dir, hf_home=None):
     link where a chunk is written, or holds one of them (its removal after the import would take the cache)."""
     tops = [(option, top) for option, top in (("cache_dir", cache_dir), ("hf_home", hf_home)) if top]
     for option, top in tops:
-        if _cache.location_inside(staging, top):
+        if _names.location_inside(staging, top):
             raise _errors.Failure(_errors.UNSAFE_CACHE,
                                   "staging_dir %s lies inside %s %s, which the cache's owner can write: a link planted"
                                   " there would lead the chunks elsewhere. Nothing was sent. Set staging_dir to a folder"
                                   " of root's outside the cache, such as /var/lib/justnews-huggingface/incoming (the"
                                   " role's)" % (staging, option, top))
     for option, top in tops:
-        if _cache.location_inside(top, staging):
+        if _names.location_inside(top, staging):
             raise _errors.Failure(_errors.INVALID_ARGUMENT,
                                   "staging_dir %s holds %s %s, and is removed once the models are in: set staging_dir to"
                                   " a folder of its own outside the cache, such as /var/lib/justnews-huggingface/incoming"
@@ -774,7 +774,7 @@ def unpack(staging_fd, staging_dir, chunks, blobs, dest_fd, dest):
 def _check_member(member, wanted, seen, where):
     name = member.name
     blob = name[6:] if name.startswith("blobs/") else None
-    if blob is None or not _cache.BLOB_RE.match(blob) or blob not in wanted:
+    if blob is None or not _names.BLOB_RE.match(blob) or blob not in wanted:
         raise _errors.Failure(_errors.INTEGRITY,
                               "the stream in %s holds the member %r, which is none of the blobs sent: refused, nothing"
                               " was taken into the cache" % (where, name))

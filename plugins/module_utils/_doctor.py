@@ -18,6 +18,7 @@ import posixpath
 import re
 import stat
 
+from ansible_collections.justnews.huggingface.plugins.module_utils import _names
 from ansible_collections.justnews.huggingface.plugins.module_utils import _cache
 from ansible_collections.justnews.huggingface.plugins.module_utils import _errors
 from ansible_collections.justnews.huggingface.plugins.module_utils import _fs
@@ -239,12 +240,12 @@ class CacheChecks(Checks):
             self.add("cache", cache, FAIL, "the cache directory does not exist",
                      "run justnews.huggingface.prefetch on this host")
             return
-        folders = [_cache.repo_folder_name(m["repo_id"], m["repo_type"]) for m in self.p["models"]]
+        folders = [_names.repo_folder_name(m["repo_id"], m["repo_type"]) for m in self.p["models"]]
         commits = {}
         for model in self.p["models"]:
             commit = self.commit_of(model, report=False)
             if commit:
-                commits.setdefault(_cache.repo_folder_name(model["repo_id"], model["repo_type"]), []).append(commit)
+                commits.setdefault(_names.repo_folder_name(model["repo_id"], model["repo_type"]), []).append(commit)
         for user in self.users():
             problems = self.as_user(user, access_problems, cache, sorted(set(folders)),
                                     {k: sorted(set(v)) for k, v in commits.items()})
@@ -301,12 +302,12 @@ class CacheChecks(Checks):
     def commit_of(self, model, report=True):
         """The commit a model's revision names: the revision itself, or what its ref records (read without
         following a link); None when there is none (with `report`, a planted ref is a finding)."""
-        if _cache.is_commit(model["revision"]):
+        if _names.is_commit(model["revision"]):
             return model["revision"]
-        folder = _cache.repo_folder_name(model["repo_id"], model["repo_type"])
+        folder = _names.repo_folder_name(model["repo_id"], model["repo_type"])
         try:
-            rel = posixpath.join(folder, "refs", _cache.check_ref_name(model.get("ref") or model["revision"]))
-        except _cache.UnsafeName:
+            rel = posixpath.join(folder, "refs", _names.check_ref_name(model.get("ref") or model["revision"]))
+        except _names.UnsafeName:
             return None
         if report and self.planted(rel, "file"):
             return None
@@ -315,7 +316,7 @@ class CacheChecks(Checks):
         except (OSError, ValueError):
             return None
         value = (data or b"").decode("ascii", "replace").strip()
-        return value if _cache.is_commit(value) else None
+        return value if _names.is_commit(value) else None
 
     def check_model(self, model):
         subject = "%s@%s" % (model["repo_id"], model["revision"])
@@ -376,7 +377,7 @@ class CacheChecks(Checks):
                     return
             self.add("model", subject, OK, "complete at %s: %d files, %d bytes%s"
                      % (commit, len(wanted), size, ", checksums verified" if self.p["verify_checksums"] else ""))
-        except (_cache.UnsafeName, OSError) as exc:
+        except (_names.UnsafeName, OSError) as exc:
             self.add("model", subject, FAIL, "the cache cannot be read safely: %s" % exc, unsafe)
 
 
@@ -531,7 +532,7 @@ def snapshot_file(cache, folder, commit, path):
         target = _fs.readlink_at(cache, entry_rel) or ""
         named = posixpath.normpath(posixpath.join(posixpath.dirname(entry_rel), target))
         if target.startswith("/") or posixpath.dirname(named) != posixpath.join(folder, "blobs") \
-                or not _cache.BLOB_RE.match(posixpath.basename(named)):
+                or not _names.BLOB_RE.match(posixpath.basename(named)):
             return _foreign(entry, "the snapshot file %s" % path, target, "outside this repository's blobs folder")
         blob = os.path.join(cache, named)
         bst = _fs.lstat_at(cache, named)
@@ -735,6 +736,6 @@ def access_problems(cache, folders, commits):
         problems += _lock_problems(cache, folder)
         wanted = commits.get(folder) or []
         for commit in [wanted] if isinstance(wanted, str) else wanted:
-            if _cache.is_commit(commit):
+            if _names.is_commit(commit):
                 problems += _snapshot_problems(cache, folder, commit)
     return problems

@@ -24,6 +24,7 @@ import re
 import stat
 import time
 
+from ansible_collections.justnews.huggingface.plugins.module_utils import _names
 from ansible_collections.justnews.huggingface.plugins.module_utils import _cache
 from ansible_collections.justnews.huggingface.plugins.module_utils import _errors
 from ansible_collections.justnews.huggingface.plugins.module_utils import _fs
@@ -45,10 +46,10 @@ def repos_in(cache_dir):
             continue
         repo_id = match.group(2).replace("--", "/")
         try:
-            _cache.check_repo_id(repo_id)
-        except _cache.UnsafeName:
+            _names.check_repo_id(repo_id)
+        except _names.UnsafeName:
             continue
-        if _cache.repo_folder_name(repo_id, match.group(1)) == name:
+        if _names.repo_folder_name(repo_id, match.group(1)) == name:
             found.append((repo_id, match.group(1)))
     return found
 
@@ -171,7 +172,7 @@ def _readlink(cache_dir, rel):
 def _unsafe(exc, cache_dir):
     """UnsafeName for a folder of the repository that is not a real directory (the module's unsafe_cache)."""
     path = exc.path if os.path.isabs(exc.path) else os.path.join(cache_dir, exc.path)
-    return _cache.UnsafeName("%s in the cache %s; remove it (state=absent) and fetch again"
+    return _names.UnsafeName("%s in the cache %s; remove it (state=absent) and fetch again"
                              % (path, exc.reason), path)
 
 
@@ -238,7 +239,7 @@ def _blob_named(cache_dir, folder, rel, target):
         named = os.path.normpath(os.path.join(os.path.dirname(rel), target))
         ok = os.path.dirname(named) == folder + "/blobs"
     name = os.path.basename(named)
-    return name if ok and _cache.BLOB_RE.match(name) else None
+    return name if ok and _names.BLOB_RE.match(name) else None
 
 
 def _snapshot_blobs(cache_dir, folder, rel):
@@ -300,7 +301,7 @@ def _refs(cache_dir, repo):
                 refused.append(Refused(where, "ref %s; never read" % exc.reason, fix % where))
                 continue
             value = (data or b"").decode("ascii", "replace").strip()
-            if _cache.is_commit(value):
+            if _names.is_commit(value):
                 found[ref] = value
     except _fs.Refused as exc:
         where = os.path.join(cache_dir, exc.path) if not os.path.isabs(exc.path) else exc.path
@@ -321,7 +322,7 @@ def _incomplete(cache_dir, repo):
         return [], []
     try:
         partial = sorted(n for n in os.listdir(blobs)
-                         if n.endswith(".incomplete") and _cache.BLOB_RE.match(n.split(".")[0]))
+                         if n.endswith(".incomplete") and _names.BLOB_RE.match(n.split(".")[0]))
         try:
             locks = _fs.open_dir(cache_dir, ".locks/" + folder)
         except (FileNotFoundError, NotADirectoryError):
@@ -388,7 +389,7 @@ def _plan_repo(plan, cache_dir, folder, keep, pinned, links, busy, incomplete_ag
         st = _fs.lstat_at(cache_dir, rel)  # snapshots/ swapped for a link since it was listed: refused
         if st is None:
             continue
-        if not _cache.is_commit(name):
+        if not _names.is_commit(name):
             if stat.S_ISDIR(st.st_mode):
                 others |= _snapshot_blobs(cache_dir, folder, rel)[0]
             elif stat.S_ISLNK(st.st_mode):
@@ -398,7 +399,7 @@ def _plan_repo(plan, cache_dir, folder, keep, pinned, links, busy, incomplete_ag
                                             " never makes it" % where))
             continue
         if not stat.S_ISDIR(st.st_mode):
-            raise _cache.UnsafeName("%s in the cache is %s, not a directory; remove it (state=absent) and fetch"
+            raise _names.UnsafeName("%s in the cache is %s, not a directory; remove it (state=absent) and fetch"
                                     " again" % (os.path.join(cache_dir, rel), _fs.describe(st.st_mode)),
                                     os.path.join(cache_dir, rel))
         blobs, size = _snapshot_blobs(cache_dir, folder, rel)
@@ -406,8 +407,8 @@ def _plan_repo(plan, cache_dir, folder, keep, pinned, links, busy, incomplete_ag
 
     refs, unsafe_refs = _refs(cache_dir, repo)
     plan.refused += unsafe_refs
-    pinned_commits = {p for p in pinned if _cache.is_commit(p)}
-    pinned_commits |= {repo.read_ref(p) for p in pinned if not _cache.is_commit(p) and _valid_ref(p)} - {None}
+    pinned_commits = {p for p in pinned if _names.is_commit(p)}
+    pinned_commits |= {repo.read_ref(p) for p in pinned if not _names.is_commit(p) and _valid_ref(p)} - {None}
     real_root = os.path.join(os.path.realpath(cache_dir), folder)
     blobs_real = os.path.join(real_root, "blobs")
     by_age = sorted(plan.revisions, key=lambda r: (r.mtime, r.commit), reverse=True)
@@ -486,9 +487,9 @@ def link_targets(link):
 
 def _valid_ref(name):
     try:
-        _cache.check_ref_name(name)
+        _names.check_ref_name(name)
         return True
-    except _cache.UnsafeName:
+    except _names.UnsafeName:
         return False
 
 
@@ -561,10 +562,10 @@ def _probe(dir_fd, path):
 
 def _restorable(part, name, st):
     if part == "snapshots":
-        return _cache.is_commit(name) and stat.S_ISDIR(st.st_mode)
+        return _names.is_commit(name) and stat.S_ISDIR(st.st_mode)
     if part == "trees":
-        return name.endswith(".json") and _cache.is_commit(name[:-5]) and stat.S_ISREG(st.st_mode)
-    return bool(_cache.BLOB_RE.match(name)) and (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode))
+        return name.endswith(".json") and _names.is_commit(name[:-5]) and stat.S_ISREG(st.st_mode)
+    return bool(_names.BLOB_RE.match(name)) and (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode))
 
 
 def _put_back(root_fd, trash_fd):
@@ -991,7 +992,7 @@ class EntryLock:
             os.close(folder)
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
-            raise _cache.UnsafeName("%s is not a regular file" % _store.lock_path(self.cache_dir, self.xet_hash))
+            raise _names.UnsafeName("%s is not a regular file" % _store.lock_path(self.cache_dir, self.xet_hash))
         started = self.clock()
         while True:
             try:
@@ -1044,7 +1045,7 @@ def apply_store(store, busy, timeout=60):
         lock = EntryLock(store.cache_dir, xet_hash, timeout)
         try:
             lock.acquire()
-        except (OSError, _cache.UnsafeName):
+        except (OSError, _names.UnsafeName):
             continue  # a download holds it, or the lock is not a file: the entry stays for a later run
         try:
             if _referrers(store.cache_dir, xet_hash):
@@ -1072,7 +1073,7 @@ class Prune:
     def __init__(self, module):
         self.module = module
         self.p = module.params
-        self.cache_dir = self.p["cache_dir"] or _cache.default_cache_dir(os.environ)
+        self.cache_dir = self.p["cache_dir"] or _names.default_cache_dir(os.environ)
         self.result = {"changed": False, "cache_dir": self.cache_dir, "removed_revisions": [], "kept": [],
                        "removed_blobs": [], "removed_incomplete": [], "removed_store_entries": [], "refused": [],
                        "recovered": [], "freed_bytes": 0}
@@ -1085,11 +1086,11 @@ class Prune:
             raise _errors.Failure(_errors.INVALID_ARGUMENT, "keep, incomplete_age and timeout must be >= 0")
         try:
             if p["repo_id"] is not None:
-                _cache.check_repo_id(p["repo_id"])
+                _names.check_repo_id(p["repo_id"])
             for rev in p["pinned"]:
-                if not _cache.is_commit(rev):
-                    _cache.check_ref_name(rev, "pinned revision")
-        except _cache.UnsafeName as exc:
+                if not _names.is_commit(rev):
+                    _names.check_ref_name(rev, "pinned revision")
+        except _names.UnsafeName as exc:
             raise _errors.Failure(_errors.INVALID_ARGUMENT, "%s: fix the argument" % exc)
         if os.path.lexists(self.cache_dir) and not os.path.isdir(self.cache_dir):
             raise _errors.Failure(_errors.CACHE_DIR_INVALID,
@@ -1104,7 +1105,7 @@ class Prune:
         try:
             return plan_repo(self.cache_dir, repo_id, repo_type, self.p["keep"], self.p["pinned"],
                              self.links, busy, self.p["incomplete_age"])
-        except _cache.UnsafeName as exc:
+        except _names.UnsafeName as exc:
             self.result["refused"].append({"path": exc.name or repo_id, "reason": str(exc), "fix": UNSAFE_FIX})
             raise _errors.Failure(_errors.UNSAFE_CACHE, "%s. Refusing to prune %s; nothing %s removed from it. Fix: %s"
                                   % (exc, repo_id, "would be" if self.module.check_mode else "was", UNSAFE_FIX))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import pwd
 
-from ansible_collections.justnews.huggingface.plugins.module_utils import _cache
+from ansible_collections.justnews.huggingface.plugins.module_utils import _names
 from ansible_collections.justnews.huggingface.plugins.module_utils import _carry
 from ansible_collections.justnews.huggingface.plugins.module_utils import _errors
 from ansible_collections.justnews.huggingface.plugins.module_utils import _fs
@@ -42,7 +42,7 @@ class Receiver:
         self.euid = os.geteuid()
         hf_home = self.p["hf_home"]
         cache_dir = self.p["cache_dir"] or (os.path.join(hf_home, "hub") if hf_home else None) or \
-            _cache.default_cache_dir(os.environ)
+            _names.default_cache_dir(os.environ)
         _carry.check_location(self.staging, cache_dir, hf_home or os.environ.get("HF_HOME"))
 
     def snapshot_params(self, model, blobs_from, checked=None):
@@ -147,9 +147,9 @@ class Receiver:
         xet = set()
         for model in self.p["models"]:
             entries = [e for e in (model.get("listing") or {}).values() if isinstance(e, dict)]
-            for name in {_cache.RepoCache.blob_name(e) for e in entries}:
+            for name in {_names.blob_name(e) for e in entries}:
                 users[name] = users.get(name, 0) + 1
-            xet.update(_cache.RepoCache.blob_name(e) for e in entries if e.get("xet_hash"))
+            xet.update(_names.blob_name(e) for e in entries if e.get("xet_hash"))
         checked = {b["name"]: None for b in blobs if users.get(b["name"]) == 1}
         hashed = sorted(n for n in checked if n in xet)
         if hashed:

@@ -25,6 +25,9 @@ import traceback
 from ansible.module_utils.basic import env_fallback, missing_required_lib
 from ansible.module_utils.common.text.formatters import bytes_to_human
 
+from ansible_collections.justnews.huggingface.plugins.module_utils import _space
+from ansible_collections.justnews.huggingface.plugins.module_utils import _ownership
+from ansible_collections.justnews.huggingface.plugins.module_utils import _names
 from ansible_collections.justnews.huggingface.plugins.module_utils import _cache
 from ansible_collections.justnews.huggingface.plugins.module_utils import _errors
 from ansible_collections.justnews.huggingface.plugins.module_utils import _fs
@@ -107,7 +110,7 @@ class Plan:
         blobs = {}
         for path in self.missing:
             entry = self.tree.get(path, {})
-            name = _cache.RepoCache.blob_name(entry)
+            name = _names.blob_name(entry)
             item = blobs.setdefault(name, {"name": name, "size": int(entry.get("size") or 0), "files": []})
             item["files"].append(path)
         return list(blobs.values())
@@ -130,26 +133,26 @@ class Snapshot:
         self.started = time.monotonic()
         self.result = {"changed": False, "retries_used": 0}
         self.cache_dir = p["cache_dir"] or (os.path.join(p["hf_home"], "hub") if p.get("hf_home") else None) \
-            or _cache.default_cache_dir(os.environ)
+            or _names.default_cache_dir(os.environ)
         self.result["cache_dir"] = self.cache_dir
         self.endpoint = (p["endpoint"] or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
         self.revision = p["revision"]
         self.retrier = _hub.Retrier(p["retries"], p["timeout"])
         self.validate()
-        self.ref = p["ref"] or ("main" if _cache.is_commit(self.revision) else self.revision)
+        self.ref = p["ref"] or ("main" if _names.is_commit(self.revision) else self.revision)
         self.hub = _hub.Hub(self.endpoint, p["token"] or None, p["repo_id"], p["repo_type"])
         self.repo = _cache.RepoCache(self.cache_dir, p["repo_id"], p["repo_type"])
         self.mode = self._parse_mode(p["mode"])
         self.dir_mode = self._parse_dir_mode(p.get("dir_mode"))
         try:
-            self.margin = _cache.parse_size(p["free_space_margin"])
+            self.margin = _space.parse_size(p["free_space_margin"])
         except ValueError:
             raise _errors.Failure(_errors.INVALID_ARGUMENT,
                                   "free_space_margin must be bytes (an integer >= 0) or a size such as '512M' or '1G', got"
                                   " %r" % (p["free_space_margin"],))
         self.memory = self._parse_memory(p.get("download_memory", DEFAULT_DOWNLOAD_MEMORY))
         try:
-            self.uid, self.gid = _cache.resolve_ids(p["owner"], p["group"])
+            self.uid, self.gid = _ownership.resolve_ids(p["owner"], p["group"])
         except KeyError as exc:
             raise _errors.Failure(_errors.INVALID_ARGUMENT,
                                   "owner or group does not exist on the host: %s; create it first or fix 'owner'/'group'"
@@ -178,17 +181,17 @@ class Snapshot:
     def validate(self):
         p = self.p
         try:
-            _cache.check_repo_id(p["repo_id"])
-            if not _cache.is_commit(self.revision):
-                _cache.check_ref_name(self.revision, "revision")
+            _names.check_repo_id(p["repo_id"])
+            if not _names.is_commit(self.revision):
+                _names.check_ref_name(self.revision, "revision")
             if p["ref"] is not None:
-                _cache.check_ref_name(p["ref"], "ref")
-        except _cache.UnsafeName as exc:
+                _names.check_ref_name(p["ref"], "ref")
+        except _names.UnsafeName as exc:
             raise _errors.Failure(_errors.INVALID_ARGUMENT, "%s: fix the argument" % exc)
-        if p["ref"] and _cache.is_commit(p["ref"]):
+        if p["ref"] and _names.is_commit(p["ref"]):
             raise _errors.Failure(_errors.INVALID_ARGUMENT,
                                   "ref names a branch or tag under refs/, not a commit: got %r" % p["ref"])
-        if p["listing"] is not None and not _cache.is_commit(self.revision):
+        if p["listing"] is not None and not _names.is_commit(self.revision):
             raise _errors.Failure(_errors.INVALID_ARGUMENT,
                                   "listing describes one commit: pin 'revision' to the 40-character commit it lists")
         if p["blobs_from"] and not os.path.isdir(p["blobs_from"]):
@@ -201,7 +204,7 @@ class Snapshot:
             raise _errors.Failure(_errors.INVALID_ARGUMENT, "read_timeout must be > 0 and at most timeout (%d s), got %d"
                                   % (p["timeout"], p["read_timeout"]))
         link = p["link"]
-        if link and _cache.location_inside(link, self.cache_dir):
+        if link and _names.location_inside(link, self.cache_dir):
             raise _errors.Failure(_errors.INVALID_ARGUMENT,
                                   "link %s lies inside cache_dir %s, where it would replace the cache's own files: choose"
                                   " a path outside the cache, such as /opt/justnews/models/<name>" % (link, self.cache_dir))
@@ -223,7 +226,7 @@ class Snapshot:
     def _parse_memory(value):
         """download_memory in bytes: 0 (no cap) or at least MIN_DOWNLOAD_MEMORY."""
         try:
-            cap = _cache.parse_size(DEFAULT_DOWNLOAD_MEMORY if value is None else value)
+            cap = _space.parse_size(DEFAULT_DOWNLOAD_MEMORY if value is None else value)
         except ValueError:
             cap = -1
         if cap != 0 and cap < _hub.MIN_DOWNLOAD_MEMORY:
@@ -371,7 +374,7 @@ class Snapshot:
                 self.present()
         except _fs.Refused as exc:
             raise _errors.Failure(_errors.UNSAFE_CACHE, "%s. Nothing was changed through it" % exc, unsafe_name=exc.path)
-        except _cache.UnsafeName as exc:
+        except _names.UnsafeName as exc:
             raise _errors.Failure(_errors.UNSAFE_CACHE,
                                   "%s. Nothing outside the repository's folder was touched and no ref moved; remove the"
                                   " repository from the cache (state=absent) if it persists" % exc,
@@ -394,7 +397,7 @@ class Snapshot:
         link_ours = bool(link) and self.repo.links_to_snapshot(link)
         if link and os.path.lexists(link) and not link_ours:
             self.module.warn("%s is not a link into %s: left in place" % (link, self.repo.root))
-        self.result["diff"] = {"before": {"present": exists, "link": _cache.link_target(link) if link_ours else None},
+        self.result["diff"] = {"before": {"present": exists, "link": _ownership.link_target(link) if link_ours else None},
                                "after": {"present": False, "link": None}}
         if not exists and not link_ours:
             return
@@ -407,7 +410,7 @@ class Snapshot:
     # --- plan --------------------------------------------------------------
     def resolve(self):
         """The commit to hold, without the network when the cache already answers."""
-        if _cache.is_commit(self.revision):
+        if _names.is_commit(self.revision):
             return self.revision
         if self.p["offline"] or self.p["state"] == "present":
             cached = self.repo.read_ref(self.revision)
@@ -420,8 +423,8 @@ class Snapshot:
                                                                               self.cache_dir, self.revision))
         commit = self.network("resolving revision '%s'" % self.revision, self.hub.resolve_commit, self.revision)
         try:
-            return _cache.check_commit(commit, self.endpoint)
-        except _cache.UnsafeName as exc:
+            return _names.check_commit(commit, self.endpoint)
+        except _names.UnsafeName as exc:
             raise self.named_failure(_errors.UNSAFE_LISTING, exc, unsafe_name=commit)
 
     def complete_offline(self, commit):
@@ -438,8 +441,8 @@ class Snapshot:
         given = self.p["listing"]
         if given is not None:
             try:
-                given = _cache.check_tree(given, "the listing argument")
-            except _cache.UnsafeName as exc:
+                given = _names.check_tree(given, "the listing argument")
+            except _names.UnsafeName as exc:
                 raise _errors.Failure(_errors.INVALID_ARGUMENT, "%s: fix the listing" % exc, unsafe_name=exc.name)
             if tree is not None and tree != given:
                 raise _errors.Failure(_errors.INTEGRITY,
@@ -451,8 +454,8 @@ class Snapshot:
             return tree, False
         tree = self.network("listing the files of %s" % commit, self.hub.list_tree, commit)
         try:
-            return _cache.check_tree(tree, "%s's listing of %s" % (self.endpoint, commit)), True
-        except _cache.UnsafeName as exc:
+            return _names.check_tree(tree, "%s's listing of %s" % (self.endpoint, commit)), True
+        except _names.UnsafeName as exc:
             raise self.named_failure(_errors.UNSAFE_LISTING, exc, unsafe_name=exc.name)
 
     def plan(self):
@@ -474,18 +477,18 @@ class Snapshot:
                                   % (p["repo_id"], commit))
         absent = self.repo.missing_files(commit, wanted)
         # Files whose content is already cached under another commit only need a link, not a download.
-        reusable = [f for f in absent if self.repo.has_blob(self.repo.blob_name(tree.get(f, {})))
-                    and self.repo.blob_name(tree[f]) not in unverified]
+        reusable = [f for f in absent if self.repo.has_blob(_names.blob_name(tree.get(f, {})))
+                    and _names.blob_name(tree[f]) not in unverified]
         link = p["link"]
         plan = Plan(commit=commit, tree=tree, tree_fetched=tree_fetched, wanted=wanted, absent=absent,
                     reusable=reusable, missing=[f for f in absent if f not in reusable],
-                    old_ref=self.repo.read_ref(self.ref), old_link=_cache.link_target(link) if link else None,
+                    old_ref=self.repo.read_ref(self.ref), old_link=_ownership.link_target(link) if link else None,
                     orphans=self.repo.orphaned_incomplete(), unverified=unverified, ownership=[],
                     snapshot_existed=os.path.isdir(self.repo.snapshot_path(commit)))
         if self.uid != -1 or self.gid != -1 or self.mode is not None:
             # Judged now, whatever else changes: a hard link with no sound copy is refused before any write.
-            plan.ownership = _cache.plan_ownership(self.repo.owned_paths(), self.uid, self.gid, self.mode,
-                                                   self.cache_dir, self.repo.copy_rule)
+            plan.ownership = _ownership.plan_ownership(self.repo.owned_paths(), self.uid, self.gid, self.mode,
+                                                       self.cache_dir, self.repo.copy_rule)
         return plan
 
     def diff(self, plan):
@@ -541,10 +544,10 @@ class Snapshot:
         """Before any download or copy: room for what is still missing plus the margin, or no_space."""
         if not self.margin:
             return
-        free, device = _cache.free_space(self.cache_dir)
+        free, device = _space.free_space(self.cache_dir)
         incoming = sum(blob["size"] for blob in plan.missing_blobs)
         staging = self.p["staging_dir"]
-        staged = incoming if staging and _cache.free_space(staging)[1] == device else 0
+        staged = incoming if staging and _space.free_space(staging)[1] == device else 0
         needed = incoming + staged + self.margin
         self.result.update(needed_bytes=needed, free_bytes=free)
         if needed <= free:
@@ -567,11 +570,11 @@ class Snapshot:
         if plan.tree_fetched:
             self.repo.write_tree(plan.commit, plan.tree)
         for path in plan.reusable:
-            self.repo.link_existing_blob(plan.commit, path, self.repo.blob_name(plan.tree[path]))
+            self.repo.link_existing_blob(plan.commit, path, _names.blob_name(plan.tree[path]))
         if plan.missing and p["blobs_from"]:
             self.result["downloaded_bytes"] = self.import_blobs(plan)
         elif plan.missing:
-            expected = {f: self.repo.blob_name(plan.tree[f]) for f in plan.missing}
+            expected = {f: _names.blob_name(plan.tree[f]) for f in plan.missing}
             # A link the library would follow and take for the file (out of the store, dangling, a FIFO) goes first.
             self.repo.clear_refused(expected.values())
             self.guard_store(plan)
@@ -605,11 +608,11 @@ class Snapshot:
         # Only now is the snapshot complete and checked: make it the one applications load.
         if plan.old_ref != plan.commit:
             self.repo.write_ref(self.ref, plan.commit)
-        _cache.apply_ownership(_cache.plan_ownership(self.repo.owned_paths(), self.uid, self.gid, self.mode),
-                               self.uid, self.gid, self.mode, self.cache_dir, self.repo.copy_rule)
+        _ownership.apply_ownership(_ownership.plan_ownership(self.repo.owned_paths(), self.uid, self.gid, self.mode),
+                                   self.uid, self.gid, self.mode, self.cache_dir, self.repo.copy_rule)
         snapshot = self.repo.snapshot_path(plan.commit)
         if p["link"] and plan.old_link != snapshot:
-            _cache.swap_link(p["link"], snapshot, self.uid, self.gid)
+            _ownership.swap_link(p["link"], snapshot, self.uid, self.gid)
 
     def guard_store(self, plan):
         """Keep the download out of a shared store that leads elsewhere: the library would follow it. In a sound
@@ -650,7 +653,7 @@ class Snapshot:
                                       "%s (the cache's owner may hold it): nothing was linked and the ref was not moved;"
                                       " run again when it is released" % exc)
         for path in plan.missing:
-            self.repo.link_existing_blob(plan.commit, path, self.repo.blob_name(plan.tree[path]))
+            self.repo.link_existing_blob(plan.commit, path, _names.blob_name(plan.tree[path]))
         if hf_constants is not None and not hf_constants.HF_HUB_DISABLE_SHARED_BLOBS:
             self.share_imported(plan)
         return copied
@@ -682,7 +685,7 @@ class Snapshot:
                 self.repo.remove_snapshot_entries(plan.commit, keep)
                 if plan.tree_fetched:
                     self.repo.remove_tree(plan.commit)
-        except (OSError, _cache.UnsafeName) as exc:
+        except (OSError, _names.UnsafeName) as exc:
             self.module.warn("could not undo every change of the failed run: %s" % exc)
 
     def file_identity(self, commit, path):
@@ -709,7 +712,7 @@ class Snapshot:
         first kind."""
         passed = []
         for path in paths if hashed else ():
-            expected = self.repo.blob_name(tree.get(path) or {})
+            expected = _names.blob_name(tree.get(path) or {})
             seen = hashed.get(expected)
             if seen and seen[0] == expected and self.file_identity(commit, path) == tuple(seen[1:]):
                 passed.append(path)

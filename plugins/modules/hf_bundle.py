@@ -157,6 +157,7 @@ import stat
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.justnews.huggingface.plugins.module_utils import _names
 from ansible_collections.justnews.huggingface.plugins.module_utils import _bundle
 from ansible_collections.justnews.huggingface.plugins.module_utils import _cache
 from ansible_collections.justnews.huggingface.plugins.module_utils import _errors
@@ -174,7 +175,7 @@ def build(module, p, result):
         raise _errors.Failure(_errors.INVALID_ARGUMENT, "mode must be plain permission bits, got %r" % (p["mode"],))
     try:
         models = [_bundle.model_entry(s) for s in p["snapshots"]]
-    except _cache.UnsafeName as exc:
+    except _names.UnsafeName as exc:
         raise _errors.Failure(_errors.INVALID_ARGUMENT,
                               "%s: pass the results of justnews.huggingface.hf_snapshot" % exc)
     table = _bundle.blob_table(models)

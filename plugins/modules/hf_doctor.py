@@ -290,8 +290,8 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.justnews.huggingface.plugins.module_utils import _names
 from ansible_collections.justnews.huggingface.plugins.module_utils import _agent_env
-from ansible_collections.justnews.huggingface.plugins.module_utils import _cache
 from ansible_collections.justnews.huggingface.plugins.module_utils import _doctor
 from ansible_collections.justnews.huggingface.plugins.module_utils import _errors
 from ansible_collections.justnews.huggingface.plugins.module_utils import _systemd
@@ -362,12 +362,12 @@ def main():
     p["models"] = [model for model in p["models"] if model["state"] == "present"]
     for model in p["models"]:
         try:
-            _cache.check_repo_id(model["repo_id"])
-            if not _cache.is_commit(model["revision"]):
-                _cache.check_ref_name(model["revision"], "revision")
+            _names.check_repo_id(model["repo_id"])
+            if not _names.is_commit(model["revision"]):
+                _names.check_ref_name(model["revision"], "revision")
             if model.get("ref"):
-                _cache.check_ref_name(model["ref"], "ref")
-        except _cache.UnsafeName as exc:
+                _names.check_ref_name(model["ref"], "ref")
+        except _names.UnsafeName as exc:
             fail("models: %s: give repo_id as owner/name, revision as a branch, tag or 40-hex commit" % exc,
                  _errors.INVALID_ARGUMENT)
     if os.geteuid() != 0:

@@ -282,8 +282,8 @@ fix:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.justnews.huggingface.plugins.module_utils import _names
 from ansible_collections.justnews.huggingface.plugins.module_utils import _agent_env
-from ansible_collections.justnews.huggingface.plugins.module_utils import _cache
 from ansible_collections.justnews.huggingface.plugins.module_utils import _errors
 from ansible_collections.justnews.huggingface.plugins.module_utils import _image_root
 
@@ -301,10 +301,10 @@ def planned(p):
     for record in p["models"]:
         if not record.get("link"):
             continue
-        if not p["hub_cache"] or not _cache.is_commit(record.get("commit") or ""):
+        if not p["hub_cache"] or not _names.is_commit(record.get("commit") or ""):
             raise _errors.Failure(_errors.INVALID_ARGUMENT, "models: %s needs hub_cache and a 40-hex commit to be"
                                   " linked" % record.get("repo_id"))
-        folder = _cache.repo_folder_name(record.get("repo_id") or "", record.get("repo_type") or "model")
+        folder = _names.repo_folder_name(record.get("repo_id") or "", record.get("repo_type") or "model")
         links.append({"path": record["link"],
                       "src": "%s/%s/snapshots/%s" % (p["hub_cache"].rstrip("/"), folder, record["commit"])})
     env = p["dropins"]

@@ -8,27 +8,29 @@ import time
 
 import pytest
 
+from ansible_collections.justnews.huggingface.plugins.module_utils import _ownership
+from ansible_collections.justnews.huggingface.plugins.module_utils import _names
 from ansible_collections.justnews.huggingface.plugins.module_utils import _cache
 from ansible_collections.justnews.huggingface.plugins.module_utils import _fs
 
 
 def test_default_cache_dir_matches_huggingface_hub():
-    assert _cache.default_cache_dir({"HF_HOME": "/var/cache/hf"}) == "/var/cache/hf/hub"
-    assert _cache.default_cache_dir({"HF_HOME": "/x", "HF_HUB_CACHE": "/y"}) == "/y"
-    assert _cache.default_cache_dir({"HUGGINGFACE_HUB_CACHE": "/z"}) == "/z"
-    assert _cache.default_cache_dir({"HOME": "/root"}).endswith(".cache/huggingface/hub")
+    assert _names.default_cache_dir({"HF_HOME": "/var/cache/hf"}) == "/var/cache/hf/hub"
+    assert _names.default_cache_dir({"HF_HOME": "/x", "HF_HUB_CACHE": "/y"}) == "/y"
+    assert _names.default_cache_dir({"HUGGINGFACE_HUB_CACHE": "/z"}) == "/z"
+    assert _names.default_cache_dir({"HOME": "/root"}).endswith(".cache/huggingface/hub")
 
 
 def test_repo_folder_name():
-    assert _cache.repo_folder_name("sentence-transformers/all-MiniLM-L6-v2", "model") == \
+    assert _names.repo_folder_name("sentence-transformers/all-MiniLM-L6-v2", "model") == \
         "models--sentence-transformers--all-MiniLM-L6-v2"
-    assert _cache.repo_folder_name("roberta-base", "model") == "models--roberta-base"
+    assert _names.repo_folder_name("roberta-base", "model") == "models--roberta-base"
 
 
 def test_dir_mode_follows_file_mode():
-    assert _cache.dir_mode(0o644) == 0o755
-    assert _cache.dir_mode(0o640) == 0o750
-    assert _cache.dir_mode(0o600) == 0o700
+    assert _ownership.dir_mode(0o644) == 0o755
+    assert _ownership.dir_mode(0o640) == 0o750
+    assert _ownership.dir_mode(0o600) == 0o700
 
 
 def test_swap_link_replaces_atomically_and_refuses_a_directory(tmp_path):
@@ -36,13 +38,13 @@ def test_swap_link_replaces_atomically_and_refuses_a_directory(tmp_path):
     a.mkdir()
     b.mkdir()
     link = tmp_path / "models" / "m"
-    _cache.swap_link(str(link), str(a))
+    _ownership.swap_link(str(link), str(a))
     assert os.readlink(link) == str(a)
-    _cache.swap_link(str(link), str(b))
+    _ownership.swap_link(str(link), str(b))
     assert os.readlink(link) == str(b)
     assert sorted(os.listdir(link.parent)) == ["m"]
     try:
-        _cache.swap_link(str(a), str(b))
+        _ownership.swap_link(str(a), str(b))
     except IsADirectoryError as exc:
         assert "not a symlink" in str(exc)
     else:
@@ -54,11 +56,11 @@ def test_ownership_plan_sees_the_library_0600_tree_file(tmp_path):
     tree.parent.mkdir()
     tree.write_text("{}")
     tree.chmod(0o600)
-    pending = _cache.plan_ownership([str(tree)], -1, -1, 0o644)
+    pending = _ownership.plan_ownership([str(tree)], -1, -1, 0o644)
     assert pending == [str(tree)]
-    _cache.apply_ownership(pending, -1, -1, 0o644, str(tmp_path))
+    _ownership.apply_ownership(pending, -1, -1, 0o644, str(tmp_path))
     assert stat.S_IMODE(tree.stat().st_mode) == 0o644
-    assert _cache.plan_ownership([str(tree)], -1, -1, 0o644) == []
+    assert _ownership.plan_ownership([str(tree)], -1, -1, 0o644) == []
 
 
 def test_git_blob_sha1_matches_git(tmp_path):
@@ -91,7 +93,7 @@ def _swap_for_link(folder, target):
 def test_a_ref_is_never_written_through_a_swapped_refs_folder(tmp_path):
     repo, outside = _repo(tmp_path)
     _swap_for_link(os.path.join(repo.root, "refs"), outside)
-    with pytest.raises((_fs.Refused, _cache.UnsafeName)):
+    with pytest.raises((_fs.Refused, _names.UnsafeName)):
         repo.write_ref("main", COMMIT)
     with pytest.raises(_fs.Refused):  # the write itself, past the folder check
         _fs.write_file_at(repo.cache_dir, os.path.join(repo.folder_name, "refs", "main"), COMMIT.encode())
@@ -104,7 +106,7 @@ def test_a_snapshot_link_is_never_made_or_unlinked_through_a_swapped_folder(tmp_
     snapshot = repo.snapshot_path(COMMIT)
     os.makedirs(snapshot)
     _swap_for_link(snapshot, outside)
-    with pytest.raises(_cache.UnsafeName):
+    with pytest.raises(_names.UnsafeName):
         repo.link_existing_blob(COMMIT, "config.json", BLOB)
     assert (outside / "config.json").read_text() == "root's own"
 

@@ -5,6 +5,7 @@ import time
 
 import pytest
 
+from ansible_collections.justnews.huggingface.plugins.module_utils import _space
 from ansible_collections.justnews.huggingface.plugins.module_utils import _cache
 from ansible_collections.justnews.huggingface.plugins.module_utils import _prune
 from ansible_collections.justnews.huggingface.plugins.module_utils import _store
@@ -16,17 +17,17 @@ A, B, C = "a" * 40, "b" * 40, "c" * 40
     (0, 0), (123, 123), ("123", 123), ("512M", 512 * 1024 ** 2), ("1G", 1024 ** 3), ("1.5g", 1536 * 1024 ** 2),
     ("2GiB", 2 * 1024 ** 3), ("10 KB", 10240), ("1T", 1024 ** 4)])
 def test_sizes_are_read_in_powers_of_1024(value, expected):
-    assert _cache.parse_size(value) == expected
+    assert _space.parse_size(value) == expected
 
 
 @pytest.mark.parametrize("value", ["", "x", "-1", -1, "1P", "G", True, "1 G B"])
 def test_bad_sizes_are_refused(value):
     with pytest.raises(ValueError):
-        _cache.parse_size(value)
+        _space.parse_size(value)
 
 
 def test_free_space_is_measured_where_the_cache_will_be(tmp_path):
-    free, device = _cache.free_space(str(tmp_path / "not" / "yet" / "there"))
+    free, device = _space.free_space(str(tmp_path / "not" / "yet" / "there"))
     st = os.statvfs(tmp_path)
     assert device == os.stat(tmp_path).st_dev
     assert abs(free - st.f_bavail * st.f_frsize) < 64 * 1024 ** 2

@@ -7,6 +7,7 @@ import stat
 
 import pytest
 
+from ansible_collections.justnews.huggingface.plugins.module_utils import _names
 from ansible_collections.justnews.huggingface.plugins.module_utils import _cache
 from ansible_collections.justnews.huggingface.plugins.module_utils import _errors
 from ansible_collections.justnews.huggingface.plugins.module_utils import _fs
@@ -117,7 +118,7 @@ def test_a_revision_folder_that_is_a_link_is_refused_with_its_path(tmp_path):
     make_repo(tmp_path, {B: {"x": "2"}})
     (tmp_path / "elsewhere").mkdir()
     os.symlink(str(tmp_path / "elsewhere"), tmp_path / FOLDER / "snapshots" / A)
-    with pytest.raises(_cache.UnsafeName) as caught:
+    with pytest.raises(_names.UnsafeName) as caught:
         plan(tmp_path)
     assert caught.value.name == str(tmp_path / FOLDER / "snapshots" / A) and "a symlink" in str(caught.value)
 

@@ -6,6 +6,8 @@ import stat
 
 import pytest
 
+from ansible_collections.justnews.huggingface.plugins.module_utils import _ownership
+from ansible_collections.justnews.huggingface.plugins.module_utils import _names
 from ansible_collections.justnews.huggingface.plugins.module_utils import _cache
 from ansible_collections.justnews.huggingface.plugins.module_utils import _fs
 from ansible_collections.justnews.huggingface.plugins.module_utils import _store
@@ -119,7 +121,7 @@ def test_a_refused_blob_is_cleared_and_a_directory_in_its_place_is_unsafe(cache)
     assert repo.clear_refused([ETAG]) == [ETAG]
     assert not os.path.lexists(blob(cache)) and os.path.exists("/etc/passwd")
     os.mkdir(blob(cache))
-    with pytest.raises(_cache.UnsafeName):
+    with pytest.raises(_names.UnsafeName):
         repo.clear_refused([ETAG])
 
 
@@ -165,11 +167,11 @@ def test_ownership_covers_the_store_entries_the_repository_uses_only(cache):
             entry + ".refs", entry + ".lock"} <= paths
     assert str(cache / "blobs" / other[:2] / other) not in paths
     assert str(cache) not in paths
-    pending = _cache.plan_ownership(sorted(paths), -1, -1, 0o640)
-    _cache.apply_ownership(pending, -1, -1, 0o640, str(cache))
+    pending = _ownership.plan_ownership(sorted(paths), -1, -1, 0o640)
+    _ownership.apply_ownership(pending, -1, -1, 0o640, str(cache))
     assert stat.S_IMODE(os.stat(entry).st_mode) == 0o640
     assert stat.S_IMODE(os.stat(os.path.dirname(entry)).st_mode) == 0o750
-    assert _cache.plan_ownership(sorted(paths), -1, -1, 0o640) == []
+    assert _ownership.plan_ownership(sorted(paths), -1, -1, 0o640) == []
 
 
 def test_apply_ownership_never_chmods_through_a_swapped_symlink(tmp_path):
@@ -178,10 +180,10 @@ def test_apply_ownership_never_chmods_through_a_swapped_symlink(tmp_path):
     victim.chmod(0o600)
     path = tmp_path / "entry"
     path.write_text("y")
-    pending = _cache.plan_ownership([str(path)], -1, -1, 0o644)
+    pending = _ownership.plan_ownership([str(path)], -1, -1, 0o644)
     path.unlink()
     path.symlink_to(victim)  # swapped between plan and apply
-    _cache.apply_ownership(pending, -1, -1, 0o644, str(tmp_path))
+    _ownership.apply_ownership(pending, -1, -1, 0o644, str(tmp_path))
     assert stat.S_IMODE(victim.stat().st_mode) == 0o600
 
 
@@ -195,12 +197,12 @@ def test_apply_ownership_never_reaches_through_a_folder_swapped_after_the_plan(t
     outside.mkdir()
     (outside / "shadow").write_text("secret")
     (outside / "shadow").chmod(0o600)
-    pending = _cache.plan_ownership([str(planted)], -1, -1, 0o644)
+    pending = _ownership.plan_ownership([str(planted)], -1, -1, 0o644)
     assert pending == [str(planted)]
     planted.unlink()
     (cache / "refs" / "x").rmdir()
     (cache / "refs" / "x").symlink_to(outside)  # the folder on the way, swapped between plan and apply
-    _cache.apply_ownership(pending, -1, -1, 0o644, str(cache))
+    _ownership.apply_ownership(pending, -1, -1, 0o644, str(cache))
     assert stat.S_IMODE((outside / "shadow").stat().st_mode) == 0o600
 
 
@@ -301,15 +303,15 @@ def test_ownership_replaces_a_hard_linked_file_by_a_private_copy(cache, tmp_path
     before = plant_hard_link(path, outside, content)
     paths = sorted(repo.owned_paths())
     assert path in paths
-    pending = _cache.plan_ownership(paths, NOBODY, NOBODY, 0o644, str(cache), repo.copy_rule)
+    pending = _ownership.plan_ownership(paths, NOBODY, NOBODY, 0o644, str(cache), repo.copy_rule)
     assert path in pending and outside_state(outside) == before  # planning changes nothing
-    _cache.apply_ownership(pending, NOBODY, NOBODY, 0o644, str(cache), repo.copy_rule)
+    _ownership.apply_ownership(pending, NOBODY, NOBODY, 0o644, str(cache), repo.copy_rule)
     assert outside_state(outside) == before and os.stat(outside).st_nlink == 1
     st = os.lstat(path)
     assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode), st.st_nlink) == (NOBODY, NOBODY, 0o644, 1)
     expected = b"" if which.endswith("lock") else content
     assert open(path, "rb").read() == expected
-    assert _cache.plan_ownership(sorted(repo.owned_paths()), NOBODY, NOBODY, 0o644, str(cache), repo.copy_rule) == []
+    assert _ownership.plan_ownership(sorted(repo.owned_paths()), NOBODY, NOBODY, 0o644, str(cache), repo.copy_rule) == []
     assert _store.inspect_blob(str(cache), blob(cache)).kind == _store.STORE
     assert repo.read_ref("main") == COMMIT and repo.read_tree(COMMIT) is not None
 
@@ -335,13 +337,13 @@ def test_a_hard_link_whose_content_does_not_belong_there_is_refused_before_any_c
         return st.st_mode, st.st_ino, st.st_nlink, st.st_uid, st.st_gid, st.st_size, st.st_mtime_ns, st.st_ctime_ns
     cache_before = {p: state(p) for p in repo.owned_paths()}
     with pytest.raises(_fs.Refused) as info:
-        _cache.plan_ownership(sorted(repo.owned_paths()), NOBODY, NOBODY, 0o644, str(cache), repo.copy_rule)
+        _ownership.plan_ownership(sorted(repo.owned_paths()), NOBODY, NOBODY, 0o644, str(cache), repo.copy_rule)
     assert str(info.value).startswith(path + " is a hard link") and "rm" in str(info.value)
     assert outside_state(outside) == before and os.stat(outside).st_nlink == 2
     assert {p: state(p) for p in repo.owned_paths()} == cache_before
     # applied anyway (a link planted after the plan), it is refused the same way and nothing is copied out
     with pytest.raises(_fs.Refused):
-        _cache.apply_ownership([path], NOBODY, NOBODY, 0o644, str(cache), repo.copy_rule)
+        _ownership.apply_ownership([path], NOBODY, NOBODY, 0o644, str(cache), repo.copy_rule)
     assert outside_state(outside) == before and os.lstat(path).st_ino == os.stat(outside).st_ino
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.justnews.huggingface.plugins.module_utils import _agent_env, _errors, _image_root
+from ansible_collections.justnews.huggingface.plugins.module_utils import _agent_env, _errors
 from ansible_collections.justnews.huggingface.plugins.modules import hf_image_root
 
 COMMIT = "c" * 40
