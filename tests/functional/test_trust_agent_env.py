@@ -135,7 +135,8 @@ def test_the_roles_rollback_puts_the_previous_dropin_back_through_the_module(pla
         "model_cache_token": new, "model_cache_token_file": str(host["token_file"]), "model_cache_rollback": True,
         "__model_cache_booted": True, "__model_cache_models_result": [],
         "__model_cache_backup_dir": str(host["backup_dir"]), "__model_cache_fact_file": str(host["facts_file"]),
-        **{name: internal[name] for name in ("__model_cache_unit_names", "__model_cache_hub_cache",
+        **{name: internal[name] for name in ("__model_cache_unit_names", "__model_cache_hub_cache", "__model_cache_dropin",
+                                             "__model_cache_environment",
                                              "__model_cache_dropins_written")},
     }
     write = role_task("rollout.yml", "Write the agents' Hugging Face environment")
